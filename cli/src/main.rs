@@ -1,2 +1,62 @@
-//! placeholder
-fn main() {}
+//! keelctl: Keel's operator and client command line.
+//!
+//! # Layout
+//! - `cli`: flags and subcommands (clap), and dispatch.
+//! - `client`: connections with Keel's message limits, the token, deadlines.
+//! - `error`: errors as one-line sentences; exit codes.
+//! - `output`: tables, bars, progress lines, JSON.
+//! - `put`, `get` (+ `fetch`), `servers`, `rebalance/`: one module per command group.
+
+mod cli;
+mod client;
+mod error;
+mod fetch;
+mod get;
+mod output;
+mod put;
+mod rebalance;
+mod servers;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("off")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let why = error::io_message(&e);
+            return fail(&error::Error::Partial(format!(
+                "cannot start the runtime: {why}"
+            )));
+        }
+    };
+    let result = runtime.block_on(async {
+        tokio::select! {
+            r = cli.run() => r,
+            _ = tokio::signal::ctrl_c() => Err(error::Error::Interrupted(String::new())),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &error::Error) -> ExitCode {
+    output::warn(&e.to_string());
+    ExitCode::from(e.exit_code())
+}

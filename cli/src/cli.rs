@@ -1,0 +1,294 @@
+//! Command-line arguments: the global flags, one subcommand enum, and the
+//! parsing of `--move CHUNK:FROM:TO`.
+//!
+//! A new command group is one more variant of [`Command`], one more module,
+//! and one more arm in [`Cli::run`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use keel_proto::units::parse_duration;
+
+use crate::client::Clients;
+use crate::error::Error;
+use crate::{get, put, rebalance, servers};
+
+/// keelctl: operate a Keel cluster and move chunks in and out of it.
+#[derive(Debug, Parser)]
+#[command(name = "keelctl", version, about, propagate_version = true)]
+pub struct Cli {
+    /// gRPC address of the master (`http://HOST:PORT` or a bare `HOST:PORT`).
+    #[arg(
+        long,
+        global = true,
+        env = "KEEL_MASTER",
+        default_value = "http://127.0.0.1:7000"
+    )]
+    pub master: String,
+
+    /// Print machine-readable JSON on stdout instead of tables (errors stay on stderr).
+    #[arg(long, global = true, env = "KEEL_JSON")]
+    pub json: bool,
+
+    /// Shared token sent as `authorization: Bearer <token>` to the master and chunk servers.
+    #[arg(long, global = true, env = "KEEL_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+
+    /// Deadline for each control request to the master (not for data
+    /// transfers, `rebalance execute` or `rebalance run --wait`).
+    #[arg(long, global = true, env = "KEEL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Store a file as a chunk on the servers the master chooses (or `--on`).
+    Put(PutArgs),
+    /// Fetch a chunk into a file, verifying its size and CRC32C.
+    Get(GetArgs),
+    /// List chunk servers with their load and state.
+    Servers,
+    /// Inspect and drive the balancer.
+    #[command(subcommand)]
+    Rebalance(RebalanceCommand),
+}
+
+/// `keelctl put`.
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    /// Chunk id: 1–128 characters of `[A-Za-z0-9._-]`, not starting with `.`.
+    pub chunk: String,
+    /// File whose bytes become the chunk.
+    pub file: PathBuf,
+    /// Number of replicas (default: the master's `--replication`).
+    #[arg(long, env = "KEEL_REPLICATION", value_parser = clap::value_parser!(u32).range(1..))]
+    pub replication: Option<u32>,
+    /// Pin placement to this chunk server id (repeatable).
+    #[arg(
+        long = "on",
+        value_name = "SERVER",
+        env = "KEEL_ON",
+        value_delimiter = ','
+    )]
+    pub on: Vec<String>,
+}
+
+/// `keelctl get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Chunk id to fetch.
+    pub chunk: String,
+    /// Destination file (replaced atomically once the bytes are verified).
+    pub file: PathBuf,
+}
+
+/// `keelctl rebalance ...`.
+#[derive(Debug, Subcommand)]
+pub enum RebalanceCommand {
+    /// Average utilization and the servers outside the threshold band.
+    Check,
+    /// Dry run: the moves the balancer would make now, changing nothing.
+    Plan,
+    /// Plan now and queue the moves for the background mover.
+    Run(RunArgs),
+    /// Run the given moves now and wait for each to finish or fail.
+    Execute(ExecuteArgs),
+    /// The move queue: counts, oldest pending move, and each move's state.
+    Status,
+    /// Stop starting new moves (running ones finish).
+    Pause,
+    /// Start moves again.
+    Resume,
+}
+
+/// `keelctl rebalance run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Show progress until no move is pending or running, then a summary.
+    #[arg(long, env = "KEEL_WAIT")]
+    pub wait: bool,
+    /// With `--wait`: give up waiting after this long (the moves go on).
+    #[arg(long = "wait-timeout", env = "KEEL_WAIT_TIMEOUT", value_parser = parse_duration, requires = "wait")]
+    pub wait_timeout: Option<Duration>,
+    /// With `--wait`: how often to poll the master.
+    #[arg(long, env = "KEEL_POLL_INTERVAL", default_value = "500ms", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+}
+
+/// `keelctl rebalance execute`.
+#[derive(Debug, Args)]
+pub struct ExecuteArgs {
+    /// A move as `CHUNK:FROM:TO` (repeatable, or several after one `--move`).
+    #[arg(
+        long = "move",
+        value_name = "CHUNK:FROM:TO",
+        env = "KEEL_MOVE",
+        value_delimiter = ',',
+        required = true,
+        num_args = 1..,
+        value_parser = parse_move
+    )]
+    pub moves: Vec<MoveSpec>,
+}
+
+/// One operator-requested move.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveSpec {
+    /// Chunk id (validated).
+    pub chunk: String,
+    /// Source server id.
+    pub from: String,
+    /// Target server id.
+    pub to: String,
+}
+
+/// Parses `CHUNK:FROM:TO`; the chunk id must pass the chunk-id rules.
+pub fn parse_move(s: &str) -> Result<MoveSpec, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let [chunk, from, to] = parts[..] else {
+        return Err(format!(
+            "expected CHUNK:FROM:TO (three fields separated by ':'), got {} field(s)",
+            parts.len()
+        ));
+    };
+    keel_proto::chunk_id::validate(chunk).map_err(|e| e.to_string())?;
+    for (name, value) in [("FROM", from), ("TO", to)] {
+        if value.trim().is_empty() {
+            return Err(format!("{name} server id is empty"));
+        }
+    }
+    Ok(MoveSpec {
+        chunk: chunk.to_owned(),
+        from: from.trim().to_owned(),
+        to: to.trim().to_owned(),
+    })
+}
+
+impl Cli {
+    /// Runs the chosen command.
+    pub async fn run(self) -> Result<(), Error> {
+        let clients = Clients::new(&self.master, self.auth_token.as_deref(), self.timeout)?;
+        let json = self.json;
+        match self.command {
+            Command::Put(a) => put::run(&clients, a, json).await,
+            Command::Get(a) => get::run(&clients, a, json).await,
+            Command::Servers => servers::run(&clients, json).await,
+            Command::Rebalance(c) => rebalance::run(&clients, c, json).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_a_move() {
+        let m = parse_move("ch_010:cs1:cs4").expect("valid");
+        assert_eq!(
+            m,
+            MoveSpec {
+                chunk: "ch_010".into(),
+                from: "cs1".into(),
+                to: "cs4".into()
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_bad_moves() {
+        assert!(
+            parse_move("ch_010:cs1")
+                .expect_err("must fail")
+                .contains("got 2 field")
+        );
+        assert!(
+            parse_move("a:b:c:d")
+                .expect_err("must fail")
+                .contains("got 4 field")
+        );
+        assert!(
+            parse_move("../x:cs1:cs2")
+                .expect_err("must fail")
+                .contains("starts with '.'")
+        );
+        assert!(
+            parse_move(":cs1:cs2")
+                .expect_err("must fail")
+                .contains("empty")
+        );
+        assert!(
+            parse_move("c:cs1:")
+                .expect_err("must fail")
+                .contains("TO server id")
+        );
+        assert!(
+            parse_move("c: :cs2")
+                .expect_err("must fail")
+                .contains("FROM server id")
+        );
+    }
+
+    #[test]
+    fn json_is_global_and_moves_repeat() {
+        let cli = Cli::try_parse_from([
+            "keelctl",
+            "rebalance",
+            "execute",
+            "--move",
+            "a:cs1:cs2",
+            "b:cs2:cs3",
+            "--move",
+            "c:cs3:cs1",
+            "--json",
+        ])
+        .expect("parses");
+        assert!(cli.json);
+        let Command::Rebalance(RebalanceCommand::Execute(e)) = cli.command else {
+            panic!("wrong command: {:?}", cli.command);
+        };
+        let chunks: Vec<_> = e.moves.iter().map(|m| m.chunk.as_str()).collect();
+        assert_eq!(chunks, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn execute_needs_a_move() {
+        let err = Cli::try_parse_from(["keelctl", "rebalance", "execute"]).expect_err("must fail");
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn put_flags() {
+        let cli = Cli::try_parse_from([
+            "keelctl",
+            "put",
+            "c1",
+            "f",
+            "--on",
+            "cs1",
+            "--on",
+            "cs2",
+            "--replication",
+            "2",
+        ])
+        .expect("parses");
+        let Command::Put(p) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(p.on, ["cs1", "cs2"]);
+        assert_eq!(p.replication, Some(2));
+        assert!(Cli::try_parse_from(["keelctl", "put", "c1", "f", "--replication", "0"]).is_err());
+    }
+}

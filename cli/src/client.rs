@@ -1,0 +1,231 @@
+//! Connections to the master and to chunk servers: Keel's message limits,
+//! the optional bearer token on every call, a connect timeout, and a deadline
+//! on control requests.
+
+use std::future::Future;
+use std::time::Duration;
+
+use keel_proto::v1::chunk_server_client::ChunkServerClient;
+use keel_proto::v1::master_client::MasterClient;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+use crate::error::{Error, Peer, root_cause};
+
+/// How long to wait for a TCP connection to any peer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A channel that attaches the token to every request.
+pub type Svc = InterceptedService<Channel, Auth>;
+
+/// Adds `authorization: Bearer <token>` when a token is configured.
+#[derive(Clone, Debug, Default)]
+pub struct Auth(Option<MetadataValue<Ascii>>);
+
+impl Auth {
+    /// Builds the header value; a token that cannot be a header is a usage error.
+    pub fn new(token: Option<&str>) -> Result<Self, Error> {
+        let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) else {
+            return Ok(Auth(None));
+        };
+        let value = format!("Bearer {token}").parse().map_err(|_| {
+            Error::Usage("--auth-token must be printable ASCII without line breaks".into())
+        })?;
+        Ok(Auth(Some(value)))
+    }
+}
+
+impl Interceptor for Auth {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// Accepts `http://host:port` or a bare `host:port`; refuses TLS schemes
+/// (Keel speaks plaintext gRPC).
+pub fn normalize_url(input: &str) -> Result<String, String> {
+    let s = input.trim();
+    let (scheme, rest) = s.split_once("://").unwrap_or(("http", s));
+    match scheme {
+        "http" => {}
+        "https" => {
+            return Err("https is not supported: Keel speaks plaintext gRPC (use http://)".into());
+        }
+        other => return Err(format!("unsupported scheme {other:?} (use http://)")),
+    }
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() {
+        return Err("no host given (expected HOST:PORT)".into());
+    }
+    let url = format!("http://{rest}");
+    Endpoint::from_shared(url.clone()).map_err(|e| root_cause(&e))?;
+    Ok(url)
+}
+
+/// Factory of connections, built once from the global flags.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    master_url: String,
+    auth: Auth,
+    timeout: Duration,
+}
+
+impl Clients {
+    /// Checks the master address and token.
+    pub fn new(master: &str, token: Option<&str>, timeout: Duration) -> Result<Self, Error> {
+        let master_url = normalize_url(master)
+            .map_err(|e| Error::Usage(format!("invalid --master {master:?}: {e}")))?;
+        Ok(Clients {
+            master_url,
+            auth: Auth::new(token)?,
+            timeout,
+        })
+    }
+
+    /// The master, connected.
+    pub async fn master(&self) -> Result<Master, Error> {
+        let peer = Peer {
+            id: None,
+            url: &self.master_url,
+        }
+        .to_string();
+        let channel = connect(&self.master_url, &peer).await?;
+        let client = MasterClient::with_interceptor(channel, self.auth.clone())
+            .max_decoding_message_size(keel_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(keel_proto::MAX_MESSAGE_BYTES);
+        Ok(Master {
+            client,
+            peer,
+            timeout: self.timeout,
+        })
+    }
+
+    /// Chunk server `id` at `address` (as the master reported it), connected.
+    pub async fn chunkserver(&self, id: &str, address: &str) -> Result<ChunkServer, Error> {
+        let url = normalize_url(address).map_err(|e| Error::Unreachable {
+            peer: format!("chunk server {id}"),
+            reason: format!("the master gave the unusable address {address:?}: {e}"),
+        })?;
+        let peer = Peer {
+            id: Some(id),
+            url: &url,
+        }
+        .to_string();
+        let channel = connect(&url, &peer).await?;
+        let client = ChunkServerClient::with_interceptor(channel, self.auth.clone())
+            .max_decoding_message_size(keel_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(keel_proto::MAX_MESSAGE_BYTES);
+        Ok(ChunkServer { client, peer })
+    }
+}
+
+async fn connect(url: &str, peer: &str) -> Result<Channel, Error> {
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .map_err(|e| Error::Usage(format!("invalid address {url:?}: {}", root_cause(&e))))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true);
+    endpoint.connect().await.map_err(|e| Error::Unreachable {
+        peer: peer.to_owned(),
+        reason: root_cause(&e),
+    })
+}
+
+/// A connected master client.
+pub struct Master {
+    /// The generated client (cheap to clone).
+    pub client: MasterClient<Svc>,
+    /// How the master is named in messages.
+    pub peer: String,
+    timeout: Duration,
+}
+
+impl Master {
+    /// Awaits a control RPC under the `--timeout` deadline.
+    pub async fn call<T>(
+        &self,
+        op: &'static str,
+        fut: impl Future<Output = Result<Response<T>, Status>>,
+    ) -> Result<T, Error> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(r) => self.answer(op, r),
+            Err(_) => Err(Error::rpc(
+                &self.peer,
+                op,
+                Status::deadline_exceeded(format!(
+                    "no answer within {:?} (see --timeout)",
+                    self.timeout
+                )),
+            )),
+        }
+    }
+
+    /// Awaits an RPC that may legitimately take long (moves), without deadline.
+    pub async fn call_long<T>(
+        &self,
+        op: &'static str,
+        fut: impl Future<Output = Result<Response<T>, Status>>,
+    ) -> Result<T, Error> {
+        self.answer(op, fut.await)
+    }
+
+    fn answer<T>(&self, op: &'static str, r: Result<Response<T>, Status>) -> Result<T, Error> {
+        r.map(Response::into_inner)
+            .map_err(|s| Error::rpc(&self.peer, op, s))
+    }
+}
+
+/// A connected chunk-server client.
+pub struct ChunkServer {
+    /// The generated client.
+    pub client: ChunkServerClient<Svc>,
+    /// How the server is named in messages.
+    pub peer: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_addresses_get_a_scheme() {
+        assert_eq!(
+            normalize_url("127.0.0.1:7000").as_deref(),
+            Ok("http://127.0.0.1:7000")
+        );
+        assert_eq!(normalize_url(" http://h:1/ ").as_deref(), Ok("http://h:1"));
+        assert!(
+            normalize_url("https://h:1")
+                .expect_err("must fail")
+                .contains("plaintext")
+        );
+        assert!(
+            normalize_url("ftp://h")
+                .expect_err("must fail")
+                .contains("ftp")
+        );
+        assert!(normalize_url("").is_err());
+        assert!(normalize_url("http://").is_err());
+    }
+
+    #[test]
+    fn token_becomes_a_bearer_header() {
+        let mut auth = Auth::new(Some("s3cret")).expect("ascii");
+        let req = auth.call(Request::new(())).expect("intercepted");
+        assert_eq!(
+            req.metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok()),
+            Some("Bearer s3cret")
+        );
+        let mut none = Auth::new(None).expect("no token");
+        let req = none.call(Request::new(())).expect("intercepted");
+        assert!(req.metadata().get("authorization").is_none());
+        assert!(Auth::new(Some("bad\ntoken")).is_err());
+    }
+}

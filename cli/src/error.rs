@@ -1,0 +1,253 @@
+//! keelctl's errors and how each is said to a person: one line, no Debug
+//! dumps, gRPC codes turned into sentences.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use keel_proto::chunk_id::ChunkIdError;
+use tonic::{Code, Status};
+
+/// Everything that makes keelctl exit with status 1.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The chunk id breaks the chunk-id rules.
+    #[error(transparent)]
+    BadChunkId(#[from] ChunkIdError),
+
+    /// A flag value that clap could not check on its own.
+    #[error("{0}")]
+    Usage(String),
+
+    /// A local file could not be read or written.
+    #[error("{action} {}: {}", path.display(), io_message(source))]
+    File {
+        /// What keelctl was doing, e.g. `cannot read`.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+
+    /// No connection could be made.
+    #[error("cannot reach {peer}: {reason}")]
+    Unreachable {
+        /// e.g. `the master at http://127.0.0.1:7000`.
+        peer: String,
+        /// Root cause, e.g. `connection refused`.
+        reason: String,
+    },
+
+    /// An RPC answered with a non-OK status.
+    #[error("{}", rpc_sentence(peer, op, status))]
+    Rpc {
+        /// Who answered.
+        peer: String,
+        /// What was asked, in words (`rebalance check`).
+        op: &'static str,
+        /// The answer.
+        status: Box<Status>,
+    },
+
+    /// The master knows no chunk by this id.
+    #[error("chunk {chunk:?} not found")]
+    ChunkNotFound {
+        /// The id asked for.
+        chunk: String,
+    },
+
+    /// A command did part of its work; the message says which part failed.
+    #[error("{0}")]
+    Partial(String),
+
+    /// Ctrl-C: the command stopped (the message says what keeps going).
+    #[error("interrupted{0}")]
+    Interrupted(String),
+}
+
+impl Error {
+    /// Wraps an I/O error on `path`.
+    pub fn file(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::File {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Wraps a gRPC status from `peer` answering `op`.
+    pub fn rpc(peer: &str, op: &'static str, status: Status) -> Self {
+        Error::Rpc {
+            peer: peer.to_owned(),
+            op,
+            status: Box::new(status),
+        }
+    }
+
+    /// The gRPC code, when this is an RPC error.
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            Error::Rpc { status, .. } => Some(status.code()),
+            _ => None,
+        }
+    }
+
+    /// Process exit status for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Interrupted(_) => 130,
+            _ => 1,
+        }
+    }
+}
+
+/// Turns a gRPC status into one sentence naming who answered and what was asked.
+pub fn rpc_sentence(peer: &str, op: &str, status: &Status) -> String {
+    let msg = status_message(status);
+    match status.code() {
+        Code::Unimplemented => format!("{peer} does not support {op} yet (UNIMPLEMENTED)"),
+        Code::Unavailable => format!("cannot reach {peer}: {msg}"),
+        Code::Unauthenticated => format!(
+            "{peer} refused {op}: {msg} (set --auth-token or KEEL_AUTH_TOKEN to the cluster's token)"
+        ),
+        Code::PermissionDenied => format!("{peer} refused {op}: permission denied: {msg}"),
+        Code::DeadlineExceeded => format!("{peer} did not finish {op} in time: {msg}"),
+        Code::Cancelled => format!("{op} on {peer} was cancelled: {msg}"),
+        Code::DataLoss => format!("{peer} reported data loss during {op}: {msg}"),
+        Code::Internal | Code::Unknown => format!("{peer} failed {op}: {msg}"),
+        Code::Ok => format!("{op} on {peer} answered OK with an error: {msg}"),
+        _ => format!("{op} refused by {peer}: {msg}"),
+    }
+}
+
+/// The status message on one line; for transport failures, the root cause.
+pub fn status_message(status: &Status) -> String {
+    if let Some(io) = find_io_error(status) {
+        return io_message(io);
+    }
+    let msg = one_line(status.message());
+    if msg.is_empty() {
+        status.code().description().to_owned()
+    } else {
+        msg
+    }
+}
+
+/// The first `io::Error` in an error's source chain.
+pub fn find_io_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a io::Error> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            return Some(io);
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// The deepest cause of a transport error, in words, e.g. `connection refused`.
+pub fn root_cause(err: &(dyn StdError + 'static)) -> String {
+    if let Some(io) = find_io_error(err) {
+        return io_message(io);
+    }
+    let mut last = err;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    one_line(&last.to_string())
+}
+
+/// An I/O error without the `(os error N)` suffix, starting lower-case.
+pub fn io_message(err: &io::Error) -> String {
+    let text = err.to_string();
+    let text = match text.find(" (os error") {
+        Some(i) => &text[..i],
+        None => &text,
+    };
+    lower_first(&one_line(text))
+}
+
+fn lower_first(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) if !chars.as_str().starts_with(|n: char| n.is_uppercase()) => {
+            c.to_lowercase().chain(chars).collect()
+        }
+        _ => s.to_owned(),
+    }
+}
+
+/// Collapses whitespace runs (including newlines) to single spaces.
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// How a peer is named in messages.
+pub struct Peer<'a> {
+    /// Server id, or `None` for the master.
+    pub id: Option<&'a str>,
+    /// gRPC URL.
+    pub url: &'a str,
+}
+
+impl fmt::Display for Peer<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.id {
+            None => write!(f, "the master at {}", self.url),
+            Some(id) => write!(f, "chunk server {id} at {}", self.url),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M: &str = "the master at http://127.0.0.1:7000";
+
+    #[test]
+    fn codes_become_sentences() {
+        let s = |code, msg: &str| rpc_sentence(M, "rebalance plan", &Status::new(code, msg));
+        assert_eq!(
+            s(Code::Unimplemented, ""),
+            "the master at http://127.0.0.1:7000 does not support rebalance plan yet (UNIMPLEMENTED)"
+        );
+        assert_eq!(
+            s(Code::InvalidArgument, "bad\nthing"),
+            "rebalance plan refused by the master at http://127.0.0.1:7000: bad thing"
+        );
+        assert!(s(Code::Unauthenticated, "missing token").contains("--auth-token"));
+        assert!(s(Code::Internal, "").ends_with("failed rebalance plan: Internal error"));
+    }
+
+    #[test]
+    fn io_messages_are_short() {
+        let e = io::Error::from_raw_os_error(111);
+        assert_eq!(io_message(&e), "connection refused");
+        let e = io::Error::from_raw_os_error(2);
+        assert_eq!(io_message(&e), "no such file or directory");
+        let e = io::Error::other("TLS handshake");
+        assert_eq!(io_message(&e), "TLS handshake");
+    }
+
+    #[test]
+    fn errors_render_on_one_line() {
+        let e = Error::ChunkNotFound {
+            chunk: "ch9".into(),
+        };
+        assert_eq!(e.to_string(), "chunk \"ch9\" not found");
+        let e = Error::file(
+            "cannot read",
+            "/nope",
+            io::Error::from(io::ErrorKind::NotFound),
+        );
+        assert_eq!(e.to_string(), "cannot read /nope: entity not found");
+        let p = Peer {
+            id: Some("cs1"),
+            url: "http://h:1",
+        };
+        assert_eq!(p.to_string(), "chunk server cs1 at http://h:1");
+    }
+}

@@ -1,0 +1,228 @@
+//! `keelctl get`: locate a chunk, read it from the first replica that serves
+//! good bytes into a temp file beside the destination, verify, rename.
+//!
+//! A replica that is unreachable, lost the chunk, or serves bytes that do not
+//! match their checksum is skipped for the next one; bad bytes are reported to
+//! the master. If every replica fails, the master is asked once more (the
+//! chunk may have just moved) and new locations are tried.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use keel_proto::v1::{LocateChunkRequest, LocateChunkResponse, ReportCorruptionRequest, ServerRef};
+use serde::Serialize;
+use tonic::Code;
+
+use crate::cli::GetArgs;
+use crate::client::{Clients, Master};
+use crate::error::Error;
+use crate::fetch::{Attempt, Failure, fetch};
+use crate::output;
+
+/// How many times the master is asked where the chunk is.
+const LOCATE_ROUNDS: usize = 2;
+
+/// `--json` output of a successful get.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct GetJson {
+    /// Chunk id.
+    pub chunk: String,
+    /// Bytes written.
+    pub size: u64,
+    /// CRC32C of the bytes (verified).
+    pub crc32c: u32,
+    /// Id of the server the bytes came from.
+    pub server: String,
+}
+
+/// Runs `keelctl get`.
+pub async fn run(clients: &Clients, args: GetArgs, json: bool) -> Result<(), Error> {
+    keel_proto::chunk_id::validate(&args.chunk)?;
+    check_destination(&args.file).await?;
+    let master = clients.master().await?;
+    let mut tried = BTreeSet::new();
+    let mut failures = Vec::new();
+    for _ in 0..LOCATE_ROUNDS {
+        let loc = locate(&master, &args.chunk).await?;
+        let fresh: Vec<ServerRef> = ordered(&loc.replicas)
+            .into_iter()
+            .filter(|r| !tried.contains(&r.id))
+            .collect();
+        if fresh.is_empty() {
+            break;
+        }
+        for replica in fresh {
+            tried.insert(replica.id.clone());
+            let attempt = Attempt {
+                chunk: &args.chunk,
+                size: loc.size,
+                crc32c: loc.crc32c,
+                dest: &args.file,
+            };
+            match fetch(clients, &replica, &attempt).await {
+                Ok(()) => return print(&args.chunk, &loc, replica.id, json),
+                Err(Failure::Local(e)) => return Err(e),
+                Err(Failure::Replica { error, corrupt }) => {
+                    if corrupt {
+                        report(&master, &args.chunk, &replica.id, &error).await;
+                    }
+                    output::warn(&format!("{error}; trying another replica"));
+                    failures.push(format!("{}: {error}", replica.id));
+                }
+            }
+        }
+    }
+    if failures.is_empty() {
+        return Err(Error::Partial(format!(
+            "the master lists no replica of chunk {:?}",
+            args.chunk
+        )));
+    }
+    Err(Error::Partial(format!(
+        "no replica of chunk {:?} could be read ({})",
+        args.chunk,
+        failures.join("; ")
+    )))
+}
+
+/// `LocateChunk`, with NOT_FOUND said plainly.
+async fn locate(master: &Master, chunk: &str) -> Result<LocateChunkResponse, Error> {
+    let req = LocateChunkRequest {
+        chunk: chunk.to_owned(),
+    };
+    match master
+        .call("locate chunk", master.client.clone().locate_chunk(req))
+        .await
+    {
+        Err(e) if e.code() == Some(Code::NotFound) => Err(Error::ChunkNotFound {
+            chunk: chunk.to_owned(),
+        }),
+        other => other,
+    }
+}
+
+/// Live replicas first, otherwise in the master's order.
+fn ordered(replicas: &[ServerRef]) -> Vec<ServerRef> {
+    let mut out = replicas.to_vec();
+    out.sort_by_key(|r| !r.alive);
+    out
+}
+
+/// Tells the master a replica's bytes are bad; a failure here only warns.
+async fn report(master: &Master, chunk: &str, server: &str, error: &Error) {
+    let req = ReportCorruptionRequest {
+        chunk: chunk.to_owned(),
+        server: server.to_owned(),
+        detail: error.to_string(),
+    };
+    let sent = master
+        .call(
+            "report corruption",
+            master.client.clone().report_corruption(req),
+        )
+        .await;
+    if let Err(e) = sent {
+        output::warn(&format!(
+            "could not report the bad replica on {server}: {e}"
+        ));
+    }
+}
+
+/// Refuses a destination that is a directory or whose folder is missing,
+/// before anything is fetched.
+async fn check_destination(dest: &Path) -> Result<(), Error> {
+    if let Ok(meta) = tokio::fs::metadata(dest).await
+        && meta.is_dir()
+    {
+        return Err(Error::file(
+            "cannot write",
+            dest,
+            std::io::Error::other("it is a directory"),
+        ));
+    }
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match tokio::fs::metadata(parent).await {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::file(
+            "cannot write",
+            dest,
+            std::io::Error::other("its parent is not a directory"),
+        )),
+        Err(e) => Err(Error::file("cannot write", dest, e)),
+    }
+}
+
+fn print(chunk: &str, loc: &LocateChunkResponse, server: String, json: bool) -> Result<(), Error> {
+    let out = GetJson {
+        chunk: chunk.to_owned(),
+        size: loc.size,
+        crc32c: loc.crc32c,
+        server,
+    };
+    if json {
+        output::print_json(&out)
+    } else {
+        output::print_stdout(&format!(
+            "fetched chunk {:?} ({}, crc32c {:08x}) from {}\n",
+            out.chunk,
+            output::size(out.size),
+            out.crc32c,
+            out.server
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(id: &str, alive: bool) -> ServerRef {
+        ServerRef {
+            id: id.into(),
+            address: String::new(),
+            alive,
+        }
+    }
+
+    #[test]
+    fn live_replicas_come_first_in_order() {
+        let ids: Vec<String> = ordered(&[r("a", false), r("b", true), r("c", true)])
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, ["b", "c", "a"]);
+    }
+
+    #[test]
+    fn json_shape() {
+        let v = serde_json::to_value(GetJson {
+            chunk: "c".into(),
+            size: 1,
+            crc32c: 2,
+            server: "cs1".into(),
+        })
+        .expect("encodes");
+        assert_eq!(
+            v,
+            serde_json::json!({"chunk": "c", "size": 1, "crc32c": 2, "server": "cs1"})
+        );
+    }
+
+    #[tokio::test]
+    async fn destination_checks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(check_destination(&dir.path().join("f")).await.is_ok());
+        let err = check_destination(dir.path()).await.expect_err("must fail");
+        assert!(err.to_string().ends_with("it is a directory"), "{err}");
+        let err = check_destination(&dir.path().join("no/f"))
+            .await
+            .expect_err("must fail");
+        assert!(
+            err.to_string().ends_with("no such file or directory"),
+            "{err}"
+        );
+    }
+}

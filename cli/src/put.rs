@@ -1,0 +1,297 @@
+//! `keelctl put`: checksum a file in one streaming pass, ask the master where
+//! the chunk goes, then stream it to every replica in parallel.
+
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use futures::{Stream, StreamExt, future, stream};
+use keel_proto::v1::{AllocateChunkRequest, ChunkHeader, ServerRef, WriteChunkRequest};
+use serde::Serialize;
+use tokio::fs::File;
+use tokio::io::AsyncReadExt;
+
+use crate::cli::PutArgs;
+use crate::client::Clients;
+use crate::error::Error;
+use crate::output;
+
+/// `--json` output of a successful put.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct PutJson {
+    /// Chunk id.
+    pub chunk: String,
+    /// Bytes stored.
+    pub size: u64,
+    /// CRC32C of the bytes.
+    pub crc32c: u32,
+    /// Ids of the servers holding a replica.
+    pub servers: Vec<String>,
+}
+
+/// Runs `keelctl put`.
+pub async fn run(clients: &Clients, args: PutArgs, json: bool) -> Result<(), Error> {
+    keel_proto::chunk_id::validate(&args.chunk)?;
+    let (size, crc32c) = digest_file(&args.file).await?;
+    let master = clients.master().await?;
+    let req = AllocateChunkRequest {
+        chunk: args.chunk.clone(),
+        size,
+        replication: args.replication.unwrap_or(0),
+        on: args.on.clone(),
+    };
+    let alloc = master
+        .call("allocate chunk", master.client.clone().allocate_chunk(req))
+        .await?;
+    if alloc.servers.is_empty() {
+        return Err(Error::Partial(format!(
+            "the master chose no server for chunk {:?}",
+            args.chunk
+        )));
+    }
+    let header = ChunkHeader {
+        chunk: args.chunk.clone(),
+        size,
+        crc32c,
+        replication: effective_replication(alloc.replication, alloc.servers.len()),
+    };
+    let writes = alloc
+        .servers
+        .iter()
+        .map(|s| write_replica(clients, s, &header, &args.file));
+    let results = future::join_all(writes).await;
+    let mut stored = Vec::new();
+    let mut failed = Vec::new();
+    for (server, result) in alloc.servers.iter().zip(results) {
+        match result {
+            Ok(()) => stored.push(server.id.clone()),
+            Err(e) => failed.push(format!("{}: {e}", server.id)),
+        }
+    }
+    if !failed.is_empty() {
+        return Err(Error::Partial(failure_line(&args.chunk, &stored, &failed)));
+    }
+    let out = PutJson {
+        chunk: args.chunk,
+        size,
+        crc32c,
+        servers: stored,
+    };
+    if json {
+        output::print_json(&out)
+    } else {
+        output::print_stdout(&format!(
+            "stored chunk {:?} ({}, crc32c {:08x}) on {}\n",
+            out.chunk,
+            output::size(out.size),
+            out.crc32c,
+            out.servers.join(", ")
+        ))
+    }
+}
+
+/// The factor written into each replica's header.
+fn effective_replication(allocated: u32, servers: usize) -> u32 {
+    if allocated > 0 {
+        allocated
+    } else {
+        u32::try_from(servers).unwrap_or(u32::MAX)
+    }
+}
+
+/// One line naming what succeeded and each replica that failed.
+fn failure_line(chunk: &str, stored: &[String], failed: &[String]) -> String {
+    let done = if stored.is_empty() {
+        format!("chunk {chunk:?} was not stored anywhere")
+    } else {
+        format!("chunk {chunk:?} was stored on {} only", stored.join(", "))
+    };
+    format!("{done}; failed on {}", failed.join("; "))
+}
+
+/// Size and CRC32C of a file, read once in frames (never whole).
+pub async fn digest_file(path: &Path) -> Result<(u64, u32), Error> {
+    let mut file = open_regular(path).await?;
+    let mut buf = vec![0u8; keel_proto::FRAME_BYTES];
+    let (mut size, mut crc) = (0u64, 0u32);
+    loop {
+        let n = file
+            .read(&mut buf)
+            .await
+            .map_err(|e| Error::file("cannot read", path, e))?;
+        if n == 0 {
+            return Ok((size, crc));
+        }
+        crc = crc32c::crc32c_append(crc, &buf[..n]);
+        size += n as u64;
+    }
+}
+
+/// Opens a file for reading, refusing directories with a clear message.
+async fn open_regular(path: &Path) -> Result<File, Error> {
+    let file = File::open(path)
+        .await
+        .map_err(|e| Error::file("cannot open", path, e))?;
+    let meta = file
+        .metadata()
+        .await
+        .map_err(|e| Error::file("cannot read", path, e))?;
+    if meta.is_dir() {
+        return Err(Error::file(
+            "cannot read",
+            path,
+            io::Error::other("it is a directory"),
+        ));
+    }
+    Ok(file)
+}
+
+/// Streams the file to one server and checks what it says it stored.
+async fn write_replica(
+    clients: &Clients,
+    server: &ServerRef,
+    header: &ChunkHeader,
+    path: &Path,
+) -> Result<(), Error> {
+    let mut cs = clients.chunkserver(&server.id, &server.address).await?;
+    let file = open_regular(path).await?;
+    let read_error = Arc::new(Mutex::new(None));
+    let requests = request_stream(header.clone(), file, Arc::clone(&read_error));
+    let answer = cs.client.write_chunk(requests).await;
+    if let Some(e) = read_error.lock().ok().and_then(|mut slot| slot.take()) {
+        return Err(Error::file("cannot read", path, e));
+    }
+    let resp = answer
+        .map_err(|s| Error::rpc(&cs.peer, "write chunk", s))?
+        .into_inner();
+    if resp.size != header.size || resp.crc32c != header.crc32c {
+        return Err(Error::Partial(format!(
+            "{} stored {} bytes with crc32c {:08x}, but {} bytes with crc32c {:08x} were sent \
+             (did the file change while it was being sent?)",
+            cs.peer, resp.size, resp.crc32c, header.size, header.crc32c
+        )));
+    }
+    Ok(())
+}
+
+/// The header message, then the file in frames of [`keel_proto::FRAME_BYTES`].
+/// A read error ends the stream early and is left in `read_error`.
+fn request_stream(
+    header: ChunkHeader,
+    file: File,
+    read_error: Arc<Mutex<Option<io::Error>>>,
+) -> impl Stream<Item = WriteChunkRequest> + Send + 'static {
+    let first = WriteChunkRequest {
+        header: Some(header),
+        data: Vec::new(),
+    };
+    let frames = stream::unfold(Some(file), move |file| {
+        let read_error = Arc::clone(&read_error);
+        async move {
+            let mut file = file?;
+            let mut buf = vec![0u8; keel_proto::FRAME_BYTES];
+            match read_full(&mut file, &mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    let msg = WriteChunkRequest {
+                        header: None,
+                        data: buf,
+                    };
+                    Some((msg, Some(file)))
+                }
+                Err(e) => {
+                    if let Ok(mut slot) = read_error.lock() {
+                        *slot = Some(e);
+                    }
+                    None
+                }
+            }
+        }
+    });
+    stream::once(future::ready(first)).chain(frames)
+}
+
+/// Fills `buf` unless the file ends first; returns the bytes read.
+async fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = file.read(&mut buf[filled..]).await?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn digest_matches_whole_file_crc() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..(keel_proto::FRAME_BYTES * 2 + 17))
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
+        std::fs::write(&path, &data).expect("write");
+        let (size, crc) = digest_file(&path).await.expect("digest");
+        assert_eq!(size, data.len() as u64);
+        assert_eq!(crc, crc32c::crc32c(&data));
+        let err = digest_file(&dir.path().join("missing"))
+            .await
+            .expect_err("must fail");
+        assert!(
+            err.to_string().ends_with("no such file or directory"),
+            "{err}"
+        );
+        let err = digest_file(dir.path()).await.expect_err("must fail");
+        assert!(err.to_string().ends_with("it is a directory"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn stream_is_header_then_full_frames() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        let len = keel_proto::FRAME_BYTES * 2 + 5;
+        std::fs::write(&path, vec![7u8; len]).expect("write");
+        let file = File::open(&path).await.expect("open");
+        let header = ChunkHeader {
+            chunk: "c".into(),
+            size: len as u64,
+            crc32c: 0,
+            replication: 1,
+        };
+        let slot = Arc::new(Mutex::new(None));
+        let msgs: Vec<_> = request_stream(header.clone(), file, slot).collect().await;
+        assert_eq!(msgs[0].header.as_ref(), Some(&header));
+        assert!(msgs[0].data.is_empty());
+        let sizes: Vec<usize> = msgs[1..].iter().map(|m| m.data.len()).collect();
+        assert_eq!(sizes, [keel_proto::FRAME_BYTES, keel_proto::FRAME_BYTES, 5]);
+        assert!(msgs[1..].iter().all(|m| m.header.is_none()));
+    }
+
+    #[test]
+    fn json_shape_and_failure_line() {
+        let v = serde_json::to_value(PutJson {
+            chunk: "c1".into(),
+            size: 3,
+            crc32c: 9,
+            servers: vec!["cs1".into()],
+        })
+        .expect("encodes");
+        assert_eq!(
+            v,
+            serde_json::json!({"chunk": "c1", "size": 3, "crc32c": 9, "servers": ["cs1"]})
+        );
+        let line = failure_line("c1", &["cs1".into()], &["cs2: boom".into()]);
+        assert_eq!(
+            line,
+            "chunk \"c1\" was stored on cs1 only; failed on cs2: boom"
+        );
+        assert_eq!(effective_replication(0, 2), 2);
+        assert_eq!(effective_replication(3, 2), 3);
+    }
+}

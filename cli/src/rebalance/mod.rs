@@ -1,0 +1,30 @@
+//! `keelctl rebalance ...`: the balancer's front panel.
+//!
+//! # Layout
+//! - [`check`]: `check` and `plan` (read-only views).
+//! - [`execute`]: `execute --move CHUNK:FROM:TO` (operator moves, synchronous).
+//! - [`queue`]: `status`, `pause`, `resume` (the background move queue).
+//! - [`run`]: `run [--wait]` (queue a plan, optionally follow it to the end).
+
+pub mod check;
+pub mod execute;
+pub mod queue;
+pub mod run;
+
+use crate::cli::RebalanceCommand;
+use crate::client::Clients;
+use crate::error::Error;
+
+/// Runs one `rebalance` subcommand.
+pub async fn run(clients: &Clients, cmd: RebalanceCommand, json: bool) -> Result<(), Error> {
+    let master = clients.master().await?;
+    match cmd {
+        RebalanceCommand::Check => check::check(&master, json).await,
+        RebalanceCommand::Plan => check::plan(&master, json).await,
+        RebalanceCommand::Execute(a) => execute::run(&master, a, json).await,
+        RebalanceCommand::Status => queue::status(&master, json).await,
+        RebalanceCommand::Pause => queue::pause(&master, json).await,
+        RebalanceCommand::Resume => queue::resume(&master, json).await,
+        RebalanceCommand::Run(a) => run::run(&master, a, json).await,
+    }
+}

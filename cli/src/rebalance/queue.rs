@@ -1,0 +1,306 @@
+//! `rebalance status`, `pause` and `resume`: the master's background move
+//! queue, its counts and every move's state, retries and reason for waiting.
+
+use std::time::Duration;
+
+use keel_proto::v1::{
+    QueuedMove, QueuedMoveState, RebalancePauseRequest, RebalanceResumeRequest,
+    RebalanceStatusRequest, RebalanceStatusResponse,
+};
+use serde::Serialize;
+
+use crate::client::Master;
+use crate::error::Error;
+use crate::output::{self, Align, Table};
+
+/// A queued move in `--json` output.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct QueuedMoveJson {
+    /// Chunk id.
+    pub chunk: String,
+    /// Source server.
+    pub from: String,
+    /// Target server.
+    pub to: String,
+    /// Chunk size.
+    pub bytes: u64,
+    /// `pending`, `running`, `done`, `failed` or `unknown`.
+    pub state: &'static str,
+    /// Failed attempts so far.
+    pub retries: u32,
+    /// The last attempt's error.
+    pub last_error: String,
+    /// Why a pending move is not running now.
+    pub waiting_reason: String,
+    /// Milliseconds since it was queued.
+    pub age_ms: u64,
+}
+
+/// `rebalance status --json` (also what `pause` and `resume` print).
+#[derive(Debug, Serialize, PartialEq)]
+pub struct StatusJson {
+    /// No new moves start.
+    pub paused: bool,
+    /// The master is still in its start-up safe mode.
+    pub safe_mode: bool,
+    /// No server outside the band.
+    pub balanced: bool,
+    /// Capacity-weighted average over live servers.
+    pub average_utilization_pct: f64,
+    /// Moves waiting to start.
+    pub pending: u64,
+    /// Moves copying now.
+    pub running: u64,
+    /// Moves finished.
+    pub done: u64,
+    /// Moves dropped after retries.
+    pub failed: u64,
+    /// Age of the oldest pending move.
+    pub oldest_pending_age_ms: u64,
+    /// Bytes moved so far.
+    pub bytes_moved: u64,
+    /// Bytes of pending and running moves.
+    pub bytes_remaining: u64,
+    /// The moves the master still lists.
+    pub moves: Vec<QueuedMoveJson>,
+}
+
+/// Lower-case name of a queued move's state.
+pub fn state_name(state: i32) -> &'static str {
+    match QueuedMoveState::try_from(state) {
+        Ok(QueuedMoveState::Pending) => "pending",
+        Ok(QueuedMoveState::Running) => "running",
+        Ok(QueuedMoveState::Done) => "done",
+        Ok(QueuedMoveState::Failed) => "failed",
+        _ => "unknown",
+    }
+}
+
+impl From<&QueuedMove> for QueuedMoveJson {
+    fn from(m: &QueuedMove) -> Self {
+        QueuedMoveJson {
+            chunk: m.chunk.clone(),
+            from: m.from.clone(),
+            to: m.to.clone(),
+            bytes: m.bytes,
+            state: state_name(m.state),
+            retries: m.retries,
+            last_error: m.last_error.clone(),
+            waiting_reason: m.waiting_reason.clone(),
+            age_ms: m.age_ms,
+        }
+    }
+}
+
+impl From<&RebalanceStatusResponse> for StatusJson {
+    fn from(r: &RebalanceStatusResponse) -> Self {
+        StatusJson {
+            paused: r.paused,
+            safe_mode: r.safe_mode,
+            balanced: r.balanced,
+            average_utilization_pct: r.average_utilization_pct,
+            pending: r.pending,
+            running: r.running,
+            done: r.done,
+            failed: r.failed,
+            oldest_pending_age_ms: r.oldest_pending_age_ms,
+            bytes_moved: r.bytes_moved,
+            bytes_remaining: r.bytes_remaining,
+            moves: r.moves.iter().map(QueuedMoveJson::from).collect(),
+        }
+    }
+}
+
+/// Fetches the queue's state.
+pub async fn fetch(master: &Master) -> Result<RebalanceStatusResponse, Error> {
+    let req = RebalanceStatusRequest {};
+    master
+        .call(
+            "rebalance status",
+            master.client.clone().rebalance_status(req),
+        )
+        .await
+}
+
+/// Runs `rebalance status`.
+pub async fn status(master: &Master, json: bool) -> Result<(), Error> {
+    let resp = fetch(master).await?;
+    show(&resp, "", json)
+}
+
+/// Runs `rebalance pause`.
+pub async fn pause(master: &Master, json: bool) -> Result<(), Error> {
+    let req = RebalancePauseRequest {};
+    let resp = master
+        .call(
+            "rebalance pause",
+            master.client.clone().rebalance_pause(req),
+        )
+        .await?;
+    let head = format!(
+        "balancer paused: no new move starts; {} running will finish\n\n",
+        resp.running
+    );
+    show(&resp, &head, json)
+}
+
+/// Runs `rebalance resume`.
+pub async fn resume(master: &Master, json: bool) -> Result<(), Error> {
+    let req = RebalanceResumeRequest {};
+    let resp = master
+        .call(
+            "rebalance resume",
+            master.client.clone().rebalance_resume(req),
+        )
+        .await?;
+    show(&resp, "balancer resumed\n\n", json)
+}
+
+fn show(resp: &RebalanceStatusResponse, head: &str, json: bool) -> Result<(), Error> {
+    if json {
+        output::print_json(&StatusJson::from(resp))
+    } else {
+        output::print_stdout(&format!("{head}{}", render(resp)))
+    }
+}
+
+/// The human view: state, counts, ages, bytes, and the table of moves.
+pub fn render(r: &RebalanceStatusResponse) -> String {
+    let mover = match (r.paused, r.safe_mode) {
+        (true, _) => "paused",
+        (false, true) => "in safe mode (no background pass yet)",
+        (false, false) => "active",
+    };
+    let mut out = format!(
+        "balancer {mover}; cluster {} (average {})\n",
+        if r.balanced {
+            "balanced"
+        } else {
+            "not balanced"
+        },
+        output::pct(r.average_utilization_pct).trim_start(),
+    );
+    out.push_str(&format!(
+        "moves: {} pending, {} running, {} done, {} failed",
+        r.pending, r.running, r.done, r.failed
+    ));
+    if r.pending > 0 {
+        let oldest = Duration::from_millis(r.oldest_pending_age_ms);
+        out.push_str(&format!("; oldest pending {}", output::age(oldest)));
+    }
+    out.push_str(&format!(
+        "\nbytes: {} moved, {} remaining\n",
+        output::size(r.bytes_moved),
+        output::size(r.bytes_remaining)
+    ));
+    if !r.moves.is_empty() {
+        out.push('\n');
+        out.push_str(&moves_table(&r.moves));
+    }
+    out
+}
+
+fn moves_table(moves: &[QueuedMove]) -> String {
+    let mut t = Table::new(&[
+        ("CHUNK", Align::Left),
+        ("FROM", Align::Left),
+        ("TO", Align::Left),
+        ("BYTES", Align::Right),
+        ("STATE", Align::Left),
+        ("RETRIES", Align::Right),
+        ("AGE", Align::Right),
+        ("WAITING / LAST ERROR", Align::Left),
+    ]);
+    for m in moves {
+        t.row(vec![
+            m.chunk.clone(),
+            m.from.clone(),
+            m.to.clone(),
+            output::size(m.bytes),
+            state_name(m.state).into(),
+            m.retries.to_string(),
+            output::age(Duration::from_millis(m.age_ms)),
+            why(m),
+        ]);
+    }
+    t.render()
+}
+
+/// The waiting reason and the last error, whichever are set.
+fn why(m: &QueuedMove) -> String {
+    match (m.waiting_reason.is_empty(), m.last_error.is_empty()) {
+        (true, true) => String::new(),
+        (false, true) => m.waiting_reason.clone(),
+        (true, false) => format!("last error: {}", m.last_error),
+        (false, false) => format!("{}; last error: {}", m.waiting_reason, m.last_error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status() -> RebalanceStatusResponse {
+        RebalanceStatusResponse {
+            paused: false,
+            pending: 1,
+            running: 1,
+            done: 3,
+            failed: 0,
+            oldest_pending_age_ms: 12_300,
+            bytes_moved: 192 << 20,
+            bytes_remaining: 128 << 20,
+            moves: vec![QueuedMove {
+                chunk: "ch_7".into(),
+                from: "cs1".into(),
+                to: "cs4".into(),
+                bytes: 64 << 20,
+                state: QueuedMoveState::Pending as i32,
+                retries: 1,
+                last_error: "cs4 unreachable".into(),
+                waiting_reason: "no slot".into(),
+                age_ms: 12_300,
+            }],
+            balanced: false,
+            average_utilization_pct: 50.0,
+            safe_mode: false,
+        }
+    }
+
+    #[test]
+    fn json_has_every_field_in_snake_case() {
+        let v = serde_json::to_value(StatusJson::from(&status())).expect("encodes");
+        for key in [
+            "paused",
+            "safe_mode",
+            "balanced",
+            "average_utilization_pct",
+            "pending",
+            "running",
+            "done",
+            "failed",
+            "oldest_pending_age_ms",
+            "bytes_moved",
+            "bytes_remaining",
+            "moves",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(v["moves"][0]["state"], "pending");
+        assert_eq!(v["moves"][0]["waiting_reason"], "no slot");
+    }
+
+    #[test]
+    fn text_shows_counts_age_and_reasons() {
+        let text = render(&status());
+        assert!(text.starts_with("balancer active; cluster not balanced (average 50.0%)"));
+        assert!(
+            text.contains("moves: 1 pending, 1 running, 3 done, 0 failed; oldest pending 12.3s")
+        );
+        assert!(text.contains("bytes: 192.0 MiB moved, 128.0 MiB remaining"));
+        assert!(
+            text.contains("pending        1  12.3s  no slot; last error: cs4 unreachable"),
+            "{text}"
+        );
+    }
+}

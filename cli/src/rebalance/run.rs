@@ -1,0 +1,335 @@
+//! `rebalance run [--wait]`: queue the balancer's plan now and, with
+//! `--wait`, follow the queue with a progress bar on stderr until nothing is
+//! pending or running.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use keel_proto::v1::{RebalanceRunRequest, RebalanceRunResponse, RebalanceStatusResponse};
+use serde::Serialize;
+use tonic::Code;
+
+use super::queue;
+use crate::cli::RunArgs;
+use crate::client::Master;
+use crate::error::Error;
+use crate::output::{self, MoveCounts};
+
+/// Lines on a non-terminal stderr come at most this often.
+const PLAIN_EVERY: Duration = Duration::from_secs(3);
+/// Consecutive failed polls tolerated (the master may be restarting).
+const MAX_POLL_FAILURES: u32 = 20;
+
+/// `rebalance run --json`.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct RunJson {
+    /// Moves this pass added to the queue.
+    pub enqueued: u32,
+    /// Their bytes.
+    pub bytes: u64,
+    /// What the planner had to say.
+    pub notes: Vec<String>,
+    /// With `--wait`: how the queue ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished: Option<WaitJson>,
+}
+
+/// How a waited-for run ended.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct WaitJson {
+    /// Time spent waiting.
+    pub elapsed_ms: u64,
+    /// Moves done during the wait.
+    pub done: u64,
+    /// Moves failed during the wait.
+    pub failed: u64,
+    /// Bytes moved during the wait.
+    pub bytes_moved: u64,
+    /// Whether the cluster is balanced now.
+    pub balanced: bool,
+    /// The average now.
+    pub average_utilization_pct: f64,
+}
+
+/// Runs `rebalance run`.
+pub async fn run(master: &Master, args: RunArgs, json: bool) -> Result<(), Error> {
+    // The baseline comes first, so a master that cannot report progress is
+    // found out before anything is queued.
+    let baseline = match args.wait {
+        true => Some(queue::fetch(master).await?),
+        false => None,
+    };
+    let resp = master
+        .call(
+            "rebalance run",
+            master.client.clone().rebalance_run(RebalanceRunRequest {}),
+        )
+        .await?;
+    if !json {
+        output::print_stdout(&render_run(&resp))?;
+    }
+    let mut out = RunJson {
+        enqueued: resp.enqueued,
+        bytes: resp.bytes,
+        notes: resp.notes,
+        finished: None,
+    };
+    if let Some(base) = baseline {
+        let (end, elapsed) = follow(master, &base, &args).await?;
+        let waited = summary(&base, &end, elapsed);
+        if !json {
+            output::print_stdout(&render_summary(&waited))?;
+        }
+        out.finished = Some(waited);
+    }
+    if json {
+        output::print_json(&out)?;
+    }
+    match &out.finished {
+        Some(w) if w.failed > 0 => Err(Error::Partial(format!(
+            "{} of {} failed (see `keelctl rebalance status`)",
+            output::count(w.failed, "move"),
+            w.done + w.failed
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn render_run(r: &RebalanceRunResponse) -> String {
+    let mut out = if r.enqueued == 0 {
+        "nothing to queue\n".to_owned()
+    } else {
+        format!(
+            "queued {} ({})\n",
+            output::count(u64::from(r.enqueued), "move"),
+            output::size(r.bytes)
+        )
+    };
+    for n in &r.notes {
+        out.push_str(&format!("note: {n}\n"));
+    }
+    out
+}
+
+/// Counts of the moves since `base` (the queue may hold older moves too).
+pub fn counts(base: &RebalanceStatusResponse, now: &RebalanceStatusResponse) -> MoveCounts {
+    MoveCounts {
+        pending: now.pending,
+        running: now.running,
+        done: now.done.saturating_sub(base.done),
+        failed: now.failed.saturating_sub(base.failed),
+    }
+}
+
+/// The progress line for one poll.
+pub fn line(base: &RebalanceStatusResponse, now: &RebalanceStatusResponse) -> String {
+    let moved = now.bytes_moved.saturating_sub(base.bytes_moved);
+    let note = match (now.paused, now.safe_mode) {
+        (true, _) => "paused (keelctl rebalance resume)",
+        (false, true) => "safe mode",
+        _ => "",
+    };
+    output::progress_line(moved, moved + now.bytes_remaining, counts(base, now), note)
+}
+
+/// Polls until nothing is pending or running; returns the last status.
+async fn follow(
+    master: &Master,
+    base: &RebalanceStatusResponse,
+    args: &RunArgs,
+) -> Result<(RebalanceStatusResponse, Duration), Error> {
+    let start = Instant::now();
+    let mut draw = Drawer::new(std::io::stderr().is_terminal());
+    let mut failures = 0;
+    loop {
+        match queue::fetch(master).await {
+            Ok(now) => {
+                failures = 0;
+                draw.show(&line(base, &now));
+                if now.pending == 0 && now.running == 0 {
+                    draw.finish();
+                    return Ok((now, start.elapsed()));
+                }
+            }
+            Err(e) if transient(&e) && failures < MAX_POLL_FAILURES => failures += 1,
+            Err(e) => return Err(e),
+        }
+        if let Some(limit) = args.wait_timeout
+            && start.elapsed() >= limit
+        {
+            draw.finish();
+            return Err(Error::Partial(format!(
+                "stopped waiting after {}: moves are still queued and go on \
+                 (see `keelctl rebalance status`)",
+                output::age(limit)
+            )));
+        }
+        tokio::time::sleep(args.poll_interval).await;
+    }
+}
+
+fn transient(e: &Error) -> bool {
+    matches!(e, Error::Unreachable { .. })
+        || matches!(e.code(), Some(Code::Unavailable | Code::DeadlineExceeded))
+}
+
+fn summary(
+    base: &RebalanceStatusResponse,
+    end: &RebalanceStatusResponse,
+    elapsed: Duration,
+) -> WaitJson {
+    let c = counts(base, end);
+    WaitJson {
+        elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        done: c.done,
+        failed: c.failed,
+        bytes_moved: end.bytes_moved.saturating_sub(base.bytes_moved),
+        balanced: end.balanced,
+        average_utilization_pct: end.average_utilization_pct,
+    }
+}
+
+fn render_summary(w: &WaitJson) -> String {
+    format!(
+        "rebalance finished in {}: {} done, {} failed, {} moved; cluster {} (average {})\n",
+        output::age(Duration::from_millis(w.elapsed_ms)),
+        output::count(w.done, "move"),
+        w.failed,
+        output::size(w.bytes_moved),
+        if w.balanced {
+            "balanced"
+        } else {
+            "not balanced"
+        },
+        output::pct(w.average_utilization_pct).trim_start(),
+    )
+}
+
+/// Draws progress on stderr: in place on a terminal, else a line now and then.
+struct Drawer {
+    tty: bool,
+    last_plain: Option<Instant>,
+    pending_line: Option<String>,
+    drawn: bool,
+}
+
+impl Drawer {
+    fn new(tty: bool) -> Self {
+        Drawer {
+            tty,
+            last_plain: None,
+            pending_line: None,
+            drawn: false,
+        }
+    }
+
+    fn show(&mut self, line: &str) {
+        let mut err = std::io::stderr().lock();
+        if self.tty {
+            let _ = write!(err, "\r\x1b[2K{line}");
+            let _ = err.flush();
+            self.drawn = true;
+        } else if self.last_plain.is_none_or(|t| t.elapsed() >= PLAIN_EVERY) {
+            let _ = writeln!(err, "{line}");
+            self.last_plain = Some(Instant::now());
+            self.pending_line = None;
+        } else {
+            self.pending_line = Some(line.to_owned());
+        }
+    }
+
+    /// Ends the in-place line, or prints the last unprinted plain line.
+    fn finish(&mut self) {
+        let mut err = std::io::stderr().lock();
+        if self.tty && self.drawn {
+            let _ = writeln!(err);
+            self.drawn = false;
+        } else if let Some(line) = self.pending_line.take() {
+            let _ = writeln!(err, "{line}");
+        }
+    }
+}
+
+impl Drop for Drawer {
+    fn drop(&mut self) {
+        // Interrupted mid-draw: leave the cursor on a fresh line.
+        if self.tty && self.drawn {
+            let _ = writeln!(std::io::stderr());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(
+        pending: u64,
+        running: u64,
+        done: u64,
+        failed: u64,
+        moved: u64,
+        left: u64,
+    ) -> RebalanceStatusResponse {
+        RebalanceStatusResponse {
+            pending,
+            running,
+            done,
+            failed,
+            bytes_moved: moved << 20,
+            bytes_remaining: left << 20,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn progress_counts_only_this_run() {
+        let base = st(0, 0, 10, 1, 500, 0);
+        let now = st(2, 1, 12, 1, 564, 192);
+        assert_eq!(
+            counts(&base, &now),
+            MoveCounts {
+                pending: 2,
+                running: 1,
+                done: 2,
+                failed: 0
+            }
+        );
+        assert_eq!(
+            line(&base, &now),
+            "[######..................]  25.0%  64.0 MiB / 256.0 MiB  moves 2/5 (1 running, 0 failed)"
+        );
+        let paused = RebalanceStatusResponse {
+            paused: true,
+            ..now
+        };
+        assert!(line(&base, &paused).ends_with("paused (keelctl rebalance resume)"));
+    }
+
+    #[test]
+    fn summary_and_json() {
+        let base = st(0, 0, 10, 1, 500, 0);
+        let end = RebalanceStatusResponse {
+            balanced: true,
+            average_utilization_pct: 50.0,
+            ..st(0, 0, 13, 2, 692, 0)
+        };
+        let w = summary(&base, &end, Duration::from_millis(12_300));
+        assert_eq!((w.done, w.failed, w.bytes_moved), (3, 1, 192 << 20));
+        assert_eq!(
+            render_summary(&w),
+            "rebalance finished in 12.3s: 3 moves done, 1 failed, 192.0 MiB moved; cluster balanced (average 50.0%)\n"
+        );
+        let out = RunJson {
+            enqueued: 3,
+            bytes: 5,
+            notes: vec![],
+            finished: None,
+        };
+        let v = serde_json::to_value(&out).expect("encodes");
+        assert_eq!(
+            v,
+            serde_json::json!({"enqueued": 3, "bytes": 5, "notes": []})
+        );
+    }
+}
