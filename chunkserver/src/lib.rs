@@ -1,1 +1,176 @@
-//! placeholder
+//! Keel chunk server: stores immutable chunks as files under its data dir,
+//! streams them to clients and peers, pulls copies for the master's moves
+//! (throttled by one token bucket shared by all migration traffic), and
+//! reports what it holds to the master in heartbeats.
+//!
+//! # Layout
+//! - [`config`]: flags and their `KEEL_*` environment variables.
+//! - [`datadir`]: the data dir's layout, lock, owner id, start-up sweep and scan.
+//! - [`chunk_file`]: one chunk's file format and the temp → fsync → rename writer.
+//! - [`store`]: the index, capacity accounting and reservations.
+//! - [`report`]: which changes the master has not acknowledged yet.
+//! - [`write`], [`read`], [`transfer`]: `WriteChunk`, `ReadChunk`, `CopyChunk`.
+//! - [`throttle`]: the migration bandwidth bucket.
+//! - [`heartbeat`]: the loop to the master and corruption reports.
+//! - [`service`]: the thin gRPC layer; [`auth`]: the shared token; [`peer`]: outgoing clients.
+//! - [`run`]: wires it all to an already-bound listener until shutdown.
+
+pub mod auth;
+pub mod chunk_file;
+pub mod config;
+pub mod datadir;
+pub mod error;
+pub mod heartbeat;
+pub mod node;
+pub mod peer;
+pub mod read;
+pub mod report;
+pub mod service;
+pub mod store;
+pub mod throttle;
+pub mod transfer;
+pub mod write;
+
+#[cfg(test)]
+mod store_tests;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use keel_proto::v1::chunk_server_server::ChunkServerServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tracing::{info, warn};
+
+pub use config::Config;
+pub use error::Error;
+
+use crate::auth::{AttachToken, RequireToken};
+use crate::heartbeat::{Heartbeat, Identity, MasterReporter};
+use crate::node::Node;
+use crate::service::ChunkService;
+use crate::store::Store;
+use crate::throttle::Throttle;
+
+/// Opens the store, serves gRPC on `listener` and heartbeats to the master
+/// until `shutdown` is cancelled; then lets in-flight requests finish for up
+/// to `--shutdown-timeout`.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let bound = listener
+        .local_addr()
+        .map_err(|e| Error::io("reading the bound address", e))?;
+    keel_proto::chunk_id::validate(&config.id).map_err(|e| {
+        Error::Config(format!(
+            "--id {:?} is not a valid server id: {e}",
+            config.id
+        ))
+    })?;
+    let store = open_store(&config).await?;
+    let node = Arc::new(build_node(&config, bound, store)?);
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(keel_proto::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .map_err(|e| Error::Config(format!("reflection: {e}")))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| Error::Config(format!("reflection: {e}")))?;
+    let chunkserver = ChunkServerServer::new(ChunkService::new(Arc::clone(&node)))
+        .max_decoding_message_size(keel_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(keel_proto::MAX_MESSAGE_BYTES);
+    let chunkserver =
+        InterceptedService::new(chunkserver, RequireToken::new(config.auth_token.as_deref()));
+    health
+        .set_serving::<ChunkServerServer<ChunkService>>()
+        .await;
+
+    let beats = shutdown.child_token();
+    let heartbeat = tokio::spawn(
+        Heartbeat {
+            store: Arc::clone(&node.store),
+            client: node.reporter.client.clone(),
+            identity: node.identity.clone(),
+            interval: config.heartbeat_interval,
+            reachable: Arc::clone(&node.master_reachable),
+        }
+        .run(beats.clone()),
+    );
+    info!(master = %config.master_url(), interval = ?config.heartbeat_interval, "heartbeats started");
+
+    info!(addr = %bound, "grpc listening");
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let server = Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(chunkserver)
+        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+    tokio::pin!(server);
+    let served = tokio::select! {
+        r = &mut server => r,
+        () = shutdown.cancelled() => {
+            info!(deadline = ?config.shutdown_timeout, "shutting down; letting in-flight requests finish");
+            health.set_not_serving::<ChunkServerServer<ChunkService>>().await;
+            match tokio::time::timeout(config.shutdown_timeout, &mut server).await {
+                Ok(r) => r,
+                Err(_) => {
+                    warn!("requests still running at the shutdown deadline; cutting them off");
+                    Ok(())
+                }
+            }
+        }
+    };
+    beats.cancel();
+    let _ = heartbeat.await;
+    served.map_err(|e| Error::io("serving gRPC", std::io::Error::other(e)))?;
+    info!("chunk server stopped");
+    Ok(())
+}
+
+async fn open_store(config: &Config) -> Result<Arc<Store>, Error> {
+    let (dir, id, capacity) = (config.data_dir.clone(), config.id.clone(), config.capacity);
+    node::blocking("opening the store", move || {
+        Store::open(&dir, &id, capacity)
+    })
+    .await
+}
+
+fn build_node(
+    config: &Config,
+    bound: std::net::SocketAddr,
+    store: Arc<Store>,
+) -> Result<Node, Error> {
+    let token = AttachToken::new(config.auth_token.as_deref())?;
+    let client = peer::master_lazy(&config.master_url(), &token)?;
+    let throttle = Arc::new(Throttle::new(config.migrate_bandwidth));
+    info!(
+        bytes_per_sec = config.migrate_bandwidth,
+        "migration throttle set (0 = unlimited)"
+    );
+    Ok(Node {
+        store,
+        throttle,
+        reporter: MasterReporter {
+            client,
+            server_id: config.id.as_str().into(),
+        },
+        token,
+        identity: Identity {
+            id: config.id.clone(),
+            address: config.advertise_url(bound),
+            rack: config.rack.clone().unwrap_or_default(),
+        },
+        master_reachable: Arc::new(AtomicBool::new(false)),
+    })
+}

@@ -1,0 +1,191 @@
+//! The data directory: its layout, its owner, and what it holds at start-up.
+//!
+//! ```text
+//! <data-dir>/LOCK        flock'ed while a chunk server uses the directory
+//! <data-dir>/SERVER_ID   the --id that created it
+//! <data-dir>/chunks/<id> committed chunks (header + bytes)
+//! <data-dir>/tmp/        writes and copies in flight, swept at start-up
+//! ```
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{FlockOperation, flock};
+use tracing::{info, warn};
+
+use crate::chunk_file::{ChunkMeta, open_chunk, sync_dir};
+use crate::error::Error;
+
+/// File naming the server that owns the directory.
+const ID_FILE: &str = "SERVER_ID";
+
+/// An opened, locked data directory.
+#[derive(Debug)]
+pub struct DataDir {
+    /// `<data-dir>`.
+    pub root: PathBuf,
+    /// `<data-dir>/chunks`.
+    pub chunks: PathBuf,
+    /// `<data-dir>/tmp`.
+    pub tmp: PathBuf,
+    /// Held open so the flock lasts as long as the process uses the directory.
+    _lock: File,
+}
+
+impl DataDir {
+    /// Creates the layout if missing, locks it, checks the owner id and sweeps `tmp/`.
+    pub fn open(root: &Path, server_id: &str) -> Result<Self, Error> {
+        let chunks = root.join("chunks");
+        let tmp = root.join("tmp");
+        for d in [root, &chunks, &tmp] {
+            std::fs::create_dir_all(d)
+                .map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
+        }
+        let lock = lock(root)?;
+        check_owner(root, server_id)?;
+        let dir = DataDir {
+            root: root.to_path_buf(),
+            chunks,
+            tmp,
+            _lock: lock,
+        };
+        dir.sweep_tmp()?;
+        Ok(dir)
+    }
+
+    /// Path of chunk `id` (already validated).
+    pub fn chunk_path(&self, id: &str) -> PathBuf {
+        self.chunks.join(id)
+    }
+
+    /// Removes everything left under `tmp/` by an earlier process.
+    fn sweep_tmp(&self) -> Result<(), Error> {
+        let ctx = || format!("sweeping {}", self.tmp.display());
+        let mut removed = 0u64;
+        for entry in std::fs::read_dir(&self.tmp).map_err(|e| Error::io(ctx(), e))? {
+            let path = entry.map_err(|e| Error::io(ctx(), e))?.path();
+            let res = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            res.map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+            removed += 1;
+        }
+        if removed > 0 {
+            sync_dir(&self.tmp).map_err(|e| Error::io(ctx(), e))?;
+            info!(removed, dir = %self.tmp.display(), "swept leftover temp files");
+        }
+        Ok(())
+    }
+
+    /// Reads the header of every committed chunk. Files that are not valid
+    /// chunks are logged and left alone for an operator to inspect.
+    pub fn scan(&self) -> Result<HashMap<String, ChunkMeta>, Error> {
+        let ctx = || format!("scanning {}", self.chunks.display());
+        let mut found = HashMap::new();
+        for entry in std::fs::read_dir(&self.chunks).map_err(|e| Error::io(ctx(), e))? {
+            let path = entry.map_err(|e| Error::io(ctx(), e))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if let Err(e) = keel_proto::chunk_id::validate(name) {
+                warn!(path = %path.display(), error = %e, "ignoring a file that is not a chunk");
+                continue;
+            }
+            let (_, meta) = open_chunk(&path)
+                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+            match meta {
+                Ok(m) => {
+                    found.insert(name.to_owned(), m);
+                }
+                Err(why) => warn!(path = %path.display(), why, "ignoring a damaged chunk file"),
+            }
+        }
+        Ok(found)
+    }
+
+    /// Size of the file system holding the directory, in bytes.
+    pub fn fs_size(&self) -> Result<u64, Error> {
+        let st = rustix::fs::statvfs(&self.root).map_err(|e| {
+            Error::io(
+                format!("statvfs {}", self.root.display()),
+                std::io::Error::from(e),
+            )
+        })?;
+        Ok(st.f_blocks.saturating_mul(st.f_frsize))
+    }
+}
+
+fn lock(root: &Path) -> Result<File, Error> {
+    let path = root.join("LOCK");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    flock(&file, FlockOperation::NonBlockingLockExclusive).map_err(|_| {
+        Error::Config(format!(
+            "data dir {} is in use by another chunk server process",
+            root.display()
+        ))
+    })?;
+    Ok(file)
+}
+
+fn check_owner(root: &Path, server_id: &str) -> Result<(), Error> {
+    let path = root.join(ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(stored) if stored.trim() == server_id => Ok(()),
+        Ok(stored) => Err(Error::IdMismatch {
+            dir: root.to_path_buf(),
+            stored: stored.trim().to_owned(),
+            given: server_id.to_owned(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => write_owner(root, server_id),
+        Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+    }
+}
+
+/// Writes `SERVER_ID` with the same temp → fsync → rename dance as chunks.
+fn write_owner(root: &Path, server_id: &str) -> Result<(), Error> {
+    let tmp = root.join(format!("{ID_FILE}.tmp"));
+    let ctx = || format!("writing {}", root.join(ID_FILE).display());
+    let mut f = File::create(&tmp).map_err(|e| Error::io(ctx(), e))?;
+    f.write_all(format!("{server_id}\n").as_bytes())
+        .and_then(|()| f.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, root.join(ID_FILE)))
+        .and_then(|()| sync_dir(root))
+        .map_err(|e| Error::io(ctx(), e))?;
+    info!(id = server_id, dir = %root.display(), "data dir initialised");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_id_is_kept_and_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("d");
+        drop(DataDir::open(&root, "cs1").expect("first open"));
+        drop(DataDir::open(&root, "cs1").expect("same id"));
+        let err = DataDir::open(&root, "cs2").expect_err("other id");
+        assert!(matches!(err, Error::IdMismatch { .. }), "{err}");
+        assert!(err.to_string().contains("belongs to chunk server \"cs1\""));
+    }
+
+    #[test]
+    fn a_second_process_is_refused_and_tmp_is_swept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = DataDir::open(dir.path(), "cs1").expect("open");
+        assert!(DataDir::open(dir.path(), "cs1").is_err());
+        std::fs::write(d.tmp.join("x.tmp"), b"partial").expect("write");
+        drop(d);
+        let d = DataDir::open(dir.path(), "cs1").expect("reopen");
+        assert_eq!(std::fs::read_dir(&d.tmp).expect("ls").count(), 0);
+        assert!(d.fs_size().expect("statvfs") > 0);
+    }
+}

@@ -1,0 +1,68 @@
+//! Outgoing gRPC connections: to peers (copy sources) and to the master, with
+//! Keel's message limits and the shared token attached.
+
+use std::time::Duration;
+
+use keel_proto::v1::chunk_server_client::ChunkServerClient;
+use keel_proto::v1::master_client::MasterClient;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::auth::AttachToken;
+use crate::error::Error;
+
+/// How long a connection attempt may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A channel that attaches the shared token to every call.
+pub type Authed = InterceptedService<Channel, AttachToken>;
+
+/// Client of another chunk server.
+pub type PeerClient = ChunkServerClient<Authed>;
+
+/// Client of the master.
+pub type MasterLink = MasterClient<Authed>;
+
+fn endpoint(url: &str) -> Result<Endpoint, String> {
+    Ok(Endpoint::from_shared(url.to_owned())
+        .map_err(|e| format!("bad address {url:?}: {e}"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true))
+}
+
+/// Connects to the chunk server at `url` now; the error says why not.
+pub async fn connect_peer(url: &str, token: &AttachToken) -> Result<PeerClient, String> {
+    let channel = endpoint(url)?
+        .connect()
+        .await
+        .map_err(|e| error_chain(&e))?;
+    Ok(ChunkServerClient::with_interceptor(channel, token.clone())
+        .max_decoding_message_size(keel_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(keel_proto::MAX_MESSAGE_BYTES))
+}
+
+/// A master client that connects on first use and reconnects by itself, so the
+/// chunk server runs fine before the master exists.
+pub fn master_lazy(url: &str, token: &AttachToken) -> Result<MasterLink, Error> {
+    let channel = endpoint(url)
+        .map_err(|e| Error::Config(format!("--master: {e}")))?
+        .connect_lazy();
+    Ok(MasterClient::with_interceptor(channel, token.clone())
+        .max_decoding_message_size(keel_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(keel_proto::MAX_MESSAGE_BYTES))
+}
+
+/// An error and its causes on one line ("transport error: connection refused").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    out
+}

@@ -1,0 +1,167 @@
+//! The `keel.v1.ChunkServer` gRPC service: converts requests, calls the
+//! domain modules, maps errors through `From<Error> for Status`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use keel_proto::chunk_id::ChunkId;
+use keel_proto::v1::chunk_server_server::ChunkServer;
+use keel_proto::v1::{
+    ChunkHeader, CopyChunkRequest, CopyChunkResponse, DeleteChunkRequest, DeleteChunkResponse,
+    ReadChunkRequest, ServerStatusRequest, ServerStatusResponse, StatChunkRequest,
+    StatChunkResponse, WriteChunkRequest, WriteChunkResponse,
+};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{Span, info, instrument, warn};
+
+use crate::error::Error;
+use crate::node::{Node, blocking};
+use crate::read::{ReadJob, ReadStream};
+use crate::{transfer, write};
+
+/// The gRPC face of a [`Node`].
+pub struct ChunkService {
+    node: Arc<Node>,
+}
+
+impl ChunkService {
+    /// Serves `node`.
+    pub fn new(node: Arc<Node>) -> Self {
+        ChunkService { node }
+    }
+}
+
+/// Logs a failed request once, at the level its code deserves, and converts it.
+fn reply<T>(r: Result<T, Error>) -> Result<Response<T>, Status> {
+    match r {
+        Ok(v) => Ok(Response::new(v)),
+        Err(e) => {
+            let code = e.code();
+            match code {
+                tonic::Code::Internal | tonic::Code::DataLoss | tonic::Code::Unavailable => {
+                    warn!(?code, error = %e, "request failed");
+                }
+                _ => info!(?code, error = %e, "request refused"),
+            }
+            Err(e.into())
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl ChunkServer for ChunkService {
+    #[instrument(skip_all, fields(chunk))]
+    async fn write_chunk(
+        &self,
+        request: Request<Streaming<WriteChunkRequest>>,
+    ) -> Result<Response<WriteChunkResponse>, Status> {
+        let r = write::write_chunk(&self.node, request.into_inner()).await;
+        if let Ok(w) = &r {
+            Span::current().record("chunk", w.chunk.as_str());
+        }
+        reply(r)
+    }
+
+    type ReadChunkStream = ReadStream;
+
+    #[instrument(skip_all, fields(chunk = %request.get_ref().chunk, migration = request.get_ref().migration))]
+    async fn read_chunk(
+        &self,
+        request: Request<ReadChunkRequest>,
+    ) -> Result<Response<ReadStream>, Status> {
+        reply(self.open_read(request.into_inner()).await)
+    }
+
+    #[instrument(skip_all, fields(chunk = %request.get_ref().chunk, from = %request.get_ref().source_id))]
+    async fn copy_chunk(
+        &self,
+        request: Request<CopyChunkRequest>,
+    ) -> Result<Response<CopyChunkResponse>, Status> {
+        reply(transfer::copy_chunk(&self.node, request.into_inner()).await)
+    }
+
+    #[instrument(skip_all, fields(chunk = %request.get_ref().chunk))]
+    async fn delete_chunk(
+        &self,
+        request: Request<DeleteChunkRequest>,
+    ) -> Result<Response<DeleteChunkResponse>, Status> {
+        let r = async {
+            let id = ChunkId::new(request.into_inner().chunk)?;
+            let store = Arc::clone(&self.node.store);
+            let freed = blocking("deleting chunk", move || store.delete(&id)).await?;
+            info!(freed, "chunk deleted");
+            Ok(DeleteChunkResponse { freed_bytes: freed })
+        };
+        reply(r.await)
+    }
+
+    #[instrument(skip_all, fields(chunk = %request.get_ref().chunk))]
+    async fn stat_chunk(
+        &self,
+        request: Request<StatChunkRequest>,
+    ) -> Result<Response<StatChunkResponse>, Status> {
+        let r = ChunkId::new(request.into_inner().chunk)
+            .map_err(Error::from)
+            .and_then(|id| {
+                let e = self.node.store.entry(id.as_str())?;
+                Ok(StatChunkResponse {
+                    header: Some(ChunkHeader {
+                        chunk: id.to_string(),
+                        size: e.meta.size,
+                        crc32c: e.meta.crc32c,
+                        replication: e.meta.replication,
+                    }),
+                    reads: e.reads,
+                })
+            });
+        reply(r)
+    }
+
+    async fn server_status(
+        &self,
+        _request: Request<ServerStatusRequest>,
+    ) -> Result<Response<ServerStatusResponse>, Status> {
+        let t = self.node.store.totals();
+        let who = &self.node.identity;
+        Ok(Response::new(ServerStatusResponse {
+            id: who.id.clone(),
+            address: who.address.clone(),
+            rack: who.rack.clone(),
+            capacity_bytes: t.capacity,
+            used_bytes: t.used,
+            reserved_bytes: t.reserved,
+            chunk_count: t.chunks,
+            in_flight: u32::try_from(t.in_flight).unwrap_or(u32::MAX),
+            migrate_bandwidth: self.node.throttle.bytes_per_sec(),
+            master_reachable: self.node.master_reachable.load(Ordering::Relaxed),
+        }))
+    }
+}
+
+impl ChunkService {
+    async fn open_read(&self, req: ReadChunkRequest) -> Result<ReadStream, Error> {
+        let id = ChunkId::new(req.chunk)?;
+        let store = Arc::clone(&self.node.store);
+        let id2 = id.clone();
+        // Client reads are counted; a peer's migration read is not a use of the data.
+        let count = !req.migration;
+        let opened = blocking("opening chunk", move || store.open_read(&id2, count)).await;
+        let (file, meta) = match opened {
+            Ok(v) => v,
+            Err(Error::Corrupt { id: c, detail }) => {
+                self.node.reporter.corruption(&id, &detail);
+                return Err(Error::Corrupt { id: c, detail });
+            }
+            Err(e) => return Err(e),
+        };
+        let throttle = req.migration.then(|| Arc::clone(&self.node.throttle));
+        Ok(ReadJob {
+            id,
+            file,
+            meta,
+            throttle,
+            reporter: self.node.reporter.clone(),
+        }
+        .spawn())
+    }
+}

@@ -1,0 +1,372 @@
+//! The chunks this server holds: an in-memory index over the data dir, exact
+//! capacity accounting, reservations for writes and copies in flight, read
+//! counters, and the change log heartbeats report from.
+//!
+//! `used` is always the sum of the sizes of committed chunks; `reserved` the
+//! sum of the sizes declared by writes and copies still in flight. A new
+//! transfer is admitted only if `used + reserved + size <= capacity`, so
+//! concurrent writers can never overcommit the disk.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use keel_proto::chunk_id::ChunkId;
+use tokio::sync::Notify;
+use tracing::info;
+
+use crate::chunk_file::{AppendError, ChunkMeta, FinishError, TempChunk, open_chunk, sync_dir};
+use crate::datadir::DataDir;
+use crate::error::{Error, Purpose};
+use crate::report::ChangeLog;
+
+/// A committed chunk as the index knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// Size, checksum and replication from the chunk's header.
+    pub meta: ChunkMeta,
+    /// Client reads started since this process started.
+    pub reads: u64,
+}
+
+/// Totals of the store at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    /// Bytes counted as 100 %.
+    pub capacity: u64,
+    /// Sum of the sizes of committed chunks.
+    pub used: u64,
+    /// Bytes held for transfers in flight.
+    pub reserved: u64,
+    /// Committed chunks.
+    pub chunks: u64,
+    /// Writes and copies in flight.
+    pub in_flight: u64,
+}
+
+/// What a heartbeat reports: all chunks, or those changed since the last ack.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Change-log sequence the report covers; pass it to [`Store::ack`].
+    pub seq: u64,
+    /// Chunks held (all of them for a full report, the changed ones otherwise).
+    pub chunks: Vec<(String, Entry)>,
+    /// Ids gone since the last ack (empty for a full report).
+    pub removed: Vec<String>,
+    /// Totals when the report was taken.
+    pub totals: Totals,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    chunks: HashMap<String, Entry>,
+    in_flight: HashSet<String>,
+    used: u64,
+    reserved: u64,
+    log: ChangeLog,
+}
+
+/// The chunk store of one server.
+#[derive(Debug)]
+pub struct Store {
+    dir: DataDir,
+    capacity: u64,
+    state: Mutex<State>,
+    /// Woken after every commit and delete, so a heartbeat goes out soon.
+    changed: Notify,
+    /// Makes temp file names unique within this process (tmp/ is ours alone).
+    tmp_seq: AtomicU64,
+}
+
+impl Store {
+    /// Opens (creating if needed) the data dir and rebuilds the index from it.
+    /// Blocking: call it from a blocking context.
+    pub fn open(root: &Path, server_id: &str, capacity: Option<u64>) -> Result<Arc<Self>, Error> {
+        let dir = DataDir::open(root, server_id)?;
+        let capacity = match capacity {
+            Some(c) => c,
+            None => dir.fs_size()?,
+        };
+        let chunks: HashMap<String, Entry> = dir
+            .scan()?
+            .into_iter()
+            .map(|(id, meta)| (id, Entry { meta, reads: 0 }))
+            .collect();
+        let used = chunks.values().map(|e| e.meta.size).sum();
+        info!(chunks = chunks.len(), used, capacity, dir = %root.display(), "store opened");
+        Ok(Arc::new(Store {
+            dir,
+            capacity,
+            state: Mutex::new(State {
+                chunks,
+                used,
+                ..State::default()
+            }),
+            changed: Notify::new(),
+            tmp_seq: AtomicU64::new(0),
+        }))
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Woken after every commit and delete.
+    pub fn changed(&self) -> &Notify {
+        &self.changed
+    }
+
+    /// Claims `id` for a transfer of `size` bytes (0 when not yet known).
+    pub fn reserve(
+        self: &Arc<Self>,
+        id: &ChunkId,
+        size: u64,
+        purpose: Purpose,
+    ) -> Result<Reservation, Error> {
+        let mut st = self.state();
+        let key = id.as_str();
+        if st.chunks.contains_key(key) {
+            return Err(Error::AlreadyExists { id: key.into() });
+        }
+        if st.in_flight.contains(key) {
+            return Err(Error::InFlight {
+                id: key.into(),
+                attempt: purpose,
+            });
+        }
+        self.check_room(&st, key, size)?;
+        st.in_flight.insert(key.to_owned());
+        st.reserved += size;
+        Ok(Reservation {
+            store: Arc::clone(self),
+            id: id.clone(),
+            bytes: size,
+            done: false,
+        })
+    }
+
+    fn check_room(&self, st: &State, id: &str, size: u64) -> Result<(), Error> {
+        let need = st.used.saturating_add(st.reserved).saturating_add(size);
+        if need > self.capacity {
+            return Err(Error::NoSpace {
+                id: id.into(),
+                size,
+                used: st.used,
+                reserved: st.reserved,
+                capacity: self.capacity,
+            });
+        }
+        Ok(())
+    }
+
+    /// Creates the temp file a reserved chunk is written to. Blocking.
+    pub fn create_temp(&self, res: &Reservation, meta: ChunkMeta) -> Result<TempChunk, Error> {
+        let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
+        let path = self.dir.tmp.join(format!("{}.{n}.tmp", res.id));
+        TempChunk::create(path, meta)
+            .map_err(|e| Error::io(format!("creating temp file for chunk {}", res.id), e))
+    }
+
+    /// Makes a fully written chunk durable and visible. Blocking.
+    pub fn commit(&self, mut res: Reservation, temp: TempChunk) -> Result<ChunkMeta, Error> {
+        let id = res.id.to_string();
+        let declared = temp.meta();
+        let meta = temp
+            .commit(&self.dir.chunk_path(&id))
+            .map_err(|e| finish_error(&id, declared, e))?;
+        {
+            let mut st = self.state();
+            st.in_flight.remove(&id);
+            st.reserved -= res.bytes;
+            st.used += meta.size;
+            st.log.touch(&id);
+            st.chunks.insert(id, Entry { meta, reads: 0 });
+        }
+        res.done = true;
+        self.changed.notify_one();
+        Ok(meta)
+    }
+
+    /// Opens a chunk for reading, positioned at its first data byte. Counts a
+    /// read when `count` is set. Blocking.
+    pub fn open_read(&self, id: &ChunkId, count: bool) -> Result<(File, ChunkMeta), Error> {
+        let key = id.as_str();
+        let known = self.entry(key)?.meta;
+        let (file, meta) = match open_chunk(&self.dir.chunk_path(key)) {
+            Ok(opened) => opened,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NotFound { id: key.into() });
+            }
+            Err(e) => return Err(Error::io(format!("opening chunk {key}"), e)),
+        };
+        let meta = meta.map_err(|detail| Error::Corrupt {
+            id: key.into(),
+            detail,
+        })?;
+        if meta != known {
+            return Err(Error::Corrupt {
+                id: key.into(),
+                detail: format!("header changed on disk: indexed {known:?}, found {meta:?}"),
+            });
+        }
+        if count {
+            let mut st = self.state();
+            if let Some(e) = st.chunks.get_mut(key) {
+                e.reads += 1;
+                st.log.touch(key);
+            }
+        }
+        Ok((file, meta))
+    }
+
+    /// A chunk's index entry.
+    pub fn entry(&self, id: &str) -> Result<Entry, Error> {
+        self.state()
+            .chunks
+            .get(id)
+            .copied()
+            .ok_or_else(|| Error::NotFound { id: id.into() })
+    }
+
+    /// Removes a chunk and returns the bytes freed. A read already streaming
+    /// keeps its open file and finishes. Blocking.
+    pub fn delete(&self, id: &ChunkId) -> Result<u64, Error> {
+        let key = id.as_str();
+        self.entry(key)?;
+        match std::fs::remove_file(self.dir.chunk_path(key)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NotFound { id: key.into() });
+            }
+            Err(e) => return Err(Error::io(format!("deleting chunk {key}"), e)),
+        }
+        sync_dir(&self.dir.chunks).map_err(|e| Error::io(format!("deleting chunk {key}"), e))?;
+        let freed = {
+            let mut st = self.state();
+            let freed = st.chunks.remove(key).map_or(0, |e| e.meta.size);
+            st.used -= freed;
+            st.log.touch(key);
+            freed
+        };
+        self.changed.notify_one();
+        Ok(freed)
+    }
+
+    /// Current totals.
+    pub fn totals(&self) -> Totals {
+        let st = self.state();
+        self.totals_of(&st)
+    }
+
+    fn totals_of(&self, st: &State) -> Totals {
+        Totals {
+            capacity: self.capacity,
+            used: st.used,
+            reserved: st.reserved,
+            chunks: st.chunks.len() as u64,
+            in_flight: st.in_flight.len() as u64,
+        }
+    }
+
+    /// Builds a heartbeat report: every chunk when `full`, else the changes
+    /// since the last [`Store::ack`].
+    pub fn report(&self, full: bool) -> Report {
+        let st = self.state();
+        let mut chunks = Vec::new();
+        let mut removed = Vec::new();
+        if full {
+            chunks.extend(st.chunks.iter().map(|(id, e)| (id.clone(), *e)));
+        } else {
+            for id in st.log.dirty() {
+                match st.chunks.get(id) {
+                    Some(e) => chunks.push((id.to_owned(), *e)),
+                    None => removed.push(id.to_owned()),
+                }
+            }
+        }
+        Report {
+            seq: st.log.seq(),
+            chunks,
+            removed,
+            totals: self.totals_of(&st),
+        }
+    }
+
+    /// The master acknowledged the report built at `seq`.
+    pub fn ack(&self, seq: u64) {
+        self.state().log.ack(seq);
+    }
+}
+
+/// A chunk id claimed by a write or copy, with its space held. Dropping it
+/// (on any failure) releases both.
+#[derive(Debug)]
+pub struct Reservation {
+    store: Arc<Store>,
+    id: ChunkId,
+    bytes: u64,
+    done: bool,
+}
+
+impl Reservation {
+    /// The claimed id.
+    pub fn id(&self) -> &ChunkId {
+        &self.id
+    }
+
+    /// Changes the space held, once the real size is known.
+    pub fn resize(&mut self, size: u64) -> Result<(), Error> {
+        let mut st = self.store.state();
+        st.reserved -= self.bytes;
+        if let Err(e) = self.store.check_room(&st, self.id.as_str(), size) {
+            st.reserved += self.bytes;
+            return Err(e);
+        }
+        st.reserved += size;
+        self.bytes = size;
+        Ok(())
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.done {
+            let mut st = self.store.state();
+            st.in_flight.remove(self.id.as_str());
+            st.reserved -= self.bytes;
+        }
+    }
+}
+
+/// Appends bytes to a temp chunk, mapping failures to [`Error`]. Blocking.
+pub fn append(temp: &mut TempChunk, id: &ChunkId, data: &[u8]) -> Result<(), Error> {
+    temp.append(data).map_err(|e| match e {
+        AppendError::TooMany { received } => Error::SizeMismatch {
+            id: id.to_string(),
+            declared: temp.meta().size,
+            received,
+            verb: "or more were",
+        },
+        AppendError::Io(e) => Error::io(format!("writing chunk {id}"), e),
+    })
+}
+
+fn finish_error(id: &str, declared: ChunkMeta, e: FinishError) -> Error {
+    match e {
+        FinishError::TooFew { received } => Error::SizeMismatch {
+            id: id.into(),
+            declared: declared.size,
+            received,
+            verb: "were",
+        },
+        FinishError::Checksum { actual } => Error::ChecksumMismatch {
+            id: id.into(),
+            declared: declared.crc32c,
+            actual,
+        },
+        FinishError::Io(e) => Error::io(format!("committing chunk {id}"), e),
+    }
+}

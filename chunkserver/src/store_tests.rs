@@ -1,0 +1,123 @@
+//! Store behaviour across reservations, commits, deletes and restarts.
+
+use std::sync::Arc;
+
+use keel_proto::chunk_id::ChunkId;
+
+use crate::chunk_file::ChunkMeta;
+use crate::error::{Error, Purpose};
+use crate::store::{Store, append};
+
+fn id(s: &str) -> ChunkId {
+    ChunkId::new(s).expect("valid id")
+}
+
+fn meta(data: &[u8]) -> ChunkMeta {
+    ChunkMeta {
+        size: data.len() as u64,
+        crc32c: crc32c::crc32c(data),
+        replication: 2,
+    }
+}
+
+fn put(store: &Arc<Store>, name: &str, data: &[u8]) -> Result<ChunkMeta, Error> {
+    let res = store.reserve(&id(name), data.len() as u64, Purpose::Write)?;
+    let mut temp = store.create_temp(&res, meta(data))?;
+    append(&mut temp, &id(name), data)?;
+    store.commit(res, temp)
+}
+
+#[test]
+fn accounting_survives_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), "cs1", Some(1000)).expect("open");
+    put(&store, "a", &[1; 100]).expect("a");
+    put(&store, "b", &[2; 250]).expect("b");
+    assert_eq!(store.delete(&id("a")).expect("delete"), 100);
+    assert!(matches!(
+        store.delete(&id("a")),
+        Err(Error::NotFound { .. })
+    ));
+    let before = store.totals();
+    assert_eq!((before.used, before.chunks, before.reserved), (250, 1, 0));
+    drop(store);
+    let store = Store::open(dir.path(), "cs1", Some(1000)).expect("reopen");
+    assert_eq!(store.totals(), before);
+    assert_eq!(store.entry("b").expect("b").meta, meta(&[2; 250]));
+}
+
+#[test]
+fn reservations_prevent_overcommit_and_are_released() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), "cs1", Some(1000)).expect("open");
+    let r1 = store.reserve(&id("x"), 600, Purpose::Write).expect("x");
+    let err = store
+        .reserve(&id("y"), 500, Purpose::Write)
+        .expect_err("overcommit");
+    assert!(matches!(err, Error::NoSpace { reserved: 600, .. }), "{err}");
+    assert!(matches!(
+        store.reserve(&id("x"), 1, Purpose::Copy),
+        Err(Error::InFlight {
+            attempt: Purpose::Copy,
+            ..
+        })
+    ));
+    drop(r1);
+    assert_eq!(store.totals().reserved, 0);
+    let mut r2 = store.reserve(&id("y"), 0, Purpose::Copy).expect("y");
+    assert!(r2.resize(1001).is_err());
+    r2.resize(900).expect("resize");
+    assert_eq!(store.totals().reserved, 900);
+}
+
+#[test]
+fn failed_writes_leave_no_file_and_no_reservation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), "cs1", Some(1000)).expect("open");
+    let res = store.reserve(&id("c"), 4, Purpose::Write).expect("reserve");
+    let mut temp = store.create_temp(&res, meta(b"abcd")).expect("temp");
+    append(&mut temp, &id("c"), b"abce").expect("append");
+    let err = store.commit(res, temp).expect_err("checksum");
+    assert!(matches!(err, Error::ChecksumMismatch { .. }), "{err}");
+    assert_eq!(store.totals().reserved, 0);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp"))
+            .expect("ls")
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("chunks"))
+            .expect("ls")
+            .count(),
+        0
+    );
+    assert!(matches!(
+        put(&store, "c", b"abcd").and_then(|_| put(&store, "c", b"abcd")),
+        Err(Error::AlreadyExists { .. })
+    ));
+}
+
+#[test]
+fn deltas_report_changes_until_acknowledged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), "cs1", Some(1000)).expect("open");
+    put(&store, "a", b"1").expect("a");
+    put(&store, "b", b"2").expect("b");
+    let full = store.report(true);
+    assert_eq!(full.chunks.len(), 2);
+    store.ack(full.seq);
+    assert!(store.report(false).chunks.is_empty());
+    store.delete(&id("a")).expect("delete");
+    store.open_read(&id("b"), true).expect("read");
+    let failed = store.report(false);
+    // Not acknowledged: the next delta still carries it.
+    let delta = store.report(false);
+    assert_eq!(delta.removed, vec!["a".to_owned()]);
+    assert_eq!(delta.chunks.len(), 1);
+    assert_eq!(delta.chunks[0].1.reads, 1);
+    assert_eq!(failed.seq, delta.seq);
+    store.ack(delta.seq);
+    let after = store.report(false);
+    assert!(after.chunks.is_empty() && after.removed.is_empty());
+}

@@ -1,0 +1,253 @@
+//! `CopyChunk`: this server (the target) pulls a chunk from a peer.
+//!
+//! The id is claimed and its space reserved before any byte moves; the source
+//! streams with `migration: true`, so it draws from its own bucket, and every
+//! frame received here draws from this server's bucket too. The bytes land in
+//! a temp file and become a chunk only after size and CRC32C match both the
+//! source's header and what the master expected. At most a few frames are in
+//! memory at once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keel_proto::chunk_id::ChunkId;
+use keel_proto::v1::{
+    ChunkHeader, CopyChunkRequest, CopyChunkResponse, ReadChunkRequest, ReadChunkResponse,
+};
+use tonic::{Code, Status, Streaming};
+use tracing::info;
+
+use crate::chunk_file::ChunkMeta;
+use crate::config::normalize_url;
+use crate::error::{Error, Purpose};
+use crate::node::{Node, append, blocking};
+use crate::peer::connect_peer;
+
+/// A copy whose source sends nothing for this long is abandoned.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The peer a copy pulls from.
+struct Source {
+    /// Server id, for messages.
+    id: String,
+    /// gRPC URL.
+    address: String,
+}
+
+/// Pulls the requested chunk from its source and commits it here.
+pub async fn copy_chunk(node: &Node, req: CopyChunkRequest) -> Result<CopyChunkResponse, Error> {
+    let id = ChunkId::new(req.chunk)?;
+    if req.source_address.trim().is_empty() {
+        return Err(Error::InvalidRequest(format!(
+            "copy of chunk {id}: source_address is required"
+        )));
+    }
+    let address = normalize_url(&req.source_address);
+    let src = Source {
+        id: if req.source_id.is_empty() {
+            address.clone()
+        } else {
+            req.source_id
+        },
+        address,
+    };
+    let mut res = node.store.reserve(&id, req.expected_size, Purpose::Copy)?;
+    let started = Instant::now();
+    let mut stream = open(node, &src, &id).await?;
+    let header = first_header(&mut stream, &src, &id).await?;
+    check_expected(&header, req.expected_size, req.expected_crc32c, &src, &id)?;
+    res.resize(header.size)?;
+    let meta = ChunkMeta {
+        size: header.size,
+        crc32c: header.crc32c,
+        replication: header.replication,
+    };
+    let store = Arc::clone(&node.store);
+    let (res, mut temp) = blocking("creating temp file", move || {
+        let temp = store.create_temp(&res, meta)?;
+        Ok((res, temp))
+    })
+    .await?;
+    while let Some(data) = next_frame(&mut stream, &src, &id, temp.written()).await? {
+        node.throttle.consume(data.len()).await;
+        temp = append(temp, &id, data)
+            .await
+            .map_err(|e| damaged(e, &src, &id, meta.size))?;
+    }
+    let store = Arc::clone(&node.store);
+    let meta = blocking("committing chunk", move || store.commit(res, temp))
+        .await
+        .map_err(|e| damaged(e, &src, &id, meta.size))?;
+    let secs = started.elapsed().as_secs_f64();
+    let mib_per_s = meta.size as f64 / (1 << 20) as f64 / secs.max(1e-9);
+    info!(chunk = %id, from = %src.id, bytes = meta.size, secs, mib_per_s, "chunk copied");
+    Ok(CopyChunkResponse {
+        chunk: id.to_string(),
+        size: meta.size,
+        crc32c: meta.crc32c,
+        replication: meta.replication,
+    })
+}
+
+/// Connects to the source and opens its migration read.
+async fn open(
+    node: &Node,
+    src: &Source,
+    id: &ChunkId,
+) -> Result<Streaming<ReadChunkResponse>, Error> {
+    let mut client = connect_peer(&src.address, &node.token)
+        .await
+        .map_err(|detail| Error::SourceUnavailable {
+            source_id: src.id.clone(),
+            address: src.address.clone(),
+            detail,
+        })?;
+    let req = ReadChunkRequest {
+        chunk: id.to_string(),
+        migration: true,
+    };
+    match client.read_chunk(req).await {
+        Ok(resp) => Ok(resp.into_inner()),
+        Err(s) if s.code() == Code::NotFound => Err(Error::SourceMissing {
+            source_id: src.id.clone(),
+            id: id.to_string(),
+        }),
+        Err(s) if s.code() == Code::Unavailable => Err(Error::SourceUnavailable {
+            source_id: src.id.clone(),
+            address: src.address.clone(),
+            detail: s.message().to_owned(),
+        }),
+        Err(s) => Err(failed(&s, src, id, 0)),
+    }
+}
+
+async fn first_header(
+    stream: &mut Streaming<ReadChunkResponse>,
+    src: &Source,
+    id: &ChunkId,
+) -> Result<ChunkHeader, Error> {
+    let protocol = |detail: &str| Error::CopyFailed {
+        id: id.to_string(),
+        source_id: src.id.clone(),
+        received: 0,
+        detail: detail.to_owned(),
+        code: Code::Aborted,
+    };
+    let msg = receive(stream, src, id, 0)
+        .await?
+        .ok_or_else(|| protocol("the source ended the stream before sending a header"))?;
+    let header = msg
+        .header
+        .ok_or_else(|| protocol("the source's first message carries no header"))?;
+    if header.chunk != id.as_str() {
+        return Err(protocol(&format!(
+            "the source sent a header for chunk {:?}",
+            header.chunk
+        )));
+    }
+    if !msg.data.is_empty() {
+        return Err(protocol("the source sent data in its header message"));
+    }
+    Ok(header)
+}
+
+fn check_expected(
+    header: &ChunkHeader,
+    size: u64,
+    crc: u32,
+    src: &Source,
+    id: &ChunkId,
+) -> Result<(), Error> {
+    let size_ok = size == 0 || size == header.size;
+    let crc_ok = crc == 0 || crc == header.crc32c;
+    if size_ok && crc_ok {
+        return Ok(());
+    }
+    Err(Error::SourceMismatch {
+        source_id: src.id.clone(),
+        id: id.to_string(),
+        found: format!("{} bytes, crc32c {:#010x}", header.size, header.crc32c),
+        expected: format!("{size} bytes, crc32c {crc:#010x} (0 = any)"),
+    })
+}
+
+/// The next data frame, or `None` at the end of the stream.
+async fn next_frame(
+    stream: &mut Streaming<ReadChunkResponse>,
+    src: &Source,
+    id: &ChunkId,
+    received: u64,
+) -> Result<Option<Vec<u8>>, Error> {
+    loop {
+        let Some(msg) = receive(stream, src, id, received).await? else {
+            return Ok(None);
+        };
+        if msg.header.is_some() {
+            return Err(Error::CopyFailed {
+                id: id.to_string(),
+                source_id: src.id.clone(),
+                received,
+                detail: "the source sent a second header".into(),
+                code: Code::Aborted,
+            });
+        }
+        if !msg.data.is_empty() {
+            return Ok(Some(msg.data));
+        }
+    }
+}
+
+async fn receive(
+    stream: &mut Streaming<ReadChunkResponse>,
+    src: &Source,
+    id: &ChunkId,
+    received: u64,
+) -> Result<Option<ReadChunkResponse>, Error> {
+    match tokio::time::timeout(IDLE_TIMEOUT, stream.message()).await {
+        Ok(Ok(msg)) => Ok(msg),
+        Ok(Err(s)) => Err(failed(&s, src, id, received)),
+        Err(_) => Err(Error::CopyFailed {
+            id: id.to_string(),
+            source_id: src.id.clone(),
+            received,
+            detail: format!("the source sent nothing for {} s", IDLE_TIMEOUT.as_secs()),
+            code: Code::Unavailable,
+        }),
+    }
+}
+
+/// A copy that broke off with `status` from the source.
+fn failed(status: &Status, src: &Source, id: &ChunkId, received: u64) -> Error {
+    let code = match status.code() {
+        Code::DataLoss => Code::DataLoss,
+        Code::Unavailable
+        | Code::Cancelled
+        | Code::Unknown
+        | Code::Internal
+        | Code::DeadlineExceeded => Code::Unavailable,
+        _ => Code::Aborted,
+    };
+    Error::CopyFailed {
+        id: id.to_string(),
+        source_id: src.id.clone(),
+        received,
+        detail: format!("source answered {:?}: {}", status.code(), status.message()),
+        code,
+    }
+}
+
+/// Bytes that arrived but do not add up to the announced chunk.
+fn damaged(e: Error, src: &Source, id: &ChunkId, size: u64) -> Error {
+    let received = match &e {
+        Error::SizeMismatch { received, .. } => *received,
+        Error::ChecksumMismatch { .. } => size,
+        _ => return e,
+    };
+    Error::CopyFailed {
+        id: id.to_string(),
+        source_id: src.id.clone(),
+        received,
+        detail: format!("the bytes received do not match the source's header: {e}"),
+        code: Code::DataLoss,
+    }
+}
