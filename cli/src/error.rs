@@ -58,13 +58,105 @@ pub enum Error {
         chunk: String,
     },
 
-    /// A command did part of its work; the message says which part failed.
-    #[error("{0}")]
-    Partial(String),
+    /// The master allocated no server for a new chunk.
+    #[error("the master chose no server for chunk {chunk:?}")]
+    NoPlacement {
+        /// The chunk being put.
+        chunk: String,
+    },
 
-    /// Ctrl-C: the command stopped (the message says what keeps going).
-    #[error("interrupted{0}")]
-    Interrupted(String),
+    /// Some replica writes of a put failed.
+    #[error("{}", replica_writes(chunk, stored, failed))]
+    ReplicaWrites {
+        /// The chunk being put.
+        chunk: String,
+        /// Servers that stored it.
+        stored: Vec<String>,
+        /// Servers that did not, and why.
+        failed: Vec<(String, Error)>,
+    },
+
+    /// A chunk server acknowledged other bytes than were sent.
+    #[error(
+        "{peer} stored {got_size} bytes with crc32c {got_crc:08x}, but {size} bytes with crc32c \
+         {crc:08x} were sent (did the file change while it was being sent?)"
+    )]
+    StoredMismatch {
+        /// The server.
+        peer: String,
+        /// Size it acknowledged.
+        got_size: u64,
+        /// CRC32C it acknowledged.
+        got_crc: u32,
+        /// Size sent.
+        size: u64,
+        /// CRC32C sent.
+        crc: u32,
+    },
+
+    /// A replica served bytes that do not match their record.
+    #[error("{peer} served a bad copy: {what}")]
+    BadCopy {
+        /// The server.
+        peer: String,
+        /// What did not match.
+        what: String,
+    },
+
+    /// The master lists no replica of the chunk.
+    #[error("the master lists no replica of chunk {chunk:?}")]
+    NoReplicas {
+        /// The chunk asked for.
+        chunk: String,
+    },
+
+    /// Every replica of the chunk failed.
+    #[error("no replica of chunk {chunk:?} could be read ({})", list(failures))]
+    NoReplicaReadable {
+        /// The chunk asked for.
+        chunk: String,
+        /// Each server tried, and why it failed.
+        failures: Vec<(String, Error)>,
+    },
+
+    /// `rebalance execute`: some moves were not done.
+    #[error("{}", moves_incomplete(*requested, not_done, *missing))]
+    MovesIncomplete {
+        /// Moves asked for.
+        requested: usize,
+        /// `CHUNK FROM->TO OUTCOME: REASON` of each move not done.
+        not_done: Vec<String>,
+        /// Moves the master returned no result for.
+        missing: usize,
+    },
+
+    /// `rebalance run --wait`: moves failed while waiting.
+    #[error("{failed} of {total} moves failed (see `keelctl rebalance status`)")]
+    MovesFailed {
+        /// Failed moves.
+        failed: u64,
+        /// Done plus failed moves.
+        total: u64,
+    },
+
+    /// `rebalance run --wait-timeout` passed.
+    #[error(
+        "stopped waiting after {}: moves are still queued and go on (see `keelctl rebalance status`)",
+        crate::output::age(*after)
+    )]
+    WaitTimedOut {
+        /// The limit.
+        after: std::time::Duration,
+    },
+
+    /// The async runtime could not start.
+    #[error("cannot start the runtime: {}", io_message(.0))]
+    Runtime(io::Error),
+
+    /// Ctrl-C: the command stopped (a get leaves no temp file behind; queued
+    /// moves go on at the master).
+    #[error("interrupted")]
+    Interrupted,
 }
 
 impl Error {
@@ -97,10 +189,40 @@ impl Error {
     /// Process exit status for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Interrupted(_) => 130,
+            Error::Interrupted => 130,
             _ => 1,
         }
     }
+}
+
+fn list(items: &[(String, Error)]) -> String {
+    let parts: Vec<String> = items.iter().map(|(id, e)| format!("{id}: {e}")).collect();
+    parts.join("; ")
+}
+
+fn replica_writes(chunk: &str, stored: &[String], failed: &[(String, Error)]) -> String {
+    let done = if stored.is_empty() {
+        format!("chunk {chunk:?} was not stored anywhere")
+    } else {
+        format!("chunk {chunk:?} was stored on {} only", stored.join(", "))
+    };
+    format!("{done}; failed on {}", list(failed))
+}
+
+fn moves_incomplete(requested: usize, not_done: &[String], missing: usize) -> String {
+    let mut line = format!(
+        "{} of {} did not complete",
+        not_done.len() + missing,
+        crate::output::count(requested as u64, "move")
+    );
+    if !not_done.is_empty() {
+        line.push_str(": ");
+        line.push_str(&not_done.join("; "));
+    }
+    if missing > 0 {
+        line.push_str(&format!("; the master returned no result for {missing}"));
+    }
+    line
 }
 
 /// Turns a gRPC status into one sentence naming who answered and what was asked.
@@ -249,5 +371,14 @@ mod tests {
             url: "http://h:1",
         };
         assert_eq!(p.to_string(), "chunk server cs1 at http://h:1");
+        let e = Error::ReplicaWrites {
+            chunk: "c1".into(),
+            stored: vec!["cs1".into()],
+            failed: vec![("cs2".into(), Error::NoReplicas { chunk: "x".into() })],
+        };
+        assert_eq!(
+            e.to_string(),
+            "chunk \"c1\" was stored on cs1 only; failed on cs2: the master lists no replica of chunk \"x\""
+        );
     }
 }

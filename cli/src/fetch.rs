@@ -48,7 +48,10 @@ fn replica(error: Error) -> Failure {
 
 fn corrupt(peer: &str, what: String) -> Failure {
     Failure::Replica {
-        error: Error::Partial(format!("{peer} served a bad copy: {what}")),
+        error: Error::BadCopy {
+            peer: peer.to_owned(),
+            what,
+        },
         corrupt: true,
     }
 }

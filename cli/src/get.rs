@@ -67,22 +67,18 @@ pub async fn run(clients: &Clients, args: GetArgs, json: bool) -> Result<(), Err
                         report(&master, &args.chunk, &replica.id, &error).await;
                     }
                     output::warn(&format!("{error}; trying another replica"));
-                    failures.push(format!("{}: {error}", replica.id));
+                    failures.push((replica.id.clone(), error));
                 }
             }
         }
     }
     if failures.is_empty() {
-        return Err(Error::Partial(format!(
-            "the master lists no replica of chunk {:?}",
-            args.chunk
-        )));
+        return Err(Error::NoReplicas { chunk: args.chunk });
     }
-    Err(Error::Partial(format!(
-        "no replica of chunk {:?} could be read ({})",
-        args.chunk,
-        failures.join("; ")
-    )))
+    Err(Error::NoReplicaReadable {
+        chunk: args.chunk,
+        failures,
+    })
 }
 
 /// `LocateChunk`, with NOT_FOUND said plainly.

@@ -37,17 +37,12 @@ fn main() -> ExitCode {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => {
-            let why = error::io_message(&e);
-            return fail(&error::Error::Partial(format!(
-                "cannot start the runtime: {why}"
-            )));
-        }
+        Err(e) => return fail(&error::Error::Runtime(e)),
     };
     let result = runtime.block_on(async {
         tokio::select! {
             r = cli.run() => r,
-            _ = tokio::signal::ctrl_c() => Err(error::Error::Interrupted(String::new())),
+            _ = tokio::signal::ctrl_c() => Err(error::Error::Interrupted),
         }
     });
     match result {

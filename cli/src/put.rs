@@ -44,10 +44,7 @@ pub async fn run(clients: &Clients, args: PutArgs, json: bool) -> Result<(), Err
         .call("allocate chunk", master.client.clone().allocate_chunk(req))
         .await?;
     if alloc.servers.is_empty() {
-        return Err(Error::Partial(format!(
-            "the master chose no server for chunk {:?}",
-            args.chunk
-        )));
+        return Err(Error::NoPlacement { chunk: args.chunk });
     }
     let header = ChunkHeader {
         chunk: args.chunk.clone(),
@@ -65,11 +62,15 @@ pub async fn run(clients: &Clients, args: PutArgs, json: bool) -> Result<(), Err
     for (server, result) in alloc.servers.iter().zip(results) {
         match result {
             Ok(()) => stored.push(server.id.clone()),
-            Err(e) => failed.push(format!("{}: {e}", server.id)),
+            Err(e) => failed.push((server.id.clone(), e)),
         }
     }
     if !failed.is_empty() {
-        return Err(Error::Partial(failure_line(&args.chunk, &stored, &failed)));
+        return Err(Error::ReplicaWrites {
+            chunk: args.chunk,
+            stored,
+            failed,
+        });
     }
     let out = PutJson {
         chunk: args.chunk,
@@ -97,16 +98,6 @@ fn effective_replication(allocated: u32, servers: usize) -> u32 {
     } else {
         u32::try_from(servers).unwrap_or(u32::MAX)
     }
-}
-
-/// One line naming what succeeded and each replica that failed.
-fn failure_line(chunk: &str, stored: &[String], failed: &[String]) -> String {
-    let done = if stored.is_empty() {
-        format!("chunk {chunk:?} was not stored anywhere")
-    } else {
-        format!("chunk {chunk:?} was stored on {} only", stored.join(", "))
-    };
-    format!("{done}; failed on {}", failed.join("; "))
 }
 
 /// Size and CRC32C of a file, read once in frames (never whole).
@@ -165,11 +156,13 @@ async fn write_replica(
         .map_err(|s| Error::rpc(&cs.peer, "write chunk", s))?
         .into_inner();
     if resp.size != header.size || resp.crc32c != header.crc32c {
-        return Err(Error::Partial(format!(
-            "{} stored {} bytes with crc32c {:08x}, but {} bytes with crc32c {:08x} were sent \
-             (did the file change while it was being sent?)",
-            cs.peer, resp.size, resp.crc32c, header.size, header.crc32c
-        )));
+        return Err(Error::StoredMismatch {
+            peer: cs.peer,
+            got_size: resp.size,
+            got_crc: resp.crc32c,
+            size: header.size,
+            crc: header.crc32c,
+        });
     }
     Ok(())
 }
@@ -274,7 +267,7 @@ mod tests {
     }
 
     #[test]
-    fn json_shape_and_failure_line() {
+    fn json_shape_and_replication() {
         let v = serde_json::to_value(PutJson {
             chunk: "c1".into(),
             size: 3,
@@ -285,11 +278,6 @@ mod tests {
         assert_eq!(
             v,
             serde_json::json!({"chunk": "c1", "size": 3, "crc32c": 9, "servers": ["cs1"]})
-        );
-        let line = failure_line("c1", &["cs1".into()], &["cs2: boom".into()]);
-        assert_eq!(
-            line,
-            "chunk \"c1\" was stored on cs1 only; failed on cs2: boom"
         );
         assert_eq!(effective_replication(0, 2), 2);
         assert_eq!(effective_replication(3, 2), 3);

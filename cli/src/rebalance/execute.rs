@@ -101,7 +101,7 @@ pub async fn run(master: &Master, args: ExecuteArgs, json: bool) -> Result<(), E
     }
     match incomplete(&out, args.moves.len()) {
         None => Ok(()),
-        Some(line) => Err(Error::Partial(line)),
+        Some(e) => Err(e),
     }
 }
 
@@ -142,9 +142,9 @@ pub fn render(out: &ExecuteJson) -> String {
     )
 }
 
-/// `Some(line)` naming each move that was not done, with its reason.
-pub fn incomplete(out: &ExecuteJson, requested: usize) -> Option<String> {
-    let bad: Vec<String> = out
+/// The error naming each move that was not done, with its reason.
+pub fn incomplete(out: &ExecuteJson, requested: usize) -> Option<Error> {
+    let not_done: Vec<String> = out
         .results
         .iter()
         .filter(|r| r.outcome != "done")
@@ -161,22 +161,14 @@ pub fn incomplete(out: &ExecuteJson, requested: usize) -> Option<String> {
         })
         .collect();
     let missing = requested.saturating_sub(out.results.len());
-    if bad.is_empty() && missing == 0 {
+    if not_done.is_empty() && missing == 0 {
         return None;
     }
-    let mut line = format!(
-        "{} of {} did not complete",
-        bad.len() + missing,
-        output::count(requested as u64, "move")
-    );
-    if !bad.is_empty() {
-        line.push_str(": ");
-        line.push_str(&bad.join("; "));
-    }
-    if missing > 0 {
-        line.push_str(&format!("; the master returned no result for {missing}"));
-    }
-    Some(line)
+    Some(Error::MovesIncomplete {
+        requested,
+        not_done,
+        missing,
+    })
 }
 
 #[cfg(test)]
@@ -229,7 +221,7 @@ mod tests {
     fn rejected_moves_are_named_with_their_reason() {
         let out = ExecuteJson::from(&response());
         assert_eq!(
-            incomplete(&out, 2).as_deref(),
+            incomplete(&out, 2).map(|e| e.to_string()).as_deref(),
             Some(
                 "1 of 2 moves did not complete: ch_011 cs1->cs4 rejected: cs4 already holds ch_011"
             )
@@ -244,11 +236,13 @@ mod tests {
             results: vec![],
             ..ExecuteJson::from(&response())
         };
-        assert!(incomplete(&all_done, 1).is_some_and(|l| l.contains("no result for 1")));
+        assert!(
+            incomplete(&all_done, 1).is_some_and(|e| e.to_string().contains("no result for 1"))
+        );
         let one = RebalanceExecuteResponse {
             results: vec![result("ch_010", MoveOutcome::Done, "")],
             ..response()
         };
-        assert_eq!(incomplete(&ExecuteJson::from(&one), 1), None);
+        assert!(incomplete(&ExecuteJson::from(&one), 1).is_none());
     }
 }

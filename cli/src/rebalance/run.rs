@@ -86,11 +86,10 @@ pub async fn run(master: &Master, args: RunArgs, json: bool) -> Result<(), Error
         output::print_json(&out)?;
     }
     match &out.finished {
-        Some(w) if w.failed > 0 => Err(Error::Partial(format!(
-            "{} of {} failed (see `keelctl rebalance status`)",
-            output::count(w.failed, "move"),
-            w.done + w.failed
-        ))),
+        Some(w) if w.failed > 0 => Err(Error::MovesFailed {
+            failed: w.failed,
+            total: w.done + w.failed,
+        }),
         _ => Ok(()),
     }
 }
@@ -158,11 +157,7 @@ async fn follow(
             && start.elapsed() >= limit
         {
             draw.finish();
-            return Err(Error::Partial(format!(
-                "stopped waiting after {}: moves are still queued and go on \
-                 (see `keelctl rebalance status`)",
-                output::age(limit)
-            )));
+            return Err(Error::WaitTimedOut { after: limit });
         }
         tokio::time::sleep(args.poll_interval).await;
     }
