@@ -41,17 +41,54 @@ impl LoadReport {
 
 /// Capacity-weighted average utilization of the live servers.
 pub fn average_utilization_pct(view: &ClusterView) -> f64 {
-    let (used, cap) = view
-        .servers
-        .iter()
-        .filter(|s| s.alive)
-        .fold((0u128, 0u128), |(u, c), s| {
-            (u + s.used as u128, c + s.capacity as u128)
-        });
+    average_pct(
+        view.servers
+            .iter()
+            .filter(|s| s.alive)
+            .map(|s| (s.used, s.capacity)),
+    )
+}
+
+/// `100 * Σ used / Σ capacity` over `(used, capacity)` pairs; 0 without capacity.
+pub(crate) fn average_pct(servers: impl Iterator<Item = (u64, u64)>) -> f64 {
+    let (used, cap) = servers.fold((0u128, 0u128), |(u, c), (used, cap)| {
+        (u + u128::from(used), c + u128::from(cap))
+    });
     if cap == 0 {
         0.0
     } else {
         100.0 * used as f64 / cap as f64
+    }
+}
+
+/// `100 * used / capacity`; without capacity a server counts as full.
+pub fn utilization_pct(used: u64, capacity: u64) -> f64 {
+    if capacity == 0 {
+        100.0
+    } else {
+        100.0 * used as f64 / capacity as f64
+    }
+}
+
+/// Where a utilization lies relative to the band `average ± threshold_pct`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// Below `average - threshold`: underloaded.
+    Under,
+    /// Inside the band, edges included.
+    Inside,
+    /// Above `average + threshold`: overloaded.
+    Over,
+}
+
+/// Classifies one utilization; the single comparison every check uses.
+pub fn position(utilization_pct: f64, average: f64, threshold_pct: f64) -> Position {
+    if utilization_pct > average + threshold_pct {
+        Position::Over
+    } else if utilization_pct < average - threshold_pct {
+        Position::Under
+    } else {
+        Position::Inside
     }
 }
 
@@ -70,16 +107,15 @@ pub fn check(view: &ClusterView, threshold_pct: f64) -> LoadReport {
         })
         .collect();
     servers.sort_by(|a, b| a.server.cmp(&b.server));
-    let mut overloaded: Vec<_> = servers
-        .iter()
-        .filter(|s| s.utilization_pct > average + threshold_pct)
-        .cloned()
-        .collect();
-    let mut underloaded: Vec<_> = servers
-        .iter()
-        .filter(|s| s.utilization_pct < average - threshold_pct)
-        .cloned()
-        .collect();
+    let at = |p: Position| {
+        servers
+            .iter()
+            .filter(move |s| position(s.utilization_pct, average, threshold_pct) == p)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let mut overloaded = at(Position::Over);
+    let mut underloaded = at(Position::Under);
     overloaded.sort_by(|a, b| b.utilization_pct.total_cmp(&a.utilization_pct));
     underloaded.sort_by(|a, b| a.utilization_pct.total_cmp(&b.utilization_pct));
     LoadReport {

@@ -1,12 +1,20 @@
 //! The cluster as the balancer sees it: servers, chunks and which servers hold
 //! which chunk. Indices (`ServerIdx`, `ChunkIdx`) keep the view compact and
 //! iteration deterministic.
+//!
+//! Indices are positions in one view. A caller that keeps moves across views
+//! (the move queue does) must build its views with stable positions: servers
+//! and chunks appended, never renumbered.
+
+use crate::chunks::{ChunkRef, ChunkTable};
+use crate::error::ApplyError;
+use crate::plan::PlannedMove;
 
 /// Index of a server in [`ClusterView::servers`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServerIdx(pub u32);
 
-/// Index of a chunk in [`ClusterView::chunks`].
+/// Index of a chunk in a [`ClusterView`] (see [`ClusterView::chunk`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ChunkIdx(pub u32);
 
@@ -26,7 +34,8 @@ pub struct Server {
     pub alive: bool,
 }
 
-/// A chunk and where its replicas are.
+/// An owned copy of one chunk's record, e.g. from [`ChunkRef::to_chunk`].
+/// The view itself stores chunks column by column (see [`ClusterView::chunk`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Chunk {
     /// Chunk id.
@@ -42,19 +51,31 @@ pub struct Chunk {
 }
 
 /// Servers and chunks. `used` of each server must equal the sum of the sizes
-/// of the chunks it holds; [`ClusterView::add_chunk`] keeps that true.
+/// of the chunks it holds; [`ClusterView::add_chunk`] and
+/// [`ClusterView::apply`] keep that true, [`ClusterView::check_invariants`]
+/// verifies it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClusterView {
     /// All known servers, alive or not.
     pub servers: Vec<Server>,
-    /// All known chunks.
-    pub chunks: Vec<Chunk>,
+    /// All known chunks, column-wise (read through [`ClusterView::chunk`]).
+    pub chunks: ChunkTable,
 }
 
 impl ClusterView {
     /// An empty cluster.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty cluster with room for `chunks` chunks, `id_bytes` bytes of
+    /// chunk ids and `replicas` replicas in all, so that building a large
+    /// view does not over-allocate.
+    pub fn with_capacity(chunks: usize, id_bytes: usize, replicas: usize) -> Self {
+        Self {
+            servers: Vec::new(),
+            chunks: ChunkTable::with_capacity(chunks, id_bytes, replicas),
+        }
     }
 
     /// Adds a server holding nothing yet.
@@ -77,6 +98,9 @@ impl ClusterView {
     }
 
     /// Adds a chunk held by `replicas` and charges its size to each of them.
+    ///
+    /// # Panics
+    /// If a replica names a server that was never added (a caller bug).
     pub fn add_chunk(
         &mut self,
         id: impl Into<String>,
@@ -85,18 +109,11 @@ impl ClusterView {
         replication: u32,
         replicas: &[ServerIdx],
     ) -> ChunkIdx {
-        let idx = ChunkIdx(self.chunks.len() as u32);
         for s in replicas {
             self.servers[s.0 as usize].used += size;
         }
-        self.chunks.push(Chunk {
-            id: id.into(),
-            size,
-            reads,
-            replication,
-            replicas: replicas.to_vec(),
-        });
-        idx
+        self.chunks
+            .push(&id.into(), size, reads, replication, replicas)
     }
 
     /// The server at `idx`.
@@ -105,8 +122,29 @@ impl ClusterView {
     }
 
     /// The chunk at `idx`.
-    pub fn chunk(&self, idx: ChunkIdx) -> &Chunk {
-        &self.chunks[idx.0 as usize]
+    pub fn chunk(&self, idx: ChunkIdx) -> ChunkRef<'_> {
+        assert!((idx.0 as usize) < self.chunks.len(), "no chunk {idx:?}");
+        ChunkRef::new(&self.chunks, idx)
+    }
+
+    /// The chunk at `idx`, or `None` when the view has no such chunk.
+    pub fn get_chunk(&self, idx: ChunkIdx) -> Option<ChunkRef<'_>> {
+        ((idx.0 as usize) < self.chunks.len()).then(|| ChunkRef::new(&self.chunks, idx))
+    }
+
+    /// The server at `idx`, or `None` when the view has no such server.
+    pub fn get_server(&self, idx: ServerIdx) -> Option<&Server> {
+        self.servers.get(idx.0 as usize)
+    }
+
+    /// Number of chunks.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Every chunk, in index order.
+    pub fn chunks(&self) -> impl ExactSizeIterator<Item = ChunkRef<'_>> + '_ {
+        (0..self.chunks.len()).map(|i| ChunkRef::new(&self.chunks, ChunkIdx(i as u32)))
     }
 
     /// Finds a server by its id.
@@ -116,15 +154,79 @@ impl ClusterView {
             .position(|s| s.id == id)
             .map(|i| ServerIdx(i as u32))
     }
+
+    /// Finds a chunk by its id (a linear scan: for tests and tools).
+    pub fn chunk_by_id(&self, id: &str) -> Option<ChunkIdx> {
+        self.chunks().find(|c| c.id() == id).map(|c| c.idx())
+    }
+
+    /// Reserves room for more chunks (see [`ClusterView::with_capacity`]).
+    pub fn reserve(&mut self, chunks: usize, id_bytes: usize, replicas: usize) {
+        self.chunks.reserve_exact(chunks, id_bytes, replicas);
+    }
+
+    /// Gives unused reserved memory back.
+    pub fn shrink_to_fit(&mut self) {
+        self.servers.shrink_to_fit();
+        self.chunks.shrink_to_fit();
+    }
+
+    /// Heap bytes the view holds (allocated capacity), for capacity planning.
+    pub fn heap_bytes(&self) -> usize {
+        let servers: usize = self
+            .servers
+            .iter()
+            .map(|s| s.id.capacity() + s.rack.as_ref().map_or(0, String::capacity))
+            .sum();
+        servers + self.servers.capacity() * std::mem::size_of::<Server>() + self.chunks.heap_bytes()
+    }
+
+    /// Records a finished move: the replica slot of `mv.chunk` on `mv.from`
+    /// now names `mv.to`, and both servers' `used` follow. Refuses, changing
+    /// nothing, a move that does not fit the view (unknown chunk or server,
+    /// chunk not on the source, already on the target, or a size that
+    /// disagrees with the chunk's). Capacity and liveness are the caller's
+    /// gates, not this bookkeeping's.
+    pub fn apply(&mut self, mv: &PlannedMove) -> Result<(), ApplyError> {
+        let chunk = self
+            .get_chunk(mv.chunk)
+            .ok_or(ApplyError::UnknownChunk(mv.chunk))?;
+        if chunk.size() != mv.bytes {
+            return Err(ApplyError::SizeMismatch {
+                chunk: mv.chunk,
+                size: chunk.size(),
+                bytes: mv.bytes,
+            });
+        }
+        for s in [mv.from, mv.to] {
+            self.get_server(s).ok_or(ApplyError::UnknownServer(s))?;
+        }
+        if mv.from == mv.to || chunk.is_on(mv.to) {
+            return Err(ApplyError::AlreadyOnTarget {
+                chunk: mv.chunk,
+                to: mv.to,
+            });
+        }
+        let slot =
+            chunk
+                .replicas()
+                .iter()
+                .position(|&s| s == mv.from)
+                .ok_or(ApplyError::NotOnSource {
+                    chunk: mv.chunk,
+                    from: mv.from,
+                })?;
+        self.chunks.replicas_mut(mv.chunk.0 as usize)[slot] = mv.to;
+        let from = &mut self.servers[mv.from.0 as usize];
+        from.used = from.used.saturating_sub(mv.bytes);
+        self.servers[mv.to.0 as usize].used += mv.bytes;
+        Ok(())
+    }
 }
 
 impl Server {
     /// `100 * used / capacity`; a server without capacity counts as full.
     pub fn utilization_pct(&self) -> f64 {
-        if self.capacity == 0 {
-            100.0
-        } else {
-            100.0 * self.used as f64 / self.capacity as f64
-        }
+        crate::load::utilization_pct(self.used, self.capacity)
     }
 }

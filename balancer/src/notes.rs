@@ -1,0 +1,61 @@
+//! The planner's explanations, capped so that a plan over ten thousand
+//! servers and millions of chunks stays readable: a few lines of each kind,
+//! then one line saying how many more there were.
+
+/// Per-server lines kept before they are summarised.
+pub const MAX_SERVER_NOTES: usize = 20;
+/// "No valid placement" lines kept before they are summarised.
+pub const MAX_CHUNK_NOTES: usize = 10;
+
+/// Notes collected during one planning pass.
+#[derive(Debug, Default)]
+pub(crate) struct Notes {
+    /// Lines in the order they were added.
+    lines: Vec<String>,
+    /// Per-server lines added, shown or not.
+    servers: usize,
+    /// Chunks without a valid placement, shown or not.
+    unplaced: usize,
+}
+
+impl Notes {
+    /// Adds a line that is always shown.
+    pub fn push(&mut self, line: String) {
+        self.lines.push(line);
+    }
+
+    /// Adds a line about one server.
+    pub fn server(&mut self, line: String) {
+        self.servers += 1;
+        if self.servers <= MAX_SERVER_NOTES {
+            self.lines.push(line);
+        }
+    }
+
+    /// Records that chunk `chunk` on `server` found room on some server but
+    /// no server it may go to.
+    pub fn unplaced(&mut self, chunk: &str, server: &str) {
+        self.unplaced += 1;
+        if self.unplaced <= MAX_CHUNK_NOTES {
+            self.lines.push(format!(
+                "no valid placement for chunk {chunk} on {server}: every server with room holds a replica or would narrow its racks"
+            ));
+        }
+    }
+
+    /// The lines, with the summaries of what was left out.
+    pub fn into_lines(mut self) -> Vec<String> {
+        if self.servers > MAX_SERVER_NOTES {
+            let more = self.servers - MAX_SERVER_NOTES;
+            self.lines
+                .push(format!("... and {more} more notes about servers"));
+        }
+        if self.unplaced > MAX_CHUNK_NOTES {
+            let more = self.unplaced - MAX_CHUNK_NOTES;
+            self.lines.push(format!(
+                "... and {more} more chunks without a valid placement"
+            ));
+        }
+        self.lines
+    }
+}

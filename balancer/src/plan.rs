@@ -1,0 +1,137 @@
+//! What the planner takes and returns: [`Policy`], [`InFlight`], [`Plan`]
+//! and [`PlannedMove`]. The algorithm itself is in `planner.rs`.
+
+use std::collections::BTreeMap;
+
+use crate::model::{ChunkIdx, ServerIdx};
+
+/// Margin inside the band the planner aims for by default, in percentage
+/// points: servers land a little inside the edges, so that the next pass,
+/// after a few writes, does not find them just outside again.
+pub const DEFAULT_MARGIN_PCT: f64 = 0.5;
+
+/// How the planner balances.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Policy {
+    /// Band half-width around the cluster average, in percentage points.
+    pub threshold_pct: f64,
+    /// A move may not leave its target with less free space than this
+    /// percentage of its capacity.
+    pub min_free_pct: f64,
+    /// How far inside the band edges servers are aimed, in percentage
+    /// points; clamped to half the threshold.
+    pub margin_pct: f64,
+}
+
+impl Policy {
+    /// A policy with the default margin.
+    pub fn new(threshold_pct: f64, min_free_pct: f64) -> Self {
+        Self {
+            threshold_pct,
+            min_free_pct,
+            margin_pct: DEFAULT_MARGIN_PCT,
+        }
+    }
+}
+
+impl Default for Policy {
+    /// The master's defaults: threshold 20, floor 10 %.
+    fn default() -> Self {
+        Self::new(20.0, 10.0)
+    }
+}
+
+/// One move: copy `chunk` from `from` to `to`, then drop it from `from`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PlannedMove {
+    /// The chunk to move.
+    pub chunk: ChunkIdx,
+    /// The server giving up its replica.
+    pub from: ServerIdx,
+    /// The server receiving it.
+    pub to: ServerIdx,
+    /// The chunk's size.
+    pub bytes: u64,
+}
+
+/// Chunks the planner must leave alone because they are queued, moving, or
+/// busy otherwise (e.g. being trimmed). Known moves are also projected: the
+/// planner plans as if they had already finished.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InFlight {
+    /// Busy chunks, with the move they are in when there is one.
+    chunks: BTreeMap<ChunkIdx, Option<PlannedMove>>,
+}
+
+impl InFlight {
+    /// Nothing in flight.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Marks a queued or running move.
+    pub fn add_move(&mut self, mv: PlannedMove) {
+        self.chunks.insert(mv.chunk, Some(mv));
+    }
+
+    /// Marks a chunk busy for a reason other than a move.
+    pub fn add_chunk(&mut self, chunk: ChunkIdx) {
+        self.chunks.entry(chunk).or_insert(None);
+    }
+
+    /// Whether `chunk` is busy.
+    pub fn contains(&self, chunk: ChunkIdx) -> bool {
+        self.chunks.contains_key(&chunk)
+    }
+
+    /// Number of busy chunks.
+    pub fn len(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Whether nothing is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Busy chunks in index order.
+    pub fn chunks(&self) -> impl Iterator<Item = ChunkIdx> + '_ {
+        self.chunks.keys().copied()
+    }
+
+    /// Known moves in chunk order.
+    pub fn moves(&self) -> impl Iterator<Item = &PlannedMove> + '_ {
+        self.chunks.values().flatten()
+    }
+}
+
+/// The planner's answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// Moves in the order they should be queued.
+    pub moves: Vec<PlannedMove>,
+    /// Bytes the moves transfer.
+    pub bytes: u64,
+    /// Fewest bytes any plan must move to bring every live server into the
+    /// band: max(Σ bytes above the band, Σ bytes below it).
+    pub lower_bound_bytes: u64,
+    /// Whether every live server lies inside the band once the moves (and
+    /// those in flight) are done.
+    pub band_reached: bool,
+    /// Capacity-weighted average utilization the band is centred on.
+    pub average_utilization_pct: f64,
+    /// Decisions explained, for operators.
+    pub notes: Vec<String>,
+}
+
+impl Plan {
+    /// `bytes / lower_bound_bytes` (1 when both are 0): how close the plan
+    /// comes to the least possible transfer.
+    pub fn efficiency_ratio(&self) -> f64 {
+        if self.lower_bound_bytes == 0 {
+            if self.bytes == 0 { 1.0 } else { f64::INFINITY }
+        } else {
+            self.bytes as f64 / self.lower_bound_bytes as f64
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! The planner: which chunks to move where so that every live server ends
+//! inside the band, moving close to the least possible number of bytes.
+//!
+//! 1. Loads are projected: moves in flight count as done.
+//! 2. Each overloaded server (most loaded first) sheds down to just inside
+//!    the band's upper edge. Its chunks are tried coldest first, larger
+//!    before smaller among equally cold ones, skipping any bigger than what is
+//!    left to shed; if the fitting ones are not enough, the smallest chunk
+//!    that finishes the job goes too. Targets come from [`Targets`]:
+//!    underloaded servers first, then below-average ones, then anyone with
+//!    room inside the band.
+//! 3. Servers still underloaded are filled from servers above the average
+//!    (most loaded first), each giving at most its surplus above the average.
+//!
+//! Only chunks on sources are ever sorted, so a pass costs one scan of the
+//! replicas per phase plus O(k log k) for the k chunks of the sources.
+
+use std::cmp::Reverse;
+
+use crate::band::{Band, Bounds};
+use crate::chunks::ChunkTable;
+use crate::load::{Position, average_pct, position, utilization_pct};
+use crate::model::{ChunkIdx, ClusterView, ServerIdx};
+use crate::notes::Notes;
+use crate::placement::keeps_racks;
+use crate::plan::{InFlight, Plan, PlannedMove, Policy};
+use crate::targets::Targets;
+
+/// Plans moves that bring every live server of `view` inside the band of
+/// `policy`, leaving the chunks of `in_flight` alone and counting their moves
+/// as done. Deterministic: the same input gives the same plan.
+pub fn plan(view: &ClusterView, policy: &Policy, in_flight: &InFlight) -> Plan {
+    Planner::new(view, policy, in_flight).run(in_flight)
+}
+
+/// State of one planning pass.
+struct Planner<'a> {
+    /// The cluster.
+    view: &'a ClusterView,
+    /// Its chunk columns.
+    table: &'a ChunkTable,
+    /// The band, in percent.
+    band: Band,
+    /// Bytes per server as planned so far (in-flight moves included).
+    used: Vec<u64>,
+    /// Byte bounds per server.
+    bounds: Vec<Bounds>,
+    /// One bit per chunk: in flight, or already moved by this plan.
+    busy: Vec<u64>,
+    /// Moves planned so far.
+    moves: Vec<PlannedMove>,
+    /// Explanations.
+    notes: Notes,
+}
+
+impl<'a> Planner<'a> {
+    fn new(view: &'a ClusterView, policy: &Policy, in_flight: &InFlight) -> Self {
+        let table = &view.chunks;
+        let mut used: Vec<u64> = view.servers.iter().map(|s| s.used).collect();
+        let mut busy = vec![0u64; table.len().div_ceil(64)];
+        for chunk in in_flight.chunks().filter(|c| (c.0 as usize) < table.len()) {
+            busy[chunk.0 as usize / 64] |= 1 << (chunk.0 % 64);
+        }
+        for mv in in_flight.moves() {
+            project(view, &mut used, mv);
+        }
+        let live = || view.servers.iter().zip(&used).filter(|(s, _)| s.alive);
+        let threshold = policy.threshold_pct.max(0.0);
+        let band = Band {
+            average: average_pct(live().map(|(s, &u)| (u, s.capacity))),
+            threshold,
+            margin: policy.margin_pct.clamp(0.0, threshold / 2.0),
+            min_free_pct: policy.min_free_pct,
+        };
+        let bounds = view.servers.iter().map(|s| band.bounds(s)).collect();
+        Self {
+            view,
+            table,
+            band,
+            used,
+            bounds,
+            busy,
+            moves: Vec::new(),
+            notes: Notes::default(),
+        }
+    }
+
+    fn run(mut self, in_flight: &InFlight) -> Plan {
+        let lower_bound_bytes = self.lower_bound();
+        if self.outside().next().is_none() {
+            self.notes.push("cluster balanced".to_owned());
+            return self.finish(lower_bound_bytes);
+        }
+        if !in_flight.is_empty() {
+            let n = in_flight.len();
+            self.notes.push(format!(
+                "{n} chunks already queued or moving were left alone"
+            ));
+        }
+        self.note_dead_and_full();
+        self.drain_overloaded();
+        self.fill_underloaded();
+        self.finish(lower_bound_bytes)
+    }
+
+    /// Where live server `i` lies now.
+    fn position(&self, i: usize) -> Position {
+        let capacity = self.view.servers[i].capacity;
+        position(
+            utilization_pct(self.used[i], capacity),
+            self.band.average,
+            self.band.threshold,
+        )
+    }
+
+    /// Live servers outside the band, with their position.
+    fn outside(&self) -> impl Iterator<Item = (usize, Position)> + '_ {
+        self.live()
+            .map(|i| (i, self.position(i)))
+            .filter(|(_, p)| *p != Position::Inside)
+    }
+
+    /// Indices of live servers.
+    fn live(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.view.servers.len()).filter(|&i| self.view.servers[i].alive)
+    }
+
+    /// max(Σ bytes above the band, Σ bytes below it).
+    fn lower_bound(&self) -> u64 {
+        let (mut excess, mut deficit) = (0u64, 0u64);
+        for (i, p) in self.outside() {
+            let (u, b) = (self.used[i], &self.bounds[i]);
+            match p {
+                Position::Over => excess += u.saturating_sub(b.hi_edge),
+                Position::Under => deficit += b.lo_edge.saturating_sub(u),
+                Position::Inside => {}
+            }
+        }
+        excess.max(deficit)
+    }
+
+    /// Notes about servers that cannot play their part.
+    fn note_dead_and_full(&mut self) {
+        for s in self.view.servers.iter().filter(|s| !s.alive) {
+            self.notes
+                .server(format!("{} is dead: neither source nor target", s.id));
+        }
+        for i in self.live().collect::<Vec<_>>() {
+            let (s, b) = (&self.view.servers[i], self.bounds[i]);
+            let p = self.position(i);
+            if p != Position::Over && self.used[i] >= b.limit {
+                self.notes
+                    .server(format!("{} cannot take more: free space at floor", s.id));
+            } else if p == Position::Under && b.limit < b.lo_edge {
+                self.notes.server(format!(
+                    "{} cannot reach the band: its free-space floor is below it",
+                    s.id
+                ));
+            }
+        }
+    }
+
+    /// Phase 2 of the module doc: overloaded servers shed their excess.
+    fn drain_overloaded(&mut self) {
+        let sources = self.sorted_by_load(|p, _, _| p == Position::Over);
+        if sources.is_empty() {
+            return;
+        }
+        let others = self.live().filter(|&i| self.position(i) != Position::Over);
+        let targets = Targets::new(
+            others.map(|i| ServerIdx(i as u32)).collect::<Vec<_>>(),
+            &self.used,
+            &self.bounds,
+            false,
+        );
+        self.shed_all(&sources, targets, |b| b.hi_aim);
+    }
+
+    /// Phase 3 of the module doc: underloaded servers are filled by donors.
+    fn fill_underloaded(&mut self) {
+        let needy: Vec<_> = self
+            .live()
+            .filter(|&i| self.position(i) == Position::Under)
+            .collect();
+        if needy.is_empty() {
+            return;
+        }
+        let donors = self.sorted_by_load(|p, used, b| p != Position::Under && used > b.average);
+        let targets = Targets::new(
+            needy.iter().map(|&i| ServerIdx(i as u32)),
+            &self.used,
+            &self.bounds,
+            true,
+        );
+        self.shed_all(&donors, targets, |b| b.average);
+    }
+
+    /// Live servers matching `pick`, most utilized first.
+    fn sorted_by_load(&self, pick: impl Fn(Position, u64, &Bounds) -> bool) -> Vec<usize> {
+        let mut out: Vec<usize> = self
+            .live()
+            .filter(|&i| pick(self.position(i), self.used[i], &self.bounds[i]))
+            .collect();
+        let util = |i: usize| utilization_pct(self.used[i], self.view.servers[i].capacity);
+        out.sort_by(|&a, &b| util(b).total_cmp(&util(a)).then(a.cmp(&b)));
+        out
+    }
+
+    /// Each of `sources` in turn sheds down to `goal(bounds)` (never below
+    /// its lower aim) into `targets`, until the targets are full.
+    fn shed_all(&mut self, sources: &[usize], mut targets: Targets, goal: fn(&Bounds) -> u64) {
+        let mut lists = self.chunks_on(sources);
+        for &s in sources {
+            if targets.is_empty() {
+                break;
+            }
+            let b = self.bounds[s];
+            let want = self.used[s].saturating_sub(goal(&b));
+            let budget = self.used[s].saturating_sub(b.lo_aim);
+            let candidates = self.coldest_first(std::mem::take(&mut lists[s]));
+            self.shed(s, &candidates, want, budget, &mut targets);
+        }
+    }
+
+    /// The movable chunks on each of `sources` (index = server).
+    fn chunks_on(&self, sources: &[usize]) -> Vec<Vec<u32>> {
+        let mut lists = vec![Vec::new(); self.view.servers.len()];
+        let mut is_source = vec![false; self.view.servers.len()];
+        sources.iter().for_each(|&s| is_source[s] = true);
+        for c in 0..self.table.len() {
+            if self.is_busy(c) {
+                continue;
+            }
+            for s in self.table.replicas(c) {
+                if is_source[s.0 as usize] {
+                    lists[s.0 as usize].push(c as u32);
+                }
+            }
+        }
+        lists
+    }
+
+    /// `chunks` ordered coldest first, then largest first, then by index.
+    fn coldest_first(&self, chunks: Vec<u32>) -> Vec<u32> {
+        let t = self.table;
+        let mut keyed: Vec<_> = chunks
+            .into_iter()
+            .map(|c| (t.reads(c as usize), Reverse(t.size(c as usize)), c))
+            .collect();
+        keyed.sort_unstable();
+        keyed.into_iter().map(|(_, _, c)| c).collect()
+    }
+
+    /// Moves chunks off `src` until `want` bytes are gone, taking only
+    /// chunks that fit what is left; then, if still short, the smallest
+    /// chunk that finishes it. Never more than `budget` bytes in all.
+    fn shed(
+        &mut self,
+        src: usize,
+        candidates: &[u32],
+        want: u64,
+        budget: u64,
+        targets: &mut Targets,
+    ) {
+        let (mut left, mut budget) = (want, budget);
+        for &c in candidates {
+            if left == 0 || targets.is_empty() {
+                return;
+            }
+            let size = self.table.size(c as usize);
+            if size == 0 || size > left || size > budget || self.is_busy(c as usize) {
+                continue;
+            }
+            if self.place(c, src, targets) {
+                left -= size;
+                budget -= size;
+            }
+        }
+        if left == 0 {
+            return;
+        }
+        let mut bigger: Vec<_> = candidates
+            .iter()
+            .map(|&c| (self.table.size(c as usize), c))
+            .filter(|&(size, c)| size > left && size <= budget && !self.is_busy(c as usize))
+            .collect();
+        bigger.sort_unstable();
+        for (_, c) in bigger {
+            if self.place(c, src, targets) {
+                return;
+            }
+        }
+    }
+
+    /// Plans a move of chunk `c` off `src` to the best allowed target.
+    fn place(&mut self, c: u32, src: usize, targets: &mut Targets) -> bool {
+        let (view, i) = (self.view, c as usize);
+        let replicas = self.table.replicas(i);
+        let from = ServerIdx(src as u32);
+        let allowed = |t: ServerIdx| !replicas.contains(&t) && keeps_racks(view, replicas, from, t);
+        let size = self.table.size(i);
+        let to = match targets.pick(size, allowed) {
+            Ok(to) => to,
+            Err(had_room) => {
+                if had_room {
+                    self.notes.unplaced(self.table.id(i), &view.servers[src].id);
+                }
+                return false;
+            }
+        };
+        let t = to.0 as usize;
+        targets.remove(to, &self.bounds[t], self.used[t]);
+        self.used[t] += size;
+        targets.insert(to, &self.bounds[t], self.used[t]);
+        self.used[src] -= size;
+        self.busy[i / 64] |= 1 << (i % 64);
+        self.moves.push(PlannedMove {
+            chunk: ChunkIdx(c),
+            from,
+            to,
+            bytes: size,
+        });
+        true
+    }
+
+    fn is_busy(&self, c: usize) -> bool {
+        self.busy[c / 64] & (1 << (c % 64)) != 0
+    }
+
+    fn finish(mut self, lower_bound_bytes: u64) -> Plan {
+        let outside: Vec<_> = self.outside().collect();
+        let (lo, hi) = (
+            self.band.average - self.band.threshold,
+            self.band.average + self.band.threshold,
+        );
+        for &(i, p) in &outside {
+            let s = &self.view.servers[i];
+            let side = if p == Position::Over {
+                "overloaded"
+            } else {
+                "underloaded"
+            };
+            let util = utilization_pct(self.used[i], s.capacity);
+            self.notes.server(format!(
+                "{} stays {side} at {util:.1}% (band {lo:.1}% to {hi:.1}%)",
+                s.id
+            ));
+        }
+        Plan {
+            bytes: self.moves.iter().map(|m| m.bytes).sum(),
+            moves: self.moves,
+            lower_bound_bytes,
+            band_reached: outside.is_empty(),
+            average_utilization_pct: self.band.average,
+            notes: self.notes.into_lines(),
+        }
+    }
+}
+
+/// Counts `mv` as done in `used`, whatever stage it has reached in `view`.
+fn project(view: &ClusterView, used: &mut [u64], mv: &PlannedMove) {
+    let Some(chunk) = view.get_chunk(mv.chunk) else {
+        return;
+    };
+    let (from, to) = (mv.from.0 as usize, mv.to.0 as usize);
+    if from >= used.len() || to >= used.len() {
+        return;
+    }
+    if chunk.is_on(mv.from) {
+        used[from] = used[from].saturating_sub(chunk.size());
+    }
+    if !chunk.is_on(mv.to) {
+        used[to] += chunk.size();
+    }
+}
