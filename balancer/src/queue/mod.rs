@@ -32,6 +32,10 @@ pub const RETRY_BASE: Duration = Duration::from_secs(1);
 pub const RETRY_CAP: Duration = Duration::from_secs(60);
 /// Finished moves kept for operators by default.
 pub const HISTORY_LIMIT: usize = 1000;
+/// How long a chunk whose move was dropped as failed is left out of plans
+/// (see [`MoveQueue::busy`]), so that one bad chunk is not planned again at
+/// every pass.
+pub const FAILED_CHUNK_COOLDOWN: Duration = Duration::from_secs(600);
 
 /// Delay before retry number `retries` (1 for the first retry).
 pub fn backoff(retries: u32) -> Duration {
@@ -114,6 +118,8 @@ pub struct MoveQueue {
     totals: Totals,
     /// Whether starting new moves is paused.
     paused: bool,
+    /// When each recently failed chunk's move was dropped.
+    failed_at: BTreeMap<ChunkIdx, Duration>,
 }
 
 impl MoveQueue {
@@ -272,6 +278,11 @@ impl MoveQueue {
     /// Frees the chunk, counts the outcome and keeps it in the history.
     fn finish(&mut self, id: MoveId, entry: Entry, outcome: Outcome, now: Duration) {
         self.by_chunk.remove(&entry.mv.chunk);
+        if let Outcome::Failed { .. } = outcome {
+            self.failed_at
+                .retain(|_, &mut at| now.saturating_sub(at) < FAILED_CHUNK_COOLDOWN);
+            self.failed_at.insert(entry.mv.chunk, now);
+        }
         self.totals.count(&outcome);
         self.history.push_back(FinishedMove {
             id,
@@ -337,6 +348,18 @@ impl MoveQueue {
             .values()
             .chain(self.running.values())
             .for_each(|e| set.add_move(e.mv));
+        set
+    }
+
+    /// What the planner must leave alone at `now`: every pending and
+    /// running move (counted as done), and chunks whose move was dropped as
+    /// failed less than [`FAILED_CHUNK_COOLDOWN`] ago.
+    pub fn busy(&self, now: Duration) -> InFlight {
+        let mut set = self.in_flight();
+        self.failed_at
+            .iter()
+            .filter(|&(_, &at)| now.saturating_sub(at) < FAILED_CHUNK_COOLDOWN)
+            .for_each(|(&chunk, _)| set.add_chunk(chunk));
         set
     }
 

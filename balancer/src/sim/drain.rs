@@ -11,7 +11,7 @@ use crate::model::{ChunkIdx, ClusterView, ServerIdx};
 use crate::placement::fill_limit;
 use crate::plan::{Plan, PlannedMove, Policy};
 use crate::planner::plan;
-use crate::queue::{MoveId, MoveQueue, QueueConfig, Totals};
+use crate::queue::{FinishedMove, MoveId, MoveQueue, Outcome, QueueConfig, Totals};
 
 /// Which moves fail.
 #[derive(Debug, Clone, Default)]
@@ -64,6 +64,8 @@ pub struct SimReport {
     pub totals: Totals,
     /// Moves still pending when the simulation stopped (blocked for good).
     pub stuck: usize,
+    /// Moves dropped after their retries, as the queue's history has them.
+    pub failed: Vec<FinishedMove>,
     /// Most moves running at once.
     pub max_running: usize,
     /// Simulated time taken.
@@ -89,6 +91,12 @@ pub fn simulate(view: &mut ClusterView, cfg: &SimConfig) -> Result<SimReport, St
     view.check_replicas_kept(&before)?;
     sim.report.totals = sim.queue.totals();
     sim.report.stuck = sim.queue.pending_len();
+    sim.report.failed = sim
+        .queue
+        .history()
+        .filter(|h| matches!(h.outcome, Outcome::Failed { .. }))
+        .cloned()
+        .collect();
     sim.report.elapsed = sim.now;
     Ok(sim.report)
 }
@@ -129,7 +137,7 @@ impl Sim<'_> {
         if self.report.plans.len() >= self.cfg.max_plans {
             return Ok(false);
         }
-        let plan = plan(view, &self.cfg.policy, &self.queue.in_flight());
+        let plan = plan(view, &self.cfg.policy, &self.queue.busy(self.now));
         for mv in &plan.moves {
             self.queue
                 .enqueue(*mv, self.now)
@@ -208,8 +216,23 @@ impl Sim<'_> {
                 .map_err(|e| e.to_string())?;
             return Ok(());
         }
+        let racks = rack_count(view, mv.chunk);
         view.apply(&mv).map_err(|e| e.to_string())?;
         view.check_invariants()?;
+        if rack_count(view, mv.chunk) < racks {
+            return Err(format!("move {mv:?} narrowed its chunk's racks"));
+        }
         self.queue.on_done(id, self.now).map_err(|e| e.to_string())
     }
+}
+
+/// Distinct racks the replicas of `chunk` span.
+fn rack_count(view: &ClusterView, chunk: ChunkIdx) -> usize {
+    let racks: BTreeSet<&str> = view
+        .chunk(chunk)
+        .replicas()
+        .iter()
+        .filter_map(|&s| view.server(s).rack.as_deref())
+        .collect();
+    racks.len()
 }
