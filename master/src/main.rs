@@ -1,2 +1,46 @@
-//! placeholder
-fn main() {}
+//! `keel-master`: parse flags, set up logging, bind, run until SIGTERM/SIGINT.
+
+use std::io::IsTerminal;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use keel_master::Config;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    if config.stdio {
+        // The seed's JSON-lines front door plugs in here, on the same core.
+        bail!("--stdio is not available in this build yet");
+    }
+    let grpc = TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("binding --listen {}", config.listen))?;
+    let http = TcpListener::bind(&config.http_listen)
+        .await
+        .with_context(|| format!("binding --http-listen {}", config.http_listen))?;
+    let shutdown = CancellationToken::new();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!(signal = "SIGTERM", "stopping"),
+            _ = int.recv() => tracing::info!(signal = "SIGINT", "stopping"),
+        }
+        trigger.cancel();
+    });
+    keel_master::run(config, grpc, http, shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! Command-line flags of `keel-master`. Every flag also reads `KEEL_<FLAG>`.
+
+use std::time::Duration;
+
+use clap::Parser;
+use keel_proto::units::{parse_duration, parse_size};
+
+/// Configuration of one master process.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "keel-master",
+    version,
+    about = "Keel master: metadata, placement and the balancer"
+)]
+pub struct Config {
+    /// gRPC listen address (`keel.v1.Master`, health, reflection).
+    #[arg(long, env = "KEEL_LISTEN", default_value = "0.0.0.0:7000")]
+    pub listen: String,
+
+    /// HTTP listen address (`/metrics`, `/healthz`).
+    #[arg(long, env = "KEEL_HTTP_LISTEN", default_value = "0.0.0.0:7080")]
+    pub http_listen: String,
+
+    /// Half-width of the band around the average utilization, in percentage points.
+    #[arg(long, env = "KEEL_THRESHOLD_PCT", default_value_t = 20.0, value_parser = parse_pct)]
+    pub threshold_pct: f64,
+
+    /// Period of the background balancer pass; `0` plans only on demand.
+    #[arg(long, env = "KEEL_BALANCE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub balance_interval: Duration,
+
+    /// Moves running at once, cluster-wide.
+    #[arg(long, env = "KEEL_MAX_CONCURRENT_MOVES", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_moves: u32,
+
+    /// Moves running at once with one server as their source or target.
+    #[arg(long, env = "KEEL_MAX_MOVES_PER_SERVER", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_moves_per_server: u32,
+
+    /// Share of a server's capacity that must stay free after a move or placement.
+    #[arg(long, env = "KEEL_MIN_FREE_PCT", default_value_t = 10.0, value_parser = parse_pct)]
+    pub min_free_pct: f64,
+
+    /// Retries of a failing copy before the move is dropped and counted as failed.
+    #[arg(long, env = "KEEL_MOVE_RETRIES", default_value_t = 3)]
+    pub move_retries: u32,
+
+    /// Default replication factor of new chunks (clamped to the live servers).
+    #[arg(long, env = "KEEL_REPLICATION", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub replication: u32,
+
+    /// A server silent for this long is marked dead.
+    #[arg(long, env = "KEEL_HEARTBEAT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub heartbeat_timeout: Duration,
+
+    /// No background pass (balancing, trimming, repair) this soon after start,
+    /// so nothing is decided on a partial view.
+    #[arg(long, env = "KEEL_SAFE_MODE", default_value = "10s", value_parser = parse_duration)]
+    pub safe_mode: Duration,
+
+    /// Speak the seed's JSON-lines protocol on stdin/stdout instead of serving.
+    #[arg(long, env = "KEEL_STDIO")]
+    pub stdio: bool,
+
+    /// Shared secret: every `keel.v1` call must carry `authorization: Bearer <token>`.
+    #[arg(long, env = "KEEL_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+
+    /// Grace period before the replicas of a dead server are re-created elsewhere
+    /// (most dead servers come back).
+    #[arg(long, env = "KEEL_RE_REPLICATE_AFTER", default_value = "5m", value_parser = parse_duration, hide = true)]
+    pub re_replicate_after: Duration,
+
+    /// Period of the maintenance pass (trimming excess replicas, repairs).
+    #[arg(long, env = "KEEL_MAINTENANCE_INTERVAL", default_value = "2s", value_parser = parse_duration, hide = true)]
+    pub maintenance_interval: Duration,
+
+    /// Slowest copy rate the master plans for when it sets a copy's deadline
+    /// (bytes per second; a copy may take `size / rate` plus a fixed margin).
+    #[arg(long, env = "KEEL_COPY_MIN_RATE", default_value = "1MiB", value_parser = parse_size, hide = true)]
+    pub copy_min_rate: u64,
+
+    /// How long shutdown waits for running moves and requests.
+    #[arg(long, env = "KEEL_SHUTDOWN_DEADLINE", default_value = "8s", value_parser = parse_duration, hide = true)]
+    pub shutdown_deadline: Duration,
+}
+
+/// Parses a percentage in `0..=100`.
+fn parse_pct(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))?;
+    if !(0.0..=100.0).contains(&v) {
+        return Err(format!("{v} is not a percentage between 0 and 100"));
+    }
+    Ok(v)
+}
+
+impl Config {
+    /// Defaults for tests: every flag at its default, listening on loopback port 0.
+    pub fn for_tests() -> Self {
+        let mut c = Config::parse_from(["keel-master"]);
+        c.listen = "127.0.0.1:0".into();
+        c.http_listen = "127.0.0.1:0".into();
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_design() {
+        let c = Config::parse_from(["keel-master"]);
+        assert_eq!(c.listen, "0.0.0.0:7000");
+        assert_eq!(c.http_listen, "0.0.0.0:7080");
+        assert_eq!(c.threshold_pct, 20.0);
+        assert_eq!(c.balance_interval, Duration::from_secs(30));
+        assert_eq!((c.max_concurrent_moves, c.max_moves_per_server), (4, 2));
+        assert_eq!(c.min_free_pct, 10.0);
+        assert_eq!((c.move_retries, c.replication), (3, 3));
+        assert_eq!(c.heartbeat_timeout, Duration::from_secs(10));
+        assert_eq!(c.safe_mode, Duration::from_secs(10));
+        assert!(!c.stdio && c.auth_token.is_none());
+        assert_eq!(c.re_replicate_after, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn parses_units_and_refuses_nonsense() {
+        let c = Config::parse_from([
+            "keel-master",
+            "--balance-interval",
+            "0",
+            "--heartbeat-timeout",
+            "500ms",
+            "--threshold-pct",
+            "12.5",
+        ]);
+        assert_eq!(c.balance_interval, Duration::ZERO);
+        assert_eq!(c.heartbeat_timeout, Duration::from_millis(500));
+        assert_eq!(c.threshold_pct, 12.5);
+        assert!(Config::try_parse_from(["keel-master", "--threshold-pct", "120"]).is_err());
+        assert!(Config::try_parse_from(["keel-master", "--replication", "0"]).is_err());
+        assert!(Config::try_parse_from(["keel-master", "--safe-mode", "10"]).is_err());
+    }
+}

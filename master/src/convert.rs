@@ -1,0 +1,252 @@
+//! Protobuf ⇄ domain. Incoming messages are validated here, completely,
+//! before anything reaches the metadata: a bad request changes nothing.
+
+use std::collections::HashSet;
+
+use keel_balancer::LoadReport;
+use keel_proto::chunk_id;
+use keel_proto::v1 as pb;
+
+use crate::error::Error;
+use crate::meta::{
+    AllocRequest, Allocation, Heartbeat, Location, ReplicaReport, ServerAddr, ServerStatus,
+};
+
+/// Checks a server id: the chunk-id character rules (so ids are safe in
+/// paths, metric labels and `CHUNK:FROM:TO` arguments).
+pub fn server_id(id: &str) -> Result<(), Error> {
+    chunk_id::validate(id).map_err(|e| Error::BadServerId {
+        id: id.to_owned(),
+        why: e.to_string().replacen("chunk id", "id", 1),
+    })
+}
+
+/// Checks a chunk id.
+pub fn chunk(id: &str) -> Result<(), Error> {
+    Ok(chunk_id::validate(id)?)
+}
+
+/// Turns `host:port` into `http://host:port` and checks the result is a URL
+/// with a host.
+pub fn address(server: &str, address: &str) -> Result<String, Error> {
+    let bad = |why: &str| Error::BadAddress {
+        server: server.to_owned(),
+        address: address.to_owned(),
+        why: why.to_owned(),
+    };
+    let address = address.trim();
+    if address.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    let url = if address.contains("://") {
+        address.to_owned()
+    } else {
+        format!("http://{address}")
+    };
+    let uri: tonic::codegen::http::Uri =
+        url.parse().map_err(|_| bad("it does not parse as a URL"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(bad("the scheme must be http or https"));
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(bad("it names no host"));
+    }
+    Ok(url)
+}
+
+/// Validates a heartbeat: ids, address, and no chunk listed twice.
+pub fn heartbeat(req: pb::HeartbeatRequest) -> Result<Heartbeat, Error> {
+    server_id(&req.id)?;
+    let address = address(&req.id, &req.address)?;
+    let mut seen: HashSet<&str> = HashSet::with_capacity(req.chunks.len() + req.removed.len());
+    for id in req
+        .chunks
+        .iter()
+        .map(|c| c.chunk.as_str())
+        .chain(req.removed.iter().map(String::as_str))
+    {
+        chunk(id)?;
+        if !seen.insert(id) {
+            return Err(Error::DuplicateInHeartbeat {
+                server: req.id.clone(),
+                chunk: id.to_owned(),
+            });
+        }
+    }
+    drop(seen);
+    let chunks = req
+        .chunks
+        .into_iter()
+        .map(|c| ReplicaReport {
+            chunk: c.chunk,
+            size: c.size,
+            crc32c: c.crc32c,
+            replication: c.replication,
+            reads: c.reads,
+        })
+        .collect();
+    Ok(Heartbeat {
+        id: req.id,
+        address,
+        rack: req.rack.trim().to_owned(),
+        capacity: req.capacity_bytes,
+        used: req.used_bytes,
+        full_report: req.full_report,
+        chunks,
+        removed: req.removed,
+        chunk_count: req.chunk_count,
+    })
+}
+
+/// Validates an allocation request.
+pub fn alloc_request(req: pb::AllocateChunkRequest) -> Result<AllocRequest, Error> {
+    chunk(&req.chunk)?;
+    for s in &req.on {
+        server_id(s)?;
+    }
+    Ok(AllocRequest {
+        chunk: req.chunk,
+        size: req.size,
+        replication: req.replication,
+        on: req.on,
+    })
+}
+
+fn server_ref(s: ServerAddr) -> pb::ServerRef {
+    pb::ServerRef {
+        id: s.id,
+        address: s.address,
+        alive: true,
+    }
+}
+
+/// `AllocateChunkResponse` from an allocation.
+pub fn allocation(a: Allocation) -> pb::AllocateChunkResponse {
+    pb::AllocateChunkResponse {
+        servers: a.servers.into_iter().map(server_ref).collect(),
+        replication: a.replication,
+    }
+}
+
+/// `LocateChunkResponse` from a location.
+pub fn location(l: Location) -> pb::LocateChunkResponse {
+    pb::LocateChunkResponse {
+        chunk: l.chunk,
+        size: l.size,
+        crc32c: l.crc32c,
+        replication: l.replication,
+        replicas: l
+            .replicas
+            .into_iter()
+            .map(|r| pb::ServerRef {
+                id: r.id,
+                address: r.address,
+                alive: r.alive,
+            })
+            .collect(),
+    }
+}
+
+/// `ServerInfo` from a server's status.
+pub fn server_info(s: ServerStatus) -> pb::ServerInfo {
+    let state = if s.alive {
+        pb::ServerState::Alive
+    } else {
+        pb::ServerState::Dead
+    };
+    pb::ServerInfo {
+        id: s.id,
+        address: s.address,
+        rack: s.rack,
+        capacity_bytes: s.capacity,
+        used_bytes: s.used,
+        utilization_pct: s.utilization_pct,
+        chunks: s.chunks,
+        state: state as i32,
+        last_heartbeat_ms: s.last_heartbeat_ms,
+    }
+}
+
+fn server_load(s: keel_balancer::ServerLoad) -> pb::ServerLoad {
+    pb::ServerLoad {
+        server: s.server,
+        utilization_pct: s.utilization_pct,
+        used_bytes: s.used,
+        capacity_bytes: s.capacity,
+    }
+}
+
+/// `RebalanceCheckResponse` from the balancer's load report.
+pub fn check_response(r: LoadReport) -> pb::RebalanceCheckResponse {
+    let balanced = r.balanced();
+    pb::RebalanceCheckResponse {
+        average_utilization_pct: r.average_utilization_pct,
+        overloaded: r.overloaded.into_iter().map(server_load).collect(),
+        underloaded: r.underloaded.into_iter().map(server_load).collect(),
+        threshold_pct: r.threshold_pct,
+        servers: r.servers.into_iter().map(server_load).collect(),
+        balanced,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req() -> pb::HeartbeatRequest {
+        pb::HeartbeatRequest {
+            id: "cs1".into(),
+            address: "127.0.0.1:7001".into(),
+            full_report: true,
+            chunks: vec![pb::ChunkReplica {
+                chunk: "a".into(),
+                size: 1,
+                ..Default::default()
+            }],
+            chunk_count: 1,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_good_heartbeat_is_normalized() {
+        let hb = heartbeat(req()).expect("valid");
+        assert_eq!(hb.address, "http://127.0.0.1:7001");
+        assert_eq!(hb.chunks.len(), 1);
+    }
+
+    #[test]
+    fn every_bad_heartbeat_kind_is_refused() {
+        let bad = |f: &dyn Fn(&mut pb::HeartbeatRequest)| {
+            let mut r = req();
+            f(&mut r);
+            heartbeat(r).err().map(|e| e.to_string())
+        };
+        assert!(bad(&|r| r.id.clear()).is_some_and(|e| e.contains("server id")));
+        assert!(bad(&|r| r.id = "a/b".into()).is_some());
+        assert!(bad(&|r| r.address.clear()).is_some_and(|e| e.contains("empty")));
+        assert!(bad(&|r| r.address = "ftp://x:1".into()).is_some_and(|e| e.contains("scheme")));
+        assert!(bad(&|r| r.address = "http://".into()).is_some());
+        assert!(
+            bad(&|r| r.chunks[0].chunk = "../x".into())
+                .is_some_and(|e| e.contains("starts with '.'"))
+        );
+        assert!(bad(&|r| r.removed.push("a".into())).is_some_and(|e| e.contains("more than once")));
+        assert!(bad(&|r| r.removed.push(String::new())).is_some_and(|e| e.contains("empty")));
+    }
+
+    #[test]
+    fn allocation_requests_are_checked() {
+        let r = pb::AllocateChunkRequest {
+            chunk: "ok".into(),
+            on: vec!["".into()],
+            ..Default::default()
+        };
+        assert!(matches!(alloc_request(r), Err(Error::BadServerId { .. })));
+        let r = pb::AllocateChunkRequest {
+            chunk: ".x".into(),
+            ..Default::default()
+        };
+        assert!(matches!(alloc_request(r), Err(Error::BadChunkId(_))));
+    }
+}

@@ -1,0 +1,146 @@
+//! The master's request errors and their one mapping to gRPC status codes.
+
+use keel_proto::chunk_id::ChunkIdError;
+
+/// Why a request was refused. Each variant maps to one gRPC code in
+/// `impl From<Error> for tonic::Status`; the message is the `Display` text.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// A chunk id broke the chunk-id rules.
+    #[error("{0}")]
+    BadChunkId(#[from] ChunkIdError),
+    /// A server id is empty or holds characters outside `[A-Za-z0-9._-]`.
+    #[error("server id {id:?} is invalid: {why}")]
+    BadServerId {
+        /// The refused id.
+        id: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A heartbeat came without a usable address.
+    #[error("server {server}: address {address:?} is not a usable gRPC address: {why}")]
+    BadAddress {
+        /// Id of the reporting server.
+        server: String,
+        /// The refused address.
+        address: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A heartbeat listed one chunk twice, or as both present and removed.
+    #[error("heartbeat of {server} lists chunk {chunk} more than once")]
+    DuplicateInHeartbeat {
+        /// Id of the reporting server.
+        server: String,
+        /// The repeated chunk.
+        chunk: String,
+    },
+    /// No chunk by this id is known.
+    #[error("chunk {chunk} is not known to the master")]
+    ChunkNotFound {
+        /// The chunk asked for.
+        chunk: String,
+    },
+    /// `AllocateChunk` for a chunk that already has replicas.
+    #[error("chunk {chunk} already exists")]
+    ChunkExists {
+        /// The chunk asked for.
+        chunk: String,
+    },
+    /// A server id no heartbeat ever announced.
+    #[error("server {server} is not known to the master")]
+    UnknownServer {
+        /// The server named.
+        server: String,
+    },
+    /// A pinned server is known but not alive.
+    #[error("server {server} is dead")]
+    ServerDead {
+        /// The server named.
+        server: String,
+    },
+    /// The same server was pinned twice.
+    #[error("server {server} is listed more than once")]
+    DuplicateServer {
+        /// The repeated server.
+        server: String,
+    },
+    /// Pinned placement and replication factor disagree.
+    #[error("replication {replication} does not match the {pinned} pinned servers")]
+    PinnedReplicationMismatch {
+        /// Replication factor requested.
+        replication: u32,
+        /// Number of servers pinned.
+        pinned: usize,
+    },
+    /// Not enough servers can take the chunk above the free-space floor.
+    #[error("no room for chunk {chunk} ({size} bytes): {why}")]
+    NoSpace {
+        /// The chunk being placed.
+        chunk: String,
+        /// Its size in bytes.
+        size: u64,
+        /// Which servers fell short.
+        why: String,
+    },
+    /// No chunk server is alive.
+    #[error("no chunk server is alive")]
+    NoLiveServers,
+    /// A server holds no whole replica of a chunk.
+    #[error("server {server} holds no replica of chunk {chunk}")]
+    NotHolder {
+        /// The chunk named.
+        chunk: String,
+        /// The server named.
+        server: String,
+    },
+    /// `RebalanceExecute` without moves.
+    #[error("the request lists no moves")]
+    NoMoves,
+    /// A balancer call whose background part is not running in this build.
+    #[error("the background balancer is not wired in yet")]
+    BalancerNotWired,
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        use tonic::Code;
+        let code = match &e {
+            Error::BadChunkId(_)
+            | Error::BadServerId { .. }
+            | Error::BadAddress { .. }
+            | Error::DuplicateInHeartbeat { .. }
+            | Error::UnknownServer { .. }
+            | Error::DuplicateServer { .. }
+            | Error::PinnedReplicationMismatch { .. }
+            | Error::NoMoves => Code::InvalidArgument,
+            Error::ChunkNotFound { .. } | Error::NotHolder { .. } => Code::NotFound,
+            Error::ChunkExists { .. } => Code::AlreadyExists,
+            Error::ServerDead { .. } => Code::FailedPrecondition,
+            Error::NoSpace { .. } => Code::ResourceExhausted,
+            Error::NoLiveServers => Code::Unavailable,
+            Error::BalancerNotWired => Code::Unimplemented,
+        };
+        tonic::Status::new(code, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_deliberate() {
+        let s: tonic::Status = Error::ChunkExists { chunk: "c".into() }.into();
+        assert_eq!(s.code(), tonic::Code::AlreadyExists);
+        assert_eq!(s.message(), "chunk c already exists");
+        let s: tonic::Status = Error::BalancerNotWired.into();
+        assert_eq!(s.code(), tonic::Code::Unimplemented);
+        assert_eq!(s.message(), "the background balancer is not wired in yet");
+        let s: tonic::Status = Error::ServerDead {
+            server: "cs2".into(),
+        }
+        .into();
+        assert_eq!(s.code(), tonic::Code::FailedPrecondition);
+    }
+}

@@ -1,0 +1,171 @@
+//! Heartbeats: the only way the master learns servers and their chunks.
+//!
+//! A full report replaces the server's chunk set; a delta upserts `chunks` and
+//! forgets `removed`. When the master lacks the server's full state (first
+//! contact, or a delta that does not add up to `chunk_count`) it asks for a
+//! full report and ignores deltas until one arrives.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use super::{Excluded, Meta, ServerEntry, ServerNo};
+
+/// One replica as a chunk server reports it (already validated).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaReport {
+    /// Chunk id.
+    pub chunk: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// CRC32C of the chunk.
+    pub crc32c: u32,
+    /// Replication factor stored beside the chunk; 0 means the master's default.
+    pub replication: u32,
+    /// Reads served since the server started.
+    pub reads: u64,
+}
+
+/// A validated heartbeat.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Heartbeat {
+    /// Server id.
+    pub id: String,
+    /// gRPC address of the server.
+    pub address: String,
+    /// Rack label, empty when unset.
+    pub rack: String,
+    /// Bytes counted as 100 %.
+    pub capacity: u64,
+    /// Bytes in use as the server counts them.
+    pub used: u64,
+    /// Whether `chunks` is everything the server holds.
+    pub full_report: bool,
+    /// Replicas held (full report) or added since the last heartbeat (delta).
+    pub chunks: Vec<ReplicaReport>,
+    /// Chunks gone since the last heartbeat (delta only).
+    pub removed: Vec<String>,
+    /// Number of chunks the server holds.
+    pub chunk_count: u64,
+}
+
+/// What applying a heartbeat did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HeartbeatOutcome {
+    /// The master wants a full report next.
+    pub send_full_report: bool,
+    /// First heartbeat ever from this server id.
+    pub registered: bool,
+    /// The server had been marked dead and is alive again.
+    pub revived: bool,
+}
+
+impl Meta {
+    /// Applies one heartbeat received at `now`.
+    pub fn apply_heartbeat(&mut self, hb: Heartbeat, now: Instant) -> HeartbeatOutcome {
+        let (no, registered, revived) = self.touch_server(&hb, now);
+        let mut out = HeartbeatOutcome {
+            send_full_report: false,
+            registered,
+            revived,
+        };
+        let id = self.servers[no as usize].id.clone();
+        if hb.full_report {
+            self.apply_full(no, &hb.chunks);
+            self.servers[no as usize].synced = true;
+            let held = self.servers[no as usize].held();
+            if held != hb.chunk_count {
+                tracing::warn!(server = %id, held, chunk_count = hb.chunk_count, "full report disagrees with its own chunk count");
+            }
+            tracing::debug!(server = %id, chunks = hb.chunks.len(), "full report applied");
+        } else if !self.servers[no as usize].synced {
+            out.send_full_report = true;
+            tracing::debug!(server = %id, "delta ignored until a full report arrives");
+        } else {
+            for r in &hb.chunks {
+                self.add_replica(no, r);
+            }
+            for chunk in &hb.removed {
+                self.remove_replica(no, chunk);
+            }
+            let held = self.servers[no as usize].held();
+            if held != hb.chunk_count {
+                tracing::warn!(server = %id, held, chunk_count = hb.chunk_count, "delta does not add up; asking for a full report");
+                self.servers[no as usize].synced = false;
+                out.send_full_report = true;
+            }
+        }
+        out
+    }
+
+    /// Registers the server or refreshes its address, rack, capacity and
+    /// liveness. Returns (number, newly registered, revived).
+    fn touch_server(&mut self, hb: &Heartbeat, now: Instant) -> (ServerNo, bool, bool) {
+        let (no, registered) = match self.server_no(&hb.id) {
+            Some(no) => (no, false),
+            None => {
+                let no = self.servers.len() as ServerNo;
+                self.servers.push(ServerEntry::new(&hb.id, now));
+                self.server_nos.insert(hb.id.as_str().into(), no);
+                tracing::info!(server = %hb.id, address = %hb.address, rack = %hb.rack, capacity = hb.capacity, "server registered");
+                (no, true)
+            }
+        };
+        let s = &mut self.servers[no as usize];
+        if !registered && s.address != hb.address {
+            tracing::info!(server = %hb.id, old = %s.address, new = %hb.address, "server address changed");
+        }
+        s.address.clone_from(&hb.address);
+        s.rack.clone_from(&hb.rack);
+        s.capacity = hb.capacity;
+        s.reported_used = hb.used;
+        s.last_heartbeat = now;
+        let revived = !s.alive;
+        if revived {
+            let dead_for = s.dead_since.map(|d| now.saturating_duration_since(d));
+            tracing::info!(server = %hb.id, dead_for = ?dead_for, "server alive again");
+            s.alive = true;
+            s.dead_since = None;
+            s.repair_queued = false;
+            self.rescan_for_trim = true;
+        }
+        (no, registered, revived)
+    }
+
+    /// Replaces the chunk set of server `no` with `reports`.
+    fn apply_full(&mut self, no: ServerNo, reports: &[super::ReplicaReport]) {
+        let before = self.servers[no as usize].replicas;
+        let old_excluded = std::mem::take(&mut self.servers[no as usize].excluded);
+        let mut kept = 0u64;
+        for r in reports {
+            if old_excluded.get(r.chunk.as_str()) == Some(&Excluded::Corrupt) {
+                let s = &mut self.servers[no as usize];
+                s.excluded
+                    .insert(r.chunk.as_str().into(), Excluded::Corrupt);
+                continue;
+            }
+            let was_whole = self
+                .chunks
+                .get(r.chunk.as_str())
+                .is_some_and(|c| c.holds(no));
+            if self.add_replica(no, r) && was_whole {
+                kept += 1;
+            }
+        }
+        if kept == before {
+            return;
+        }
+        // Some replica recorded before is missing from the report: find and
+        // forget every such one (a scan, but only when a report drops chunks).
+        let reported: HashSet<&str> = reports.iter().map(|r| r.chunk.as_str()).collect();
+        let stale: Vec<Box<str>> = self
+            .chunks
+            .iter()
+            .filter(|(id, c)| c.holds(no) && !reported.contains(id.as_ref()))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &stale {
+            self.remove_replica(no, id);
+        }
+        tracing::info!(server = %self.servers[no as usize].id, forgotten = stale.len(), "full report dropped replicas the master had recorded");
+    }
+}

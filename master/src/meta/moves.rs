@@ -1,0 +1,321 @@
+//! The gates of a move and the bookkeeping of running ones.
+//!
+//! A move of chunk `c` from `s` to `t` may start only when both servers are
+//! known and alive, `s` holds a whole replica, `t` holds none, `t` keeps its
+//! free-space floor, racks stay diverse, and `c` is not already moving. While
+//! it runs, `c` is busy (trimming and other moves leave it alone) and its
+//! bytes count against `t`.
+
+use super::{Busy, Meta, ReplicaReport, ServerNo};
+
+/// A server's number, id and address, copied out for RPCs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerAddr {
+    /// Number in the server table.
+    pub no: ServerNo,
+    /// Server id.
+    pub id: String,
+    /// gRPC address.
+    pub address: String,
+}
+
+/// Whether the source replica goes away after the copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoveKind {
+    /// Copy, record, then delete the source (operator or balancer move).
+    Move,
+    /// Copy and record only (re-replication); racks are not a gate.
+    Copy,
+}
+
+/// Everything a started move needs, copied out of the metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MoveTicket {
+    /// Chunk id.
+    pub chunk: String,
+    /// Expected size.
+    pub size: u64,
+    /// Expected CRC32C.
+    pub crc32c: u32,
+    /// The chunk's replication factor.
+    pub replication: u32,
+    /// Source server.
+    pub from: ServerAddr,
+    /// Target server.
+    pub to: ServerAddr,
+    /// Move or copy.
+    pub kind: MoveKind,
+}
+
+/// Why a move was refused before anything happened.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Reject {
+    /// The chunk id breaks the chunk-id rules.
+    #[error("bad chunk id: {0}")]
+    BadChunkId(String),
+    /// No chunk by this id is known.
+    #[error("unknown chunk {chunk}")]
+    UnknownChunk {
+        /// The chunk.
+        chunk: String,
+    },
+    /// The source holds no whole replica.
+    #[error("chunk {chunk} is not on {server}")]
+    NotOnSource {
+        /// The chunk.
+        chunk: String,
+        /// The named source.
+        server: String,
+    },
+    /// The target already holds a whole replica.
+    #[error("{server} already holds chunk {chunk}")]
+    TargetHolds {
+        /// The chunk.
+        chunk: String,
+        /// The named target.
+        server: String,
+    },
+    /// The target holds a copy that is not whole; it must be removed first.
+    #[error("{server} holds a damaged copy of chunk {chunk}")]
+    TargetHoldsDamaged {
+        /// The chunk.
+        chunk: String,
+        /// The named target.
+        server: String,
+    },
+    /// `from` or `to` is empty.
+    #[error("{field} is empty")]
+    MissingServer {
+        /// `from` or `to`.
+        field: &'static str,
+    },
+    /// A server id no heartbeat announced.
+    #[error("unknown server {server}")]
+    UnknownServer {
+        /// The server.
+        server: String,
+    },
+    /// A server marked dead.
+    #[error("server {server} is dead")]
+    DeadServer {
+        /// The server.
+        server: String,
+    },
+    /// Source and target are one server.
+    #[error("from and to are the same server ({server})")]
+    SameServer {
+        /// The server.
+        server: String,
+    },
+    /// The target would keep less free space than the floor.
+    #[error(
+        "moving chunk {chunk} ({size} bytes) would leave {server} with less than {min_free_pct}% free"
+    )]
+    BelowFloor {
+        /// The chunk.
+        chunk: String,
+        /// Its size.
+        size: u64,
+        /// The target.
+        server: String,
+        /// The floor, in percent of capacity.
+        min_free_pct: f64,
+    },
+    /// The request lists the chunk more than once.
+    #[error("chunk {chunk} is listed {times} times in this request")]
+    Duplicate {
+        /// The chunk.
+        chunk: String,
+        /// How often it is listed.
+        times: usize,
+    },
+    /// A move, copy or delete of the chunk is already running.
+    #[error("chunk {chunk} is already moving")]
+    AlreadyMoving {
+        /// The chunk.
+        chunk: String,
+    },
+    /// The target's rack already holds another replica.
+    #[error("moving chunk {chunk} to {server} would put two of its replicas in rack {rack}")]
+    SameRack {
+        /// The chunk.
+        chunk: String,
+        /// The target.
+        server: String,
+        /// The shared rack.
+        rack: String,
+    },
+}
+
+impl Meta {
+    /// Checks every gate of a move without changing anything.
+    pub fn check_move(
+        &self,
+        chunk: &str,
+        from: &str,
+        to: &str,
+        kind: MoveKind,
+    ) -> Result<MoveTicket, Reject> {
+        for (field, id) in [("from", from), ("to", to)] {
+            if id.is_empty() {
+                return Err(Reject::MissingServer { field });
+            }
+        }
+        let unknown = |s: &str| Reject::UnknownServer {
+            server: s.to_owned(),
+        };
+        let f = self.server_no(from).ok_or_else(|| unknown(from))?;
+        let t = self.server_no(to).ok_or_else(|| unknown(to))?;
+        if f == t {
+            return Err(Reject::SameServer {
+                server: from.to_owned(),
+            });
+        }
+        let c = self.chunks.get(chunk).ok_or_else(|| Reject::UnknownChunk {
+            chunk: chunk.to_owned(),
+        })?;
+        if self.busy.contains_key(chunk) {
+            return Err(Reject::AlreadyMoving {
+                chunk: chunk.to_owned(),
+            });
+        }
+        if !c.holds(f) {
+            return Err(Reject::NotOnSource {
+                chunk: chunk.to_owned(),
+                server: from.to_owned(),
+            });
+        }
+        let (fs, ts) = (self.server(f), self.server(t));
+        if c.holds(t) {
+            return Err(Reject::TargetHolds {
+                chunk: chunk.to_owned(),
+                server: to.to_owned(),
+            });
+        }
+        if ts.excluded.contains_key(chunk) {
+            return Err(Reject::TargetHoldsDamaged {
+                chunk: chunk.to_owned(),
+                server: to.to_owned(),
+            });
+        }
+        for s in [fs, ts] {
+            if !s.alive {
+                return Err(Reject::DeadServer {
+                    server: s.id.to_string(),
+                });
+            }
+        }
+        let min_free_pct = self.settings.min_free_pct;
+        if !ts.fits(c.size, min_free_pct) {
+            return Err(Reject::BelowFloor {
+                chunk: chunk.to_owned(),
+                size: c.size,
+                server: to.to_owned(),
+                min_free_pct,
+            });
+        }
+        let rack_taken = ts.has_rack()
+            && fs.rack != ts.rack
+            && c.servers()
+                .any(|s| s != f && self.server(s).rack == ts.rack);
+        if kind == MoveKind::Move && rack_taken {
+            return Err(Reject::SameRack {
+                chunk: chunk.to_owned(),
+                server: to.to_owned(),
+                rack: ts.rack.clone(),
+            });
+        }
+        Ok(MoveTicket {
+            chunk: chunk.to_owned(),
+            size: c.size,
+            crc32c: c.crc32c,
+            replication: c.replication,
+            from: self.addr(f),
+            to: self.addr(t),
+            kind,
+        })
+    }
+
+    /// Checks the gates and, when they pass, marks the chunk busy and counts
+    /// its bytes against the target until [`Meta::end_busy`].
+    pub fn begin_move(
+        &mut self,
+        chunk: &str,
+        from: &str,
+        to: &str,
+        kind: MoveKind,
+    ) -> Result<MoveTicket, Reject> {
+        let t = self.check_move(chunk, from, to, kind)?;
+        self.servers[t.to.no as usize].incoming += t.size;
+        self.busy.insert(
+            chunk.into(),
+            Busy {
+                incoming: Some((t.to.no, t.size)),
+            },
+        );
+        Ok(t)
+    }
+
+    /// Marks `chunk` busy for a delete; false when something else runs on it.
+    pub fn begin_delete(&mut self, chunk: &str) -> bool {
+        if self.busy.contains_key(chunk) {
+            return false;
+        }
+        self.busy.insert(chunk.into(), Busy { incoming: None });
+        true
+    }
+
+    /// The move, copy or delete of `chunk` is over.
+    pub fn end_busy(&mut self, chunk: &str) {
+        if let Some(Busy {
+            incoming: Some((no, size)),
+        }) = self.busy.remove(chunk)
+        {
+            let s = &mut self.servers[no as usize];
+            s.incoming = s.incoming.saturating_sub(size);
+        }
+    }
+
+    /// The target verified and stored its copy: record it as a whole replica.
+    pub fn record_copy(&mut self, t: &MoveTicket) {
+        if let Some(b) = self.busy.get_mut(t.chunk.as_str())
+            && let Some((no, size)) = b.incoming.take()
+        {
+            let s = &mut self.servers[no as usize];
+            s.incoming = s.incoming.saturating_sub(size);
+        }
+        let report = ReplicaReport {
+            chunk: t.chunk.clone(),
+            size: t.size,
+            crc32c: t.crc32c,
+            replication: t.replication,
+            reads: 0,
+        };
+        self.add_replica(t.to.no, &report);
+    }
+
+    /// Whether the source replica of a finished copy may go: the master must
+    /// itself see at least `replication` whole replicas on live servers other
+    /// than the source. The error says how many it sees.
+    pub fn source_deletable(&self, chunk: &str, from: ServerNo) -> Result<(), String> {
+        let Some(c) = self.chunks.get(chunk) else {
+            return Err(format!("chunk {chunk} is no longer known"));
+        };
+        let others = c
+            .servers()
+            .filter(|&s| s != from && self.server(s).alive)
+            .count();
+        if others < c.replication as usize {
+            return Err(format!(
+                "only {others} whole replicas on live servers besides the source, {} wanted",
+                c.replication
+            ));
+        }
+        Ok(())
+    }
+
+    /// A replica was deleted on `no` (or found missing there).
+    pub fn record_removal(&mut self, chunk: &str, no: ServerNo) {
+        self.remove_replica(no, chunk);
+    }
+}

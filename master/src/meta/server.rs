@@ -1,0 +1,150 @@
+//! One chunk server as the master sees it, learned only from its heartbeats.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// Why a replica a server reports is kept out of its chunk's replica set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Excluded {
+    /// Its size or CRC32C disagree with the chunk's known ones.
+    Mismatch,
+    /// Someone reported it corrupt; it is never trusted again.
+    Corrupt,
+}
+
+/// A chunk server entry. Servers are never forgotten: a silent one turns dead
+/// and its replicas stay recorded (marked by this flag) until it returns or
+/// reports them gone.
+#[derive(Debug, Clone)]
+pub struct ServerEntry {
+    /// Operator-facing id, e.g. `cs1`.
+    pub id: Box<str>,
+    /// gRPC address peers and the master use, e.g. `http://127.0.0.1:7001`.
+    pub address: String,
+    /// Failure-domain label; empty when unset.
+    pub rack: String,
+    /// Bytes counted as 100 %.
+    pub capacity: u64,
+    /// Bytes in use as the server itself last reported them.
+    pub reported_used: u64,
+    /// Sum of the sizes of the whole replicas recorded on this server.
+    pub used: u64,
+    /// Number of whole replicas recorded on this server.
+    pub replicas: u64,
+    /// Chunks the server holds that are not whole replicas, and why.
+    pub excluded: HashMap<Box<str>, Excluded>,
+    /// Bytes of recent allocations on this server not yet seen in a heartbeat.
+    pub pending: u64,
+    /// Bytes of copies running towards this server.
+    pub incoming: u64,
+    /// Whether the master holds this server's full chunk list (a full report
+    /// arrived and every delta since added up).
+    pub synced: bool,
+    /// When the last heartbeat arrived.
+    pub last_heartbeat: Instant,
+    /// Whether heartbeats arrive within the timeout.
+    pub alive: bool,
+    /// When the server was marked dead.
+    pub dead_since: Option<Instant>,
+    /// Whether the chunks of this (long dead) server were already queued for repair.
+    pub repair_queued: bool,
+}
+
+impl ServerEntry {
+    /// A server first heard of `now`.
+    pub fn new(id: &str, now: Instant) -> Self {
+        ServerEntry {
+            id: id.into(),
+            address: String::new(),
+            rack: String::new(),
+            capacity: 0,
+            reported_used: 0,
+            used: 0,
+            replicas: 0,
+            excluded: HashMap::new(),
+            pending: 0,
+            incoming: 0,
+            synced: false,
+            last_heartbeat: now,
+            alive: true,
+            dead_since: None,
+            repair_queued: false,
+        }
+    }
+
+    /// `100 * used / capacity`; a server without capacity counts as full.
+    pub fn utilization_pct(&self) -> f64 {
+        if self.capacity == 0 {
+            100.0
+        } else {
+            100.0 * self.used as f64 / self.capacity as f64
+        }
+    }
+
+    /// Chunks the server holds, whole or not (what its `chunk_count` counts).
+    pub fn held(&self) -> u64 {
+        self.replicas + self.excluded.len() as u64
+    }
+
+    /// Bytes that will be in use once running copies and recent allocations
+    /// land: the larger of the recorded and reported use, plus those.
+    pub fn committed_bytes(&self) -> u64 {
+        self.used
+            .max(self.reported_used)
+            .saturating_add(self.pending)
+            .saturating_add(self.incoming)
+    }
+
+    /// Bytes that must stay free: `min_free_pct` of the capacity.
+    pub fn floor_bytes(&self, min_free_pct: f64) -> u64 {
+        (self.capacity as f64 * min_free_pct / 100.0).ceil() as u64
+    }
+
+    /// Whether `size` more bytes fit above the free-space floor.
+    pub fn fits(&self, size: u64, min_free_pct: f64) -> bool {
+        let limit = self.capacity.saturating_sub(self.floor_bytes(min_free_pct));
+        self.committed_bytes().saturating_add(size) <= limit
+    }
+
+    /// Free bytes as recorded (capacity minus recorded use).
+    pub fn free_bytes(&self) -> u64 {
+        self.capacity
+            .saturating_sub(self.used.max(self.reported_used))
+    }
+
+    /// Whether the server has a rack label.
+    pub fn has_rack(&self) -> bool {
+        !self.rack.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floor_counts_pending_and_incoming() {
+        let mut s = ServerEntry::new("a", Instant::now());
+        s.capacity = 1000;
+        s.used = 500;
+        assert!(s.fits(400, 10.0));
+        assert!(!s.fits(401, 10.0));
+        s.pending = 100;
+        assert!(!s.fits(400, 10.0));
+        s.pending = 0;
+        s.reported_used = 600;
+        assert!(!s.fits(301, 10.0));
+        assert!(s.fits(300, 10.0));
+        s.incoming = 300;
+        assert!(!s.fits(1, 10.0));
+        assert_eq!(s.utilization_pct(), 50.0);
+    }
+
+    #[test]
+    fn zero_capacity_is_full() {
+        let s = ServerEntry::new("a", Instant::now());
+        assert_eq!(s.utilization_pct(), 100.0);
+        assert!(!s.fits(1, 0.0));
+        assert!(s.fits(0, 0.0));
+    }
+}

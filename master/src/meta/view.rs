@@ -1,0 +1,143 @@
+//! Read-only answers: where a chunk is, how loaded each server is, and the
+//! snapshots the balancer crate works on.
+
+use std::time::Instant;
+
+use keel_balancer::{ClusterView, ServerIdx};
+
+use super::Meta;
+use crate::error::Error;
+
+/// One replica in a [`Location`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaLocation {
+    /// Server id.
+    pub id: String,
+    /// Its gRPC address.
+    pub address: String,
+    /// Whether the server is alive.
+    pub alive: bool,
+}
+
+/// Where a chunk's whole replicas are, live servers first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// Chunk id.
+    pub chunk: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// CRC32C.
+    pub crc32c: u32,
+    /// Replication factor.
+    pub replication: u32,
+    /// Replicas, live first, then by id.
+    pub replicas: Vec<ReplicaLocation>,
+}
+
+/// One server's state for `ListServers`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerStatus {
+    /// Server id.
+    pub id: String,
+    /// gRPC address.
+    pub address: String,
+    /// Rack label, empty when unset.
+    pub rack: String,
+    /// Bytes counted as 100 %.
+    pub capacity: u64,
+    /// Bytes of the whole replicas it holds.
+    pub used: u64,
+    /// `100 * used / capacity`.
+    pub utilization_pct: f64,
+    /// Whole replicas it holds.
+    pub chunks: u64,
+    /// Whether it is alive.
+    pub alive: bool,
+    /// Milliseconds since its last heartbeat.
+    pub last_heartbeat_ms: u64,
+}
+
+impl Meta {
+    /// Where `chunk` is.
+    pub fn locate(&self, chunk: &str) -> Result<Location, Error> {
+        let c = self.chunks.get(chunk).ok_or_else(|| Error::ChunkNotFound {
+            chunk: chunk.to_owned(),
+        })?;
+        let mut replicas: Vec<ReplicaLocation> = c
+            .servers()
+            .map(|no| {
+                let s = self.server(no);
+                ReplicaLocation {
+                    id: s.id.to_string(),
+                    address: s.address.clone(),
+                    alive: s.alive,
+                }
+            })
+            .collect();
+        replicas.sort_by(|a, b| b.alive.cmp(&a.alive).then_with(|| a.id.cmp(&b.id)));
+        Ok(Location {
+            chunk: chunk.to_owned(),
+            size: c.size,
+            crc32c: c.crc32c,
+            replication: c.replication,
+            replicas,
+        })
+    }
+
+    /// Every known server, sorted by id.
+    pub fn list_servers(&self, now: Instant) -> Vec<ServerStatus> {
+        let mut out: Vec<ServerStatus> = self
+            .servers
+            .iter()
+            .map(|s| ServerStatus {
+                id: s.id.to_string(),
+                address: s.address.clone(),
+                rack: s.rack.clone(),
+                capacity: s.capacity,
+                used: s.used,
+                utilization_pct: s.utilization_pct(),
+                chunks: s.replicas,
+                alive: s.alive,
+                last_heartbeat_ms: now.saturating_duration_since(s.last_heartbeat).as_millis()
+                    as u64,
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    /// Servers only (no chunks), with `used` filled in: enough for
+    /// utilization maths, cheap at any chunk count.
+    pub fn load_view(&self) -> ClusterView {
+        let mut v = ClusterView::new();
+        for s in &self.servers {
+            let rack = s.has_rack().then(|| s.rack.clone());
+            let idx = v.add_server(s.id.to_string(), rack, s.capacity, s.alive);
+            v.servers[idx.0 as usize].used = s.used;
+        }
+        v
+    }
+
+    /// Servers and every chunk with its whole replicas, for the planner.
+    /// `ServerIdx(n)` is the master's server number `n`. Chunks come in id
+    /// order so plans are deterministic.
+    pub fn cluster_view(&self) -> ClusterView {
+        let mut v = ClusterView::new();
+        v.servers.reserve(self.servers.len());
+        for s in &self.servers {
+            let rack = s.has_rack().then(|| s.rack.clone());
+            v.add_server(s.id.to_string(), rack, s.capacity, s.alive);
+        }
+        let mut ids: Vec<&Box<str>> = self.chunks.keys().collect();
+        ids.sort_unstable();
+        v.chunks.reserve(ids.len());
+        let mut replicas = Vec::with_capacity(4);
+        for id in ids {
+            let c = &self.chunks[id];
+            replicas.clear();
+            replicas.extend(c.servers().map(ServerIdx));
+            v.add_chunk(id.to_string(), c.size, c.reads(), c.replication, &replicas);
+        }
+        v
+    }
+}

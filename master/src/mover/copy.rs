@@ -1,0 +1,199 @@
+//! One `CopyChunk` with its deadline, retried with backoff.
+
+use std::time::Duration;
+
+use keel_proto::v1::{CopyChunkRequest, StatChunkRequest};
+use tonic::Code;
+use tracing::{debug, warn};
+
+use super::{MoveError, Mover, SMALL_RPC_TIMEOUT};
+use crate::meta::{MoveTicket, lock};
+
+/// Fixed part of a copy's deadline (connection set-up, fsync, rename).
+pub const COPY_MARGIN: Duration = Duration::from_secs(30);
+
+/// Outcome of one failed attempt.
+#[derive(Debug)]
+enum Attempt {
+    /// Worth another try (the peer was unreachable, busy or slow).
+    Retry(String),
+    /// Another try would fail the same way.
+    Fatal(String),
+}
+
+/// The deadline of copying `size` bytes at no less than `min_rate` bytes/s.
+pub fn copy_deadline(size: u64, min_rate: u64) -> Duration {
+    COPY_MARGIN + Duration::from_secs_f64(size as f64 / min_rate.max(1) as f64)
+}
+
+/// Whether a failed `CopyChunk` may succeed when tried again.
+fn retryable(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable
+            | Code::Aborted
+            | Code::DeadlineExceeded
+            | Code::Internal
+            | Code::Unknown
+            | Code::Cancelled
+    )
+}
+
+impl Mover {
+    /// Copies `t` with up to `retries` retries; backoff doubles from
+    /// `backoff_first` to `backoff_max`.
+    pub(super) async fn copy_with_retries(&self, t: &MoveTicket) -> Result<(), MoveError> {
+        let attempts = self.settings.retries.saturating_add(1);
+        let mut delay = self.settings.backoff_first;
+        let mut last = String::new();
+        for attempt in 1..=attempts {
+            if let Err(why) = self.still_valid(t) {
+                return Err(MoveError::Failed {
+                    attempts: attempt - 1,
+                    error: why,
+                });
+            }
+            match self.copy_once(t).await {
+                Ok(()) => return Ok(()),
+                Err(Attempt::Fatal(e)) => {
+                    return Err(MoveError::Failed {
+                        attempts: attempt,
+                        error: e,
+                    });
+                }
+                Err(Attempt::Retry(e)) => {
+                    warn!(chunk = %t.chunk, to = %t.to.id, attempt, error = %e, "copy failed; will retry");
+                    last = e;
+                }
+            }
+            if attempt < attempts {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(self.settings.backoff_max);
+            }
+        }
+        Err(MoveError::Failed {
+            attempts,
+            error: last,
+        })
+    }
+
+    /// The source still holds the chunk and both ends are alive.
+    fn still_valid(&self, t: &MoveTicket) -> Result<(), String> {
+        let m = lock(&self.meta);
+        if !m.chunk(&t.chunk).is_some_and(|c| c.holds(t.from.no)) {
+            return Err(format!("chunk {} is no longer on {}", t.chunk, t.from.id));
+        }
+        for s in [&t.from, &t.to] {
+            if !m.server(s.no).alive {
+                return Err(format!("server {} died", s.id));
+            }
+        }
+        Ok(())
+    }
+
+    async fn copy_once(&self, t: &MoveTicket) -> Result<(), Attempt> {
+        let deadline = copy_deadline(t.size, self.settings.copy_min_rate);
+        let mut client = self
+            .clients
+            .client(&t.to.address)
+            .map_err(|s| Attempt::Fatal(s.message().to_owned()))?;
+        let req = CopyChunkRequest {
+            chunk: t.chunk.clone(),
+            source_id: t.from.id.clone(),
+            source_address: t.from.address.clone(),
+            expected_size: t.size,
+            expected_crc32c: t.crc32c,
+        };
+        let req = self.clients.request(req, deadline);
+        let resp = match tokio::time::timeout(deadline, client.copy_chunk(req)).await {
+            Err(_) => {
+                return Err(Attempt::Retry(format!(
+                    "copy to {} timed out after {deadline:?}",
+                    t.to.id
+                )));
+            }
+            Ok(Err(s)) if s.code() == Code::AlreadyExists => return self.verify_existing(t).await,
+            Ok(Err(s)) => {
+                let msg = format!("{} answered {:?}: {}", t.to.id, s.code(), s.message());
+                return Err(if retryable(s.code()) {
+                    Attempt::Retry(msg)
+                } else {
+                    Attempt::Fatal(msg)
+                });
+            }
+            Ok(Ok(r)) => r.into_inner(),
+        };
+        if resp.size != t.size || resp.crc32c != t.crc32c {
+            return Err(Attempt::Fatal(format!(
+                "{} stored {} bytes with crc32c {:#010x}, expected {} bytes with {:#010x}",
+                t.to.id, resp.size, resp.crc32c, t.size, t.crc32c
+            )));
+        }
+        Ok(())
+    }
+
+    /// The target says it already holds the chunk (an earlier attempt whose
+    /// answer was lost): accept it only if its copy is the same chunk.
+    async fn verify_existing(&self, t: &MoveTicket) -> Result<(), Attempt> {
+        let mut client = self
+            .clients
+            .client(&t.to.address)
+            .map_err(|s| Attempt::Fatal(s.message().to_owned()))?;
+        let req = self.clients.request(
+            StatChunkRequest {
+                chunk: t.chunk.clone(),
+            },
+            SMALL_RPC_TIMEOUT,
+        );
+        let stat = match tokio::time::timeout(SMALL_RPC_TIMEOUT, client.stat_chunk(req)).await {
+            Ok(Ok(r)) => r.into_inner(),
+            Ok(Err(s)) => {
+                return Err(Attempt::Retry(format!(
+                    "stat on {} failed: {}",
+                    t.to.id,
+                    s.message()
+                )));
+            }
+            Err(_) => return Err(Attempt::Retry(format!("stat on {} timed out", t.to.id))),
+        };
+        match stat.header {
+            Some(h) if h.size == t.size && h.crc32c == t.crc32c => {
+                debug!(chunk = %t.chunk, to = %t.to.id, "target already holds a matching copy");
+                Ok(())
+            }
+            _ => Err(Attempt::Fatal(format!(
+                "{} holds a different chunk under id {}",
+                t.to.id, t.chunk
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_grows_with_size() {
+        assert_eq!(copy_deadline(0, 1 << 20), COPY_MARGIN);
+        assert_eq!(
+            copy_deadline(64 << 20, 1 << 20),
+            COPY_MARGIN + Duration::from_secs(64)
+        );
+        assert!(copy_deadline(1 << 40, 0) > Duration::from_secs(1_000_000));
+    }
+
+    #[test]
+    fn permanent_errors_are_not_retried() {
+        assert!(retryable(Code::Unavailable) && retryable(Code::Aborted));
+        for c in [
+            Code::NotFound,
+            Code::DataLoss,
+            Code::FailedPrecondition,
+            Code::ResourceExhausted,
+            Code::InvalidArgument,
+        ] {
+            assert!(!retryable(c), "{c:?}");
+        }
+    }
+}

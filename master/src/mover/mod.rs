@@ -1,0 +1,289 @@
+//! The safe move protocol, reusable by every caller that moves data
+//! (`RebalanceExecute`, the maintenance loop, the background balancer).
+//!
+//! A move of chunk `c` from `s` to `t`: the gates pass and `c` turns busy →
+//! `CopyChunk` on `t` (it pulls from `s`, checks size and CRC32C, fsyncs) →
+//! the master records `c` on `t` → only if the master itself now sees at least
+//! `replication` whole replicas on live servers without `s`, `DeleteChunk` on
+//! `s` → the removal is recorded. A failed copy is retried with backoff and
+//! leaves `s` untouched; a failed delete leaves an excess replica that
+//! trimming removes later. A crash at any point leaves a whole replica.
+//!
+//! # Layout
+//! - [`clients`]: cached channels to chunk servers.
+//! - [`slots`]: the concurrency limits.
+//! - `copy`: one copy with retries and its deadline.
+
+pub mod clients;
+pub mod slots;
+
+mod copy;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use keel_proto::v1::DeleteChunkRequest;
+use tracing::{info, warn};
+
+pub use clients::Clients;
+pub use slots::{SlotGuard, Slots};
+
+use crate::meta::{Deletion, MoveKind, MoveTicket, Reject, ServerAddr, SharedMeta, lock};
+use crate::metrics::Metrics;
+
+/// Deadline of a `DeleteChunk` or `StatChunk`.
+pub const SMALL_RPC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A move as an operator or the planner names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Move {
+    /// Chunk id.
+    pub chunk: String,
+    /// Source server id.
+    pub from: String,
+    /// Target server id.
+    pub to: String,
+}
+
+/// A completed move or copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveDone {
+    /// Bytes copied (the chunk's size).
+    pub bytes: u64,
+    /// Whether the source replica was deleted.
+    pub source_deleted: bool,
+    /// Why the source replica was kept, when it was (a move still counts as done).
+    pub note: Option<String>,
+}
+
+/// Why a move did not complete.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MoveError {
+    /// Refused by the gates; nothing happened.
+    #[error("{0}")]
+    Rejected(#[from] Reject),
+    /// The copy failed after its retries; the source replica is intact.
+    #[error("{error} (after {attempts} attempts)")]
+    Failed {
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        error: String,
+    },
+}
+
+/// Tunables of the mover.
+#[derive(Debug, Clone)]
+pub struct MoverSettings {
+    /// Retries of a failing copy (`--move-retries`).
+    pub retries: u32,
+    /// Slowest copy rate planned for, bytes per second (`--copy-min-rate`).
+    pub copy_min_rate: u64,
+    /// Delay before the first retry; doubles up to `backoff_max`.
+    pub backoff_first: Duration,
+    /// Longest delay between retries.
+    pub backoff_max: Duration,
+}
+
+impl Default for MoverSettings {
+    fn default() -> Self {
+        MoverSettings {
+            retries: 3,
+            copy_min_rate: 1 << 20,
+            backoff_first: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Runs moves, copies and deletes against chunk servers.
+#[derive(Debug, Clone)]
+pub struct Mover {
+    meta: SharedMeta,
+    clients: Arc<Clients>,
+    slots: Arc<Slots>,
+    metrics: Arc<Metrics>,
+    settings: MoverSettings,
+}
+
+/// Ends the busy mark of a chunk however its task ends.
+struct BusyGuard {
+    meta: SharedMeta,
+    chunk: String,
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        lock(&self.meta).end_busy(&self.chunk);
+    }
+}
+
+/// Counts a running copy in the metrics.
+struct Running(Arc<Metrics>);
+
+impl Running {
+    fn new(m: &Arc<Metrics>) -> Self {
+        m.moves_running.fetch_add(1, Ordering::Relaxed);
+        Running(Arc::clone(m))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.moves_running.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Mover {
+    /// A mover over `meta`.
+    pub fn new(
+        meta: SharedMeta,
+        clients: Arc<Clients>,
+        slots: Arc<Slots>,
+        metrics: Arc<Metrics>,
+        settings: MoverSettings,
+    ) -> Self {
+        Mover {
+            meta,
+            clients,
+            slots,
+            metrics,
+            settings,
+        }
+    }
+
+    /// The metadata it records into.
+    pub fn meta(&self) -> &SharedMeta {
+        &self.meta
+    }
+
+    /// The concurrency limits it honours.
+    pub fn slots(&self) -> &Arc<Slots> {
+        &self.slots
+    }
+
+    /// The counters it feeds.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Moves `mv.chunk` from `mv.from` to `mv.to` through the safe protocol:
+    /// waits for a slot, re-checks the gates, copies (with retries), records,
+    /// and deletes the source only when enough other whole replicas exist.
+    pub async fn execute(&self, mv: &Move) -> Result<MoveDone, MoveError> {
+        let t = lock(&self.meta).check_move(&mv.chunk, &mv.from, &mv.to, MoveKind::Move)?;
+        let _slot = self.slots.acquire(t.from.no, t.to.no).await;
+        let t = lock(&self.meta).begin_move(&mv.chunk, &mv.from, &mv.to, MoveKind::Move)?;
+        let _busy = BusyGuard {
+            meta: Arc::clone(&self.meta),
+            chunk: t.chunk.clone(),
+        };
+        self.run(&t).await
+    }
+
+    /// Runs a re-replication copy planned by the metadata (the chunk is
+    /// already busy); the source stays.
+    pub async fn replicate(&self, t: MoveTicket) -> Result<MoveDone, MoveError> {
+        let _busy = BusyGuard {
+            meta: Arc::clone(&self.meta),
+            chunk: t.chunk.clone(),
+        };
+        let _slot = self.slots.acquire(t.from.no, t.to.no).await;
+        self.run(&t).await
+    }
+
+    async fn run(&self, t: &MoveTicket) -> Result<MoveDone, MoveError> {
+        let _running = Running::new(&self.metrics);
+        let started = Instant::now();
+        info!(chunk = %t.chunk, from = %t.from.id, to = %t.to.id, bytes = t.size, kind = ?t.kind, "move started");
+        if let Err(e) = self.copy_with_retries(t).await {
+            self.metrics.move_failed();
+            warn!(chunk = %t.chunk, from = %t.from.id, to = %t.to.id, error = %e, "move failed; source replica untouched");
+            return Err(e);
+        }
+        lock(&self.meta).record_copy(t);
+        self.metrics.move_done(t.size);
+        let mut done = MoveDone {
+            bytes: t.size,
+            source_deleted: false,
+            note: None,
+        };
+        if t.kind == MoveKind::Move {
+            match self.release_source(t).await {
+                Ok(()) => done.source_deleted = true,
+                Err(note) => {
+                    warn!(chunk = %t.chunk, from = %t.from.id, why = %note, "source replica kept");
+                    done.note = Some(format!("source replica kept: {note}"));
+                }
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        info!(chunk = %t.chunk, from = %t.from.id, to = %t.to.id, bytes = t.size, secs, source_deleted = done.source_deleted, "move done");
+        Ok(done)
+    }
+
+    /// Deletes the source replica when the master sees enough others.
+    async fn release_source(&self, t: &MoveTicket) -> Result<(), String> {
+        lock(&self.meta).source_deletable(&t.chunk, t.from.no)?;
+        self.delete(&t.chunk, &t.from)
+            .await
+            .map_err(|s| format!("delete on {} failed: {}", t.from.id, s.message()))?;
+        lock(&self.meta).record_removal(&t.chunk, t.from.no);
+        Ok(())
+    }
+
+    /// `DeleteChunk` on `server`; a chunk already gone counts as deleted.
+    pub async fn delete(&self, chunk: &str, server: &ServerAddr) -> Result<(), tonic::Status> {
+        let mut c = self.clients.client(&server.address)?;
+        let req = self.clients.request(
+            DeleteChunkRequest {
+                chunk: chunk.to_owned(),
+            },
+            SMALL_RPC_TIMEOUT,
+        );
+        match tokio::time::timeout(SMALL_RPC_TIMEOUT, c.delete_chunk(req)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(s)) if s.code() == tonic::Code::NotFound => Ok(()),
+            Ok(Err(s)) => Err(s),
+            Err(_) => Err(tonic::Status::deadline_exceeded("delete timed out")),
+        }
+    }
+
+    /// Deletes excess replicas planned by [`crate::meta::Meta::plan_trims`],
+    /// re-checking before each that enough whole replicas remain.
+    pub async fn trim(&self, d: Deletion) {
+        let _busy = BusyGuard {
+            meta: Arc::clone(&self.meta),
+            chunk: d.chunk.clone(),
+        };
+        for s in &d.servers {
+            if let Err(why) = lock(&self.meta).source_deletable(&d.chunk, s.no) {
+                info!(chunk = %d.chunk, server = %s.id, why = %why, "trim stopped");
+                return;
+            }
+            match self.delete(&d.chunk, s).await {
+                Ok(()) => {
+                    lock(&self.meta).record_removal(&d.chunk, s.no);
+                    info!(chunk = %d.chunk, server = %s.id, "excess replica trimmed");
+                }
+                Err(e) => {
+                    warn!(chunk = %d.chunk, server = %s.id, error = %e.message(), "could not trim excess replica")
+                }
+            }
+        }
+    }
+
+    /// Deletes a copy reported corrupt (it no longer counts as a replica).
+    pub async fn delete_damaged(&self, chunk: &str, server: &ServerAddr) {
+        match self.delete(chunk, server).await {
+            Ok(()) => {
+                lock(&self.meta).forget_excluded(chunk, server.no);
+                info!(chunk, server = %server.id, "corrupt copy deleted");
+            }
+            Err(e) => {
+                warn!(chunk, server = %server.id, error = %e.message(), "could not delete corrupt copy")
+            }
+        }
+    }
+}

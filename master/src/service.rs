@@ -1,0 +1,175 @@
+//! `keel.v1.Master`, thin: convert the request, call the metadata or the
+//! mover, convert the answer, map errors through `From<Error> for Status`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use keel_proto::v1 as pb;
+use keel_proto::v1::master_server::Master;
+use tokio_util::task::TaskTracker;
+use tonic::{Request, Response, Status};
+use tracing::{info, instrument};
+
+use crate::convert;
+use crate::error::Error;
+use crate::meta::{SharedMeta, lock};
+use crate::mover::Mover;
+use crate::rebalance;
+
+/// The gRPC front door of the master.
+#[derive(Debug, Clone)]
+pub struct MasterService {
+    meta: SharedMeta,
+    mover: Mover,
+    /// Background work started by requests (moves, deletes of corrupt copies).
+    tracker: TaskTracker,
+    /// `--threshold-pct`.
+    threshold_pct: f64,
+}
+
+impl MasterService {
+    /// A service over `mover`'s metadata.
+    pub fn new(mover: Mover, tracker: TaskTracker, threshold_pct: f64) -> Self {
+        MasterService {
+            meta: Arc::clone(mover.meta()),
+            mover,
+            tracker,
+            threshold_pct,
+        }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl Master for MasterService {
+    #[instrument(level = "debug", skip_all, fields(server = %req.get_ref().id, full = req.get_ref().full_report))]
+    async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Reply<pb::HeartbeatResponse> {
+        let hb = convert::heartbeat(req.into_inner())?;
+        let out = lock(&self.meta).apply_heartbeat(hb, Instant::now());
+        Ok(Response::new(pb::HeartbeatResponse {
+            send_full_report: out.send_full_report,
+        }))
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn list_servers(
+        &self,
+        _req: Request<pb::ListServersRequest>,
+    ) -> Reply<pb::ListServersResponse> {
+        let (servers, view) = {
+            let m = lock(&self.meta);
+            (m.list_servers(Instant::now()), m.load_view())
+        };
+        Ok(Response::new(pb::ListServersResponse {
+            servers: servers.into_iter().map(convert::server_info).collect(),
+            average_utilization_pct: keel_balancer::load::average_utilization_pct(&view),
+        }))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(chunk = %req.get_ref().chunk))]
+    async fn locate_chunk(
+        &self,
+        req: Request<pb::LocateChunkRequest>,
+    ) -> Reply<pb::LocateChunkResponse> {
+        let chunk = req.into_inner().chunk;
+        convert::chunk(&chunk)?;
+        let loc = lock(&self.meta).locate(&chunk)?;
+        Ok(Response::new(convert::location(loc)))
+    }
+
+    #[instrument(skip_all, fields(chunk = %req.get_ref().chunk, size = req.get_ref().size))]
+    async fn allocate_chunk(
+        &self,
+        req: Request<pb::AllocateChunkRequest>,
+    ) -> Reply<pb::AllocateChunkResponse> {
+        let req = convert::alloc_request(req.into_inner())?;
+        let a = lock(&self.meta).allocate(&req, Instant::now())?;
+        let on: Vec<&str> = a.servers.iter().map(|s| s.id.as_str()).collect();
+        info!(chunk = %req.chunk, size = req.size, replication = a.replication, servers = ?on, "chunk placed");
+        Ok(Response::new(convert::allocation(a)))
+    }
+
+    #[instrument(skip_all)]
+    async fn rebalance_check(
+        &self,
+        _req: Request<pb::RebalanceCheckRequest>,
+    ) -> Reply<pb::RebalanceCheckResponse> {
+        let view = lock(&self.meta).load_view();
+        let report = keel_balancer::load::check(&view, self.threshold_pct);
+        Ok(Response::new(convert::check_response(report)))
+    }
+
+    #[instrument(skip_all, fields(moves = req.get_ref().moves.len()))]
+    async fn rebalance_execute(
+        &self,
+        req: Request<pb::RebalanceExecuteRequest>,
+    ) -> Reply<pb::RebalanceExecuteResponse> {
+        let requested = req.into_inner().moves;
+        let outcomes =
+            rebalance::execute(&self.mover, &self.tracker, rebalance::moves(&requested)).await?;
+        let resp = rebalance::response(requested, outcomes);
+        info!(
+            moved = resp.moved,
+            bytes = resp.bytes_transferred,
+            results = resp.results.len(),
+            "rebalance execute finished"
+        );
+        Ok(Response::new(resp))
+    }
+
+    async fn rebalance_plan(
+        &self,
+        _req: Request<pb::RebalancePlanRequest>,
+    ) -> Reply<pb::RebalancePlanResponse> {
+        Err(Error::BalancerNotWired.into())
+    }
+
+    async fn rebalance_run(
+        &self,
+        _req: Request<pb::RebalanceRunRequest>,
+    ) -> Reply<pb::RebalanceRunResponse> {
+        Err(Error::BalancerNotWired.into())
+    }
+
+    async fn rebalance_status(
+        &self,
+        _req: Request<pb::RebalanceStatusRequest>,
+    ) -> Reply<pb::RebalanceStatusResponse> {
+        Err(Error::BalancerNotWired.into())
+    }
+
+    async fn rebalance_pause(
+        &self,
+        _req: Request<pb::RebalancePauseRequest>,
+    ) -> Reply<pb::RebalanceStatusResponse> {
+        Err(Error::BalancerNotWired.into())
+    }
+
+    async fn rebalance_resume(
+        &self,
+        _req: Request<pb::RebalanceResumeRequest>,
+    ) -> Reply<pb::RebalanceStatusResponse> {
+        Err(Error::BalancerNotWired.into())
+    }
+
+    #[instrument(skip_all, fields(chunk = %req.get_ref().chunk, server = %req.get_ref().server))]
+    async fn report_corruption(
+        &self,
+        req: Request<pb::ReportCorruptionRequest>,
+    ) -> Reply<pb::ReportCorruptionResponse> {
+        let req = req.into_inner();
+        convert::chunk(&req.chunk)?;
+        convert::server_id(&req.server)?;
+        let out = lock(&self.meta).report_corruption(&req.chunk, &req.server)?;
+        info!(chunk = %req.chunk, server = %req.server, detail = %req.detail, live_replicas = out.live_replicas,
+              under_replicated = out.under_replicated, "corruption reported");
+        if let Some(server) = out.delete_from {
+            let mover = self.mover.clone();
+            let chunk = req.chunk;
+            self.tracker
+                .spawn(async move { mover.delete_damaged(&chunk, &server).await });
+        }
+        Ok(Response::new(pb::ReportCorruptionResponse {}))
+    }
+}
