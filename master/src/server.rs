@@ -1,0 +1,220 @@
+//! [`run`]: builds the metadata, mover and loops from the flags, serves gRPC
+//! and HTTP on already-bound listeners (so tests can bind port 0), and shuts
+//! down gracefully within a deadline.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use keel_proto::v1::master_server::MasterServer;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::service::interceptor::InterceptedService;
+use tonic_health::server::HealthReporter;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::meta::{Meta, MetaSettings, SharedMeta};
+use crate::metrics::Metrics;
+use crate::mover::{Clients, Mover, MoverSettings, Slots, clients::BadToken};
+use crate::service::MasterService;
+use crate::{auth, http, maintenance};
+
+/// Services advertised by reflection (the descriptor set also describes
+/// `keel.v1.ChunkServer`, which the master does not serve).
+const ADVERTISED: [&str; 4] = [
+    "keel.v1.Master",
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
+/// Why the master could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The auth token cannot be sent as a header.
+    #[error(transparent)]
+    Token(#[from] BadToken),
+    /// A listener failed.
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+    /// Reflection could not load the descriptors.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The gRPC server failed.
+    #[error("grpc server: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    /// The gRPC server task panicked.
+    #[error("grpc server task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// The long-lived parts every front door and loop share.
+struct Core {
+    meta: SharedMeta,
+    metrics: Arc<Metrics>,
+    mover: Mover,
+    /// Moves, trims, repairs and loops; shutdown waits for them.
+    tracker: TaskTracker,
+}
+
+impl Core {
+    fn new(config: &Config) -> Result<Self, RunError> {
+        let meta: SharedMeta = Arc::new(Mutex::new(Meta::new(MetaSettings {
+            default_replication: config.replication,
+            heartbeat_timeout: config.heartbeat_timeout,
+            re_replicate_after: config.re_replicate_after,
+            min_free_pct: config.min_free_pct,
+        })));
+        let metrics = Arc::new(Metrics::default());
+        let clients = Arc::new(Clients::new(config.auth_token.as_deref())?);
+        let slots = Slots::new(
+            config.max_concurrent_moves as usize,
+            config.max_moves_per_server as usize,
+        );
+        let settings = MoverSettings {
+            retries: config.move_retries,
+            copy_min_rate: config.copy_min_rate,
+            ..MoverSettings::default()
+        };
+        let mover = Mover::new(
+            Arc::clone(&meta),
+            clients,
+            slots,
+            Arc::clone(&metrics),
+            settings,
+        );
+        Ok(Core {
+            meta,
+            metrics,
+            mover,
+            tracker: TaskTracker::new(),
+        })
+    }
+}
+
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    let mut b = tonic_reflection::server::Builder::configure()
+        .include_reflection_service(false)
+        .register_encoded_file_descriptor_set(keel_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET);
+    for name in ADVERTISED {
+        b = b.with_service_name(name);
+    }
+    b
+}
+
+/// Starts the gRPC server: health, reflection (v1 and v1alpha) and the
+/// token-checked `keel.v1.Master`.
+async fn serve_grpc(
+    core: &Core,
+    config: &Config,
+    listener: TcpListener,
+    shutdown: &CancellationToken,
+) -> Result<
+    (
+        JoinHandle<Result<(), tonic::transport::Error>>,
+        HealthReporter,
+    ),
+    RunError,
+> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<MasterServer<MasterService>>().await;
+    let service = MasterService::new(
+        core.mover.clone(),
+        core.tracker.clone(),
+        config.threshold_pct,
+    );
+    let master = MasterServer::new(service)
+        .max_decoding_message_size(keel_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(keel_proto::MAX_MESSAGE_BYTES);
+    let master =
+        InterceptedService::new(master, auth::AuthCheck::new(config.auth_token.as_deref()));
+    let addr = listener.local_addr()?;
+    let server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
+        .add_service(master)
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            shutdown.clone().cancelled_owned(),
+        );
+    let task = tokio::spawn(server);
+    info!(addr = %addr, "grpc listening");
+    Ok((task, health))
+}
+
+/// Starts the HTTP server (`/healthz`, `/metrics`).
+fn serve_http(
+    core: &Core,
+    listener: TcpListener,
+    shutdown: &CancellationToken,
+) -> Result<JoinHandle<()>, RunError> {
+    let addr = listener.local_addr()?;
+    let router = http::router(Arc::clone(&core.meta), Arc::clone(&core.metrics));
+    let server =
+        axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let task = tokio::spawn(async move {
+        if let Err(e) = server.await {
+            warn!(error = %e, "http server failed");
+        }
+    });
+    info!(addr = %addr, "http listening");
+    Ok(task)
+}
+
+/// Serves gRPC on `grpc` and HTTP on `http` until `shutdown`, then waits up
+/// to `--shutdown-deadline` for running requests and moves.
+pub async fn run(
+    config: Config,
+    grpc: TcpListener,
+    http: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let started = Instant::now();
+    let core = Core::new(&config)?;
+    let (mut grpc_task, health) = serve_grpc(&core, &config, grpc, &shutdown).await?;
+    let http_task = serve_http(&core, http, &shutdown)?;
+    let upkeep = maintenance::Maintenance {
+        mover: core.mover.clone(),
+        tracker: core.tracker.clone(),
+        interval: config.maintenance_interval,
+        safe_until: started + config.safe_mode,
+    };
+    core.tracker.spawn(upkeep.run(shutdown.clone()));
+    // The background balancer (`--balance-interval`) is spawned here, on the
+    // same mover and tracker, once it exists.
+    info!(safe_mode = ?config.safe_mode, replication = config.replication, auth = config.auth_token.is_some(), "master ready");
+
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        r = &mut grpc_task => {
+            shutdown.cancel();
+            return Ok(r??);
+        }
+    }
+    info!("shutting down");
+    health
+        .set_not_serving::<MasterServer<MasterService>>()
+        .await;
+    core.tracker.close();
+    let drain = async {
+        let grpc = grpc_task.await;
+        let _ = http_task.await;
+        core.tracker.wait().await;
+        grpc
+    };
+    match tokio::time::timeout(config.shutdown_deadline, drain).await {
+        Ok(r) => r??,
+        Err(_) => {
+            warn!(deadline = ?config.shutdown_deadline, "shutdown deadline passed; abandoning running moves (each leaves a whole replica)")
+        }
+    }
+    info!("stopped");
+    Ok(())
+}
