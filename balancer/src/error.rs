@@ -2,6 +2,7 @@
 //! with the rest of the cluster, reported with the indices involved.
 
 use crate::model::{ChunkIdx, ServerIdx};
+use crate::plan::PlannedMove;
 use crate::queue::MoveId;
 
 /// Why [`crate::ClusterView::apply`] refused a move.
@@ -44,6 +45,13 @@ pub enum ApplyError {
 /// Why the move queue refused a call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QueueError {
+    /// The move names a chunk or server the view lacks, or a byte count
+    /// that is not the chunk's size.
+    #[error("move {mv:?} does not fit the view")]
+    NotInView {
+        /// The move.
+        mv: PlannedMove,
+    },
     /// The chunk already has a move pending or running.
     #[error("chunk {chunk:?} already has move {existing:?} queued or running")]
     ChunkBusy {

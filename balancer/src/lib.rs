@@ -10,13 +10,44 @@
 //!   the chunks column by column; `invariants.rs` checks a view.
 //! - [`load`]: utilization maths shared by every front door (`RebalanceCheck`).
 //! - [`placement`]: the rules every move obeys (anti-affinity, racks, floor).
-//! - [`plan`]: the planner's inputs and outputs, [`plan()`] the planner
-//!   (`planner.rs`, with `band.rs`, `targets.rs` and `notes.rs`).
+//! - [`mod@plan`]: the planner's inputs and outputs, [`plan()`] the planner
+//!   (`planner/`: the phases in `mod.rs`, one source shedding in `shed.rs`;
+//!   with `band.rs` for byte bounds, `targets.rs` for picking targets and
+//!   `notes.rs` for capped explanations).
 //! - [`queue`]: the move queue, a state machine that drains without
-//!   head-of-line blocking, with [`queue::QueueStatus`] for operators.
+//!   head-of-line blocking (`mod.rs`; the gates in `state.rs`; operators'
+//!   views in `inspect.rs` and `status.rs`; `rebase.rs` for renumbered views).
 //! - [`sim`]: seeded cluster generators and a drain simulation, for tests
 //!   and the benchmark.
 //! - [`error`]: what the bookkeeping refuses.
+//!
+//! # One balancer pass, as the master runs it
+//! ```
+//! use std::time::Duration;
+//! use keel_balancer::queue::{MoveQueue, QueueConfig};
+//! use keel_balancer::{ClusterView, Policy, plan};
+//!
+//! let mut view = ClusterView::new(); // copied out of the metadata
+//! let hot = view.add_server("cs1", None, 100, true);
+//! view.add_server("cs2", None, 100, true);
+//! for i in 0..8 {
+//!     view.add_chunk(format!("c{i}"), 10, 0, 1, &[hot]);
+//! }
+//! let mut queue = MoveQueue::new(QueueConfig::default());
+//! let now = Duration::from_secs(30); // time since the master started
+//! queue.rebase(&view, now); // only if the view may renumber chunks
+//! let p = plan(&view, &Policy::default(), &queue.busy(now));
+//! for mv in &p.moves {
+//!     queue.enqueue(*mv, now, &view)?;
+//! }
+//! for start in queue.next_ready(now, &view) {
+//!     // ... run the copy-then-delete protocol for `start.mv`, then:
+//!     view.apply(&start.mv)?;
+//!     queue.on_done(start.id, now)?;
+//! }
+//! assert_eq!(queue.totals().done, 2); // two slots on cs1
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod band;
 mod chunks;

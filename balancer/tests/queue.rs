@@ -49,9 +49,9 @@ fn a_blocked_head_does_not_block_the_rest() {
         max_moves_per_server: 4,
         ..Default::default()
     });
-    let blocked = q.enqueue(mv(&v, "c0", 1), S).expect("enqueue");
-    q.enqueue(mv(&v, "c1", 2), S).expect("enqueue");
-    q.enqueue(mv(&v, "c2", 3), S).expect("enqueue");
+    let blocked = q.enqueue(mv(&v, "c0", 1), S, &v).expect("enqueue");
+    q.enqueue(mv(&v, "c1", 2), S, &v).expect("enqueue");
+    q.enqueue(mv(&v, "c2", 3), S, &v).expect("enqueue");
     let started: Vec<_> = q.next_ready(2 * S, &v).iter().map(|s| s.mv.to.0).collect();
     assert_eq!(started, [2, 3]);
     assert_eq!(
@@ -74,8 +74,8 @@ fn running_moves_count_against_the_target_floor() {
         max_moves_per_server: 4,
         ..Default::default()
     });
-    q.enqueue(mv(&v, "c0", 1), S).expect("enqueue");
-    q.enqueue(mv(&v, "c1", 1), S).expect("enqueue");
+    q.enqueue(mv(&v, "c0", 1), S, &v).expect("enqueue");
+    q.enqueue(mv(&v, "c1", 1), S, &v).expect("enqueue");
     assert_eq!(q.next_ready(S, &v).len(), 1);
     assert_eq!(
         waiting(&q, S),
@@ -94,7 +94,8 @@ fn slots_are_limited_cluster_wide_and_per_server() {
         ..Default::default()
     });
     for (i, to) in [1, 1, 1, 2].into_iter().enumerate() {
-        q.enqueue(mv(&v, &format!("c{i}"), to), S).expect("enqueue");
+        q.enqueue(mv(&v, &format!("c{i}"), to), S, &v)
+            .expect("enqueue");
     }
     // a is the source of all four: two slots on a.
     assert_eq!(q.next_ready(S, &v).len(), 2);
@@ -106,7 +107,7 @@ fn slots_are_limited_cluster_wide_and_per_server() {
         max_concurrent_moves: 0,
         ..Default::default()
     });
-    q.enqueue(mv(&v, "c0", 1), S).expect("enqueue");
+    q.enqueue(mv(&v, "c0", 1), S, &v).expect("enqueue");
     assert!(
         q.next_ready(S, &v).is_empty(),
         "no slots means nothing runs"
@@ -118,7 +119,9 @@ fn slots_are_limited_cluster_wide_and_per_server() {
 fn failures_back_off_then_drop_with_the_last_error() {
     let v = view();
     let mut q = MoveQueue::new(QueueConfig::default());
-    let id = q.enqueue(mv(&v, "c0", 1), Duration::ZERO).expect("enqueue");
+    let id = q
+        .enqueue(mv(&v, "c0", 1), Duration::ZERO, &v)
+        .expect("enqueue");
     let mut now = Duration::ZERO;
     for (attempt, delay) in [(1, S), (2, 2 * S), (3, 4 * S)] {
         let starts = q.next_ready(now, &v);
@@ -172,7 +175,7 @@ fn a_move_whose_chunk_left_its_source_is_obsolete() {
     let mut v = view();
     let mut q = MoveQueue::new(QueueConfig::default());
     let m = mv(&v, "c0", 1);
-    q.enqueue(m, S).expect("enqueue");
+    q.enqueue(m, S, &v).expect("enqueue");
     v.apply(&PlannedMove {
         to: ServerIdx(2),
         ..m
@@ -191,7 +194,7 @@ fn a_move_whose_chunk_left_its_source_is_obsolete() {
 fn invalid_placement_waits_and_heals() {
     let mut v = view();
     let mut q = MoveQueue::new(QueueConfig::default());
-    q.enqueue(mv(&v, "c0", 1), S).expect("enqueue");
+    q.enqueue(mv(&v, "c0", 1), S, &v).expect("enqueue");
     v.servers[1].alive = false;
     assert!(q.next_ready(S, &v).is_empty());
     assert_eq!(waiting(&q, S), [Some("no valid placement".to_owned())]);
@@ -203,8 +206,8 @@ fn invalid_placement_waits_and_heals() {
 fn pause_resume_cancel_and_duplicates() {
     let v = view();
     let mut q = MoveQueue::new(QueueConfig::default());
-    let id = q.enqueue(mv(&v, "c0", 1), S).expect("enqueue");
-    let dup = q.enqueue(mv(&v, "c0", 2), S);
+    let id = q.enqueue(mv(&v, "c0", 1), S, &v).expect("enqueue");
+    let dup = q.enqueue(mv(&v, "c0", 2), S, &v);
     assert_eq!(
         dup,
         Err(QueueError::ChunkBusy {
@@ -217,14 +220,14 @@ fn pause_resume_cancel_and_duplicates() {
         ..mv(&v, "c1", 1)
     };
     assert!(matches!(
-        q.enqueue(same, S),
+        q.enqueue(same, S, &v),
         Err(QueueError::SameServer { .. })
     ));
     q.pause();
     assert!(q.next_ready(S, &v).is_empty());
     assert_eq!(waiting(&q, S), [Some("paused".to_owned())]);
     q.resume();
-    let other = q.enqueue(mv(&v, "c2", 1), S).expect("enqueue");
+    let other = q.enqueue(mv(&v, "c2", 1), S, &v).expect("enqueue");
     q.cancel(other, S).expect("pending");
     let starts = q.next_ready(S, &v);
     assert_eq!(starts.len(), 1);
@@ -241,8 +244,8 @@ fn moves_started_elsewhere_hold_slots_and_are_not_retried() {
         max_concurrent_moves: 1,
         ..Default::default()
     });
-    let ext = q.on_started(mv(&v, "c0", 1), S).expect("start");
-    q.enqueue(mv(&v, "c1", 2), S).expect("enqueue");
+    let ext = q.on_started(mv(&v, "c0", 1), S, &v).expect("start");
+    q.enqueue(mv(&v, "c1", 2), S, &v).expect("enqueue");
     assert!(q.next_ready(S, &v).is_empty());
     assert_eq!(
         q.on_failed(ext, "operator move failed", S),
@@ -274,6 +277,7 @@ fn history_is_bounded_and_totals_are_not() {
                     bytes: 1,
                 },
                 S,
+                &v,
             )
             .expect("start");
         q.on_done(id, S).expect("running");
@@ -281,4 +285,62 @@ fn history_is_bounded_and_totals_are_not() {
     assert_eq!(q.history().count(), 10);
     assert_eq!(q.history().next().map(|h| h.id.0), Some(20));
     assert_eq!(q.totals().done, 30);
+}
+
+/// The same servers and chunks as [`view`], chunks in reverse order, minus `c0`.
+fn renumbered() -> ClusterView {
+    let mut v = ClusterView::new();
+    for id in ["a", "b", "c", "d"] {
+        v.add_server(id, None, 100, true);
+    }
+    for i in (1..10).rev() {
+        v.add_chunk(format!("c{i}"), 5, 0, 1, &[ServerIdx(0)]);
+    }
+    v
+}
+
+#[test]
+fn moves_follow_their_chunk_ids_across_renumbered_views() {
+    let v = view();
+    let mut q = MoveQueue::new(QueueConfig::default());
+    q.enqueue(mv(&v, "c3", 1), S, &v).expect("enqueue");
+    q.enqueue(mv(&v, "c0", 2), S, &v).expect("enqueue");
+    let w = renumbered();
+
+    // Unrebased, the indices now name other chunks: dropped, never started.
+    let mut stale = q.clone();
+    assert!(stale.next_ready(S, &w).is_empty());
+    assert_eq!(stale.totals().obsolete, 2);
+
+    // Rebased, c3 is found at its new index; c0 is gone from the view.
+    assert_eq!(q.rebase(&w, S), 1);
+    let starts = q.next_ready(S, &w);
+    assert_eq!(starts.len(), 1);
+    assert_eq!(w.chunk(starts[0].mv.chunk).id(), "c3");
+    let names = &q.status(S).moves[0].names;
+    assert_eq!(
+        (names.chunk.as_str(), names.from.as_str(), names.to.as_str()),
+        ("c3", "a", "b")
+    );
+    assert!(q.busy(S).contains(starts[0].mv.chunk));
+}
+
+#[test]
+fn a_move_that_does_not_fit_the_view_is_refused() {
+    let v = view();
+    let mut q = MoveQueue::new(QueueConfig::default());
+    let wrong_size = PlannedMove {
+        bytes: 6,
+        ..mv(&v, "c0", 1)
+    };
+    assert_eq!(
+        q.enqueue(wrong_size, S, &v),
+        Err(QueueError::NotInView { mv: wrong_size })
+    );
+    let no_server = PlannedMove {
+        to: ServerIdx(9),
+        ..mv(&v, "c0", 1)
+    };
+    assert!(q.enqueue(no_server, S, &v).is_err());
+    assert!(q.is_idle());
 }

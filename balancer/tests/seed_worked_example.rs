@@ -77,7 +77,7 @@ fn the_queue_drains_past_a_target_at_its_floor() {
     let mut q = MoveQueue::new(config);
     let mut now = Duration::ZERO;
     for m in &moves {
-        q.enqueue(*m, now).expect("enqueue");
+        q.enqueue(*m, now, &v).expect("enqueue");
     }
 
     // The first five complete.
@@ -117,7 +117,7 @@ fn the_queue_drains_past_a_target_at_its_floor() {
     );
     assert!(second.band_reached, "{:?}", second.notes);
     for m in &second.moves {
-        q.enqueue(*m, now).expect("enqueue");
+        q.enqueue(*m, now, &v).expect("enqueue");
     }
     drain(&mut v, &mut q, &mut now);
 

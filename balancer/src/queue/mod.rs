@@ -11,9 +11,14 @@
 //! dropped as obsolete; a failing move is retried with exponential backoff
 //! and dropped after `move_retries` retries.
 //!
-//! Moves name chunks and servers by index, so every view passed in must keep
-//! the positions of the views the moves were planned on (see [`crate::model`]).
+//! Moves name chunks and servers by index, and the queue also keeps their ids
+//! from the view they were queued with. A pass drops, as obsolete, a move
+//! whose indices now name other chunks or servers, so it never starts the
+//! wrong move; a caller whose views renumber chunks calls
+//! [`MoveQueue::rebase`] with each new view before using it.
 
+mod inspect;
+mod rebase;
 mod state;
 mod status;
 
@@ -22,9 +27,11 @@ use std::time::Duration;
 
 use crate::error::QueueError;
 use crate::model::{ChunkIdx, ClusterView};
-use crate::plan::{InFlight, PlannedMove};
+use crate::plan::PlannedMove;
 use state::{Entry, Gates};
-pub use status::{FinishedMove, MoveState, MoveStatus, Outcome, QueueStatus, Totals, WaitReason};
+pub use status::{
+    FinishedMove, MoveNames, MoveState, MoveStatus, Outcome, QueueStatus, Totals, WaitReason,
+};
 
 /// First retry delay after a failure.
 pub const RETRY_BASE: Duration = Duration::from_secs(1);
@@ -118,8 +125,8 @@ pub struct MoveQueue {
     totals: Totals,
     /// Whether starting new moves is paused.
     paused: bool,
-    /// When each recently failed chunk's move was dropped.
-    failed_at: BTreeMap<ChunkIdx, Duration>,
+    /// Recently failed chunks by id: their index and when their move was dropped.
+    failed_at: BTreeMap<String, (ChunkIdx, Duration)>,
 }
 
 impl MoveQueue {
@@ -141,27 +148,43 @@ impl MoveQueue {
         self.config = config;
     }
 
-    /// Queues a move. Refused if its chunk already has a move queued or
-    /// running, or if it names one server twice.
-    pub fn enqueue(&mut self, mv: PlannedMove, now: Duration) -> Result<MoveId, QueueError> {
-        let id = self.admit(&mv)?;
-        self.pending.insert(id, Entry::new(mv, now, false));
+    /// Queues a move planned on `view`. Refused if its chunk already has a
+    /// move queued or running, if it names one server twice, or if it does
+    /// not fit `view`.
+    pub fn enqueue(
+        &mut self,
+        mv: PlannedMove,
+        now: Duration,
+        view: &ClusterView,
+    ) -> Result<MoveId, QueueError> {
+        let (id, names) = self.admit(&mv, view)?;
+        self.pending.insert(id, Entry::new(mv, names, now, false));
         Ok(id)
     }
 
     /// Records a move the caller started itself (an operator's explicit
     /// move): it holds a slot until [`MoveQueue::on_done`] or
     /// [`MoveQueue::on_failed`], and is not retried by the queue.
-    pub fn on_started(&mut self, mv: PlannedMove, now: Duration) -> Result<MoveId, QueueError> {
-        let id = self.admit(&mv)?;
-        let mut entry = Entry::new(mv, now, true);
+    pub fn on_started(
+        &mut self,
+        mv: PlannedMove,
+        now: Duration,
+        view: &ClusterView,
+    ) -> Result<MoveId, QueueError> {
+        let (id, names) = self.admit(&mv, view)?;
+        let mut entry = Entry::new(mv, names, now, true);
         entry.started_at = Some(now);
         self.running.insert(id, entry);
         Ok(id)
     }
 
     /// Checks that `mv` may join the queue and reserves an id for it.
-    fn admit(&mut self, mv: &PlannedMove) -> Result<MoveId, QueueError> {
+    fn admit(
+        &mut self,
+        mv: &PlannedMove,
+        view: &ClusterView,
+    ) -> Result<(MoveId, MoveNames), QueueError> {
+        let names = MoveNames::of(view, mv).ok_or(QueueError::NotInView { mv: *mv })?;
         if mv.from == mv.to {
             return Err(QueueError::SameServer {
                 chunk: mv.chunk,
@@ -177,7 +200,7 @@ impl MoveQueue {
         let id = MoveId(self.next_id);
         self.next_id += 1;
         self.by_chunk.insert(mv.chunk, id);
-        Ok(id)
+        Ok((id, names))
     }
 
     /// One pass over every pending move: returns those to start now (they
@@ -250,7 +273,7 @@ impl MoveQueue {
             return Ok(AfterFailure::Dropped);
         }
         entry.retries += 1;
-        entry.not_before = now + backoff(entry.retries);
+        entry.not_before = now.saturating_add(backoff(entry.retries));
         entry.wait = Some(WaitReason::Retrying(error.clone()));
         entry.last_error = Some(error);
         let not_before = entry.not_before;
@@ -280,122 +303,21 @@ impl MoveQueue {
         self.by_chunk.remove(&entry.mv.chunk);
         if let Outcome::Failed { .. } = outcome {
             self.failed_at
-                .retain(|_, &mut at| now.saturating_sub(at) < FAILED_CHUNK_COOLDOWN);
-            self.failed_at.insert(entry.mv.chunk, now);
+                .retain(|_, (_, at)| now.saturating_sub(*at) < FAILED_CHUNK_COOLDOWN);
+            self.failed_at
+                .insert(entry.names.chunk.clone(), (entry.mv.chunk, now));
         }
         self.totals.count(&outcome);
         self.history.push_back(FinishedMove {
             id,
             mv: entry.mv,
+            names: entry.names,
             outcome,
             retries: entry.retries,
             at: now,
         });
         while self.history.len() > self.config.history_limit {
             self.history.pop_front();
-        }
-    }
-
-    /// Stops starting moves; running ones carry on.
-    pub fn pause(&mut self) {
-        self.paused = true;
-    }
-
-    /// Starts moves again from the next pass.
-    pub fn resume(&mut self) {
-        self.paused = false;
-    }
-
-    /// Whether starting moves is paused.
-    pub fn is_paused(&self) -> bool {
-        self.paused
-    }
-
-    /// Whether nothing is pending or running.
-    pub fn is_idle(&self) -> bool {
-        self.pending.is_empty() && self.running.is_empty()
-    }
-
-    /// Number of moves waiting to start.
-    pub fn pending_len(&self) -> usize {
-        self.pending.len()
-    }
-
-    /// Number of moves running.
-    pub fn running_len(&self) -> usize {
-        self.running.len()
-    }
-
-    /// The earliest time after `now` at which a move backing off may start
-    /// again, if any waits so.
-    pub fn next_retry_at(&self, now: Duration) -> Option<Duration> {
-        self.pending
-            .values()
-            .map(|e| e.not_before)
-            .filter(|&t| t > now)
-            .min()
-    }
-
-    /// Running moves, oldest first.
-    pub fn running(&self) -> impl Iterator<Item = (MoveId, &PlannedMove)> + '_ {
-        self.running.iter().map(|(&id, e)| (id, &e.mv))
-    }
-
-    /// Every pending and running move, for the planner to leave alone.
-    pub fn in_flight(&self) -> InFlight {
-        let mut set = InFlight::new();
-        self.pending
-            .values()
-            .chain(self.running.values())
-            .for_each(|e| set.add_move(e.mv));
-        set
-    }
-
-    /// What the planner must leave alone at `now`: every pending and
-    /// running move (counted as done), and chunks whose move was dropped as
-    /// failed less than [`FAILED_CHUNK_COOLDOWN`] ago.
-    pub fn busy(&self, now: Duration) -> InFlight {
-        let mut set = self.in_flight();
-        self.failed_at
-            .iter()
-            .filter(|&(_, &at)| now.saturating_sub(at) < FAILED_CHUNK_COOLDOWN)
-            .for_each(|(&chunk, _)| set.add_chunk(chunk));
-        set
-    }
-
-    /// Lifetime counts.
-    pub fn totals(&self) -> Totals {
-        self.totals
-    }
-
-    /// Recently finished moves, oldest first.
-    pub fn history(&self) -> impl DoubleEndedIterator<Item = &FinishedMove> + '_ {
-        self.history.iter()
-    }
-
-    /// Counts, ages and per-move details at time `now`.
-    pub fn status(&self, now: Duration) -> QueueStatus {
-        let pending = self
-            .pending
-            .iter()
-            .map(|(&id, e)| e.status(id, MoveState::Pending, now, self.paused));
-        let running = self
-            .running
-            .iter()
-            .map(|(&id, e)| e.status(id, MoveState::Running, now, self.paused));
-        QueueStatus {
-            paused: self.paused,
-            pending: self.pending.len(),
-            running: self.running.len(),
-            done: self.totals.done,
-            failed: self.totals.failed,
-            bytes_moved: self.totals.bytes_moved,
-            oldest_pending_age: self
-                .pending
-                .values()
-                .map(|e| now.saturating_sub(e.enqueued_at))
-                .max(),
-            moves: pending.chain(running).collect(),
         }
     }
 }

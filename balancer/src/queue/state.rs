@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::status::{MoveState, MoveStatus, WaitReason};
+use super::status::{MoveNames, MoveState, MoveStatus, WaitReason};
 use super::{MoveId, QueueConfig};
 use crate::model::{ClusterView, ServerIdx};
 use crate::placement::{check_move, fits_floor};
@@ -14,6 +14,8 @@ use crate::plan::PlannedMove;
 pub(super) struct Entry {
     /// What to move.
     pub mv: PlannedMove,
+    /// The ids behind `mv`'s indices.
+    pub names: MoveNames,
     /// When it was queued.
     pub enqueued_at: Duration,
     /// When the current attempt started, while running.
@@ -31,9 +33,10 @@ pub(super) struct Entry {
 }
 
 impl Entry {
-    pub fn new(mv: PlannedMove, now: Duration, external: bool) -> Self {
+    pub fn new(mv: PlannedMove, names: MoveNames, now: Duration, external: bool) -> Self {
         Self {
             mv,
+            names,
             enqueued_at: now,
             started_at: None,
             retries: 0,
@@ -57,6 +60,7 @@ impl Entry {
         MoveStatus {
             id,
             mv: self.mv,
+            names: self.names.clone(),
             state,
             retries: self.retries,
             last_error: self.last_error.clone(),
@@ -111,13 +115,12 @@ impl<'a> Gates<'a> {
     }
 
     /// `Ok(true)`: start it (its slot is taken). `Ok(false)`: obsolete, the
-    /// chunk is no longer on its source. `Err`: why it waits.
+    /// chunk is no longer on its source, or the indices name other things
+    /// now. `Err`: why it waits.
     pub fn admit(&mut self, entry: &Entry, now: Duration) -> Result<bool, WaitReason> {
         let mv = &entry.mv;
-        let on_source = self
-            .view
-            .get_chunk(mv.chunk)
-            .is_some_and(|c| c.is_on(mv.from) && c.size() == mv.bytes);
+        let on_source =
+            entry.names.still_match(self.view, mv) && self.view.chunk(mv.chunk).is_on(mv.from);
         if !on_source {
             return Ok(false);
         }

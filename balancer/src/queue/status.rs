@@ -5,7 +5,37 @@ use std::fmt;
 use std::time::Duration;
 
 use super::MoveId;
+use crate::model::ClusterView;
 use crate::plan::PlannedMove;
+
+/// The ids behind a move's indices, taken from the view it was queued with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveNames {
+    /// Chunk id.
+    pub chunk: String,
+    /// Source server id.
+    pub from: String,
+    /// Target server id.
+    pub to: String,
+}
+
+impl MoveNames {
+    /// The ids `mv` names in `view`; `None` if an index is out of range or
+    /// the byte count is not the chunk's size.
+    pub fn of(view: &ClusterView, mv: &PlannedMove) -> Option<Self> {
+        let chunk = view.get_chunk(mv.chunk).filter(|c| c.size() == mv.bytes)?;
+        Some(Self {
+            chunk: chunk.id().to_owned(),
+            from: view.get_server(mv.from)?.id.clone(),
+            to: view.get_server(mv.to)?.id.clone(),
+        })
+    }
+
+    /// Whether `mv`'s indices still name these ids in `view`.
+    pub fn still_match(&self, view: &ClusterView, mv: &PlannedMove) -> bool {
+        MoveNames::of(view, mv).is_some_and(|now| now == *self)
+    }
+}
 
 /// Why a pending move did not start at the last pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +81,8 @@ pub struct MoveStatus {
     pub id: MoveId,
     /// What it moves.
     pub mv: PlannedMove,
+    /// The chunk and servers by id.
+    pub names: MoveNames,
     /// Pending or running.
     pub state: MoveState,
     /// Failed attempts so far.
@@ -58,7 +90,7 @@ pub struct MoveStatus {
     /// The last failure.
     pub last_error: Option<String>,
     /// Why a pending move waits: "target free space at floor", "no slot",
-    /// "no valid placement", "retrying: <error>" or "paused".
+    /// "no valid placement", `retrying: <error>` or "paused".
     pub waiting: Option<String>,
     /// Time since it was queued.
     pub age: Duration,
@@ -97,7 +129,8 @@ pub enum Outcome {
         /// Why the last attempt failed.
         error: String,
     },
-    /// Its chunk left the source some other way before it started.
+    /// Its chunk left the source some other way before it started (or the
+    /// view no longer has the chunk and servers it named).
     Obsolete,
     /// Cancelled while pending.
     Cancelled,
@@ -110,6 +143,8 @@ pub struct FinishedMove {
     pub id: MoveId,
     /// What it moved (or was to move).
     pub mv: PlannedMove,
+    /// The chunk and servers by id.
+    pub names: MoveNames,
     /// How it ended.
     pub outcome: Outcome,
     /// Failed attempts before the end.

@@ -140,7 +140,7 @@ impl Sim<'_> {
         let plan = plan(view, &self.cfg.policy, &self.queue.busy(self.now));
         for mv in &plan.moves {
             self.queue
-                .enqueue(*mv, self.now)
+                .enqueue(*mv, self.now, view)
                 .map_err(|e| e.to_string())?;
         }
         let planned = !plan.moves.is_empty();

@@ -5,8 +5,10 @@
 use super::Rng;
 use crate::model::{ClusterView, ServerIdx};
 
-/// A large skewed cluster: replication 1, no racks; most servers near the
-/// middle, some hot, some nearly empty.
+/// A large skewed cluster: most servers near the middle, some hot, some
+/// nearly empty. With replication above 1, each chunk's first replica fills
+/// its server towards the drawn utilization and the others go to random
+/// servers in other racks (when there are enough racks) that stay under 95 %.
 #[derive(Debug, Clone, Copy)]
 pub struct SkewSpec {
     /// Number of servers.
@@ -22,6 +24,10 @@ pub struct SkewSpec {
     pub hot: f64,
     /// Share of servers drawn at 0–15 % utilization.
     pub cold: f64,
+    /// Replicas per chunk.
+    pub replication: u32,
+    /// Number of racks, servers assigned round-robin; 0 for none.
+    pub racks: usize,
 }
 
 /// Builds a cluster per `spec` from `seed`.
@@ -44,33 +50,66 @@ pub fn skewed_cluster(seed: u64, spec: &SkewSpec) -> ClusterView {
             35.0 + 25.0 * rng.unit()
         };
         goals.push((capacity as f64 * pct / 100.0) as u64);
-        view.add_server(format!("cs{i:05}"), None, capacity, true);
+        let rack = (spec.racks > 0).then(|| format!("r{}", i % spec.racks));
+        view.add_server(format!("cs{i:05}"), rack, capacity, true);
     }
+    let replication = spec.replication.max(1) as usize;
     let total: u64 = goals.iter().sum();
-    let mean = (total / spec.chunks.max(1) as u64).max(2);
+    let replicas_wanted = (spec.chunks * replication).max(1) as u64;
+    let mean = (total / replicas_wanted).max(2);
     let expect = spec.chunks + spec.chunks / 8 + spec.servers;
-    view.reserve(expect, expect * 10, expect);
+    view.reserve(expect, expect * 10, expect * replication);
     let mut n = 0u64;
+    let mut replicas = Vec::with_capacity(replication);
     for (i, goal) in goals.into_iter().enumerate() {
-        let mut used = 0;
-        loop {
+        while view.servers[i].used < goal {
             let size = rng.range(mean / 2, mean * 3 / 2);
-            if used + size > goal {
+            if view.servers[i].used + size > goal {
                 break;
             }
-            used += size;
+            replicas.clear();
+            replicas.push(ServerIdx(i as u32));
+            add_replicas(&mut rng, &view, spec, size, replication, &mut replicas);
             view.add_chunk(
                 format!("c{n:09}"),
                 size,
                 rng.range(0, 1000),
-                1,
-                &[ServerIdx(i as u32)],
+                replication as u32,
+                &replicas,
             );
             n += 1;
         }
     }
     view.shrink_to_fit();
     view
+}
+
+/// Adds up to `replication - 1` random servers with room for `size`, in
+/// racks not used yet when there are enough racks.
+fn add_replicas(
+    rng: &mut Rng,
+    view: &ClusterView,
+    spec: &SkewSpec,
+    size: u64,
+    replication: usize,
+    replicas: &mut Vec<ServerIdx>,
+) {
+    let rack = |s: ServerIdx| s.0 as usize % spec.racks.max(1);
+    let spread = spec.racks >= replication;
+    for _ in 0..replication * 8 {
+        if replicas.len() == replication {
+            return;
+        }
+        let s = ServerIdx(rng.range(0, spec.servers as u64 - 1) as u32);
+        let server = view.server(s);
+        let fresh_rack = !spread || replicas.iter().all(|&r| rack(r) != rack(s));
+        if fresh_rack
+            && !replicas.contains(&s)
+            && (server.used + size) * 100 <= server.capacity * 95
+        {
+            replicas.push(s);
+        }
+    }
 }
 
 /// A small varied cluster.

@@ -15,14 +15,13 @@
 //! Only chunks on sources are ever sorted, so a pass costs one scan of the
 //! replicas per phase plus O(k log k) for the k chunks of the sources.
 
-use std::cmp::Reverse;
-
 use crate::band::{Band, Bounds};
+mod shed;
+
 use crate::chunks::ChunkTable;
 use crate::load::{Position, average_pct, position, utilization_pct};
-use crate::model::{ChunkIdx, ClusterView, ServerIdx};
+use crate::model::{ClusterView, ServerIdx};
 use crate::notes::Notes;
-use crate::placement::keeps_racks;
 use crate::plan::{InFlight, Plan, PlannedMove, Policy};
 use crate::targets::Targets;
 
@@ -47,6 +46,8 @@ struct Planner<'a> {
     bounds: Vec<Bounds>,
     /// One bit per chunk: in flight, or already moved by this plan.
     busy: Vec<u64>,
+    /// Rack number of each server, racks numbered in name order.
+    rack_of: Vec<Option<u32>>,
     /// Moves planned so far.
     moves: Vec<PlannedMove>,
     /// Explanations.
@@ -69,7 +70,11 @@ impl<'a> Planner<'a> {
         let band = Band {
             average: average_pct(live().map(|(s, &u)| (u, s.capacity))),
             threshold,
-            margin: policy.margin_pct.clamp(0.0, threshold / 2.0),
+            margin: if policy.margin_pct.is_finite() {
+                policy.margin_pct.clamp(0.0, threshold / 2.0)
+            } else {
+                0.0
+            },
             min_free_pct: policy.min_free_pct,
         };
         let bounds = view.servers.iter().map(|s| band.bounds(s)).collect();
@@ -80,6 +85,7 @@ impl<'a> Planner<'a> {
             used,
             bounds,
             busy,
+            rack_of: number_racks(view),
             moves: Vec::new(),
             notes: Notes::default(),
         }
@@ -171,6 +177,7 @@ impl<'a> Planner<'a> {
             others.map(|i| ServerIdx(i as u32)).collect::<Vec<_>>(),
             &self.used,
             &self.bounds,
+            &self.rack_of,
             false,
         );
         self.shed_all(&sources, targets, |b| b.hi_aim);
@@ -190,6 +197,7 @@ impl<'a> Planner<'a> {
             needy.iter().map(|&i| ServerIdx(i as u32)),
             &self.used,
             &self.bounds,
+            &self.rack_of,
             true,
         );
         self.shed_all(&donors, targets, |b| b.average);
@@ -204,123 +212,6 @@ impl<'a> Planner<'a> {
         let util = |i: usize| utilization_pct(self.used[i], self.view.servers[i].capacity);
         out.sort_by(|&a, &b| util(b).total_cmp(&util(a)).then(a.cmp(&b)));
         out
-    }
-
-    /// Each of `sources` in turn sheds down to `goal(bounds)` (never below
-    /// its lower aim) into `targets`, until the targets are full.
-    fn shed_all(&mut self, sources: &[usize], mut targets: Targets, goal: fn(&Bounds) -> u64) {
-        let mut lists = self.chunks_on(sources);
-        for &s in sources {
-            if targets.is_empty() {
-                break;
-            }
-            let b = self.bounds[s];
-            let want = self.used[s].saturating_sub(goal(&b));
-            let budget = self.used[s].saturating_sub(b.lo_aim);
-            let candidates = self.coldest_first(std::mem::take(&mut lists[s]));
-            self.shed(s, &candidates, want, budget, &mut targets);
-        }
-    }
-
-    /// The movable chunks on each of `sources` (index = server).
-    fn chunks_on(&self, sources: &[usize]) -> Vec<Vec<u32>> {
-        let mut lists = vec![Vec::new(); self.view.servers.len()];
-        let mut is_source = vec![false; self.view.servers.len()];
-        sources.iter().for_each(|&s| is_source[s] = true);
-        for c in 0..self.table.len() {
-            if self.is_busy(c) {
-                continue;
-            }
-            for s in self.table.replicas(c) {
-                if is_source[s.0 as usize] {
-                    lists[s.0 as usize].push(c as u32);
-                }
-            }
-        }
-        lists
-    }
-
-    /// `chunks` ordered coldest first, then largest first, then by index.
-    fn coldest_first(&self, chunks: Vec<u32>) -> Vec<u32> {
-        let t = self.table;
-        let mut keyed: Vec<_> = chunks
-            .into_iter()
-            .map(|c| (t.reads(c as usize), Reverse(t.size(c as usize)), c))
-            .collect();
-        keyed.sort_unstable();
-        keyed.into_iter().map(|(_, _, c)| c).collect()
-    }
-
-    /// Moves chunks off `src` until `want` bytes are gone, taking only
-    /// chunks that fit what is left; then, if still short, the smallest
-    /// chunk that finishes it. Never more than `budget` bytes in all.
-    fn shed(
-        &mut self,
-        src: usize,
-        candidates: &[u32],
-        want: u64,
-        budget: u64,
-        targets: &mut Targets,
-    ) {
-        let (mut left, mut budget) = (want, budget);
-        for &c in candidates {
-            if left == 0 || targets.is_empty() {
-                return;
-            }
-            let size = self.table.size(c as usize);
-            if size == 0 || size > left || size > budget || self.is_busy(c as usize) {
-                continue;
-            }
-            if self.place(c, src, targets) {
-                left -= size;
-                budget -= size;
-            }
-        }
-        if left == 0 {
-            return;
-        }
-        let mut bigger: Vec<_> = candidates
-            .iter()
-            .map(|&c| (self.table.size(c as usize), c))
-            .filter(|&(size, c)| size > left && size <= budget && !self.is_busy(c as usize))
-            .collect();
-        bigger.sort_unstable();
-        for (_, c) in bigger {
-            if self.place(c, src, targets) {
-                return;
-            }
-        }
-    }
-
-    /// Plans a move of chunk `c` off `src` to the best allowed target.
-    fn place(&mut self, c: u32, src: usize, targets: &mut Targets) -> bool {
-        let (view, i) = (self.view, c as usize);
-        let replicas = self.table.replicas(i);
-        let from = ServerIdx(src as u32);
-        let allowed = |t: ServerIdx| !replicas.contains(&t) && keeps_racks(view, replicas, from, t);
-        let size = self.table.size(i);
-        let to = match targets.pick(size, allowed) {
-            Ok(to) => to,
-            Err(had_room) => {
-                if had_room {
-                    self.notes.unplaced(self.table.id(i), &view.servers[src].id);
-                }
-                return false;
-            }
-        };
-        let t = to.0 as usize;
-        targets.remove(to, &self.bounds[t], self.used[t]);
-        self.used[t] += size;
-        targets.insert(to, &self.bounds[t], self.used[t]);
-        self.used[src] -= size;
-        self.busy[i / 64] |= 1 << (i % 64);
-        self.moves.push(PlannedMove {
-            chunk: ChunkIdx(c),
-            from,
-            to,
-            bytes: size,
-        });
-        true
     }
 
     fn is_busy(&self, c: usize) -> bool {
@@ -355,6 +246,20 @@ impl<'a> Planner<'a> {
             notes: self.notes.into_lines(),
         }
     }
+}
+
+/// Numbers the racks of `view` in name order; `None` for servers without one.
+fn number_racks(view: &ClusterView) -> Vec<Option<u32>> {
+    let names: std::collections::BTreeSet<&str> = view
+        .servers
+        .iter()
+        .filter_map(|s| s.rack.as_deref())
+        .collect();
+    let number = |name: &str| names.iter().position(|n| *n == name).map(|i| i as u32);
+    view.servers
+        .iter()
+        .map(|s| s.rack.as_deref().and_then(number))
+        .collect()
 }
 
 /// Counts `mv` as done in `used`, whatever stage it has reached in `view`.

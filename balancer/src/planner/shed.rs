@@ -1,0 +1,164 @@
+//! How one source sheds chunks: its chunks ordered coldest first, the ones
+//! that fit what is left to shed moved first, then the smallest one that
+//! finishes the job; each to the best target its replicas and racks allow.
+
+use std::cmp::Reverse;
+
+use super::Planner;
+use crate::band::Bounds;
+use crate::model::{ChunkIdx, ServerIdx};
+use crate::placement::keeps_racks;
+use crate::plan::PlannedMove;
+use crate::targets::Targets;
+
+/// Up to this many racks, a chunk whose rack rule binds looks for targets
+/// rack by rack; beyond, it scans all servers and skips the few in racks it
+/// may not use.
+const MAX_RACK_LIST: u32 = 8;
+
+impl Planner<'_> {
+    /// Each of `sources` in turn sheds down to `goal(bounds)` (never below
+    /// its lower aim) into `targets`, until the targets are full.
+    pub(super) fn shed_all(
+        &mut self,
+        sources: &[usize],
+        mut targets: Targets,
+        goal: fn(&Bounds) -> u64,
+    ) {
+        let mut lists = self.chunks_on(sources);
+        for &s in sources {
+            if targets.is_empty() {
+                break;
+            }
+            let b = self.bounds[s];
+            let want = self.used[s].saturating_sub(goal(&b));
+            let budget = self.used[s].saturating_sub(b.lo_aim);
+            let candidates = self.coldest_first(std::mem::take(&mut lists[s]));
+            self.shed(s, &candidates, want, budget, &mut targets);
+        }
+    }
+
+    /// The movable chunks on each of `sources` (index = server).
+    fn chunks_on(&self, sources: &[usize]) -> Vec<Vec<u32>> {
+        let mut lists = vec![Vec::new(); self.view.servers.len()];
+        let mut is_source = vec![false; self.view.servers.len()];
+        sources.iter().for_each(|&s| is_source[s] = true);
+        for c in 0..self.table.len() {
+            if self.is_busy(c) {
+                continue;
+            }
+            for s in self.table.replicas(c) {
+                if is_source[s.0 as usize] {
+                    lists[s.0 as usize].push(c as u32);
+                }
+            }
+        }
+        lists
+    }
+
+    /// `chunks` ordered coldest first, then largest first, then by index.
+    fn coldest_first(&self, chunks: Vec<u32>) -> Vec<u32> {
+        let t = self.table;
+        let mut keyed: Vec<_> = chunks
+            .into_iter()
+            .map(|c| (t.reads(c as usize), Reverse(t.size(c as usize)), c))
+            .collect();
+        keyed.sort_unstable();
+        keyed.into_iter().map(|(_, _, c)| c).collect()
+    }
+
+    /// Moves chunks off `src` until `want` bytes are gone, taking only
+    /// chunks that fit what is left; then, if still short, the smallest
+    /// chunk that finishes it. Never more than `budget` bytes in all.
+    fn shed(
+        &mut self,
+        src: usize,
+        candidates: &[u32],
+        want: u64,
+        budget: u64,
+        targets: &mut Targets,
+    ) {
+        let (mut left, mut budget) = (want, budget);
+        for &c in candidates {
+            if left == 0 || targets.is_empty() {
+                return;
+            }
+            let size = self.table.size(c as usize);
+            if size == 0 || size > left || size > budget || self.is_busy(c as usize) {
+                continue;
+            }
+            if self.place(c, src, targets) {
+                left -= size;
+                budget -= size;
+            }
+        }
+        if left == 0 {
+            return;
+        }
+        let mut bigger: Vec<_> = candidates
+            .iter()
+            .map(|&c| (self.table.size(c as usize), c))
+            .filter(|&(size, c)| size > left && size <= budget && !self.is_busy(c as usize))
+            .collect();
+        bigger.sort_unstable();
+        for (_, c) in bigger {
+            if self.place(c, src, targets) {
+                return;
+            }
+        }
+    }
+
+    /// Plans a move of chunk `c` off `src` to the best allowed target.
+    fn place(&mut self, c: u32, src: usize, targets: &mut Targets) -> bool {
+        let (view, i) = (self.view, c as usize);
+        let replicas = self.table.replicas(i);
+        let from = ServerIdx(src as u32);
+        let allowed = |t: ServerIdx| !replicas.contains(&t) && keeps_racks(view, replicas, from, t);
+        let size = self.table.size(i);
+        let racks = self.allowed_racks(replicas, from);
+        let to = match targets.pick(size, racks.as_deref(), allowed) {
+            Ok(to) => to,
+            Err(had_room) => {
+                if had_room {
+                    self.notes.unplaced(self.table.id(i), &view.servers[src].id);
+                }
+                return false;
+            }
+        };
+        let t = to.0 as usize;
+        targets.remove(to, &self.bounds[t], self.used[t]);
+        self.used[t] += size;
+        targets.insert(to, &self.bounds[t], self.used[t]);
+        self.used[src] -= size;
+        self.busy[i / 64] |= 1 << (i % 64);
+        self.moves.push(PlannedMove {
+            chunk: ChunkIdx(c),
+            from,
+            to,
+            bytes: size,
+        });
+        true
+    }
+
+    /// The racks a replica on `from` may move to, when that is a short
+    /// list: `from`'s own rack plus racks no other replica uses, if `from`
+    /// alone spans its rack. `None` when any rack will do, or when so many
+    /// racks qualify that scanning all servers is cheaper.
+    fn allowed_racks(&self, replicas: &[ServerIdx], from: ServerIdx) -> Option<Vec<u32>> {
+        let own = self.rack_of[from.0 as usize]?;
+        let others: Vec<u32> = replicas
+            .iter()
+            .filter(|&&s| s != from)
+            .filter_map(|s| self.rack_of[s.0 as usize])
+            .collect();
+        let racks = self.rack_of.iter().flatten().max().map_or(0, |&r| r + 1);
+        if others.contains(&own) || racks > MAX_RACK_LIST {
+            return None;
+        }
+        Some(
+            (0..racks)
+                .filter(|r| *r == own || !others.contains(r))
+                .collect(),
+        )
+    }
+}
