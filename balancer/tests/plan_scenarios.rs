@@ -254,6 +254,46 @@ fn moves_in_flight_count_as_done() {
 }
 
 #[test]
+fn moves_in_flight_are_projected_by_stage() {
+    let (a, b, c) = (ServerIdx(0), ServerIdx(1), ServerIdx(2));
+    let servers = [("a", 100), ("b", 100), ("c", 100)];
+    // Copied, delete pending: m is on a and b. Counting it done frees a
+    // (10 %), b keeps 40 %: inside 20 ± 20. Counting b twice would not be.
+    let v = cluster(
+        &servers,
+        &[
+            ("m", 40, 0, &[0, 1]),
+            ("x", 10, 0, &[0]),
+            ("y", 10, 0, &[2]),
+        ],
+    );
+    let mut busy = InFlight::new();
+    let m = v.chunk_by_id("m").expect("m");
+    busy.add_move(PlannedMove {
+        chunk: m,
+        from: a,
+        to: b,
+        bytes: 40,
+    });
+    let p = plan(&v, &Policy::default(), &busy);
+    assert!(p.moves.is_empty() && p.band_reached, "{:?}", p.notes);
+    // Obsolete: m went to b instead of c. Counting it on c would overload c.
+    let v = cluster(
+        &servers,
+        &[("m", 40, 0, &[1]), ("x", 10, 0, &[0]), ("y", 10, 0, &[2])],
+    );
+    let mut busy = InFlight::new();
+    busy.add_move(PlannedMove {
+        chunk: m,
+        from: a,
+        to: c,
+        bytes: 40,
+    });
+    let p = plan(&v, &Policy::default(), &busy);
+    assert!(p.moves.is_empty() && p.band_reached, "{:?}", p.notes);
+}
+
+#[test]
 fn the_free_space_floor_limits_targets() {
     // b is underloaded but its floor (50 %) leaves room for 20 bytes only.
     let v = cluster(

@@ -15,9 +15,11 @@
 //! Only chunks on sources are ever sorted, so a pass costs one scan of the
 //! replicas per phase plus O(k log k) for the k chunks of the sources.
 
-use crate::band::{Band, Bounds};
 mod shed;
 
+use std::collections::BTreeMap;
+
+use crate::band::{Band, Bounds};
 use crate::chunks::ChunkTable;
 use crate::load::{Position, average_pct, position, utilization_pct};
 use crate::model::{ClusterView, ServerIdx};
@@ -48,6 +50,8 @@ struct Planner<'a> {
     busy: Vec<u64>,
     /// Rack number of each server, racks numbered in name order.
     rack_of: Vec<Option<u32>>,
+    /// Number of distinct racks.
+    racks: u32,
     /// Moves planned so far.
     moves: Vec<PlannedMove>,
     /// Explanations.
@@ -78,6 +82,8 @@ impl<'a> Planner<'a> {
             min_free_pct: policy.min_free_pct,
         };
         let bounds = view.servers.iter().map(|s| band.bounds(s)).collect();
+        let rack_of = number_racks(view);
+        let racks = rack_of.iter().flatten().max().map_or(0, |&r| r + 1);
         Self {
             view,
             table,
@@ -85,7 +91,8 @@ impl<'a> Planner<'a> {
             used,
             bounds,
             busy,
-            rack_of: number_racks(view),
+            rack_of,
+            racks,
             moves: Vec::new(),
             notes: Notes::default(),
         }
@@ -250,30 +257,32 @@ impl<'a> Planner<'a> {
 
 /// Numbers the racks of `view` in name order; `None` for servers without one.
 fn number_racks(view: &ClusterView) -> Vec<Option<u32>> {
-    let names: std::collections::BTreeSet<&str> = view
+    let mut numbers: BTreeMap<&str, u32> = view
         .servers
         .iter()
-        .filter_map(|s| s.rack.as_deref())
+        .filter_map(|s| Some((s.rack.as_deref()?, 0)))
         .collect();
-    let number = |name: &str| names.iter().position(|n| *n == name).map(|i| i as u32);
+    for (i, n) in numbers.values_mut().enumerate() {
+        *n = i as u32;
+    }
     view.servers
         .iter()
-        .map(|s| s.rack.as_deref().and_then(number))
+        .map(|s| numbers.get(s.rack.as_deref()?).copied())
         .collect()
 }
 
-/// Counts `mv` as done in `used`, whatever stage it has reached in `view`.
+/// Counts `mv` as done in `used`, whatever stage it has reached in `view`:
+/// not yet copied (on the source only), copied (on both), done (on the
+/// target only: nothing left to count), or obsolete (on neither).
 fn project(view: &ClusterView, used: &mut [u64], mv: &PlannedMove) {
     let Some(chunk) = view.get_chunk(mv.chunk) else {
         return;
     };
     let (from, to) = (mv.from.0 as usize, mv.to.0 as usize);
-    if from >= used.len() || to >= used.len() {
+    if from >= used.len() || to >= used.len() || !chunk.is_on(mv.from) {
         return;
     }
-    if chunk.is_on(mv.from) {
-        used[from] = used[from].saturating_sub(chunk.size());
-    }
+    used[from] = used[from].saturating_sub(chunk.size());
     if !chunk.is_on(mv.to) {
         used[to] += chunk.size();
     }

@@ -151,12 +151,11 @@ impl Planner<'_> {
             .filter(|&&s| s != from)
             .filter_map(|s| self.rack_of[s.0 as usize])
             .collect();
-        let racks = self.rack_of.iter().flatten().max().map_or(0, |&r| r + 1);
-        if others.contains(&own) || racks > MAX_RACK_LIST {
+        if others.contains(&own) || self.racks > MAX_RACK_LIST {
             return None;
         }
         Some(
-            (0..racks)
+            (0..self.racks)
                 .filter(|r| *r == own || !others.contains(r))
                 .collect(),
         )
