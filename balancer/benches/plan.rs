@@ -202,8 +202,12 @@ fn main() {
         .into_iter()
         .map(|(s, c, r, k)| scale(s, c, r, k))
         .collect();
-    println!("### Planning at scale (replication 1, skewed, unequal capacities, release build)\n");
+    println!("### Planning at scale (skewed, unequal capacities)\n");
     print_scale(&rows);
+    println!(
+        "\nChunk ids are 10 characters; a longer id adds its extra bytes once per chunk. \
+         Per replica = model bytes allocated ÷ replicas."
+    );
     println!(
         "\n### Bytes moved ÷ lower bound, 120 random skewed clusters (20–200 servers, 20k–100k chunks)\n"
     );
