@@ -117,11 +117,17 @@ impl ClusterView {
     }
 
     /// The server at `idx`.
+    ///
+    /// # Panics
+    /// If the view has no such server; [`ClusterView::get_server`] does not.
     pub fn server(&self, idx: ServerIdx) -> &Server {
         &self.servers[idx.0 as usize]
     }
 
     /// The chunk at `idx`.
+    ///
+    /// # Panics
+    /// If the view has no such chunk; [`ClusterView::get_chunk`] does not.
     pub fn chunk(&self, idx: ChunkIdx) -> ChunkRef<'_> {
         assert!((idx.0 as usize) < self.chunks.len(), "no chunk {idx:?}");
         ChunkRef::new(&self.chunks, idx)
