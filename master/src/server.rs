@@ -3,7 +3,7 @@
 //! down gracefully within a deadline.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use keel_proto::v1::master_server::MasterServer;
 use tokio::net::TcpListener;
@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::service::interceptor::InterceptedService;
 use tonic_health::server::HealthReporter;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::meta::{Meta, MetaSettings, SharedMeta};
@@ -168,6 +168,22 @@ fn serve_http(
     Ok(task)
 }
 
+/// How long a server may take to close its connections once every
+/// request is answered.
+const CONNECTION_GRACE: Duration = Duration::from_millis(300);
+
+/// Waits [`CONNECTION_GRACE`] for a server task to end, then aborts it.
+async fn finish<T>(mut task: JoinHandle<T>, what: &str) -> Result<Option<T>, RunError> {
+    match tokio::time::timeout(CONNECTION_GRACE, &mut task).await {
+        Ok(r) => Ok(Some(r?)),
+        Err(_) => {
+            task.abort();
+            debug!(server = what, "idle connections closed");
+            Ok(None)
+        }
+    }
+}
+
 /// Serves gRPC on `grpc` and HTTP on `http` until `shutdown`, then waits up
 /// to `--shutdown-deadline` for running requests and moves.
 pub async fn run(
@@ -203,18 +219,19 @@ pub async fn run(
         .set_not_serving::<MasterServer<MasterService>>()
         .await;
     core.tracker.close();
-    let drain = async {
-        let grpc = grpc_task.await;
-        let _ = http_task.await;
-        core.tracker.wait().await;
-        grpc
-    };
-    match tokio::time::timeout(config.shutdown_deadline, drain).await {
-        Ok(r) => r??,
-        Err(_) => {
-            warn!(deadline = ?config.shutdown_deadline, "shutdown deadline passed; abandoning running moves (each leaves a whole replica)")
-        }
+    if tokio::time::timeout(config.shutdown_deadline, core.tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!(deadline = ?config.shutdown_deadline, "shutdown deadline passed; abandoning running moves (each leaves a whole replica)");
     }
+    // Requests answer within moments once the moves they wait for are over;
+    // an idle client may never acknowledge HTTP/2's goodbye, so its
+    // connection is dropped after a short grace instead of being waited for.
+    if let Some(r) = finish(grpc_task, "grpc").await? {
+        r?;
+    }
+    finish(http_task, "http").await?;
     info!("stopped");
     Ok(())
 }

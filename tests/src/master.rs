@@ -1,0 +1,151 @@
+//! Looking at the master from tests: snapshots of its view (to show that a
+//! request changed nothing, or that a restarted master rebuilt the same
+//! view), plain HTTP for `/healthz` and `/metrics`, and metric lookup.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result, bail};
+use keel_proto::v1::{ListServersRequest, LocateChunkRequest, ServerInfo, ServerState};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::master_client;
+
+/// One server as `ListServers` shows it, without the heartbeat age (which
+/// changes by itself).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerRow {
+    /// Server id.
+    pub id: String,
+    /// Advertised address.
+    pub address: String,
+    /// Rack label.
+    pub rack: String,
+    /// Capacity in bytes.
+    pub capacity: u64,
+    /// Used bytes as the master counts them.
+    pub used: u64,
+    /// Whole replicas held.
+    pub chunks: u64,
+    /// Alive or dead.
+    pub alive: bool,
+}
+
+impl From<ServerInfo> for ServerRow {
+    fn from(s: ServerInfo) -> Self {
+        ServerRow {
+            id: s.id,
+            address: s.address,
+            rack: s.rack,
+            capacity: s.capacity_bytes,
+            used: s.used_bytes,
+            chunks: s.chunks,
+            alive: s.state == ServerState::Alive as i32,
+        }
+    }
+}
+
+/// Replicas of one chunk as `(server, alive)`, in the master's order (live
+/// first); `None` when the master answers NOT_FOUND.
+pub type Replicas = Option<Vec<(String, bool)>>;
+
+/// The master's view of the servers and of the listed chunks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct View {
+    /// `ListServers`, in its order (sorted by id).
+    pub servers: Vec<ServerRow>,
+    /// `LocateChunk` of each listed chunk.
+    pub chunks: BTreeMap<String, Replicas>,
+}
+
+/// `ListServers` of the master at `url`.
+pub async fn servers(url: &str) -> Result<Vec<ServerRow>> {
+    let mut m = master_client(url).await?;
+    let r = m.list_servers(ListServersRequest {}).await?.into_inner();
+    Ok(r.servers.into_iter().map(ServerRow::from).collect())
+}
+
+/// `LocateChunk` of `chunk`, as `(server, alive)` pairs.
+pub async fn locate(url: &str, chunk: &str) -> Result<Replicas> {
+    let mut m = master_client(url).await?;
+    let req = LocateChunkRequest {
+        chunk: chunk.to_owned(),
+    };
+    match m.locate_chunk(req).await {
+        Ok(r) => Ok(Some(
+            r.into_inner()
+                .replicas
+                .into_iter()
+                .map(|s| (s.id, s.alive))
+                .collect(),
+        )),
+        Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+        Err(s) => Err(s.into()),
+    }
+}
+
+/// Servers and the replicas of every chunk in `chunks`.
+pub async fn view(url: &str, chunks: &[&str]) -> Result<View> {
+    let mut out = BTreeMap::new();
+    for c in chunks {
+        out.insert((*c).to_owned(), locate(url, c).await?);
+    }
+    Ok(View {
+        servers: servers(url).await?,
+        chunks: out,
+    })
+}
+
+/// A minimal HTTP/1.0 GET: returns the status code and the body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    s.write_all(req.as_bytes()).await?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await?;
+    let text = String::from_utf8(raw).context("response is not UTF-8")?;
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        bail!("no header/body separator in {text:?}");
+    };
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("no status code in {head:?}"))?;
+    Ok((code, body.to_owned()))
+}
+
+/// The value of the sample `series` (name plus labels exactly as rendered,
+/// e.g. `keel_server_alive{server="cs1"}`) in a Prometheus text body.
+pub fn metric(body: &str, series: &str) -> Option<f64> {
+    body.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// `/metrics` of the master at `http_addr`, with one sample looked up.
+pub async fn metric_of(http_addr: SocketAddr, series: &str) -> Result<Option<f64>> {
+    let (code, body) = http_get(http_addr, "/metrics").await?;
+    if code != 200 {
+        bail!("/metrics answered {code}");
+    }
+    Ok(metric(&body, series))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_samples() {
+        let body = "# TYPE a gauge\na 1\na_total 3\nb{server=\"cs1\"} 78.5\n";
+        assert_eq!(metric(body, "a"), Some(1.0));
+        assert_eq!(metric(body, "a_total"), Some(3.0));
+        assert_eq!(metric(body, "b{server=\"cs1\"}"), Some(78.5));
+        assert_eq!(metric(body, "b"), None);
+    }
+}
