@@ -127,7 +127,10 @@ impl Clients {
 
 async fn connect(url: &str, peer: &str) -> Result<Channel, Error> {
     let endpoint = Endpoint::from_shared(url.to_owned())
-        .map_err(|e| Error::Usage(format!("invalid address {url:?}: {}", root_cause(&e))))?
+        .map_err(|e| Error::Unreachable {
+            peer: peer.to_owned(),
+            reason: format!("invalid address: {}", root_cause(&e)),
+        })?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true);
     endpoint.connect().await.map_err(|e| Error::Unreachable {

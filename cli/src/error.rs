@@ -72,14 +72,14 @@ pub enum Error {
         chunk: String,
         /// Servers that stored it.
         stored: Vec<String>,
-        /// Servers that did not, and why.
-        failed: Vec<(String, Error)>,
+        /// Why each other server did not (each error names its server).
+        failed: Vec<Error>,
     },
 
     /// A chunk server acknowledged other bytes than were sent.
     #[error(
-        "{peer} stored {got_size} bytes with crc32c {got_crc:08x}, but {size} bytes with crc32c \
-         {crc:08x} were sent (did the file change while it was being sent?)"
+        "{peer} stored {got_size} bytes with crc32c {got_crc:#010x}, but {size} bytes with crc32c \
+         {crc:#010x} were sent (did the file change while it was being sent?)"
     )]
     StoredMismatch {
         /// The server.
@@ -115,8 +115,8 @@ pub enum Error {
     NoReplicaReadable {
         /// The chunk asked for.
         chunk: String,
-        /// Each server tried, and why it failed.
-        failures: Vec<(String, Error)>,
+        /// Why each server tried failed (each error names its server).
+        failures: Vec<Error>,
     },
 
     /// `rebalance execute`: some moves were not done.
@@ -195,18 +195,18 @@ impl Error {
     }
 }
 
-fn list(items: &[(String, Error)]) -> String {
-    let parts: Vec<String> = items.iter().map(|(id, e)| format!("{id}: {e}")).collect();
+fn list(items: &[Error]) -> String {
+    let parts: Vec<String> = items.iter().map(Error::to_string).collect();
     parts.join("; ")
 }
 
-fn replica_writes(chunk: &str, stored: &[String], failed: &[(String, Error)]) -> String {
+fn replica_writes(chunk: &str, stored: &[String], failed: &[Error]) -> String {
     let done = if stored.is_empty() {
         format!("chunk {chunk:?} was not stored anywhere")
     } else {
         format!("chunk {chunk:?} was stored on {} only", stored.join(", "))
     };
-    format!("{done}; failed on {}", list(failed))
+    format!("{done}: {}", list(failed))
 }
 
 fn moves_incomplete(requested: usize, not_done: &[String], missing: usize) -> String {
@@ -374,11 +374,11 @@ mod tests {
         let e = Error::ReplicaWrites {
             chunk: "c1".into(),
             stored: vec!["cs1".into()],
-            failed: vec![("cs2".into(), Error::NoReplicas { chunk: "x".into() })],
+            failed: vec![Error::NoReplicas { chunk: "x".into() }],
         };
         assert_eq!(
             e.to_string(),
-            "chunk \"c1\" was stored on cs1 only; failed on cs2: the master lists no replica of chunk \"x\""
+            "chunk \"c1\" was stored on cs1 only: the master lists no replica of chunk \"x\""
         );
     }
 }

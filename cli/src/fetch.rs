@@ -122,13 +122,13 @@ pub fn verify(attempt: &Attempt<'_>, header: (&str, u64, u32), got: (u64, u32)) 
     }
     if got != (h_size, h_crc) {
         return Some(format!(
-            "received {} bytes with crc32c {:08x}, its header says {h_size} bytes with crc32c {h_crc:08x}",
+            "received {} bytes with crc32c {:#010x}, its header says {h_size} bytes with crc32c {h_crc:#010x}",
             got.0, got.1
         ));
     }
     if got != (attempt.size, attempt.crc32c) {
         return Some(format!(
-            "received {} bytes with crc32c {:08x}, the master has {} bytes with crc32c {:08x} on record",
+            "received {} bytes with crc32c {:#010x}, the master has {} bytes with crc32c {:#010x} on record",
             got.0, got.1, attempt.size, attempt.crc32c
         ));
     }

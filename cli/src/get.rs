@@ -12,6 +12,7 @@ use std::path::Path;
 use keel_proto::v1::{LocateChunkRequest, LocateChunkResponse, ReportCorruptionRequest, ServerRef};
 use serde::Serialize;
 use tonic::Code;
+use tracing::debug;
 
 use crate::cli::GetArgs;
 use crate::client::{Clients, Master};
@@ -41,9 +42,15 @@ pub async fn run(clients: &Clients, args: GetArgs, json: bool) -> Result<(), Err
     check_destination(&args.file).await?;
     let master = clients.master().await?;
     let mut tried = BTreeSet::new();
-    let mut failures = Vec::new();
-    for _ in 0..LOCATE_ROUNDS {
-        let loc = locate(&master, &args.chunk).await?;
+    let mut failures: Vec<Error> = Vec::new();
+    let mut warned = 0;
+    for round in 0..LOCATE_ROUNDS {
+        let loc = match locate(&master, &args.chunk).await {
+            Ok(loc) => loc,
+            // Asking again after failures: what failed is the better story.
+            Err(_) if round > 0 => break,
+            Err(e) => return Err(e),
+        };
         let fresh: Vec<ServerRef> = ordered(&loc.replicas)
             .into_iter()
             .filter(|r| !tried.contains(&r.id))
@@ -52,6 +59,10 @@ pub async fn run(clients: &Clients, args: GetArgs, json: bool) -> Result<(), Err
             break;
         }
         for replica in fresh {
+            if let Some(last) = failures.get(warned) {
+                output::warn(&format!("{last}; trying {}", replica.id));
+                warned = failures.len();
+            }
             tried.insert(replica.id.clone());
             let attempt = Attempt {
                 chunk: &args.chunk,
@@ -66,8 +77,7 @@ pub async fn run(clients: &Clients, args: GetArgs, json: bool) -> Result<(), Err
                     if corrupt {
                         report(&master, &args.chunk, &replica.id, &error).await;
                     }
-                    output::warn(&format!("{error}; trying another replica"));
-                    failures.push((replica.id.clone(), error));
+                    failures.push(error);
                 }
             }
         }
@@ -117,10 +127,15 @@ async fn report(master: &Master, chunk: &str, server: &str, error: &Error) {
             master.client.clone().report_corruption(req),
         )
         .await;
-    if let Err(e) = sent {
-        output::warn(&format!(
+    match sent {
+        Ok(_) => debug!(chunk, server, "bad replica reported"),
+        // The master already dropped the replica (its server reported it first).
+        Err(e) if e.code() == Some(Code::NotFound) => {
+            debug!(chunk, server, error = %e, "already known")
+        }
+        Err(e) => output::warn(&format!(
             "could not report the bad replica on {server}: {e}"
-        ));
+        )),
     }
 }
 
@@ -162,7 +177,7 @@ fn print(chunk: &str, loc: &LocateChunkResponse, server: String, json: bool) -> 
         output::print_json(&out)
     } else {
         output::print_stdout(&format!(
-            "fetched chunk {:?} ({}, crc32c {:08x}) from {}\n",
+            "fetched chunk {:?} ({}, crc32c {:#010x}) from {}\n",
             out.chunk,
             output::size(out.size),
             out.crc32c,

@@ -4,15 +4,19 @@
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt, future, stream};
-use keel_proto::v1::{AllocateChunkRequest, ChunkHeader, ServerRef, WriteChunkRequest};
+use keel_proto::v1::{
+    AllocateChunkRequest, ChunkHeader, LocateChunkRequest, ServerRef, WriteChunkRequest,
+};
 use serde::Serialize;
 use tokio::fs::File;
 use tokio::io::AsyncReadExt;
+use tonic::Code;
 
 use crate::cli::PutArgs;
-use crate::client::Clients;
+use crate::client::{Clients, Master};
 use crate::error::Error;
 use crate::output;
 
@@ -62,7 +66,7 @@ pub async fn run(clients: &Clients, args: PutArgs, json: bool) -> Result<(), Err
     for (server, result) in alloc.servers.iter().zip(results) {
         match result {
             Ok(()) => stored.push(server.id.clone()),
-            Err(e) => failed.push((server.id.clone(), e)),
+            Err(e) => failed.push(e),
         }
     }
     if !failed.is_empty() {
@@ -71,6 +75,13 @@ pub async fn run(clients: &Clients, args: PutArgs, json: bool) -> Result<(), Err
             stored,
             failed,
         });
+    }
+    if let Err(why) = wait_registered(&master, &args.chunk, &stored).await {
+        output::warn(&format!(
+            "chunk {:?} is stored on {}, but {why}; a get may not find it until the servers' next heartbeat",
+            args.chunk,
+            stored.join(", ")
+        ));
     }
     let out = PutJson {
         chunk: args.chunk,
@@ -82,12 +93,51 @@ pub async fn run(clients: &Clients, args: PutArgs, json: bool) -> Result<(), Err
         output::print_json(&out)
     } else {
         output::print_stdout(&format!(
-            "stored chunk {:?} ({}, crc32c {:08x}) on {}\n",
+            "stored chunk {:?} ({}, crc32c {:#010x}) on {}\n",
             out.chunk,
             output::size(out.size),
             out.crc32c,
             out.servers.join(", ")
         ))
+    }
+}
+
+/// How long `put` waits for the master to list the new replicas.
+const REGISTER_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits until the master lists every server in `stored` for `chunk`, so a
+/// `get` right after `put` finds it: the master learns of new replicas only
+/// from the chunk servers' heartbeats.
+async fn wait_registered(master: &Master, chunk: &str, stored: &[String]) -> Result<(), String> {
+    let deadline = Instant::now() + REGISTER_WAIT;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let req = LocateChunkRequest {
+            chunk: chunk.to_owned(),
+        };
+        match master
+            .call("locate chunk", master.client.clone().locate_chunk(req))
+            .await
+        {
+            Ok(loc)
+                if stored
+                    .iter()
+                    .all(|s| loc.replicas.iter().any(|r| &r.id == s)) =>
+            {
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(e) if e.code() == Some(Code::NotFound) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "the master has not listed it after {}",
+                output::age(REGISTER_WAIT)
+            ));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(250));
     }
 }
 
