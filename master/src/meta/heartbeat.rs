@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use super::{Excluded, Meta, ServerEntry, ServerNo};
+use super::{Excluded, Meta, ServerEntry, ServerNo, Upsert};
 
 /// One replica as a chunk server reports it (already validated).
 #[derive(Debug, Clone, PartialEq)]
@@ -143,11 +143,7 @@ impl Meta {
                     .insert(r.chunk.as_str().into(), Excluded::Corrupt);
                 continue;
             }
-            let was_whole = self
-                .chunks
-                .get(r.chunk.as_str())
-                .is_some_and(|c| c.holds(no));
-            if self.add_replica(no, r) && was_whole {
+            if self.add_replica(no, r) == Upsert::Refreshed {
                 kept += 1;
             }
         }

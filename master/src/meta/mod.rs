@@ -11,7 +11,9 @@
 //! - `alloc`: placement of new chunks and the memory of recent allocations.
 //! - `moves`: the gates of a move and the bookkeeping of running ones.
 //! - `upkeep`: liveness, trimming of excess replicas, repair candidates.
-//! - `view`: read-only answers (locate, list, balancer views).
+//! - `view`: read-only answers (locate, list, the servers-only load view).
+//! - `snapshot`: the full balancer view, copied out under the lock and
+//!   built outside it.
 
 pub mod chunk;
 pub mod server;
@@ -19,6 +21,7 @@ pub mod server;
 mod alloc;
 mod heartbeat;
 mod moves;
+mod snapshot;
 mod upkeep;
 mod view;
 
@@ -28,6 +31,8 @@ pub(crate) mod tests;
 mod tests_ops;
 
 use std::collections::{HashMap, HashSet};
+
+use hashbrown::hash_map::EntryRef;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -36,6 +41,7 @@ pub use chunk::{ChunkMeta, Replica, ServerNo};
 pub use heartbeat::{Heartbeat, HeartbeatOutcome, ReplicaReport};
 pub use moves::{MoveKind, MoveTicket, Reject, ServerAddr};
 pub use server::{Excluded, ServerEntry};
+pub use snapshot::ViewSnapshot;
 pub use upkeep::{CorruptionOutcome, Deletion, Liveness, Repair};
 pub use view::{Location, ReplicaLocation, ServerStatus};
 
@@ -74,6 +80,17 @@ impl Default for MetaSettings {
     }
 }
 
+/// What recording a reported replica did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Upsert {
+    /// A new whole replica.
+    Added,
+    /// Already recorded; its read count was refreshed.
+    Refreshed,
+    /// Not whole (corrupt, or disagreeing with the chunk's facts).
+    Excluded,
+}
+
 /// A chunk that is moving, being copied or being deleted right now.
 #[derive(Debug, Clone, Copy)]
 struct Busy {
@@ -90,7 +107,7 @@ pub struct Meta {
     /// Server id → its number.
     server_nos: HashMap<Box<str>, ServerNo>,
     /// Every chunk with at least one whole replica.
-    chunks: HashMap<Box<str>, ChunkMeta>,
+    chunks: hashbrown::HashMap<Box<str>, ChunkMeta>,
     /// Recent allocations not yet seen in heartbeats.
     pending: HashMap<Box<str>, alloc::Pending>,
     /// Chunks with a move, copy or delete in flight.
@@ -155,51 +172,78 @@ impl Meta {
     }
 
     /// Records a whole replica of `chunk` on `no` (verified: same size and
-    /// CRC32C as the chunk, or the first one seen). Returns `false` and marks
-    /// it excluded when it disagrees with the chunk's known facts.
-    fn add_replica(&mut self, no: ServerNo, r: &ReplicaReport) -> bool {
-        let replication = match r.replication {
-            0 => self.settings.default_replication,
-            n => n,
-        };
-        let server = &mut self.servers[no as usize];
-        if server.excluded.get(r.chunk.as_str()) == Some(&Excluded::Corrupt) {
-            return false;
+    /// CRC32C as the chunk, or the first one seen). A replica that disagrees
+    /// with the chunk's known facts is marked excluded instead.
+    fn add_replica(&mut self, no: ServerNo, r: &ReplicaReport) -> Upsert {
+        let n = no as usize;
+        let excluded = &self.servers[n].excluded;
+        if !excluded.is_empty() && excluded.get(r.chunk.as_str()) == Some(&Excluded::Corrupt) {
+            return Upsert::Excluded;
         }
-        if let Some(c) = self.chunks.get_mut(r.chunk.as_str()) {
-            if !c.matches(r.size, r.crc32c) {
-                tracing::error!(
-                    chunk = %r.chunk, server = %server.id, size = r.size, crc32c = r.crc32c,
-                    known_size = c.size, known_crc32c = c.crc32c,
-                    "replica disagrees with the chunk's size or checksum; not counted as whole"
-                );
-                if c.remove(no) {
-                    server.used -= c.size;
-                    server.replicas -= 1;
+        let mut over = false;
+        match self.chunks.entry_ref(r.chunk.as_str()) {
+            EntryRef::Occupied(mut e) => {
+                let c = e.get_mut();
+                if !c.matches(r.size, r.crc32c) {
+                    let (size, crc32c) = (c.size, c.crc32c);
+                    self.exclude_mismatch(no, r, size, crc32c);
+                    return Upsert::Excluded;
                 }
-                server
-                    .excluded
-                    .insert(r.chunk.as_str().into(), Excluded::Mismatch);
-                return false;
+                if !c.upsert(no, r.reads) {
+                    return Upsert::Refreshed;
+                }
+                over = c.replicas.len() > c.replication as usize
+                    && c.servers()
+                        .filter(|&s| self.servers[s as usize].alive)
+                        .count()
+                        > c.replication as usize;
             }
-            if !c.upsert(no, r.reads) {
-                return true;
+            EntryRef::Vacant(e) => {
+                let replication = match r.replication {
+                    0 => self.settings.default_replication,
+                    n => n,
+                };
+                e.insert(ChunkMeta::new(r.size, r.crc32c, replication))
+                    .upsert(no, r.reads);
             }
-        } else {
-            let mut c = ChunkMeta::new(r.size, r.crc32c, replication);
-            c.upsert(no, r.reads);
-            self.chunks.insert(r.chunk.as_str().into(), c);
         }
+        let server = &mut self.servers[n];
         server.used += r.size;
         server.replicas += 1;
-        server.excluded.remove(r.chunk.as_str());
-        self.settle_pending(&r.chunk, no);
-        if let Some(c) = self.chunks.get(r.chunk.as_str())
-            && self.live_replicas(c) > c.replication as usize
-        {
+        if !server.excluded.is_empty() {
+            server.excluded.remove(r.chunk.as_str());
+        }
+        if !self.pending.is_empty() {
+            self.settle_pending(&r.chunk, no);
+        }
+        if over {
             self.trim_candidates.insert(r.chunk.as_str().into());
         }
-        true
+        Upsert::Added
+    }
+
+    /// `r` disagrees with the chunk's known size or CRC32C: it is not a whole
+    /// replica. Forgets `no` as a holder and marks the copy excluded.
+    fn exclude_mismatch(&mut self, no: ServerNo, r: &ReplicaReport, size: u64, crc32c: u32) {
+        let server_id = self.servers[no as usize].id.clone();
+        tracing::error!(
+            chunk = %r.chunk, server = %server_id, size = r.size, crc32c = r.crc32c,
+            known_size = size, known_crc32c = crc32c,
+            "replica disagrees with the chunk's size or checksum; not counted as whole"
+        );
+        if let Some(c) = self.chunks.get_mut(r.chunk.as_str())
+            && c.remove(no)
+        {
+            let server = &mut self.servers[no as usize];
+            server.used -= c.size;
+            server.replicas -= 1;
+            if c.replicas.is_empty() {
+                self.chunks.remove(r.chunk.as_str());
+            }
+        }
+        self.servers[no as usize]
+            .excluded
+            .insert(r.chunk.as_str().into(), Excluded::Mismatch);
     }
 
     /// Forgets `chunk` on `no`, whole or excluded. Drops the chunk when no

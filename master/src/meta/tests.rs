@@ -283,6 +283,33 @@ fn cluster_view_matches_the_metadata() {
 }
 
 #[test]
+fn cluster_view_lists_chunks_in_id_order() {
+    let now = Instant::now();
+    let mut m = Meta::new(MetaSettings::default());
+    let ids = [
+        "b",
+        "a",
+        "vol001.seg-000000000002",
+        "vol001.seg-000000000001",
+        "a0",
+    ];
+    let reps: Vec<_> = ids.iter().map(|c| rep(c, 1)).collect();
+    apply(&mut m, hb("s", true, reps, &[], ids.len() as u64), now);
+    let v = m.snapshot().into_view();
+    let got: Vec<String> = v.chunks().map(|c| c.id().to_string()).collect();
+    assert_eq!(
+        got,
+        [
+            "a",
+            "a0",
+            "b",
+            "vol001.seg-000000000001",
+            "vol001.seg-000000000002"
+        ]
+    );
+}
+
+#[test]
 fn corruption_excludes_and_queues_a_repair() {
     let now = Instant::now();
     let mut m = Meta::new(MetaSettings::default());

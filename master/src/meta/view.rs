@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use keel_balancer::{ClusterView, ServerIdx};
+use keel_balancer::ClusterView;
 
 use super::Meta;
 use crate::error::Error;
@@ -114,29 +114,6 @@ impl Meta {
             let rack = s.has_rack().then(|| s.rack.clone());
             let idx = v.add_server(s.id.to_string(), rack, s.capacity, s.alive);
             v.servers[idx.0 as usize].used = s.used;
-        }
-        v
-    }
-
-    /// Servers and every chunk with its whole replicas, for the planner.
-    /// `ServerIdx(n)` is the master's server number `n`. Chunks come in id
-    /// order so plans are deterministic.
-    pub fn cluster_view(&self) -> ClusterView {
-        let mut v = ClusterView::new();
-        v.servers.reserve(self.servers.len());
-        for s in &self.servers {
-            let rack = s.has_rack().then(|| s.rack.clone());
-            v.add_server(s.id.to_string(), rack, s.capacity, s.alive);
-        }
-        let mut ids: Vec<&Box<str>> = self.chunks.keys().collect();
-        ids.sort_unstable();
-        v.chunks.reserve(ids.len());
-        let mut replicas = Vec::with_capacity(4);
-        for id in ids {
-            let c = &self.chunks[id];
-            replicas.clear();
-            replicas.extend(c.servers().map(ServerIdx));
-            v.add_chunk(id.to_string(), c.size, c.reads(), c.replication, &replicas);
         }
         v
     }

@@ -1,0 +1,132 @@
+//! The planner's [`ClusterView`] of every chunk, in two steps so the lock is
+//! held only for a flat copy: [`Meta::snapshot`] copies ids into one buffer
+//! and the numbers into one vector (no allocation per chunk), then
+//! [`ViewSnapshot::into_view`] sorts and builds the view without the lock.
+
+use keel_balancer::{ClusterView, ServerIdx};
+use smallvec::SmallVec;
+
+use super::{Meta, ServerNo};
+
+/// One chunk of a snapshot.
+#[derive(Debug, Clone)]
+struct SnapChunk {
+    /// Where its id starts in [`ViewSnapshot::ids`].
+    id_start: usize,
+    /// Id length (at most 128).
+    id_len: u8,
+    size: u64,
+    reads: u64,
+    replication: u32,
+    replicas: SmallVec<[ServerNo; 3]>,
+}
+
+/// A flat copy of servers and chunks; see the module docs.
+#[derive(Debug, Clone, Default)]
+pub struct ViewSnapshot {
+    /// id, rack, capacity, alive — in server-number order.
+    servers: Vec<(String, Option<String>, u64, bool)>,
+    /// Every chunk id, back to back.
+    ids: String,
+    chunks: Vec<SnapChunk>,
+    /// Replicas over all chunks.
+    replicas: usize,
+}
+
+impl Meta {
+    /// Copies servers and chunks out; cheap enough to do under the lock.
+    pub fn snapshot(&self) -> ViewSnapshot {
+        let servers = self
+            .servers
+            .iter()
+            .map(|s| {
+                (
+                    s.id.to_string(),
+                    s.has_rack().then(|| s.rack.clone()),
+                    s.capacity,
+                    s.alive,
+                )
+            })
+            .collect();
+        let id_bytes: usize = self.chunks.keys().map(|k| k.len()).sum();
+        let mut snap = ViewSnapshot {
+            servers,
+            ids: String::with_capacity(id_bytes),
+            chunks: Vec::with_capacity(self.chunks.len()),
+            replicas: 0,
+        };
+        for (id, c) in &self.chunks {
+            snap.chunks.push(SnapChunk {
+                id_start: snap.ids.len(),
+                id_len: id.len().min(u8::MAX as usize) as u8,
+                size: c.size,
+                reads: c.reads(),
+                replication: c.replication,
+                replicas: c.servers().collect(),
+            });
+            snap.ids.push_str(id);
+            snap.replicas += c.replicas.len();
+        }
+        snap
+    }
+
+    /// [`Meta::snapshot`] and [`ViewSnapshot::into_view`] in one go (for
+    /// tests and small clusters; a loop should build outside the lock).
+    pub fn cluster_view(&self) -> ClusterView {
+        self.snapshot().into_view()
+    }
+}
+
+impl ViewSnapshot {
+    fn id(&self, c: &SnapChunk) -> &str {
+        &self.ids[c.id_start..c.id_start + c.id_len as usize]
+    }
+
+    /// Chunk positions in id order. Sorting compares 16-byte big-endian
+    /// prefixes held inline (no pointer chasing) and looks at the whole ids
+    /// only when those are equal.
+    fn sorted(&self) -> Vec<u32> {
+        let prefix = |c: &SnapChunk| {
+            let mut b = [0u8; 16];
+            let id = self.id(c).as_bytes();
+            let n = id.len().min(16);
+            b[..n].copy_from_slice(&id[..n]);
+            u128::from_be_bytes(b)
+        };
+        let mut keyed: Vec<(u128, u32)> = self
+            .chunks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (prefix(c), i as u32))
+            .collect();
+        keyed.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0).then_with(|| {
+                self.id(&self.chunks[a.1 as usize])
+                    .cmp(self.id(&self.chunks[b.1 as usize]))
+            })
+        });
+        keyed.into_iter().map(|(_, i)| i).collect()
+    }
+
+    /// Number of chunks.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Builds the view: `ServerIdx(n)` is the master's server number `n`,
+    /// chunks come in id order so plans are deterministic.
+    pub fn into_view(self) -> ClusterView {
+        let mut v = ClusterView::with_capacity(self.chunks.len(), self.ids.len(), self.replicas);
+        for (id, rack, capacity, alive) in &self.servers {
+            v.add_server(id.clone(), rack.clone(), *capacity, *alive);
+        }
+        let mut replicas = Vec::with_capacity(4);
+        for i in self.sorted() {
+            let c = &self.chunks[i as usize];
+            replicas.clear();
+            replicas.extend(c.replicas.iter().map(|&s| ServerIdx(s)));
+            v.add_chunk(self.id(c), c.size, c.reads, c.replication, &replicas);
+        }
+        v
+    }
+}
