@@ -16,7 +16,7 @@ use keel_proto::v1::{ChunkReplica, HeartbeatRequest, ReportCorruptionRequest};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::peer::MasterLink;
+use crate::peer::{MasterLink, error_chain};
 use crate::store::{Report, Store};
 
 /// A full chunk report at least this often, whatever the master says.
@@ -71,9 +71,13 @@ impl Heartbeat {
                 }
                 Err(e) => {
                     want_full = full;
-                    debug!(error = %e, "heartbeat failed");
+                    let error = describe(&e);
+                    debug!(error, "heartbeat failed");
                     if was_up != Some(false) {
-                        warn!(error = %e, "master unreachable; retrying every heartbeat interval");
+                        warn!(
+                            error,
+                            "master unreachable; retrying every heartbeat interval"
+                        );
                     }
                     false
                 }
@@ -138,6 +142,20 @@ impl Heartbeat {
             chunk_count: report.totals.chunks,
         }
     }
+}
+
+/// A status and its transport causes on one line, e.g.
+/// `Unavailable: tcp connect error: Connection refused (os error 111)`.
+fn describe(s: &tonic::Status) -> String {
+    let mut out = format!("{:?}: {}", s.code(), s.message());
+    if let Some(src) = std::error::Error::source(s) {
+        let chain = error_chain(src);
+        if !out.contains(&chain) {
+            out.push_str(": ");
+            out.push_str(&chain);
+        }
+    }
+    out
 }
 
 /// Tells the master about corrupt replicas, without ever blocking the caller.

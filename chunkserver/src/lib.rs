@@ -76,9 +76,14 @@ pub async fn run(
     let node = Arc::new(build_node(&config, bound, store)?);
 
     let (health, health_service) = tonic_health::server::health_reporter();
+    // Advertise only what this server serves (the descriptor set also holds
+    // keel.v1.Master), plus health so `grpcurl describe` works on it.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(keel_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("keel.v1.ChunkServer")
+            .with_service_name("grpc.health.v1.Health")
     };
     let reflection_v1 = reflection()
         .build_v1()

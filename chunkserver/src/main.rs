@@ -7,7 +7,7 @@ use clap::Parser;
 use keel_chunkserver::{Config, run};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -17,26 +17,47 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        // A closed stderr (the log reader went away) must not take the server down.
+        .log_internal_errors(false)
         .init();
     info!(id = %config.id, data_dir = %config.data_dir.display(), "keel-chunkserver starting");
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let shutdown = CancellationToken::new();
-    tokio::spawn(on_signal(shutdown.clone()));
+    let mut signals = Signals::new()?;
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        let first = signals.next().await;
+        info!(signal = first, "shutdown requested");
+        token.cancel();
+        let second = signals.next().await;
+        warn!(signal = second, "second signal: exiting now");
+        std::process::exit(130);
+    });
     run(config, listener, shutdown).await?;
     Ok(())
 }
 
-/// Cancels `token` on the first SIGTERM or SIGINT.
-async fn on_signal(token: CancellationToken) -> anyhow::Result<()> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    info!(signal = name, "shutdown requested");
-    token.cancel();
-    Ok(())
+/// SIGTERM and SIGINT, as one stream.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+
+    /// Name of the next signal received.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }

@@ -23,6 +23,7 @@ use keel_proto::v1::master_client::MasterClient;
 use tonic::transport::Channel;
 
 pub mod chunks;
+pub mod cs;
 pub mod master;
 
 /// Directory holding the workspace's binaries.
