@@ -22,7 +22,7 @@ const LAYOUT: [(&str, &[u64]); 4] = [
     ("cs4", &[1_500_000]),
 ];
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_example_through_heartbeats() -> Result<()> {
     let mut c = Cluster::new()?;
     c.start_master(&[])?;

@@ -50,7 +50,7 @@ async fn wait_located(url: &str, chunk: &str, servers: &[&str]) -> Result<()> {
     .await
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_reads_back_from_the_target_and_is_gone_from_the_source() -> Result<()> {
     let mut c = Cluster::new()?;
     c.start_master(&[])?;
@@ -116,7 +116,7 @@ const CHUNKS: [(&str, usize, &[&str], u32); 7] = [
     ("slow", 2 << 20, &["cs4"], 1),
 ];
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_invalid_move_has_its_reason_and_changes_nothing() -> Result<()> {
     let mut c = Cluster::new()?;
     c.start_master(&[])?;

@@ -45,7 +45,7 @@ async fn wait_state(url: &str, id: &str, alive: bool) -> Result<()> {
     .await
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_is_dead_then_alive_again() -> Result<()> {
     let mut c = Cluster::new()?;
     c.start_master(&[])?;
@@ -97,7 +97,7 @@ const LAYOUT: [(&str, usize, &[&str], u32); 5] = [
     ("e", 0, &["cs2"], 1),
 ];
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_master_rebuilds_the_same_view() -> Result<()> {
     let mut c = Cluster::new()?;
     c.start_master(&[])?;
@@ -146,7 +146,7 @@ async fn a_restarted_master_rebuilds_the_same_view() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_move_is_trimmed_to_its_factor() -> Result<()> {
     let mut c = Cluster::new()?;
     c.start_master(&[])?;

@@ -116,6 +116,9 @@ pub struct Meta {
     trim_candidates: HashSet<Box<str>>,
     /// Chunks that may hold fewer whole replicas than their factor.
     repair_candidates: HashSet<Box<str>>,
+    /// Servers whose copy of a chunk was reported corrupt, until the chunk
+    /// is back at its factor: repairs place new replicas elsewhere first.
+    corrupt_on: HashMap<Box<str>, smallvec::SmallVec<[ServerNo; 2]>>,
     /// Why a repair candidate could not be repaired last time (logged once).
     repair_blocked: HashMap<Box<str>, String>,
     /// Set when a server came back: its replicas may now be excess.

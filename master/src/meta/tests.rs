@@ -327,7 +327,10 @@ fn corruption_excludes_and_queues_a_repair() {
     // Re-reported by a's next full report, it stays excluded.
     apply(&mut m, hb("a", true, vec![r], &[], 1), now);
     assert_eq!(holders(&m, "x"), [("b".to_string(), true)]);
-    // The repair copies from b to c, the only server without it.
+    // a's bad copy is deleted; the repair still prefers c (a tie on
+    // utilization) over the server whose copy went bad.
+    let a = m.server_no("a").expect("a");
+    m.forget_excluded("x", a);
     let repairs = m.plan_repairs(now, 10);
     assert_eq!(repairs.len(), 1);
     assert_eq!(

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::{Excluded, Meta, MoveKind, MoveTicket, ServerAddr, ServerNo};
+use super::{ChunkMeta, Excluded, Meta, MoveKind, MoveTicket, ServerAddr, ServerNo};
 use crate::error::Error;
 use crate::placement::{self, Candidate};
 
@@ -125,6 +125,7 @@ impl Meta {
                 }
                 Ok(None) => {
                     self.repair_blocked.remove(&id);
+                    self.corrupt_on.remove(&id);
                 }
                 Err(why) => {
                     // Retried every pass; logged once per chunk and reason.
@@ -189,8 +190,24 @@ impl Meta {
                 .total_cmp(&self.server(b).utilization_pct())
         });
         let source = *live.first().ok_or("no whole replica on a live server")?;
+        let target = self
+            .repair_target(id, c)
+            .ok_or("no live server without a replica has room for it")?;
+        let (from, to) = (
+            self.server(source).id.to_string(),
+            self.server(target).id.to_string(),
+        );
+        self.begin_move(id, &from, &to, MoveKind::Copy)
+            .map(Some)
+            .map_err(|r| r.to_string())
+    }
+
+    /// Where a new replica of `c` goes: placement rules among live servers
+    /// without a copy, preferring servers whose copy was not reported corrupt.
+    fn repair_target(&self, id: &str, c: &ChunkMeta) -> Option<ServerNo> {
         let racks: Vec<&str> = c.servers().map(|s| self.server(s).rack.as_str()).collect();
         let min_free = self.settings.min_free_pct;
+        let tainted = self.corrupt_on.get(id);
         let candidates: Vec<Candidate<'_>> = self
             .servers
             .iter()
@@ -205,16 +222,15 @@ impl Meta {
                 fits: s.fits(c.size, min_free),
             })
             .collect();
-        let target = *placement::choose(&candidates, c.size, 1, &racks)
+        let untainted: Vec<Candidate<'_>> = candidates
+            .iter()
+            .filter(|c| tainted.is_none_or(|t| !t.contains(&c.no)))
+            .cloned()
+            .collect();
+        placement::choose(&untainted, c.size, 1, &racks)
             .first()
-            .ok_or("no live server without a replica has room for it")?;
-        let (from, to) = (
-            self.server(source).id.to_string(),
-            self.server(target).id.to_string(),
-        );
-        self.begin_move(id, &from, &to, MoveKind::Copy)
-            .map(Some)
-            .map_err(|r| r.to_string())
+            .or(placement::choose(&candidates, c.size, 1, &racks).first())
+            .copied()
     }
 
     /// A replica of `chunk` on `server` is corrupt: it stops counting as whole
@@ -244,6 +260,10 @@ impl Meta {
         self.servers[no as usize]
             .excluded
             .insert(chunk.into(), Excluded::Corrupt);
+        let tainted = self.corrupt_on.entry(chunk.into()).or_default();
+        if !tainted.contains(&no) {
+            tainted.push(no);
+        }
         let (live, replication) = match self.chunks.get(chunk) {
             Some(c) => (self.live_replicas(c), c.replication as usize),
             None => (0, 1),
