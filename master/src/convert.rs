@@ -12,6 +12,22 @@ use crate::meta::{
     AllocRequest, Allocation, Heartbeat, Location, ReplicaReport, ServerAddr, ServerStatus,
 };
 
+/// Largest chunk the master accepts (1 TiB). Far above any sane chunk, and
+/// low enough that no sum of sizes on one server can overflow.
+pub const MAX_CHUNK_BYTES: u64 = 1 << 40;
+
+/// Checks a chunk's size against [`MAX_CHUNK_BYTES`].
+pub fn size(chunk: &str, size: u64) -> Result<(), Error> {
+    if size > MAX_CHUNK_BYTES {
+        return Err(Error::ChunkTooLarge {
+            chunk: chunk.to_owned(),
+            size,
+            max: MAX_CHUNK_BYTES,
+        });
+    }
+    Ok(())
+}
+
 /// Checks a server id: the chunk-id character rules (so ids are safe in
 /// paths, metric labels and `CHUNK:FROM:TO` arguments).
 pub fn server_id(id: &str) -> Result<(), Error> {
@@ -74,6 +90,9 @@ pub fn heartbeat(req: pb::HeartbeatRequest) -> Result<Heartbeat, Error> {
         }
     }
     drop(seen);
+    for c in &req.chunks {
+        size(&c.chunk, c.size)?;
+    }
     let chunks = req
         .chunks
         .into_iter()
@@ -101,6 +120,7 @@ pub fn heartbeat(req: pb::HeartbeatRequest) -> Result<Heartbeat, Error> {
 /// Validates an allocation request.
 pub fn alloc_request(req: pb::AllocateChunkRequest) -> Result<AllocRequest, Error> {
     chunk(&req.chunk)?;
+    size(&req.chunk, req.size)?;
     for s in &req.on {
         server_id(s)?;
     }
@@ -233,6 +253,8 @@ mod tests {
         );
         assert!(bad(&|r| r.removed.push("a".into())).is_some_and(|e| e.contains("more than once")));
         assert!(bad(&|r| r.removed.push(String::new())).is_some_and(|e| e.contains("empty")));
+        let huge = MAX_CHUNK_BYTES + 1;
+        assert!(bad(&|r| r.chunks[0].size = huge).is_some_and(|e| e.contains("largest supported")));
     }
 
     #[test]

@@ -35,6 +35,16 @@ pub enum Error {
         /// The repeated chunk.
         chunk: String,
     },
+    /// A chunk size beyond [`crate::convert::MAX_CHUNK_BYTES`].
+    #[error("chunk {chunk}: size {size} exceeds the largest supported chunk ({max} bytes)")]
+    ChunkTooLarge {
+        /// The chunk.
+        chunk: String,
+        /// Its claimed size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
     /// No chunk by this id is known.
     #[error("chunk {chunk} is not known to the master")]
     ChunkNotFound {
@@ -110,6 +120,7 @@ impl From<Error> for tonic::Status {
             | Error::BadServerId { .. }
             | Error::BadAddress { .. }
             | Error::DuplicateInHeartbeat { .. }
+            | Error::ChunkTooLarge { .. }
             | Error::UnknownServer { .. }
             | Error::DuplicateServer { .. }
             | Error::PinnedReplicationMismatch { .. }

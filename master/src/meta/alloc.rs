@@ -70,7 +70,8 @@ impl Meta {
         };
         self.forget_pending(&req.chunk);
         for &no in &chosen {
-            self.servers[no as usize].pending += req.size;
+            let s = &mut self.servers[no as usize];
+            s.pending = s.pending.saturating_add(req.size);
         }
         let servers = chosen.iter().map(|&no| self.addr(no)).collect();
         self.pending.insert(

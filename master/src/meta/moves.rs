@@ -246,7 +246,8 @@ impl Meta {
         kind: MoveKind,
     ) -> Result<MoveTicket, Reject> {
         let t = self.check_move(chunk, from, to, kind)?;
-        self.servers[t.to.no as usize].incoming += t.size;
+        let target = &mut self.servers[t.to.no as usize];
+        target.incoming = target.incoming.saturating_add(t.size);
         self.busy.insert(
             chunk.into(),
             Busy {

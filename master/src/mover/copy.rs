@@ -23,7 +23,9 @@ enum Attempt {
 
 /// The deadline of copying `size` bytes at no less than `min_rate` bytes/s.
 pub fn copy_deadline(size: u64, min_rate: u64) -> Duration {
-    COPY_MARGIN + Duration::from_secs_f64(size as f64 / min_rate.max(1) as f64)
+    let transfer =
+        Duration::try_from_secs_f64(size as f64 / min_rate.max(1) as f64).unwrap_or(Duration::MAX);
+    COPY_MARGIN.saturating_add(transfer)
 }
 
 /// Whether a failed `CopyChunk` may succeed when tried again.
