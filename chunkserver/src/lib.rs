@@ -10,6 +10,7 @@
 //! - [`store`]: the index, capacity accounting and reservations.
 //! - [`report`]: which changes the master has not acknowledged yet.
 //! - [`write`], [`read`], [`transfer`]: `WriteChunk`, `ReadChunk`, `CopyChunk`.
+//! - [`sink`]: the pipelined writer behind writes and copies.
 //! - [`throttle`]: the migration bandwidth bucket.
 //! - [`heartbeat`]: the loop to the master and corruption reports.
 //! - [`service`]: the thin gRPC layer; [`auth`]: the shared token; [`peer`]: outgoing clients.
@@ -26,6 +27,7 @@ pub mod peer;
 pub mod read;
 pub mod report;
 pub mod service;
+pub mod sink;
 pub mod store;
 pub mod throttle;
 pub mod transfer;
@@ -116,6 +118,9 @@ pub async fn run(
     info!(addr = %bound, "grpc listening");
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = Server::builder()
+        .initial_stream_window_size(peer::STREAM_WINDOW)
+        .initial_connection_window_size(peer::CONNECTION_WINDOW)
+        .max_frame_size(peer::H2_FRAME)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use crate::auth::AttachToken;
-use crate::chunk_file::TempChunk;
 use crate::error::Error;
 use crate::heartbeat::{Identity, MasterReporter};
 use crate::store::Store;
@@ -35,19 +34,4 @@ where
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::io(what.to_owned(), std::io::Error::other(e)))?
-}
-
-/// Appends `data` to `temp` on a blocking thread. On any error the temp file
-/// is dropped, which removes it.
-pub async fn append(
-    mut temp: TempChunk,
-    id: &keel_proto::chunk_id::ChunkId,
-    data: Vec<u8>,
-) -> Result<TempChunk, Error> {
-    let id = id.clone();
-    blocking("writing chunk", move || {
-        crate::store::append(&mut temp, &id, &data)?;
-        Ok(temp)
-    })
-    .await
 }

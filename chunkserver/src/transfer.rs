@@ -20,8 +20,9 @@ use tracing::info;
 use crate::chunk_file::ChunkMeta;
 use crate::config::normalize_url;
 use crate::error::{Error, Purpose};
-use crate::node::{Node, append, blocking};
+use crate::node::{Node, blocking};
 use crate::peer::connect_peer;
+use crate::sink::Sink;
 
 /// A copy whose source sends nothing for this long is abandoned.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -63,17 +64,24 @@ pub async fn copy_chunk(node: &Node, req: CopyChunkRequest) -> Result<CopyChunkR
         replication: header.replication,
     };
     let store = Arc::clone(&node.store);
-    let (res, mut temp) = blocking("creating temp file", move || {
+    let (res, temp) = blocking("creating temp file", move || {
         let temp = store.create_temp(&res, meta)?;
         Ok((res, temp))
     })
     .await?;
-    while let Some(data) = next_frame(&mut stream, &src, &id, temp.written()).await? {
+    let mut sink = Sink::new(temp, id.clone());
+    let mut received = 0u64;
+    while let Some(data) = next_frame(&mut stream, &src, &id, received).await? {
+        received += data.len() as u64;
         node.throttle.consume(data.len()).await;
-        temp = append(temp, &id, data)
+        sink.write(data)
             .await
             .map_err(|e| damaged(e, &src, &id, meta.size))?;
     }
+    let temp = sink
+        .finish()
+        .await
+        .map_err(|e| damaged(e, &src, &id, meta.size))?;
     let store = Arc::clone(&node.store);
     let meta = blocking("committing chunk", move || store.commit(res, temp))
         .await

@@ -14,7 +14,8 @@ use tracing::info;
 
 use crate::chunk_file::ChunkMeta;
 use crate::error::{Error, Purpose};
-use crate::node::{Node, append, blocking};
+use crate::node::{Node, blocking};
+use crate::sink::Sink;
 
 /// Receives one chunk and commits it.
 pub async fn write_chunk(
@@ -40,13 +41,14 @@ pub async fn write_chunk(
     };
     let res = node.store.reserve(&id, meta.size, Purpose::Write)?;
     let store = Arc::clone(&node.store);
-    let (res, mut temp) = blocking("creating temp file", move || {
+    let (res, temp) = blocking("creating temp file", move || {
         let temp = store.create_temp(&res, meta)?;
         Ok((res, temp))
     })
     .await?;
+    let mut sink = Sink::new(temp, id.clone());
     if !first.data.is_empty() {
-        temp = append(temp, &id, first.data).await?;
+        sink.write(first.data).await?;
     }
     while let Some(msg) = next(&mut stream, Some(&id)).await? {
         if msg.header.is_some() {
@@ -55,9 +57,10 @@ pub async fn write_chunk(
             )));
         }
         if !msg.data.is_empty() {
-            temp = append(temp, &id, msg.data).await?;
+            sink.write(msg.data).await?;
         }
     }
+    let temp = sink.finish().await?;
     let store = Arc::clone(&node.store);
     let meta = blocking("committing chunk", move || store.commit(res, temp)).await?;
     info!(chunk = %id, size = meta.size, crc32c = meta.crc32c, "chunk written");
