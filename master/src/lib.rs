@@ -11,6 +11,7 @@
 //! - [`service`] and [`convert`]: the gRPC front door; [`auth`]: its token check.
 //! - [`http`] and [`metrics`]: `/healthz` and `/metrics`.
 //! - [`error`]: request errors and their gRPC codes.
+//! - [`stdio`]: the seed's JSON-lines protocol (`--stdio`) on the same core.
 //! - [`server`]: [`run`], which wires all of the above together.
 //!
 //! The background balancer (`--balance-interval`) plugs in beside
@@ -31,6 +32,7 @@ pub mod placement;
 pub mod rebalance;
 pub mod server;
 pub mod service;
+pub mod stdio;
 
 pub use config::Config;
 pub use server::{RunError, run};

@@ -2,7 +2,7 @@
 
 use std::io::IsTerminal;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
 use keel_master::Config;
 use tokio::net::TcpListener;
@@ -20,10 +20,6 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    if config.stdio {
-        // The seed's JSON-lines front door plugs in here, on the same core.
-        bail!("--stdio is not available in this build yet");
-    }
     let grpc = TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("binding --listen {}", config.listen))?;

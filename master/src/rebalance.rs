@@ -18,7 +18,7 @@ pub enum Outcome {
     /// Copied, recorded (and normally deleted from the source).
     Done(MoveDone),
     /// Refused before anything happened.
-    Rejected(String),
+    Rejected(Reject),
     /// Started but did not complete; the source replica is intact.
     Failed(String),
 }
@@ -68,7 +68,7 @@ pub async fn execute(
         .into_iter()
         .zip(checks)
         .map(|(mv, check)| match check {
-            Some(reason) => Err(reason.to_string()),
+            Some(reason) => Err(reason),
             None => {
                 let mover = mover.clone();
                 Ok(tracker.spawn(async move { mover.execute(&mv).await }))
@@ -81,7 +81,7 @@ pub async fn execute(
             Err(reason) => Outcome::Rejected(reason),
             Ok(task) => match task.await {
                 Ok(Ok(done)) => Outcome::Done(done),
-                Ok(Err(MoveError::Rejected(r))) => Outcome::Rejected(r.to_string()),
+                Ok(Err(MoveError::Rejected(r))) => Outcome::Rejected(r),
                 Ok(Err(e @ MoveError::Failed { .. })) => Outcome::Failed(e.to_string()),
                 Err(e) => Outcome::Failed(format!("the move task ended unexpectedly: {e}")),
             },
@@ -100,7 +100,7 @@ pub fn response(requested: Vec<pb::Move>, outcomes: Vec<Outcome>) -> pb::Rebalan
                 resp.bytes_transferred += d.bytes;
                 (pb::MoveOutcome::Done, d.bytes, d.note.unwrap_or_default())
             }
-            Outcome::Rejected(e) => (pb::MoveOutcome::Rejected, 0, e),
+            Outcome::Rejected(e) => (pb::MoveOutcome::Rejected, 0, e.to_string()),
             Outcome::Failed(e) => (pb::MoveOutcome::Failed, 0, e),
         };
         resp.results.push(pb::MoveResult {
@@ -194,7 +194,12 @@ mod tests {
         let out = execute(&mover, &tracker, vec![mv("x", "a", "b")])
             .await
             .expect("ok");
-        assert_eq!(out, [Outcome::Rejected("unknown server a".into())]);
+        assert_eq!(
+            out,
+            [Outcome::Rejected(Reject::UnknownServer {
+                server: "a".into()
+            })]
+        );
         let resp = response(vec![pb::Move::default()], out);
         assert_eq!((resp.moved, resp.bytes_transferred), (0, 0));
         assert_eq!(resp.results[0].outcome, pb::MoveOutcome::Rejected as i32);

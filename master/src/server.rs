@@ -184,6 +184,26 @@ async fn finish<T>(mut task: JoinHandle<T>, what: &str) -> Result<Option<T>, Run
     }
 }
 
+/// Speaks the seed's JSON-lines protocol on stdin/stdout beside the gRPC
+/// listener; EOF on stdin stops the master.
+fn serve_stdio(core: &Core, config: &Config, shutdown: &CancellationToken) {
+    let session = crate::stdio::MasterCore {
+        mover: core.mover.clone(),
+        tracker: core.tracker.clone(),
+        threshold_pct: config.threshold_pct,
+    };
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let input = tokio::io::BufReader::new(tokio::io::stdin());
+        if let Err(e) = crate::stdio::serve(&session, input, tokio::io::stdout()).await {
+            warn!(error = %e, "stdio session failed");
+        }
+        info!("stdin closed; stopping");
+        stop.cancel();
+    });
+    info!("serving the JSON-lines protocol on stdin/stdout");
+}
+
 /// Serves gRPC on `grpc` and HTTP on `http` until `shutdown`, then waits up
 /// to `--shutdown-deadline` for running requests and moves.
 pub async fn run(
@@ -206,6 +226,9 @@ pub async fn run(
     // The background balancer (`--balance-interval`) is spawned here, on the
     // same mover and tracker, once it exists.
     info!(safe_mode = ?config.safe_mode, replication = config.replication, auth = config.auth_token.is_some(), "master ready");
+    if config.stdio {
+        serve_stdio(&core, &config, &shutdown);
+    }
 
     tokio::select! {
         () = shutdown.cancelled() => {}

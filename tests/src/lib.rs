@@ -81,6 +81,10 @@ pub struct Daemon {
     pub addr: SocketAddr,
     /// HTTP address (master only).
     pub http_addr: Option<SocketAddr>,
+    /// With `--stdio`: the child's stdin, for JSON-lines requests.
+    stdin: Option<std::process::ChildStdin>,
+    /// With `--stdio`: lines the child wrote to stdout.
+    stdout_lines: Option<std::sync::mpsc::Receiver<String>>,
 }
 
 impl Daemon {
@@ -101,6 +105,8 @@ impl Daemon {
             child: None,
             addr: "0.0.0.0:0".parse()?,
             http_addr: None,
+            stdin: None,
+            stdout_lines: None,
         };
         d.spawn()?;
         Ok(d)
@@ -112,10 +118,15 @@ impl Daemon {
             .append(true)
             .open(&self.log)?;
         let offset = log.metadata()?.len();
+        let stdio = self.args.iter().any(|a| a == "--stdio");
         let mut cmd = Command::new(&self.bin);
         cmd.args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
+            .stdin(if stdio { Stdio::piped() } else { Stdio::null() })
+            .stdout(if stdio {
+                Stdio::piped()
+            } else {
+                Stdio::from(log.try_clone()?)
+            })
             .stderr(log)
             .env(
                 "RUST_LOG",
@@ -125,10 +136,14 @@ impl Daemon {
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
-        self.child = Some(
-            cmd.spawn()
-                .with_context(|| format!("spawning {}", self.bin.display()))?,
-        );
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("spawning {}", self.bin.display()))?;
+        if stdio {
+            self.stdin = child.stdin.take();
+            self.stdout_lines = child.stdout.take().map(read_lines);
+        }
+        self.child = Some(child);
         self.addr = self.wait_for_line("grpc listening addr=", offset)?;
         if self.name == "master" {
             self.http_addr = Some(self.wait_for_line("http listening addr=", offset)?);
@@ -168,6 +183,45 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// With `--stdio`: writes one line to the child's stdin.
+    pub fn send_line(&mut self, line: &str) -> Result<()> {
+        use std::io::Write;
+        let Some(stdin) = self.stdin.as_mut() else {
+            bail!("{} was not started with --stdio", self.name)
+        };
+        writeln!(stdin, "{line}")?;
+        stdin.flush()?;
+        Ok(())
+    }
+
+    /// With `--stdio`: the next line the child wrote to stdout, or an error
+    /// after `timeout`.
+    pub fn recv_line(&self, timeout: Duration) -> Result<String> {
+        let Some(rx) = self.stdout_lines.as_ref() else {
+            bail!("{} was not started with --stdio", self.name)
+        };
+        rx.recv_timeout(timeout)
+            .with_context(|| format!("no stdout line from {} within {timeout:?}", self.name))
+    }
+
+    /// With `--stdio`: closes the child's stdin (EOF).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits up to `timeout` for the child to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// `http://ADDR` for gRPC clients.
@@ -259,6 +313,22 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Forwards each line of `out` to a channel from a reader thread, so tests
+/// can wait for a line with a timeout.
+fn read_lines(out: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 /// Last `n` lines of a file.
