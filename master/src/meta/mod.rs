@@ -41,7 +41,7 @@ pub use chunk::{ChunkMeta, Replica, ServerNo};
 pub use heartbeat::{Heartbeat, HeartbeatOutcome, ReplicaReport};
 pub use moves::{MoveKind, MoveTicket, Reject, ServerAddr};
 pub use server::{Excluded, ServerEntry};
-pub use snapshot::ViewSnapshot;
+pub use snapshot::{ViewSnapshot, find_sorted};
 pub use upkeep::{CorruptionOutcome, Deletion, Liveness, Repair};
 pub use view::{Location, ReplicaLocation, ServerStatus};
 

@@ -84,6 +84,12 @@ impl Meta {
         })
     }
 
+    /// Chunks with a move, copy or delete in flight (the balancer's planner
+    /// leaves them alone).
+    pub fn busy_chunks(&self) -> impl Iterator<Item = &str> + '_ {
+        self.busy.keys().map(AsRef::as_ref)
+    }
+
     /// Every known server, sorted by id.
     pub fn list_servers(&self, now: Instant) -> Vec<ServerStatus> {
         let mut out: Vec<ServerStatus> = self

@@ -44,8 +44,12 @@ fn retryable(code: Code) -> bool {
 impl Mover {
     /// Copies `t` with up to `retries` retries; backoff doubles from
     /// `backoff_first` to `backoff_max`.
-    pub(super) async fn copy_with_retries(&self, t: &MoveTicket) -> Result<(), MoveError> {
-        let attempts = self.settings.retries.saturating_add(1);
+    pub(super) async fn copy_with_retries(
+        &self,
+        t: &MoveTicket,
+        retries: u32,
+    ) -> Result<(), MoveError> {
+        let attempts = retries.saturating_add(1);
         let mut delay = self.settings.backoff_first;
         let mut last = String::new();
         for attempt in 1..=attempts {

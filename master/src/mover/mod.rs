@@ -97,6 +97,15 @@ impl Default for MoverSettings {
     }
 }
 
+/// How many copy attempts one call makes, and who reports a failure.
+#[derive(Debug, Clone, Copy)]
+struct Attempts {
+    /// Retries after the first failed copy.
+    retries: u32,
+    /// Count a failed move in the metrics and log it here.
+    report_failure: bool,
+}
+
 /// Runs moves, copies and deletes against chunk servers.
 #[derive(Debug, Clone)]
 pub struct Mover {
@@ -172,6 +181,22 @@ impl Mover {
     /// waits for a slot, re-checks the gates, copies (with retries), records,
     /// and deletes the source only when enough other whole replicas exist.
     pub async fn execute(&self, mv: &Move) -> Result<MoveDone, MoveError> {
+        self.execute_with(mv, self.own_retries()).await
+    }
+
+    /// Like [`Mover::execute`], but one copy attempt only, and a failure is
+    /// neither counted nor logged here: for a caller that retries whole moves
+    /// itself and counts a move as failed once it gives up (the balancer's
+    /// queue, which backs off without holding a slot).
+    pub async fn execute_once(&self, mv: &Move) -> Result<MoveDone, MoveError> {
+        let once = Attempts {
+            retries: 0,
+            report_failure: false,
+        };
+        self.execute_with(mv, once).await
+    }
+
+    async fn execute_with(&self, mv: &Move, attempts: Attempts) -> Result<MoveDone, MoveError> {
         let t = lock(&self.meta).check_move(&mv.chunk, &mv.from, &mv.to, MoveKind::Move)?;
         let _slot = self.slots.acquire(t.from.no, t.to.no).await;
         let t = lock(&self.meta).begin_move(&mv.chunk, &mv.from, &mv.to, MoveKind::Move)?;
@@ -179,7 +204,15 @@ impl Mover {
             meta: Arc::clone(&self.meta),
             chunk: t.chunk.clone(),
         };
-        self.run(&t).await
+        self.run(&t, attempts).await
+    }
+
+    /// Retries from `--move-retries`; failures counted and logged here.
+    fn own_retries(&self) -> Attempts {
+        Attempts {
+            retries: self.settings.retries,
+            report_failure: true,
+        }
     }
 
     /// Runs a re-replication copy planned by the metadata (the chunk is
@@ -190,16 +223,18 @@ impl Mover {
             chunk: t.chunk.clone(),
         };
         let _slot = self.slots.acquire(t.from.no, t.to.no).await;
-        self.run(&t).await
+        self.run(&t, self.own_retries()).await
     }
 
-    async fn run(&self, t: &MoveTicket) -> Result<MoveDone, MoveError> {
+    async fn run(&self, t: &MoveTicket, attempts: Attempts) -> Result<MoveDone, MoveError> {
         let _running = Running::new(&self.metrics);
         let started = Instant::now();
         info!(chunk = %t.chunk, from = %t.from.id, to = %t.to.id, bytes = t.size, kind = ?t.kind, "move started");
-        if let Err(e) = self.copy_with_retries(t).await {
-            self.metrics.move_failed();
-            warn!(chunk = %t.chunk, from = %t.from.id, to = %t.to.id, error = %e, "move failed; source replica untouched");
+        if let Err(e) = self.copy_with_retries(t, attempts.retries).await {
+            if attempts.report_failure {
+                self.metrics.move_failed();
+                warn!(chunk = %t.chunk, from = %t.from.id, to = %t.to.id, error = %e, "move failed; source replica untouched");
+            }
             return Err(e);
         }
         lock(&self.meta).record_copy(t);
