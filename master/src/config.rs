@@ -10,7 +10,9 @@ use keel_proto::units::{parse_duration, parse_size};
 #[command(
     name = "keel-master",
     version,
-    about = "Keel master: metadata, placement and the balancer"
+    about = "Keel master: metadata, placement and the balancer",
+    // A flag given twice takes its last value, so wrappers can override defaults.
+    args_override_self = true
 )]
 pub struct Config {
     /// gRPC listen address (`keel.v1.Master`, health, reflection).

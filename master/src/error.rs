@@ -107,9 +107,17 @@ pub enum Error {
     /// `RebalanceExecute` without moves.
     #[error("the request lists no moves")]
     NoMoves,
-    /// A balancer call whose background part is not running in this build.
-    #[error("the background balancer is not wired in yet")]
-    BalancerNotWired,
+    /// `RebalanceRun` before safe mode is over: the view may still lack servers.
+    #[error(
+        "the master is in safe mode for another {remaining_ms} ms (servers are still reporting); try again then"
+    )]
+    SafeMode {
+        /// Time left, in milliseconds.
+        remaining_ms: u64,
+    },
+    /// The planner could not finish (a bug; nothing was queued).
+    #[error("the balancer's planner failed: {0}")]
+    Planner(String),
 }
 
 impl From<Error> for tonic::Status {
@@ -130,7 +138,8 @@ impl From<Error> for tonic::Status {
             Error::ServerDead { .. } => Code::FailedPrecondition,
             Error::NoSpace { .. } => Code::ResourceExhausted,
             Error::NoLiveServers => Code::Unavailable,
-            Error::BalancerNotWired => Code::Unimplemented,
+            Error::SafeMode { .. } => Code::Unavailable,
+            Error::Planner(_) => Code::Internal,
         };
         tonic::Status::new(code, e.to_string())
     }
@@ -145,9 +154,9 @@ mod tests {
         let s: tonic::Status = Error::ChunkExists { chunk: "c".into() }.into();
         assert_eq!(s.code(), tonic::Code::AlreadyExists);
         assert_eq!(s.message(), "chunk c already exists");
-        let s: tonic::Status = Error::BalancerNotWired.into();
-        assert_eq!(s.code(), tonic::Code::Unimplemented);
-        assert_eq!(s.message(), "the background balancer is not wired in yet");
+        let s: tonic::Status = Error::SafeMode { remaining_ms: 1500 }.into();
+        assert_eq!(s.code(), tonic::Code::Unavailable);
+        assert!(s.message().contains("safe mode for another 1500 ms"));
         let s: tonic::Status = Error::ServerDead {
             server: "cs2".into(),
         }

@@ -8,18 +8,17 @@
 //! - [`mover`]: the safe move protocol, RPCs to chunk servers, move slots.
 //! - [`rebalance`]: `RebalanceExecute` on top of the mover.
 //! - [`maintenance`]: liveness, trimming, repair.
+//! - [`balance`]: the background balancer (`--balance-interval`): planning
+//!   passes feed a move queue drained through the mover, beside
+//!   [`maintenance`] on the same mover, slots and tracker.
 //! - [`service`] and [`convert`]: the gRPC front door; [`auth`]: its token check.
 //! - [`http`] and [`metrics`]: `/healthz` and `/metrics`.
 //! - [`error`]: request errors and their gRPC codes.
 //! - [`stdio`]: the seed's JSON-lines protocol (`--stdio`) on the same core.
 //! - [`server`]: [`run`], which wires all of the above together.
-//!
-//! The background balancer (`--balance-interval`) plugs in beside
-//! [`maintenance`]: it copies a [`keel_balancer::ClusterView`] out with
-//! [`meta::Meta::cluster_view`], plans, and runs moves through
-//! [`mover::Mover::execute`], feeding [`metrics::Metrics`].
 
 pub mod auth;
+pub mod balance;
 pub mod config;
 pub mod convert;
 pub mod error;

@@ -8,6 +8,7 @@ use keel_proto::v1 as pb;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
+use crate::balance::Balancer;
 use crate::error::Error;
 use crate::meta::{MoveKind, Reject, lock};
 use crate::mover::{Move, MoveDone, MoveError, Mover};
@@ -58,6 +59,18 @@ pub async fn execute(
     tracker: &TaskTracker,
     moves: Vec<Move>,
 ) -> Result<Vec<Outcome>, Error> {
+    execute_queued(mover, tracker, moves, None).await
+}
+
+/// [`execute`], with each move that runs also recorded in the balancer's
+/// queue while it runs: it then holds a slot in the queue's gates, shows in
+/// `RebalanceStatus`, and a pending queue move of the same chunk gives way.
+pub async fn execute_queued(
+    mover: &Mover,
+    tracker: &TaskTracker,
+    moves: Vec<Move>,
+    balancer: Option<&Balancer>,
+) -> Result<Vec<Outcome>, Error> {
     if moves.is_empty() {
         return Err(Error::NoMoves);
     }
@@ -71,7 +84,15 @@ pub async fn execute(
             Some(reason) => Err(reason),
             None => {
                 let mover = mover.clone();
-                Ok(tracker.spawn(async move { mover.execute(&mv).await }))
+                let balancer = balancer.cloned();
+                Ok(tracker.spawn(async move {
+                    let queued = balancer.as_ref().and_then(|b| b.begin_external(&mv));
+                    let result = mover.execute(&mv).await;
+                    if let (Some(b), Some(id)) = (balancer, queued) {
+                        b.end_external(id, result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+                    }
+                    result
+                }))
             }
         })
         .collect();

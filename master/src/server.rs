@@ -15,6 +15,10 @@ use tonic::service::interceptor::InterceptedService;
 use tonic_health::server::HealthReporter;
 use tracing::{debug, info, warn};
 
+use keel_balancer::Policy;
+use keel_balancer::queue::{HISTORY_LIMIT, QueueConfig};
+
+use crate::balance::{BalanceSettings, Balancer};
 use crate::config::Config;
 use crate::meta::{Meta, MetaSettings, SharedMeta};
 use crate::metrics::Metrics;
@@ -56,6 +60,8 @@ struct Core {
     meta: SharedMeta,
     metrics: Arc<Metrics>,
     mover: Mover,
+    /// The move queue, its passes and its mover loop.
+    balancer: Balancer,
     /// Moves, trims, repairs and loops; shutdown waits for them.
     tracker: TaskTracker,
 }
@@ -86,12 +92,33 @@ impl Core {
             Arc::clone(&metrics),
             settings,
         );
+        let tracker = TaskTracker::new();
+        let balancer = Balancer::new(mover.clone(), tracker.clone(), balance_settings(config));
         Ok(Core {
             meta,
             metrics,
             mover,
-            tracker: TaskTracker::new(),
+            balancer,
+            tracker,
         })
+    }
+}
+
+/// The balancer's settings from the flags; the clock starts now.
+fn balance_settings(config: &Config) -> BalanceSettings {
+    let started = Instant::now();
+    BalanceSettings {
+        interval: config.balance_interval,
+        policy: Policy::new(config.threshold_pct, config.min_free_pct),
+        queue: QueueConfig {
+            max_concurrent_moves: config.max_concurrent_moves as usize,
+            max_moves_per_server: config.max_moves_per_server as usize,
+            move_retries: config.move_retries,
+            min_free_pct: config.min_free_pct,
+            history_limit: HISTORY_LIMIT,
+        },
+        started,
+        safe_until: started + config.safe_mode,
     }
 }
 
@@ -125,7 +152,7 @@ async fn serve_grpc(
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<MasterServer<MasterService>>().await;
     let service = MasterService::new(
-        core.mover.clone(),
+        core.balancer.clone(),
         core.tracker.clone(),
         config.threshold_pct,
     );
@@ -223,9 +250,8 @@ pub async fn run(
         safe_until: started + config.safe_mode,
     };
     core.tracker.spawn(upkeep.run(shutdown.clone()));
-    // The background balancer (`--balance-interval`) is spawned here, on the
-    // same mover and tracker, once it exists.
-    info!(safe_mode = ?config.safe_mode, replication = config.replication, auth = config.auth_token.is_some(), "master ready");
+    core.balancer.spawn(&shutdown);
+    info!(safe_mode = ?config.safe_mode, replication = config.replication, balance_interval = ?config.balance_interval, auth = config.auth_token.is_some(), "master ready");
     if config.stdio {
         serve_stdio(&core, &config, &shutdown);
     }

@@ -1,5 +1,6 @@
 //! `keel.v1.Master`, thin: convert the request, call the metadata or the
-//! mover, convert the answer, map errors through `From<Error> for Status`.
+//! mover or the balancer, convert the answer, map errors through
+//! `From<Error> for Status`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,6 +11,7 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 use tracing::{info, instrument};
 
+use crate::balance::{self, Balancer, Trigger};
 use crate::convert;
 use crate::error::Error;
 use crate::meta::{SharedMeta, lock};
@@ -25,16 +27,20 @@ pub struct MasterService {
     tracker: TaskTracker,
     /// `--threshold-pct`.
     threshold_pct: f64,
+    /// The move queue and its planner.
+    balancer: Balancer,
 }
 
 impl MasterService {
-    /// A service over `mover`'s metadata.
-    pub fn new(mover: Mover, tracker: TaskTracker, threshold_pct: f64) -> Self {
+    /// A service over `balancer`'s mover and metadata.
+    pub fn new(balancer: Balancer, tracker: TaskTracker, threshold_pct: f64) -> Self {
+        let mover = balancer.mover().clone();
         MasterService {
             meta: Arc::clone(mover.meta()),
             mover,
             tracker,
             threshold_pct,
+            balancer,
         }
     }
 }
@@ -106,8 +112,10 @@ impl Master for MasterService {
         req: Request<pb::RebalanceExecuteRequest>,
     ) -> Reply<pb::RebalanceExecuteResponse> {
         let requested = req.into_inner().moves;
+        let moves = rebalance::moves(&requested);
         let outcomes =
-            rebalance::execute(&self.mover, &self.tracker, rebalance::moves(&requested)).await?;
+            rebalance::execute_queued(&self.mover, &self.tracker, moves, Some(&self.balancer))
+                .await?;
         let resp = rebalance::response(requested, outcomes);
         info!(
             moved = resp.moved,
@@ -118,39 +126,64 @@ impl Master for MasterService {
         Ok(Response::new(resp))
     }
 
+    #[instrument(skip_all)]
     async fn rebalance_plan(
         &self,
         _req: Request<pb::RebalancePlanRequest>,
     ) -> Reply<pb::RebalancePlanResponse> {
-        Err(Error::BalancerNotWired.into())
+        let plan = self.balancer.plan().await?;
+        info!(
+            moves = plan.moves.len(),
+            bytes = plan.bytes,
+            reaches_band = plan.reaches_band,
+            "rebalance plan (dry run)"
+        );
+        Ok(Response::new(balance::plan_response(plan)))
     }
 
+    #[instrument(skip_all)]
     async fn rebalance_run(
         &self,
         _req: Request<pb::RebalanceRunRequest>,
     ) -> Reply<pb::RebalanceRunResponse> {
-        Err(Error::BalancerNotWired.into())
+        if let Some(left) = self.balancer.safe_mode_left() {
+            let remaining_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+            return Err(Error::SafeMode { remaining_ms }.into());
+        }
+        let report = self.balancer.run_pass(Trigger::Request).await?;
+        Ok(Response::new(balance::run_response(report)))
     }
 
+    #[instrument(level = "debug", skip_all)]
     async fn rebalance_status(
         &self,
         _req: Request<pb::RebalanceStatusRequest>,
     ) -> Reply<pb::RebalanceStatusResponse> {
-        Err(Error::BalancerNotWired.into())
+        Ok(Response::new(balance::status_response(
+            self.balancer.status(),
+        )))
     }
 
+    #[instrument(skip_all)]
     async fn rebalance_pause(
         &self,
         _req: Request<pb::RebalancePauseRequest>,
     ) -> Reply<pb::RebalanceStatusResponse> {
-        Err(Error::BalancerNotWired.into())
+        self.balancer.pause();
+        Ok(Response::new(balance::status_response(
+            self.balancer.status(),
+        )))
     }
 
+    #[instrument(skip_all)]
     async fn rebalance_resume(
         &self,
         _req: Request<pb::RebalanceResumeRequest>,
     ) -> Reply<pb::RebalanceStatusResponse> {
-        Err(Error::BalancerNotWired.into())
+        self.balancer.resume();
+        Ok(Response::new(balance::status_response(
+            self.balancer.status(),
+        )))
     }
 
     #[instrument(skip_all, fields(chunk = %req.get_ref().chunk, server = %req.get_ref().server))]

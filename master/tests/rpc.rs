@@ -1,7 +1,7 @@
 //! In-process RPC tests of `keel_master::run` on port 0: health reports
 //! SERVING for `keel.v1.Master`, heartbeats register servers, `ListServers`
-//! and `RebalanceCheck` answer from them, the balancer's calls are
-//! UNIMPLEMENTED, and cancelling the token stops the master promptly.
+//! and `RebalanceCheck` answer from them, the balancer's status, dry-run
+//! plan and pause answer, and cancelling the token stops the master promptly.
 
 use std::time::{Duration, Instant};
 
@@ -9,7 +9,7 @@ use keel_master::Config;
 use keel_proto::v1::master_client::MasterClient;
 use keel_proto::v1::{
     ChunkReplica, HeartbeatRequest, ListServersRequest, RebalanceCheckRequest,
-    RebalanceStatusRequest,
+    RebalancePauseRequest, RebalancePlanRequest, RebalanceStatusRequest,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -81,11 +81,23 @@ async fn serves_and_stops() -> Result<(), Box<dyn std::error::Error>> {
         .map(|s| s.server.as_str())
         .collect();
     assert_eq!((over, under), (vec!["cs1"], vec!["cs4"]));
-    let status = m.rebalance_status(RebalanceStatusRequest {}).await;
-    assert_eq!(
-        status.err().map(|s| s.code()),
-        Some(tonic::Code::Unimplemented)
-    );
+    let status = m
+        .rebalance_status(RebalanceStatusRequest {})
+        .await?
+        .into_inner();
+    assert_eq!((status.pending, status.running, status.done), (0, 0, 0));
+    assert!(!status.balanced && !status.paused);
+    assert_eq!(status.average_utilization_pct, 50.0);
+    let plan = m
+        .rebalance_plan(RebalancePlanRequest {})
+        .await?
+        .into_inner();
+    assert_eq!(plan.average_utilization_pct, 50.0, "{plan:?}");
+    let paused = m
+        .rebalance_pause(RebalancePauseRequest {})
+        .await?
+        .into_inner();
+    assert!(paused.paused);
 
     let started = Instant::now();
     shutdown.cancel();

@@ -1,0 +1,217 @@
+//! The balancer's moving parts: planning passes (background and on demand),
+//! the mover loop, and one task per started move.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use keel_balancer::queue::AfterFailure;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::pass::{PassInput, plan_pass};
+use super::state::Start;
+use super::{Balancer, MAX_QUEUED, PassPlan, PassReport, REFILL_BELOW, TICK};
+use crate::error::Error;
+use crate::meta::lock;
+use crate::mover::{MoveDone, MoveError};
+
+/// What started a pass, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// `--balance-interval`.
+    Interval,
+    /// `RebalanceRun`.
+    Request,
+    /// The queue ran low after a plan that was cut short.
+    Refill,
+}
+
+impl Balancer {
+    /// Starts the pass loop and the mover loop; both end at `shutdown`.
+    pub fn spawn(&self, shutdown: &CancellationToken) {
+        let tracker = &self.inner.tracker;
+        tracker.spawn(self.clone().pass_loop(shutdown.clone()));
+        tracker.spawn(self.clone().mover_loop(shutdown.clone()));
+    }
+
+    /// Copies the metadata and the queue's ids out, then plans off the
+    /// async workers. Changes nothing.
+    pub async fn plan(&self) -> Result<PassPlan, Error> {
+        let now = self.now();
+        let input = {
+            let st = self.state();
+            let in_flight = st.in_flight(now);
+            let meta = lock(self.inner.mover.meta());
+            PassInput {
+                snapshot: meta.snapshot(),
+                in_flight,
+                busy: meta.busy_chunks().map(str::to_owned).collect(),
+            }
+        };
+        let policy = self.inner.settings.policy;
+        let mut plan = tokio::task::spawn_blocking(move || plan_pass(input, &policy))
+            .await
+            .map_err(|e| Error::Planner(e.to_string()))?;
+        if self.in_safe_mode() {
+            plan.notes.push(
+                "the master is still in safe mode: servers may be missing from this plan".into(),
+            );
+        }
+        Ok(plan)
+    }
+
+    /// Plans and queues the moves, at most up to [`MAX_QUEUED`] in the queue.
+    pub async fn run_pass(&self, trigger: Trigger) -> Result<PassReport, Error> {
+        let _one_at_a_time = self.inner.passes.lock().await;
+        let queued = self.state().len();
+        if queued >= MAX_QUEUED {
+            info!(?trigger, queued, "balancer pass skipped: the queue is full");
+            self.inner.cut_short.store(true, Ordering::Relaxed);
+            return Ok(PassReport::default());
+        }
+        let started = Instant::now();
+        let mut plan = self.plan().await?;
+        let room = MAX_QUEUED - queued;
+        let take = plan.moves.len().min(room);
+        let enqueued = {
+            let now = self.now();
+            let mut st = self.state();
+            let meta = lock(self.inner.mover.meta());
+            st.enqueue(&meta, &plan.moves[..take], now)
+        };
+        let cut = take < plan.moves.len();
+        self.inner.cut_short.store(cut, Ordering::Relaxed);
+        if cut {
+            plan.notes.push(format!(
+                "queued the first {take} of {} planned moves; the rest is planned again once the queue runs low",
+                plan.moves.len()
+            ));
+        }
+        let secs = started.elapsed().as_secs_f64();
+        if enqueued.moves > 0 {
+            info!(
+                ?trigger,
+                moves = enqueued.moves,
+                bytes = enqueued.bytes,
+                stale = enqueued.stale,
+                lower_bound_bytes = plan.lower_bound_bytes,
+                reaches_band = plan.reaches_band,
+                chunks = plan.chunks,
+                secs,
+                "balancer pass: planned {} moves",
+                enqueued.moves
+            );
+        } else if plan.reaches_band {
+            info!(
+                ?trigger,
+                queued,
+                chunks = plan.chunks,
+                secs,
+                "balancer pass: balanced"
+            );
+        } else {
+            info!(?trigger, stale = enqueued.stale, notes = ?plan.notes, chunks = plan.chunks, secs,
+                  "balancer pass: outside the band but no move can help now");
+        }
+        self.inner.wake.notify_one();
+        Ok(PassReport { plan, enqueued })
+    }
+
+    async fn pass_loop(self, shutdown: CancellationToken) {
+        let interval = self.inner.settings.interval;
+        let safe_until = tokio::time::Instant::from_std(self.inner.settings.safe_until);
+        let mut next = (!interval.is_zero()).then_some(safe_until);
+        loop {
+            let timer = async {
+                match next {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let trigger = tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = timer => {
+                    next = Some(tokio::time::Instant::now() + interval);
+                    Trigger::Interval
+                }
+                () = self.inner.refill.notified() => Trigger::Refill,
+            };
+            if trigger == Trigger::Refill && self.in_safe_mode() {
+                continue;
+            }
+            if let Err(e) = self.run_pass(trigger).await {
+                warn!(?trigger, error = %e, "balancer pass failed");
+            }
+        }
+    }
+
+    async fn mover_loop(self, shutdown: CancellationToken) {
+        loop {
+            let waiting = self.tick();
+            let wait = if waiting { TICK } else { TICK * 20 };
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.inner.wake.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Starts every queued move whose gates pass; true while moves wait.
+    fn tick(&self) -> bool {
+        let now = self.now();
+        let (starts, waiting, queued) = {
+            let mut st = self.state();
+            let starts = {
+                let meta = lock(self.inner.mover.meta());
+                st.start_ready(&meta, now)
+            };
+            self.publish(&st, now);
+            (starts, st.queue().pending_len() > 0, st.len())
+        };
+        for s in starts {
+            self.spawn_move(s);
+        }
+        if queued < REFILL_BELOW && self.inner.cut_short.swap(false, Ordering::Relaxed) {
+            self.inner.refill.notify_one();
+        }
+        waiting
+    }
+
+    fn spawn_move(&self, s: Start) {
+        debug!(chunk = %s.mv.chunk, from = %s.mv.from, to = %s.mv.to, attempt = s.attempt, "balancer starts a move");
+        let this = self.clone();
+        self.inner.tracker.spawn(async move {
+            let result = this.inner.mover.execute_once(&s.mv).await;
+            this.finish_queued(&s, result);
+        });
+    }
+
+    /// Reports a queued move's end to the queue; a move dropped after its
+    /// retries counts as failed in the metrics.
+    fn finish_queued(&self, s: &Start, result: Result<MoveDone, MoveError>) {
+        let now = self.now();
+        let result = result.map(|_| ()).map_err(|e| match e {
+            MoveError::Failed { error, .. } => error,
+            MoveError::Rejected(r) => r.to_string(),
+        });
+        let error = result.as_ref().err().cloned().unwrap_or_default();
+        let mut st = self.state();
+        let (chunk, from, to) = (&s.mv.chunk, &s.mv.from, &s.mv.to);
+        match st.finish(s.id, result, now) {
+            Ok(None) => {}
+            Ok(Some(AfterFailure::Retry { not_before })) => {
+                let retry_in = not_before.saturating_sub(now);
+                warn!(%chunk, %from, %to, attempt = s.attempt, %error, ?retry_in, "balancer move failed; will retry");
+            }
+            Ok(Some(AfterFailure::Dropped)) => {
+                self.inner.mover.metrics().move_failed();
+                warn!(%chunk, %from, %to, attempt = s.attempt, %error, "balancer move failed; dropped after its retries");
+            }
+            Err(e) => warn!(%chunk, error = %e, "a finished move was no longer in the queue"),
+        }
+        self.publish(&st, now);
+        drop(st);
+        self.inner.wake.notify_one();
+    }
+}

@@ -1,0 +1,256 @@
+//! The background balancer: planning passes feed a move queue, and a mover
+//! loop drains it through the safe move protocol ([`Mover::execute_once`]).
+//!
+//! A **pass** (every `--balance-interval` once `--safe-mode` is over, or on
+//! `RebalanceRun`) copies the metadata out under a short lock, builds the
+//! full view and plans off the async workers, leaving queued, running,
+//! busy and recently failed chunks alone, then queues the moves that still
+//! fit the metadata. The queue holds at most [`MAX_QUEUED`] moves; when a
+//! plan is longer, the rest is planned again once the queue runs low.
+//!
+//! The **mover loop** ticks when a move ends, when moves are queued or
+//! resumed, and every [`TICK`] while moves wait. Each tick rebases the queue
+//! onto a partial view (servers plus the queue's own chunks, see
+//! `state.rs`) and starts every move whose gates pass: placement, target
+//! free space, and a slot under `--max-concurrent-moves` and
+//! `--max-moves-per-server`. Operator moves (`RebalanceExecute`) are recorded
+//! in the same queue as running, and every copy takes a slot from the
+//! mover's one slot table, so one set of limits covers the whole cluster.
+//! A failed move is retried with backoff and dropped after `--move-retries`.
+//!
+//! # Layout
+//! - `state.rs`: the queue addressed by ids (pure; time passed in).
+//! - `pass.rs`: one planning pass over a snapshot (pure, CPU-bound).
+//! - `drive.rs`: the two loops and the move tasks.
+//! - `wire.rs`: answers in protobuf.
+
+mod drive;
+mod pass;
+mod state;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use keel_balancer::queue::{FinishedMove, MoveId, Outcome, QueueConfig, QueueStatus};
+use keel_balancer::{Policy, load};
+use tokio::sync::Notify;
+use tokio_util::task::TaskTracker;
+
+pub use drive::Trigger;
+pub use pass::PassPlan;
+pub use state::{Enqueued, InFlightNames, NamedMove, QueueState, Start};
+pub use wire::{plan_response, run_response, status_response};
+
+use crate::meta::lock;
+use crate::mover::{Move, Mover};
+
+/// Most moves pending or running at once; a longer plan is queued in parts.
+pub const MAX_QUEUED: usize = 10_000;
+/// A plan cut short is planned again once fewer moves than this are queued.
+pub const REFILL_BELOW: usize = MAX_QUEUED / 4;
+/// How often waiting moves are looked at again.
+pub const TICK: Duration = Duration::from_millis(500);
+/// Failed moves listed in the status, newest first.
+pub const RECENT_FAILURES: usize = 20;
+
+/// The balancer's flags.
+#[derive(Debug, Clone)]
+pub struct BalanceSettings {
+    /// Period of background passes; zero plans only on demand.
+    pub interval: Duration,
+    /// Band and free-space floor.
+    pub policy: Policy,
+    /// Slots, retries and floor of the queue.
+    pub queue: QueueConfig,
+    /// When the master started: the queue's clock counts from here.
+    pub started: Instant,
+    /// No background pass before this instant.
+    pub safe_until: Instant,
+}
+
+/// The balancer's state at one moment, for `RebalanceStatus`.
+#[derive(Debug, Clone)]
+pub struct BalanceStatus {
+    /// The queue: counts and every pending and running move.
+    pub queue: QueueStatus,
+    /// The latest moves dropped as failed, newest first.
+    pub recent_failures: Vec<FinishedMove>,
+    /// Bytes of the moves pending or running.
+    pub bytes_remaining: u64,
+    /// No live server outside the band.
+    pub balanced: bool,
+    /// Capacity-weighted average utilization of live servers.
+    pub average_utilization_pct: f64,
+    /// Background passes have not started yet.
+    pub safe_mode: bool,
+    /// The queue's clock when this was taken.
+    pub now: Duration,
+}
+
+/// What a pass queued, for `RebalanceRun`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PassReport {
+    /// The plan behind it.
+    pub plan: PassPlan,
+    /// What was queued of it.
+    pub enqueued: Enqueued,
+}
+
+/// The background balancer; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Balancer {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    mover: Mover,
+    /// Move tasks run here, so shutdown waits for them.
+    tracker: TaskTracker,
+    settings: BalanceSettings,
+    /// Lock order: `state`, then the metadata; never the other way round.
+    state: Mutex<QueueState>,
+    /// One planning pass at a time.
+    passes: tokio::sync::Mutex<()>,
+    /// Wakes the mover loop.
+    wake: Notify,
+    /// Wakes the pass loop to continue a plan that was cut short.
+    refill: Notify,
+    /// The last pass queued only part of its plan.
+    cut_short: AtomicBool,
+}
+
+impl Balancer {
+    /// A balancer running moves through `mover`, its tasks on `tracker`.
+    pub fn new(mover: Mover, tracker: TaskTracker, settings: BalanceSettings) -> Self {
+        let state = Mutex::new(QueueState::new(settings.queue));
+        Balancer {
+            inner: Arc::new(Inner {
+                mover,
+                tracker,
+                settings,
+                state,
+                passes: tokio::sync::Mutex::new(()),
+                wake: Notify::new(),
+                refill: Notify::new(),
+                cut_short: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The mover it drives.
+    pub fn mover(&self) -> &Mover {
+        &self.inner.mover
+    }
+
+    /// The queue's clock: time since the master started.
+    pub fn now(&self) -> Duration {
+        self.inner.settings.started.elapsed()
+    }
+
+    /// Whether background passes are still held back after start-up.
+    pub fn in_safe_mode(&self) -> bool {
+        self.safe_mode_left().is_some()
+    }
+
+    /// Time left in safe mode, if it is not over.
+    pub fn safe_mode_left(&self) -> Option<Duration> {
+        let left = self
+            .inner
+            .settings
+            .safe_until
+            .saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
+    }
+
+    fn state(&self) -> MutexGuard<'_, QueueState> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stops starting moves; running ones finish, queued ones wait.
+    pub fn pause(&self) {
+        self.state().pause();
+        tracing::info!("balancer paused");
+    }
+
+    /// Starts moves again.
+    pub fn resume(&self) {
+        self.state().resume();
+        tracing::info!("balancer resumed");
+        self.inner.wake.notify_one();
+    }
+
+    /// Counts, moves, recent failures and the cluster's balance.
+    pub fn status(&self) -> BalanceStatus {
+        let now = self.now();
+        let (queue, recent_failures) = {
+            let st = self.state();
+            let failures = st
+                .queue()
+                .history()
+                .rev()
+                .filter(|f| matches!(f.outcome, Outcome::Failed { .. }))
+                .take(RECENT_FAILURES)
+                .cloned()
+                .collect();
+            (st.status(now), failures)
+        };
+        let view = lock(self.inner.mover.meta()).load_view();
+        let report = load::check(&view, self.inner.settings.policy.threshold_pct);
+        BalanceStatus {
+            bytes_remaining: QueueState::bytes_remaining(&queue),
+            queue,
+            recent_failures,
+            balanced: report.balanced(),
+            average_utilization_pct: report.average_utilization_pct,
+            safe_mode: self.in_safe_mode(),
+            now,
+        }
+    }
+
+    /// Records an operator's move as running in the queue (see
+    /// [`QueueState::begin_external`]); report its end with [`Balancer::end_external`].
+    pub fn begin_external(&self, mv: &Move) -> Option<MoveId> {
+        let now = self.now();
+        let mut st = self.state();
+        let meta = lock(self.inner.mover.meta());
+        st.begin_external(&meta, mv, now)
+    }
+
+    /// An operator's move ended (the mover counted and logged it).
+    pub fn end_external(&self, id: MoveId, result: Result<(), String>) {
+        let now = self.now();
+        let mut st = self.state();
+        if let Err(e) = st.finish(id, result, now) {
+            tracing::debug!(error = %e, "operator move was no longer in the queue");
+        }
+        self.publish(&st, now);
+        drop(st);
+        self.inner.wake.notify_one();
+    }
+
+    /// Sets the queue's gauges in the metrics.
+    fn publish(&self, st: &QueueState, now: Duration) {
+        let m = self.inner.mover.metrics();
+        let q = st.queue();
+        let oldest = if q.pending_len() == 0 {
+            Duration::ZERO
+        } else {
+            st.status(now).oldest_pending_age.unwrap_or_default()
+        };
+        m.moves_pending
+            .store(q.pending_len() as u64, Ordering::Relaxed);
+        m.oldest_pending_move_age_ms.store(
+            u64::try_from(oldest.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+}

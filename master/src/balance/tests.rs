@@ -1,0 +1,257 @@
+//! The balancer's loop logic with time passed in: planning by ids, queueing,
+//! starting under the limits, retries and drops, pause, operator moves, and
+//! a queue that stays right while the metadata renumbers its chunks.
+
+use std::time::{Duration, Instant};
+
+use keel_balancer::Policy;
+use keel_balancer::queue::{AfterFailure, QueueConfig, backoff};
+
+use super::pass::{PassInput, plan_pass};
+use super::state::{InFlightNames, NamedMove, QueueState};
+use crate::meta::tests::put;
+use crate::meta::{Meta, MetaSettings};
+use crate::mover::Move;
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn named(chunk: &str, from: &str, to: &str, bytes: u64) -> NamedMove {
+    NamedMove {
+        mv: Move {
+            chunk: chunk.into(),
+            from: from.into(),
+            to: to.into(),
+        },
+        bytes,
+    }
+}
+
+/// `a` holds ten chunks of 50 bytes (500 of 1000), `b` and `c` nothing.
+fn cluster() -> Meta {
+    let now = Instant::now();
+    let mut m = Meta::new(MetaSettings::default());
+    let chunks: Vec<(String, u64)> = (0..10).map(|i| (format!("k{i}"), 50)).collect();
+    let chunks: Vec<(&str, u64)> = chunks.iter().map(|(c, s)| (c.as_str(), *s)).collect();
+    put(&mut m, "a", &chunks, now);
+    put(&mut m, "b", &[], now);
+    put(&mut m, "c", &[], now);
+    m
+}
+
+fn queue() -> QueueState {
+    QueueState::new(QueueConfig {
+        max_concurrent_moves: 4,
+        max_moves_per_server: 2,
+        move_retries: 2,
+        ..QueueConfig::default()
+    })
+}
+
+fn pass(m: &Meta, in_flight: InFlightNames) -> super::PassPlan {
+    let input = PassInput {
+        snapshot: m.snapshot(),
+        in_flight,
+        busy: m.busy_chunks().map(str::to_owned).collect(),
+    };
+    plan_pass(input, &Policy::new(10.0, 10.0))
+}
+
+#[test]
+fn a_pass_names_moves_and_leaves_queued_chunks_alone() {
+    let m = cluster();
+    let p = pass(&m, InFlightNames::default());
+    assert!(!p.moves.is_empty() && p.reaches_band, "{p:?}");
+    assert!(p.moves.iter().all(|n| n.mv.from == "a" && n.bytes == 50));
+    assert_eq!(p.bytes, 50 * p.moves.len() as u64);
+    assert_eq!(p.chunks, 10);
+
+    // The same moves queued: the next pass counts them as done and plans nothing.
+    let in_flight = InFlightNames {
+        moves: p.moves.clone(),
+        chunks: vec![],
+    };
+    let again = pass(&m, in_flight);
+    assert!(again.moves.is_empty() && again.reaches_band, "{again:?}");
+}
+
+#[test]
+fn starts_respect_the_limits_and_done_moves_free_slots() {
+    let m = cluster();
+    let mut q = queue();
+    let moves: Vec<NamedMove> = (0..4)
+        .map(|i| {
+            named(
+                &format!("k{i}"),
+                "a",
+                if i % 2 == 0 { "b" } else { "c" },
+                50,
+            )
+        })
+        .collect();
+    let e = q.enqueue(&m, &moves, secs(1));
+    assert_eq!((e.moves, e.bytes, e.stale), (4, 200, 0));
+    let starts = q.start_ready(&m, secs(1));
+    assert_eq!(starts.len(), 2, "two per server, and all come from a");
+    assert_eq!(starts[0].mv, moves[0].mv);
+    assert_eq!(starts[0].attempt, 1);
+    let st = q.status(secs(1));
+    assert_eq!((st.pending, st.running), (2, 2));
+    assert!(
+        st.moves
+            .iter()
+            .any(|mv| mv.waiting.as_deref() == Some("no slot"))
+    );
+
+    q.finish(starts[0].id, Ok(()), secs(2)).expect("running");
+    let next = q.start_ready(&m, secs(2));
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].mv, moves[2].mv);
+    assert_eq!(q.status(secs(2)).done, 1);
+    assert_eq!(q.status(secs(2)).bytes_moved, 50);
+}
+
+#[test]
+fn stale_moves_are_not_queued() {
+    let m = cluster();
+    let mut q = queue();
+    let moves = [
+        named("k0", "b", "c", 50),      // not on the source
+        named("nope", "a", "b", 50),    // unknown chunk
+        named("k1", "a", "a", 50),      // same server
+        named("k2", "a", "b", 49),      // wrong size
+        named("k3", "a", "b", 50),      // fine
+        named("k3", "a", "c", 50),      // chunk already queued
+        named("k4", "a", "nobody", 50), // unknown server
+    ];
+    let e = q.enqueue(&m, &moves, secs(0));
+    assert_eq!((e.moves, e.stale), (1, 6));
+}
+
+#[test]
+fn failures_back_off_then_drop_and_cool_down() {
+    let m = cluster();
+    let mut q = queue();
+    q.enqueue(&m, &[named("k0", "a", "b", 50)], secs(0));
+    let mut now = secs(0);
+    for attempt in 1..=3 {
+        let starts = q.start_ready(&m, now);
+        assert_eq!(starts.len(), 1, "attempt {attempt}");
+        assert_eq!(starts[0].attempt, attempt);
+        let after = q.finish(starts[0].id, Err("b unreachable".into()), now);
+        match after.expect("running") {
+            Some(AfterFailure::Retry { not_before }) => {
+                assert_eq!(not_before, now + backoff(attempt));
+                assert!(q.start_ready(&m, now).is_empty(), "backing off");
+                let st = q.status(now);
+                assert_eq!(
+                    st.moves[0].waiting.as_deref(),
+                    Some("retrying: b unreachable")
+                );
+                now = not_before;
+            }
+            Some(AfterFailure::Dropped) => assert_eq!(attempt, 3, "two retries, then dropped"),
+            None => panic!("reported as done"),
+        }
+    }
+    let st = q.status(now);
+    assert_eq!((st.pending, st.running, st.failed), (0, 0, 1));
+    assert_eq!(
+        q.in_flight(now).chunks,
+        ["k0"],
+        "left out of plans for a while"
+    );
+    assert!(
+        pass(&m, q.in_flight(now))
+            .moves
+            .iter()
+            .all(|n| n.mv.chunk != "k0")
+    );
+}
+
+#[test]
+fn paused_moves_wait_and_resume_starts_them() {
+    let m = cluster();
+    let mut q = queue();
+    q.pause();
+    q.enqueue(&m, &[named("k0", "a", "b", 50)], secs(0));
+    assert!(q.start_ready(&m, secs(1)).is_empty());
+    let st = q.status(secs(1));
+    assert!(st.paused);
+    assert_eq!(st.moves[0].waiting.as_deref(), Some("paused"));
+    q.resume();
+    assert_eq!(q.start_ready(&m, secs(2)).len(), 1);
+}
+
+#[test]
+fn operator_moves_hold_slots_and_displace_pending_ones() {
+    let m = cluster();
+    let mut q = queue();
+    q.enqueue(
+        &m,
+        &[named("k0", "a", "b", 50), named("k1", "a", "b", 50)],
+        secs(0),
+    );
+    let op = Move {
+        chunk: "k0".into(),
+        from: "a".into(),
+        to: "c".into(),
+    };
+    let id = q.begin_external(&m, &op, secs(0)).expect("recorded");
+    let st = q.status(secs(0));
+    assert_eq!(
+        (st.pending, st.running),
+        (1, 1),
+        "k0's queued move gave way"
+    );
+    let starts = q.start_ready(&m, secs(0));
+    assert_eq!(starts.len(), 1, "a has one slot left");
+    assert!(q.start_ready(&m, secs(0)).is_empty());
+    assert_eq!(
+        q.finish(id, Err("copy failed".into()), secs(1)),
+        Ok(Some(AfterFailure::Dropped)),
+        "operator moves are not retried by the queue"
+    );
+    assert!(
+        q.begin_external(&m, &named("k5", "b", "c", 50).mv, secs(1))
+            .is_none()
+    );
+}
+
+#[test]
+fn the_queue_follows_chunks_when_the_metadata_renumbers_them() {
+    let mut m = cluster();
+    let mut q = queue();
+    q.enqueue(
+        &m,
+        &[named("k5", "a", "b", 50), named("k6", "a", "c", 50)],
+        secs(0),
+    );
+    // New chunks sorting before every queued one shift all indices.
+    let now = Instant::now();
+    let early: Vec<(String, u64)> = (0..5).map(|i| (format!("a{i}"), 10)).collect();
+    let early: Vec<(&str, u64)> = early.iter().map(|(c, s)| (c.as_str(), *s)).collect();
+    put(&mut m, "b", &early, now);
+    let starts = q.start_ready(&m, secs(1));
+    let got: Vec<&Move> = starts.iter().map(|s| &s.mv).collect();
+    assert_eq!(
+        got,
+        [&named("k5", "a", "b", 50).mv, &named("k6", "a", "c", 50).mv]
+    );
+
+    // k6 reaches c some other way: a pending move of it would be obsolete.
+    q.finish(starts[1].id, Err("timeout".into()), secs(1))
+        .expect("running");
+    let mut keep: Vec<(String, u64)> = (0..10)
+        .filter(|i| *i != 6)
+        .map(|i| (format!("k{i}"), 50))
+        .collect();
+    keep.sort();
+    let keep: Vec<(&str, u64)> = keep.iter().map(|(c, s)| (c.as_str(), *s)).collect();
+    put(&mut m, "a", &keep, now);
+    put(&mut m, "c", &[("k6", 50)], now);
+    assert!(q.start_ready(&m, secs(10)).is_empty());
+    let st = q.status(secs(10));
+    assert_eq!((st.pending, st.running), (0, 1), "k6 dropped as obsolete");
+}

@@ -1,0 +1,135 @@
+//! The balancer's answers in protobuf: `RebalancePlan`, `RebalanceRun` and
+//! `RebalanceStatus` (which `RebalancePause` and `RebalanceResume` return too).
+
+use std::time::Duration;
+
+use keel_balancer::queue::{FinishedMove, MoveState, MoveStatus, Outcome};
+use keel_proto::v1 as pb;
+
+use super::{BalanceStatus, PassPlan, PassReport};
+
+/// Moves listed in a plan or status answer; counts and bytes always cover all.
+pub const MAX_LISTED: usize = 100_000;
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `RebalancePlanResponse`: every planned move up to [`MAX_LISTED`] (a note
+/// says how many more there are; `bytes` covers them all).
+pub fn plan_response(mut p: PassPlan) -> pb::RebalancePlanResponse {
+    if p.moves.len() > MAX_LISTED {
+        let more = p.moves.len() - MAX_LISTED;
+        p.notes.push(format!(
+            "{more} more moves not listed; bytes counts them too"
+        ));
+        p.moves.truncate(MAX_LISTED);
+    }
+    pb::RebalancePlanResponse {
+        moves: p
+            .moves
+            .into_iter()
+            .map(|m| pb::PlannedMove {
+                chunk: m.mv.chunk,
+                from: m.mv.from,
+                to: m.mv.to,
+                bytes: m.bytes,
+            })
+            .collect(),
+        bytes: p.bytes,
+        lower_bound_bytes: p.lower_bound_bytes,
+        notes: p.notes,
+        reaches_band: p.reaches_band,
+        average_utilization_pct: p.average_utilization_pct,
+    }
+}
+
+/// `RebalanceRunResponse`: what the pass queued.
+pub fn run_response(r: PassReport) -> pb::RebalanceRunResponse {
+    let mut notes = r.plan.notes;
+    if r.enqueued.stale > 0 {
+        notes.push(format!(
+            "{} planned moves were left out: their chunk moved or started moving meanwhile",
+            r.enqueued.stale
+        ));
+    }
+    pb::RebalanceRunResponse {
+        enqueued: r.enqueued.moves,
+        bytes: r.enqueued.bytes,
+        notes,
+    }
+}
+
+/// `RebalanceStatusResponse`: counts, then running moves, pending moves
+/// (oldest first) and the latest failures, up to [`MAX_LISTED`] rows. A
+/// failed move's `age_ms` is the time since it was dropped.
+pub fn status_response(s: BalanceStatus) -> pb::RebalanceStatusResponse {
+    let q = s.queue;
+    let (running, pending): (Vec<MoveStatus>, Vec<MoveStatus>) = q
+        .moves
+        .into_iter()
+        .partition(|m| m.state == MoveState::Running);
+    let mut moves: Vec<pb::QueuedMove> = running
+        .into_iter()
+        .chain(pending)
+        .take(MAX_LISTED)
+        .map(queued_move)
+        .collect();
+    let room = MAX_LISTED.saturating_sub(moves.len());
+    moves.extend(
+        s.recent_failures
+            .into_iter()
+            .take(room)
+            .map(|f| failed_move(f, s.now)),
+    );
+    pb::RebalanceStatusResponse {
+        paused: q.paused,
+        pending: q.pending as u64,
+        running: q.running as u64,
+        done: q.done,
+        failed: q.failed,
+        oldest_pending_age_ms: q.oldest_pending_age.map(millis).unwrap_or(0),
+        bytes_moved: q.bytes_moved,
+        bytes_remaining: s.bytes_remaining,
+        moves,
+        balanced: s.balanced,
+        average_utilization_pct: s.average_utilization_pct,
+        safe_mode: s.safe_mode,
+    }
+}
+
+fn queued_move(m: MoveStatus) -> pb::QueuedMove {
+    let state = match m.state {
+        MoveState::Pending => pb::QueuedMoveState::Pending,
+        MoveState::Running => pb::QueuedMoveState::Running,
+    };
+    pb::QueuedMove {
+        chunk: m.names.chunk,
+        from: m.names.from,
+        to: m.names.to,
+        bytes: m.mv.bytes,
+        state: state as i32,
+        retries: m.retries,
+        last_error: m.last_error.unwrap_or_default(),
+        waiting_reason: m.waiting.unwrap_or_default(),
+        age_ms: millis(m.age),
+    }
+}
+
+fn failed_move(f: FinishedMove, now: Duration) -> pb::QueuedMove {
+    let last_error = match f.outcome {
+        Outcome::Failed { error } => error,
+        _ => String::new(),
+    };
+    pb::QueuedMove {
+        chunk: f.names.chunk,
+        from: f.names.from,
+        to: f.names.to,
+        bytes: f.mv.bytes,
+        state: pb::QueuedMoveState::Failed as i32,
+        retries: f.retries,
+        last_error,
+        waiting_reason: String::new(),
+        age_ms: millis(now.saturating_sub(f.at)),
+    }
+}
