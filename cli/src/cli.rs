@@ -12,7 +12,7 @@ use keel_proto::units::parse_duration;
 
 use crate::client::Clients;
 use crate::error::Error;
-use crate::{get, put, rebalance, servers};
+use crate::{get, health, put, rebalance, servers};
 
 /// keelctl: operate a Keel cluster and move chunks in and out of it.
 #[derive(Debug, Parser)]
@@ -57,6 +57,16 @@ pub enum Command {
     /// Inspect and drive the balancer.
     #[command(subcommand)]
     Rebalance(RebalanceCommand),
+    /// Ask a daemon (master or chunk server) whether it is serving: prints
+    /// `SERVING` and exits 0, otherwise says why and exits 1.
+    Health(HealthArgs),
+}
+
+/// `keelctl health`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// gRPC address of the daemon to check (default: `--master`).
+    pub url: Option<String>,
 }
 
 /// `keelctl put`.
@@ -173,13 +183,15 @@ pub fn parse_move(s: &str) -> Result<MoveSpec, String> {
 impl Cli {
     /// Runs the chosen command.
     pub async fn run(self) -> Result<(), Error> {
-        let clients = Clients::new(&self.master, self.auth_token.as_deref(), self.timeout)?;
+        // Built only by the commands that talk keel.v1 (health needs no token).
+        let clients = || Clients::new(&self.master, self.auth_token.as_deref(), self.timeout);
         let json = self.json;
         match self.command {
-            Command::Put(a) => put::run(&clients, a, json).await,
-            Command::Get(a) => get::run(&clients, a, json).await,
-            Command::Servers => servers::run(&clients, json).await,
-            Command::Rebalance(c) => rebalance::run(&clients, c, json).await,
+            Command::Put(a) => put::run(&clients()?, a, json).await,
+            Command::Get(a) => get::run(&clients()?, a, json).await,
+            Command::Servers => servers::run(&clients()?, json).await,
+            Command::Rebalance(c) => rebalance::run(&clients()?, c, json).await,
+            Command::Health(a) => health::run(a.url.as_deref().unwrap_or(&self.master), json).await,
         }
     }
 }

@@ -149,6 +149,15 @@ pub enum Error {
         after: std::time::Duration,
     },
 
+    /// `keelctl health`: the daemon answered, but not `SERVING`.
+    #[error("{peer} is {status}")]
+    NotServing {
+        /// e.g. `the daemon at http://127.0.0.1:7000`.
+        peer: String,
+        /// The health status's protocol name, e.g. `NOT_SERVING`.
+        status: String,
+    },
+
     /// The async runtime could not start.
     #[error("cannot start the runtime: {}", io_message(.0))]
     Runtime(io::Error),

@@ -5,13 +5,14 @@
 //! - `client`: connections with Keel's message limits, the token, deadlines.
 //! - `error`: errors as one-line sentences; exit codes.
 //! - `output`: tables, bars, progress lines, JSON.
-//! - `put`, `get` (+ `fetch`), `servers`, `rebalance/`: one module per command group.
+//! - `put`, `get` (+ `fetch`), `servers`, `rebalance/`, `health`: one module per command group.
 
 mod cli;
 mod client;
 mod error;
 mod fetch;
 mod get;
+mod health;
 mod output;
 mod put;
 mod rebalance;
