@@ -74,7 +74,8 @@ pub struct HealthArgs {
 pub struct PutArgs {
     /// Chunk id: 1–128 characters of `[A-Za-z0-9._-]`, not starting with `.`.
     pub chunk: String,
-    /// File whose bytes become the chunk.
+    /// File whose bytes become the chunk; `-` reads standard input (a file
+    /// named `-` is `./-`).
     pub file: PathBuf,
     /// Number of replicas (default: the master's `--replication`).
     #[arg(long, env = "KEEL_REPLICATION", value_parser = clap::value_parser!(u32).range(1..))]

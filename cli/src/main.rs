@@ -5,6 +5,7 @@
 //! - `client`: connections with Keel's message limits, the token, deadlines.
 //! - `error`: errors as one-line sentences; exit codes.
 //! - `output`: tables, bars, progress lines, JSON.
+//! - `spool`: standard input into a self-removing temp file, checksummed.
 //! - `put`, `get` (+ `fetch`), `servers`, `rebalance/`, `health`: one module per command group.
 
 mod cli;
@@ -17,6 +18,7 @@ mod output;
 mod put;
 mod rebalance;
 mod servers;
+mod spool;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -1,5 +1,6 @@
-//! `keelctl put`: checksum a file in one streaming pass, ask the master where
-//! the chunk goes, then stream it to every replica in parallel.
+//! `keelctl put`: checksum a file (or standard input, spooled) in one
+//! streaming pass, ask the master where the chunk goes, then stream it to
+//! every replica in parallel.
 
 use std::io;
 use std::path::Path;
@@ -18,7 +19,7 @@ use tonic::Code;
 use crate::cli::PutArgs;
 use crate::client::{Clients, Master};
 use crate::error::Error;
-use crate::output;
+use crate::{output, spool};
 
 /// `--json` output of a successful put.
 #[derive(Debug, Serialize, PartialEq)]
@@ -33,62 +34,43 @@ pub struct PutJson {
     pub servers: Vec<String>,
 }
 
-/// Runs `keelctl put`.
+/// One chunk to store: bytes already on disk, with their size and CRC32C.
+pub struct Upload<'a> {
+    /// Chunk id (validated by the caller).
+    pub chunk: &'a str,
+    /// File holding exactly the chunk's bytes.
+    pub path: &'a Path,
+    /// Its size.
+    pub size: u64,
+    /// Its CRC32C.
+    pub crc32c: u32,
+    /// Number of replicas, `0` for the master's default.
+    pub replication: u32,
+    /// Servers to pin placement to (empty: the master chooses).
+    pub on: &'a [String],
+}
+
+/// Runs `keelctl put`. The file `-` is standard input, spooled to a temp
+/// file first (removed afterwards) so every replica gets the same bytes.
 pub async fn run(clients: &Clients, args: PutArgs, json: bool) -> Result<(), Error> {
     keel_proto::chunk_id::validate(&args.chunk)?;
-    let (size, crc32c) = digest_file(&args.file).await?;
-    let master = clients.master().await?;
-    let req = AllocateChunkRequest {
-        chunk: args.chunk.clone(),
+    let spooled;
+    let (path, size, crc32c) = if args.file.as_os_str() == "-" {
+        spooled = spool::stdin().await?;
+        (spooled.path(), spooled.size, spooled.crc32c)
+    } else {
+        let (size, crc32c) = digest_file(&args.file).await?;
+        (args.file.as_path(), size, crc32c)
+    };
+    let upload = Upload {
+        chunk: &args.chunk,
+        path,
         size,
+        crc32c,
         replication: args.replication.unwrap_or(0),
-        on: args.on.clone(),
+        on: &args.on,
     };
-    let alloc = master
-        .call("allocate chunk", master.client.clone().allocate_chunk(req))
-        .await?;
-    if alloc.servers.is_empty() {
-        return Err(Error::NoPlacement { chunk: args.chunk });
-    }
-    let header = ChunkHeader {
-        chunk: args.chunk.clone(),
-        size,
-        crc32c,
-        replication: effective_replication(alloc.replication, alloc.servers.len()),
-    };
-    let writes = alloc
-        .servers
-        .iter()
-        .map(|s| write_replica(clients, s, &header, &args.file));
-    let results = future::join_all(writes).await;
-    let mut stored = Vec::new();
-    let mut failed = Vec::new();
-    for (server, result) in alloc.servers.iter().zip(results) {
-        match result {
-            Ok(()) => stored.push(server.id.clone()),
-            Err(e) => failed.push(e),
-        }
-    }
-    if !failed.is_empty() {
-        return Err(Error::ReplicaWrites {
-            chunk: args.chunk,
-            stored,
-            failed,
-        });
-    }
-    if let Err(why) = wait_registered(&master, &args.chunk, &stored).await {
-        output::warn(&format!(
-            "chunk {:?} is stored on {}, but {why}; a get may not find it until the servers' next heartbeat",
-            args.chunk,
-            stored.join(", ")
-        ));
-    }
-    let out = PutJson {
-        chunk: args.chunk,
-        size,
-        crc32c,
-        servers: stored,
-    };
+    let out = store(clients, &upload).await?;
     if json {
         output::print_json(&out)
     } else {
@@ -100,6 +82,65 @@ pub async fn run(clients: &Clients, args: PutArgs, json: bool) -> Result<(), Err
             out.servers.join(", ")
         ))
     }
+}
+
+/// Asks the master where the chunk goes, streams it to every replica in
+/// parallel, and waits until the master lists them.
+pub async fn store(clients: &Clients, up: &Upload<'_>) -> Result<PutJson, Error> {
+    let master = clients.master().await?;
+    let req = AllocateChunkRequest {
+        chunk: up.chunk.to_owned(),
+        size: up.size,
+        replication: up.replication,
+        on: up.on.to_vec(),
+    };
+    let alloc = master
+        .call("allocate chunk", master.client.clone().allocate_chunk(req))
+        .await?;
+    if alloc.servers.is_empty() {
+        return Err(Error::NoPlacement {
+            chunk: up.chunk.to_owned(),
+        });
+    }
+    let header = ChunkHeader {
+        chunk: up.chunk.to_owned(),
+        size: up.size,
+        crc32c: up.crc32c,
+        replication: effective_replication(alloc.replication, alloc.servers.len()),
+    };
+    let writes = alloc
+        .servers
+        .iter()
+        .map(|s| write_replica(clients, s, &header, up.path));
+    let results = future::join_all(writes).await;
+    let mut stored = Vec::new();
+    let mut failed = Vec::new();
+    for (server, result) in alloc.servers.iter().zip(results) {
+        match result {
+            Ok(()) => stored.push(server.id.clone()),
+            Err(e) => failed.push(e),
+        }
+    }
+    if !failed.is_empty() {
+        return Err(Error::ReplicaWrites {
+            chunk: up.chunk.to_owned(),
+            stored,
+            failed,
+        });
+    }
+    if let Err(why) = wait_registered(&master, up.chunk, &stored).await {
+        output::warn(&format!(
+            "chunk {:?} is stored on {}, but {why}; a get may not find it until the servers' next heartbeat",
+            up.chunk,
+            stored.join(", ")
+        ));
+    }
+    Ok(PutJson {
+        chunk: up.chunk.to_owned(),
+        size: up.size,
+        crc32c: up.crc32c,
+        servers: stored,
+    })
 }
 
 /// How long `put` waits for the master to list the new replicas.
