@@ -161,6 +161,12 @@ fn build_node(
     bound: std::net::SocketAddr,
     store: Arc<Store>,
 ) -> Result<Node, Error> {
+    if config.advertise.is_none() && bound.ip().is_unspecified() {
+        warn!(
+            address = %config.advertise_url(bound),
+            "advertising an unspecified address; set --advertise so peers on other hosts can reach this server"
+        );
+    }
     let token = AttachToken::new(config.auth_token.as_deref())?;
     let client = peer::master_lazy(&config.master_url(), &token)?;
     let throttle = Arc::new(Throttle::new(config.migrate_bandwidth));

@@ -117,6 +117,7 @@ impl ChunkServer for ChunkService {
         reply(r)
     }
 
+    #[instrument(level = "debug", skip_all)]
     async fn server_status(
         &self,
         _request: Request<ServerStatusRequest>,

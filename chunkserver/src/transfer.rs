@@ -82,13 +82,17 @@ pub async fn copy_chunk(node: &Node, req: CopyChunkRequest) -> Result<CopyChunkR
         .finish()
         .await
         .map_err(|e| damaged(e, &src, &id, meta.size))?;
+    let transfer_secs = started.elapsed().as_secs_f64();
     let store = Arc::clone(&node.store);
     let meta = blocking("committing chunk", move || store.commit(res, temp))
         .await
         .map_err(|e| damaged(e, &src, &id, meta.size))?;
-    let secs = started.elapsed().as_secs_f64();
-    let mib_per_s = meta.size as f64 / (1 << 20) as f64 / secs.max(1e-9);
-    info!(chunk = %id, from = %src.id, bytes = meta.size, secs, mib_per_s, "chunk copied");
+    let commit_secs = started.elapsed().as_secs_f64() - transfer_secs;
+    let mib_per_s = meta.size as f64 / (1 << 20) as f64 / transfer_secs.max(1e-9);
+    info!(
+        chunk = %id, from = %src.id, bytes = meta.size, transfer_secs, commit_secs, mib_per_s,
+        "chunk copied"
+    );
     Ok(CopyChunkResponse {
         chunk: id.to_string(),
         size: meta.size,

@@ -5,7 +5,9 @@
 //!
 //! `cargo test --release -p keel-chunkserver --test throughput -- --ignored --nocapture`
 //!
-//! `KEEL_THROUGHPUT_MIB` sets the chunk size (default 256).
+//! `KEEL_THROUGHPUT_MIB` sets the chunk size (default 256) and
+//! `KEEL_THROUGHPUT_BANDWIDTH` the servers' `--migrate-bandwidth` (default
+//! unlimited), e.g. `768` and `64MiB` to check the throttle over a 12 s copy.
 
 use std::time::{Duration, Instant};
 
@@ -20,7 +22,10 @@ use tonic::transport::Channel;
 async fn server(dir: &std::path::Path, id: &str, stop: &CancellationToken) -> String {
     let mut config = Config::new(id, dir.join(id));
     config.master = "http://127.0.0.1:1".into();
-    config.migrate_bandwidth = 0;
+    config.migrate_bandwidth = std::env::var("KEEL_THROUGHPUT_BANDWIDTH")
+        .ok()
+        .and_then(|v| keel_proto::units::parse_size(&v).ok())
+        .unwrap_or(0);
     config.heartbeat_interval = Duration::from_secs(3600);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
@@ -52,6 +57,13 @@ fn report(what: &str, bytes: usize, t: Instant) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement; run with --release --ignored --nocapture"]
 async fn write_read_copy_throughput() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "keel_chunkserver::transfer=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
     let mib: usize = std::env::var("KEEL_THROUGHPUT_MIB")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -102,6 +114,20 @@ async fn write_read_copy_throughput() {
     }
     assert_eq!(n, data.len());
     report("read", n, t);
+
+    // A migration read draws from the source's bucket only, with no fsync at
+    // the end: the cleanest view of the throttle.
+    let t = Instant::now();
+    let req = ReadChunkRequest {
+        chunk: "big".into(),
+        migration: true,
+    };
+    let mut s = ca.read_chunk(req).await.expect("read").into_inner();
+    let mut n = 0;
+    while let Some(m) = s.next().await {
+        n += m.expect("frame").data.len();
+    }
+    report("mread", n, t);
 
     let t = Instant::now();
     let req = CopyChunkRequest {

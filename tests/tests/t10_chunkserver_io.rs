@@ -2,7 +2,7 @@
 //! a multi-frame write/read round trip, delete, and every kind of bad input —
 //! each refused with its precise gRPC code and message, leaving no partial
 //! file under the data dir, no space held, and the server still serving.
-//! Also the shared auth token.
+//! Also the shared auth token, and a read that outlives a delete.
 
 use std::time::Duration;
 
@@ -281,5 +281,56 @@ async fn the_auth_token_guards_every_call() -> Result<()> {
         .insert("authorization", "Bearer s3cret".parse()?);
     // Authorised: the call goes through to the store.
     refused(c.stat_chunk(req).await, Code::NotFound, "chunk c not found");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_in_progress_survives_a_delete() -> Result<()> {
+    let mut cluster = Cluster::new()?;
+    cluster.add_chunkserver("cs1", no_master(None, "64MiB"))?;
+    let url = cluster.cs("cs1").url();
+    // Larger than everything the server can have read ahead (queue + HTTP/2 windows).
+    let data = pattern(5, 24 << 20);
+    write(&url, "doomed", &data, 1).await?;
+
+    let mut c = chunkserver_client(&url).await?;
+    let req = ReadChunkRequest {
+        chunk: "doomed".into(),
+        migration: false,
+    };
+    let mut stream = c.read_chunk(req).await?.into_inner();
+    let mut got = Vec::new();
+    // Header and the first frame, then delete while most bytes are still on disk.
+    while got.is_empty() {
+        let msg = stream.message().await?.expect("stream ended early");
+        got.extend_from_slice(&msg.data);
+    }
+    let mut d = chunkserver_client(&url).await?;
+    let freed = d
+        .delete_chunk(DeleteChunkRequest {
+            chunk: "doomed".into(),
+        })
+        .await?;
+    assert_eq!(freed.into_inner().freed_bytes, data.len() as u64);
+    refused(
+        cs::stat(&url, "doomed").await,
+        Code::NotFound,
+        "chunk doomed not found",
+    );
+    while let Some(msg) = stream.message().await? {
+        got.extend_from_slice(&msg.data);
+    }
+    assert!(
+        got == data,
+        "the read begun before the delete did not finish intact"
+    );
+    // A new read gets a clear not-found.
+    let r = cs::read_raw(&url, "doomed", false).await?;
+    refused::<()>(
+        Err(r.error.expect("error")),
+        Code::NotFound,
+        "chunk doomed not found",
+    );
+    assert_eq!(cs::status(&url).await?.used_bytes, 0);
     Ok(())
 }
