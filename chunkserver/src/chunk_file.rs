@@ -196,8 +196,13 @@ impl TempChunk {
         std::fs::rename(&self.path, dest).map_err(FinishError::Io)?;
         // Renamed: nothing left for Drop to remove.
         self.file = None;
-        if let Some(dir) = dest.parent() {
-            sync_dir(dir).map_err(FinishError::Io)?;
+        if let Some(dir) = dest.parent()
+            && let Err(e) = sync_dir(dir)
+        {
+            // Not known to be durable: take it back rather than leave a chunk
+            // that the caller was told failed but a restart would find.
+            let _ = std::fs::remove_file(dest);
+            return Err(FinishError::Io(e));
         }
         Ok(self.meta)
     }

@@ -87,19 +87,27 @@ impl DataDir {
         let ctx = || format!("scanning {}", self.chunks.display());
         let mut found = HashMap::new();
         for entry in std::fs::read_dir(&self.chunks).map_err(|e| Error::io(ctx(), e))? {
-            let path = entry.map_err(|e| Error::io(ctx(), e))?.path();
+            let entry = entry.map_err(|e| Error::io(ctx(), e))?;
+            let path = entry.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             if let Err(e) = keel_proto::chunk_id::validate(name) {
                 warn!(path = %path.display(), error = %e, "ignoring a file that is not a chunk");
                 continue;
             }
-            let (_, meta) = open_chunk(&path)
-                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-            match meta {
-                Ok(m) => {
+            if !entry.file_type().is_ok_and(|t| t.is_file()) {
+                warn!(path = %path.display(), "ignoring an entry that is not a regular file");
+                continue;
+            }
+            match open_chunk(&path) {
+                Ok((_, Ok(m))) => {
                     found.insert(name.to_owned(), m);
                 }
-                Err(why) => warn!(path = %path.display(), why, "ignoring a damaged chunk file"),
+                Ok((_, Err(why))) => {
+                    warn!(path = %path.display(), why, "ignoring a damaged chunk file");
+                }
+                Err(e) => {
+                    warn!(path = %path.display(), error = %e, "ignoring an unreadable chunk file");
+                }
             }
         }
         Ok(found)

@@ -70,7 +70,7 @@ pub async fn run(
         .map_err(|e| Error::io("reading the bound address", e))?;
     keel_proto::chunk_id::validate(&config.id).map_err(|e| {
         Error::Config(format!(
-            "--id {:?} is not a valid server id: {e}",
+            "--id {:?} is not a valid server id (same rules as chunk ids): {e}",
             config.id
         ))
     })?;

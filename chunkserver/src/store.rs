@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use keel_proto::chunk_id::ChunkId;
 use tokio::sync::Notify;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::chunk_file::{AppendError, ChunkMeta, FinishError, TempChunk, open_chunk, sync_dir};
 use crate::datadir::DataDir;
@@ -97,6 +97,13 @@ impl Store {
             .collect();
         let used = chunks.values().map(|e| e.meta.size).sum();
         info!(chunks = chunks.len(), used, capacity, dir = %root.display(), "store opened");
+        if used > capacity {
+            warn!(
+                used,
+                capacity,
+                "the chunks held exceed --capacity; no new chunk fits until some are removed"
+            );
+        }
         Ok(Arc::new(Store {
             dir,
             capacity,
@@ -243,7 +250,7 @@ impl Store {
             }
             Err(e) => return Err(Error::io(format!("deleting chunk {key}"), e)),
         }
-        sync_dir(&self.dir.chunks).map_err(|e| Error::io(format!("deleting chunk {key}"), e))?;
+        // The file is gone: the index follows whatever the fsync says.
         let freed = {
             let mut st = self.state();
             let freed = st.chunks.remove(key).map_or(0, |e| e.meta.size);
@@ -252,6 +259,7 @@ impl Store {
             freed
         };
         self.changed.notify_one();
+        sync_dir(&self.dir.chunks).map_err(|e| Error::io(format!("deleting chunk {key}"), e))?;
         Ok(freed)
     }
 
