@@ -1,8 +1,9 @@
 //! Crash safety of a chunk server: `kill -9` of the target in the middle of a
 //! slow copy, then a restart — the half-copied chunk is not visible, no temp
 //! file remains, and every committed chunk and the used-bytes figure survive.
-//! A clean SIGTERM restart keeps everything too, and starting on the data dir
-//! with another `--id` is refused with a clear error.
+//! A clean SIGTERM restart keeps everything too; SIGTERM lets a copy in flight
+//! finish before the process exits; and starting on the data dir with another
+//! `--id` is refused with a clear error.
 
 use std::time::Duration;
 
@@ -145,5 +146,49 @@ async fn another_id_on_the_same_data_dir_is_refused() -> Result<()> {
     // The rightful owner still starts and has its chunk.
     cluster.cs("cs1").start_again()?;
     assert_eq!(read(&cluster.cs("cs1").url(), "c").await?, b"bytes");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_copy_in_flight_finish() -> Result<()> {
+    let mut cluster = Cluster::new()?;
+    cluster.add_chunkserver("src", no_master(Some("1MiB"), "1GiB"))?;
+    cluster.add_chunkserver("dst", no_master(Some("1MiB"), "1GiB"))?;
+    let src = cluster.cs("src").url();
+    let dst = cluster.cs("dst").url();
+    let dst_dir = cluster.data_dir("dst");
+    let data = pattern(40, 2 << 20);
+    write(&src, "late", &data, 1).await?;
+
+    let copy = tokio::spawn({
+        let (src, dst) = (src.clone(), dst.clone());
+        async move { cs::copy(&dst, "late", "src", &src, None).await }
+    });
+    wait_until(
+        "the copy to have written bytes",
+        Duration::from_secs(10),
+        || {
+            let dir = dst_dir.clone();
+            async move {
+                cs::temp_files(&dir)
+                    .first()
+                    .and_then(|p| std::fs::metadata(p).ok())
+                    .is_some_and(|m| m.len() > 256 * 1024)
+            }
+        },
+    )
+    .await?;
+    // SIGTERM, then wait for the process to exit (the harness kills after 10 s).
+    let mut daemon = cluster.chunkservers.remove("dst").expect("dst");
+    let stopped = tokio::task::spawn_blocking(move || {
+        daemon.stop();
+        daemon
+    });
+    let r = tokio::time::timeout(cs::RPC_TIMEOUT, copy).await??;
+    assert_eq!(r?.size, data.len() as u64, "the copy in flight was cut off");
+    let mut daemon = stopped.await?;
+    assert!(daemon.log_text().contains("shutdown requested"));
+    daemon.start_again()?;
+    assert_eq!(read(&daemon.url(), "late").await?, data);
     Ok(())
 }
