@@ -18,6 +18,17 @@ use crate::error::{Error, Peer, root_cause};
 /// How long to wait for a TCP connection to any peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// HTTP/2 stream flow-control window. Larger than the defaults so a stream of
+/// 512 KiB frames rarely waits for window updates (the chunk servers use the
+/// same figures).
+const STREAM_WINDOW: u32 = 4 << 20;
+
+/// HTTP/2 connection flow-control window.
+const CONNECTION_WINDOW: u32 = 8 << 20;
+
+/// HTTP/2 frame size (the default is 16 KiB): fewer frames per message.
+const H2_FRAME: u32 = 256 << 10;
+
 /// A channel that attaches the token to every request.
 pub type Svc = InterceptedService<Channel, Auth>;
 
@@ -132,7 +143,10 @@ async fn connect(url: &str, peer: &str) -> Result<Channel, Error> {
             reason: format!("invalid address: {}", root_cause(&e)),
         })?
         .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(H2_FRAME);
     endpoint.connect().await.map_err(|e| Error::Unreachable {
         peer: peer.to_owned(),
         reason: root_cause(&e),
