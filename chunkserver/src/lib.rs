@@ -9,7 +9,7 @@
 //! - [`chunk_file`]: one chunk's file format and the temp → fsync → rename writer.
 //! - [`store`]: the index, capacity accounting and reservations.
 //! - [`report`]: which changes the master has not acknowledged yet.
-//! - [`write`], [`read`], [`transfer`]: `WriteChunk`, `ReadChunk`, `CopyChunk`.
+//! - [`mod@write`], [`read`], [`transfer`]: `WriteChunk`, `ReadChunk`, `CopyChunk`.
 //! - [`sink`]: the pipelined writer behind writes and copies.
 //! - [`throttle`]: the migration bandwidth bucket.
 //! - [`heartbeat`]: the loop to the master and corruption reports.
