@@ -136,13 +136,16 @@ pub enum Error {
         /// Code reported to the caller (UNAVAILABLE, ABORTED or DATA_LOSS).
         code: Code,
     },
-    /// The client ended its stream with an error.
+    /// The client's stream broke off (cancelled, or a message tonic refused,
+    /// e.g. one above the size limit); `code` is what the stream reported.
     #[error("client stream for chunk {id} broke off: {detail}")]
     ClientAborted {
         /// The chunk.
         id: String,
         /// Cause.
         detail: String,
+        /// Code of the stream's error (CANCELLED when the client went away).
+        code: Code,
     },
     /// An I/O error on this server's disk.
     #[error("{context}: {source}")]
@@ -208,7 +211,7 @@ impl Error {
             Error::SourceUnavailable { .. } => Code::Unavailable,
             Error::SourceMismatch { .. } | Error::IdMismatch { .. } => Code::FailedPrecondition,
             Error::CopyFailed { code, .. } => *code,
-            Error::ClientAborted { .. } => Code::Cancelled,
+            Error::ClientAborted { code, .. } => *code,
             Error::Io { .. } => Code::Internal,
         }
     }

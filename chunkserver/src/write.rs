@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use keel_proto::chunk_id::ChunkId;
 use keel_proto::v1::{WriteChunkRequest, WriteChunkResponse};
-use tonic::Streaming;
+use tonic::{Code, Streaming};
 use tracing::info;
 
 use crate::chunk_file::ChunkMeta;
@@ -78,6 +78,10 @@ async fn next(
     stream.message().await.map_err(|s| Error::ClientAborted {
         id: id.map_or_else(|| "(before its header)".to_owned(), ToString::to_string),
         detail: s.message().to_owned(),
+        code: match s.code() {
+            Code::Ok | Code::Unknown => Code::Cancelled,
+            other => other,
+        },
     })
 }
 

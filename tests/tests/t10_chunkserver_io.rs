@@ -334,3 +334,49 @@ async fn a_read_in_progress_survives_a_delete() -> Result<()> {
     assert_eq!(cs::status(&url).await?.used_bytes, 0);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_above_the_limit_is_refused_and_leaves_nothing() -> Result<()> {
+    let mut cluster = Cluster::new()?;
+    cluster.add_chunkserver("cs1", no_master(None, "1GiB"))?;
+    let url = cluster.cs("cs1").url();
+    let dir = cluster.data_dir("cs1");
+    let data = vec![7u8; keel_proto::MAX_MESSAGE_BYTES + 1];
+    // A client that sends more than the servers accept in one message.
+    let mut c = chunkserver_client(&url)
+        .await?
+        .max_encoding_message_size(2 * keel_proto::MAX_MESSAGE_BYTES);
+    let msgs = vec![
+        WriteChunkRequest {
+            header: Some(header("fat", &data, 1)),
+            data: vec![],
+        },
+        WriteChunkRequest { header: None, data },
+    ];
+    let s = c
+        .write_chunk(tokio_stream::iter(msgs))
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(s.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "{:?}: {}",
+        s.code(),
+        s.message()
+    );
+    wait_until(
+        "the refused write to be cleaned up",
+        Duration::from_secs(10),
+        || {
+            let (url, dir) = (url.clone(), dir.clone());
+            async move {
+                cs::temp_files(&dir).is_empty()
+                    && cs::status(&url)
+                        .await
+                        .is_ok_and(|s| s.in_flight == 0 && s.reserved_bytes == 0)
+            }
+        },
+    )
+    .await?;
+    refused(cs::stat(&url, "fat").await, Code::NotFound, "not found");
+    Ok(())
+}
