@@ -137,10 +137,13 @@ pub async fn pause(master: &Master, json: bool) -> Result<(), Error> {
             master.client.clone().rebalance_pause(req),
         )
         .await?;
-    let head = format!(
-        "balancer paused: no new move starts; {} running will finish\n\n",
-        resp.running
-    );
+    let head = match resp.running {
+        0 => "balancer paused: no new move starts\n\n".to_owned(),
+        n => format!(
+            "balancer paused: no new move starts; {} running will finish\n\n",
+            output::count(n, "move")
+        ),
+    };
     show(&resp, &head, json)
 }
 
