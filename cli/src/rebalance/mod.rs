@@ -4,7 +4,7 @@
 //! - [`check`]: `check` and `plan` (read-only views).
 //! - [`execute`]: `execute --move CHUNK:FROM:TO` (operator moves, synchronous).
 //! - [`queue`]: `status`, `pause`, `resume` (the background move queue).
-//! - [`run`]: `run [--wait]` (queue a plan, optionally follow it to the end).
+//! - [`run`](mod@run): `run [--wait]` (queue a plan, optionally follow it to the end).
 
 pub mod check;
 pub mod execute;
