@@ -19,6 +19,9 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        // A closed stderr must not turn logging into a panic that takes the
+        // signal handler down with it.
+        .log_internal_errors(false)
         .init();
     let grpc = TcpListener::bind(&config.listen)
         .await

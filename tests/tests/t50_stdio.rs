@@ -241,8 +241,7 @@ fn malformed_lines_each_get_an_error_and_the_session_goes_on() -> Result<()> {
     let init = m.recv_line(REPLY_WAIT)?;
     assert!(init.contains(r#""type": "init_ok""#), "{init}");
 
-    let mut expected_msg_id = 2;
-    for (line, code) in CORPUS {
+    for (expected_msg_id, (line, code)) in (2u64..).zip(CORPUS) {
         let reply = ask(m, line)?;
         let body = &reply["body"];
         assert_eq!(body["type"], "error", "{line} -> {reply}");
@@ -252,7 +251,6 @@ fn malformed_lines_each_get_an_error_and_the_session_goes_on() -> Result<()> {
             "{line} -> {reply}"
         );
         assert_eq!(body["msg_id"], expected_msg_id, "replies number themselves");
-        expected_msg_id += 1;
     }
     // Blank lines are ignored; the session still answers.
     m.send_line("")?;
