@@ -8,11 +8,12 @@
 //! in proportion to the queue, never to the chunk table. Time comes in as
 //! `now`, the time since the master started.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use keel_balancer::queue::{
-    AfterFailure, FAILED_CHUNK_COOLDOWN, MoveId, MoveNames, MoveQueue, Outcome, QueueConfig,
-    QueueStatus,
+    AfterFailure, FAILED_CHUNK_COOLDOWN, MoveId, MoveNames, MoveQueue, MoveState, Outcome,
+    QueueConfig, QueueStatus,
 };
 use keel_balancer::{ClusterView, PlannedMove, QueueError, ServerIdx};
 
@@ -125,12 +126,14 @@ impl QueueState {
     }
 
     /// One pass of the queue: the moves to start now, by id. The others
-    /// keep why they wait; moves made obsolete are dropped.
+    /// keep why they wait; moves made obsolete are dropped, and pending
+    /// moves naming a dead server are cancelled.
     pub fn start_ready(&mut self, meta: &Meta, now: Duration) -> Vec<Start> {
         if self.queue.pending_len() == 0 {
             return Vec::new();
         }
         let view = self.sync(meta, &[], now);
+        self.cancel_dead(&view, now);
         self.queue
             .next_ready(now, &view)
             .into_iter()
@@ -143,6 +146,37 @@ impl QueueState {
                 })
             })
             .collect()
+    }
+
+    /// Cancels pending moves from or to a server the metadata holds dead:
+    /// they could only wait, and while queued the planner counts them as
+    /// done, so the next pass would not plan around the dead server.
+    fn cancel_dead(&mut self, view: &ClusterView, now: Duration) {
+        let dead = |s: ServerIdx| !view.get_server(s).is_some_and(|s| s.alive);
+        let mut servers = BTreeSet::new();
+        let doomed: Vec<MoveId> = self
+            .queue
+            .status(now)
+            .moves
+            .into_iter()
+            .filter(|m| m.state == MoveState::Pending && (dead(m.mv.from) || dead(m.mv.to)))
+            .map(|m| {
+                let n = m.names;
+                servers.extend(
+                    [n.from, n.to]
+                        .into_iter()
+                        .filter(|id| view.server_by_id(id).is_none_or(dead)),
+                );
+                m.id
+            })
+            .collect();
+        for id in &doomed {
+            // Pending a moment ago under the same lock: cancelling cannot fail.
+            let _ = self.queue.cancel(*id, now);
+        }
+        if !doomed.is_empty() {
+            tracing::info!(cancelled = doomed.len(), dead = ?servers, "queued moves cancelled: a server they name is dead; the next pass plans without it");
+        }
     }
 
     /// Queues planned moves that still fit the metadata, in order.
