@@ -255,3 +255,30 @@ fn the_queue_follows_chunks_when_the_metadata_renumbers_them() {
     let st = q.status(secs(10));
     assert_eq!((st.pending, st.running), (0, 1), "k6 dropped as obsolete");
 }
+
+#[test]
+fn pending_moves_naming_a_dead_server_are_cancelled() {
+    let mut m = cluster();
+    let mut q = queue();
+    q.enqueue(
+        &m,
+        &[named("k0", "a", "b", 50), named("k1", "a", "c", 50)],
+        secs(0),
+    );
+    let starts = q.start_ready(&m, secs(0));
+    assert_eq!(starts.len(), 2);
+    q.finish(starts[1].id, Err("c unreachable".into()), secs(1))
+        .expect("running");
+    // c stays silent past the heartbeat timeout; a and b keep reporting.
+    let later = Instant::now() + Duration::from_secs(30);
+    let mut keep: Vec<(String, u64)> = (0..10).map(|i| (format!("k{i}"), 50)).collect();
+    keep.sort();
+    let keep: Vec<(&str, u64)> = keep.iter().map(|(c, s)| (c.as_str(), *s)).collect();
+    put(&mut m, "a", &keep, later);
+    put(&mut m, "b", &[], later);
+    m.sweep_liveness(later);
+    assert!(q.start_ready(&m, secs(5)).is_empty());
+    let st = q.status(secs(5));
+    assert_eq!((st.pending, st.running, st.failed), (0, 1, 0), "{st:?}");
+    assert_eq!(q.queue().totals().cancelled, 1);
+}
