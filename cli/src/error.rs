@@ -158,6 +158,10 @@ pub enum Error {
         status: String,
     },
 
+    /// `keelctl demo` failed.
+    #[error(transparent)]
+    Demo(#[from] crate::demo::error::DemoError),
+
     /// The async runtime could not start.
     #[error("cannot start the runtime: {}", io_message(.0))]
     Runtime(io::Error),

@@ -7,9 +7,11 @@
 //! - `output`: tables, bars, progress lines, JSON.
 //! - `spool`: standard input into a self-removing temp file, checksummed.
 //! - `put`, `get` (+ `fetch`), `servers`, `rebalance/`, `health`: one module per command group.
+//! - `demo/`: the one-command local cluster.
 
 mod cli;
 mod client;
+mod demo;
 mod error;
 mod fetch;
 mod get;
@@ -43,6 +45,9 @@ fn main() -> ExitCode {
         Err(e) => return fail(&error::Error::Runtime(e)),
     };
     let result = runtime.block_on(async {
+        if cli.handles_signals() {
+            return cli.run().await;
+        }
         tokio::select! {
             r = cli.run() => r,
             _ = tokio::signal::ctrl_c() => Err(error::Error::Interrupted),

@@ -137,6 +137,20 @@ async fn follow(
     base: &RebalanceStatusResponse,
     args: &RunArgs,
 ) -> Result<(RebalanceStatusResponse, Duration), Error> {
+    let idle = |s: &RebalanceStatusResponse| s.pending == 0 && s.running == 0;
+    follow_until(master, base, args.poll_interval, args.wait_timeout, idle).await
+}
+
+/// Polls the queue every `poll`, drawing the progress of the moves since
+/// `base` on stderr, until `done` holds for a status (returned with the time
+/// spent) or `limit` passes ([`Error::WaitTimedOut`]).
+pub async fn follow_until(
+    master: &Master,
+    base: &RebalanceStatusResponse,
+    poll: Duration,
+    limit: Option<Duration>,
+    done: impl Fn(&RebalanceStatusResponse) -> bool,
+) -> Result<(RebalanceStatusResponse, Duration), Error> {
     let start = Instant::now();
     let mut draw = Drawer::new(std::io::stderr().is_terminal());
     let mut failures = 0;
@@ -145,7 +159,7 @@ async fn follow(
             Ok(now) => {
                 failures = 0;
                 draw.show(&line(base, &now));
-                if now.pending == 0 && now.running == 0 {
+                if done(&now) {
                     draw.finish();
                     return Ok((now, start.elapsed()));
                 }
@@ -153,13 +167,13 @@ async fn follow(
             Err(e) if transient(&e) && failures < MAX_POLL_FAILURES => failures += 1,
             Err(e) => return Err(e),
         }
-        if let Some(limit) = args.wait_timeout
+        if let Some(limit) = limit
             && start.elapsed() >= limit
         {
             draw.finish();
             return Err(Error::WaitTimedOut { after: limit });
         }
-        tokio::time::sleep(args.poll_interval).await;
+        tokio::time::sleep(poll).await;
     }
 }
 
@@ -168,7 +182,8 @@ fn transient(e: &Error) -> bool {
         || matches!(e.code(), Some(Code::Unavailable | Code::DeadlineExceeded))
 }
 
-fn summary(
+/// What a wait from `base` to `end` achieved.
+pub fn summary(
     base: &RebalanceStatusResponse,
     end: &RebalanceStatusResponse,
     elapsed: Duration,
@@ -184,7 +199,8 @@ fn summary(
     }
 }
 
-fn render_summary(w: &WaitJson) -> String {
+/// One line: moves done and failed, bytes moved, balanced or not.
+pub fn render_summary(w: &WaitJson) -> String {
     format!(
         "rebalance finished in {}: {} done, {} failed, {} moved; cluster {} (average {})\n",
         output::age(Duration::from_millis(w.elapsed_ms)),
@@ -201,7 +217,7 @@ fn render_summary(w: &WaitJson) -> String {
 }
 
 /// Draws progress on stderr: in place on a terminal, else a line now and then.
-struct Drawer {
+pub struct Drawer {
     tty: bool,
     last_plain: Option<Instant>,
     pending_line: Option<String>,
@@ -209,7 +225,8 @@ struct Drawer {
 }
 
 impl Drawer {
-    fn new(tty: bool) -> Self {
+    /// In place when `tty`, else a plain line at most every few seconds.
+    pub fn new(tty: bool) -> Self {
         Drawer {
             tty,
             last_plain: None,
@@ -218,7 +235,8 @@ impl Drawer {
         }
     }
 
-    fn show(&mut self, line: &str) {
+    /// Shows `line` as the current progress.
+    pub fn show(&mut self, line: &str) {
         let mut err = std::io::stderr().lock();
         if self.tty {
             let _ = write!(err, "\r\x1b[2K{line}");
@@ -234,7 +252,7 @@ impl Drawer {
     }
 
     /// Ends the in-place line, or prints the last unprinted plain line.
-    fn finish(&mut self) {
+    pub fn finish(&mut self) {
         let mut err = std::io::stderr().lock();
         if self.tty && self.drawn {
             let _ = writeln!(err);
