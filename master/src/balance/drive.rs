@@ -38,9 +38,11 @@ impl Balancer {
     /// async workers. Changes nothing.
     pub async fn plan(&self) -> Result<PassPlan, Error> {
         let now = self.now();
+        // The queue first, then the metadata, each lock on its own: a move
+        // that ends in between is projected as done but is no longer on its
+        // source in the snapshot, which the planner's projection skips.
+        let in_flight = self.state().in_flight(now);
         let input = {
-            let st = self.state();
-            let in_flight = st.in_flight(now);
             let meta = lock(self.inner.mover.meta());
             PassInput {
                 snapshot: meta.snapshot(),
@@ -139,8 +141,14 @@ impl Balancer {
             if trigger == Trigger::Refill && self.in_safe_mode() {
                 continue;
             }
-            if let Err(e) = self.run_pass(trigger).await {
-                warn!(?trigger, error = %e, "balancer pass failed");
+            // A pass over a large cluster takes seconds: shutdown need not wait.
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                r = self.run_pass(trigger) => {
+                    if let Err(e) = r {
+                        warn!(?trigger, error = %e, "balancer pass failed");
+                    }
+                }
             }
         }
     }

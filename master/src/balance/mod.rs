@@ -42,7 +42,7 @@ use tokio::sync::Notify;
 use tokio_util::task::TaskTracker;
 
 pub use drive::Trigger;
-pub use pass::PassPlan;
+pub use pass::{PassInput, PassPlan, plan_pass};
 pub use state::{Enqueued, InFlightNames, NamedMove, QueueState, Start};
 pub use wire::{plan_response, run_response, status_response};
 
