@@ -44,7 +44,7 @@ use tokio_util::task::TaskTracker;
 pub use drive::Trigger;
 pub use pass::{PassInput, PassPlan, plan_pass};
 pub use state::{Enqueued, InFlightNames, NamedMove, QueueState, Start};
-pub use wire::{plan_response, run_response, status_response};
+pub use wire::{MAX_LISTED, plan_response, run_response, status_response};
 
 use crate::meta::lock;
 use crate::mover::{Move, Mover};
