@@ -2,8 +2,8 @@
 //! the bearer token (or with a wrong one) is UNAUTHENTICATED, chunk servers
 //! holding the token register, and a move works end to end because the
 //! master attaches the token to its own calls to chunk servers. A malformed
-//! heartbeat is INVALID_ARGUMENT and registers nothing; the background
-//! balancer's calls answer UNIMPLEMENTED until it is wired in.
+//! heartbeat is INVALID_ARGUMENT and registers nothing; the balancer's calls
+//! answer with the token, and its status counts the operator's move.
 
 use std::time::Duration;
 
@@ -12,7 +12,8 @@ use keel_proto::v1::chunk_server_client::ChunkServerClient;
 use keel_proto::v1::master_client::MasterClient;
 use keel_proto::v1::{
     ChunkHeader, ChunkReplica, HeartbeatRequest, ListServersRequest, LocateChunkRequest, Move,
-    MoveOutcome, RebalanceExecuteRequest, RebalancePlanRequest, WriteChunkRequest,
+    MoveOutcome, RebalanceExecuteRequest, RebalancePlanRequest, RebalanceStatusRequest,
+    WriteChunkRequest,
 };
 use keel_tests::chunks::pattern;
 use keel_tests::{Cluster, CsOpts, wait_until};
@@ -153,15 +154,13 @@ async fn token_guards_every_call_and_travels_with_moves() -> Result<()> {
         (MoveOutcome::Done as i32, 700_000)
     );
 
-    let e = m.rebalance_plan(RebalancePlanRequest {}).await;
-    let e = e.expect_err("not wired yet");
-    assert_eq!(
-        (e.code(), e.message()),
-        (
-            tonic::Code::Unimplemented,
-            "the background balancer is not wired in yet"
-        )
-    );
+    // The balancer's calls answer with the token, and count the operator's move.
+    m.rebalance_plan(RebalancePlanRequest {}).await?;
+    let status = m
+        .rebalance_status(RebalanceStatusRequest {})
+        .await?
+        .into_inner();
+    assert_eq!((status.done, status.pending, status.running), (1, 0, 0));
     Ok(())
 }
 
