@@ -60,7 +60,7 @@ pub struct Config {
     #[arg(long, env = "KEEL_SAFE_MODE", default_value = "10s", value_parser = parse_duration)]
     pub safe_mode: Duration,
 
-    /// Speak the seed's JSON-lines protocol on stdin/stdout instead of serving.
+    /// Also speak the seed's JSON-lines protocol on stdin/stdout (gRPC keeps serving; EOF stops the master).
     #[arg(long, env = "KEEL_STDIO")]
     pub stdio: bool,
 

@@ -217,6 +217,7 @@ fn serve_stdio(core: &Core, config: &Config, shutdown: &CancellationToken) {
     let session = crate::stdio::MasterCore {
         mover: core.mover.clone(),
         tracker: core.tracker.clone(),
+        balancer: core.balancer.clone(),
         threshold_pct: config.threshold_pct,
     };
     let stop = shutdown.clone();

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::task::TaskTracker;
 
+use crate::balance::Balancer;
 use crate::meta::{Reject, lock};
 use crate::mover::{Move, Mover};
 use crate::rebalance::{self, Outcome};
@@ -409,6 +410,8 @@ pub struct MasterCore {
     pub mover: Mover,
     /// Where moves run, so shutdown waits for them.
     pub tracker: TaskTracker,
+    /// The balancer, whose queue and limits see these moves as operator moves.
+    pub balancer: Balancer,
     /// `--threshold-pct`.
     pub threshold_pct: f64,
 }
@@ -437,9 +440,14 @@ impl Core for MasterCore {
                 to: m.to,
             })
             .collect();
-        let outcomes = rebalance::execute(&self.mover, &self.tracker, moves.clone())
-            .await
-            .map_err(|e| ProtoError::new(Code::MalformedRequest, e.to_string()))?;
+        let outcomes = rebalance::execute_queued(
+            &self.mover,
+            &self.tracker,
+            moves.clone(),
+            Some(&self.balancer),
+        )
+        .await
+        .map_err(|e| ProtoError::new(Code::MalformedRequest, e.to_string()))?;
         execute_reply(&moves, outcomes)
     }
 }
