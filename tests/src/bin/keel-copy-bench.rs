@@ -1,0 +1,160 @@
+//! `keel-copy-bench`: how fast two real chunk servers copy a chunk on
+//! loopback, next to a plain TCP transfer and an rsync daemon on the same
+//! bytes and disk; how closely the migration throttle holds its setting; and
+//! how much memory a chunk server needs during a large copy.
+//!
+//! Prints Markdown on stdout (progress on stderr). Run it through
+//! `scripts/bench-copy.sh`, which builds the release binaries first; the
+//! chunk server is taken from the directory of this executable, or from
+//! `KEEL_BIN_DIR`.
+//!
+//! # Layout
+//! - `phases`: the four measurements and their tables.
+//! - `pair`: two chunk servers, one timed copy, CPU and memory from `/proc`.
+//! - `baseline`: the TCP and rsync transfers.
+//! - `payload`: the pseudo-random bytes and how they reach a server.
+//! - `report`: medians, Markdown, the machine and its load.
+
+#[path = "keel-copy-bench/baseline.rs"]
+mod baseline;
+#[path = "keel-copy-bench/pair.rs"]
+mod pair;
+#[path = "keel-copy-bench/payload.rs"]
+mod payload;
+#[path = "keel-copy-bench/phases.rs"]
+mod phases;
+#[path = "keel-copy-bench/report.rs"]
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use keel_proto::units::parse_size;
+use tokio::signal::unix::{SignalKind, signal};
+
+const USAGE: &str = "\
+usage: keel-copy-bench [options]
+
+  --dir DIR         where the temp dirs go (default: $TMPDIR or /tmp); needs ~4 GiB free
+  --runs N          timed runs of each unthrottled transfer, after one warm-up (default 5)
+  --size SIZE       chunk for the unthrottled comparison (default 256MiB)
+  --buffer SIZE     read/write size of the plain TCP baseline (default 1MiB)
+  --no-rsync        skip the rsync baseline
+  --skip-frames     skip the WriteChunk frame-size sweep
+  --skip-throttled  skip the 32 MiB/s and 128 MiB/s copies
+  --skip-memory     skip the 1 GiB copy with memory sampling
+";
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Opts {
+    /// Parent of the temp dirs.
+    pub dir: PathBuf,
+    /// Timed runs per unthrottled method.
+    pub runs: usize,
+    /// Chunk size of the unthrottled comparison.
+    pub size: u64,
+    /// Buffer of the TCP baseline.
+    pub buffer: usize,
+    /// Run the rsync baseline.
+    pub rsync: bool,
+    /// Run the frame-size sweep.
+    pub frames: bool,
+    /// Run the throttled copies.
+    pub throttled: bool,
+    /// Run the memory measurement.
+    pub memory: bool,
+}
+
+impl Opts {
+    fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Opts>> {
+        let mut o = Opts {
+            dir: std::env::temp_dir(),
+            runs: 5,
+            size: 256 << 20,
+            buffer: 1 << 20,
+            rsync: true,
+            frames: true,
+            throttled: true,
+            memory: true,
+        };
+        while let Some(arg) = args.next() {
+            let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
+            match arg.as_str() {
+                "--dir" => o.dir = value()?.into(),
+                "--runs" => o.runs = value()?.parse().context("--runs")?,
+                "--size" => o.size = parse_size(&value()?).context("--size")?,
+                "--buffer" => o.buffer = parse_size(&value()?).context("--buffer")? as usize,
+                "--no-rsync" => o.rsync = false,
+                "--skip-frames" => o.frames = false,
+                "--skip-throttled" => o.throttled = false,
+                "--skip-memory" => o.memory = false,
+                "-h" | "--help" => return Ok(None),
+                _ => bail!("unknown argument {arg:?}\n{USAGE}"),
+            }
+        }
+        if o.runs == 0 || o.size == 0 || !o.size.is_multiple_of(8) || o.buffer == 0 {
+            bail!("--runs, --size and --buffer must be above 0, and --size a multiple of 8");
+        }
+        Ok(Some(o))
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let opts = match Opts::parse(std::env::args().skip(1)) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("keel-copy-bench: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    // On a signal the benchmark future is dropped: its chunk servers and
+    // rsync daemon are stopped and its temp dirs removed on the way out.
+    let result = tokio::select! {
+        r = phases::run(&opts) => r,
+        r = interrupted() => r.and_then(|sig| bail!("{sig}: stopped, cleaning up")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keel-copy-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Waits for SIGINT or SIGTERM and names it.
+async fn interrupted() -> Result<&'static str> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+/// The `keel-chunkserver` binary to benchmark.
+fn chunkserver_bin() -> Result<PathBuf> {
+    let dir = match std::env::var_os("KEEL_BIN_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => std::env::current_exe()?
+            .parent()
+            .context("executable has no directory")?
+            .to_path_buf(),
+    };
+    let bin = dir.join("keel-chunkserver");
+    if !bin.exists() {
+        bail!(
+            "{} is missing: build it with `cargo build --release --bins -p keel-chunkserver` \
+             (or set KEEL_BIN_DIR)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}

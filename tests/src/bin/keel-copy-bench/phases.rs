@@ -1,0 +1,334 @@
+//! The measurements, each printing its Markdown section as soon as it is done
+//! (so a later failure still leaves the earlier numbers).
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use keel_tests::chunks::pattern;
+
+use crate::baseline::{RsyncDaemon, RsyncInfo, rsync_info, tcp_copy};
+use crate::pair::{CopyCost, Pair, RssSampler, status_kib};
+use crate::payload::{upload_generated, upload_slice, write_file};
+use crate::report::{MIB, list, loadavg, machine, median, pct, rate, table, verdict};
+use crate::{Opts, chunkserver_bin};
+
+/// Seed of every generated chunk.
+const SEED: u64 = 0x6b65_656c;
+/// Throttle settings and chunk sizes: each copy takes at least 11 s.
+const THROTTLED: [(u64, u64); 2] = [(32 << 20, 352 << 20), (128 << 20, 1408 << 20)];
+/// Chunk of the memory measurement.
+const MEMORY_CHUNK: u64 = 1 << 30;
+/// Frame sizes tried for `WriteChunk`.
+const FRAMES: [usize; 5] = [64 << 10, 256 << 10, 512 << 10, 1 << 20, 4 << 20];
+
+/// Runs every selected measurement under one temp dir in `opts.dir`.
+pub async fn run(opts: &Opts) -> Result<()> {
+    let bin = chunkserver_bin()?;
+    let root = tempfile::Builder::new()
+        .prefix("keel-copy-bench-")
+        .tempdir_in(&opts.dir)
+        .with_context(|| format!("creating a temp dir in {}", opts.dir.display()))?;
+    emit(&format!(
+        "## Machine\n\n{}- chunk server: `{}`\n",
+        machine(root.path()),
+        bin.display()
+    ));
+    unthrottled(opts, root.path(), &bin).await?;
+    if opts.throttled {
+        throttled(root.path(), &bin).await?;
+    }
+    if opts.memory {
+        memory(root.path(), &bin).await?;
+    }
+    emit(&format!("Load average at the end: {}\n", loadavg()));
+    Ok(())
+}
+
+/// Prints a section to stdout at once.
+fn emit(markdown: &str) {
+    println!("{markdown}");
+    let _ = std::io::stdout().flush();
+}
+
+/// One of the transfers compared.
+#[derive(Clone, Copy, PartialEq)]
+enum Method {
+    Keel,
+    Tcp,
+    Rsync,
+}
+
+/// The unthrottled comparison, then (on the same servers) the frame sweep.
+async fn unthrottled(opts: &Opts, root: &Path, bin: &Path) -> Result<()> {
+    let pair = Pair::start(root, bin, "0")?;
+    let data = Arc::new(pattern(SEED, opts.size as usize));
+    let crc = crc32c::crc32c(&data);
+    upload_slice(&pair.a.url(), "bench", &data, keel_proto::FRAME_BYTES).await?;
+    let (src_dir, dest_dir) = (root.join("src"), root.join("dest"));
+    std::fs::create_dir_all(&src_dir)?;
+    std::fs::create_dir_all(&dest_dir)?;
+    let src = src_dir.join("chunk.bin");
+    write_file(&src, &data)?;
+    let rsync = start_rsync(opts, &src_dir, root).await?;
+
+    let mut methods = vec![Method::Keel, Method::Tcp];
+    if rsync.is_some() {
+        methods.push(Method::Rsync);
+    }
+    let mut keel: Vec<CopyCost> = vec![];
+    let (mut tcp, mut rs) = (vec![], vec![]);
+    let dest = dest_dir.join("chunk.bin");
+    // Round 0 warms up and is not counted; each round starts with a
+    // different method so none always runs right after another.
+    for round in 0..=opts.runs {
+        for k in 0..methods.len() {
+            let m = methods[(round + k) % methods.len()];
+            match (m, &rsync) {
+                (Method::Keel, _) => {
+                    let cost = pair.copy("bench", opts.size, crc).await?;
+                    pair.delete(&pair.b.url(), "bench").await?;
+                    keel.extend((round > 0).then_some(cost));
+                }
+                (Method::Tcp, _) => {
+                    let (s, d, b) = (src.clone(), dest.clone(), opts.buffer);
+                    let t = tokio::task::spawn_blocking(move || tcp_copy(&s, &d, b)).await??;
+                    std::fs::remove_file(&dest)?;
+                    tcp.extend((round > 0).then_some(t.as_secs_f64()));
+                }
+                (Method::Rsync, Some((daemon, info))) => {
+                    let t = daemon.pull("chunk.bin", &dest, info.fsync).await?;
+                    std::fs::remove_file(&dest)?;
+                    rs.extend((round > 0).then_some(t.as_secs_f64()));
+                }
+                (Method::Rsync, None) => {}
+            }
+        }
+        eprintln!("round {round}/{} done (round 0 is the warm-up)", opts.runs);
+    }
+    let info = rsync.as_ref().map(|(_, i)| i);
+    emit(&comparison(opts, &keel, &tcp, &rs, info));
+    drop(rsync);
+    std::fs::remove_file(&src)?;
+    if opts.frames {
+        frames(&pair, &data, opts.runs.min(3)).await?;
+    }
+    Ok(())
+}
+
+async fn start_rsync(
+    opts: &Opts,
+    src_dir: &Path,
+    root: &Path,
+) -> Result<Option<(RsyncDaemon, RsyncInfo)>> {
+    if !opts.rsync {
+        return Ok(None);
+    }
+    let Some(info) = rsync_info() else {
+        eprintln!("rsync is not installed (apt-get install rsync): skipping the rsync baseline");
+        return Ok(None);
+    };
+    Ok(Some((RsyncDaemon::start(src_dir, root).await?, info)))
+}
+
+/// The comparison table and Keel's own breakdown.
+fn comparison(
+    opts: &Opts,
+    keel: &[CopyCost],
+    tcp: &[f64],
+    rs: &[f64],
+    rsync: Option<&RsyncInfo>,
+) -> String {
+    let size = opts.size;
+    let rates = |secs: &[f64]| secs.iter().map(|s| rate(size, *s)).collect::<Vec<_>>();
+    let keel_rates = rates(&keel.iter().map(|c| c.rpc_secs).collect::<Vec<_>>());
+    let k = median(&keel_rates);
+    let mut rows = vec![vec![
+        "Keel `CopyChunk` A→B, whole RPC (stream, CRC32C, fsync, rename, dir fsync)".into(),
+        list(&keel_rates),
+        format!("{k:.0}"),
+        "—".into(),
+        "—".into(),
+    ]];
+    let mut row = |name: String, secs: &[f64], target: f64| {
+        let r = median(&rates(secs));
+        rows.push(vec![
+            name,
+            list(&rates(secs)),
+            format!("{r:.0}"),
+            format!("**{:.2}**", k / r),
+            format!("≥ {target} — {}", verdict(k / r >= target)),
+        ]);
+    };
+    let buf = keel_proto::units::format_size(opts.buffer as u64);
+    row(format!("plain TCP, {buf} reads/writes, fsync"), tcp, 0.9);
+    match rsync {
+        Some(i) => row(
+            format!(
+                "rsync daemon, `--whole-file{}` ({})",
+                if i.fsync { " --fsync" } else { "" },
+                i.version
+            ),
+            rs,
+            1.5,
+        ),
+        None => rows.push(vec!["rsync: skipped (not installed or --no-rsync)".into()]),
+    }
+    let med = |f: fn(&CopyCost) -> f64| median(&keel.iter().map(f).collect::<Vec<_>>());
+    format!(
+        "## Unthrottled copy of a {} chunk (median of {} runs after a warm-up, interleaved)\n\n{}\n\
+         Keel, medians per copy: transfer {:.3} s ({:.0} MiB/s), commit {:.3} s; \
+         CPU A {:.2} s, B {:.2} s. The source file and A's chunk are in the page cache \
+         for all three (nothing is dropped from it).\n",
+        keel_proto::units::format_size(size),
+        opts.runs,
+        table(
+            &[
+                "transfer",
+                "runs, MiB/s",
+                "median MiB/s",
+                "keel ÷ this",
+                "target"
+            ],
+            &rows
+        ),
+        med(|c| c.transfer_secs),
+        rate(size, med(|c| c.transfer_secs)),
+        med(|c| c.commit_secs),
+        med(|c| c.cpu_a),
+        med(|c| c.cpu_b),
+    )
+}
+
+/// `WriteChunk` of the same bytes at several frame sizes, into B.
+async fn frames(pair: &Pair, data: &Arc<Vec<u8>>, runs: usize) -> Result<()> {
+    let url = pair.b.url();
+    let mut secs = vec![vec![]; FRAMES.len()];
+    for round in 0..=runs {
+        for k in 0..FRAMES.len() {
+            let i = (round + k) % FRAMES.len();
+            let t = upload_slice(&url, "frames", data, FRAMES[i]).await?;
+            pair.delete(&url, "frames").await?;
+            secs[i].extend((round > 0).then_some(t.as_secs_f64()));
+        }
+    }
+    let size = data.len() as u64;
+    let rows: Vec<Vec<String>> = FRAMES
+        .iter()
+        .zip(&secs)
+        .map(|(f, s)| {
+            let r: Vec<f64> = s.iter().map(|t| rate(size, *t)).collect();
+            let name = keel_proto::units::format_size(*f as u64);
+            vec![name, list(&r), format!("{:.0}", median(&r))]
+        })
+        .collect();
+    emit(&format!(
+        "## Frame size: `WriteChunk` of the same {} from this process into B \
+         (median of {runs} after a warm-up)\n\n{}\nThe chunk server streams copies in \
+         frames of {}.\n",
+        keel_proto::units::format_size(size),
+        table(&["frame", "runs, MiB/s", "median MiB/s"], &rows),
+        keel_proto::units::format_size(keel_proto::FRAME_BYTES as u64),
+    ));
+    Ok(())
+}
+
+/// Copies at 32 MiB/s and 128 MiB/s, both servers set alike.
+async fn throttled(root: &Path, bin: &Path) -> Result<()> {
+    let mut rows = vec![];
+    for (bps, size) in THROTTLED {
+        let setting = keel_proto::units::format_size(bps);
+        let pair = Pair::start(root, bin, &bps.to_string())?;
+        let crc = upload_generated(&pair.a.url(), "throttled", SEED, size).await?;
+        eprintln!(
+            "throttled copy at {setting}/s of {size} bytes (load {})",
+            loadavg()
+        );
+        let c = pair.copy("throttled", size, crc).await?;
+        let set = bps as f64 / MIB;
+        let (whole, transfer) = (rate(size, c.rpc_secs), rate(size, c.transfer_secs));
+        rows.push(vec![
+            format!("{setting}/s"),
+            keel_proto::units::format_size(size),
+            format!(
+                "{:.2} s, {whole:.2} MiB/s, {}",
+                c.rpc_secs,
+                pct(whole / set - 1.0)
+            ),
+            format!(
+                "{:.2} s, {transfer:.2} MiB/s, **{}** — {}",
+                c.transfer_secs,
+                pct(transfer / set - 1.0),
+                verdict((transfer / set - 1.0).abs() < 0.02)
+            ),
+            format!("{:.3} s", c.commit_secs),
+            loadavg(),
+        ]);
+    }
+    emit(&format!(
+        "## Throttled copies (`--migrate-bandwidth` on both servers; target: within 2 %)\n\n{}\n\
+         \"Transfer\" is B's logged `transfer_secs` (connect, stream, write); the whole RPC also \
+         holds the commit (fsync of everything written, rename, directory fsync).\n",
+        table(
+            &[
+                "setting",
+                "chunk",
+                "whole RPC",
+                "transfer only",
+                "commit",
+                "load after"
+            ],
+            &rows
+        )
+    ));
+    Ok(())
+}
+
+/// A 1 GiB unthrottled copy with both servers' `VmRSS` sampled every 50 ms.
+async fn memory(root: &Path, bin: &Path) -> Result<()> {
+    let mut pair = Pair::start(root, bin, "0")?;
+    let crc = upload_generated(&pair.a.url(), "memory", SEED, MEMORY_CHUNK).await?;
+    // A fresh process, so A's high-water mark is the copy's, not the write's.
+    pair.a.restart()?;
+    let pids: Vec<u32> = [&pair.a, &pair.b].iter().filter_map(|d| d.pid()).collect();
+    let before: Vec<u64> = pids
+        .iter()
+        .map(|p| status_kib(*p, "VmRSS").unwrap_or(0))
+        .collect();
+    let sampler = RssSampler::start(pids.clone(), Duration::from_millis(50));
+    let cost = pair.copy("memory", MEMORY_CHUNK, crc).await?;
+    let peaks = sampler.finish()?;
+    let mib = |kib: u64| format!("{:.1} MiB", kib as f64 / 1024.0);
+    let rows: Vec<Vec<String>> = ["A (source)", "B (target)"]
+        .iter()
+        .enumerate()
+        .filter_map(|(i, name)| {
+            let hwm = status_kib(*pids.get(i)?, "VmHWM").unwrap_or(0);
+            Some(vec![
+                name.to_string(),
+                mib(before[i]),
+                mib(peaks[i]),
+                mib(hwm),
+                format!("< 64 MiB — {}", verdict(hwm < 64 * 1024)),
+            ])
+        })
+        .collect();
+    emit(&format!(
+        "## Memory during an unthrottled copy of 1 GiB ({:.2} s, {:.0} MiB/s)\n\n{}",
+        cost.rpc_secs,
+        rate(MEMORY_CHUNK, cost.rpc_secs),
+        table(
+            &[
+                "server",
+                "VmRSS before",
+                "peak VmRSS (50 ms samples)",
+                "VmHWM at end",
+                "target"
+            ],
+            &rows
+        )
+    ));
+    Ok(())
+}

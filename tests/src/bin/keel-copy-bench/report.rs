@@ -1,0 +1,122 @@
+//! Numbers into Markdown: medians, rates, tables, and what machine and load
+//! they were measured under.
+
+use std::path::Path;
+
+/// Bytes in a MiB.
+pub const MIB: f64 = (1u64 << 20) as f64;
+
+/// The median of `xs` (the mean of the middle two for an even count).
+pub fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// MiB per second for `bytes` in `secs`.
+pub fn rate(bytes: u64, secs: f64) -> f64 {
+    bytes as f64 / MIB / secs.max(1e-9)
+}
+
+/// Rates of several runs, e.g. `512, 498, 530`.
+pub fn list(xs: &[f64]) -> String {
+    xs.iter()
+        .map(|x| format!("{x:.0}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A signed percentage, e.g. `+0.84 %`.
+pub fn pct(x: f64) -> String {
+    format!("{:+.2} %", x * 100.0)
+}
+
+/// `ok` or `MISSED`, for a target.
+pub fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "MISSED" }
+}
+
+/// A Markdown table.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = format!("| {} |\n", header.join(" | "));
+    out.push_str(&format!("|{}\n", "---|".repeat(header.len())));
+    for r in rows {
+        out.push_str(&format!("| {} |\n", r.join(" | ")));
+    }
+    out
+}
+
+/// The three load averages, as `/proc/loadavg` has them.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// A Markdown list describing the machine and the file system under `dir`.
+pub fn machine(dir: &Path) -> String {
+    let cpu = first_value("/proc/cpuinfo", "model name").unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = first_value("/proc/meminfo", "MemTotal")
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or_else(|| "unknown".into(), |kib| format!("{:.1} GiB", kib / MIB));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_or_else(|_| "unknown".into(), |s| s.trim().to_owned());
+    format!(
+        "- CPU: {cpu}, {cores} cores available; memory {mem}; Linux {kernel}\n\
+         - temp dir (chunk servers and baselines alike): `{}` on {}\n\
+         - load average at start: {}\n",
+        dir.display(),
+        file_system(dir),
+        loadavg()
+    )
+}
+
+/// `value` of the first `key : value` line of a `/proc` file.
+fn first_value(path: &str, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim() == key)
+        .map(|(_, v)| v.trim().to_owned())
+}
+
+/// Device and type of the file system holding `dir`, from `/proc/self/mounts`.
+fn file_system(dir: &Path) -> String {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((*f.first()?, *f.get(1)?, *f.get(2)?))
+        })
+        .filter(|(_, at, _)| dir.starts_with(at))
+        .max_by_key(|(_, at, _)| at.len())
+        .map_or_else(
+            || "an unknown file system".into(),
+            |(dev, at, ty)| format!("{ty} (`{dev}` mounted at `{at}`)"),
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_and_tables() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(rate(1 << 21, 2.0), 1.0);
+        assert_eq!(pct(0.0084), "+0.84 %");
+        assert_eq!(
+            table(&["a", "b"], &[vec!["1".into(), "2".into()]]),
+            "| a | b |\n|---|---|\n| 1 | 2 |\n"
+        );
+    }
+}
