@@ -9,14 +9,18 @@
 //! `KEEL_BIN_DIR`.
 //!
 //! # Layout
-//! - `phases`: the four measurements and their tables.
-//! - `pair`: two chunk servers, one timed copy, CPU and memory from `/proc`.
+//! - `phases`: the run, the unthrottled comparison and the frame sweep.
+//! - `limits`: throttled copies against their setting; memory during a copy.
+//! - `pair`: two chunk servers, one timed copy and its CPU time.
+//! - `sample`: watching a copy while it runs (`/proc`, the temp file).
 //! - `baseline`: the TCP and rsync transfers.
 //! - `payload`: the pseudo-random bytes and how they reach a server.
 //! - `report`: medians, Markdown, the machine and its load.
 
 #[path = "keel-copy-bench/baseline.rs"]
 mod baseline;
+#[path = "keel-copy-bench/limits.rs"]
+mod limits;
 #[path = "keel-copy-bench/pair.rs"]
 mod pair;
 #[path = "keel-copy-bench/payload.rs"]
@@ -25,6 +29,8 @@ mod payload;
 mod phases;
 #[path = "keel-copy-bench/report.rs"]
 mod report;
+#[path = "keel-copy-bench/sample.rs"]
+mod sample;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

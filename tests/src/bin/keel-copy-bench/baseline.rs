@@ -12,20 +12,31 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use keel_tests::wait_until;
 
+/// What one plain TCP transfer took.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpCost {
+    /// From connecting until the receiver's fsync returned.
+    pub total: Duration,
+    /// The receiver's fsync alone.
+    pub fsync: Duration,
+}
+
 /// Sends `src` over a loopback TCP connection into a new file `dest`, in
-/// reads and writes of `buf` bytes, and fsyncs `dest`. Returns the time from
-/// connecting until the receiver's fsync returned.
-pub fn tcp_copy(src: &Path, dest: &Path, buf: usize) -> Result<Duration> {
+/// reads and writes of `buf` bytes, and fsyncs `dest`.
+pub fn tcp_copy(src: &Path, dest: &Path, buf: usize) -> Result<TcpCost> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let dest = dest.to_path_buf();
     let start = Instant::now();
     let receiver = std::thread::spawn(move || receive(&listener, &dest, buf));
     send(src, addr, buf)?;
-    receiver
+    let fsync = receiver
         .join()
         .map_err(|_| anyhow::anyhow!("TCP receiver panicked"))??;
-    Ok(start.elapsed())
+    Ok(TcpCost {
+        total: start.elapsed(),
+        fsync,
+    })
 }
 
 fn send(src: &Path, addr: SocketAddr, buf: usize) -> Result<()> {
@@ -44,7 +55,8 @@ fn send(src: &Path, addr: SocketAddr, buf: usize) -> Result<()> {
     Ok(())
 }
 
-fn receive(listener: &TcpListener, dest: &Path, buf: usize) -> Result<()> {
+/// Receives into `dest` and fsyncs it; returns how long the fsync took.
+fn receive(listener: &TcpListener, dest: &Path, buf: usize) -> Result<Duration> {
     let (mut sock, _) = listener.accept()?;
     let mut file = File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
     let mut b = vec![0u8; buf];
@@ -55,8 +67,9 @@ fn receive(listener: &TcpListener, dest: &Path, buf: usize) -> Result<()> {
         }
         file.write_all(&b[..n])?;
     }
+    let start = Instant::now();
     file.sync_all()?;
-    Ok(())
+    Ok(start.elapsed())
 }
 
 /// Reads until `buf` is full or the input ends; returns the bytes read.

@@ -1,12 +1,8 @@
 //! Two real `keel-chunkserver` processes, A (source) and B (target), in a
 //! directory of their own, and what one `CopyChunk` from A to B costs: the
-//! time the RPC takes, the transfer and commit times B logs, CPU time, and
-//! resident memory sampled from `/proc`.
+//! time the RPC takes, the transfer and commit times B logs, and CPU time.
 
-use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -24,7 +20,7 @@ pub struct Pair {
     /// Target.
     pub b: Daemon,
     /// Data dirs and logs of both; removed when the pair is dropped.
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// What one copy cost.
@@ -67,7 +63,12 @@ impl Pair {
         };
         let a = server("a")?;
         let b = server("b")?;
-        Ok(Pair { a, b, _dir: dir })
+        Ok(Pair { a, b, dir })
+    }
+
+    /// B's temp dir, where a copy grows until it is committed.
+    pub fn target_tmp(&self) -> PathBuf {
+        self.dir.path().join("b").join("tmp")
     }
 
     /// Copies `id` from A to B and measures it.
@@ -153,48 +154,6 @@ fn cpu_secs(d: &Daemon) -> Result<f64> {
     };
     // CLK_TCK is 100 on every Linux this runs on.
     Ok((ticks(11)? + ticks(12)?) / 100.0)
-}
-
-/// A `/proc/<pid>/status` field in KiB (`VmRSS`, `VmHWM`).
-pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = text.lines().find(|l| l.starts_with(&format!("{field}:")))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Samples `VmRSS` of some processes on a thread of its own until finished.
-pub struct RssSampler {
-    /// Set to stop the thread.
-    stop: Arc<AtomicBool>,
-    /// The thread; returns the peak of each pid, KiB.
-    thread: JoinHandle<Vec<u64>>,
-}
-
-impl RssSampler {
-    /// Starts sampling `pids` every `every`.
-    pub fn start(pids: Vec<u32>, every: Duration) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            let mut peaks = vec![0u64; pids.len()];
-            while !flag.load(Ordering::Relaxed) {
-                for (peak, pid) in peaks.iter_mut().zip(&pids) {
-                    *peak = (*peak).max(status_kib(*pid, "VmRSS").unwrap_or(0));
-                }
-                std::thread::sleep(every);
-            }
-            peaks
-        });
-        RssSampler { stop, thread }
-    }
-
-    /// Stops sampling and returns the peak `VmRSS` of each pid, KiB.
-    pub fn finish(self) -> Result<Vec<u64>> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread
-            .join()
-            .map_err(|_| anyhow::anyhow!("RSS sampler panicked"))
-    }
 }
 
 #[cfg(test)]

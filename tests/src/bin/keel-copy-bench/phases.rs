@@ -4,23 +4,18 @@
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use keel_tests::chunks::pattern;
 
-use crate::baseline::{RsyncDaemon, RsyncInfo, rsync_info, tcp_copy};
-use crate::pair::{CopyCost, Pair, RssSampler, status_kib};
-use crate::payload::{upload_generated, upload_slice, write_file};
-use crate::report::{MIB, list, loadavg, machine, median, pct, rate, table, verdict};
-use crate::{Opts, chunkserver_bin};
+use crate::baseline::{RsyncDaemon, RsyncInfo, TcpCost, rsync_info, tcp_copy};
+use crate::pair::{CopyCost, Pair};
+use crate::payload::{upload_slice, write_file};
+use crate::report::{list, loadavg, machine, median, rate, table, verdict};
+use crate::{Opts, chunkserver_bin, limits};
 
 /// Seed of every generated chunk.
-const SEED: u64 = 0x6b65_656c;
-/// Throttle settings and chunk sizes: each copy takes at least 11 s.
-const THROTTLED: [(u64, u64); 2] = [(32 << 20, 352 << 20), (128 << 20, 1408 << 20)];
-/// Chunk of the memory measurement.
-const MEMORY_CHUNK: u64 = 1 << 30;
+pub const SEED: u64 = 0x6b65_656c;
 /// Frame sizes tried for `WriteChunk`.
 const FRAMES: [usize; 5] = [64 << 10, 256 << 10, 512 << 10, 1 << 20, 4 << 20];
 
@@ -38,17 +33,17 @@ pub async fn run(opts: &Opts) -> Result<()> {
     ));
     unthrottled(opts, root.path(), &bin).await?;
     if opts.throttled {
-        throttled(root.path(), &bin).await?;
+        limits::throttled(root.path(), &bin).await?;
     }
     if opts.memory {
-        memory(root.path(), &bin).await?;
+        limits::memory(root.path(), &bin).await?;
     }
     emit(&format!("Load average at the end: {}\n", loadavg()));
     Ok(())
 }
 
 /// Prints a section to stdout at once.
-fn emit(markdown: &str) {
+pub fn emit(markdown: &str) {
     println!("{markdown}");
     let _ = std::io::stdout().flush();
 }
@@ -96,7 +91,7 @@ async fn unthrottled(opts: &Opts, root: &Path, bin: &Path) -> Result<()> {
                     let (s, d, b) = (src.clone(), dest.clone(), opts.buffer);
                     let t = tokio::task::spawn_blocking(move || tcp_copy(&s, &d, b)).await??;
                     std::fs::remove_file(&dest)?;
-                    tcp.extend((round > 0).then_some(t.as_secs_f64()));
+                    tcp.extend((round > 0).then_some(t));
                 }
                 (Method::Rsync, Some((daemon, info))) => {
                     let t = daemon.pull("chunk.bin", &dest, info.fsync).await?;
@@ -137,7 +132,7 @@ async fn start_rsync(
 fn comparison(
     opts: &Opts,
     keel: &[CopyCost],
-    tcp: &[f64],
+    tcp: &[TcpCost],
     rs: &[f64],
     rsync: Option<&RsyncInfo>,
 ) -> String {
@@ -163,7 +158,13 @@ fn comparison(
         ]);
     };
     let buf = keel_proto::units::format_size(opts.buffer as u64);
-    row(format!("plain TCP, {buf} reads/writes, fsync"), tcp, 0.9);
+    let tcp_total: Vec<f64> = tcp.iter().map(|c| c.total.as_secs_f64()).collect();
+    let tcp_fsync: Vec<f64> = tcp.iter().map(|c| c.fsync.as_secs_f64()).collect();
+    row(
+        format!("plain TCP, {buf} reads/writes, fsync"),
+        &tcp_total,
+        0.9,
+    );
     match rsync {
         Some(i) => row(
             format!(
@@ -177,11 +178,13 @@ fn comparison(
         None => rows.push(vec!["rsync: skipped (not installed or --no-rsync)".into()]),
     }
     let med = |f: fn(&CopyCost) -> f64| median(&keel.iter().map(f).collect::<Vec<_>>());
+    let (tt, tf) = (median(&tcp_total), median(&tcp_fsync));
     format!(
         "## Unthrottled copy of a {} chunk (median of {} runs after a warm-up, interleaved)\n\n{}\n\
-         Keel, medians per copy: transfer {:.3} s ({:.0} MiB/s), commit {:.3} s; \
-         CPU A {:.2} s, B {:.2} s. The source file and A's chunk are in the page cache \
-         for all three (nothing is dropped from it).\n",
+         Medians per copy. Keel: transfer {:.3} s ({:.0} MiB/s), commit {:.3} s; \
+         CPU A {:.2} s, B {:.2} s. Plain TCP: stream {:.3} s ({:.0} MiB/s), fsync {:.3} s. \
+         The source file and A's chunk are in the page cache for every method \
+         (nothing is dropped from it).\n",
         keel_proto::units::format_size(size),
         opts.runs,
         table(
@@ -199,6 +202,9 @@ fn comparison(
         med(|c| c.commit_secs),
         med(|c| c.cpu_a),
         med(|c| c.cpu_b),
+        tt - tf,
+        rate(size, tt - tf),
+        tf,
     )
 }
 
@@ -231,104 +237,6 @@ async fn frames(pair: &Pair, data: &Arc<Vec<u8>>, runs: usize) -> Result<()> {
         keel_proto::units::format_size(size),
         table(&["frame", "runs, MiB/s", "median MiB/s"], &rows),
         keel_proto::units::format_size(keel_proto::FRAME_BYTES as u64),
-    ));
-    Ok(())
-}
-
-/// Copies at 32 MiB/s and 128 MiB/s, both servers set alike.
-async fn throttled(root: &Path, bin: &Path) -> Result<()> {
-    let mut rows = vec![];
-    for (bps, size) in THROTTLED {
-        let setting = keel_proto::units::format_size(bps);
-        let pair = Pair::start(root, bin, &bps.to_string())?;
-        let crc = upload_generated(&pair.a.url(), "throttled", SEED, size).await?;
-        eprintln!(
-            "throttled copy at {setting}/s of {size} bytes (load {})",
-            loadavg()
-        );
-        let c = pair.copy("throttled", size, crc).await?;
-        let set = bps as f64 / MIB;
-        let (whole, transfer) = (rate(size, c.rpc_secs), rate(size, c.transfer_secs));
-        rows.push(vec![
-            format!("{setting}/s"),
-            keel_proto::units::format_size(size),
-            format!(
-                "{:.2} s, {whole:.2} MiB/s, {}",
-                c.rpc_secs,
-                pct(whole / set - 1.0)
-            ),
-            format!(
-                "{:.2} s, {transfer:.2} MiB/s, **{}** — {}",
-                c.transfer_secs,
-                pct(transfer / set - 1.0),
-                verdict((transfer / set - 1.0).abs() < 0.02)
-            ),
-            format!("{:.3} s", c.commit_secs),
-            loadavg(),
-        ]);
-    }
-    emit(&format!(
-        "## Throttled copies (`--migrate-bandwidth` on both servers; target: within 2 %)\n\n{}\n\
-         \"Transfer\" is B's logged `transfer_secs` (connect, stream, write); the whole RPC also \
-         holds the commit (fsync of everything written, rename, directory fsync).\n",
-        table(
-            &[
-                "setting",
-                "chunk",
-                "whole RPC",
-                "transfer only",
-                "commit",
-                "load after"
-            ],
-            &rows
-        )
-    ));
-    Ok(())
-}
-
-/// A 1 GiB unthrottled copy with both servers' `VmRSS` sampled every 50 ms.
-async fn memory(root: &Path, bin: &Path) -> Result<()> {
-    let mut pair = Pair::start(root, bin, "0")?;
-    let crc = upload_generated(&pair.a.url(), "memory", SEED, MEMORY_CHUNK).await?;
-    // A fresh process, so A's high-water mark is the copy's, not the write's.
-    pair.a.restart()?;
-    let pids: Vec<u32> = [&pair.a, &pair.b].iter().filter_map(|d| d.pid()).collect();
-    let before: Vec<u64> = pids
-        .iter()
-        .map(|p| status_kib(*p, "VmRSS").unwrap_or(0))
-        .collect();
-    let sampler = RssSampler::start(pids.clone(), Duration::from_millis(50));
-    let cost = pair.copy("memory", MEMORY_CHUNK, crc).await?;
-    let peaks = sampler.finish()?;
-    let mib = |kib: u64| format!("{:.1} MiB", kib as f64 / 1024.0);
-    let rows: Vec<Vec<String>> = ["A (source)", "B (target)"]
-        .iter()
-        .enumerate()
-        .filter_map(|(i, name)| {
-            let hwm = status_kib(*pids.get(i)?, "VmHWM").unwrap_or(0);
-            Some(vec![
-                name.to_string(),
-                mib(before[i]),
-                mib(peaks[i]),
-                mib(hwm),
-                format!("< 64 MiB — {}", verdict(hwm < 64 * 1024)),
-            ])
-        })
-        .collect();
-    emit(&format!(
-        "## Memory during an unthrottled copy of 1 GiB ({:.2} s, {:.0} MiB/s)\n\n{}",
-        cost.rpc_secs,
-        rate(MEMORY_CHUNK, cost.rpc_secs),
-        table(
-            &[
-                "server",
-                "VmRSS before",
-                "peak VmRSS (50 ms samples)",
-                "VmHWM at end",
-                "target"
-            ],
-            &rows
-        )
     ));
     Ok(())
 }
