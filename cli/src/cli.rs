@@ -82,7 +82,7 @@ pub struct DemoArgs {
     #[arg(long, env = "KEEL_CHUNK_SIZE", default_value = "8MiB", hide = true, value_parser = parse_size)]
     pub chunk_size: u64,
     /// Each chunk server's migration bandwidth (in and out together).
-    #[arg(long, env = "KEEL_MIGRATE_BANDWIDTH", default_value = "16MiB", hide = true, value_parser = parse_size)]
+    #[arg(long, env = "KEEL_MIGRATE_BANDWIDTH", default_value = "10MiB", hide = true, value_parser = parse_size)]
     pub migrate_bandwidth: u64,
     /// The master's band half-width, in percentage points.
     #[arg(long, env = "KEEL_THRESHOLD_PCT", default_value_t = 10.0, hide = true)]

@@ -14,6 +14,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use super::error::DemoError;
 use crate::client::Clients;
 use crate::error::Error;
+use crate::output;
 use crate::put::{Upload, store};
 use crate::rebalance::run::Drawer;
 
@@ -103,16 +104,27 @@ pub async fn write_all(
     while let Some(stored) = results.try_next().await? {
         written += stored.size;
         done.push(stored);
-        draw.show(&crate::output::progress_line(
-            written,
-            total,
-            crate::output::MoveCounts::default(),
-            &format!("{}/{} chunks written", done.len(), specs.len()),
-        ));
+        draw.show(&progress(written, total, done.len(), specs.len()));
     }
     draw.finish();
     done.sort_by(|a, b| a.id.cmp(&b.id));
     Ok((done, started.elapsed()))
+}
+
+/// `[#####...]  20.8%  59.6 MiB / 286.5 MiB  10/48 chunks`.
+fn progress(written: u64, total: u64, chunks: usize, of: usize) -> String {
+    let pct = if total == 0 {
+        100.0
+    } else {
+        100.0 * written as f64 / total as f64
+    };
+    format!(
+        "{} {}  {} / {}  {chunks}/{of} chunks",
+        output::bar(pct, 24),
+        output::pct(pct),
+        output::size(written),
+        output::size(total),
+    )
 }
 
 /// Fills a spool file with the chunk's bytes, stores it, removes the file.
@@ -201,6 +213,15 @@ mod tests {
             assert!(heavy * 100 <= 2 * unit * 86, "n={n}: cs1 over 85 %");
             assert_eq!(unit % (64 << 10), 0);
         }
+    }
+
+    #[test]
+    fn write_progress_counts_bytes_and_chunks() {
+        assert_eq!(
+            progress(10 * MIB, 40 * MIB, 2, 8),
+            "[######..................]  25.0%  10.0 MiB / 40.0 MiB  2/8 chunks"
+        );
+        assert!(progress(0, 0, 0, 0).contains("100.0%"));
     }
 
     #[test]
