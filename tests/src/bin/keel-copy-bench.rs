@@ -34,6 +34,7 @@ mod sample;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use keel_proto::units::parse_size;
@@ -50,6 +51,8 @@ usage: keel-copy-bench [options]
   --skip-frames     skip the WriteChunk frame-size sweep
   --skip-throttled  skip the 32 MiB/s and 128 MiB/s copies
   --skip-memory     skip the 1 GiB copy with memory sampling
+  --settle SECS     before each timed run, wait up to SECS for the CPU pressure
+                    (/proc/pressure/cpu, avg10) to fall below 25 % (default 0: don't wait)
 ";
 
 /// What to run.
@@ -71,6 +74,8 @@ pub struct Opts {
     pub throttled: bool,
     /// Run the memory measurement.
     pub memory: bool,
+    /// Longest wait for a quiet machine before each timed run.
+    pub settle: Duration,
 }
 
 impl Opts {
@@ -84,6 +89,7 @@ impl Opts {
             frames: true,
             throttled: true,
             memory: true,
+            settle: Duration::ZERO,
         };
         while let Some(arg) = args.next() {
             let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
@@ -96,6 +102,7 @@ impl Opts {
                 "--skip-frames" => o.frames = false,
                 "--skip-throttled" => o.throttled = false,
                 "--skip-memory" => o.memory = false,
+                "--settle" => o.settle = Duration::from_secs(value()?.parse().context("--settle")?),
                 "-h" | "--help" => return Ok(None),
                 _ => bail!("unknown argument {arg:?}\n{USAGE}"),
             }

@@ -9,7 +9,7 @@ use anyhow::Result;
 use crate::pair::Pair;
 use crate::payload::upload_generated;
 use crate::phases::{SEED, emit};
-use crate::report::{MIB, loadavg, pct, rate, table, verdict};
+use crate::report::{MIB, busy, pct, rate, settle, table, verdict};
 use crate::sample::{Sampler, progress, status_kib, watch_dir};
 
 /// Throttle settings and chunk sizes: each copy takes at least 11 s.
@@ -23,17 +23,14 @@ const EVERY: Duration = Duration::from_millis(50);
 
 /// Copies at 32 MiB/s and 128 MiB/s, both servers set alike, with B's temp
 /// file watched while it grows.
-pub async fn throttled(root: &Path, bin: &Path) -> Result<()> {
+pub async fn throttled(root: &Path, bin: &Path, quiet: Duration) -> Result<()> {
     let mut rows = vec![];
     for (bps, size) in THROTTLED {
         let pair = Pair::start(root, bin, &bps.to_string())?;
         let crc = upload_generated(&pair.a.url(), "throttled", SEED, size).await?;
         let setting = format!("{} MiB/s", bps >> 20);
-        eprintln!(
-            "copy at {setting} of {} MiB (load {})",
-            size >> 20,
-            loadavg()
-        );
+        settle(quiet).await;
+        eprintln!("copy at {setting} of {} MiB ({})", size >> 20, busy());
         let watch = watch_dir(pair.target_tmp(), EVERY);
         let c = pair.copy("throttled", size, crc).await?;
         let samples = watch.finish()?;
@@ -61,7 +58,7 @@ pub async fn throttled(root: &Path, bin: &Path) -> Result<()> {
             stall,
             format!("{:.3} s", c.commit_secs),
             format!("{:.1} / {:.1} s", c.cpu_a, c.cpu_b),
-            loadavg(),
+            busy(),
         ]);
     }
     let header = [
@@ -73,7 +70,7 @@ pub async fn throttled(root: &Path, bin: &Path) -> Result<()> {
         "longest stall",
         "commit",
         "CPU A / B",
-        "load after",
+        "machine after",
     ];
     emit(&format!(
         "## Throttled copies (`--migrate-bandwidth` on both servers)\n\n{}\n\
@@ -88,7 +85,7 @@ pub async fn throttled(root: &Path, bin: &Path) -> Result<()> {
 }
 
 /// A 1 GiB unthrottled copy with both servers' `VmRSS` sampled every 50 ms.
-pub async fn memory(root: &Path, bin: &Path) -> Result<()> {
+pub async fn memory(root: &Path, bin: &Path, quiet: Duration) -> Result<()> {
     let mut pair = Pair::start(root, bin, "0")?;
     let crc = upload_generated(&pair.a.url(), "memory", SEED, MEMORY_CHUNK).await?;
     // A fresh process, so A's high-water mark is the copy's, not the write's.
@@ -99,6 +96,7 @@ pub async fn memory(root: &Path, bin: &Path) -> Result<()> {
             .map(|p| status_kib(*p, "VmRSS").unwrap_or(0))
             .collect()
     };
+    settle(quiet).await;
     let before = rss(&pids);
     let watched = pids.clone();
     let sampler = Sampler::start(EVERY, move || rss(&watched));

@@ -11,7 +11,7 @@ use keel_tests::chunks::pattern;
 use crate::baseline::{RsyncDaemon, RsyncInfo, TcpCost, rsync_info, tcp_copy};
 use crate::pair::{CopyCost, Pair};
 use crate::payload::{upload_slice, write_file};
-use crate::report::{list, loadavg, machine, median, rate, table, verdict};
+use crate::report::{busy, list, machine, median, rate, settle, table, verdict};
 use crate::{Opts, chunkserver_bin, limits};
 
 /// Seed of every generated chunk.
@@ -33,12 +33,12 @@ pub async fn run(opts: &Opts) -> Result<()> {
     ));
     unthrottled(opts, root.path(), &bin).await?;
     if opts.throttled {
-        limits::throttled(root.path(), &bin).await?;
+        limits::throttled(root.path(), &bin, opts.settle).await?;
     }
     if opts.memory {
-        limits::memory(root.path(), &bin).await?;
+        limits::memory(root.path(), &bin, opts.settle).await?;
     }
-    emit(&format!("Load average at the end: {}\n", loadavg()));
+    emit(&format!("At the end: {}\n", busy()));
     Ok(())
 }
 
@@ -79,6 +79,7 @@ async fn unthrottled(opts: &Opts, root: &Path, bin: &Path) -> Result<()> {
     // Round 0 warms up and is not counted; each round starts with a
     // different method so none always runs right after another.
     for round in 0..=opts.runs {
+        settle(opts.settle).await;
         for k in 0..methods.len() {
             let m = methods[(round + k) % methods.len()];
             match (m, &rsync) {
@@ -101,13 +102,18 @@ async fn unthrottled(opts: &Opts, root: &Path, bin: &Path) -> Result<()> {
                 (Method::Rsync, None) => {}
             }
         }
-        eprintln!("round {round}/{} done (round 0 is the warm-up)", opts.runs);
+        eprintln!(
+            "round {round}/{} done, round 0 is the warm-up ({})",
+            opts.runs,
+            busy()
+        );
     }
     let info = rsync.as_ref().map(|(_, i)| i);
     emit(&comparison(opts, &keel, &tcp, &rs, info));
     drop(rsync);
     std::fs::remove_file(&src)?;
     if opts.frames {
+        settle(opts.settle).await;
         frames(&pair, &data, opts.runs.min(3)).await?;
     }
     Ok(())

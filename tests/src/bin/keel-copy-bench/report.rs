@@ -58,6 +58,43 @@ pub fn loadavg() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// How busy the machine is: load averages and the share of the last 10 s in
+/// which some task waited for a CPU (`/proc/pressure/cpu`), e.g.
+/// `load 1.20 0.90 0.70, CPU pressure 12 %`.
+pub fn busy() -> String {
+    let pressure = cpu_pressure()
+        .map(|p| format!(", CPU pressure {p:.0} %"))
+        .unwrap_or_default();
+    format!("load {}{pressure}", loadavg())
+}
+
+/// Percentage of the last 10 s in which some task waited for a CPU.
+pub fn cpu_pressure() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/pressure/cpu").ok()?;
+    let some = text.lines().find(|l| l.starts_with("some"))?;
+    let avg10 = some
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("avg10="))?;
+    avg10.parse().ok()
+}
+
+/// Waits up to `max` for the CPU pressure to fall below `QUIET_PCT`, so a
+/// timed run does not start in the middle of someone else's build.
+pub async fn settle(max: std::time::Duration) {
+    const QUIET_PCT: f64 = 25.0;
+    let quiet = || cpu_pressure().is_none_or(|p| p < QUIET_PCT);
+    if max.is_zero() || quiet() {
+        return;
+    }
+    eprintln!("waiting up to {max:?} for a quieter machine ({})", busy());
+    if keel_tests::wait_until("a quieter machine", max, || async { quiet() })
+        .await
+        .is_err()
+    {
+        eprintln!("still busy ({}); measuring anyway", busy());
+    }
+}
+
 /// A Markdown list describing the machine and the file system under `dir`.
 pub fn machine(dir: &Path) -> String {
     let cpu = first_value("/proc/cpuinfo", "model name").unwrap_or_else(|| "unknown".into());
@@ -70,10 +107,10 @@ pub fn machine(dir: &Path) -> String {
     format!(
         "- CPU: {cpu}, {cores} cores available; memory {mem}; Linux {kernel}\n\
          - temp dir (chunk servers and baselines alike): `{}` on {}\n\
-         - load average at start: {}\n",
+         - at start: {}\n",
         dir.display(),
         file_system(dir),
-        loadavg()
+        busy()
     )
 }
 
