@@ -360,34 +360,5 @@ fn die_with_parent(cmd: &mut Command) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_the_address_after_the_marker() {
-        let log = "2026-01-01T00:00:00Z  INFO keel_master::server: grpc listening addr=127.0.0.1:7000\n\
-                   2026-01-01T00:00:00Z  INFO keel_master::server: http listening addr=127.0.0.1:7080\n";
-        assert_eq!(
-            find_addr(log, "grpc listening addr="),
-            Some("127.0.0.1:7000".parse().expect("addr"))
-        );
-        assert_eq!(
-            find_addr(log, "http listening addr="),
-            Some("127.0.0.1:7080".parse().expect("addr"))
-        );
-        assert_eq!(find_addr("starting\n", "grpc listening addr="), None);
-        assert_eq!(
-            find_addr("grpc listening addr=nope", "grpc listening addr="),
-            None
-        );
-    }
-
-    #[test]
-    fn busy_ports_fall_back_to_any() {
-        let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let busy = held.local_addr().expect("addr").to_string();
-        assert_eq!(free_or_any(&busy), ANY_PORT);
-        drop(held);
-        assert_eq!(free_or_any(ANY_PORT), ANY_PORT);
-    }
-}
+#[path = "cluster_tests.rs"]
+mod tests;
