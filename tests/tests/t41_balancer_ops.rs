@@ -162,11 +162,19 @@ async fn pause_holds_new_moves_across_passes_and_resume_drains() -> Result<()> {
     })
     .await?;
     let url = c.master_url();
-    wait_until(
-        "a background pass to queue moves",
-        Duration::from_secs(10),
-        || status_is(&url, |s| s.pending >= 2),
-    )
+    // Background passes do not plan while paused (their plan would be stale
+    // by the time it ran); an operator's run still queues, and the moves wait.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        status(&url).await?.pending,
+        0,
+        "a paused balancer planned in the background"
+    );
+    let (code, _, err) = c.keelctl(&["rebalance", "run"])?;
+    assert_eq!(code, 0, "{err}");
+    wait_until("the run to queue moves", Duration::from_secs(10), || {
+        status_is(&url, |s| s.pending >= 2)
+    })
     .await?;
 
     // Two more background passes: nothing starts, every move says why.

@@ -141,6 +141,13 @@ impl Balancer {
             if trigger == Trigger::Refill && self.in_safe_mode() {
                 continue;
             }
+            // Moves planned while paused would be planned on a view that is
+            // stale by the time they run (servers join, data lands): plan on
+            // resume instead. An operator's RebalanceRun still plans.
+            if self.state().queue().is_paused() {
+                debug!(?trigger, "balancer pass skipped: paused");
+                continue;
+            }
             // A pass over a large cluster takes seconds: shutdown need not wait.
             tokio::select! {
                 () = shutdown.cancelled() => return,

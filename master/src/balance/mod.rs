@@ -186,6 +186,11 @@ impl Balancer {
         self.state().resume();
         tracing::info!("balancer resumed");
         self.inner.wake.notify_one();
+        // Background passes skip while paused; plan on the current view now
+        // (unless passes run only on demand).
+        if !self.inner.settings.interval.is_zero() {
+            self.inner.refill.notify_one();
+        }
     }
 
     /// Counts, moves, recent failures and the cluster's balance.
