@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use keel_tests::wait_until;
 
+use crate::sample::cpu_times;
+
 /// What one plain TCP transfer took.
 #[derive(Debug, Clone, Copy)]
 pub struct TcpCost {
@@ -19,6 +21,8 @@ pub struct TcpCost {
     pub total: Duration,
     /// The receiver's fsync alone.
     pub fsync: Duration,
+    /// CPU seconds of sender and receiver together (this process).
+    pub cpu: f64,
 }
 
 /// Sends `src` over a loopback TCP connection into a new file `dest`, in
@@ -27,15 +31,18 @@ pub fn tcp_copy(src: &Path, dest: &Path, buf: usize) -> Result<TcpCost> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let dest = dest.to_path_buf();
+    let cpu = cpu_times("self")?.own;
     let start = Instant::now();
     let receiver = std::thread::spawn(move || receive(&listener, &dest, buf));
     send(src, addr, buf)?;
     let fsync = receiver
         .join()
         .map_err(|_| anyhow::anyhow!("TCP receiver panicked"))??;
+    let total = start.elapsed();
     Ok(TcpCost {
-        total: start.elapsed(),
+        total,
         fsync,
+        cpu: cpu_times("self")?.own - cpu,
     })
 }
 
@@ -153,8 +160,18 @@ impl RsyncDaemon {
     }
 
     /// Pulls `name` from the module into `dest` (a new file) with
-    /// `--whole-file`, plus `--fsync` when `fsync`. Returns the client's time.
-    pub async fn pull(&self, name: &str, dest: &Path, fsync: bool) -> Result<Duration> {
+    /// `--whole-file`, plus `--fsync` when `fsync`. Returns the client's time
+    /// and the CPU seconds of client and daemon together (`None` if the
+    /// daemon's worker was not reaped in time to count it).
+    pub async fn pull(
+        &self,
+        name: &str,
+        dest: &Path,
+        fsync: bool,
+    ) -> Result<(Duration, Option<f64>)> {
+        let pid = self.child.id().to_string();
+        let daemon = || cpu_times(&pid).map(|c| c.own + c.children);
+        let (client0, daemon0) = (cpu_times("self")?.children, daemon()?);
         let mut cmd = tokio::process::Command::new("rsync");
         cmd.arg("--whole-file");
         if fsync {
@@ -174,7 +191,22 @@ impl RsyncDaemon {
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
-        Ok(took)
+        let client = cpu_times("self")?.children - client0;
+        // The daemon forks a worker per connection; its time shows once the
+        // daemon has reaped it.
+        let reaped = wait_until(
+            "the rsync daemon to reap its worker",
+            Duration::from_secs(2),
+            || {
+                let d = daemon();
+                async move { d.is_ok_and(|d| d > daemon0) }
+            },
+        )
+        .await;
+        let cpu = reaped
+            .ok()
+            .and_then(|()| Some(client + daemon().ok()? - daemon0));
+        Ok((took, cpu))
     }
 }
 

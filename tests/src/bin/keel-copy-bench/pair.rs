@@ -9,6 +9,8 @@ use anyhow::{Context, Result, bail};
 use keel_proto::v1::{CopyChunkRequest, DeleteChunkRequest};
 use keel_tests::{Daemon, chunkserver_client, cs::NO_MASTER, wait_until};
 
+use crate::sample::cpu_times;
+
 /// The line B logs for every finished copy.
 const COPIED: &str = "chunk copied";
 
@@ -141,19 +143,7 @@ fn last_copy_times(log: &str) -> Result<(f64, f64)> {
 /// CPU seconds (user + system) the daemon's process has used so far.
 fn cpu_secs(d: &Daemon) -> Result<f64> {
     let pid = d.pid().context("daemon not running")?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the parenthesised command name; utime and stime are the
-    // 14th and 15th fields of the whole line.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| -> Result<f64> {
-        Ok(fields
-            .get(i)
-            .context("short /proc/<pid>/stat")?
-            .parse::<f64>()?)
-    };
-    // CLK_TCK is 100 on every Linux this runs on.
-    Ok((ticks(11)? + ticks(12)?) / 100.0)
+    Ok(cpu_times(&pid.to_string())?.own)
 }
 
 #[cfg(test)]

@@ -95,9 +95,9 @@ async fn unthrottled(opts: &Opts, root: &Path, bin: &Path) -> Result<()> {
                     tcp.extend((round > 0).then_some(t));
                 }
                 (Method::Rsync, Some((daemon, info))) => {
-                    let t = daemon.pull("chunk.bin", &dest, info.fsync).await?;
+                    let (t, cpu) = daemon.pull("chunk.bin", &dest, info.fsync).await?;
                     std::fs::remove_file(&dest)?;
-                    rs.extend((round > 0).then_some(t.as_secs_f64()));
+                    rs.extend((round > 0).then_some((t.as_secs_f64(), cpu)));
                 }
                 (Method::Rsync, None) => {}
             }
@@ -134,63 +134,102 @@ async fn start_rsync(
     Ok(Some((RsyncDaemon::start(src_dir, root).await?, info)))
 }
 
-/// The comparison table and Keel's own breakdown.
+/// One method's line in the comparison.
+struct Line {
+    /// What ran.
+    name: String,
+    /// Seconds per run.
+    secs: Vec<f64>,
+    /// CPU seconds per run, where known.
+    cpu: Vec<f64>,
+    /// Least keel ÷ this ratio wanted.
+    target: Option<f64>,
+}
+
+/// The comparison table and where each method's time went.
 fn comparison(
     opts: &Opts,
     keel: &[CopyCost],
     tcp: &[TcpCost],
-    rs: &[f64],
+    rs: &[(f64, Option<f64>)],
     rsync: Option<&RsyncInfo>,
 ) -> String {
     let size = opts.size;
-    let rates = |secs: &[f64]| secs.iter().map(|s| rate(size, *s)).collect::<Vec<_>>();
-    let keel_rates = rates(&keel.iter().map(|c| c.rpc_secs).collect::<Vec<_>>());
-    let k = median(&keel_rates);
-    let mut rows = vec![vec![
-        "Keel `CopyChunk` A→B, whole RPC (stream, CRC32C, fsync, rename, dir fsync)".into(),
-        list(&keel_rates),
-        format!("{k:.0}"),
-        "—".into(),
-        "—".into(),
-    ]];
-    let mut row = |name: String, secs: &[f64], target: f64| {
-        let r = median(&rates(secs));
-        rows.push(vec![
-            name,
-            list(&rates(secs)),
-            format!("{r:.0}"),
-            format!("**{:.2}**", k / r),
-            format!("≥ {target} — {}", verdict(k / r >= target)),
-        ]);
-    };
     let buf = keel_proto::units::format_size(opts.buffer as u64);
-    let tcp_total: Vec<f64> = tcp.iter().map(|c| c.total.as_secs_f64()).collect();
-    let tcp_fsync: Vec<f64> = tcp.iter().map(|c| c.fsync.as_secs_f64()).collect();
-    row(
-        format!("plain TCP, {buf} reads/writes, fsync"),
-        &tcp_total,
-        0.9,
-    );
-    match rsync {
-        Some(i) => row(
-            format!(
-                "rsync daemon, `--whole-file{}` ({})",
-                if i.fsync { " --fsync" } else { "" },
-                i.version
-            ),
-            rs,
-            1.5,
-        ),
-        None => rows.push(vec!["rsync: skipped (not installed or --no-rsync)".into()]),
+    let mut lines = vec![
+        Line {
+            name: "Keel `CopyChunk` A→B, whole RPC (stream, CRC32C, fsync, rename, dir fsync)"
+                .into(),
+            secs: keel.iter().map(|c| c.rpc_secs).collect(),
+            cpu: keel.iter().map(|c| c.cpu_a + c.cpu_b).collect(),
+            target: None,
+        },
+        Line {
+            name: format!("plain TCP, {buf} reads/writes, fsync"),
+            secs: tcp.iter().map(|c| c.total.as_secs_f64()).collect(),
+            cpu: tcp.iter().map(|c| c.cpu).collect(),
+            target: Some(0.9),
+        },
+    ];
+    if let Some(i) = rsync {
+        let fsync = if i.fsync {
+            " --fsync"
+        } else {
+            " (no --fsync here)"
+        };
+        lines.push(Line {
+            name: format!("rsync daemon, `--whole-file{fsync}` ({})", i.version),
+            secs: rs.iter().map(|r| r.0).collect(),
+            cpu: rs.iter().filter_map(|r| r.1).collect(),
+            target: Some(1.5),
+        });
+    }
+    let rates = |secs: &[f64]| secs.iter().map(|s| rate(size, *s)).collect::<Vec<_>>();
+    let k = median(&rates(&lines[0].secs));
+    let mut rows: Vec<Vec<String>> = lines
+        .iter()
+        .map(|l| {
+            let r = rates(&l.secs);
+            let m = median(&r);
+            let cpu = if l.cpu.is_empty() {
+                "—".into()
+            } else {
+                format!("{:.2}", median(&l.cpu))
+            };
+            let (ratio, target) = match l.target {
+                Some(t) => (
+                    format!("**{:.2}**", k / m),
+                    format!("≥ {t} — {}", verdict(k / m >= t)),
+                ),
+                None => ("—".into(), "—".into()),
+            };
+            vec![
+                l.name.clone(),
+                list(&r),
+                format!("{m:.0}"),
+                cpu,
+                ratio,
+                target,
+            ]
+        })
+        .collect();
+    if rsync.is_none() {
+        rows.push(vec!["rsync: skipped (not installed, or --no-rsync)".into()]);
     }
     let med = |f: fn(&CopyCost) -> f64| median(&keel.iter().map(f).collect::<Vec<_>>());
-    let (tt, tf) = (median(&tcp_total), median(&tcp_fsync));
+    let tt = median(&lines[1].secs);
+    let tf = median(
+        &tcp.iter()
+            .map(|c| c.fsync.as_secs_f64())
+            .collect::<Vec<_>>(),
+    );
     format!(
         "## Unthrottled copy of a {} chunk (median of {} runs after a warm-up, interleaved)\n\n{}\n\
          Medians per copy. Keel: transfer {:.3} s ({:.0} MiB/s), commit {:.3} s; \
          CPU A {:.2} s, B {:.2} s. Plain TCP: stream {:.3} s ({:.0} MiB/s), fsync {:.3} s. \
-         The source file and A's chunk are in the page cache for every method \
-         (nothing is dropped from it).\n",
+         CPU is user + system time of the processes doing the transfer (both chunk servers; \
+         the bench process for TCP; rsync client and daemon). The source file and A's chunk \
+         are in the page cache for every method (nothing is dropped from it).\n",
         keel_proto::units::format_size(size),
         opts.runs,
         table(
@@ -198,6 +237,7 @@ fn comparison(
                 "transfer",
                 "runs, MiB/s",
                 "median MiB/s",
+                "CPU s",
                 "keel ÷ this",
                 "target"
             ],

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 /// Samples a value on a thread of its own until finished.
 pub struct Sampler<T> {
@@ -50,6 +50,39 @@ pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = text.lines().find(|l| l.starts_with(&format!("{field}:")))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// CPU time of a process, seconds of user + system time.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CpuTimes {
+    /// Its own threads.
+    pub own: f64,
+    /// Its children that it has waited for.
+    pub children: f64,
+}
+
+/// CPU times of process `pid` (a number, or `self`) from `/proc/<pid>/stat`.
+pub fn cpu_times(pid: &str) -> Result<CpuTimes> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_stat(&stat).with_context(|| format!("unexpected /proc/{pid}/stat: {stat:?}"))
+}
+
+fn parse_stat(stat: &str) -> Option<CpuTimes> {
+    // Fields after the parenthesised command name start with the 3rd; utime,
+    // stime, cutime and cstime are the 14th to 17th.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    // CLK_TCK is 100 on every Linux this runs on.
+    let tick = |i: usize| f.get(i).map(|t| t / 100.0);
+    Some(CpuTimes {
+        own: tick(0)? + tick(1)?,
+        children: tick(2)? + tick(3)?,
+    })
 }
 
 /// Total size of the regular files directly in `dir` (0 if unreadable).
@@ -138,5 +171,18 @@ mod tests {
         assert_eq!(p.steady, 80.0 / 11.0);
         assert_eq!(p.longest_stall, 3.0);
         assert_eq!(progress(&s[..5], 100), None);
+    }
+
+    #[test]
+    fn cpu_times_from_stat() {
+        let stat = "42 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 150 50 300 100 20 0 1 0";
+        assert_eq!(
+            parse_stat(stat),
+            Some(CpuTimes {
+                own: 2.0,
+                children: 4.0
+            })
+        );
+        assert!(cpu_times("self").is_ok());
     }
 }
