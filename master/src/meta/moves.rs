@@ -319,4 +319,14 @@ impl Meta {
     pub fn record_removal(&mut self, chunk: &str, no: ServerNo) {
         self.remove_replica(no, chunk);
     }
+
+    /// A delete of `chunk` on `no` failed: it may have happened anyway (the
+    /// server deleted, then its answer was lost), so the replica no longer
+    /// counts, and the server's next heartbeat must be a full report, which
+    /// brings it back if it is still there. Counting it meanwhile could let a
+    /// trim delete the last real copy elsewhere.
+    pub fn doubt_replica(&mut self, chunk: &str, no: ServerNo) {
+        self.remove_replica(no, chunk);
+        self.servers[no as usize].synced = false;
+    }
 }

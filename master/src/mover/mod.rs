@@ -248,8 +248,8 @@ impl Mover {
             match self.release_source(t).await {
                 Ok(()) => done.source_deleted = true,
                 Err(note) => {
-                    warn!(chunk = %t.chunk, from = %t.from.id, why = %note, "source replica kept");
-                    done.note = Some(format!("source replica kept: {note}"));
+                    warn!(chunk = %t.chunk, from = %t.from.id, why = %note, "source replica not released");
+                    done.note = Some(format!("source replica not released: {note}"));
                 }
             }
         }
@@ -258,12 +258,21 @@ impl Mover {
         Ok(done)
     }
 
-    /// Deletes the source replica when the master sees enough others.
+    /// Deletes the source replica when the master sees enough others. A
+    /// failed delete leaves the replica in doubt (see [`Meta::doubt_replica`]).
+    ///
+    /// [`Meta::doubt_replica`]: crate::meta::Meta::doubt_replica
     async fn release_source(&self, t: &MoveTicket) -> Result<(), String> {
         lock(&self.meta).source_deletable(&t.chunk, t.from.no)?;
-        self.delete(&t.chunk, &t.from)
-            .await
-            .map_err(|s| format!("delete on {} failed: {}", t.from.id, s.message()))?;
+        if let Err(s) = self.delete(&t.chunk, &t.from).await {
+            lock(&self.meta).doubt_replica(&t.chunk, t.from.no);
+            return Err(format!(
+                "delete on {} failed: {}; the replica counts again once {} reports it",
+                t.from.id,
+                s.message(),
+                t.from.id
+            ));
+        }
         lock(&self.meta).record_removal(&t.chunk, t.from.no);
         Ok(())
     }
@@ -303,7 +312,10 @@ impl Mover {
                     info!(chunk = %d.chunk, server = %s.id, "excess replica trimmed");
                 }
                 Err(e) => {
-                    warn!(chunk = %d.chunk, server = %s.id, error = %e.message(), "could not trim excess replica")
+                    // It may be gone all the same: stop counting it until
+                    // the server reports it, so no other copy is trimmed for it.
+                    lock(&self.meta).doubt_replica(&d.chunk, s.no);
+                    warn!(chunk = %d.chunk, server = %s.id, error = %e.message(), "could not trim excess replica; it counts again once its server reports it")
                 }
             }
         }
