@@ -48,6 +48,9 @@ fn reply<T>(r: Result<T, Error>) -> Result<Response<T>, Status> {
     }
 }
 
+// Span fields hold request strings before they are validated: they are
+// logged escaped (`escape_debug`), so a newline in an id cannot forge a
+// log line; valid ids look the same either way.
 #[tonic::async_trait]
 impl ChunkServer for ChunkService {
     #[instrument(skip_all, fields(chunk))]
@@ -64,7 +67,7 @@ impl ChunkServer for ChunkService {
 
     type ReadChunkStream = ReadStream;
 
-    #[instrument(skip_all, fields(chunk = %request.get_ref().chunk, migration = request.get_ref().migration))]
+    #[instrument(skip_all, fields(chunk = %request.get_ref().chunk.escape_debug(), migration = request.get_ref().migration))]
     async fn read_chunk(
         &self,
         request: Request<ReadChunkRequest>,
@@ -72,7 +75,7 @@ impl ChunkServer for ChunkService {
         reply(self.open_read(request.into_inner()).await)
     }
 
-    #[instrument(skip_all, fields(chunk = %request.get_ref().chunk, from = %request.get_ref().source_id))]
+    #[instrument(skip_all, fields(chunk = %request.get_ref().chunk.escape_debug(), from = %request.get_ref().source_id.escape_debug()))]
     async fn copy_chunk(
         &self,
         request: Request<CopyChunkRequest>,
@@ -80,7 +83,7 @@ impl ChunkServer for ChunkService {
         reply(transfer::copy_chunk(&self.node, request.into_inner()).await)
     }
 
-    #[instrument(skip_all, fields(chunk = %request.get_ref().chunk))]
+    #[instrument(skip_all, fields(chunk = %request.get_ref().chunk.escape_debug()))]
     async fn delete_chunk(
         &self,
         request: Request<DeleteChunkRequest>,
@@ -95,7 +98,7 @@ impl ChunkServer for ChunkService {
         reply(r.await)
     }
 
-    #[instrument(skip_all, fields(chunk = %request.get_ref().chunk))]
+    #[instrument(skip_all, fields(chunk = %request.get_ref().chunk.escape_debug()))]
     async fn stat_chunk(
         &self,
         request: Request<StatChunkRequest>,

@@ -43,7 +43,22 @@ pub async fn copy_chunk(node: &Node, req: CopyChunkRequest) -> Result<CopyChunkR
             "copy of chunk {id}: source_address is required"
         )));
     }
+    if !req.source_id.is_empty() {
+        keel_proto::chunk_id::validate(&req.source_id).map_err(|e| {
+            Error::InvalidRequest(format!(
+                "copy of chunk {id}: source_id {:?} is not a server id: {}",
+                req.source_id,
+                e.to_string().replacen("chunk id", "id", 1)
+            ))
+        })?;
+    }
     let address = normalize_url(&req.source_address);
+    if let Err(e) = address.parse::<tonic::codegen::http::Uri>() {
+        return Err(Error::InvalidRequest(format!(
+            "copy of chunk {id}: source_address {:?} is not a URL: {e}",
+            req.source_address
+        )));
+    }
     let src = Source {
         id: if req.source_id.is_empty() {
             address.clone()

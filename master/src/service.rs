@@ -47,9 +47,12 @@ impl MasterService {
 
 type Reply<T> = Result<Response<T>, Status>;
 
+// Span fields and the corruption detail are request strings, some logged
+// before they are validated: they are escaped (`escape_debug`), so a newline
+// cannot forge a log line; valid ids look the same either way.
 #[tonic::async_trait]
 impl Master for MasterService {
-    #[instrument(level = "debug", skip_all, fields(server = %req.get_ref().id, full = req.get_ref().full_report))]
+    #[instrument(level = "debug", skip_all, fields(server = %req.get_ref().id.escape_debug(), full = req.get_ref().full_report))]
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Reply<pb::HeartbeatResponse> {
         let hb = convert::heartbeat(req.into_inner())?;
         let out = lock(&self.meta).apply_heartbeat(hb, Instant::now());
@@ -73,7 +76,7 @@ impl Master for MasterService {
         }))
     }
 
-    #[instrument(level = "debug", skip_all, fields(chunk = %req.get_ref().chunk))]
+    #[instrument(level = "debug", skip_all, fields(chunk = %req.get_ref().chunk.escape_debug()))]
     async fn locate_chunk(
         &self,
         req: Request<pb::LocateChunkRequest>,
@@ -84,7 +87,7 @@ impl Master for MasterService {
         Ok(Response::new(convert::location(loc)))
     }
 
-    #[instrument(skip_all, fields(chunk = %req.get_ref().chunk, size = req.get_ref().size))]
+    #[instrument(skip_all, fields(chunk = %req.get_ref().chunk.escape_debug(), size = req.get_ref().size))]
     async fn allocate_chunk(
         &self,
         req: Request<pb::AllocateChunkRequest>,
@@ -186,7 +189,7 @@ impl Master for MasterService {
         )))
     }
 
-    #[instrument(skip_all, fields(chunk = %req.get_ref().chunk, server = %req.get_ref().server))]
+    #[instrument(skip_all, fields(chunk = %req.get_ref().chunk.escape_debug(), server = %req.get_ref().server.escape_debug()))]
     async fn report_corruption(
         &self,
         req: Request<pb::ReportCorruptionRequest>,
@@ -195,7 +198,7 @@ impl Master for MasterService {
         convert::chunk(&req.chunk)?;
         convert::server_id(&req.server)?;
         let out = lock(&self.meta).report_corruption(&req.chunk, &req.server)?;
-        info!(chunk = %req.chunk, server = %req.server, detail = %req.detail, live_replicas = out.live_replicas,
+        info!(chunk = %req.chunk, server = %req.server, detail = %req.detail.escape_debug(), live_replicas = out.live_replicas,
               under_replicated = out.under_replicated, "corruption reported");
         if let Some(server) = out.delete_from {
             let mover = self.mover.clone();
