@@ -143,7 +143,8 @@ pub fn yes_no(b: bool) -> &'static str {
 pub fn progress_line(done_bytes: u64, total_bytes: u64, moves: MoveCounts, note: &str) -> String {
     let frac = if total_bytes == 0 {
         if moves.total() == 0 {
-            100.0
+            // Nothing planned (yet): an empty bar, not a full one.
+            0.0
         } else {
             100.0 * moves.finished() as f64 / moves.total() as f64
         }
@@ -270,6 +271,6 @@ mod tests {
             "[############............]  50.0%  50.0 MiB / 100.0 MiB  moves 2/4 (1 running, 0 failed)  paused"
         );
         let line = progress_line(0, 0, MoveCounts::default(), "");
-        assert!(line.starts_with("[########################] 100.0%"));
+        assert!(line.starts_with("[........................]   0.0%"), "{line}");
     }
 }

@@ -89,7 +89,12 @@ pub async fn play(
         return print_json(common, &summary);
     }
     print_json(common, &summary)?;
-    say.text(&show::poke(grpc, http, stage.cluster.dir()))?;
+    say.text(&show::poke(
+        grpc,
+        http,
+        stage.cluster.dir(),
+        &show::keelctl_command(),
+    ))?;
     running.set(true);
     stage.cluster.watch().await
 }

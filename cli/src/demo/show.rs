@@ -119,18 +119,33 @@ pub fn balanced_line(r: &RebalanceCheckResponse) -> Option<String> {
     })
 }
 
-/// How to poke the running cluster.
-pub fn poke(grpc: SocketAddr, http: Option<SocketAddr>, dir: &std::path::Path) -> String {
+/// How to run this very keelctl from the current directory: `cargo run`
+/// puts nothing on `PATH`, so the hints name the binary's path.
+pub fn keelctl_command() -> String {
+    let Ok(exe) = std::env::current_exe() else {
+        return "keelctl".into();
+    };
+    let cwd = std::env::current_dir().unwrap_or_default();
+    exe.strip_prefix(&cwd).unwrap_or(&exe).display().to_string()
+}
+
+/// How to poke the running cluster; `keelctl` is the command that runs keelctl.
+pub fn poke(
+    grpc: SocketAddr,
+    http: Option<SocketAddr>,
+    dir: &std::path::Path,
+    keelctl: &str,
+) -> String {
     let master_flag = if grpc.port() == 7000 && grpc.ip().is_loopback() {
         String::new()
     } else {
         format!(" --master http://{grpc}")
     };
     let mut out = format!(
-        "\ncluster is running (data and logs in {}). Try, in another terminal:\n\
+        "\ncluster is running (data and logs in {}, removed on exit). Try, in another terminal:\n\
          \x20 grpcurl -plaintext -d '{{}}' {grpc} keel.v1.Master/RebalanceCheck\n\
-         \x20 keelctl{master_flag} servers\n\
-         \x20 keelctl{master_flag} rebalance status\n",
+         \x20 {keelctl}{master_flag} servers\n\
+         \x20 {keelctl}{master_flag} rebalance status\n",
         dir.display()
     );
     if let Some(h) = http {
@@ -205,7 +220,12 @@ mod tests {
     #[test]
     fn poke_names_the_master_only_off_the_default_port() {
         let dir = std::path::Path::new("/tmp/d");
-        let text = poke("127.0.0.1:7000".parse().expect("addr"), None, dir);
+        let text = poke(
+            "127.0.0.1:7000".parse().expect("addr"),
+            None,
+            dir,
+            "keelctl",
+        );
         assert!(
             text.contains(
                 "grpcurl -plaintext -d '{}' 127.0.0.1:7000 keel.v1.Master/RebalanceCheck"
@@ -217,6 +237,7 @@ mod tests {
             "127.0.0.1:4100".parse().expect("addr"),
             Some("127.0.0.1:4101".parse().expect("addr")),
             dir,
+            "keelctl",
         );
         assert!(
             text.contains("keelctl --master http://127.0.0.1:4100 servers"),

@@ -123,9 +123,12 @@ pub fn counts(base: &RebalanceStatusResponse, now: &RebalanceStatusResponse) -> 
 /// The progress line for one poll.
 pub fn line(base: &RebalanceStatusResponse, now: &RebalanceStatusResponse) -> String {
     let moved = now.bytes_moved.saturating_sub(base.bytes_moved);
+    let nothing_yet = moved == 0 && now.bytes_remaining == 0 && now.pending + now.running == 0;
     let note = match (now.paused, now.safe_mode) {
         (true, _) => "paused (keelctl rebalance resume)",
         (false, true) => "safe mode",
+        // An empty plan would otherwise draw a full bar before any work.
+        _ if nothing_yet => "waiting for the balancer to plan",
         _ => "",
     };
     output::progress_line(moved, moved + now.bytes_remaining, counts(base, now), note)
