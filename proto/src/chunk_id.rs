@@ -127,4 +127,81 @@ mod tests {
         ));
         assert!(matches!(validate("é"), Err(ChunkIdError::BadChar { .. })));
     }
+
+    mod properties {
+        use std::path::{Component, Path};
+
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// The rules, written out again independently of [`validate`].
+        fn follows_rules(id: &str) -> bool {
+            (1..=MAX_LEN).contains(&id.len())
+                && !id.starts_with('.')
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        }
+
+        /// Mostly near-misses: allowed characters mixed with separators,
+        /// dots, NUL and non-ASCII, around the length limit.
+        fn ids() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "[A-Za-z0-9._-]{0,130}",
+                "[A-Za-z0-9._/\\\x00 \n-]{0,12}",
+                "\\.{1,3}[A-Za-z0-9/._-]{0,6}",
+                "[A-Za-z0-9é．\\u{202e}]{120,130}",
+                "(\\.\\./|/|\\./)*[a-z]{0,3}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn accepts_exactly_what_the_rules_allow(id in ids()) {
+                prop_assert_eq!(validate(&id).is_ok(), follows_rules(&id), "{:?}", id);
+                prop_assert_eq!(ChunkId::new(id.clone()).is_ok(), follows_rules(&id));
+                prop_assert_eq!(id.parse::<ChunkId>().is_ok(), follows_rules(&id));
+            }
+
+            #[test]
+            fn an_accepted_id_names_one_file_inside_its_directory(
+                id in prop_oneof![ids(), "[A-Za-z0-9._-]{1,128}"]
+            ) {
+                let Ok(id) = ChunkId::new(id) else { return Ok(()) };
+                let id = id.as_str().to_owned();
+                let dir = Path::new("/data/chunks");
+                let path = dir.join(&id);
+                prop_assert_eq!(path.parent(), Some(dir));
+                let name = path.file_name().and_then(|n| n.to_str());
+                prop_assert_eq!(name, Some(id.as_str()));
+                let inside = path.strip_prefix(dir).expect("inside");
+                let extra: Vec<Component<'_>> = inside.components().collect();
+                prop_assert!(matches!(extra.as_slice(), [Component::Normal(_)]), "{:?}", extra);
+            }
+
+            #[test]
+            fn a_refusal_names_the_first_broken_rule(id in ids()) {
+                let Err(e) = validate(&id) else { return Ok(()) };
+                prop_assert!(!e.to_string().is_empty());
+                let want = if id.is_empty() {
+                    ChunkIdError::Empty
+                } else if id.len() > MAX_LEN {
+                    ChunkIdError::TooLong { len: id.len() }
+                } else if id.starts_with('.') {
+                    ChunkIdError::LeadingDot { id: id.clone() }
+                } else {
+                    let ch = id
+                        .chars()
+                        .find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c)))
+                        .expect("a bad character");
+                    ChunkIdError::BadChar { id: id.clone(), ch }
+                };
+                prop_assert_eq!(e, want);
+            }
+        }
+    }
 }
