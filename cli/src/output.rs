@@ -271,6 +271,9 @@ mod tests {
             "[############............]  50.0%  50.0 MiB / 100.0 MiB  moves 2/4 (1 running, 0 failed)  paused"
         );
         let line = progress_line(0, 0, MoveCounts::default(), "");
-        assert!(line.starts_with("[........................]   0.0%"), "{line}");
+        assert!(
+            line.starts_with("[........................]   0.0%"),
+            "{line}"
+        );
     }
 }
