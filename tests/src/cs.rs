@@ -192,3 +192,37 @@ pub fn no_master(bandwidth: Option<&str>, capacity: &str) -> crate::CsOpts {
 
 /// Timeout for one RPC in tests that must not hang.
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Waits until a temp file under `data_dir` holds more than `min` bytes: a
+/// write or copy into that server is streaming.
+pub async fn wait_temp_bytes(data_dir: &Path, min: u64) -> Result<()> {
+    crate::wait_until(
+        &format!("a temp file of more than {min} bytes"),
+        Duration::from_secs(10),
+        || {
+            let dir = data_dir.to_path_buf();
+            async move {
+                temp_files(&dir)
+                    .first()
+                    .and_then(|p| std::fs::metadata(p).ok())
+                    .is_some_and(|m| m.len() > min)
+            }
+        },
+    )
+    .await
+}
+
+/// Waits until the server at `url` has no temp file, nothing in flight and
+/// nothing reserved: an abandoned or refused transfer left no trace.
+pub async fn wait_cleaned_up(url: &str, data_dir: &Path, what: &str) -> Result<()> {
+    crate::wait_until(what, Duration::from_secs(10), || {
+        let (url, dir) = (url.to_owned(), data_dir.to_path_buf());
+        async move {
+            temp_files(&dir).is_empty()
+                && status(&url)
+                    .await
+                    .is_ok_and(|s| s.in_flight == 0 && s.reserved_bytes == 0)
+        }
+    })
+    .await
+}

@@ -229,21 +229,7 @@ async fn a_write_cut_by_the_client_leaves_nothing() -> Result<()> {
     .await?;
     call.abort();
     drop(tx);
-    wait_until(
-        "the cut write to be cleaned up",
-        Duration::from_secs(10),
-        || {
-            let url = url.clone();
-            let dir = dir.clone();
-            async move {
-                cs::temp_files(&dir).is_empty()
-                    && cs::status(&url)
-                        .await
-                        .is_ok_and(|s| s.in_flight == 0 && s.reserved_bytes == 0)
-            }
-        },
-    )
-    .await?;
+    cs::wait_cleaned_up(&url, &dir, "the cut write to be cleaned up").await?;
     refused(cs::stat(&url, "cut").await, Code::NotFound, "not found");
     // The id is free again.
     write(&url, "cut", &data, 1).await?;
@@ -363,20 +349,7 @@ async fn a_message_above_the_limit_is_refused_and_leaves_nothing() -> Result<()>
         s.code(),
         s.message()
     );
-    wait_until(
-        "the refused write to be cleaned up",
-        Duration::from_secs(10),
-        || {
-            let (url, dir) = (url.clone(), dir.clone());
-            async move {
-                cs::temp_files(&dir).is_empty()
-                    && cs::status(&url)
-                        .await
-                        .is_ok_and(|s| s.in_flight == 0 && s.reserved_bytes == 0)
-            }
-        },
-    )
-    .await?;
+    cs::wait_cleaned_up(&url, &dir, "the refused write to be cleaned up").await?;
     refused(cs::stat(&url, "fat").await, Code::NotFound, "not found");
     Ok(())
 }

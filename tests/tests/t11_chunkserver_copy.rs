@@ -142,35 +142,9 @@ async fn a_second_copy_in_flight_is_refused_and_a_cancelled_one_leaves_nothing()
         let (src, dst) = (src.clone(), dst.clone());
         async move { cs::copy(&dst, "gone", "src", &src, None).await }
     });
-    wait_until(
-        "the copy to have written bytes",
-        Duration::from_secs(10),
-        || {
-            let dir = dst_dir.clone();
-            async move {
-                cs::temp_files(&dir)
-                    .first()
-                    .and_then(|p| std::fs::metadata(p).ok())
-                    .is_some_and(|m| m.len() > 64)
-            }
-        },
-    )
-    .await?;
+    cs::wait_temp_bytes(&dst_dir, 64).await?;
     call.abort();
-    wait_until(
-        "the abandoned copy to be cleaned up",
-        Duration::from_secs(10),
-        || {
-            let (dst, dir) = (dst.clone(), dst_dir.clone());
-            async move {
-                cs::temp_files(&dir).is_empty()
-                    && cs::status(&dst)
-                        .await
-                        .is_ok_and(|s| s.in_flight == 0 && s.reserved_bytes == 0)
-            }
-        },
-    )
-    .await?;
+    cs::wait_cleaned_up(&dst, &dst_dir, "the abandoned copy to be cleaned up").await?;
     left_nothing(&dst, &dst_dir, "gone").await?;
     Ok(())
 }

@@ -5,12 +5,10 @@
 //! finish before the process exits; and starting on the data dir with another
 //! `--id` is refused with a clear error.
 
-use std::time::Duration;
-
 use anyhow::Result;
 use keel_tests::chunks::{pattern, read, write};
 use keel_tests::cs::{self, no_master};
-use keel_tests::{Cluster, Daemon, bin, wait_until};
+use keel_tests::{Cluster, Daemon, bin};
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,20 +42,7 @@ async fn kill_mid_copy_then_restart() -> Result<()> {
         let (src, dst) = (src.clone(), dst.clone());
         async move { cs::copy(&dst, "big", "src", &src, None).await }
     });
-    wait_until(
-        "the copy to have written bytes",
-        Duration::from_secs(10),
-        || {
-            let dir = dst_dir.clone();
-            async move {
-                cs::temp_files(&dir)
-                    .first()
-                    .and_then(|p| std::fs::metadata(p).ok())
-                    .is_some_and(|m| m.len() > 512 * 1024)
-            }
-        },
-    )
-    .await?;
+    cs::wait_temp_bytes(&dst_dir, 512 * 1024).await?;
     cluster.cs("dst").kill9();
     let r = tokio::time::timeout(cs::RPC_TIMEOUT, copy).await??;
     assert!(r.is_err(), "a copy whose target died cannot succeed");
@@ -164,20 +149,7 @@ async fn sigterm_lets_a_copy_in_flight_finish() -> Result<()> {
         let (src, dst) = (src.clone(), dst.clone());
         async move { cs::copy(&dst, "late", "src", &src, None).await }
     });
-    wait_until(
-        "the copy to have written bytes",
-        Duration::from_secs(10),
-        || {
-            let dir = dst_dir.clone();
-            async move {
-                cs::temp_files(&dir)
-                    .first()
-                    .and_then(|p| std::fs::metadata(p).ok())
-                    .is_some_and(|m| m.len() > 256 * 1024)
-            }
-        },
-    )
-    .await?;
+    cs::wait_temp_bytes(&dst_dir, 256 * 1024).await?;
     // SIGTERM, then wait for the process to exit (the harness kills after 10 s).
     let mut daemon = cluster.chunkservers.remove("dst").expect("dst");
     let stopped = tokio::task::spawn_blocking(move || {
