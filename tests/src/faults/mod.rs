@@ -52,23 +52,20 @@ pub async fn quick_chunkserver(url: &str) -> Result<ChunkServerClient<Channel>> 
         .max_encoding_message_size(keel_proto::MAX_MESSAGE_BYTES))
 }
 
-/// SplitMix64: small, seedable, good enough to pick fault schedules.
+/// Picks fault schedules: the balancer's seeded SplitMix64, with half-open
+/// ranges (`lo..hi`) as the trials use them.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(keel_balancer::sim::Rng);
 
 impl Rng {
     /// A generator whose whole sequence follows from `seed`.
     pub fn new(seed: u64) -> Self {
-        Rng(seed)
+        Rng(keel_balancer::sim::Rng::new(seed))
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// A number in `lo..hi` (`lo` when the range is empty).
