@@ -69,7 +69,15 @@ pub async fn copy_chunk(node: &Node, req: CopyChunkRequest) -> Result<CopyChunkR
     };
     let mut res = node.store.reserve(&id, req.expected_size, Purpose::Copy)?;
     let started = Instant::now();
-    let mut stream = open(node, &src, &id).await?;
+    // Bounded like every later wait on the source: a source that accepts the
+    // connection but never answers must not hold the reservation forever.
+    let mut stream = tokio::time::timeout(IDLE_TIMEOUT, open(node, &src, &id))
+        .await
+        .map_err(|_| Error::SourceUnavailable {
+            source_id: src.id.clone(),
+            address: src.address.clone(),
+            detail: format!("no answer within {} s", IDLE_TIMEOUT.as_secs()),
+        })??;
     let header = first_header(&mut stream, &src, &id).await?;
     check_expected(&header, req.expected_size, req.expected_crc32c, &src, &id)?;
     res.resize(header.size)?;

@@ -12,8 +12,13 @@ use tonic::transport::{Channel, Endpoint};
 /// How long connecting to a chunk server may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Keep-alive pings on idle connections, so a vanished peer is noticed.
-const KEEPALIVE: Duration = Duration::from_secs(20);
+/// Keep-alive pings, also on idle connections, so a chunk server cut off by
+/// the network fails the calls waiting on it within
+/// `KEEPALIVE + KEEPALIVE_TIMEOUT` rather than at their own (long) deadlines.
+const KEEPALIVE: Duration = Duration::from_secs(5);
+
+/// How long a keep-alive ping may go unanswered.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The token is not a valid header value.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -58,6 +63,7 @@ impl Clients {
                         .connect_timeout(CONNECT_TIMEOUT)
                         .tcp_nodelay(true)
                         .http2_keep_alive_interval(KEEPALIVE)
+                        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
                         .keep_alive_while_idle(true)
                         .connect_lazy();
                     map.insert(address.to_owned(), c.clone());
