@@ -6,11 +6,15 @@
 //!
 //! # Layout
 //! - [`raw`]: a gRPC call that sends any bytes to any method.
-//! - [`relay`]: a TCP relay in front of a daemon that can hold its replies back.
+//! - [`relay`]: a TCP relay in front of a daemon that can hold its replies
+//!   back or stall one process's connections (a partition).
+//! - [`net`]: a cluster with a relay in front of every daemon.
 
+pub mod net;
 pub mod raw;
 pub mod relay;
 
+pub use net::Net;
 pub use raw::{Shape, raw_call};
 pub use relay::Relay;
 

@@ -1,28 +1,46 @@
-//! A TCP relay in front of a daemon, so a test can lose replies on purpose.
+//! A TCP relay in front of a daemon, so a test can lose replies or cut the
+//! network on purpose.
 //!
-//! A chunk server started with `--advertise http://<relay>` is reached by
-//! the master and its peers through the relay. While [`Relay::hold_replies`]
-//! is on, connections accepted from then on forward requests as usual but
-//! keep every byte the daemon answers: the request is carried out, its reply
-//! never arrives. When the daemon's side closes (it was killed), the client's
-//! side is closed too, as a real network would report it.
+//! A daemon reached only through its relay (a chunk server started with
+//! `--advertise http://<relay>`, or a master its chunk servers know as
+//! `--master http://<relay>`) can be made unreachable for some peers and not
+//! others. Each accepted connection is attributed to the process that opened
+//! it (its socket's owner, found through `/proc`), so the relay can tell the
+//! master's connections from a peer's even though all of them come from
+//! 127.0.0.1.
+//!
+//! - [`Relay::cut_from`] partitions: every connection from that process,
+//!   open or new, stops carrying bytes both ways, the way a network that
+//!   drops packets stalls TCP. Nothing is closed or lost; the bytes waiting
+//!   flow again after [`Relay::heal_from`] (TCP retransmits), unless an end
+//!   gave up on the connection first (deadlines, keep-alive).
+//! - [`Relay::hold_replies`]: connections accepted from then on forward
+//!   requests as usual but keep every byte the daemon answers: the request is
+//!   carried out, its reply never arrives.
+//!
+//! When one side closes (a daemon was killed), the other side is closed too,
+//! as a real network would report it.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Result;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Shared between the relay's handle and its tasks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     /// Where connections are forwarded; none until the daemon is bound.
     upstream: Mutex<Option<SocketAddr>>,
     /// Whether connections accepted now have their replies held back.
     hold: AtomicBool,
+    /// Processes whose connections carry nothing, now.
+    cut: watch::Sender<BTreeSet<u32>>,
 }
 
 /// A running relay; it stops when dropped.
@@ -40,7 +58,11 @@ impl Relay {
     pub async fn start() -> Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(State::default());
+        let state = Arc::new(State {
+            upstream: Mutex::new(None),
+            hold: AtomicBool::new(false),
+            cut: watch::Sender::new(BTreeSet::new()),
+        });
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&state)));
         Ok(Relay {
             addr,
@@ -49,18 +71,18 @@ impl Relay {
         })
     }
 
-    /// `http://ADDR` of the relay, for `--advertise`.
+    /// `http://ADDR` of the relay, for `--advertise` or `--master`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    /// Sets the daemon's real address.
+    /// Sets the daemon's real address (again after it restarted elsewhere).
     pub fn forward_to(&self, upstream: SocketAddr) {
         let mut u = self
             .state
             .upstream
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(PoisonError::into_inner);
         *u = Some(upstream);
     }
 
@@ -68,6 +90,26 @@ impl Relay {
     /// now on; connections already open keep their mode.
     pub fn hold_replies(&self, on: bool) {
         self.state.hold.store(on, Ordering::SeqCst);
+    }
+
+    /// Stalls every connection process `pid` has through this relay, open or
+    /// opened later, in both directions.
+    pub fn cut_from(&self, pid: u32) {
+        self.state.cut.send_modify(|s| {
+            s.insert(pid);
+        });
+    }
+
+    /// Lets process `pid`'s connections carry bytes again.
+    pub fn heal_from(&self, pid: u32) {
+        self.state.cut.send_modify(|s| {
+            s.remove(&pid);
+        });
+    }
+
+    /// Lets every connection carry bytes again.
+    pub fn heal_all(&self) {
+        self.state.cut.send_modify(BTreeSet::clear);
     }
 }
 
@@ -79,38 +121,166 @@ impl Drop for Relay {
 
 async fn accept_loop(listener: TcpListener, state: Arc<State>) {
     let mut conns = tokio::task::JoinSet::new();
-    while let Ok((client, _)) = listener.accept().await {
+    while let Ok((client, peer)) = listener.accept().await {
         let upstream = *state
             .upstream
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(PoisonError::into_inner);
         let hold = state.hold.load(Ordering::SeqCst);
-        if let Some(up) = upstream {
-            conns.spawn(relay(client, up, hold));
-        }
+        let Some(up) = upstream else { continue };
+        // Attributed before anything else happens on the connection, while
+        // the client's socket certainly exists.
+        let pid = socket_owner(peer, listener.local_addr().ok());
+        conns.spawn(relay(client, up, hold, pid, state.cut.subscribe()));
     }
 }
 
 /// Forwards one connection; with `hold`, the daemon's bytes are read and
-/// kept, never passed on.
-async fn relay(client: TcpStream, upstream: SocketAddr, hold: bool) {
+/// kept, never passed on. While `pid` is cut, neither direction moves.
+async fn relay(
+    client: TcpStream,
+    upstream: SocketAddr,
+    hold: bool,
+    pid: Option<u32>,
+    cut: watch::Receiver<BTreeSet<u32>>,
+) {
     let Ok(server) = TcpStream::connect(upstream).await else {
         return;
     };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    let (mut cr, mut cw) = client.into_split();
-    let (mut sr, mut sw) = server.into_split();
-    let requests = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut cr, &mut sw).await;
-        let _ = sw.shutdown().await;
-    });
-    if hold {
-        let mut kept = Vec::new();
-        let _ = sr.read_to_end(&mut kept).await;
-    } else {
-        let _ = tokio::io::copy(&mut sr, &mut cw).await;
-    }
-    let _ = cw.shutdown().await;
+    let (cr, cw) = client.into_split();
+    let (sr, sw) = server.into_split();
+    let requests = tokio::spawn(pump(cr, sw, pid, cut.clone(), false));
+    pump(sr, cw, pid, cut, hold).await;
     requests.abort();
+}
+
+/// Copies `from` to `to` until either ends, pausing while `pid` is cut; with
+/// `discard`, what is read is dropped instead.
+async fn pump<R, W>(
+    mut from: R,
+    mut to: W,
+    pid: Option<u32>,
+    mut cut: watch::Receiver<BTreeSet<u32>>,
+    discard: bool,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        if wait_uncut(&mut cut, pid).await.is_err() {
+            break;
+        }
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        // Bytes read just as the cut began wait for the heal, like bytes
+        // already in flight when a link drops.
+        if wait_uncut(&mut cut, pid).await.is_err() {
+            break;
+        }
+        if !discard && to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+/// Returns once `pid` is not cut; an error when the relay is gone.
+async fn wait_uncut(
+    cut: &mut watch::Receiver<BTreeSet<u32>>,
+    pid: Option<u32>,
+) -> Result<(), watch::error::RecvError> {
+    let Some(pid) = pid else { return Ok(()) };
+    cut.wait_for(|s| !s.contains(&pid)).await.map(|_| ())
+}
+
+/// The process that owns the loopback socket `peer` connected to `local`:
+/// its inode from `/proc/net/tcp`, then the process holding that inode open.
+fn socket_owner(peer: SocketAddr, local: Option<SocketAddr>) -> Option<u32> {
+    let (SocketAddr::V4(peer), Some(SocketAddr::V4(local))) = (peer, local) else {
+        return None;
+    };
+    let hex = |a: std::net::SocketAddrV4| {
+        format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(a.ip().octets()),
+            a.port()
+        )
+    };
+    let (want_local, want_remote) = (hex(peer), hex(local));
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let inode = table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.len() > 9 && f[1] == want_local && f[2] == want_remote).then(|| f[9].to_owned())
+    })?;
+    let link = format!("socket:[{inode}]");
+    for proc_entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = proc_entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(proc_entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == link.as_str()) {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection from this process is attributed to it, and a cut stalls
+    /// it both ways until healed, without losing a byte.
+    #[tokio::test]
+    async fn cut_stalls_and_heal_resumes() -> Result<()> {
+        let echo = TcpListener::bind("127.0.0.1:0").await?;
+        let echo_addr = echo.local_addr()?;
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = echo.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        let relay = Relay::start().await?;
+        relay.forward_to(echo_addr);
+        let mut c = TcpStream::connect(relay.addr).await?;
+        let mut got = [0u8; 5];
+        c.write_all(b"hello").await?;
+        c.read_exact(&mut got).await?;
+        assert_eq!(&got, b"hello");
+
+        relay.cut_from(std::process::id());
+        c.write_all(b"again").await?;
+        let stalled = tokio::time::timeout(
+            std::time::Duration::from_millis(300),
+            c.read_exact(&mut got),
+        )
+        .await;
+        assert!(stalled.is_err(), "bytes crossed a cut");
+        relay.heal_from(std::process::id());
+        c.read_exact(&mut got).await?;
+        assert_eq!(&got, b"again");
+
+        // Another process being cut leaves this one alone.
+        relay.cut_from(1);
+        c.write_all(b"third").await?;
+        c.read_exact(&mut got).await?;
+        assert_eq!(&got, b"third");
+        Ok(())
+    }
 }
