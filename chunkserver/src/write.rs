@@ -34,6 +34,13 @@ pub async fn write_chunk(
             "chunk {id}: replication must be at least 1"
         )));
     }
+    if header.replication > keel_proto::MAX_REPLICATION {
+        return Err(Error::InvalidRequest(format!(
+            "chunk {id}: replication {} is above the largest supported, {}",
+            header.replication,
+            keel_proto::MAX_REPLICATION
+        )));
+    }
     let meta = ChunkMeta {
         size: header.size,
         crc32c: header.crc32c,

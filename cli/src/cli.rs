@@ -124,7 +124,7 @@ pub struct PutArgs {
     /// named `-` is `./-`).
     pub file: PathBuf,
     /// Number of replicas (default: the master's `--replication`).
-    #[arg(long, env = "KEEL_REPLICATION", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "KEEL_REPLICATION", value_parser = clap::value_parser!(u32).range(1..=i64::from(keel_proto::MAX_REPLICATION)))]
     pub replication: Option<u32>,
     /// Pin placement to this chunk server id (repeatable).
     #[arg(
@@ -363,5 +363,6 @@ mod tests {
         assert_eq!(p.on, ["cs1", "cs2"]);
         assert_eq!(p.replication, Some(2));
         assert!(Cli::try_parse_from(["keelctl", "put", "c1", "f", "--replication", "0"]).is_err());
+        assert!(Cli::try_parse_from(["keelctl", "put", "c1", "f", "--replication", "17"]).is_err());
     }
 }

@@ -48,7 +48,7 @@ pub struct Config {
     pub move_retries: u32,
 
     /// Default replication factor of new chunks (clamped to the live servers).
-    #[arg(long, env = "KEEL_REPLICATION", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "KEEL_REPLICATION", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=i64::from(keel_proto::MAX_REPLICATION)))]
     pub replication: u32,
 
     /// A server silent for this long is marked dead.
@@ -146,6 +146,7 @@ mod tests {
         assert_eq!(c.threshold_pct, 12.5);
         assert!(Config::try_parse_from(["keel-master", "--threshold-pct", "120"]).is_err());
         assert!(Config::try_parse_from(["keel-master", "--replication", "0"]).is_err());
+        assert!(Config::try_parse_from(["keel-master", "--replication", "17"]).is_err());
         assert!(Config::try_parse_from(["keel-master", "--safe-mode", "10"]).is_err());
     }
 }

@@ -24,6 +24,12 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// smaller; this leaves room for large chunk reports in heartbeats.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
+/// Largest replication factor a chunk may carry. A factor no cluster can meet
+/// would keep a chunk under-replicated forever and every move of it from
+/// releasing its source; the master clamps requests to its live servers, and
+/// chunk servers refuse writes above this.
+pub const MAX_REPLICATION: u32 = 16;
+
 /// Payload bytes per data frame of chunk streams. 256 KiB–1 MiB measured fastest
 /// on loopback; see the benchmark in the README.
 pub const FRAME_BYTES: usize = 512 * 1024;

@@ -71,6 +71,16 @@ pub fn write_rows() -> Vec<Row> {
             Expect::Refused(INVALID, "replication must be at least 1"),
         ),
         row(
+            "WriteChunk with replication 17",
+            write(Some(hdr(10, crc10, 17)), vec![ten.clone()]),
+            Expect::Refused(INVALID, "above the largest supported, 16"),
+        ),
+        row(
+            "WriteChunk with replication u32::MAX",
+            write(Some(hdr(10, crc10, u32::MAX)), vec![ten.clone()]),
+            Expect::Refused(INVALID, "above the largest supported"),
+        ),
+        row(
             "WriteChunk of an existing chunk",
             write(Some(header("good", &ten, 1)), vec![ten.clone()]),
             Expect::Refused(&[Code::AlreadyExists], "already exists"),
