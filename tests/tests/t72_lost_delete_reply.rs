@@ -9,10 +9,10 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use keel_proto::v1::{Move, MoveOutcome, RebalanceExecuteRequest};
+use keel_proto::v1::MoveOutcome;
 use keel_tests::chunks::{pattern, write};
 use keel_tests::faults::{self, Known, Relay, converge};
-use keel_tests::{Cluster, CsOpts, cs, master_client, wait_until};
+use keel_tests::{Cluster, CsOpts, cs, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_delete_reply_never_costs_the_last_replica() -> Result<()> {
@@ -45,19 +45,7 @@ async fn a_lost_delete_reply_never_costs_the_last_replica() -> Result<()> {
     )
     .await?;
 
-    let url = c.master_url();
-    let exec = tokio::spawn(async move {
-        let mv = Move {
-            chunk: "x".into(),
-            from: "cs1".into(),
-            to: "cs2".into(),
-        };
-        let mut m = master_client(&url).await?;
-        let r = m
-            .rebalance_execute(RebalanceExecuteRequest { moves: vec![mv] })
-            .await?;
-        anyhow::Ok(r.into_inner())
-    });
+    let exec = faults::execute_in_background(&c.master_url(), "x", "cs1", "cs2");
     // Once the copy streams, the target's connection to the source exists;
     // the master's next connection to the source (its delete) loses replies.
     let dst_dir = c.data_dir("cs2");

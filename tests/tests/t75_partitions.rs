@@ -14,14 +14,15 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use keel_proto::v1::{
-    ListServersRequest, Move, MoveOutcome, MoveResult, RebalanceExecuteRequest, ServerState,
-};
+use keel_proto::v1::{ListServersRequest, MoveOutcome, MoveResult, ServerState};
 use keel_tests::chunks::{pattern, write};
 use keel_tests::faults::{self, Known, Net, converge};
 use keel_tests::{Cluster, CsOpts, cs, master_client, wait_until};
 
 const MIB: usize = 1 << 20;
+
+/// A `RebalanceExecute` of one move, running.
+type Execution = tokio::task::JoinHandle<Result<keel_proto::v1::RebalanceExecuteResponse>>;
 
 /// The moved chunk: 6 MiB at 1 MiB/s streams for about six seconds.
 const SIZE: usize = 6 * MIB;
@@ -78,21 +79,8 @@ async fn cluster() -> Result<(Cluster, Net, Vec<Known>)> {
 }
 
 /// Starts `RebalanceExecute` of x from cs1 to cs2 in the background.
-fn execute_move(c: &Cluster) -> tokio::task::JoinHandle<Result<MoveResult>> {
-    let url = c.master_url();
-    tokio::spawn(async move {
-        let mv = Move {
-            chunk: "x".into(),
-            from: "cs1".into(),
-            to: "cs2".into(),
-        };
-        let mut m = master_client(&url).await?;
-        let r = m
-            .rebalance_execute(RebalanceExecuteRequest { moves: vec![mv] })
-            .await?
-            .into_inner();
-        r.results.into_iter().next().context("one result")
-    })
+fn execute_move(c: &Cluster) -> Execution {
+    faults::execute_in_background(&c.master_url(), "x", "cs1", "cs2")
 }
 
 /// Waits until cs2 is receiving x.
@@ -113,15 +101,12 @@ async fn holds_x(c: &Cluster, server: &str, known: &Known) -> bool {
 }
 
 /// Awaits the move's result, with a bound that proves it did not hang.
-async fn result_within(
-    exec: tokio::task::JoinHandle<Result<MoveResult>>,
-    limit: Duration,
-) -> Result<(MoveResult, Duration)> {
+async fn result_within(exec: Execution, limit: Duration) -> Result<(MoveResult, Duration)> {
     let start = Instant::now();
-    let r = tokio::time::timeout(limit, exec)
+    let mut r = tokio::time::timeout(limit, exec)
         .await
         .with_context(|| format!("the move was still running after {limit:?}"))???;
-    Ok((r, start.elapsed()))
+    Ok((r.results.remove(0), start.elapsed()))
 }
 
 /// The state of `server` in the master's view.
@@ -237,8 +222,9 @@ async fn source_cut_from_peers() -> Result<()> {
 }
 
 /// The source is cut off from its peers while the target streams from it:
-/// the stream stalls. The attempt ends at its deadline, the retry cannot
-/// connect, and the move fails with the source intact and the partial copy
+/// the stream stalls. The target notices the silent link by its unanswered
+/// keep-alive pings, not at the copy's deadline; the retry gets no answer
+/// either, and the move fails with the source intact and the partial copy
 /// removed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn source_cut_from_peers_mid_copy() -> Result<()> {

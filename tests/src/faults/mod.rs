@@ -22,7 +22,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use keel_proto::v1::{DeleteChunkRequest, RebalanceStatusRequest};
+use keel_proto::v1::{
+    DeleteChunkRequest, Move, RebalanceExecuteRequest, RebalanceExecuteResponse,
+    RebalanceStatusRequest,
+};
 
 use keel_proto::v1::chunk_server_client::ChunkServerClient;
 use keel_proto::v1::master_client::MasterClient;
@@ -255,6 +258,33 @@ pub async fn verify_bytes(cluster: &Cluster, known: &[Known]) -> (u64, Vec<Strin
         }
     }
     (lost, bad)
+}
+
+/// Starts `RebalanceExecute` of one move in the background; the answer
+/// carries exactly one result.
+pub fn execute_in_background(
+    master_url: &str,
+    chunk: &str,
+    from: &str,
+    to: &str,
+) -> tokio::task::JoinHandle<Result<RebalanceExecuteResponse>> {
+    let url = master_url.to_owned();
+    let mv = Move {
+        chunk: chunk.into(),
+        from: from.into(),
+        to: to.into(),
+    };
+    tokio::spawn(async move {
+        let mut m = crate::master_client(&url).await?;
+        let r = m
+            .rebalance_execute(RebalanceExecuteRequest { moves: vec![mv] })
+            .await?
+            .into_inner();
+        if r.results.len() != 1 {
+            bail!("one move executed, {} results: {r:?}", r.results.len());
+        }
+        Ok(r)
+    })
 }
 
 /// Deletes `chunk` from every chunk server holding its file.
