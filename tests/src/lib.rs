@@ -25,6 +25,7 @@ use tonic::transport::Channel;
 pub mod chunks;
 pub mod cs;
 pub mod faults;
+pub mod load;
 pub mod master;
 
 /// Directory holding the workspace's binaries.
