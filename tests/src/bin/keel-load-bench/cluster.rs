@@ -8,11 +8,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use keel_proto::v1::master_client::MasterClient;
 use keel_proto::v1::{RebalanceCheckRequest, RebalancePauseRequest, RebalanceStatusRequest};
 use keel_tests::faults::Rng;
 use keel_tests::load::{self, Chunk};
 use keel_tests::master::servers;
 use keel_tests::{Cluster, Daemon, master_client, wait_until};
+use tonic::transport::Channel;
 
 use crate::Opts;
 
@@ -134,10 +136,7 @@ async fn preload(c: &Cluster, bytes: u64, seed: u64) -> Result<Vec<Chunk>> {
 }
 
 /// Whether every server is inside the band and no move is pending or running.
-pub async fn balanced_and_idle(url: &str) -> bool {
-    let Ok(mut m) = master_client(url).await else {
-        return false;
-    };
+pub async fn balanced_and_idle(m: &mut MasterClient<Channel>) -> bool {
     let Ok(check) = m.rebalance_check(RebalanceCheckRequest {}).await else {
         return false;
     };

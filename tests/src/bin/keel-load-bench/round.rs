@@ -7,9 +7,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use keel_proto::v1::master_client::MasterClient;
 use keel_proto::v1::{RebalancePauseRequest, RebalanceResumeRequest};
 use keel_tests::load::{self, Load, LoadOpts, Percentiles, Poll, Verified, Watch};
 use keel_tests::{Cluster, master_client, wait_until};
+use tonic::transport::Channel;
 
 use crate::Opts;
 use crate::cluster::{self, SIZES, Usage};
@@ -19,6 +21,8 @@ use crate::report::{MIB, busy};
 const REBALANCE_LIMIT: Duration = Duration::from_secs(600);
 /// How often the move queue is polled.
 const POLL: Duration = Duration::from_millis(250);
+/// How often the rebalance is checked for its end.
+const CHECK: Duration = Duration::from_secs(1);
 /// Reads before the idle phase starts, so every client has its channels.
 const WARM_UP_READS: u64 = 100;
 
@@ -153,7 +157,7 @@ async fn phases(
         idle.add(&before, &paused_until);
         m.rebalance_resume(RebalanceResumeRequest {}).await?;
         let resumed_at = *resumed.get_or_insert_with(Instant::now);
-        let done = run_for(no, &url, Duration::from_secs(run_len), clients, watch).await;
+        let done = run_for(no, &mut m, Duration::from_secs(run_len), clients, watch).await;
         busy_share.add(&paused_until, &cluster::usage(c));
         if done {
             break;
@@ -171,19 +175,27 @@ async fn phases(
 }
 
 /// Lets the balancer run for up to `len`; true once the cluster is balanced
-/// and the queue idle.
-async fn run_for(no: usize, url: &str, len: Duration, clients: &Load, watch: &Watch) -> bool {
+/// and the queue idle. Asks the master once a second, on one connection, so
+/// the bench adds little to the master's work while moves run.
+async fn run_for(
+    no: usize,
+    m: &mut MasterClient<Channel>,
+    len: Duration,
+    clients: &Load,
+    watch: &Watch,
+) -> bool {
     let until = Instant::now() + len;
     let mut shown = Instant::now();
     while Instant::now() < until {
-        if cluster::balanced_and_idle(url).await {
+        if cluster::balanced_and_idle(m).await {
             return true;
         }
         if shown.elapsed() >= Duration::from_secs(2) {
             progress(no, clients, &watch.polls());
             shown = Instant::now();
         }
-        tokio::time::sleep(POLL).await;
+        let left = until.saturating_duration_since(Instant::now());
+        tokio::time::sleep(CHECK.min(left)).await;
     }
     false
 }
