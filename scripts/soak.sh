@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The fault suite's long local mode: the same tests CI runs, with more of
+# everything. Takes about 40 minutes with the defaults on a 2-core machine.
+#
+#   TRIALS=500      seeded crash trials (t70; CI runs 50)
+#   ROUNDS=5        rounds of the partition scenarios (t75; CI runs 1)
+#   LOAD_SECS=300   seconds of 8-client load during a rebalance (t76; CI runs 60)
+#
+# Usage: scripts/soak.sh            (each knob can be set in the environment)
+# A failing trial prints its seed; KEEL_FAULT_SEED=S replays it alone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+trials="${TRIALS:-500}"
+rounds="${ROUNDS:-5}"
+load_secs="${LOAD_SECS:-300}"
+
+cargo build --bins >&2
+cargo test -p keel-tests --no-run >&2
+
+run() {
+  echo "== $*" >&2
+  # Daemon log lines and backtraces are left out; a failure's own message is kept.
+  "$@" 2>&1 | grep -vE '^(20[0-9]{2}-|[[:space:]]+[0-9]+:|[[:space:]]+at |running |$)' || true
+  return "${PIPESTATUS[0]}"
+}
+
+start=$(date +%s)
+KEEL_FAULT_TRIALS="$trials" run cargo test -p keel-tests --test t70_crash_points -- --nocapture
+for ((r = 1; r <= rounds; r++)); do
+  echo "-- partitions, round $r of $rounds" >&2
+  run cargo test -p keel-tests --test t75_partitions -- --nocapture
+done
+run cargo test -p keel-tests --test t71_hostile_grpc -- --nocapture
+KEEL_LOAD_SECS="$load_secs" run cargo test -p keel-tests --test t76_load_during_rebalance -- --nocapture
+echo "soak passed in $(($(date +%s) - start)) s" >&2
