@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::status::{FinishedMove, MoveState, QueueStatus, Totals};
+use super::status::{FinishedMove, MoveNames, MoveState, QueueStatus, Totals};
 use super::{FAILED_CHUNK_COOLDOWN, MoveId, MoveQueue};
 use crate::plan::{InFlight, PlannedMove};
 
@@ -50,6 +50,28 @@ impl MoveQueue {
     /// Running moves, oldest first.
     pub fn running(&self) -> impl Iterator<Item = (MoveId, &PlannedMove)> + '_ {
         self.running.iter().map(|(&id, e)| (id, &e.mv))
+    }
+
+    /// Pending moves with their ids, without building a status record for
+    /// each (the mover consults the queue after every move).
+    pub fn pending(&self) -> impl Iterator<Item = (MoveId, &PlannedMove, &MoveNames)> + '_ {
+        self.pending.iter().map(|(&id, e)| (id, &e.mv, &e.names))
+    }
+
+    /// Chunk ids of every pending and running move.
+    pub fn chunk_ids(&self) -> impl Iterator<Item = &str> + '_ {
+        self.pending
+            .values()
+            .chain(self.running.values())
+            .map(|e| e.names.chunk.as_str())
+    }
+
+    /// How long the oldest pending move has waited at `now`.
+    pub fn oldest_pending_age(&self, now: Duration) -> Option<Duration> {
+        self.pending
+            .values()
+            .map(|e| now.saturating_sub(e.enqueued_at))
+            .max()
     }
 
     /// Every pending and running move, for the planner to leave alone.
@@ -101,11 +123,7 @@ impl MoveQueue {
             done: self.totals.done,
             failed: self.totals.failed,
             bytes_moved: self.totals.bytes_moved,
-            oldest_pending_age: self
-                .pending
-                .values()
-                .map(|e| now.saturating_sub(e.enqueued_at))
-                .max(),
+            oldest_pending_age: self.oldest_pending_age(now),
             moves: pending.chain(running).collect(),
         }
     }

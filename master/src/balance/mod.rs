@@ -246,11 +246,7 @@ impl Balancer {
     fn publish(&self, st: &QueueState, now: Duration) {
         let m = self.inner.mover.metrics();
         let q = st.queue();
-        let oldest = if q.pending_len() == 0 {
-            Duration::ZERO
-        } else {
-            st.status(now).oldest_pending_age.unwrap_or_default()
-        };
+        let oldest = q.oldest_pending_age(now).unwrap_or_default();
         m.moves_pending
             .store(q.pending_len() as u64, Ordering::Relaxed);
         m.oldest_pending_move_age_ms.store(

@@ -12,8 +12,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use keel_balancer::queue::{
-    AfterFailure, FAILED_CHUNK_COOLDOWN, MoveId, MoveNames, MoveQueue, MoveState, Outcome,
-    QueueConfig, QueueStatus,
+    AfterFailure, FAILED_CHUNK_COOLDOWN, MoveId, MoveNames, MoveQueue, Outcome, QueueConfig,
+    QueueStatus,
 };
 use keel_balancer::{ClusterView, PlannedMove, QueueError, ServerIdx};
 
@@ -118,8 +118,7 @@ impl QueueState {
     /// Builds the partial view of the queue's chunks plus `extra` and
     /// rebases the queue onto it.
     fn sync(&mut self, meta: &Meta, extra: &[&str], now: Duration) -> ClusterView {
-        let status = self.queue.status(now);
-        let ids = status.moves.iter().map(|m| m.names.chunk.as_str());
+        let ids = self.queue.chunk_ids();
         let view = meta.partial_view(ids.chain(self.cooling(now)).chain(extra.iter().copied()));
         self.queue.rebase(&view, now);
         view
@@ -156,18 +155,16 @@ impl QueueState {
         let mut servers = BTreeSet::new();
         let doomed: Vec<MoveId> = self
             .queue
-            .status(now)
-            .moves
-            .into_iter()
-            .filter(|m| m.state == MoveState::Pending && (dead(m.mv.from) || dead(m.mv.to)))
-            .map(|m| {
-                let n = m.names;
+            .pending()
+            .filter(|(_, mv, _)| dead(mv.from) || dead(mv.to))
+            .map(|(id, _, n)| {
                 servers.extend(
-                    [n.from, n.to]
+                    [&n.from, &n.to]
                         .into_iter()
-                        .filter(|id| view.server_by_id(id).is_none_or(dead)),
+                        .filter(|id| view.server_by_id(id).is_none_or(dead))
+                        .cloned(),
                 );
-                m.id
+                id
             })
             .collect();
         for id in &doomed {
