@@ -369,14 +369,15 @@ impl Default for CsOpts {
 
 /// A master and chunk servers in one temp dir.
 pub struct Cluster {
-    /// Root of every data dir and log.
-    pub dir: tempfile::TempDir,
     /// The master, when started.
     pub master: Option<Daemon>,
     /// Chunk servers by id.
     pub chunkservers: BTreeMap<String, Daemon>,
     /// Extra environment for every daemon.
     pub envs: Vec<(String, String)>,
+    /// Root of every data dir and log. Declared last so it is removed after
+    /// the daemons (fields drop in order) and no daemon sees its dir vanish.
+    pub dir: tempfile::TempDir,
 }
 
 impl Cluster {
