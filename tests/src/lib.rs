@@ -22,6 +22,7 @@ use keel_proto::v1::chunk_server_client::ChunkServerClient;
 use keel_proto::v1::master_client::MasterClient;
 use tonic::transport::Channel;
 
+pub mod bench;
 pub mod chunks;
 pub mod cs;
 pub mod faults;

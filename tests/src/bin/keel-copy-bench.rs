@@ -38,7 +38,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use keel_proto::units::parse_size;
-use tokio::signal::unix::{SignalKind, signal};
 
 const USAGE: &str = "\
 usage: keel-copy-bench [options]
@@ -116,58 +115,9 @@ impl Opts {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let opts = match Opts::parse(std::env::args().skip(1)) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("keel-copy-bench: {e:#}");
-            return ExitCode::from(2);
-        }
-    };
-    // On a signal the benchmark future is dropped: its chunk servers and
-    // rsync daemon are stopped and its temp dirs removed on the way out.
-    let result = tokio::select! {
-        r = phases::run(&opts) => r,
-        r = interrupted() => r.and_then(|sig| bail!("{sig}: stopped, cleaning up")),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("keel-copy-bench: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Waits for SIGINT or SIGTERM and names it.
-async fn interrupted() -> Result<&'static str> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    let parsed = Opts::parse(std::env::args().skip(1));
+    keel_tests::bench::main("keel-copy-bench", USAGE, parsed, |o| async move {
+        phases::run(&o).await
     })
-}
-
-/// The `keel-chunkserver` binary to benchmark.
-fn chunkserver_bin() -> Result<PathBuf> {
-    let dir = match std::env::var_os("KEEL_BIN_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => std::env::current_exe()?
-            .parent()
-            .context("executable has no directory")?
-            .to_path_buf(),
-    };
-    let bin = dir.join("keel-chunkserver");
-    if !bin.exists() {
-        bail!(
-            "{} is missing: build it with `cargo build --release --bins -p keel-chunkserver` \
-             (or set KEEL_BIN_DIR)",
-            bin.display()
-        );
-    }
-    Ok(bin)
+    .await
 }

@@ -36,7 +36,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use keel_proto::units::parse_size;
-use tokio::signal::unix::{SignalKind, signal};
 
 const USAGE: &str = "\
 usage: keel-load-bench [options]
@@ -114,40 +113,11 @@ impl Opts {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let opts = match Opts::parse(std::env::args().skip(1)) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("keel-load-bench: {e:#}");
-            return ExitCode::from(2);
-        }
-    };
-    // On a signal the benchmark future is dropped: its daemons are stopped
-    // and its temp dir removed on the way out.
-    let result = tokio::select! {
-        r = run(&opts) => r,
-        r = interrupted() => r.and_then(|sig| bail!("{sig}: stopped, cleaning up")),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("keel-load-bench: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Waits for SIGINT or SIGTERM and names it.
-async fn interrupted() -> Result<&'static str> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    let parsed = Opts::parse(std::env::args().skip(1));
+    keel_tests::bench::main("keel-load-bench", USAGE, parsed, |o| async move {
+        run(&o).await
     })
+    .await
 }
 
 /// Every round, printed as it ends, then the summary. Fails when a read

@@ -12,7 +12,7 @@ use crate::baseline::{RsyncDaemon, RsyncInfo, TcpCost, rsync_info, tcp_copy};
 use crate::pair::{CopyCost, Pair};
 use crate::payload::{upload_slice, write_file};
 use crate::report::{busy, list, machine, median, rate, settle, table, verdict};
-use crate::{Opts, chunkserver_bin, limits};
+use crate::{Opts, limits};
 
 /// Seed of every generated chunk.
 pub const SEED: u64 = 0x6b65_656c;
@@ -21,7 +21,7 @@ const FRAMES: [usize; 5] = [64 << 10, 256 << 10, 512 << 10, 1 << 20, 4 << 20];
 
 /// Runs every selected measurement under one temp dir in `opts.dir`.
 pub async fn run(opts: &Opts) -> Result<()> {
-    let bin = chunkserver_bin()?;
+    let bin = keel_tests::bench::sibling_bin("keel-chunkserver")?;
     let root = tempfile::Builder::new()
         .prefix("keel-copy-bench-")
         .tempdir_in(&opts.dir)

@@ -4,10 +4,9 @@
 //! band), the preload, and the CPU time each process has used.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use keel_proto::v1::master_client::MasterClient;
 use keel_proto::v1::{RebalanceCheckRequest, RebalancePauseRequest, RebalanceStatusRequest};
 use keel_tests::faults::Rng;
@@ -68,7 +67,7 @@ pub async fn start(opts: &Opts, no: usize) -> Result<(Fresh, Vec<Chunk>)> {
     let log = c.dir.path().join("master.log");
     c.master = Some(Daemon::start(
         "master",
-        bin("keel-master")?,
+        keel_tests::bench::sibling_bin("keel-master")?,
         args,
         vec![],
         log,
@@ -113,7 +112,13 @@ fn add_server(c: &mut Cluster, id: &str, capacity: u64) -> Result<()> {
     args.extend(["--data-dir".into(), data.display().to_string()]);
     args.extend(["--capacity".into(), capacity.to_string()]);
     let log = c.dir.path().join(format!("{id}.log"));
-    let d = Daemon::start(id, bin("keel-chunkserver")?, args, vec![], log)?;
+    let d = Daemon::start(
+        id,
+        keel_tests::bench::sibling_bin("keel-chunkserver")?,
+        args,
+        vec![],
+        log,
+    )?;
     c.chunkservers.insert(id.to_owned(), d);
     Ok(())
 }
@@ -198,23 +203,4 @@ fn cpu_secs(pid: &str) -> f64 {
 
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
-}
-
-/// The daemon binary `name`, next to this executable or in `KEEL_BIN_DIR`.
-fn bin(name: &str) -> Result<PathBuf> {
-    let dir = match std::env::var_os("KEEL_BIN_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => std::env::current_exe()?
-            .parent()
-            .map(Path::to_path_buf)
-            .context("executable has no directory")?,
-    };
-    let bin = dir.join(name);
-    if !bin.exists() {
-        bail!(
-            "{} is missing: build it with `cargo build --release --bins` (or set KEEL_BIN_DIR)",
-            bin.display()
-        );
-    }
-    Ok(bin)
 }

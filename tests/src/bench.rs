@@ -1,0 +1,72 @@
+//! What the benchmark binaries share: finding the daemons built beside
+//! them, and a `main` that prints usage, stops cleanly on SIGINT/SIGTERM and
+//! maps the outcome to an exit code.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// The binary `name` from `KEEL_BIN_DIR`, or else from the directory of the
+/// running benchmark (`target/release`); an error says how to build it.
+pub fn sibling_bin(name: &str) -> Result<PathBuf> {
+    let dir = match std::env::var_os("KEEL_BIN_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => std::env::current_exe()?
+            .parent()
+            .context("executable has no directory")?
+            .to_path_buf(),
+    };
+    let bin = dir.join(name);
+    if !bin.exists() {
+        bail!(
+            "{} is missing: build it with `cargo build --release --bins` (or set KEEL_BIN_DIR)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// Runs a benchmark: `parsed` is its options (`None` asks for `usage`);
+/// exit 2 on bad options, 1 when `run` fails. On a signal the benchmark's
+/// future is dropped, so its daemons stop and its temp dirs go on the way out.
+pub async fn main<O, F, Fut>(name: &str, usage: &str, parsed: Result<Option<O>>, run: F) -> ExitCode
+where
+    F: FnOnce(O) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let opts = match parsed {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            print!("{usage}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = tokio::select! {
+        r = run(opts) => r,
+        r = interrupted() => r.and_then(|sig| bail!("{sig}: stopped, cleaning up")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Waits for SIGINT or SIGTERM and names it.
+async fn interrupted() -> Result<&'static str> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
