@@ -6,10 +6,15 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use anyhow::{Context, Result, bail};
-use keel_proto::v1::{ListServersRequest, LocateChunkRequest, ServerInfo, ServerState};
+use keel_proto::v1::master_client::MasterClient;
+use keel_proto::v1::{
+    ListServersRequest, LocateChunkRequest, RebalanceCheckRequest, RebalanceStatusRequest,
+    RebalanceStatusResponse, ServerInfo, ServerState,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::transport::Channel;
 
-use crate::master_client;
+use crate::{master_client, wait_until};
 
 /// One server as `ListServers` shows it, without the heartbeat age (which
 /// changes by itself).
@@ -63,6 +68,32 @@ pub async fn servers(url: &str) -> Result<Vec<ServerRow>> {
     let mut m = master_client(url).await?;
     let r = m.list_servers(ListServersRequest {}).await?.into_inner();
     Ok(r.servers.into_iter().map(ServerRow::from).collect())
+}
+
+/// Waits until the servers' used bytes in the master's view add up to
+/// `total`: every replica written straight to the chunk servers is counted.
+pub async fn wait_used(url: &str, total: u64, timeout: std::time::Duration) -> Result<()> {
+    wait_until(
+        "the master to count every replica",
+        timeout,
+        || async move {
+            let s = servers(url).await.unwrap_or_default();
+            s.iter().map(|r| r.used).sum::<u64>() == total
+        },
+    )
+    .await
+}
+
+/// The queue's status when every server is inside the band and no move is
+/// pending or running; `None` otherwise or when the master does not answer.
+pub async fn balanced_and_idle(m: &mut MasterClient<Channel>) -> Option<RebalanceStatusResponse> {
+    let check = m.rebalance_check(RebalanceCheckRequest {}).await.ok()?;
+    let s = m
+        .rebalance_status(RebalanceStatusRequest {})
+        .await
+        .ok()?
+        .into_inner();
+    (check.into_inner().balanced && s.pending == 0 && s.running == 0).then_some(s)
 }
 
 /// `LocateChunk` of `chunk`, as `(server, alive)` pairs.

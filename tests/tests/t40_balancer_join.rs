@@ -21,7 +21,7 @@ use keel_proto::v1::{
     RebalanceStatusRequest, RebalanceStatusResponse,
 };
 use keel_tests::chunks::{pattern, read, write};
-use keel_tests::master::{metric_of, servers};
+use keel_tests::master::{balanced_and_idle, metric_of, servers, wait_used};
 use keel_tests::{Cluster, CsOpts, master_client, wait_until};
 use tonic::transport::Channel;
 
@@ -148,19 +148,6 @@ async fn status(url: &str) -> Result<RebalanceStatusResponse> {
         .into_inner())
 }
 
-async fn balanced_and_idle(url: &str) -> bool {
-    let Ok(mut m) = master_client(url).await else {
-        return false;
-    };
-    let Ok(check) = m.rebalance_check(RebalanceCheckRequest {}).await else {
-        return false;
-    };
-    let Ok(s) = status(url).await else {
-        return false;
-    };
-    check.into_inner().balanced && s.pending == 0 && s.running == 0 && s.done > 0
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_joining_server_is_filled_while_clients_read() -> Result<()> {
     let mut c = Cluster::new()?;
@@ -177,20 +164,7 @@ async fn a_joining_server_is_filled_while_clients_read() -> Result<()> {
         .values()
         .map(|&(len, _, r)| len as u64 * u64::from(r))
         .sum();
-    wait_until(
-        "the master to count every replica",
-        Duration::from_secs(15),
-        || {
-            let url = url.clone();
-            async move {
-                let used: u64 = servers(&url)
-                    .await
-                    .map_or(0, |s| s.iter().map(|r| r.used).sum());
-                used == total
-            }
-        },
-    )
-    .await?;
+    wait_used(&url, total, Duration::from_secs(15)).await?;
     let paused = status(&url).await?;
     assert!(
         paused.paused && paused.done == 0 && paused.running == 0,
@@ -222,7 +196,13 @@ async fn a_joining_server_is_filled_while_clients_read() -> Result<()> {
     wait_until(
         "all five servers in the band, queue idle",
         Duration::from_secs(50),
-        || balanced_and_idle(&url),
+        || async {
+            let Ok(mut m) = master_client(&url).await else {
+                return false;
+            };
+            // done > 0: the balancer really moved, not merely found it even.
+            balanced_and_idle(&mut m).await.is_some_and(|s| s.done > 0)
+        },
     )
     .await?;
     let took = resumed_at.elapsed();

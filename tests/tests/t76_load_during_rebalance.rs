@@ -14,12 +14,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use keel_proto::v1::{
-    RebalanceCheckRequest, RebalancePauseRequest, RebalanceResumeRequest, RebalanceStatusRequest,
-};
+use keel_proto::v1::{RebalancePauseRequest, RebalanceResumeRequest, RebalanceStatusRequest};
 use keel_tests::faults::Rng;
 use keel_tests::load::{self, Chunk, Load, LoadOpts, Poll, Watch};
-use keel_tests::master::servers;
+use keel_tests::master::{balanced_and_idle, wait_used};
 use keel_tests::{Cluster, CsOpts, master_client, wait_until};
 
 const MIB: usize = 1 << 20;
@@ -72,20 +70,6 @@ fn load_secs() -> u64 {
     })
 }
 
-async fn balanced_and_idle(url: &str) -> bool {
-    let Ok(mut m) = master_client(url).await else {
-        return false;
-    };
-    let Ok(check) = m.rebalance_check(RebalanceCheckRequest {}).await else {
-        return false;
-    };
-    let Ok(s) = m.rebalance_status(RebalanceStatusRequest {}).await else {
-        return false;
-    };
-    let s = s.into_inner();
-    check.into_inner().balanced && s.pending == 0 && s.running == 0
-}
-
 /// Starts the cluster, preloads it and lets the empty servers join, with the
 /// balancer paused throughout.
 async fn imbalanced_cluster() -> Result<(Cluster, Vec<Chunk>)> {
@@ -110,20 +94,7 @@ async fn imbalanced_cluster() -> Result<(Cluster, Vec<Chunk>)> {
         .iter()
         .map(|k| k.len as u64 * u64::from(k.replication))
         .sum();
-    wait_until(
-        "the master to count every replica",
-        Duration::from_secs(30),
-        || {
-            let url = url.clone();
-            async move {
-                let used: u64 = servers(&url)
-                    .await
-                    .map_or(0, |s| s.iter().map(|r| r.used).sum());
-                used == total
-            }
-        },
-    )
-    .await?;
+    wait_used(&url, total, Duration::from_secs(30)).await?;
     for id in JOINING {
         c.add_chunkserver(id, opts.clone())?;
     }
@@ -163,7 +134,12 @@ async fn eight_clients_read_and_write_through_a_rebalance() -> Result<()> {
     wait_until(
         "all servers in the band, queue idle",
         Duration::from_secs(120),
-        || balanced_and_idle(&url),
+        || async {
+            let Ok(mut m) = master_client(&url).await else {
+                return false;
+            };
+            balanced_and_idle(&mut m).await.is_some()
+        },
     )
     .await?;
     let after = start.elapsed();

@@ -7,13 +7,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use keel_proto::v1::master_client::MasterClient;
-use keel_proto::v1::{RebalanceCheckRequest, RebalancePauseRequest, RebalanceStatusRequest};
+use keel_proto::v1::RebalancePauseRequest;
 use keel_tests::faults::Rng;
 use keel_tests::load::{self, Chunk};
-use keel_tests::master::servers;
-use keel_tests::{Cluster, Daemon, master_client, wait_until};
-use tonic::transport::Channel;
+use keel_tests::{Cluster, Daemon, master_client};
 
 use crate::Opts;
 
@@ -86,18 +83,7 @@ pub async fn start(opts: &Opts, no: usize) -> Result<(Fresh, Vec<Chunk>)> {
     );
     let chunks = preload(c, opts.data, no as u64).await?;
     let total: u64 = chunks.iter().map(|k| k.len as u64 * 2).sum();
-    wait_until(
-        "the master to count every replica",
-        Duration::from_secs(60),
-        || {
-            let url = url.clone();
-            async move {
-                let s = servers(&url).await.unwrap_or_default();
-                s.iter().map(|r| r.used).sum::<u64>() == total
-            }
-        },
-    )
-    .await?;
+    keel_tests::master::wait_used(&url, total, Duration::from_secs(60)).await?;
     add_server(c, JOINING, capacity)?;
     c.wait_alive(LOADED.len() + 1).await?;
     Ok((fresh, chunks))
@@ -138,18 +124,6 @@ async fn preload(c: &Cluster, bytes: u64, seed: u64) -> Result<Vec<Chunk>> {
         total += len;
     }
     load::preload(layout).await
-}
-
-/// Whether every server is inside the band and no move is pending or running.
-pub async fn balanced_and_idle(m: &mut MasterClient<Channel>) -> bool {
-    let Ok(check) = m.rebalance_check(RebalanceCheckRequest {}).await else {
-        return false;
-    };
-    let Ok(s) = m.rebalance_status(RebalanceStatusRequest {}).await else {
-        return false;
-    };
-    let s = s.into_inner();
-    check.into_inner().balanced && s.pending == 0 && s.running == 0
 }
 
 /// CPU time used so far by each process and by the machine as a whole.

@@ -187,7 +187,7 @@ async fn run_for(
     let until = Instant::now() + len;
     let mut shown = Instant::now();
     while Instant::now() < until {
-        if cluster::balanced_and_idle(m).await {
+        if keel_tests::master::balanced_and_idle(m).await.is_some() {
             return true;
         }
         if shown.elapsed() >= Duration::from_secs(2) {
