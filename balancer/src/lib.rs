@@ -60,6 +60,7 @@ pub mod placement;
 pub mod plan;
 mod planner;
 pub mod queue;
+pub mod racks;
 pub mod sim;
 mod targets;
 

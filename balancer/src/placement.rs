@@ -54,20 +54,8 @@ pub fn keeps_racks(
     to: ServerIdx,
 ) -> bool {
     let rack = |s: ServerIdx| view.get_server(s).and_then(|s| s.rack.as_deref());
-    let Some(from_rack) = rack(from) else {
-        return true;
-    };
-    let others = || {
-        replicas
-            .iter()
-            .filter(|&&s| s != from)
-            .filter_map(|&s| rack(s))
-    };
-    if others().any(|r| r == from_rack) {
-        return true;
-    }
-    // `from` alone spans its rack: `to` must bring a rack no other replica has.
-    rack(to).is_some_and(|to_rack| others().all(|r| r != to_rack))
+    let others = replicas.iter().filter(|&&s| s != from).map(|&s| rack(s));
+    crate::racks::move_keeps_racks(others, rack(from), rack(to))
 }
 
 /// The most bytes `server` may hold as a move target: capacity minus the

@@ -58,6 +58,12 @@ pub struct Config {
     /// How long in-flight reads, writes and copies may run on after SIGTERM.
     #[arg(long, env = "KEEL_SHUTDOWN_TIMEOUT", default_value = "8s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// How often every indexed chunk file is checked to still exist (a file
+    /// removed by hand or lost with a disk is then reported gone); `0` turns
+    /// the check off.
+    #[arg(long, env = "KEEL_SCRUB_INTERVAL", default_value = "60s", value_parser = parse_duration, hide = true)]
+    pub scrub_interval: Duration,
 }
 
 impl Config {
@@ -75,6 +81,7 @@ impl Config {
             migrate_bandwidth: 64 << 20,
             auth_token: None,
             shutdown_timeout: Duration::from_secs(8),
+            scrub_interval: Duration::from_secs(60),
         }
     }
 

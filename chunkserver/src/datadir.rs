@@ -5,6 +5,8 @@
 //! <data-dir>/SERVER_ID   the --id that created it
 //! <data-dir>/chunks/<id> committed chunks (header + bytes)
 //! <data-dir>/tmp/        writes and copies in flight, swept at start-up
+//! <data-dir>/damaged/<id> chunks that failed verification, until the master deletes them
+//! <data-dir>/DRAINING    present while the server is marked for drain
 //! ```
 
 use std::collections::HashMap;
@@ -21,6 +23,9 @@ use crate::error::Error;
 /// File naming the server that owns the directory.
 const ID_FILE: &str = "SERVER_ID";
 
+/// Present while the server is marked for drain.
+const DRAIN_FILE: &str = "DRAINING";
+
 /// An opened, locked data directory.
 #[derive(Debug)]
 pub struct DataDir {
@@ -30,6 +35,8 @@ pub struct DataDir {
     pub chunks: PathBuf,
     /// `<data-dir>/tmp`.
     pub tmp: PathBuf,
+    /// `<data-dir>/damaged`.
+    pub damaged: PathBuf,
     /// Held open so the flock lasts as long as the process uses the directory.
     _lock: File,
 }
@@ -39,7 +46,8 @@ impl DataDir {
     pub fn open(root: &Path, server_id: &str) -> Result<Self, Error> {
         let chunks = root.join("chunks");
         let tmp = root.join("tmp");
-        for d in [root, &chunks, &tmp] {
+        let damaged = root.join("damaged");
+        for d in [root, &chunks, &tmp, &damaged] {
             std::fs::create_dir_all(d)
                 .map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
         }
@@ -49,6 +57,7 @@ impl DataDir {
             root: root.to_path_buf(),
             chunks,
             tmp,
+            damaged,
             _lock: lock,
         };
         dir.sweep_tmp()?;
@@ -58,6 +67,43 @@ impl DataDir {
     /// Path of chunk `id` (already validated).
     pub fn chunk_path(&self, id: &str) -> PathBuf {
         self.chunks.join(id)
+    }
+
+    /// Whether the drain mark is set.
+    pub fn is_draining(&self) -> bool {
+        self.root.join(DRAIN_FILE).exists()
+    }
+
+    /// Sets or clears the drain mark, durably (the directory is fsynced).
+    pub fn set_draining(&self, draining: bool) -> Result<(), Error> {
+        let path = self.root.join(DRAIN_FILE);
+        let ctx = || format!("updating {}", path.display());
+        let res = if draining {
+            File::create(&path).and_then(|f| f.sync_all())
+        } else {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                r => r,
+            }
+        };
+        res.and_then(|()| sync_dir(&self.root))
+            .map_err(|e| Error::io(ctx(), e))
+    }
+
+    /// Moves chunk `id` from `chunks/` to `damaged/`, durably.
+    pub fn quarantine(&self, id: &str) -> std::io::Result<()> {
+        std::fs::rename(self.chunk_path(id), self.damaged.join(id))?;
+        sync_dir(&self.damaged)?;
+        sync_dir(&self.chunks)
+    }
+
+    /// Removes a damaged copy of `id`; false when there is none.
+    pub fn remove_damaged(&self, id: &str) -> std::io::Result<bool> {
+        match std::fs::remove_file(self.damaged.join(id)) {
+            Ok(()) => sync_dir(&self.damaged).map(|()| true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Removes everything left under `tmp/` by an earlier process.
@@ -99,9 +145,14 @@ impl DataDir {
                 continue;
             }
             match open_chunk(&path) {
-                Ok((_, Ok(m))) => {
-                    found.insert(name.to_owned(), m);
-                }
+                Ok((_, Ok(m))) => match keel_proto::check_replication(m.replication) {
+                    Ok(()) => {
+                        found.insert(name.to_owned(), m);
+                    }
+                    Err(why) => {
+                        warn!(path = %path.display(), why, "ignoring a chunk file with a bad header");
+                    }
+                },
                 Ok((_, Err(why))) => {
                     warn!(path = %path.display(), why, "ignoring a damaged chunk file");
                 }

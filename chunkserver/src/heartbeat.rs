@@ -140,6 +140,8 @@ impl Heartbeat {
             chunks,
             removed: report.removed,
             chunk_count: report.totals.chunks,
+            stamp: Some(crate::service::wire_stamp(report.stamp)),
+            draining: self.store.is_draining(),
         }
     }
 }

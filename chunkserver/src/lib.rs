@@ -38,6 +38,7 @@ mod store_tests;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use keel_proto::v1::chunk_server_server::ChunkServerServer;
 use tokio::net::TcpListener;
@@ -114,6 +115,11 @@ pub async fn run(
         .run(beats.clone()),
     );
     info!(master = %config.master_url(), interval = ?config.heartbeat_interval, "heartbeats started");
+    let scrub = tokio::spawn(scrub_missing(
+        Arc::clone(&node.store),
+        config.scrub_interval,
+        beats.clone(),
+    ));
 
     info!(addr = %bound, "grpc listening");
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -143,9 +149,33 @@ pub async fn run(
     };
     beats.cancel();
     let _ = heartbeat.await;
+    let _ = scrub.await;
     served.map_err(|e| Error::io("serving gRPC", std::io::Error::other(e)))?;
     info!("chunk server stopped");
     Ok(())
+}
+
+/// Every `interval`, forgets indexed chunks whose file is gone.
+async fn scrub_missing(store: Arc<Store>, interval: Duration, stop: CancellationToken) {
+    if interval.is_zero() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let store = Arc::clone(&store);
+        let gone = node::blocking("checking chunk files", move || Ok(store.forget_missing())).await;
+        if let Ok(n) = gone
+            && n > 0
+        {
+            warn!(
+                missing = n,
+                "chunk files vanished; reported to the master as gone"
+            );
+        }
+    }
 }
 
 async fn open_store(config: &Config) -> Result<Arc<Store>, Error> {

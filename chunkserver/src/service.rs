@@ -8,8 +8,9 @@ use keel_proto::chunk_id::ChunkId;
 use keel_proto::v1::chunk_server_server::ChunkServer;
 use keel_proto::v1::{
     ChunkHeader, CopyChunkRequest, CopyChunkResponse, DeleteChunkRequest, DeleteChunkResponse,
-    ReadChunkRequest, ServerStatusRequest, ServerStatusResponse, StatChunkRequest,
-    StatChunkResponse, WriteChunkRequest, WriteChunkResponse,
+    HeartbeatStamp, ReadChunkRequest, ServerStatusRequest, ServerStatusResponse, SetDrainRequest,
+    SetDrainResponse, StatChunkRequest, StatChunkResponse, VerifyChunkRequest, VerifyChunkResponse,
+    VerifyVerdict, WriteChunkRequest, WriteChunkResponse,
 };
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Span, info, instrument, warn};
@@ -17,6 +18,7 @@ use tracing::{Span, info, instrument, warn};
 use crate::error::Error;
 use crate::node::{Node, blocking};
 use crate::read::{ReadJob, ReadStream};
+use crate::store::{Stamp, Verdict};
 use crate::{transfer, write};
 
 /// The gRPC face of a [`Node`].
@@ -91,9 +93,12 @@ impl ChunkServer for ChunkService {
         let r = async {
             let id = ChunkId::new(request.into_inner().chunk)?;
             let store = Arc::clone(&self.node.store);
-            let freed = blocking("deleting chunk", move || store.delete(&id)).await?;
+            let (freed, stamp) = blocking("deleting chunk", move || store.delete(&id)).await?;
             info!(freed, "chunk deleted");
-            Ok(DeleteChunkResponse { freed_bytes: freed })
+            Ok(DeleteChunkResponse {
+                freed_bytes: freed,
+                stamp: Some(wire_stamp(stamp)),
+            })
         };
         reply(r.await)
     }
@@ -138,7 +143,72 @@ impl ChunkServer for ChunkService {
             in_flight: u32::try_from(t.in_flight).unwrap_or(u32::MAX),
             migrate_bandwidth: self.node.throttle.bytes_per_sec(),
             master_reachable: self.node.master_reachable.load(Ordering::Relaxed),
+            draining: self.node.store.is_draining(),
         }))
+    }
+
+    #[instrument(skip_all, fields(chunk = %request.get_ref().chunk.escape_debug()))]
+    async fn verify_chunk(
+        &self,
+        request: Request<VerifyChunkRequest>,
+    ) -> Result<Response<VerifyChunkResponse>, Status> {
+        let r = async {
+            let id = ChunkId::new(request.into_inner().chunk)?;
+            let store = Arc::clone(&self.node.store);
+            let id2 = id.clone();
+            let verdict = blocking("verifying chunk", move || store.verify(&id2)).await?;
+            info!(chunk = %id, ?verdict, "chunk verified");
+            let stamp = Some(wire_stamp(self.node.store.stamp()));
+            Ok(match verdict {
+                Verdict::Whole(m) => VerifyChunkResponse {
+                    verdict: VerifyVerdict::Whole.into(),
+                    detail: String::new(),
+                    stamp,
+                    header: Some(ChunkHeader {
+                        chunk: id.to_string(),
+                        size: m.size,
+                        crc32c: m.crc32c,
+                        replication: m.replication,
+                    }),
+                },
+                Verdict::Corrupt(detail) => VerifyChunkResponse {
+                    verdict: VerifyVerdict::Corrupt.into(),
+                    detail,
+                    header: None,
+                    stamp,
+                },
+                Verdict::Missing => VerifyChunkResponse {
+                    verdict: VerifyVerdict::Missing.into(),
+                    detail: "the chunk file is gone".into(),
+                    header: None,
+                    stamp,
+                },
+            })
+        };
+        reply(r.await)
+    }
+
+    #[instrument(skip_all, fields(draining = request.get_ref().draining))]
+    async fn set_drain(
+        &self,
+        request: Request<SetDrainRequest>,
+    ) -> Result<Response<SetDrainResponse>, Status> {
+        let draining = request.into_inner().draining;
+        let store = Arc::clone(&self.node.store);
+        let r = blocking("setting the drain mark", move || {
+            store.set_draining(draining)
+        })
+        .await
+        .map(|()| SetDrainResponse { draining });
+        reply(r)
+    }
+}
+
+/// A store stamp as the wire carries it.
+pub fn wire_stamp(s: Stamp) -> HeartbeatStamp {
+    HeartbeatStamp {
+        incarnation: s.incarnation,
+        seq: s.seq,
     }
 }
 

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use keel_proto::chunk_id::ChunkId;
@@ -47,11 +47,34 @@ pub struct Totals {
     pub in_flight: u64,
 }
 
+/// Orders this server's reports against its commits and deletes: `seq`
+/// grows with every change within one `incarnation` (one process run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// Fixed for the life of the process; differs between runs.
+    pub incarnation: u64,
+    /// The change-log sequence.
+    pub seq: u64,
+}
+
+/// What [`Store::verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Size and CRC32C match the header.
+    Whole(ChunkMeta),
+    /// Damaged: moved out of `chunks/` into `damaged/` and out of the index.
+    Corrupt(String),
+    /// The file is gone: dropped from the index.
+    Missing,
+}
+
 /// What a heartbeat reports: all chunks, or those changed since the last ack.
 #[derive(Debug, Clone)]
 pub struct Report {
     /// Change-log sequence the report covers; pass it to [`Store::ack`].
     pub seq: u64,
+    /// The same sequence with this process's incarnation, for the master.
+    pub stamp: Stamp,
     /// Chunks held (all of them for a full report, the changed ones otherwise).
     pub chunks: Vec<(String, Entry)>,
     /// Ids gone since the last ack (empty for a full report).
@@ -79,6 +102,10 @@ pub struct Store {
     changed: Notify,
     /// Makes temp file names unique within this process (tmp/ is ours alone).
     tmp_seq: AtomicU64,
+    /// This process run, for [`Stamp`]s.
+    incarnation: u64,
+    /// The drain mark (`DRAINING` in the data dir), mirrored in memory.
+    draining: AtomicBool,
 }
 
 impl Store {
@@ -104,9 +131,15 @@ impl Store {
                 "the chunks held exceed --capacity; no new chunk fits until some are removed"
             );
         }
+        let draining = dir.is_draining();
+        if draining {
+            info!("drain mark set: the master moves every chunk off this server");
+        }
         Ok(Arc::new(Store {
             dir,
             capacity,
+            incarnation: new_incarnation(),
+            draining: AtomicBool::new(draining),
             state: Mutex::new(State {
                 chunks,
                 used,
@@ -124,6 +157,124 @@ impl Store {
     /// Woken after every commit and delete.
     pub fn changed(&self) -> &Notify {
         &self.changed
+    }
+
+    /// The stamp a report built now would carry.
+    pub fn stamp(&self) -> Stamp {
+        let seq = self.state().log.seq();
+        self.stamp_at(seq)
+    }
+
+    fn stamp_at(&self, seq: u64) -> Stamp {
+        Stamp {
+            incarnation: self.incarnation,
+            seq,
+        }
+    }
+
+    /// Whether the drain mark is set.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Sets or clears the drain mark durably. Blocking.
+    pub fn set_draining(&self, draining: bool) -> Result<(), Error> {
+        self.dir.set_draining(draining)?;
+        if self.draining.swap(draining, Ordering::Relaxed) != draining {
+            info!(draining, "drain mark changed");
+            self.changed.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Drops `id` from the index (its file is gone or was moved aside) so
+    /// the next heartbeat reports it removed. Returns whether it was indexed.
+    fn forget(&self, id: &str) -> bool {
+        let known = {
+            let mut st = self.state();
+            match st.chunks.remove(id) {
+                Some(e) => {
+                    st.used -= e.meta.size;
+                    st.log.touch(id);
+                    true
+                }
+                None => false,
+            }
+        };
+        if known {
+            self.changed.notify_one();
+        }
+        known
+    }
+
+    /// Rereads chunk `id` and checks its header, length and CRC32C. A damaged
+    /// chunk is moved to `damaged/` (kept for inspection until the master
+    /// deletes it) and a missing one forgotten; either way the next heartbeat
+    /// reports it gone. Blocking.
+    pub fn verify(&self, id: &ChunkId) -> Result<Verdict, Error> {
+        let key = id.as_str();
+        let known = self.entry(key)?.meta;
+        let path = self.dir.chunk_path(key);
+        let (mut file, meta) = match open_chunk(&path) {
+            Ok(opened) => opened,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.forget(key);
+                warn!(chunk = key, "chunk file is missing; dropped from the index");
+                return Ok(Verdict::Missing);
+            }
+            Err(e) => return Err(Error::io(format!("opening chunk {key}"), e)),
+        };
+        let problem = match meta {
+            Err(why) => Some(why),
+            Ok(m) if m != known => Some(format!(
+                "header changed on disk: indexed {known:?}, found {m:?}"
+            )),
+            Ok(m) => match crc_of(&mut file) {
+                Ok(crc) if crc == m.crc32c => None,
+                Ok(crc) => Some(format!(
+                    "CRC32C of the bytes is {crc:#010x}, the header says {:#010x}",
+                    m.crc32c
+                )),
+                Err(e) => Some(format!("reading the bytes failed: {e}")),
+            },
+        };
+        match problem {
+            None => Ok(Verdict::Whole(known)),
+            Some(why) => {
+                self.quarantine(key)?;
+                warn!(
+                    chunk = key,
+                    why, "chunk failed verification; moved to damaged/"
+                );
+                Ok(Verdict::Corrupt(why))
+            }
+        }
+    }
+
+    /// Moves a damaged chunk out of `chunks/` and out of the index.
+    fn quarantine(&self, id: &str) -> Result<(), Error> {
+        self.dir
+            .quarantine(id)
+            .map_err(|e| Error::io(format!("moving damaged chunk {id} aside"), e))?;
+        self.forget(id);
+        Ok(())
+    }
+
+    /// Forgets every indexed chunk whose file is gone (removed by hand, a
+    /// lost disk). Returns how many. Blocking; stats every file.
+    pub fn forget_missing(&self) -> usize {
+        let ids: Vec<String> = self.state().chunks.keys().cloned().collect();
+        let mut gone = 0;
+        for id in ids {
+            let path = self.dir.chunk_path(&id);
+            if matches!(std::fs::symlink_metadata(&path), Err(e) if e.kind() == io::ErrorKind::NotFound)
+                && self.forget(&id)
+            {
+                warn!(chunk = %id, "chunk file is missing; dropped from the index");
+                gone += 1;
+            }
+        }
+        gone
     }
 
     /// Claims `id` for a transfer of `size` bytes (0 when not yet known).
@@ -205,6 +356,10 @@ impl Store {
         let (file, meta) = match open_chunk(&self.dir.chunk_path(key)) {
             Ok(opened) => opened,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Indexed but gone (removed by hand): stop offering it.
+                if self.forget(key) {
+                    warn!(chunk = key, "chunk file is missing; dropped from the index");
+                }
                 return Err(Error::NotFound { id: key.into() });
             }
             Err(e) => return Err(Error::io(format!("opening chunk {key}"), e)),
@@ -238,29 +393,41 @@ impl Store {
             .ok_or_else(|| Error::NotFound { id: id.into() })
     }
 
-    /// Removes a chunk and returns the bytes freed. A read already streaming
-    /// keeps its open file and finishes. Blocking.
-    pub fn delete(&self, id: &ChunkId) -> Result<u64, Error> {
+    /// Removes a chunk and returns the bytes freed and the stamp right after
+    /// the removal. A read already streaming keeps its open file and
+    /// finishes. A copy moved to `damaged/` by [`Store::verify`] is removed
+    /// too. Blocking.
+    pub fn delete(&self, id: &ChunkId) -> Result<(u64, Stamp), Error> {
         let key = id.as_str();
-        self.entry(key)?;
+        let damaged = self
+            .dir
+            .remove_damaged(key)
+            .map_err(|e| Error::io(format!("deleting damaged chunk {key}"), e))?;
+        if self.entry(key).is_err() {
+            return match damaged {
+                true => Ok((0, self.stamp())),
+                false => Err(Error::NotFound { id: key.into() }),
+            };
+        }
         match std::fs::remove_file(self.dir.chunk_path(key)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.forget(key);
                 return Err(Error::NotFound { id: key.into() });
             }
             Err(e) => return Err(Error::io(format!("deleting chunk {key}"), e)),
         }
         // The file is gone: the index follows whatever the fsync says.
-        let freed = {
+        let (freed, seq) = {
             let mut st = self.state();
             let freed = st.chunks.remove(key).map_or(0, |e| e.meta.size);
             st.used -= freed;
             st.log.touch(key);
-            freed
+            (freed, st.log.seq())
         };
         self.changed.notify_one();
         sync_dir(&self.dir.chunks).map_err(|e| Error::io(format!("deleting chunk {key}"), e))?;
-        Ok(freed)
+        Ok((freed, self.stamp_at(seq)))
     }
 
     /// Current totals.
@@ -297,6 +464,7 @@ impl Store {
         }
         Report {
             seq: st.log.seq(),
+            stamp: self.stamp_at(st.log.seq()),
             chunks,
             removed,
             totals: self.totals_of(&st),
@@ -345,6 +513,29 @@ impl Drop for Reservation {
             let mut st = self.store.state();
             st.in_flight.remove(self.id.as_str());
             st.reserved -= self.bytes;
+        }
+    }
+}
+
+/// A number that differs between runs of this process: the start time in
+/// nanoseconds mixed with the pid (two runs within one clock tick would need
+/// the same pid as well).
+fn new_incarnation() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 48)
+}
+
+/// CRC32C of the rest of `file`.
+fn crc_of(file: &mut File) -> io::Result<u32> {
+    use std::io::Read;
+    let mut buf = vec![0u8; keel_proto::FRAME_BYTES];
+    let mut crc = 0u32;
+    loop {
+        match file.read(&mut buf)? {
+            0 => return Ok(crc),
+            n => crc = crc32c::crc32c_append(crc, &buf[..n]),
         }
     }
 }

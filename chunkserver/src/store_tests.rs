@@ -6,7 +6,7 @@ use keel_proto::chunk_id::ChunkId;
 
 use crate::chunk_file::ChunkMeta;
 use crate::error::{Error, Purpose};
-use crate::store::{Store, append};
+use crate::store::{Store, Verdict, append};
 
 fn id(s: &str) -> ChunkId {
     ChunkId::new(s).expect("valid id")
@@ -33,7 +33,7 @@ fn accounting_survives_restart() {
     let store = Store::open(dir.path(), "cs1", Some(1000)).expect("open");
     put(&store, "a", &[1; 100]).expect("a");
     put(&store, "b", &[2; 250]).expect("b");
-    assert_eq!(store.delete(&id("a")).expect("delete"), 100);
+    assert_eq!(store.delete(&id("a")).expect("delete").0, 100);
     assert!(matches!(
         store.delete(&id("a")),
         Err(Error::NotFound { .. })
@@ -120,4 +120,82 @@ fn deltas_report_changes_until_acknowledged() {
     store.ack(delta.seq);
     let after = store.report(false);
     assert!(after.chunks.is_empty() && after.removed.is_empty());
+}
+
+#[test]
+fn a_delete_is_stamped_after_every_report_that_still_lists_the_chunk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), "cs1", Some(1000)).expect("open");
+    put(&store, "a", &[1; 10]).expect("a");
+    let before = store.report(true);
+    assert_eq!(before.chunks.len(), 1);
+    let (_, stamp) = store.delete(&id("a")).expect("delete");
+    assert_eq!(stamp.incarnation, before.stamp.incarnation);
+    assert!(before.stamp.seq < stamp.seq, "{before:?} vs {stamp:?}");
+    let after = store.report(true);
+    assert!(after.chunks.is_empty() && after.stamp.seq >= stamp.seq);
+    drop(store);
+    let again = Store::open(dir.path(), "cs1", Some(1000)).expect("reopen");
+    assert_ne!(again.stamp().incarnation, stamp.incarnation);
+}
+
+#[test]
+fn verify_tells_whole_from_corrupt_and_missing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), "cs1", Some(10_000)).expect("open");
+    for name in ["ok", "bad", "gone"] {
+        put(&store, name, &[7; 300]).expect("put");
+    }
+    assert!(matches!(store.verify(&id("ok")), Ok(Verdict::Whole(_))));
+    // Flip one data byte behind the header of "bad".
+    let path = dir.path().join("chunks").join("bad");
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes[100] ^= 0xff;
+    std::fs::write(&path, bytes).expect("write");
+    assert!(matches!(store.verify(&id("bad")), Ok(Verdict::Corrupt(_))));
+    assert!(dir.path().join("damaged").join("bad").exists());
+    assert!(!path.exists());
+    std::fs::remove_file(dir.path().join("chunks").join("gone")).expect("rm");
+    assert_eq!(store.verify(&id("gone")).expect("verify"), Verdict::Missing);
+    let t = store.totals();
+    assert_eq!((t.chunks, t.used), (1, 300));
+    // The damaged copy is removed by a delete, which then reports nothing freed.
+    assert_eq!(store.delete(&id("bad")).expect("delete damaged").0, 0);
+    assert!(!dir.path().join("damaged").join("bad").exists());
+    assert!(matches!(
+        store.delete(&id("bad")),
+        Err(Error::NotFound { .. })
+    ));
+}
+
+#[test]
+fn vanished_files_are_forgotten_and_reported_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), "cs1", Some(10_000)).expect("open");
+    put(&store, "a", &[1; 10]).expect("a");
+    put(&store, "b", &[1; 10]).expect("b");
+    store.ack(store.report(true).seq);
+    std::fs::remove_file(dir.path().join("chunks").join("a")).expect("rm");
+    assert_eq!(store.forget_missing(), 1);
+    let delta = store.report(false);
+    assert_eq!(delta.removed, vec!["a".to_owned()]);
+    assert_eq!(store.totals().chunks, 1);
+}
+
+#[test]
+fn the_drain_mark_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), "cs1", Some(1000)).expect("open");
+    assert!(!store.is_draining());
+    store.set_draining(true).expect("drain");
+    drop(store);
+    let store = Store::open(dir.path(), "cs1", Some(1000)).expect("reopen");
+    assert!(store.is_draining());
+    store.set_draining(false).expect("undrain");
+    drop(store);
+    assert!(
+        !Store::open(dir.path(), "cs1", Some(1000))
+            .expect("reopen")
+            .is_draining()
+    );
 }

@@ -80,6 +80,9 @@ pub async fn copy_chunk(node: &Node, req: CopyChunkRequest) -> Result<CopyChunkR
         })??;
     let header = first_header(&mut stream, &src, &id).await?;
     check_expected(&header, req.expected_size, req.expected_crc32c, &src, &id)?;
+    keel_proto::check_replication(header.replication).map_err(|why| {
+        Error::InvalidRequest(format!("copy of chunk {id} from {}: {why}", src.id))
+    })?;
     res.resize(header.size)?;
     let meta = ChunkMeta {
         size: header.size,
@@ -121,6 +124,7 @@ pub async fn copy_chunk(node: &Node, req: CopyChunkRequest) -> Result<CopyChunkR
         size: meta.size,
         crc32c: meta.crc32c,
         replication: meta.replication,
+        stamp: Some(crate::service::wire_stamp(node.store.stamp())),
     })
 }
 

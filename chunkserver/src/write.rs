@@ -29,18 +29,8 @@ pub async fn write_chunk(
         .header
         .ok_or_else(|| missing_header("the first message carries no header"))?;
     let id = ChunkId::new(header.chunk)?;
-    if header.replication == 0 {
-        return Err(Error::InvalidRequest(format!(
-            "chunk {id}: replication must be at least 1"
-        )));
-    }
-    if header.replication > keel_proto::MAX_REPLICATION {
-        return Err(Error::InvalidRequest(format!(
-            "chunk {id}: replication {} is above the largest supported, {}",
-            header.replication,
-            keel_proto::MAX_REPLICATION
-        )));
-    }
+    keel_proto::check_replication(header.replication)
+        .map_err(|why| Error::InvalidRequest(format!("chunk {id}: {why}")))?;
     let meta = ChunkMeta {
         size: header.size,
         crc32c: header.crc32c,

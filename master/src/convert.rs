@@ -8,8 +8,10 @@ use keel_proto::chunk_id;
 use keel_proto::v1 as pb;
 
 use crate::error::Error;
+use crate::meta::Explanation;
 use crate::meta::{
-    AllocRequest, Allocation, Heartbeat, Location, ReplicaReport, ServerAddr, ServerStatus,
+    AllocRequest, Allocation, Heartbeat, Location, ReplicaReport, ServerAddr, ServerState,
+    ServerStatus, Stamp,
 };
 
 /// Largest chunk the master accepts (1 TiB). Far above any sane chunk, and
@@ -92,6 +94,13 @@ pub fn heartbeat(req: pb::HeartbeatRequest) -> Result<Heartbeat, Error> {
     drop(seen);
     for c in &req.chunks {
         size(&c.chunk, c.size)?;
+        // 0 is a server that stores no factor: the master's default applies.
+        if c.replication != 0 {
+            keel_proto::check_replication(c.replication).map_err(|why| Error::BadReplication {
+                context: format!("heartbeat from {}: chunk {}", req.id, c.chunk),
+                why,
+            })?;
+        }
     }
     let chunks = req
         .chunks
@@ -114,6 +123,16 @@ pub fn heartbeat(req: pb::HeartbeatRequest) -> Result<Heartbeat, Error> {
         chunks,
         removed: req.removed,
         chunk_count: req.chunk_count,
+        stamp: stamp(req.stamp),
+        draining: req.draining,
+    })
+}
+
+/// A chunk server's stamp, when it sent one.
+pub fn stamp(s: Option<pb::HeartbeatStamp>) -> Option<Stamp> {
+    s.map(|s| Stamp {
+        incarnation: s.incarnation,
+        seq: s.seq,
     })
 }
 
@@ -123,6 +142,12 @@ pub fn alloc_request(req: pb::AllocateChunkRequest) -> Result<AllocRequest, Erro
     size(&req.chunk, req.size)?;
     for s in &req.on {
         server_id(s)?;
+    }
+    if req.replication != 0 {
+        keel_proto::check_replication(req.replication).map_err(|why| Error::BadReplication {
+            context: format!("allocation of chunk {}", req.chunk),
+            why,
+        })?;
     }
     Ok(AllocRequest {
         chunk: req.chunk,
@@ -169,10 +194,11 @@ pub fn location(l: Location) -> pb::LocateChunkResponse {
 
 /// `ServerInfo` from a server's status.
 pub fn server_info(s: ServerStatus) -> pb::ServerInfo {
-    let state = if s.alive {
-        pb::ServerState::Alive
-    } else {
-        pb::ServerState::Dead
+    let state = match s.state {
+        ServerState::Alive => pb::ServerState::Alive,
+        ServerState::Dead => pb::ServerState::Dead,
+        ServerState::Draining => pb::ServerState::Draining,
+        ServerState::Drained => pb::ServerState::Drained,
     };
     pb::ServerInfo {
         id: s.id,
@@ -270,5 +296,42 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(alloc_request(r), Err(Error::BadChunkId(_))));
+    }
+}
+
+/// `ExplainChunkResponse` from an explanation.
+pub fn explanation(e: Explanation) -> pb::ExplainChunkResponse {
+    pb::ExplainChunkResponse {
+        chunk: e.chunk,
+        known: e.known,
+        size: e.size,
+        crc32c: e.crc32c,
+        replication: e.replication,
+        whole_live: e.whole_live,
+        replicas: e
+            .replicas
+            .into_iter()
+            .map(|r| pb::ReplicaHealth {
+                server: r.server,
+                address: r.address,
+                rack: r.rack,
+                server_state: r.server_state.into(),
+                health: r.health.into(),
+                counted: r.counted,
+            })
+            .collect(),
+        jobs: e
+            .jobs
+            .into_iter()
+            .map(|j| pb::ChunkJob {
+                kind: j.kind,
+                from: j.from,
+                to: j.to,
+                state: j.state,
+                detail: j.detail,
+            })
+            .collect(),
+        reasons: e.reasons,
+        status: e.status.into(),
     }
 }

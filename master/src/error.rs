@@ -115,6 +115,24 @@ pub enum Error {
         /// Time left, in milliseconds.
         remaining_ms: u64,
     },
+    /// A replication factor outside `1..=MAX_REPLICATION`.
+    #[error("{context}: {why}")]
+    BadReplication {
+        /// Where it came from.
+        context: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The chunk server could not keep its drain mark.
+    #[error("could not {action} {server}: {detail}")]
+    DrainMark {
+        /// `drain` or `undrain`.
+        action: &'static str,
+        /// The server.
+        server: String,
+        /// Its answer.
+        detail: String,
+    },
     /// The planner could not finish (a bug; nothing was queued).
     #[error("the balancer's planner failed: {0}")]
     Planner(String),
@@ -132,7 +150,9 @@ impl From<Error> for tonic::Status {
             | Error::UnknownServer { .. }
             | Error::DuplicateServer { .. }
             | Error::PinnedReplicationMismatch { .. }
+            | Error::BadReplication { .. }
             | Error::NoMoves => Code::InvalidArgument,
+            Error::DrainMark { .. } => Code::Unavailable,
             Error::ChunkNotFound { .. } | Error::NotHolder { .. } => Code::NotFound,
             Error::ChunkExists { .. } => Code::AlreadyExists,
             Error::ServerDead { .. } => Code::FailedPrecondition,

@@ -1,14 +1,21 @@
 //! The maintenance loop: marks silent servers dead, forgets stale
-//! allocations, and — once safe mode is over — trims excess replicas and
-//! re-replicates chunks that lost theirs (after a corruption report, or a
-//! server dead past the grace period).
+//! allocations, and — once safe mode is over — trims excess replicas,
+//! verifies replicas reported corrupt, and copies chunks below their factor
+//! or on draining servers (see `meta/redundancy.rs` for every path that
+//! makes a chunk a candidate). A finished copy wakes the loop, so copies
+//! follow each other without waiting for the next tick.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::meta::FULL_SCAN_EVERY;
 use crate::meta::lock;
 use crate::mover::Mover;
 
@@ -18,8 +25,9 @@ pub const LIVENESS_TICK: Duration = Duration::from_millis(250);
 /// Most chunks trimmed per pass.
 pub const TRIMS_PER_PASS: usize = 256;
 
-/// Most repair copies planned per pass (they queue for move slots).
-pub const REPAIRS_PER_PASS: usize = 16;
+/// Most repair and drain copies started and not finished at once (they
+/// queue for move slots, ahead of ordinary moves).
+pub const REPAIRS_IN_FLIGHT: usize = 32;
 
 /// The loop's configuration.
 #[derive(Debug, Clone)]
@@ -32,6 +40,10 @@ pub struct Maintenance {
     pub interval: Duration,
     /// No trimming or repair before this instant (`--safe-mode`).
     pub safe_until: Instant,
+    /// Woken when a repair or drain copy ends.
+    pub copy_ended: Arc<Notify>,
+    /// Repair and drain copies started and not yet finished.
+    pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Maintenance {
@@ -41,20 +53,13 @@ impl Maintenance {
         let mut upkeep = tokio::time::interval(self.interval.max(LIVENESS_TICK));
         liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         upkeep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut safe_mode = true;
+        let mut last_scan: Option<Instant> = None;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = liveness.tick() => self.sweep(),
-                _ = upkeep.tick() => {
-                    if Instant::now() < self.safe_until {
-                        continue;
-                    }
-                    if std::mem::take(&mut safe_mode) {
-                        info!("safe mode over; trimming and repair active");
-                    }
-                    self.upkeep();
-                }
+                () = self.copy_ended.notified() => self.upkeep(&mut last_scan),
+                _ = upkeep.tick() => self.upkeep(&mut last_scan),
             }
         }
     }
@@ -67,26 +72,65 @@ impl Maintenance {
     }
 
     /// Plans under the lock, then spawns the RPCs outside it.
-    fn upkeep(&self) {
-        let (trims, repairs) = {
+    fn upkeep(&self, last_scan: &mut Option<Instant>) {
+        let now = Instant::now();
+        if now < self.safe_until {
+            return;
+        }
+        let in_flight = self.in_flight.load(Ordering::Relaxed);
+        let (trims, repairs, verifies, counts) = {
             let mut m = lock(self.mover.meta());
+            if last_scan.is_none_or(|t| now.duration_since(t) >= FULL_SCAN_EVERY) {
+                if last_scan.is_none() {
+                    info!("safe mode over; trimming and repair active");
+                }
+                m.scan_redundancy();
+                *last_scan = Some(now);
+            }
             let trims = m.plan_trims(TRIMS_PER_PASS);
-            let repairs = m.plan_repairs(Instant::now(), REPAIRS_PER_PASS);
-            (trims, repairs)
+            let repairs = m.plan_repairs(now, REPAIRS_IN_FLIGHT.saturating_sub(in_flight));
+            (trims, repairs, m.verifications_due(), m.redundancy())
         };
+        let metrics = self.mover.metrics();
+        metrics
+            .chunks_under_replicated
+            .store(counts.under_replicated, Ordering::Relaxed);
+        metrics
+            .chunks_unavailable
+            .store(counts.unavailable, Ordering::Relaxed);
         for d in trims {
             let mover = self.mover.clone();
             self.tracker.spawn(async move { mover.trim(d).await });
         }
-        for t in repairs {
+        for v in verifies {
             let mover = self.mover.clone();
-            self.tracker.spawn(async move {
-                let (chunk, to) = (t.chunk.clone(), t.to.id.clone());
-                match mover.replicate(t).await {
-                    Ok(_) => info!(chunk = %chunk, to = %to, "replica restored"),
-                    Err(e) => warn!(chunk = %chunk, to = %to, error = %e, "re-replication failed; will retry"),
-                }
-            });
+            self.tracker.spawn(async move { mover.verify(v).await });
         }
+        for (chunk, server) in repairs.damaged {
+            let mover = self.mover.clone();
+            self.tracker
+                .spawn(async move { mover.delete_damaged(&chunk, &server).await });
+        }
+        for t in repairs.copies {
+            self.spawn_copy(t);
+        }
+    }
+
+    fn spawn_copy(&self, t: crate::meta::Repair) {
+        let mover = self.mover.clone();
+        let ended = Arc::clone(&self.copy_ended);
+        let in_flight = Arc::clone(&self.in_flight);
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        self.tracker.spawn(async move {
+            let (chunk, to, kind) = (t.chunk.clone(), t.to.id.clone(), t.kind);
+            match mover.replicate(t).await {
+                Ok(_) => info!(chunk = %chunk, to = %to, kind = kind.name(), "replica restored"),
+                Err(e) => {
+                    warn!(chunk = %chunk, to = %to, kind = kind.name(), error = %e, "copy failed; will retry")
+                }
+            }
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+            ended.notify_one();
+        });
     }
 }

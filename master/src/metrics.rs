@@ -22,6 +22,12 @@ pub struct Metrics {
     pub bytes_moved_total: AtomicU64,
     /// Age of the oldest pending move, in milliseconds (set by the queue).
     pub oldest_pending_move_age_ms: AtomicU64,
+    /// Repair and drain copies that completed.
+    pub repairs_done: AtomicU64,
+    /// Chunks below their factor on live servers (set by the maintenance pass).
+    pub chunks_under_replicated: AtomicU64,
+    /// Chunks with no whole replica on a live server (set by the maintenance pass).
+    pub chunks_unavailable: AtomicU64,
 }
 
 impl Metrics {
@@ -61,7 +67,7 @@ impl Metrics {
             |s| f64::from(u8::from(s.alive)),
         );
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let scalars: [(&str, &str, &str, f64); 6] = [
+        let scalars: [(&str, &str, &str, f64); 9] = [
             (
                 "keel_moves_pending",
                 "gauge",
@@ -97,6 +103,24 @@ impl Metrics {
                 "gauge",
                 "Age of the oldest pending move.",
                 load(&self.oldest_pending_move_age_ms) as f64 / 1000.0,
+            ),
+            (
+                "keel_chunks_under_replicated",
+                "gauge",
+                "Chunks with fewer whole replicas on live servers than their factor.",
+                load(&self.chunks_under_replicated) as f64,
+            ),
+            (
+                "keel_chunks_unavailable",
+                "gauge",
+                "Chunks with no whole replica on a live server.",
+                load(&self.chunks_unavailable) as f64,
+            ),
+            (
+                "keel_repairs_done_total",
+                "counter",
+                "Repair and drain copies completed.",
+                load(&self.repairs_done) as f64,
             ),
         ];
         for (name, kind, help, value) in scalars {
@@ -141,6 +165,7 @@ mod tests {
             utilization_pct: 78.0,
             chunks: 1,
             alive: true,
+            state: crate::meta::ServerState::Alive,
             last_heartbeat_ms: 0,
         };
         let text = m.render(&[s]);
@@ -154,6 +179,9 @@ mod tests {
             "keel_moves_pending 0",
             "keel_oldest_pending_move_age_seconds 0",
             "# TYPE keel_moves_running gauge",
+            "# TYPE keel_chunks_under_replicated gauge",
+            "# TYPE keel_chunks_unavailable gauge",
+            "keel_repairs_done_total 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

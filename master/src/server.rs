@@ -249,6 +249,8 @@ pub async fn run(
         tracker: core.tracker.clone(),
         interval: config.maintenance_interval,
         safe_until: started + config.safe_mode,
+        copy_ended: Default::default(),
+        in_flight: Default::default(),
     };
     core.tracker.spawn(upkeep.run(shutdown.clone()));
     core.balancer.spawn(&shutdown);

@@ -197,15 +197,70 @@ impl Master for MasterService {
         let req = req.into_inner();
         convert::chunk(&req.chunk)?;
         convert::server_id(&req.server)?;
-        let out = lock(&self.meta).report_corruption(&req.chunk, &req.server)?;
-        info!(chunk = %req.chunk, server = %req.server, detail = %req.detail.escape_debug(), live_replicas = out.live_replicas,
-              under_replicated = out.under_replicated, "corruption reported");
-        if let Some(server) = out.delete_from {
+        let verify = lock(&self.meta).report_corruption(&req.chunk, &req.server)?;
+        info!(chunk = %req.chunk, server = %req.server, detail = %req.detail.escape_debug(),
+              verifying = verify.is_some(), "corruption reported; the server is asked to verify its replica");
+        if let Some(v) = verify {
             let mover = self.mover.clone();
-            let chunk = req.chunk;
-            self.tracker
-                .spawn(async move { mover.delete_damaged(&chunk, &server).await });
+            self.tracker.spawn(async move { mover.verify(v).await });
         }
         Ok(Response::new(pb::ReportCorruptionResponse {}))
+    }
+
+    #[instrument(skip_all, fields(server = %req.get_ref().server.escape_debug()))]
+    async fn drain_server(
+        &self,
+        req: Request<pb::DrainServerRequest>,
+    ) -> Reply<pb::DrainServerResponse> {
+        self.set_drain(req.into_inner().server, true).await
+    }
+
+    #[instrument(skip_all, fields(server = %req.get_ref().server.escape_debug()))]
+    async fn undrain_server(
+        &self,
+        req: Request<pb::UndrainServerRequest>,
+    ) -> Reply<pb::DrainServerResponse> {
+        self.set_drain(req.into_inner().server, false).await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(chunk = %req.get_ref().chunk.escape_debug()))]
+    async fn explain_chunk(
+        &self,
+        req: Request<pb::ExplainChunkRequest>,
+    ) -> Reply<pb::ExplainChunkResponse> {
+        let chunk = req.into_inner().chunk;
+        convert::chunk(&chunk)?;
+        let mut e = lock(&self.meta).explain(&chunk, Instant::now());
+        balance::explain_queued(&self.balancer.status(), &mut e);
+        Ok(Response::new(convert::explanation(e)))
+    }
+}
+
+impl MasterService {
+    /// Sets the drain mark on the chunk server (which keeps it across
+    /// restarts), then in the metadata.
+    async fn set_drain(&self, server: String, draining: bool) -> Reply<pb::DrainServerResponse> {
+        convert::server_id(&server)?;
+        let addr = lock(&self.meta).drain_target(&server)?;
+        let action = if draining { "drain" } else { "undrain" };
+        self.mover
+            .set_drain(&addr, draining)
+            .await
+            .map_err(|s| Error::DrainMark {
+                action,
+                server: server.clone(),
+                detail: s.message().to_owned(),
+            })?;
+        let (state, chunks_left) = {
+            let mut m = lock(&self.meta);
+            m.drain_marked(addr.no, draining);
+            m.drain_state(addr.no)
+        };
+        info!(server = %server, draining, chunks_left, "drain mark set");
+        Ok(Response::new(pb::DrainServerResponse {
+            server,
+            state: state.to_owned(),
+            chunks_left,
+        }))
     }
 }

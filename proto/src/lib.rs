@@ -30,6 +30,18 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 /// chunk servers refuse writes above this.
 pub const MAX_REPLICATION: u32 = 16;
 
+/// Checks a replication factor where it enters (a write, a copy's header, a
+/// heartbeat): `1..=MAX_REPLICATION`. The error is a sentence for the caller.
+pub fn check_replication(replication: u32) -> Result<(), String> {
+    match replication {
+        0 => Err("replication must be at least 1".into()),
+        r if r > MAX_REPLICATION => Err(format!(
+            "replication {r} is above the largest supported, {MAX_REPLICATION}"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Payload bytes per data frame of chunk streams. 256 KiB–1 MiB measured fastest
 /// on loopback; see the benchmark in the README.
 pub const FRAME_BYTES: usize = 512 * 1024;

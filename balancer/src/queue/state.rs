@@ -67,6 +67,7 @@ impl Entry {
             waiting: waiting.map(|w| w.to_string()),
             age: now.saturating_sub(self.enqueued_at),
             running_for: self.started_at.map(|t| now.saturating_sub(t)),
+            external: self.external,
         }
     }
 }

@@ -96,6 +96,8 @@ pub struct MoveStatus {
     pub age: Duration,
     /// Time since the current attempt started, while running.
     pub running_for: Option<Duration>,
+    /// Started by the caller (an operator's move), not by the queue.
+    pub external: bool,
 }
 
 /// The queue at one moment.

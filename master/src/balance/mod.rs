@@ -44,7 +44,7 @@ use tokio_util::task::TaskTracker;
 pub use drive::Trigger;
 pub use pass::{PassInput, PassPlan, plan_pass};
 pub use state::{Enqueued, InFlightNames, NamedMove, QueueState, Start};
-pub use wire::{MAX_LISTED, plan_response, run_response, status_response};
+pub use wire::{MAX_LISTED, explain_queued, plan_response, run_response, status_response};
 
 use crate::meta::lock;
 use crate::mover::{Move, Mover};
@@ -90,6 +90,12 @@ pub struct BalanceStatus {
     pub safe_mode: bool,
     /// The queue's clock when this was taken.
     pub now: Duration,
+    /// Redundancy as of the last maintenance pass.
+    pub redundancy: crate::meta::Redundancy,
+    /// Repair and drain copies running now.
+    pub copies: Vec<crate::meta::RunningCopy>,
+    /// Repair and drain copies completed since start.
+    pub repairs_done: u64,
 }
 
 /// What a pass queued, for `RebalanceRun`.
@@ -208,9 +214,21 @@ impl Balancer {
                 .collect();
             (st.status(now), failures)
         };
-        let view = lock(self.inner.mover.meta()).load_view();
+        let (view, redundancy, copies) = {
+            let m = lock(self.inner.mover.meta());
+            (m.load_view(), m.redundancy(), m.running_copies())
+        };
         let report = load::check(&view, self.inner.settings.policy.threshold_pct);
+        let repairs_done = self
+            .inner
+            .mover
+            .metrics()
+            .repairs_done
+            .load(Ordering::Relaxed);
         BalanceStatus {
+            redundancy,
+            copies,
+            repairs_done,
             bytes_remaining: QueueState::bytes_remaining(&queue),
             queue,
             recent_failures,

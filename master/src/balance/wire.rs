@@ -7,6 +7,7 @@ use keel_balancer::queue::{FinishedMove, MoveState, MoveStatus, Outcome};
 use keel_proto::v1 as pb;
 
 use super::{BalanceStatus, PassPlan, PassReport};
+use crate::meta::MoveKind;
 
 /// Moves listed in a plan or status answer; counts and bytes always cover all.
 pub const MAX_LISTED: usize = 100_000;
@@ -82,7 +83,33 @@ pub fn status_response(s: BalanceStatus) -> pb::RebalanceStatusResponse {
             .take(room)
             .map(|f| failed_move(f, s.now)),
     );
+    let running_of = |k: MoveKind| s.copies.iter().filter(|c| c.kind == k).count() as u64;
+    let (repairs_running, drains_running) =
+        (running_of(MoveKind::Repair), running_of(MoveKind::Drain));
+    let copies = s
+        .copies
+        .iter()
+        .take(MAX_LISTED)
+        .map(|c| pb::QueuedMove {
+            chunk: c.chunk.clone(),
+            from: c.from.clone(),
+            to: c.to.clone(),
+            bytes: c.bytes,
+            state: pb::QueuedMoveState::Running as i32,
+            kind: c.kind.name().to_owned(),
+            ..pb::QueuedMove::default()
+        })
+        .collect();
+    let r = s.redundancy;
     pb::RebalanceStatusResponse {
+        under_replicated: r.under_replicated,
+        unavailable: r.unavailable,
+        repairs_running,
+        repairs_waiting: r.repairs_waiting,
+        drains_running,
+        drains_waiting: r.drains_waiting,
+        repairs_done: s.repairs_done,
+        copies,
         paused: q.paused,
         pending: q.pending as u64,
         running: q.running as u64,
@@ -113,6 +140,7 @@ fn queued_move(m: MoveStatus) -> pb::QueuedMove {
         last_error: m.last_error.unwrap_or_default(),
         waiting_reason: m.waiting.unwrap_or_default(),
         age_ms: millis(m.age),
+        kind: if m.external { "operator" } else { "balance" }.to_owned(),
     }
 }
 
@@ -131,5 +159,38 @@ fn failed_move(f: FinishedMove, now: Duration) -> pb::QueuedMove {
         last_error,
         waiting_reason: String::new(),
         age_ms: millis(now.saturating_sub(f.at)),
+        kind: "balance".to_owned(),
+    }
+}
+
+/// Adds the balancer's queued or running moves of `e.chunk`, and why a
+/// pending one waits, to an explanation.
+pub fn explain_queued(s: &BalanceStatus, e: &mut crate::meta::Explanation) {
+    for m in s.queue.moves.iter().filter(|m| m.names.chunk == e.chunk) {
+        let state = match m.state {
+            MoveState::Pending => "pending",
+            MoveState::Running => "running",
+        };
+        let kind = if m.external { "operator" } else { "balance" };
+        let detail = m.waiting.clone().unwrap_or_default();
+        if m.state == MoveState::Pending {
+            e.reasons.push(format!(
+                "queued to move from {} to {} to even out utilization; waiting: {}",
+                m.names.from,
+                m.names.to,
+                if detail.is_empty() {
+                    "for its turn"
+                } else {
+                    &detail
+                }
+            ));
+        }
+        e.jobs.push(crate::meta::ChunkJobInfo {
+            kind: kind.into(),
+            from: m.names.from.clone(),
+            to: m.names.to.clone(),
+            state: state.into(),
+            detail,
+        });
     }
 }

@@ -55,7 +55,7 @@ impl Meta {
             });
         }
         let (chosen, replication) = if req.on.is_empty() {
-            let live = self.servers.iter().filter(|s| s.alive).count();
+            let live = self.servers.iter().filter(|s| s.takes_data()).count();
             if live == 0 {
                 return Err(Error::NoLiveServers);
             }
@@ -95,7 +95,7 @@ impl Meta {
             .servers
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.alive)
+            .filter(|(_, s)| s.takes_data())
             .map(|(i, s)| Candidate {
                 no: i as ServerNo,
                 id: &s.id,

@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
+use super::server::{Fresh, Stamp};
 use super::{Excluded, Meta, ServerEntry, ServerNo, Upsert};
 
 /// One replica as a chunk server reports it (already validated).
@@ -46,6 +47,11 @@ pub struct Heartbeat {
     pub removed: Vec<String>,
     /// Number of chunks the server holds.
     pub chunk_count: u64,
+    /// When the server built this report; `None` from a server that does
+    /// not stamp its reports (nothing is then filtered).
+    pub stamp: Option<Stamp>,
+    /// The server's drain mark.
+    pub draining: bool,
 }
 
 /// What applying a heartbeat did.
@@ -69,11 +75,16 @@ impl Meta {
             revived,
         };
         let id = self.servers[no as usize].id.clone();
+        if self.from_older_run(no, hb.stamp) {
+            tracing::info!(server = %id, "report from an earlier run of the server arrived late; ignored");
+            return out;
+        }
+        self.set_drain_mark(no, hb.draining);
         if hb.full_report {
-            self.apply_full(no, &hb.chunks);
+            let skew = self.apply_full(no, &hb.chunks, hb.stamp);
             self.servers[no as usize].synced = true;
             let held = self.servers[no as usize].held();
-            if held != hb.chunk_count {
+            if held.wrapping_add_signed(skew) != hb.chunk_count {
                 tracing::warn!(server = %id, held, chunk_count = hb.chunk_count, "full report disagrees with its own chunk count");
             }
             tracing::debug!(server = %id, chunks = hb.chunks.len(), "full report applied");
@@ -81,20 +92,93 @@ impl Meta {
             out.send_full_report = true;
             tracing::debug!(server = %id, "delta ignored until a full report arrives");
         } else {
+            let mut skew = 0i64;
             for r in &hb.chunks {
-                self.add_replica(no, r);
+                if self.outdated(no, &r.chunk, true, hb.stamp) {
+                    skew += 1;
+                } else {
+                    self.add_replica(no, r);
+                }
             }
             for chunk in &hb.removed {
-                self.remove_replica(no, chunk);
+                if self.outdated(no, chunk, false, hb.stamp) {
+                    skew -= 1;
+                } else if self.remove_replica(no, chunk) {
+                    self.lost_on(no, chunk);
+                }
             }
             let held = self.servers[no as usize].held();
-            if held != hb.chunk_count {
+            if held.wrapping_add_signed(skew) != hb.chunk_count {
                 tracing::warn!(server = %id, held, chunk_count = hb.chunk_count, "delta does not add up; asking for a full report");
                 self.servers[no as usize].synced = false;
                 out.send_full_report = true;
             }
         }
+        self.advance_stamp(no, hb.stamp);
         out
+    }
+
+    /// Whether `stamp` comes from a run of the server older than one whose
+    /// stamp the master already holds (a report delayed past a restart).
+    fn from_older_run(&self, no: ServerNo, stamp: Option<Stamp>) -> bool {
+        let known = self.servers[no as usize].stamp;
+        matches!((stamp, known), (Some(s), Some(k)) if s.incarnation < k.incarnation)
+    }
+
+    /// Whether what a report stamped `stamp` says of `chunk` (`listed`: it
+    /// holds it) predates a change the master recorded since.
+    fn outdated(&self, no: ServerNo, chunk: &str, listed: bool, stamp: Option<Stamp>) -> bool {
+        let Some(stamp) = stamp else {
+            return false;
+        };
+        let fresh = &self.servers[no as usize].fresh;
+        if fresh.is_empty() {
+            return false;
+        }
+        fresh
+            .get(chunk)
+            .is_some_and(|f| stamp < f.at && f.present != listed)
+    }
+
+    /// Records the report's stamp and forgets the changes it covers.
+    fn advance_stamp(&mut self, no: ServerNo, stamp: Option<Stamp>) {
+        let Some(stamp) = stamp else {
+            return;
+        };
+        let s = &mut self.servers[no as usize];
+        s.stamp = Some(s.stamp.map_or(stamp, |k| k.max(stamp)));
+        if !s.fresh.is_empty() {
+            s.fresh.retain(|_, f| f.at > stamp);
+        }
+    }
+
+    /// Remembers a copy or delete on `no` whose answer carried `at`, so a
+    /// report built before it cannot undo it.
+    pub fn note_fresh(&mut self, no: ServerNo, chunk: &str, at: Option<Stamp>, present: bool) {
+        let Some(at) = at else {
+            return;
+        };
+        let s = &mut self.servers[no as usize];
+        if s.stamp.is_some_and(|k| k >= at) {
+            return;
+        }
+        s.fresh.insert(chunk.into(), Fresh { at, present });
+    }
+
+    /// Follows the drain mark a server reports.
+    pub(super) fn set_drain_mark(&mut self, no: ServerNo, draining: bool) {
+        let s = &mut self.servers[no as usize];
+        if s.draining == draining {
+            return;
+        }
+        s.draining = draining;
+        s.drain_left = None;
+        tracing::info!(server = %s.id, draining, "drain mark changed");
+        if draining {
+            self.queue_chunks_of(no);
+        } else {
+            self.rescan_for_trim = true;
+        }
     }
 
     /// Registers the server or refreshes its address, rack, capacity and
@@ -131,11 +215,19 @@ impl Meta {
         (no, registered, revived)
     }
 
-    /// Replaces the chunk set of server `no` with `reports`.
-    fn apply_full(&mut self, no: ServerNo, reports: &[super::ReplicaReport]) {
+    /// Replaces the chunk set of server `no` with `reports`, except where a
+    /// change recorded since the report was built says otherwise. Returns
+    /// how many more chunks the server counted than the master now holds.
+    fn apply_full(
+        &mut self,
+        no: ServerNo,
+        reports: &[super::ReplicaReport],
+        stamp: Option<Stamp>,
+    ) -> i64 {
         let before = self.servers[no as usize].replicas;
         let old_excluded = std::mem::take(&mut self.servers[no as usize].excluded);
         let mut kept = 0u64;
+        let mut skew = 0i64;
         for r in reports {
             if old_excluded.get(r.chunk.as_str()) == Some(&Excluded::Corrupt) {
                 let s = &mut self.servers[no as usize];
@@ -143,12 +235,16 @@ impl Meta {
                     .insert(r.chunk.as_str().into(), Excluded::Corrupt);
                 continue;
             }
+            if self.outdated(no, &r.chunk, true, stamp) {
+                skew += 1;
+                continue;
+            }
             if self.add_replica(no, r) == Upsert::Refreshed {
                 kept += 1;
             }
         }
         if kept == before {
-            return;
+            return skew;
         }
         // Some replica recorded before is missing from the report: find and
         // forget every such one (a scan, but only when a report drops chunks).
@@ -159,9 +255,18 @@ impl Meta {
             .filter(|(id, c)| c.holds(no) && !reported.contains(id.as_ref()))
             .map(|(id, _)| id.clone())
             .collect();
+        let mut forgotten = 0;
         for id in &stale {
-            self.remove_replica(no, id);
+            if self.outdated(no, id, false, stamp) {
+                skew -= 1;
+            } else if self.remove_replica(no, id) {
+                self.lost_on(no, id);
+                forgotten += 1;
+            }
         }
-        tracing::info!(server = %self.servers[no as usize].id, forgotten = stale.len(), "full report dropped replicas the master had recorded");
+        if forgotten > 0 {
+            tracing::warn!(server = %self.servers[no as usize].id, forgotten, "full report lacks replicas the master had recorded; they count as lost and are re-created elsewhere");
+        }
+        skew
     }
 }

@@ -19,8 +19,10 @@ pub mod chunk;
 pub mod server;
 
 mod alloc;
+mod explain;
 mod heartbeat;
 mod moves;
+mod redundancy;
 mod snapshot;
 mod upkeep;
 mod view;
@@ -29,6 +31,8 @@ mod view;
 pub(crate) mod tests;
 #[cfg(test)]
 mod tests_ops;
+#[cfg(test)]
+mod tests_redundancy;
 
 use std::collections::{HashMap, HashSet};
 
@@ -38,12 +42,14 @@ use std::time::Duration;
 
 pub use alloc::{AllocRequest, Allocation, PENDING_TTL};
 pub use chunk::{ChunkMeta, Replica, ServerNo};
+pub use explain::{ChunkJobInfo, Explanation, ReplicaInfo};
 pub use heartbeat::{Heartbeat, HeartbeatOutcome, ReplicaReport};
-pub use moves::{MoveKind, MoveTicket, Reject, ServerAddr};
-pub use server::{Excluded, ServerEntry};
+pub use moves::{Job, MoveKind, MoveTicket, Reject, ServerAddr};
+pub use redundancy::{FULL_SCAN_EVERY, Redundancy, Verify, VerifyOutcome};
+pub use server::{Excluded, ServerEntry, ServerState, Stamp};
 pub use snapshot::{ViewSnapshot, find_sorted};
-pub use upkeep::{CorruptionOutcome, Deletion, Liveness, Repair};
-pub use view::{Location, ReplicaLocation, ServerStatus};
+pub use upkeep::{Deletion, Liveness, Repair, RepairPlan};
+pub use view::{Location, ReplicaLocation, RunningCopy, ServerStatus};
 
 /// The metadata as every component shares it. Hold the lock briefly and
 /// never across an `.await`.
@@ -96,6 +102,30 @@ enum Upsert {
 struct Busy {
     /// Server receiving a copy and the bytes it will gain.
     incoming: Option<(ServerNo, u64)>,
+    /// What runs, for operators.
+    job: Job,
+}
+
+/// What the master remembers of a chunk whose last whole replica is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LostChunk {
+    /// Size in bytes.
+    pub size: u64,
+    /// CRC32C.
+    pub crc32c: u32,
+    /// Its factor.
+    pub replication: u32,
+}
+
+/// Servers per chunk, for the small per-chunk marks below.
+type ServerMarks = HashMap<Box<str>, smallvec::SmallVec<[ServerNo; 2]>>;
+
+/// Adds `no` to the marks of `chunk`.
+fn mark(marks: &mut ServerMarks, chunk: &str, no: ServerNo) {
+    let m = marks.entry(chunk.into()).or_default();
+    if !m.contains(&no) {
+        m.push(no);
+    }
 }
 
 /// Servers, chunks and replicas. See the module docs.
@@ -116,9 +146,23 @@ pub struct Meta {
     trim_candidates: HashSet<Box<str>>,
     /// Chunks that may hold fewer whole replicas than their factor.
     repair_candidates: HashSet<Box<str>>,
-    /// Servers whose copy of a chunk was reported corrupt, until the chunk
-    /// is back at its factor: repairs place new replicas elsewhere first.
-    corrupt_on: HashMap<Box<str>, smallvec::SmallVec<[ServerNo; 2]>>,
+    /// Servers whose copy of a chunk was verified corrupt, until the chunk
+    /// is back at its factor: repairs place new replicas elsewhere first,
+    /// and the damaged copies are deleted only then.
+    corrupt_on: ServerMarks,
+    /// Replicas reported corrupt and not yet verified by their server: they
+    /// still serve reads but never count towards deleting another replica.
+    suspect: ServerMarks,
+    /// Verifications running now (chunk, server).
+    verifying: HashSet<(Box<str>, ServerNo)>,
+    /// Servers that reported a replica gone without the master deleting it,
+    /// until the chunk is back at its factor (for `explain`).
+    missing_on: ServerMarks,
+    /// Chunks whose every whole replica is gone: reported, never dropped
+    /// silently. Leaves when a server reports one again.
+    lost: HashMap<Box<str>, LostChunk>,
+    /// Redundancy as of the last maintenance pass.
+    redundancy: Redundancy,
     /// Why a repair candidate could not be repaired last time (logged once).
     repair_blocked: HashMap<Box<str>, String>,
     /// Set when a server came back: its replicas may now be excess.
@@ -208,6 +252,14 @@ impl Meta {
                 };
                 e.insert(ChunkMeta::new(r.size, r.crc32c, replication))
                     .upsert(no, r.reads);
+                // First sight (a new write, or a view rebuilt after a master
+                // restart): the repair pass checks its factor once writes settle.
+                if replication > 1 {
+                    self.repair_candidates.insert(r.chunk.as_str().into());
+                }
+                if !self.lost.is_empty() && self.lost.remove(r.chunk.as_str()).is_some() {
+                    tracing::info!(chunk = %r.chunk, server = %self.servers[n].id, "a replica of a lost chunk is back");
+                }
             }
         }
         let server = &mut self.servers[n];
@@ -249,8 +301,9 @@ impl Meta {
             .insert(r.chunk.as_str().into(), Excluded::Mismatch);
     }
 
-    /// Forgets `chunk` on `no`, whole or excluded. Drops the chunk when no
-    /// whole replica is left. Returns true when something was recorded.
+    /// Forgets `chunk` on `no`, whole or excluded. A chunk left with no
+    /// whole replica is remembered as lost; one left with some is checked by
+    /// the next repair pass. Returns true when something was recorded.
     fn remove_replica(&mut self, no: ServerNo, chunk: &str) -> bool {
         let server = &mut self.servers[no as usize];
         if server.excluded.remove(chunk).is_some() {
@@ -265,9 +318,46 @@ impl Meta {
         server.used -= c.size;
         server.replicas -= 1;
         if c.replicas.is_empty() {
+            let lost = LostChunk {
+                size: c.size,
+                crc32c: c.crc32c,
+                replication: c.replication,
+            };
             self.chunks.remove(chunk);
+            tracing::error!(chunk, last_server = %self.servers[no as usize].id, "chunk lost: no whole replica is left anywhere");
+            self.lost.insert(chunk.into(), lost);
+        } else {
+            self.repair_candidates.insert(chunk.into());
         }
         true
+    }
+
+    /// A replica of `chunk` on `no` went away without the master deleting
+    /// it (a wiped disk, a vanished or damaged file).
+    fn lost_on(&mut self, no: ServerNo, chunk: &str) {
+        mark(&mut self.missing_on, chunk, no);
+    }
+
+    /// Every chunk `no` holds becomes a repair candidate (it died, or is
+    /// draining). One scan of the chunk table.
+    fn queue_chunks_of(&mut self, no: ServerNo) {
+        let ids: Vec<Box<str>> = self
+            .chunks
+            .iter()
+            .filter(|(_, c)| c.holds(no))
+            .map(|(id, _)| id.clone())
+            .collect();
+        self.repair_candidates.extend(ids);
+    }
+
+    /// Whether the replica of `chunk` on `no` awaits verification.
+    pub fn is_suspect(&self, chunk: &str, no: ServerNo) -> bool {
+        !self.suspect.is_empty() && self.suspect.get(chunk).is_some_and(|s| s.contains(&no))
+    }
+
+    /// Chunks whose every whole replica is gone.
+    pub fn lost_chunks(&self) -> &HashMap<Box<str>, LostChunk> {
+        &self.lost
     }
 
     /// Checks every internal invariant; tests call it after each change.

@@ -2,10 +2,12 @@
 //!
 //! A move of chunk `c` from `s` to `t` may start only when both servers are
 //! known and alive, `s` holds a whole replica, `t` holds none, `t` keeps its
-//! free-space floor, racks stay diverse, and `c` is not already moving. While
+//! free-space floor, `t` is not draining, the chunk spans no fewer racks
+//! (the balancer's own rule, `keel_balancer::racks`), and `c` is not already moving. While
 //! it runs, `c` is busy (trimming and other moves leave it alone) and its
 //! bytes count against `t`.
 
+use super::server::Stamp;
 use super::{Busy, Meta, ReplicaReport, ServerNo};
 
 /// A server's number, id and address, copied out for RPCs.
@@ -19,13 +21,42 @@ pub struct ServerAddr {
     pub address: String,
 }
 
-/// Whether the source replica goes away after the copy.
+/// What a copy is for; only a [`MoveKind::Move`] deletes its source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MoveKind {
     /// Copy, record, then delete the source (operator or balancer move).
     Move,
-    /// Copy and record only (re-replication); racks are not a gate.
-    Copy,
+    /// Copy and record only: the chunk is below its factor.
+    Repair,
+    /// Copy and record only: a replica sits on a draining server.
+    Drain,
+}
+
+impl MoveKind {
+    /// The name operators see (`explain`, status).
+    pub fn name(self) -> &'static str {
+        match self {
+            MoveKind::Move => "move",
+            MoveKind::Repair => "repair",
+            MoveKind::Drain => "drain",
+        }
+    }
+}
+
+/// What keeps a chunk busy, for operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    /// A move or copy from one server to another.
+    Copy {
+        /// What for.
+        kind: MoveKind,
+        /// Source.
+        from: ServerNo,
+        /// Target.
+        to: ServerNo,
+    },
+    /// Deleting excess or damaged copies.
+    Delete,
 }
 
 /// Everything a started move needs, copied out of the metadata.
@@ -135,8 +166,14 @@ pub enum Reject {
         /// The chunk.
         chunk: String,
     },
-    /// The target's rack already holds another replica.
-    #[error("moving chunk {chunk} to {server} would put two of its replicas in rack {rack}")]
+    /// The target is draining: it takes no new data.
+    #[error("{server} is draining and takes no new chunks")]
+    Draining {
+        /// The target.
+        server: String,
+    },
+    /// The chunk would span fewer racks.
+    #[error("moving chunk {chunk} to {server} (rack {rack}) would leave it in fewer racks")]
     SameRack {
         /// The chunk.
         chunk: String,
@@ -214,11 +251,28 @@ impl Meta {
                 min_free_pct,
             });
         }
-        let rack_taken = ts.has_rack()
-            && fs.rack != ts.rack
-            && c.servers()
-                .any(|s| s != f && self.server(s).rack == ts.rack);
-        if kind == MoveKind::Move && rack_taken {
+        if ts.draining {
+            return Err(Reject::Draining {
+                server: to.to_owned(),
+            });
+        }
+        fn rack(s: &super::ServerEntry) -> Option<&str> {
+            s.has_rack().then_some(s.rack.as_str())
+        }
+        let others: Vec<Option<&str>> = c
+            .servers()
+            .filter(|&s| s != f)
+            .map(|s| rack(self.server(s)))
+            .collect();
+        let racks_kept = match kind {
+            MoveKind::Move => {
+                keel_balancer::racks::move_keeps_racks(others.into_iter(), rack(fs), rack(ts))
+            }
+            // A new replica never lowers the rack count: the rule is where it
+            // prefers to go (see `repair_target`), not a gate.
+            MoveKind::Repair | MoveKind::Drain => true,
+        };
+        if !racks_kept {
             return Err(Reject::SameRack {
                 chunk: chunk.to_owned(),
                 server: to.to_owned(),
@@ -252,6 +306,11 @@ impl Meta {
             chunk.into(),
             Busy {
                 incoming: Some((t.to.no, t.size)),
+                job: Job::Copy {
+                    kind,
+                    from: t.from.no,
+                    to: t.to.no,
+                },
             },
         );
         Ok(t)
@@ -262,7 +321,13 @@ impl Meta {
         if self.busy.contains_key(chunk) {
             return false;
         }
-        self.busy.insert(chunk.into(), Busy { incoming: None });
+        self.busy.insert(
+            chunk.into(),
+            Busy {
+                incoming: None,
+                job: Job::Delete,
+            },
+        );
         true
     }
 
@@ -270,6 +335,7 @@ impl Meta {
     pub fn end_busy(&mut self, chunk: &str) {
         if let Some(Busy {
             incoming: Some((no, size)),
+            ..
         }) = self.busy.remove(chunk)
         {
             let s = &mut self.servers[no as usize];
@@ -277,8 +343,10 @@ impl Meta {
         }
     }
 
-    /// The target verified and stored its copy: record it as a whole replica.
-    pub fn record_copy(&mut self, t: &MoveTicket) {
+    /// The target verified and stored its copy (its answer stamped `at`):
+    /// record it as a whole replica.
+    pub fn record_copy(&mut self, t: &MoveTicket, at: Option<Stamp>) {
+        self.note_fresh(t.to.no, &t.chunk, at, true);
         if let Some(b) = self.busy.get_mut(t.chunk.as_str())
             && let Some((no, size)) = b.incoming.take()
         {
@@ -297,14 +365,15 @@ impl Meta {
 
     /// Whether the source replica of a finished copy may go: the master must
     /// itself see at least `replication` whole replicas on live servers other
-    /// than the source. The error says how many it sees.
+    /// than the source, none of them under suspicion of corruption. The error
+    /// says how many it sees.
     pub fn source_deletable(&self, chunk: &str, from: ServerNo) -> Result<(), String> {
         let Some(c) = self.chunks.get(chunk) else {
             return Err(format!("chunk {chunk} is no longer known"));
         };
         let others = c
             .servers()
-            .filter(|&s| s != from && self.server(s).alive)
+            .filter(|&s| s != from && self.server(s).alive && !self.is_suspect(chunk, s))
             .count();
         if others < c.replication as usize {
             return Err(format!(
@@ -315,8 +384,10 @@ impl Meta {
         Ok(())
     }
 
-    /// A replica was deleted on `no` (or found missing there).
-    pub fn record_removal(&mut self, chunk: &str, no: ServerNo) {
+    /// A replica was deleted on `no` (or found missing there); the server's
+    /// answer was stamped `at`.
+    pub fn record_removal(&mut self, chunk: &str, no: ServerNo, at: Option<Stamp>) {
+        self.note_fresh(no, chunk, at, false);
         self.remove_replica(no, chunk);
     }
 

@@ -12,6 +12,52 @@ pub enum Excluded {
     Corrupt,
 }
 
+/// A server's state as operators see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerState {
+    /// Heartbeats arrive; it takes placements and moves.
+    Alive,
+    /// Silent past `--heartbeat-timeout`.
+    Dead,
+    /// Marked for drain and still holding chunks the cluster needs.
+    Draining,
+    /// Marked for drain and holding nothing the cluster still needs.
+    Drained,
+}
+
+impl ServerState {
+    /// The name `keelctl servers --json` and `explain` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerState::Alive => "alive",
+            ServerState::Dead => "dead",
+            ServerState::Draining => "draining",
+            ServerState::Drained => "drained",
+        }
+    }
+}
+
+/// Orders a server's reports against its commits and deletes (see
+/// `keel.v1.HeartbeatStamp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Stamp {
+    /// The chunk server's process run; later runs have larger numbers.
+    pub incarnation: u64,
+    /// Its change sequence within that run.
+    pub seq: u64,
+}
+
+/// A commit or delete the master recorded before the server's reports
+/// caught up with it: reports stamped earlier must not undo it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fresh {
+    /// The server's stamp right after the change.
+    pub at: Stamp,
+    /// true: a copy landed (an older report's silence must not remove it);
+    /// false: a delete (an older report's listing must not bring it back).
+    pub present: bool,
+}
+
 /// A chunk server entry. Servers are never forgotten: a silent one turns dead
 /// and its replicas stay recorded (marked by this flag) until it returns or
 /// reports them gone.
@@ -48,6 +94,15 @@ pub struct ServerEntry {
     pub dead_since: Option<Instant>,
     /// Whether the chunks of this (long dead) server were already queued for repair.
     pub repair_queued: bool,
+    /// The drain mark, as the server reports it (or as just set).
+    pub draining: bool,
+    /// Chunks on this draining server that still need a copy elsewhere, as
+    /// of the last maintenance pass (`None` before the first one).
+    pub drain_left: Option<u64>,
+    /// The stamp of the newest report applied.
+    pub stamp: Option<Stamp>,
+    /// Changes recorded ahead of this server's reports, by chunk.
+    pub fresh: HashMap<Box<str>, Fresh>,
 }
 
 impl ServerEntry {
@@ -69,7 +124,26 @@ impl ServerEntry {
             alive: true,
             dead_since: None,
             repair_queued: false,
+            draining: false,
+            drain_left: None,
+            stamp: None,
+            fresh: HashMap::new(),
         }
+    }
+
+    /// Alive, draining, drained or dead.
+    pub fn state(&self) -> ServerState {
+        match (self.alive, self.draining, self.drain_left) {
+            (false, _, _) => ServerState::Dead,
+            (true, false, _) => ServerState::Alive,
+            (true, true, Some(0)) => ServerState::Drained,
+            (true, true, _) => ServerState::Draining,
+        }
+    }
+
+    /// Whether new replicas may land here: alive and not draining.
+    pub fn takes_data(&self) -> bool {
+        self.alive && !self.draining
     }
 
     /// `100 * used / capacity`; a server without capacity counts as full.

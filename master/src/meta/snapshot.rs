@@ -44,7 +44,8 @@ impl Meta {
                     s.id.to_string(),
                     s.has_rack().then(|| s.rack.clone()),
                     s.capacity,
-                    s.alive,
+                    // Draining servers are out of balancing (see `load_view`).
+                    s.takes_data(),
                 )
             })
             .collect();

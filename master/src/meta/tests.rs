@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::meta::VerifyOutcome;
 
 pub(crate) fn rep(chunk: &str, size: u64) -> ReplicaReport {
     ReplicaReport {
@@ -32,6 +33,8 @@ pub(crate) fn hb(
         chunks,
         removed: removed.iter().map(|s| s.to_string()).collect(),
         chunk_count: count,
+        stamp: None,
+        draining: false,
     }
 }
 
@@ -310,7 +313,7 @@ fn cluster_view_lists_chunks_in_id_order() {
 }
 
 #[test]
-fn corruption_excludes_and_queues_a_repair() {
+fn a_verified_corruption_queues_a_repair_elsewhere() {
     let now = Instant::now();
     let mut m = Meta::new(MetaSettings::default());
     let mut r = rep("x", 10);
@@ -318,38 +321,76 @@ fn corruption_excludes_and_queues_a_repair() {
     apply(&mut m, hb("a", true, vec![r.clone()], &[], 1), now);
     apply(&mut m, hb("b", true, vec![r.clone()], &[], 1), now);
     apply(&mut m, hb("c", true, vec![], &[], 0), now);
-    let out = m.report_corruption("x", "a").expect("reported");
-    m.check().expect("invariants");
-    assert_eq!(out.live_replicas, 1);
-    assert!(out.under_replicated);
-    assert_eq!(out.delete_from.map(|s| s.id), Some("a".to_string()));
-    assert_eq!(holders(&m, "x"), [("b".to_string(), true)]);
-    // Re-reported by a's next full report, it stays excluded.
-    apply(&mut m, hb("a", true, vec![r], &[], 1), now);
-    assert_eq!(holders(&m, "x"), [("b".to_string(), true)]);
-    // a's bad copy is deleted; the repair still prefers c (a tie on
-    // utilization) over the server whose copy went bad.
+    let v = m
+        .report_corruption("x", "a")
+        .expect("reported")
+        .expect("verify");
+    assert_eq!(v.server.id, "a");
+    assert!(
+        m.report_corruption("x", "a").expect("again").is_none(),
+        "one verification at a time"
+    );
+    // Until verified the replica still counts as whole for reads.
+    assert_eq!(holders(&m, "x").len(), 2);
     let a = m.server_no("a").expect("a");
-    m.forget_excluded("x", a);
+    m.verified("x", a, &VerifyOutcome::Corrupt("bad crc".into()), None);
+    m.check().expect("invariants");
+    assert_eq!(holders(&m, "x"), [("b".to_string(), true)]);
+    // The repair prefers c (a tie on utilization) over the server whose copy went bad.
     let repairs = m.plan_repairs(now, 10);
-    assert_eq!(repairs.len(), 1);
+    assert_eq!(repairs.copies.len(), 1);
     assert_eq!(
-        (repairs[0].from.id.as_str(), repairs[0].to.id.as_str()),
+        (
+            repairs.copies[0].from.id.as_str(),
+            repairs.copies[0].to.id.as_str()
+        ),
         ("b", "c")
     );
+    assert!(
+        repairs.damaged.is_empty(),
+        "the damaged copy waits for the repair"
+    );
     assert!(m.is_busy("x"));
+    m.record_copy(&repairs.copies[0], None);
+    m.end_busy("x");
+    let after = m.plan_repairs(now, 10);
+    assert!(after.copies.is_empty());
+    assert_eq!(
+        after.damaged.len(),
+        1,
+        "back at its factor: the damaged copy goes"
+    );
+    assert_eq!(after.damaged[0].1.id, "a");
     m.check().expect("invariants");
 }
 
 #[test]
-fn corruption_of_the_last_copy_deletes_nothing() {
+fn a_false_report_deletes_nothing() {
     let now = Instant::now();
     let mut m = Meta::new(MetaSettings::default());
-    apply(&mut m, hb("a", true, vec![rep("x", 10)], &[], 1), now);
-    let out = m.report_corruption("x", "a").expect("reported");
-    assert_eq!(out.delete_from, None);
-    assert!(m.chunk("x").is_none());
-    assert!(m.report_corruption("x", "a").is_ok(), "idempotent");
+    let mut r = rep("x", 10);
+    r.replication = 3;
+    for id in ["a", "b", "c"] {
+        apply(&mut m, hb(id, true, vec![r.clone()], &[], 1), now);
+    }
+    for id in ["a", "b", "c"] {
+        let v = m
+            .report_corruption("x", id)
+            .expect("reported")
+            .expect("verify");
+        assert_eq!(v.server.id, id);
+    }
+    // While all three are suspect, none counts towards deleting another.
+    let a = m.server_no("a").expect("a");
+    assert!(m.source_deletable("x", a).is_err());
+    for id in ["a", "b", "c"] {
+        let no = m.server_no(id).expect("no");
+        m.verified("x", no, &VerifyOutcome::Whole, None);
+    }
+    assert_eq!(holders(&m, "x").len(), 3);
+    assert!(m.plan_trims(10).is_empty());
+    let p = m.plan_repairs(now, 10);
+    assert!(p.copies.is_empty() && p.damaged.is_empty());
     assert!(m.report_corruption("x", "zz").is_err());
     assert!(m.report_corruption("nope", "a").is_err());
     m.check().expect("invariants");

@@ -167,7 +167,7 @@ fn a_move_keeps_racks_diverse() {
         .map(|e| e.to_string());
     assert_eq!(
         e,
-        Some("moving chunk x to c would put two of its replicas in rack r2".into())
+        Some("moving chunk x to c (rack r2) would leave it in fewer racks".into())
     );
     assert!(m.check_move("x", "a", "d", MoveKind::Move).is_ok());
     assert!(
@@ -188,14 +188,14 @@ fn a_finished_copy_is_recorded_and_the_source_released_only_when_safe() {
         m.source_deletable("x", t.from.no).is_err(),
         "b holds nothing yet"
     );
-    m.record_copy(&t);
+    m.record_copy(&t, None);
     m.check().expect("invariants");
     assert_eq!(
         m.server_by_id("b").map(|s| (s.used, s.incoming)),
         Some((100, 0))
     );
     m.source_deletable("x", t.from.no).expect("b holds it now");
-    m.record_removal("x", t.from.no);
+    m.record_removal("x", t.from.no, None);
     m.end_busy("x");
     m.check().expect("invariants");
     assert_eq!(m.locate("x").map(|l| l.replicas.len()), Ok(1));
@@ -228,7 +228,7 @@ fn excess_replicas_are_trimmed_from_the_fullest_holders() {
     assert!(m.plan_trims(10).is_empty(), "busy chunks wait");
     for s in &plan[0].servers {
         m.source_deletable("x", s.no).expect("others remain");
-        m.record_removal("x", s.no);
+        m.record_removal("x", s.no, None);
     }
     m.end_busy("x");
     assert!(m.plan_trims(10).is_empty());
@@ -271,13 +271,17 @@ fn dead_servers_are_repaired_only_after_the_grace_period() {
         apply(&mut m, hb(id, false, vec![], &[], held), t1);
     }
     m.sweep_liveness(t1);
-    assert!(m.plan_repairs(t1 + Duration::from_secs(59), 10).is_empty());
+    assert!(
+        m.plan_repairs(t1 + Duration::from_secs(59), 10)
+            .copies
+            .is_empty()
+    );
     let t2 = t1 + Duration::from_secs(60);
     for id in ["b", "c"] {
         let held = m.server_by_id(id).map_or(0, |s| s.held());
         apply(&mut m, hb(id, false, vec![], &[], held), t2);
     }
-    let plan = m.plan_repairs(t2, 10);
+    let plan = m.plan_repairs(t2, 10).copies;
     assert_eq!(plan.len(), 1);
     assert_eq!(
         (
@@ -285,10 +289,13 @@ fn dead_servers_are_repaired_only_after_the_grace_period() {
             plan[0].to.id.as_str(),
             plan[0].kind
         ),
-        ("b", "c", MoveKind::Copy)
+        ("b", "c", MoveKind::Repair)
     );
-    m.record_copy(&plan[0]);
+    m.record_copy(&plan[0], None);
     m.end_busy("x");
-    assert!(m.plan_repairs(t2, 10).is_empty(), "two live replicas again");
+    assert!(
+        m.plan_repairs(t2, 10).copies.is_empty(),
+        "two live replicas again"
+    );
     m.check().expect("invariants");
 }

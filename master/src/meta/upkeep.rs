@@ -1,11 +1,11 @@
 //! Upkeep decisions: which servers are dead, which excess replicas to trim,
-//! which chunks to re-replicate, and what a corruption report changes.
-//! Decisions only; the maintenance loop performs the RPCs.
+//! and which chunks to copy — repairs first (fewest whole replicas first),
+//! then drains. Decisions only; the maintenance loop performs the RPCs.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
-use super::{ChunkMeta, Excluded, Meta, MoveKind, MoveTicket, ServerAddr, ServerNo};
-use crate::error::Error;
+use super::{ChunkMeta, Meta, MoveKind, MoveTicket, Redundancy, ServerAddr, ServerNo};
 use crate::placement::{self, Candidate};
 
 /// Excess replicas of one chunk to delete, most utilized holder first. The
@@ -18,9 +18,49 @@ pub struct Deletion {
     pub servers: Vec<ServerAddr>,
 }
 
-/// A copy that restores a missing replica (a [`MoveKind::Copy`] ticket; the
-/// chunk is busy until the mover finishes).
+/// A copy that restores a missing replica or empties a draining server (a
+/// [`MoveKind::Repair`] or [`MoveKind::Drain`] ticket; the chunk is busy
+/// until the mover finishes).
 pub type Repair = MoveTicket;
+
+/// What one maintenance pass decided about redundancy.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RepairPlan {
+    /// Copies to start, most urgent first.
+    pub copies: Vec<Repair>,
+    /// Damaged copies to delete now that their chunk is back at its factor.
+    pub damaged: Vec<(String, ServerAddr)>,
+}
+
+/// One chunk's replicas against its factor.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Need {
+    /// Whole replicas on live servers, draining ones included.
+    pub live: usize,
+    /// Whole replicas that will stay: on live servers that are not draining,
+    /// or on servers dead for less than the grace period.
+    pub staying: usize,
+    /// Whole replicas on live servers or dead for less than the grace period.
+    pub available: usize,
+    /// The factor.
+    pub wanted: usize,
+}
+
+/// [`Need`], as other metadata modules see it.
+pub(super) type NeedView = Need;
+
+impl Need {
+    /// The copy this chunk needs, if any.
+    fn kind(self) -> Option<MoveKind> {
+        if self.staying >= self.wanted {
+            None
+        } else if self.available < self.wanted {
+            Some(MoveKind::Repair)
+        } else {
+            Some(MoveKind::Drain)
+        }
+    }
+}
 
 /// Servers whose liveness changed in a sweep.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -29,37 +69,35 @@ pub struct Liveness {
     pub died: Vec<String>,
 }
 
-/// What a corruption report changed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CorruptionOutcome {
-    /// The server whose bad copy should be deleted; `None` while no other
-    /// whole replica exists on a live server (never delete the last copy).
-    pub delete_from: Option<ServerAddr>,
-    /// Whole replicas left on live servers.
-    pub live_replicas: usize,
-    /// Whether the chunk is now below its replication factor.
-    pub under_replicated: bool,
-}
-
 impl Meta {
-    /// Marks servers silent for longer than the heartbeat timeout as dead.
+    /// Marks servers silent for longer than the heartbeat timeout as dead;
+    /// their chunks are checked by the next repair pass (for the counts:
+    /// copies wait for `--re-replicate-after`).
     pub fn sweep_liveness(&mut self, now: Instant) -> Liveness {
         let timeout = self.settings.heartbeat_timeout;
         let mut out = Liveness::default();
-        for s in self.servers.iter_mut().filter(|s| s.alive) {
+        let mut died = Vec::new();
+        for (no, s) in self.servers.iter_mut().enumerate().filter(|(_, s)| s.alive) {
             let silent = now.saturating_duration_since(s.last_heartbeat);
             if silent > timeout {
                 s.alive = false;
                 s.dead_since = Some(now);
                 tracing::warn!(server = %s.id, silent_ms = silent.as_millis() as u64, "server marked dead");
                 out.died.push(s.id.to_string());
+                died.push(no as ServerNo);
             }
+        }
+        for no in died {
+            self.queue_chunks_of(no);
         }
         out
     }
 
     /// Chunks with more whole replicas on live servers than their factor and
-    /// nothing running on them, up to `max`; marks each busy.
+    /// nothing running on them, up to `max`; marks each busy. Replicas on
+    /// draining servers go first, then the most utilized holders', never so
+    /// that the chunk spans fewer racks than its factor can use, and never a
+    /// replica under suspicion (it does not count as whole for deletes).
     pub fn plan_trims(&mut self, max: usize) -> Vec<Deletion> {
         if std::mem::take(&mut self.rescan_for_trim) {
             let over: Vec<Box<str>> = self
@@ -77,25 +115,9 @@ impl Meta {
                 self.trim_candidates.insert(id);
                 continue;
             }
-            let Some(c) = self.chunks.get(&id) else {
+            let Some(servers) = self.excess_of(&id) else {
                 continue;
             };
-            let mut holders: Vec<ServerNo> =
-                c.servers().filter(|&s| self.server(s).alive).collect();
-            let Some(excess) = holders
-                .len()
-                .checked_sub(c.replication as usize)
-                .filter(|&e| e > 0)
-            else {
-                continue;
-            };
-            holders.sort_by(|&a, &b| {
-                let (a, b) = (self.server(a), self.server(b));
-                b.utilization_pct()
-                    .total_cmp(&a.utilization_pct())
-                    .then_with(|| a.id.cmp(&b.id))
-            });
-            let servers = holders[..excess].iter().map(|&s| self.addr(s)).collect();
             self.begin_delete(&id);
             out.push(Deletion {
                 chunk: id.to_string(),
@@ -105,39 +127,150 @@ impl Meta {
         out
     }
 
-    /// Queues the chunks of servers dead for longer than the grace period, then
-    /// plans up to `max` copies for chunks below their factor. A replica on a
-    /// server dead for less than the grace period still counts.
-    pub fn plan_repairs(&mut self, now: Instant, max: usize) -> Vec<Repair> {
+    /// The replicas of `id` to delete, in order; `None` when none may go.
+    fn excess_of(&self, id: &str) -> Option<Vec<ServerAddr>> {
+        let c = self.chunks.get(id)?;
+        let mut holders: Vec<ServerNo> = c
+            .servers()
+            .filter(|&s| self.server(s).alive && !self.is_suspect(id, s))
+            .collect();
+        let wanted = c.replication as usize;
+        holders.len().checked_sub(wanted).filter(|&e| e > 0)?;
+        holders.sort_by(|&a, &b| {
+            let (a, b) = (self.server(a), self.server(b));
+            b.draining
+                .cmp(&a.draining)
+                .then_with(|| b.utilization_pct().total_cmp(&a.utilization_pct()))
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        let rack = |s: ServerNo| {
+            let s = self.server(s);
+            s.has_rack().then_some(s.rack.as_str())
+        };
+        let mut drop = Vec::new();
+        let mut i = 0;
+        while holders.len() > wanted && i < holders.len() {
+            let h = holders[i];
+            let others = holders.iter().filter(|&&s| s != h).map(|&s| rack(s));
+            if keel_balancer::racks::drop_keeps_racks(others, rack(h), wanted) {
+                holders.remove(i);
+                drop.push(self.addr(h));
+            } else {
+                i += 1;
+            }
+        }
+        (!drop.is_empty()).then_some(drop)
+    }
+
+    /// Queues the chunks of servers dead for longer than the grace period,
+    /// then works the repair candidates: counts what is under-replicated or
+    /// unavailable, and plans up to `max` copies, repairs before drains and
+    /// the chunks with the fewest whole replicas first. A replica on a server
+    /// dead for less than the grace period still counts.
+    pub fn plan_repairs(&mut self, now: Instant, max: usize) -> RepairPlan {
         self.queue_long_dead(now);
-        let mut out = Vec::new();
+        let mut plan = RepairPlan::default();
+        let mut counts = Redundancy {
+            unavailable: self.lost.len() as u64,
+            ..Redundancy::default()
+        };
+        let mut drain_left: HashMap<ServerNo, u64> = HashMap::new();
+        let mut work: Vec<(MoveKind, usize, Box<str>)> = Vec::new();
         let candidates: Vec<Box<str>> = self.repair_candidates.drain().collect();
         for id in candidates {
-            if out.len() >= max || self.busy.contains_key(&id) {
-                self.repair_candidates.insert(id);
+            let Some(c) = self.chunks.get(&id) else {
                 continue;
+            };
+            let need = self.need(c, now);
+            if need.live < need.wanted {
+                counts.under_replicated += 1;
             }
-            match self.plan_one_repair(&id, now) {
-                Ok(Some(t)) => {
-                    // Re-checked next pass: it may need more than one copy.
-                    self.repair_candidates.insert(id);
-                    out.push(t);
-                }
-                Ok(None) => {
-                    self.repair_blocked.remove(&id);
-                    self.corrupt_on.remove(&id);
-                }
-                Err(why) => {
-                    // Retried every pass; logged once per chunk and reason.
-                    if self.repair_blocked.get(&id) != Some(&why) {
-                        tracing::warn!(chunk = %id, why = %why, "chunk is under-replicated and cannot be repaired now");
-                        self.repair_blocked.insert(id.clone(), why);
+            if need.live == 0 {
+                counts.unavailable += 1;
+            }
+            let Some(kind) = need.kind() else {
+                self.settled(&id, &mut plan);
+                continue;
+            };
+            for s in c.servers().filter(|&s| self.server(s).draining) {
+                *drain_left.entry(s).or_default() += 1;
+            }
+            let waits = self.busy.contains_key(&id) || self.pending.contains_key(&id);
+            if !waits {
+                work.push((kind, need.live, id.clone()));
+            }
+            self.repair_candidates.insert(id);
+        }
+        work.sort_by(|a, b| {
+            (a.0 == MoveKind::Drain, a.1, &a.2).cmp(&(b.0 == MoveKind::Drain, b.1, &b.2))
+        });
+        for (kind, _, id) in work {
+            let started = plan.copies.len() < max
+                && match self.plan_copy(&id, kind, now) {
+                    Ok(t) => {
+                        self.repair_blocked.remove(&id);
+                        plan.copies.push(t);
+                        true
                     }
-                    self.repair_candidates.insert(id);
+                    Err(why) => {
+                        self.note_blocked(&id, why);
+                        false
+                    }
+                };
+            if !started {
+                match kind {
+                    MoveKind::Drain => counts.drains_waiting += 1,
+                    _ => counts.repairs_waiting += 1,
                 }
             }
         }
-        out
+        for (no, s) in self.servers.iter_mut().enumerate() {
+            s.drain_left = s
+                .draining
+                .then(|| drain_left.get(&(no as ServerNo)).copied().unwrap_or(0));
+        }
+        self.redundancy = counts;
+        plan
+    }
+
+    /// Logs once per chunk and reason why it cannot be copied now.
+    fn note_blocked(&mut self, id: &str, why: String) {
+        if self.repair_blocked.get(id) != Some(&why) {
+            tracing::warn!(chunk = %id, why = %why, "chunk needs a copy and cannot get one now");
+            self.repair_blocked.insert(id.into(), why);
+        }
+    }
+
+    /// `id` is back at its factor: forget its marks, and have its damaged
+    /// copies deleted.
+    fn settled(&mut self, id: &str, plan: &mut RepairPlan) {
+        self.repair_blocked.remove(id);
+        self.missing_on.remove(id);
+        if let Some(bad) = self.corrupt_on.remove(id) {
+            for no in bad.into_iter().filter(|&no| self.server(no).alive) {
+                plan.damaged.push((id.to_owned(), self.addr(no)));
+            }
+        }
+    }
+
+    /// `c`'s replicas against its factor at `now`.
+    pub(super) fn need(&self, c: &ChunkMeta, now: Instant) -> Need {
+        let grace = self.settings.re_replicate_after;
+        let mut need = Need {
+            live: 0,
+            staying: 0,
+            available: 0,
+            wanted: c.replication as usize,
+        };
+        for s in c.servers().map(|s| self.server(s)) {
+            let in_grace = !s.alive
+                && s.dead_since
+                    .is_some_and(|d| now.saturating_duration_since(d) < grace);
+            need.live += usize::from(s.alive);
+            need.available += usize::from(s.alive || in_grace);
+            need.staying += usize::from(!s.draining && (s.alive || in_grace));
+        }
+        need
     }
 
     fn queue_long_dead(&mut self, now: Instant) {
@@ -152,67 +285,60 @@ impl Meta {
             })
             .collect();
         for no in due {
-            let ids: Vec<Box<str>> = self
-                .chunks
-                .iter()
-                .filter(|(_, c)| c.holds(no))
-                .map(|(id, _)| id.clone())
-                .collect();
+            self.queue_chunks_of(no);
             let s = &mut self.servers[no as usize];
             s.repair_queued = true;
-            tracing::warn!(server = %s.id, chunks = ids.len(), "server dead past the grace period; re-replicating its chunks");
-            self.repair_candidates.extend(ids);
+            tracing::warn!(server = %s.id, chunks = s.replicas, "server dead past the grace period; re-replicating its chunks");
         }
     }
 
-    /// One copy towards the factor of `id`, `None` when it has enough.
-    fn plan_one_repair(&mut self, id: &str, now: Instant) -> Result<Option<Repair>, String> {
-        let Some(c) = self.chunks.get(id) else {
-            return Ok(None);
-        };
-        let grace = self.settings.re_replicate_after;
-        let counted = c
-            .servers()
-            .filter(|&s| {
-                let s = self.server(s);
-                s.alive
-                    || s.dead_since
-                        .is_some_and(|d| now.saturating_duration_since(d) < grace)
-            })
-            .count();
-        if counted >= c.replication as usize {
-            return Ok(None);
-        }
+    /// One copy of `id`: from a live holder (a draining one for a drain, the
+    /// least utilized otherwise; never a suspect one while another exists)
+    /// to the best target by placement rules.
+    fn plan_copy(&mut self, id: &str, kind: MoveKind, _now: Instant) -> Result<Repair, String> {
+        let c = self.chunks.get(id).ok_or("the chunk is no longer known")?;
         let mut live: Vec<ServerNo> = c.servers().filter(|&s| self.server(s).alive).collect();
         live.sort_by(|&a, &b| {
-            self.server(a)
-                .utilization_pct()
-                .total_cmp(&self.server(b).utilization_pct())
+            let (sa, sb) = (self.server(a), self.server(b));
+            self.is_suspect(id, a)
+                .cmp(&self.is_suspect(id, b))
+                .then_with(|| match kind {
+                    MoveKind::Drain => sb.draining.cmp(&sa.draining),
+                    _ => std::cmp::Ordering::Equal,
+                })
+                .then_with(|| sa.utilization_pct().total_cmp(&sb.utilization_pct()))
         });
         let source = *live.first().ok_or("no whole replica on a live server")?;
         let target = self
             .repair_target(id, c)
-            .ok_or("no live server without a replica has room for it")?;
+            .ok_or("no live server without a replica has room for it above its free-space floor")?;
         let (from, to) = (
             self.server(source).id.to_string(),
             self.server(target).id.to_string(),
         );
-        self.begin_move(id, &from, &to, MoveKind::Copy)
-            .map(Some)
+        self.begin_move(id, &from, &to, kind)
             .map_err(|r| r.to_string())
     }
 
     /// Where a new replica of `c` goes: placement rules among live servers
-    /// without a copy, preferring servers whose copy was not reported corrupt.
+    /// that take data and hold no copy, preferring racks the staying
+    /// replicas do not span and servers whose copy was not found corrupt.
     fn repair_target(&self, id: &str, c: &ChunkMeta) -> Option<ServerNo> {
-        let racks: Vec<&str> = c.servers().map(|s| self.server(s).rack.as_str()).collect();
+        let racks: Vec<&str> = c
+            .servers()
+            .map(|s| self.server(s))
+            .filter(|s| !s.draining)
+            .map(|s| s.rack.as_str())
+            .collect();
         let min_free = self.settings.min_free_pct;
         let tainted = self.corrupt_on.get(id);
         let candidates: Vec<Candidate<'_>> = self
             .servers
             .iter()
             .enumerate()
-            .filter(|(i, s)| s.alive && !c.holds(*i as ServerNo) && !s.excluded.contains_key(id))
+            .filter(|(i, s)| {
+                s.takes_data() && !c.holds(*i as ServerNo) && !s.excluded.contains_key(id)
+            })
             .map(|(i, s)| Candidate {
                 no: i as ServerNo,
                 id: &s.id,
@@ -231,60 +357,6 @@ impl Meta {
             .first()
             .or(placement::choose(&candidates, c.size, 1, &racks).first())
             .copied()
-    }
-
-    /// A replica of `chunk` on `server` is corrupt: it stops counting as whole
-    /// and is never trusted again. Idempotent.
-    pub fn report_corruption(
-        &mut self,
-        chunk: &str,
-        server: &str,
-    ) -> Result<CorruptionOutcome, Error> {
-        let no = self.server_no(server).ok_or_else(|| Error::UnknownServer {
-            server: server.to_owned(),
-        })?;
-        let held_whole = self.chunks.get(chunk).is_some_and(|c| c.holds(no));
-        if held_whole {
-            self.remove_replica(no, chunk);
-        } else if !self.server(no).excluded.contains_key(chunk) {
-            return Err(match self.chunks.contains_key(chunk) {
-                true => Error::NotHolder {
-                    chunk: chunk.to_owned(),
-                    server: server.to_owned(),
-                },
-                false => Error::ChunkNotFound {
-                    chunk: chunk.to_owned(),
-                },
-            });
-        }
-        self.servers[no as usize]
-            .excluded
-            .insert(chunk.into(), Excluded::Corrupt);
-        let tainted = self.corrupt_on.entry(chunk.into()).or_default();
-        if !tainted.contains(&no) {
-            tainted.push(no);
-        }
-        let (live, replication) = match self.chunks.get(chunk) {
-            Some(c) => (self.live_replicas(c), c.replication as usize),
-            None => (0, 1),
-        };
-        if held_whole {
-            tracing::error!(
-                chunk,
-                server,
-                live_replicas = live,
-                "replica reported corrupt; no longer counted"
-            );
-        }
-        let under_replicated = live < replication;
-        if under_replicated && live > 0 {
-            self.repair_candidates.insert(chunk.into());
-        }
-        Ok(CorruptionOutcome {
-            delete_from: (live > 0).then(|| self.addr(no)),
-            live_replicas: live,
-            under_replicated,
-        })
     }
 
     /// The bad copy of `chunk` on `no` was deleted.

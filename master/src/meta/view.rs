@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use keel_balancer::ClusterView;
 
-use super::Meta;
+use super::{Job, Meta, MoveKind, ServerState};
 use crate::error::Error;
 
 /// One replica in a [`Location`].
@@ -53,8 +53,25 @@ pub struct ServerStatus {
     pub chunks: u64,
     /// Whether it is alive.
     pub alive: bool,
+    /// Alive, dead, draining or drained.
+    pub state: ServerState,
     /// Milliseconds since its last heartbeat.
     pub last_heartbeat_ms: u64,
+}
+
+/// A repair or drain copy running now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningCopy {
+    /// Chunk id.
+    pub chunk: String,
+    /// Repair or drain.
+    pub kind: MoveKind,
+    /// Source server id.
+    pub from: String,
+    /// Target server id.
+    pub to: String,
+    /// The chunk's size.
+    pub bytes: u64,
 }
 
 impl Meta {
@@ -104,6 +121,7 @@ impl Meta {
                 utilization_pct: s.utilization_pct(),
                 chunks: s.replicas,
                 alive: s.alive,
+                state: s.state(),
                 last_heartbeat_ms: now.saturating_duration_since(s.last_heartbeat).as_millis()
                     as u64,
             })
@@ -112,13 +130,35 @@ impl Meta {
         out
     }
 
+    /// Repair and drain copies running now, by chunk id.
+    pub fn running_copies(&self) -> Vec<RunningCopy> {
+        let mut out: Vec<RunningCopy> = self
+            .busy
+            .iter()
+            .filter_map(|(id, b)| match b.job {
+                Job::Copy { kind, from, to } if kind != MoveKind::Move => Some(RunningCopy {
+                    chunk: id.to_string(),
+                    kind,
+                    from: self.server(from).id.to_string(),
+                    to: self.server(to).id.to_string(),
+                    bytes: self.chunks.get(id).map_or(0, |c| c.size),
+                }),
+                _ => None,
+            })
+            .collect();
+        out.sort_by(|a, b| a.chunk.cmp(&b.chunk));
+        out
+    }
+
     /// Servers only (no chunks), with `used` filled in: enough for
-    /// utilization maths, cheap at any chunk count.
+    /// utilization maths, cheap at any chunk count. A draining server
+    /// counts as out of the cluster: the balancer neither fills nor empties
+    /// it (its drain does).
     pub fn load_view(&self) -> ClusterView {
         let mut v = ClusterView::new();
         for s in &self.servers {
             let rack = s.has_rack().then(|| s.rack.clone());
-            let idx = v.add_server(s.id.to_string(), rack, s.capacity, s.alive);
+            let idx = v.add_server(s.id.to_string(), rack, s.capacity, s.takes_data());
             v.servers[idx.0 as usize].used = s.used;
         }
         v

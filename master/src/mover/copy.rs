@@ -7,7 +7,8 @@ use tonic::Code;
 use tracing::{debug, warn};
 
 use super::{MoveError, Mover, SMALL_RPC_TIMEOUT};
-use crate::meta::{MoveTicket, lock};
+use crate::convert;
+use crate::meta::{MoveTicket, Stamp, lock};
 
 /// Fixed part of a copy's deadline (connection set-up, fsync, rename).
 pub const COPY_MARGIN: Duration = Duration::from_secs(30);
@@ -48,7 +49,7 @@ impl Mover {
         &self,
         t: &MoveTicket,
         retries: u32,
-    ) -> Result<(), MoveError> {
+    ) -> Result<Option<Stamp>, MoveError> {
         let attempts = retries.saturating_add(1);
         let mut delay = self.settings.backoff_first;
         let mut last = String::new();
@@ -60,7 +61,7 @@ impl Mover {
                 });
             }
             match self.copy_once(t).await {
-                Ok(()) => return Ok(()),
+                Ok(stamp) => return Ok(stamp),
                 Err(Attempt::Fatal(e)) => {
                     return Err(MoveError::Failed {
                         attempts: attempt,
@@ -97,7 +98,8 @@ impl Mover {
         Ok(())
     }
 
-    async fn copy_once(&self, t: &MoveTicket) -> Result<(), Attempt> {
+    /// One attempt; the target's stamp after the commit when it sent one.
+    async fn copy_once(&self, t: &MoveTicket) -> Result<Option<Stamp>, Attempt> {
         let deadline = copy_deadline(t.size, self.settings.copy_min_rate);
         let mut client = self
             .clients
@@ -135,12 +137,12 @@ impl Mover {
                 t.to.id, resp.size, resp.crc32c, t.size, t.crc32c
             )));
         }
-        Ok(())
+        Ok(convert::stamp(resp.stamp))
     }
 
     /// The target says it already holds the chunk (an earlier attempt whose
     /// answer was lost): accept it only if its copy is the same chunk.
-    async fn verify_existing(&self, t: &MoveTicket) -> Result<(), Attempt> {
+    async fn verify_existing(&self, t: &MoveTicket) -> Result<Option<Stamp>, Attempt> {
         let mut client = self
             .clients
             .client(&t.to.address)
@@ -165,7 +167,7 @@ impl Mover {
         match stat.header {
             Some(h) if h.size == t.size && h.crc32c == t.crc32c => {
                 debug!(chunk = %t.chunk, to = %t.to.id, "target already holds a matching copy");
-                Ok(())
+                Ok(None)
             }
             _ => Err(Attempt::Fatal(format!(
                 "{} holds a different chunk under id {}",

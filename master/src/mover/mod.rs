@@ -23,13 +23,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use keel_proto::v1::DeleteChunkRequest;
+use keel_proto::v1::{DeleteChunkRequest, SetDrainRequest, VerifyChunkRequest, VerifyVerdict};
 use tracing::{info, warn};
 
 pub use clients::Clients;
 pub use slots::{SlotGuard, Slots};
 
-use crate::meta::{Deletion, MoveKind, MoveTicket, Reject, ServerAddr, SharedMeta, lock};
+use crate::convert;
+use crate::meta::{
+    Deletion, MoveKind, MoveTicket, Reject, ServerAddr, SharedMeta, Stamp, Verify, VerifyOutcome,
+    lock,
+};
 use crate::metrics::Metrics;
 
 /// Deadline of a `DeleteChunk` or `StatChunk`.
@@ -215,29 +219,84 @@ impl Mover {
         }
     }
 
-    /// Runs a re-replication copy planned by the metadata (the chunk is
-    /// already busy); the source stays.
+    /// Runs a repair or drain copy planned by the metadata (the chunk is
+    /// already busy); the source stays. Its slot comes ahead of ordinary
+    /// moves'.
     pub async fn replicate(&self, t: MoveTicket) -> Result<MoveDone, MoveError> {
         let _busy = BusyGuard {
             meta: Arc::clone(&self.meta),
             chunk: t.chunk.clone(),
         };
-        let _slot = self.slots.acquire(t.from.no, t.to.no).await;
-        self.run(&t, self.own_retries()).await
+        let _slot = self.slots.acquire_urgent(t.from.no, t.to.no).await;
+        let done = self.run(&t, self.own_retries()).await?;
+        self.metrics.repairs_done.fetch_add(1, Ordering::Relaxed);
+        Ok(done)
+    }
+
+    /// Asks the reported server to verify its replica and records what it
+    /// found.
+    pub async fn verify(&self, v: Verify) {
+        let outcome = self.ask_verify(&v).await;
+        let (chunk, server) = (&v.chunk, &v.server.id);
+        match &outcome.0 {
+            VerifyOutcome::Failed(e) => {
+                warn!(chunk, server, error = %e, "could not verify a replica reported corrupt; it stays unconfirmed and is asked again")
+            }
+            o => info!(chunk, server, outcome = ?o, "reported replica verified"),
+        }
+        lock(&self.meta).verified(chunk, v.server.no, &outcome.0, outcome.1);
+    }
+
+    async fn ask_verify(&self, v: &Verify) -> (VerifyOutcome, Option<Stamp>) {
+        let mut c = match self.clients.client(&v.server.address) {
+            Ok(c) => c,
+            Err(s) => return (VerifyOutcome::Failed(s.message().to_owned()), None),
+        };
+        // A verification rereads the whole chunk: allow it the copy deadline.
+        let size = lock(&self.meta).chunk(&v.chunk).map_or(0, |c| c.size);
+        let deadline = copy::copy_deadline(size, self.settings.copy_min_rate);
+        let req = self.clients.request(
+            VerifyChunkRequest {
+                chunk: v.chunk.clone(),
+            },
+            deadline,
+        );
+        let resp = match tokio::time::timeout(deadline, c.verify_chunk(req)).await {
+            Ok(Ok(r)) => r.into_inner(),
+            // The server no longer lists it: gone, like a missing file.
+            Ok(Err(s)) if s.code() == tonic::Code::NotFound => {
+                return (VerifyOutcome::Missing, None);
+            }
+            Ok(Err(s)) => return (VerifyOutcome::Failed(s.message().to_owned()), None),
+            Err(_) => return (VerifyOutcome::Failed("verification timed out".into()), None),
+        };
+        let stamp = convert::stamp(resp.stamp);
+        let outcome = match resp.verdict() {
+            VerifyVerdict::Whole => VerifyOutcome::Whole,
+            VerifyVerdict::Corrupt => VerifyOutcome::Corrupt(resp.detail),
+            VerifyVerdict::Missing => VerifyOutcome::Missing,
+            VerifyVerdict::Unspecified => {
+                VerifyOutcome::Failed("the server gave no verdict".into())
+            }
+        };
+        (outcome, stamp)
     }
 
     async fn run(&self, t: &MoveTicket, attempts: Attempts) -> Result<MoveDone, MoveError> {
         let _running = Running::new(&self.metrics);
         let started = Instant::now();
         info!(chunk = %t.chunk, from = %t.from.id, to = %t.to.id, bytes = t.size, kind = ?t.kind, "move started");
-        if let Err(e) = self.copy_with_retries(t, attempts.retries).await {
-            if attempts.report_failure {
-                self.metrics.move_failed();
-                warn!(chunk = %t.chunk, from = %t.from.id, to = %t.to.id, error = %e, "move failed; source replica untouched");
+        let stamp = match self.copy_with_retries(t, attempts.retries).await {
+            Ok(stamp) => stamp,
+            Err(e) => {
+                if attempts.report_failure {
+                    self.metrics.move_failed();
+                    warn!(chunk = %t.chunk, from = %t.from.id, to = %t.to.id, error = %e, "move failed; source replica untouched");
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
-        lock(&self.meta).record_copy(t);
+        };
+        lock(&self.meta).record_copy(t, stamp);
         self.metrics.move_done(t.size);
         let mut done = MoveDone {
             bytes: t.size,
@@ -264,21 +323,48 @@ impl Mover {
     /// [`Meta::doubt_replica`]: crate::meta::Meta::doubt_replica
     async fn release_source(&self, t: &MoveTicket) -> Result<(), String> {
         lock(&self.meta).source_deletable(&t.chunk, t.from.no)?;
-        if let Err(s) = self.delete(&t.chunk, &t.from).await {
-            lock(&self.meta).doubt_replica(&t.chunk, t.from.no);
-            return Err(format!(
-                "delete on {} failed: {}; the replica counts again once {} reports it",
-                t.from.id,
-                s.message(),
-                t.from.id
-            ));
+        match self.delete(&t.chunk, &t.from).await {
+            Ok(stamp) => {
+                lock(&self.meta).record_removal(&t.chunk, t.from.no, stamp);
+                Ok(())
+            }
+            Err(s) => {
+                lock(&self.meta).doubt_replica(&t.chunk, t.from.no);
+                Err(format!(
+                    "delete on {} failed: {}; the replica counts again once {} reports it",
+                    t.from.id,
+                    s.message(),
+                    t.from.id
+                ))
+            }
         }
-        lock(&self.meta).record_removal(&t.chunk, t.from.no);
-        Ok(())
+    }
+
+    /// Sets or clears the drain mark kept by `server`.
+    pub async fn set_drain(
+        &self,
+        server: &ServerAddr,
+        draining: bool,
+    ) -> Result<(), tonic::Status> {
+        let mut c = self.clients.client(&server.address)?;
+        let req = self
+            .clients
+            .request(SetDrainRequest { draining }, SMALL_RPC_TIMEOUT);
+        match tokio::time::timeout(SMALL_RPC_TIMEOUT, c.set_drain(req)).await {
+            Ok(r) => r.map(|_| ()),
+            Err(_) => Err(tonic::Status::deadline_exceeded(
+                "setting the drain mark timed out",
+            )),
+        }
     }
 
     /// `DeleteChunk` on `server`; a chunk already gone counts as deleted.
-    pub async fn delete(&self, chunk: &str, server: &ServerAddr) -> Result<(), tonic::Status> {
+    /// Returns the server's stamp right after the delete, when it sent one.
+    pub async fn delete(
+        &self,
+        chunk: &str,
+        server: &ServerAddr,
+    ) -> Result<Option<Stamp>, tonic::Status> {
         let mut c = self.clients.client(&server.address)?;
         let req = self.clients.request(
             DeleteChunkRequest {
@@ -287,8 +373,8 @@ impl Mover {
             SMALL_RPC_TIMEOUT,
         );
         match tokio::time::timeout(SMALL_RPC_TIMEOUT, c.delete_chunk(req)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(s)) if s.code() == tonic::Code::NotFound => Ok(()),
+            Ok(Ok(r)) => Ok(convert::stamp(r.into_inner().stamp)),
+            Ok(Err(s)) if s.code() == tonic::Code::NotFound => Ok(None),
             Ok(Err(s)) => Err(s),
             Err(_) => Err(tonic::Status::deadline_exceeded("delete timed out")),
         }
@@ -307,8 +393,8 @@ impl Mover {
                 return;
             }
             match self.delete(&d.chunk, s).await {
-                Ok(()) => {
-                    lock(&self.meta).record_removal(&d.chunk, s.no);
+                Ok(stamp) => {
+                    lock(&self.meta).record_removal(&d.chunk, s.no, stamp);
                     info!(chunk = %d.chunk, server = %s.id, "excess replica trimmed");
                 }
                 Err(e) => {
@@ -321,10 +407,10 @@ impl Mover {
         }
     }
 
-    /// Deletes a copy reported corrupt (it no longer counts as a replica).
+    /// Deletes a copy verified corrupt, once its chunk is back at its factor.
     pub async fn delete_damaged(&self, chunk: &str, server: &ServerAddr) {
         match self.delete(chunk, server).await {
-            Ok(()) => {
+            Ok(_) => {
                 lock(&self.meta).forget_excluded(chunk, server.no);
                 info!(chunk, server = %server.id, "corrupt copy deleted");
             }

@@ -1,6 +1,8 @@
 //! Move slots: at most `max_total` copies cluster-wide and `max_per_server`
 //! with any one server as their source or target (`--max-concurrent-moves`,
-//! `--max-moves-per-server`).
+//! `--max-moves-per-server`). Repair and drain copies wait as *urgent*:
+//! while one waits, no ordinary move takes a slot, so restoring redundancy
+//! is never starved by balancing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -13,6 +15,8 @@ use crate::meta::ServerNo;
 struct Counts {
     total: usize,
     per_server: HashMap<ServerNo, usize>,
+    /// Urgent acquirers waiting now.
+    urgent_waiting: usize,
 }
 
 /// The slot table, shared by everyone who starts copies.
@@ -62,11 +66,16 @@ impl Slots {
         self.counts().total
     }
 
-    /// Takes a slot for a copy between `from` and `to` if one is free.
+    /// Takes a slot for a copy between `from` and `to` if one is free and
+    /// no urgent copy waits.
     pub fn try_acquire(self: &Arc<Self>, from: ServerNo, to: ServerNo) -> Option<SlotGuard> {
+        self.take(from, to, false)
+    }
+
+    fn take(self: &Arc<Self>, from: ServerNo, to: ServerNo, urgent: bool) -> Option<SlotGuard> {
         let servers = [from, to];
         let mut c = self.counts();
-        if !self.fits(&c, servers) {
+        if !self.fits(&c, servers) || (!urgent && c.urgent_waiting > 0) {
             return None;
         }
         c.total += 1;
@@ -81,15 +90,44 @@ impl Slots {
 
     /// Waits for a slot for a copy between `from` and `to`.
     pub async fn acquire(self: &Arc<Self>, from: ServerNo, to: ServerNo) -> SlotGuard {
+        self.wait_for(from, to, false).await
+    }
+
+    /// Waits for a slot ahead of every ordinary move (repairs and drains).
+    pub async fn acquire_urgent(self: &Arc<Self>, from: ServerNo, to: ServerNo) -> SlotGuard {
+        self.counts().urgent_waiting += 1;
+        let waiting = UrgentWaiting(Arc::clone(self));
+        let g = self.wait_for(from, to, true).await;
+        drop(waiting);
+        g
+    }
+
+    async fn wait_for(self: &Arc<Self>, from: ServerNo, to: ServerNo, urgent: bool) -> SlotGuard {
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            if let Some(g) = self.try_acquire(from, to) {
+            if let Some(g) = self.take(from, to, urgent) {
                 return g;
             }
             freed.await;
         }
+    }
+
+    /// Urgent copies waiting for a slot now.
+    pub fn urgent_waiting(&self) -> usize {
+        self.counts().urgent_waiting
+    }
+}
+
+/// Counts one urgent waiter until dropped (also when its task is cancelled).
+struct UrgentWaiting(Arc<Slots>);
+
+impl Drop for UrgentWaiting {
+    fn drop(&mut self) {
+        self.0.counts().urgent_waiting -= 1;
+        // Ordinary waiters may go now.
+        self.0.freed.notify_waiters();
     }
 }
 
@@ -132,6 +170,24 @@ mod tests {
         assert!(s.is_free(0, 5));
         drop((b, c));
         assert_eq!(s.running(), 0);
+    }
+
+    #[tokio::test]
+    async fn urgent_waiters_go_first() {
+        let s = Slots::new(1, 1);
+        let held = s.try_acquire(0, 1);
+        let s2 = Arc::clone(&s);
+        let urgent = tokio::spawn(async move { s2.acquire_urgent(2, 3).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(s.urgent_waiting(), 1);
+        drop(held);
+        // The freed slot goes to the urgent waiter, not to a try_acquire.
+        let got = tokio::time::timeout(Duration::from_secs(2), urgent).await;
+        let urgent_slot = got.expect("in time").expect("joined");
+        assert_eq!(s.urgent_waiting(), 0);
+        assert!(s.try_acquire(4, 5).is_none(), "the one slot is held");
+        drop(urgent_slot);
+        assert!(s.try_acquire(4, 5).is_some());
     }
 
     #[tokio::test]

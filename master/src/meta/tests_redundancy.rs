@@ -1,0 +1,254 @@
+//! Redundancy: every loss path makes its chunk a repair candidate, repairs
+//! come before drains, stale reports never undo a recorded change, and trims
+//! keep racks. Each step is followed by the invariant check.
+
+use std::time::{Duration, Instant};
+
+use super::tests::{apply, hb, rep};
+use super::*;
+
+fn factor(chunk: &str, size: u64, replication: u32) -> ReplicaReport {
+    let mut r = rep(chunk, size);
+    r.replication = replication;
+    r
+}
+
+fn stamp(seq: u64) -> Option<Stamp> {
+    Some(Stamp {
+        incarnation: 1,
+        seq,
+    })
+}
+
+/// Servers a..=n, each with a full report of `chunks`.
+fn cluster(m: &mut Meta, servers: &[(&str, Vec<ReplicaReport>)], now: Instant) {
+    for (id, chunks) in servers {
+        let n = chunks.len() as u64;
+        apply(m, hb(id, true, chunks.clone(), &[], n), now);
+    }
+}
+
+#[test]
+fn a_wiped_disk_is_repaired_at_once() {
+    let now = Instant::now();
+    let mut m = Meta::new(MetaSettings::default());
+    let x = factor("x", 10, 2);
+    cluster(
+        &mut m,
+        &[("a", vec![x.clone()]), ("b", vec![x]), ("c", vec![])],
+        now,
+    );
+    assert!(m.plan_repairs(now, 10).copies.is_empty());
+    // b comes back empty under the same id.
+    apply(&mut m, hb("b", true, vec![], &[], 0), now);
+    let p = m.plan_repairs(now, 10);
+    assert_eq!(
+        p.copies.len(),
+        1,
+        "no grace period for a replica the server says it lacks"
+    );
+    assert_eq!(p.copies[0].kind, MoveKind::Repair);
+    assert_eq!(m.redundancy().under_replicated, 1);
+    let e = m.explain("x", now);
+    assert_eq!(e.status, "under-replicated");
+    assert!(
+        e.replicas
+            .iter()
+            .any(|r| r.server == "b" && r.health == "missing"),
+        "{e:?}"
+    );
+    m.check().expect("invariants");
+}
+
+#[test]
+fn a_partial_write_is_repaired_once_it_settles() {
+    let now = Instant::now();
+    let mut m = Meta::new(MetaSettings::default());
+    cluster(
+        &mut m,
+        &[
+            ("a", vec![factor("x", 10, 3)]),
+            ("b", vec![]),
+            ("c", vec![]),
+        ],
+        now,
+    );
+    let p = m.plan_repairs(now, 10);
+    assert_eq!(p.copies.len(), 1, "first sight of a chunk below its factor");
+    assert_eq!(m.redundancy().under_replicated, 1);
+}
+
+#[test]
+fn repairs_come_before_drains_and_fewest_replicas_first() {
+    let now = Instant::now();
+    let mut m = Meta::new(MetaSettings::default());
+    let (x, y, z) = (factor("x", 10, 3), factor("y", 10, 3), factor("z", 10, 2));
+    cluster(
+        &mut m,
+        &[
+            ("a", vec![x.clone(), y.clone(), z.clone()]),
+            ("b", vec![x.clone(), z]),
+            ("c", vec![]),
+            ("d", vec![]),
+        ],
+        now,
+    );
+    let mut drain = hb("b", true, vec![x, factor("z", 10, 2)], &[], 2);
+    drain.draining = true;
+    apply(&mut m, drain, now);
+    let p = m.plan_repairs(now, 10);
+    let order: Vec<(&str, MoveKind)> = p
+        .copies
+        .iter()
+        .map(|t| (t.chunk.as_str(), t.kind))
+        .collect();
+    // y has 1 of 3, x 2 of 3 (one of them draining): repairs; z 2 of 2 with one draining: a drain.
+    assert_eq!(
+        order,
+        [
+            ("y", MoveKind::Repair),
+            ("x", MoveKind::Repair),
+            ("z", MoveKind::Drain)
+        ]
+    );
+    let b = m.server_no("b").expect("b");
+    assert_eq!(m.drain_state(b), ("draining", 2));
+    for t in &p.copies {
+        assert_ne!(t.to.id, "b", "a draining server takes nothing");
+    }
+    m.check().expect("invariants");
+}
+
+#[test]
+fn a_drained_server_holds_nothing_needed_and_its_copies_are_trimmed_first() {
+    let now = Instant::now();
+    let mut m = Meta::new(MetaSettings::default());
+    let x = factor("x", 10, 2);
+    cluster(
+        &mut m,
+        &[
+            ("a", vec![x.clone()]),
+            ("b", vec![x.clone()]),
+            ("c", vec![]),
+        ],
+        now,
+    );
+    let b = m.server_no("b").expect("b");
+    m.drain_marked(b, true);
+    let p = m.plan_repairs(now, 10);
+    assert_eq!(p.copies.len(), 1);
+    let t = p.copies[0].clone();
+    assert_eq!(
+        (t.from.id.as_str(), t.to.id.as_str(), t.kind),
+        ("b", "c", MoveKind::Drain)
+    );
+    m.record_copy(&t, None);
+    m.end_busy("x");
+    let _ = m.plan_repairs(now, 10);
+    assert_eq!(m.drain_state(b), ("drained", 0));
+    let trims = m.plan_trims(10);
+    assert_eq!(trims.len(), 1);
+    assert_eq!(trims[0].servers[0].id, "b", "the draining copy goes first");
+    m.check().expect("invariants");
+}
+
+#[test]
+fn a_report_built_before_a_delete_cannot_bring_the_replica_back() {
+    let now = Instant::now();
+    let mut m = Meta::new(MetaSettings::default());
+    let x = factor("x", 10, 1);
+    let mut h = hb("a", true, vec![x.clone()], &[], 1);
+    h.stamp = stamp(5);
+    apply(&mut m, h, now);
+    let a = m.server_no("a").expect("a");
+    // The master deleted x on a; a's answer was stamped 7.
+    m.record_removal("x", a, stamp(7));
+    // A full report built at 6, still listing x, arrives late.
+    let mut late = hb("a", true, vec![x.clone()], &[], 1);
+    late.stamp = stamp(6);
+    apply(&mut m, late, now);
+    assert!(m.chunk("x").is_none(), "not resurrected");
+    // A report built after the delete no longer lists it; one that does
+    // (a new write of x) counts.
+    let mut later = hb("a", true, vec![x], &[], 1);
+    later.stamp = stamp(9);
+    apply(&mut m, later, now);
+    assert!(m.chunk("x").is_some());
+    m.check().expect("invariants");
+}
+
+#[test]
+fn a_report_built_before_a_copy_does_not_forget_it() {
+    let now = Instant::now();
+    let mut m = Meta::new(MetaSettings::default());
+    let x = factor("x", 10, 1);
+    cluster(&mut m, &[("a", vec![x])], now);
+    let mut h = hb("b", true, vec![], &[], 0);
+    h.stamp = stamp(3);
+    apply(&mut m, h, now);
+    let t = m.begin_move("x", "a", "b", MoveKind::Move).expect("move");
+    m.record_copy(&t, stamp(4));
+    m.end_busy("x");
+    let mut late = hb("b", true, vec![], &[], 0);
+    late.stamp = stamp(3);
+    let out = apply(&mut m, late, now);
+    assert!(!out.send_full_report);
+    let b = m.server_no("b").expect("b");
+    assert!(m.chunk("x").is_some_and(|c| c.holds(b)));
+}
+
+#[test]
+fn trims_never_leave_fewer_racks() {
+    let now = Instant::now();
+    let mut m = Meta::new(MetaSettings::default());
+    let x = factor("x", 10, 2);
+    for (id, rack) in [("a", "r1"), ("b", "r1"), ("c", "r2")] {
+        let mut h = hb(id, true, vec![x.clone()], &[], 1);
+        h.rack = rack.into();
+        h.used = if id == "c" { 900 } else { 0 };
+        apply(&mut m, h, now);
+    }
+    let trims = m.plan_trims(10);
+    assert_eq!(trims.len(), 1);
+    let gone: Vec<&str> = trims[0].servers.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(gone.len(), 1);
+    assert_ne!(gone[0], "c", "c alone spans r2");
+}
+
+#[test]
+fn a_dead_server_counts_as_unavailable_and_is_repaired_after_the_grace() {
+    let t0 = Instant::now();
+    let mut m = Meta::new(MetaSettings {
+        re_replicate_after: Duration::from_secs(60),
+        ..MetaSettings::default()
+    });
+    cluster(
+        &mut m,
+        &[("a", vec![factor("x", 10, 1)]), ("b", vec![])],
+        t0,
+    );
+    let _ = m.plan_repairs(t0, 10);
+    let t1 = t0 + Duration::from_secs(11);
+    apply(&mut m, hb("b", false, vec![], &[], 0), t1);
+    m.sweep_liveness(t1);
+    let p = m.plan_repairs(t1, 10);
+    assert!(p.copies.is_empty(), "no live source");
+    assert_eq!(m.redundancy().unavailable, 1);
+    assert_eq!(m.explain("x", t1).status, "unavailable");
+}
+
+#[test]
+fn a_lost_chunk_is_reported_not_forgotten() {
+    let now = Instant::now();
+    let mut m = Meta::new(MetaSettings::default());
+    cluster(&mut m, &[("a", vec![factor("x", 10, 1)])], now);
+    apply(&mut m, hb("a", true, vec![], &[], 0), now);
+    assert!(m.chunk("x").is_none());
+    assert!(m.lost_chunks().contains_key("x"));
+    let _ = m.plan_repairs(now, 10);
+    assert_eq!(m.redundancy().unavailable, 1);
+    assert_eq!(m.explain("x", now).status, "lost");
+    // It comes back: no longer lost.
+    apply(&mut m, hb("a", true, vec![factor("x", 10, 1)], &[], 1), now);
+    assert!(m.lost_chunks().is_empty());
+}
