@@ -12,7 +12,7 @@ use keel_proto::units::{parse_duration, parse_size};
 
 use crate::client::Clients;
 use crate::error::Error;
-use crate::{demo, get, health, put, rebalance, servers};
+use crate::{demo, drain, explain, get, health, put, rebalance, servers};
 
 /// keelctl: operate a Keel cluster and move chunks in and out of it.
 #[derive(Debug, Parser)]
@@ -54,6 +54,12 @@ pub enum Command {
     Get(GetArgs),
     /// List chunk servers with their load and state.
     Servers,
+    /// Drain or undrain one chunk server.
+    #[command(subcommand)]
+    Server(ServerCommand),
+    /// Why a chunk is (or is not) being repaired or moved: its replicas and
+    /// their health, the jobs on it, and the reasons, in sentences.
+    Explain(ExplainArgs),
     /// Inspect and drive the balancer.
     #[command(subcommand)]
     Rebalance(RebalanceCommand),
@@ -106,6 +112,31 @@ pub struct DemoArgs {
     /// Give up when the cluster is not balanced after this long.
     #[arg(long, env = "KEEL_BALANCE_TIMEOUT", default_value = "120s", hide = true, value_parser = parse_duration)]
     pub balance_timeout: Duration,
+}
+
+/// `keelctl server ...`.
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// Copy every chunk off a server (it takes no new data meanwhile); its
+    /// state turns `drained` when it holds nothing the cluster still needs.
+    /// The mark is kept by the chunk server across restarts.
+    Drain(ServerArgs),
+    /// Clear the drain mark: the server takes placements and moves again.
+    Undrain(ServerArgs),
+}
+
+/// A chunk server named by id.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Chunk server id, e.g. `cs3`.
+    pub server: String,
+}
+
+/// `keelctl explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Chunk id.
+    pub chunk: String,
 }
 
 /// `keelctl health`.
@@ -237,6 +268,8 @@ impl Cli {
             Command::Put(a) => put::run(&clients()?, a, json).await,
             Command::Get(a) => get::run(&clients()?, a, json).await,
             Command::Servers => servers::run(&clients()?, json).await,
+            Command::Server(c) => drain::run(&clients()?, c, json).await,
+            Command::Explain(a) => explain::run(&clients()?, &a.chunk, json).await,
             Command::Rebalance(c) => rebalance::run(&clients()?, c, json).await,
             Command::Health(a) => health::run(a.url.as_deref().unwrap_or(&self.master), json).await,
             Command::Demo(a) => {

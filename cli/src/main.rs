@@ -12,7 +12,9 @@
 mod cli;
 mod client;
 mod demo;
+mod drain;
 mod error;
+mod explain;
 mod fetch;
 mod get;
 mod health;

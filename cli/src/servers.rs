@@ -24,7 +24,7 @@ pub struct ServerJson {
     pub utilization_pct: f64,
     /// Number of chunks it holds.
     pub chunks: u64,
-    /// `alive` or `dead`.
+    /// `alive`, `dead`, `draining` or `drained`.
     pub state: &'static str,
 }
 
@@ -43,12 +43,14 @@ impl From<&ServerInfo> for ServerJson {
     }
 }
 
-/// `alive` for live servers; anything else the master reports counts as `dead`.
+/// The state's name; anything the master reports that this keelctl does
+/// not know counts as `dead`.
 pub fn state_name(state: i32) -> &'static str {
-    if state == ServerState::Alive as i32 {
-        "alive"
-    } else {
-        "dead"
+    match ServerState::try_from(state) {
+        Ok(ServerState::Alive) => "alive",
+        Ok(ServerState::Draining) => "draining",
+        Ok(ServerState::Drained) => "drained",
+        _ => "dead",
     }
 }
 
@@ -103,7 +105,7 @@ pub fn render(resp: &ListServersResponse) -> String {
     let alive = resp
         .servers
         .iter()
-        .filter(|s| s.state == ServerState::Alive as i32)
+        .filter(|s| state_name(s.state) != "dead")
         .count();
     format!(
         "{}\ncluster average {} over {alive} of {} servers alive\n",

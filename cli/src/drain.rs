@@ -1,0 +1,90 @@
+//! `keelctl server drain|undrain <id>`.
+
+use keel_proto::v1::{DrainServerRequest, DrainServerResponse, UndrainServerRequest};
+use serde::Serialize;
+
+use crate::cli::ServerCommand;
+use crate::client::Clients;
+use crate::error::Error;
+use crate::output;
+
+/// `--json` output.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct DrainJson {
+    /// Server id.
+    pub server: String,
+    /// `draining`, `drained` or `alive`.
+    pub state: String,
+    /// Chunks on it that still need a copy elsewhere.
+    pub chunks_left: u64,
+}
+
+/// Runs `keelctl server ...`.
+pub async fn run(clients: &Clients, cmd: ServerCommand, json: bool) -> Result<(), Error> {
+    let master = clients.master().await?;
+    let mut c = master.client.clone();
+    let resp: DrainServerResponse = match cmd {
+        ServerCommand::Drain(a) => {
+            master
+                .call(
+                    "drain server",
+                    c.drain_server(DrainServerRequest { server: a.server }),
+                )
+                .await?
+        }
+        ServerCommand::Undrain(a) => {
+            master
+                .call(
+                    "undrain server",
+                    c.undrain_server(UndrainServerRequest { server: a.server }),
+                )
+                .await?
+        }
+    };
+    if json {
+        return output::print_json(&DrainJson {
+            server: resp.server,
+            state: resp.state,
+            chunks_left: resp.chunks_left,
+        });
+    }
+    output::print_stdout(&sentence(&resp))
+}
+
+/// What the operator reads.
+fn sentence(r: &DrainServerResponse) -> String {
+    match r.state.as_str() {
+        "drained" => format!(
+            "{} is drained: it holds nothing the cluster still needs and can be stopped\n",
+            r.server
+        ),
+        "draining" => format!(
+            "{} is draining: {} to copy elsewhere; `keelctl servers` shows `drained` when done\n",
+            r.server,
+            output::count(r.chunks_left, "chunk")
+        ),
+        _ => format!(
+            "{} is {}: it takes placements and moves again\n",
+            r.server, r.state
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentences_say_what_happens_next() {
+        let mut r = DrainServerResponse {
+            server: "cs3".into(),
+            state: "draining".into(),
+            chunks_left: 12,
+        };
+        assert!(sentence(&r).contains("12 chunks to copy elsewhere"));
+        r.state = "drained".into();
+        assert!(sentence(&r).contains("can be stopped"));
+        r.state = "alive".into();
+        assert!(sentence(&r).contains("takes placements"));
+    }
+}
