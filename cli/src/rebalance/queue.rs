@@ -34,6 +34,8 @@ pub struct QueuedMoveJson {
     pub waiting_reason: String,
     /// Milliseconds since it was queued.
     pub age_ms: u64,
+    /// `balance`, `operator`, `repair` or `drain`.
+    pub kind: String,
 }
 
 /// `rebalance status --json` (also what `pause` and `resume` print).
@@ -63,6 +65,22 @@ pub struct StatusJson {
     pub bytes_remaining: u64,
     /// The moves the master still lists.
     pub moves: Vec<QueuedMoveJson>,
+    /// Chunks below their factor on live servers.
+    pub under_replicated: u64,
+    /// Chunks with no whole replica on a live server.
+    pub unavailable: u64,
+    /// Repair copies running now.
+    pub repairs_running: u64,
+    /// Repair copies waiting.
+    pub repairs_waiting: u64,
+    /// Drain copies running now.
+    pub drains_running: u64,
+    /// Drain copies waiting.
+    pub drains_waiting: u64,
+    /// Repair and drain copies completed since the master started.
+    pub repairs_done: u64,
+    /// Repair and drain copies running now.
+    pub copies: Vec<QueuedMoveJson>,
 }
 
 /// Lower-case name of a queued move's state.
@@ -88,6 +106,7 @@ impl From<&QueuedMove> for QueuedMoveJson {
             last_error: m.last_error.clone(),
             waiting_reason: m.waiting_reason.clone(),
             age_ms: m.age_ms,
+            kind: m.kind.clone(),
         }
     }
 }
@@ -107,6 +126,14 @@ impl From<&RebalanceStatusResponse> for StatusJson {
             bytes_moved: r.bytes_moved,
             bytes_remaining: r.bytes_remaining,
             moves: r.moves.iter().map(QueuedMoveJson::from).collect(),
+            under_replicated: r.under_replicated,
+            unavailable: r.unavailable,
+            repairs_running: r.repairs_running,
+            repairs_waiting: r.repairs_waiting,
+            drains_running: r.drains_running,
+            drains_waiting: r.drains_waiting,
+            repairs_done: r.repairs_done,
+            copies: r.copies.iter().map(QueuedMoveJson::from).collect(),
         }
     }
 }
@@ -196,6 +223,20 @@ pub fn render(r: &RebalanceStatusResponse) -> String {
         output::size(r.bytes_moved),
         output::size(r.bytes_remaining)
     ));
+    out.push_str(&format!(
+        "redundancy: {} under-replicated, {} unavailable; repairs {} running, {} waiting; drains {} running, {} waiting; {} done\n",
+        r.under_replicated,
+        r.unavailable,
+        r.repairs_running,
+        r.repairs_waiting,
+        r.drains_running,
+        r.drains_waiting,
+        r.repairs_done
+    ));
+    if !r.copies.is_empty() {
+        out.push('\n');
+        out.push_str(&moves_table(&r.copies));
+    }
     if !r.moves.is_empty() {
         out.push('\n');
         out.push_str(&moves_table(&r.moves));
@@ -263,10 +304,12 @@ mod tests {
                 last_error: "cs4 unreachable".into(),
                 waiting_reason: "no slot".into(),
                 age_ms: 12_300,
+                kind: "balance".into(),
             }],
             balanced: false,
             average_utilization_pct: 50.0,
             safe_mode: false,
+            ..RebalanceStatusResponse::default()
         }
     }
 
