@@ -517,14 +517,14 @@ impl Drop for Reservation {
     }
 }
 
-/// A number that differs between runs of this process: the start time in
-/// nanoseconds mixed with the pid (two runs within one clock tick would need
-/// the same pid as well).
+/// A number that grows from one run of the server to the next: the start
+/// time in nanoseconds (two runs on one data dir cannot overlap: it is
+/// locked). The master also accepts a smaller one once the previous run has
+/// gone silent, so a clock stepped back costs nothing lasting.
 fn new_incarnation() -> u64 {
-    let nanos = std::time::SystemTime::now()
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    nanos ^ (u64::from(std::process::id()) << 48)
+        .map_or(1, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// CRC32C of the rest of `file`.

@@ -66,6 +66,24 @@ impl Master for Recorder {
     async fn list_servers(&self, _: Request<ListServersRequest>) -> R<ListServersResponse> {
         unimplemented()
     }
+    async fn drain_server(
+        &self,
+        _: Request<keel_proto::v1::DrainServerRequest>,
+    ) -> R<keel_proto::v1::DrainServerResponse> {
+        unimplemented()
+    }
+    async fn undrain_server(
+        &self,
+        _: Request<keel_proto::v1::UndrainServerRequest>,
+    ) -> R<keel_proto::v1::DrainServerResponse> {
+        unimplemented()
+    }
+    async fn explain_chunk(
+        &self,
+        _: Request<keel_proto::v1::ExplainChunkRequest>,
+    ) -> R<keel_proto::v1::ExplainChunkResponse> {
+        unimplemented()
+    }
     async fn locate_chunk(&self, _: Request<LocateChunkRequest>) -> R<LocateChunkResponse> {
         unimplemented()
     }

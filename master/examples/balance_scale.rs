@@ -39,6 +39,8 @@ fn report(server: usize, chunks: usize, capacity: u64) -> Heartbeat {
         chunk_count: mine.len() as u64,
         chunks: mine,
         removed: vec![],
+        stamp: None,
+        draining: false,
     }
 }
 

@@ -69,6 +69,8 @@ fn report(server: usize, chunks: usize) -> Heartbeat {
         chunk_count: mine.len() as u64,
         chunks: mine,
         removed: vec![],
+        stamp: None,
+        draining: false,
     }
 }
 

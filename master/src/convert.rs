@@ -235,6 +235,43 @@ pub fn check_response(r: LoadReport) -> pb::RebalanceCheckResponse {
     }
 }
 
+/// `ExplainChunkResponse` from an explanation.
+pub fn explanation(e: Explanation) -> pb::ExplainChunkResponse {
+    pb::ExplainChunkResponse {
+        chunk: e.chunk,
+        known: e.known,
+        size: e.size,
+        crc32c: e.crc32c,
+        replication: e.replication,
+        whole_live: e.whole_live,
+        replicas: e
+            .replicas
+            .into_iter()
+            .map(|r| pb::ReplicaHealth {
+                server: r.server,
+                address: r.address,
+                rack: r.rack,
+                server_state: r.server_state.into(),
+                health: r.health.into(),
+                counted: r.counted,
+            })
+            .collect(),
+        jobs: e
+            .jobs
+            .into_iter()
+            .map(|j| pb::ChunkJob {
+                kind: j.kind,
+                from: j.from,
+                to: j.to,
+                state: j.state,
+                detail: j.detail,
+            })
+            .collect(),
+        reasons: e.reasons,
+        status: e.status.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,42 +333,5 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(alloc_request(r), Err(Error::BadChunkId(_))));
-    }
-}
-
-/// `ExplainChunkResponse` from an explanation.
-pub fn explanation(e: Explanation) -> pb::ExplainChunkResponse {
-    pb::ExplainChunkResponse {
-        chunk: e.chunk,
-        known: e.known,
-        size: e.size,
-        crc32c: e.crc32c,
-        replication: e.replication,
-        whole_live: e.whole_live,
-        replicas: e
-            .replicas
-            .into_iter()
-            .map(|r| pb::ReplicaHealth {
-                server: r.server,
-                address: r.address,
-                rack: r.rack,
-                server_state: r.server_state.into(),
-                health: r.health.into(),
-                counted: r.counted,
-            })
-            .collect(),
-        jobs: e
-            .jobs
-            .into_iter()
-            .map(|j| pb::ChunkJob {
-                kind: j.kind,
-                from: j.from,
-                to: j.to,
-                state: j.state,
-                detail: j.detail,
-            })
-            .collect(),
-        reasons: e.reasons,
-        status: e.status.into(),
     }
 }

@@ -79,3 +79,20 @@ pub async fn read(url: &str, id: &str) -> Result<Vec<u8>> {
     }
     Ok(out)
 }
+
+/// Flips one bit in the middle of a file, as a failing disk would.
+pub fn rot(path: &std::path::Path) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let len = f.metadata()?.len();
+    f.seek(SeekFrom::Start(len / 2))?;
+    let mut b = [0u8; 1];
+    f.read_exact(&mut b)?;
+    f.seek(SeekFrom::Start(len / 2))?;
+    f.write_all(&[b[0] ^ 0x20])?;
+    f.sync_all()?;
+    Ok(())
+}

@@ -1,5 +1,6 @@
-//! Repairs: a replica reported corrupt stops counting, is deleted from its
-//! server and the chunk is copied from a good replica to a new server; a
+//! Repairs: a replica reported corrupt and verified bad by its server stops
+//! counting, the chunk is copied from a good replica to a new server, and
+//! the bad copy is deleted; a
 //! server dead past the grace period (`--re-replicate-after`, hidden) has its
 //! chunks re-replicated, and when it returns the now excess replica is
 //! trimmed, so the chunk ends at exactly its factor.
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use keel_proto::v1::ReportCorruptionRequest;
-use keel_tests::chunks::{pattern, read, write};
+use keel_tests::chunks::{pattern, read, rot, write};
 use keel_tests::master::{Replicas, locate};
 use keel_tests::{Cluster, CsOpts, wait_until};
 
@@ -60,6 +61,8 @@ async fn a_corrupt_replica_is_replaced() -> Result<()> {
         server: server.into(),
         detail: "checksum mismatch while reading".into(),
     };
+    // The report is a hint: cs1 verifies its copy, which rotted on disk.
+    rot(&c.data_dir("cs1").join("chunks").join("c"))?;
     m.report_corruption(report("c", "cs1")).await?;
     wait_located(&url, "c", at(&[("cs2", true), ("cs3", true)])).await?;
     assert!(read(&c.cs("cs3").url(), "c").await? == data);

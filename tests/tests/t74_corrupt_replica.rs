@@ -6,33 +6,16 @@
 //! healthy replica, deletes the corrupt copy, and the chunk ends at its
 //! factor with every replica intact.
 
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use keel_proto::v1::{Move, MoveOutcome, RebalanceExecuteRequest};
-use keel_tests::chunks::{pattern, write};
+use keel_tests::chunks::{pattern, rot, write};
 use keel_tests::faults::{self, Known, converge, quick_master};
 use keel_tests::{Cluster, CsOpts, cs};
 use tonic::Code;
 
 /// Flips one byte in the middle of a chunk file's data.
-fn rot(path: &Path) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)?;
-    let len = f.metadata()?.len();
-    f.seek(SeekFrom::Start(len / 2))?;
-    let mut b = [0u8; 1];
-    f.read_exact(&mut b)?;
-    f.seek(SeekFrom::Start(len / 2))?;
-    f.write_all(&[b[0] ^ 0x20])?;
-    f.sync_all()?;
-    Ok(())
-}
-
 /// Three servers; chunk `c` (2 MiB, factor 2) on cs1 and cs2, its cs1 copy rotted.
 async fn cluster() -> Result<(Cluster, Known, Vec<u8>)> {
     let mut c = Cluster::new()?;

@@ -75,7 +75,7 @@ impl Meta {
             revived,
         };
         let id = self.servers[no as usize].id.clone();
-        if self.from_older_run(no, hb.stamp) {
+        if self.is_from_older_run(no, hb.stamp, now) {
             tracing::info!(server = %id, "report from an earlier run of the server arrived late; ignored");
             return out;
         }
@@ -114,15 +114,19 @@ impl Meta {
                 out.send_full_report = true;
             }
         }
-        self.advance_stamp(no, hb.stamp);
+        self.advance_stamp(no, hb.stamp, now);
         out
     }
 
-    /// Whether `stamp` comes from a run of the server older than one whose
-    /// stamp the master already holds (a report delayed past a restart).
-    fn from_older_run(&self, no: ServerNo, stamp: Option<Stamp>) -> bool {
-        let known = self.servers[no as usize].stamp;
-        matches!((stamp, known), (Some(s), Some(k)) if s.incarnation < k.incarnation)
+    /// Whether `stamp` comes from a run of the server older than the one
+    /// whose reports arrive now (a report delayed past a restart). A run
+    /// silent for the heartbeat timeout no longer counts as the newer one.
+    fn is_from_older_run(&self, no: ServerNo, stamp: Option<Stamp>, now: Instant) -> bool {
+        let s = &self.servers[no as usize];
+        let recent = s
+            .stamp_seen
+            .is_some_and(|t| now.saturating_duration_since(t) <= self.settings.heartbeat_timeout);
+        recent && matches!((stamp, s.stamp), (Some(s), Some(k)) if s.incarnation < k.incarnation)
     }
 
     /// Whether what a report stamped `stamp` says of `chunk` (`listed`: it
@@ -140,15 +144,21 @@ impl Meta {
             .is_some_and(|f| stamp < f.at && f.present != listed)
     }
 
-    /// Records the report's stamp and forgets the changes it covers.
-    fn advance_stamp(&mut self, no: ServerNo, stamp: Option<Stamp>) {
+    /// Records the report's stamp and forgets the changes it covers (and
+    /// every change stamped by another run).
+    fn advance_stamp(&mut self, no: ServerNo, stamp: Option<Stamp>, now: Instant) {
         let Some(stamp) = stamp else {
             return;
         };
         let s = &mut self.servers[no as usize];
-        s.stamp = Some(s.stamp.map_or(stamp, |k| k.max(stamp)));
+        s.stamp = Some(match s.stamp {
+            Some(k) if k.incarnation == stamp.incarnation => k.max(stamp),
+            _ => stamp,
+        });
+        s.stamp_seen = Some(now);
         if !s.fresh.is_empty() {
-            s.fresh.retain(|_, f| f.at > stamp);
+            s.fresh
+                .retain(|_, f| f.at.incarnation == stamp.incarnation && f.at > stamp);
         }
     }
 

@@ -101,6 +101,8 @@ pub struct ServerEntry {
     pub drain_left: Option<u64>,
     /// The stamp of the newest report applied.
     pub stamp: Option<Stamp>,
+    /// When `stamp` last advanced.
+    pub stamp_seen: Option<Instant>,
     /// Changes recorded ahead of this server's reports, by chunk.
     pub fresh: HashMap<Box<str>, Fresh>,
 }
@@ -127,6 +129,7 @@ impl ServerEntry {
             draining: false,
             drain_left: None,
             stamp: None,
+            stamp_seen: None,
             fresh: HashMap::new(),
         }
     }

@@ -1,0 +1,258 @@
+//! Redundancy end to end, with real processes: every way a replica can be
+//! lost ends with its chunk back at its factor, and a false corruption
+//! report deletes nothing.
+//!
+//! - A disk wiped under the same server id: repaired at once (the master's
+//!   `--re-replicate-after` is an hour here, so only the full report can
+//!   trigger it).
+//! - Every replica of a healthy chunk reported corrupt: each server verifies
+//!   its copy, nothing is deleted.
+//! - A chunk file removed by hand, a chunk file damaged while its server was
+//!   down, a write that reached only one of three servers: all repaired.
+//! - The master killed mid-repair: the restarted master finds the shortfall
+//!   again from heartbeats alone and finishes.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use keel_proto::v1::{
+    ExplainChunkRequest, RebalanceStatusRequest, RebalanceStatusResponse, ReportCorruptionRequest,
+};
+use keel_tests::chunks::{pattern, read, write};
+use keel_tests::master::locate;
+use keel_tests::{Cluster, CsOpts, cs, wait_until};
+
+const NO_GRACE_REPAIR: &[&str] = &["--re-replicate-after", "1h"];
+
+async fn cluster(servers: &[&str], master: &[&str], cs: CsOpts) -> Result<Cluster> {
+    let mut c = Cluster::new()?;
+    c.start_master(master)?;
+    for s in servers {
+        c.add_chunkserver(s, cs.clone())?;
+    }
+    c.wait_alive(servers.len()).await?;
+    Ok(c)
+}
+
+/// Writes chunk `id` (factor `replication`) to each of `on`.
+async fn put(
+    c: &mut Cluster,
+    id: &str,
+    seed: u64,
+    replication: u32,
+    on: &[&str],
+) -> Result<Vec<u8>> {
+    let data = pattern(seed, 200_000 + seed as usize * 1000);
+    for s in on {
+        write(&c.cs(s).url(), id, &data, replication).await?;
+    }
+    Ok(data)
+}
+
+/// Servers holding a replica of `chunk` that the master sees alive.
+async fn live_holders(url: &str, chunk: &str) -> Vec<String> {
+    let replicas = locate(url, chunk).await.ok().flatten().unwrap_or_default();
+    replicas
+        .into_iter()
+        .filter(|(_, alive)| *alive)
+        .map(|(s, _)| s)
+        .collect()
+}
+
+/// Waits until every chunk has exactly `n` live replicas, each of which its
+/// server really holds (a restarted server is listed until it reports).
+async fn wait_factor(c: &Cluster, chunks: &[&str], n: usize, timeout: Duration) -> Result<()> {
+    let url = c.master_url();
+    let urls: std::collections::BTreeMap<String, String> = c
+        .chunkservers
+        .iter()
+        .map(|(id, d)| (id.clone(), d.url()))
+        .collect();
+    let (url, urls) = (&url, &urls);
+    wait_until(
+        &format!("{chunks:?} at {n} live replicas"),
+        timeout,
+        || async move {
+            for ch in chunks {
+                let held = live_holders(url, ch).await;
+                if held.len() != n {
+                    return false;
+                }
+                for s in held {
+                    if cs::stat(&urls[&s], ch).await.is_err() {
+                        return false;
+                    }
+                }
+            }
+            true
+        },
+    )
+    .await
+}
+
+/// Every live holder serves the same bytes.
+async fn check_bytes(c: &mut Cluster, chunk: &str, data: &[u8]) -> Result<()> {
+    let url = c.master_url();
+    for s in live_holders(&url, chunk).await {
+        let got = read(&c.cs(&s).url(), chunk)
+            .await
+            .with_context(|| format!("{chunk} on {s}"))?;
+        anyhow::ensure!(got == data, "{chunk} on {s} differs");
+    }
+    Ok(())
+}
+
+async fn status(c: &Cluster) -> Result<RebalanceStatusResponse> {
+    let mut m = c.master_client().await?;
+    Ok(m.rebalance_status(RebalanceStatusRequest {})
+        .await?
+        .into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_disk_is_repaired_without_waiting_for_the_grace_period() -> Result<()> {
+    let mut c = cluster(&["cs1", "cs2", "cs3"], NO_GRACE_REPAIR, CsOpts::default()).await?;
+    let ids: Vec<String> = (0..6).map(|i| format!("w{i}")).collect();
+    let mut data = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        data.push(put(&mut c, id, i as u64, 2, &["cs1", "cs3"]).await?);
+    }
+    let names: Vec<&str> = ids.iter().map(String::as_str).collect();
+    wait_factor(&c, &names, 2, Duration::from_secs(20)).await?;
+
+    // A replaced disk: same id, empty data dir.
+    c.cs("cs3").stop();
+    std::fs::remove_dir_all(c.data_dir("cs3"))?;
+    c.cs("cs3").start_again()?;
+
+    wait_factor(&c, &names, 2, Duration::from_secs(30)).await?;
+    for (id, d) in ids.iter().zip(&data) {
+        check_bytes(&mut c, id, d).await?;
+    }
+    wait_until("the counts to settle", Duration::from_secs(10), || async {
+        status(&c)
+            .await
+            .is_ok_and(|s| s.under_replicated == 0 && s.repairs_done >= 6)
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn false_reports_on_every_replica_delete_nothing() -> Result<()> {
+    let mut c = cluster(&["cs1", "cs2", "cs3"], &[], CsOpts::default()).await?;
+    let data = put(&mut c, "f", 7, 3, &["cs1", "cs2", "cs3"]).await?;
+    wait_factor(&c, &["f"], 3, Duration::from_secs(20)).await?;
+
+    let mut m = c.master_client().await?;
+    for s in ["cs1", "cs2", "cs3"] {
+        m.report_corruption(ReportCorruptionRequest {
+            chunk: "f".into(),
+            server: s.into(),
+            detail: "a client says so".into(),
+        })
+        .await?;
+    }
+    // Each server rereads its copy and finds it whole.
+    wait_until(
+        "every replica verified whole",
+        Duration::from_secs(20),
+        || {
+            let mut m = m.clone();
+            async move {
+                let Ok(e) = m
+                    .explain_chunk(ExplainChunkRequest { chunk: "f".into() })
+                    .await
+                else {
+                    return false;
+                };
+                let e = e.into_inner();
+                e.jobs.is_empty()
+                    && e.replicas.len() == 3
+                    && e.replicas.iter().all(|r| r.health == "whole" && r.counted)
+            }
+        },
+    )
+    .await?;
+    for s in ["cs1", "cs2", "cs3"] {
+        let path = c.data_dir(s).join("chunks").join("f");
+        anyhow::ensure!(path.exists(), "{} is gone", path.display());
+    }
+    check_bytes(&mut c, "f", &data).await?;
+    anyhow::ensure!(status(&c).await?.under_replicated == 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vanished_damaged_and_partial_replicas_are_repaired() -> Result<()> {
+    let cs = CsOpts {
+        extra: vec!["--scrub-interval".into(), "500ms".into()],
+        ..CsOpts::default()
+    };
+    let mut c = cluster(&["cs1", "cs2", "cs3", "cs4"], NO_GRACE_REPAIR, cs).await?;
+    let url = c.master_url();
+    let v = put(&mut c, "v", 1, 2, &["cs1", "cs2"]).await?;
+    let d = put(&mut c, "d", 2, 2, &["cs1", "cs2"]).await?;
+    wait_factor(&c, &["v", "d"], 2, Duration::from_secs(20)).await?;
+
+    // Removed by hand: the scrub notices, the master repairs.
+    std::fs::remove_file(c.data_dir("cs1").join("chunks").join("v"))?;
+    // Damaged while its server was down (cut short: the start-up scan refuses it).
+    c.cs("cs2").stop();
+    let path = c.data_dir("cs2").join("chunks").join("d");
+    let len = std::fs::metadata(&path)?.len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)?
+        .set_len(len - 1)?;
+    c.cs("cs2").start_again()?;
+    // A write that reached one of its three servers.
+    let p = put(&mut c, "p", 3, 3, &["cs4"]).await?;
+
+    wait_factor(&c, &["v", "d"], 2, Duration::from_secs(30)).await?;
+    wait_factor(&c, &["p"], 3, Duration::from_secs(30)).await?;
+    anyhow::ensure!(
+        !live_holders(&url, "v").await.contains(&"cs1".to_string()) || {
+            c.data_dir("cs1").join("chunks").join("v").exists()
+        }
+    );
+    check_bytes(&mut c, "v", &v).await?;
+    check_bytes(&mut c, "d", &d).await?;
+    check_bytes(&mut c, "p", &p).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_killed_mid_repair_finds_the_shortfall_again() -> Result<()> {
+    // Slow copies, so the master dies while some are still to do.
+    let cs = CsOpts {
+        bandwidth: Some("1MiB".into()),
+        ..CsOpts::default()
+    };
+    let mut c = cluster(&["cs1", "cs2", "cs3"], NO_GRACE_REPAIR, cs).await?;
+    let ids: Vec<String> = (0..8).map(|i| format!("m{i}")).collect();
+    let mut data = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        data.push(put(&mut c, id, 10 + i as u64, 2, &["cs1", "cs2"]).await?);
+    }
+    let names: Vec<&str> = ids.iter().map(String::as_str).collect();
+    wait_factor(&c, &names, 2, Duration::from_secs(20)).await?;
+
+    c.cs("cs2").stop();
+    std::fs::remove_dir_all(c.data_dir("cs2"))?;
+    c.cs("cs2").start_again()?;
+    wait_until("a first repair", Duration::from_secs(30), || async {
+        status(&c).await.is_ok_and(|s| s.repairs_done >= 1)
+    })
+    .await?;
+    let master = c.master.as_mut().context("master")?;
+    master.kill9();
+    master.start_again()?;
+    c.wait_alive(3).await?;
+
+    wait_factor(&c, &names, 2, Duration::from_secs(60)).await?;
+    for (id, d) in ids.iter().zip(&data) {
+        check_bytes(&mut c, id, d).await?;
+    }
+    Ok(())
+}
