@@ -70,7 +70,7 @@ pub struct Config {
 
     /// Grace period before the replicas of a dead server are re-created elsewhere
     /// (most dead servers come back).
-    #[arg(long, env = "KEEL_RE_REPLICATE_AFTER", default_value = "5m", value_parser = parse_duration, hide = true)]
+    #[arg(long, env = "KEEL_RE_REPLICATE_AFTER", default_value = "5m", value_parser = parse_duration)]
     pub re_replicate_after: Duration,
 
     /// Period of the maintenance pass (trimming excess replicas, repairs).

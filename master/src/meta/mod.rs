@@ -33,6 +33,8 @@ pub(crate) mod tests;
 mod tests_ops;
 #[cfg(test)]
 mod tests_redundancy;
+#[cfg(test)]
+mod tests_sim;
 
 use std::collections::{HashMap, HashSet};
 
