@@ -229,8 +229,8 @@ impl Meta {
                 ));
             }
         }
-        if self.pending.contains_key(id) {
-            r.push("a write of it is still settling: repair waits for it".into());
+        if self.pending.contains_key(id) || self.young.contains_key(id) {
+            r.push("a write of it may still be settling: repair waits up to 10 s for its other replicas".into());
         }
         if let Some(why) = self.repair_blocked.get(id) {
             r.push(format!("it needs a copy and cannot get one now: {why}"));

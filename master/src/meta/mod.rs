@@ -165,6 +165,10 @@ pub struct Meta {
     lost: HashMap<Box<str>, LostChunk>,
     /// Redundancy as of the last maintenance pass.
     redundancy: Redundancy,
+    /// Chunks first seen below their factor, and since when (set by the
+    /// first repair pass that looks at them): their other replicas may still
+    /// be on their way, as after a write without an allocation.
+    young: HashMap<Box<str>, Option<std::time::Instant>>,
     /// Why a repair candidate could not be repaired last time (logged once).
     repair_blocked: HashMap<Box<str>, String>,
     /// Set when a server came back: its replicas may now be excess.
@@ -241,6 +245,9 @@ impl Meta {
                 if !c.upsert(no, r.reads) {
                     return Upsert::Refreshed;
                 }
+                if !self.young.is_empty() && c.replicas.len() >= c.replication as usize {
+                    self.young.remove(r.chunk.as_str());
+                }
                 over = c.replicas.len() > c.replication as usize
                     && c.servers()
                         .filter(|&s| self.servers[s as usize].alive)
@@ -258,6 +265,7 @@ impl Meta {
                 // restart): the repair pass checks its factor once writes settle.
                 if replication > 1 {
                     self.repair_candidates.insert(r.chunk.as_str().into());
+                    self.young.insert(r.chunk.as_str().into(), None);
                 }
                 if !self.lost.is_empty() && self.lost.remove(r.chunk.as_str()).is_some() {
                     tracing::info!(chunk = %r.chunk, server = %self.servers[n].id, "a replica of a lost chunk is back");

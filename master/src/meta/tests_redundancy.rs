@@ -74,8 +74,27 @@ fn a_partial_write_is_repaired_once_it_settles() {
         now,
     );
     let p = m.plan_repairs(now, 10);
-    assert_eq!(p.copies.len(), 1, "first sight of a chunk below its factor");
+    assert!(
+        p.copies.is_empty(),
+        "its other replicas may still be on their way"
+    );
     assert_eq!(m.redundancy().under_replicated, 1);
+    let later = now + PENDING_TTL;
+    let p = m.plan_repairs(later, 10);
+    assert_eq!(p.copies.len(), 1, "settled below its factor: repaired");
+    // A chunk that reaches its factor while settling needs nothing.
+    apply(
+        &mut m,
+        hb("b", true, vec![factor("y", 10, 2)], &[], 1),
+        later,
+    );
+    apply(
+        &mut m,
+        hb("c", true, vec![factor("y", 10, 2)], &[], 1),
+        later,
+    );
+    let p = m.plan_repairs(later + PENDING_TTL, 10);
+    assert!(p.copies.iter().all(|t| t.chunk != "y"));
 }
 
 #[test]
@@ -96,6 +115,9 @@ fn repairs_come_before_drains_and_fewest_replicas_first() {
     let mut drain = hb("b", true, vec![x, factor("z", 10, 2)], &[], 2);
     drain.draining = true;
     apply(&mut m, drain, now);
+    // x and y were first seen below their factor: they settle first.
+    let _ = m.plan_repairs(now, 0);
+    let now = now + PENDING_TTL;
     let p = m.plan_repairs(now, 10);
     let order: Vec<(&str, MoveKind)> = p
         .copies

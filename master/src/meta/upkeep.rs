@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use super::{ChunkMeta, Meta, MoveKind, MoveTicket, Redundancy, ServerAddr, ServerNo};
+use super::{ChunkMeta, Meta, MoveKind, MoveTicket, PENDING_TTL, Redundancy, ServerAddr, ServerNo};
 use crate::placement::{self, Candidate};
 
 /// Excess replicas of one chunk to delete, most utilized holder first. The
@@ -195,7 +195,9 @@ impl Meta {
             for s in c.servers().filter(|&s| self.server(s).draining) {
                 *drain_left.entry(s).or_default() += 1;
             }
-            let waits = self.busy.contains_key(&id) || self.pending.contains_key(&id);
+            let waits = self.busy.contains_key(&id)
+                || self.pending.contains_key(&id)
+                || (kind == MoveKind::Repair && self.settling(&id, now));
             if !waits {
                 work.push((kind, need.live, id.clone()));
             }
@@ -233,6 +235,20 @@ impl Meta {
         plan
     }
 
+    /// Whether `id` was first seen below its factor less than
+    /// [`PENDING_TTL`] ago (its other replicas may still be arriving).
+    fn settling(&mut self, id: &str, now: Instant) -> bool {
+        let Some(seen) = self.young.get_mut(id) else {
+            return false;
+        };
+        let since = *seen.get_or_insert(now);
+        if now.saturating_duration_since(since) < PENDING_TTL {
+            return true;
+        }
+        self.young.remove(id);
+        false
+    }
+
     /// Logs once per chunk and reason why it cannot be copied now.
     fn note_blocked(&mut self, id: &str, why: String) {
         if self.repair_blocked.get(id) != Some(&why) {
@@ -245,6 +261,7 @@ impl Meta {
     /// copies deleted.
     fn settled(&mut self, id: &str, plan: &mut RepairPlan) {
         self.repair_blocked.remove(id);
+        self.young.remove(id);
         self.missing_on.remove(id);
         if let Some(bad) = self.corrupt_on.remove(id) {
             for no in bad.into_iter().filter(|&no| self.server(no).alive) {
