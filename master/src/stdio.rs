@@ -4,18 +4,33 @@
 //!
 //! Replies use the seed's exact shape — Python-style separators (`", "`,
 //! `": "`) and `type`, `in_reply_to`, `msg_id` first in the body — so a
-//! harness that compares lines byte for byte passes too. Bad input gets an
-//! `error` body with a Maelstrom code and never ends the session; EOF does.
+//! harness that compares lines byte for byte passes too.
+//!
+//! Nothing on the input ends the session; only EOF does. Every line that is
+//! not blank gets exactly one reply. Lines are read as bytes with a cap of
+//! [`MAX_LINE_BYTES`] (see [`lines`]); a line that is over it, not UTF-8,
+//! holds a NUL byte or is not a message gets an `error` body with code 12
+//! (malformed request). A reply goes to the message's `src` with its
+//! `msg_id` as `in_reply_to`; when a line is too broken to name its sender
+//! (not JSON, no `src`, over the cap) the reply has `"dest": ""` and no
+//! `in_reply_to`. A line that is JSON apart from invalid UTF-8 is answered
+//! to the `src` it names. A failure to read stdin or write stdout ends the
+//! session with a [`SessionError`], which the caller logs; it is never a
+//! reason to stop the gRPC side.
+
+mod lines;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::task::TaskTracker;
 
 use crate::balance::Balancer;
 use crate::meta::{Reject, lock};
 use crate::mover::{Move, Mover};
 use crate::rebalance::{self, Outcome};
+
+pub use lines::{Line, LineReader, MAX_LINE_BYTES};
 
 /// Maelstrom error codes used here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +144,41 @@ struct Incoming {
 }
 
 impl Session {
+    /// Handles one line as a [`LineReader`] read it: its bytes must be
+    /// UTF-8 text without NUL. Returns the reply line, if any (blank lines
+    /// get none).
+    pub async fn handle_input<C: Core>(&mut self, core: &C, line: Line) -> Option<String> {
+        let bytes = match line {
+            Line::Whole(bytes) => bytes,
+            Line::TooLong { len, limit } => {
+                let text = format!(
+                    "line of {len} bytes is over the limit of {limit} bytes; it was discarded"
+                );
+                let e = ProtoError::new(Code::MalformedRequest, text);
+                return Some(self.reply(String::new(), None, Err(e)));
+            }
+        };
+        let text = match std::str::from_utf8(&bytes) {
+            Ok(text) => text,
+            Err(e) => {
+                let lossy = String::from_utf8_lossy(&bytes);
+                let (src, in_reply_to) = sender(&lossy);
+                let text = format!(
+                    "line is not valid UTF-8 (bad byte at offset {}); messages are UTF-8 JSON",
+                    e.valid_up_to()
+                );
+                let e = ProtoError::new(Code::MalformedRequest, text);
+                return Some(self.reply(src, in_reply_to, Err(e)));
+            }
+        };
+        if let Some(at) = text.find('\0') {
+            let text = format!("line holds a NUL byte at offset {at}; messages are JSON text");
+            let e = ProtoError::new(Code::MalformedRequest, text);
+            return Some(self.reply(String::new(), None, Err(e)));
+        }
+        self.handle_line(core, text).await
+    }
+
     /// Handles one input line and returns the reply line, if any (blank lines get none).
     pub async fn handle_line<C: Core>(&mut self, core: &C, line: &str) -> Option<String> {
         if line.trim().is_empty() {
@@ -141,6 +191,16 @@ impl Session {
             }
             Err((src, e)) => (src.unwrap_or_default(), None, Err(e)),
         };
+        Some(self.reply(src, in_reply_to, result))
+    }
+
+    /// The reply line to `dest`, numbered with the next `msg_id`.
+    fn reply(
+        &mut self,
+        dest: String,
+        in_reply_to: Option<Value>,
+        result: Result<(&'static str, Map<String, Value>), ProtoError>,
+    ) -> String {
         let body = match result {
             Ok((ty, payload)) => body(ty, in_reply_to, self.next_msg_id, payload),
             Err(e) => body(
@@ -154,8 +214,8 @@ impl Session {
             ),
         };
         self.next_msg_id += 1;
-        let me = self.node_id.clone().unwrap_or_else(|| "n0".to_owned());
-        Some(encode(&me, &src, &body))
+        let me = self.node_id.as_deref().unwrap_or("n0");
+        encode(me, &dest, &body)
     }
 
     async fn dispatch<C: Core>(
@@ -189,23 +249,52 @@ impl Session {
     }
 }
 
-/// Runs a session until EOF on `input`.
-pub async fn serve<C, R, W>(core: &C, input: R, mut output: W) -> std::io::Result<()>
+/// Why a session ended before EOF: stdin or stdout failed, never input content.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Reading the input failed.
+    #[error("reading stdin: {0}")]
+    Read(#[source] std::io::Error),
+    /// Writing a reply failed (e.g. nobody reads stdout any more).
+    #[error("writing stdout: {0}")]
+    Write(#[source] std::io::Error),
+}
+
+/// Runs a session until EOF on `input`, reading lines of at most `max_line`
+/// bytes ([`MAX_LINE_BYTES`] for stdin). `Ok` means EOF.
+pub async fn serve<C, R, W>(
+    core: &C,
+    input: R,
+    mut output: W,
+    max_line: usize,
+) -> Result<(), SessionError>
 where
     C: Core,
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut session = Session::default();
-    let mut lines = input.lines();
-    while let Some(line) = lines.next_line().await? {
-        if let Some(reply) = session.handle_line(core, &line).await {
-            output.write_all(reply.as_bytes()).await?;
-            output.write_all(b"\n").await?;
-            output.flush().await?;
+    let mut lines = LineReader::new(input, max_line);
+    while let Some(line) = lines.next_line().await.map_err(SessionError::Read)? {
+        if let Some(reply) = session.handle_input(core, line).await {
+            let written = async {
+                output.write_all(reply.as_bytes()).await?;
+                output.write_all(b"\n").await?;
+                output.flush().await
+            };
+            written.await.map_err(SessionError::Write)?;
         }
     }
     Ok(())
+}
+
+/// Whom to answer for a line that is refused before parsing: the `src` and
+/// `msg_id` it names, if it would parse as a message at all.
+fn sender(line: &str) -> (String, Option<Value>) {
+    match parse(line) {
+        Ok(msg) => (msg.src, msg.msg_id),
+        Err((src, _)) => (src.unwrap_or_default(), None),
+    }
 }
 
 fn parse(line: &str) -> Result<Incoming, (Option<String>, ProtoError)> {

@@ -72,6 +72,67 @@ async fn texts_escape_hostile_input() {
     assert_eq!(v["body"]["code"], 11);
 }
 
+/// Runs a whole session over `input` with lines capped at `cap` bytes and
+/// returns the reply lines.
+async fn session(input: &[u8], cap: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    serve(&Empty, input, &mut out, cap)
+        .await
+        .expect("in-memory input and output never fail");
+    let out = String::from_utf8(out).expect("replies are UTF-8");
+    out.lines().map(str::to_owned).collect()
+}
+
+fn json_of(line: &str) -> Value {
+    serde_json::from_str(line).expect("every reply is one JSON line")
+}
+
+#[tokio::test]
+async fn bytes_that_are_not_text_get_code_12_and_the_session_goes_on() {
+    let mut input = Vec::new();
+    input.extend_from_slice(b"\xff\n");
+    input.extend_from_slice(b"{\"src\":\"c1\",\"body\":{\"type\":\"\xc3(\",\"msg_id\":4}}\r\n");
+    input.extend_from_slice(b"{\"src\":\"c1\"\0}\n");
+    input.extend_from_slice(&[b'{'; 300]);
+    input.extend_from_slice(b"\n\n");
+    input.extend_from_slice(br#"{"src":"c2","body":{"type":"init","msg_id":9,"node_id":"n1"}}"#);
+    let replies = session(&input, 256).await;
+    let v: Vec<Value> = replies.iter().map(|l| json_of(l)).collect();
+    assert_eq!(v.len(), 5, "{replies:#?}");
+    for (i, reply) in v[..4].iter().enumerate() {
+        assert_eq!(reply["body"]["type"], "error", "{reply}");
+        assert_eq!(reply["body"]["code"], 12, "{reply}");
+        assert_eq!(reply["body"]["msg_id"], i as u64, "{reply}");
+    }
+    let text = |i: usize| v[i]["body"]["text"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        text(0).contains("not valid UTF-8 (bad byte at offset 0)"),
+        "{}",
+        text(0)
+    );
+    assert_eq!(v[0]["dest"], "");
+    assert!(v[0]["body"].get("in_reply_to").is_none());
+    // JSON apart from one bad byte: answered to its sender.
+    assert_eq!(
+        (&v[1]["dest"], &v[1]["body"]["in_reply_to"]),
+        (&Value::from("c1"), &Value::from(4))
+    );
+    assert!(text(2).contains("NUL byte at offset 11"), "{}", text(2));
+    assert_eq!(
+        text(3),
+        "line of 300 bytes is over the limit of 256 bytes; it was discarded"
+    );
+    assert_eq!(
+        (&v[3]["dest"], v[3]["body"].get("in_reply_to")),
+        (&Value::from(""), None)
+    );
+    assert_eq!(v[4]["body"]["type"], "init_ok");
+    assert_eq!(
+        (&v[4]["dest"], &v[4]["body"]["in_reply_to"]),
+        (&Value::from("c2"), &Value::from(9))
+    );
+}
+
 /// Random lines, random JSON and message-shaped JSON: the session never
 /// panics, answers every non-blank line with one line of valid JSON whose
 /// body has a type, numbers its replies 0, 1, 2, … and answers to the
@@ -217,6 +278,55 @@ mod properties {
         Ok(())
     }
 
+    /// The longest line [`arbitrary_bytes`] sessions keep.
+    const CAP: usize = 200;
+
+    /// What each line of `input` must get, in order: `None` no reply (a
+    /// blank line), `Some(true)` an error with code 12 (over [`CAP`], not
+    /// UTF-8, or holding NUL), `Some(false)` any one reply.
+    fn expected(input: &[u8]) -> Vec<Option<bool>> {
+        let mut parts: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
+        if parts.last().is_some_and(|p| p.is_empty()) {
+            parts.pop();
+        }
+        parts
+            .into_iter()
+            .map(|p| {
+                let p = p.strip_suffix(b"\r").unwrap_or(p);
+                match std::str::from_utf8(p) {
+                    _ if p.len() > CAP => Some(true),
+                    Err(_) => Some(true),
+                    Ok(t) if t.contains('\0') => Some(true),
+                    Ok(t) if t.trim().is_empty() => None,
+                    Ok(_) => Some(false),
+                }
+            })
+            .collect()
+    }
+
+    /// Pieces of a byte stream: any bytes, line endings, NUL, bytes that
+    /// are never UTF-8, cut multi-byte characters, runs over [`CAP`], and
+    /// whole messages.
+    fn bytes() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            3 => any::<Vec<u8>>(),
+            3 => prop::sample::select(vec![
+                b"\n".to_vec(), b"\r\n".to_vec(), b"\r".to_vec(), vec![0], vec![0xff], vec![0xc3],
+                "é".as_bytes().to_vec(), b" ".to_vec(),
+            ]),
+            1 => (1..3 * CAP).prop_map(|n| vec![b'x'; n]),
+            3 => message().prop_map(|m| m.to_string().into_bytes()),
+        ];
+        vec(piece, 0..16).prop_map(|pieces| pieces.concat())
+    }
+
+    fn run_bytes(input: &[u8]) -> Vec<String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(session(input, CAP))
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(400))]
 
@@ -239,6 +349,38 @@ mod properties {
                 lines.insert(0, first.to_owned());
             }
             check(&lines)?;
+        }
+
+        /// Any bytes through the whole session, line reader included: one
+        /// reply per line that is not blank, numbered 0, 1, 2, …, code 12
+        /// for every line over the cap, not UTF-8 or holding NUL; an
+        /// overlong line is answered to `""` with no `in_reply_to`.
+        #[test]
+        fn arbitrary_bytes(init in any::<bool>(), input in bytes()) {
+            let mut input = input;
+            if init {
+                let first = br#"{"src":"c0","dest":"n1","body":{"type":"init","msg_id":1,"node_id":"n1"}}"#;
+                input.splice(0..0, first.iter().chain(b"\n").copied());
+            }
+            let want = expected(&input);
+            let replies = run_bytes(&input);
+            let want: Vec<bool> = want.into_iter().flatten().collect();
+            prop_assert_eq!(replies.len(), want.len(), "{:?}", replies);
+            for (i, (reply, malformed)) in replies.iter().zip(want).enumerate() {
+                let v: Value = serde_json::from_str(reply)
+                    .map_err(|e| TestCaseError::fail(format!("{e}: {reply}")))?;
+                let body = &v["body"];
+                prop_assert!(v["src"].is_string() && v["dest"].is_string(), "{}", reply);
+                prop_assert_eq!(body["msg_id"].as_u64(), Some(i as u64), "{}", reply);
+                if malformed {
+                    prop_assert_eq!(&body["type"], "error", "{}", reply);
+                    prop_assert_eq!(body["code"].as_u64(), Some(12), "{}", reply);
+                }
+                if body["text"].as_str().is_some_and(|t| t.contains("over the limit")) {
+                    prop_assert_eq!(&v["dest"], "", "{}", reply);
+                    prop_assert!(body.get("in_reply_to").is_none(), "{}", reply);
+                }
+            }
         }
     }
 }
