@@ -8,12 +8,13 @@
 //!
 //! Nothing on the input ends the session; only EOF does. Every line that is
 //! not blank gets exactly one reply. Lines are read as bytes with a cap of
-//! [`MAX_LINE_BYTES`] (see [`lines`]); a line that is over it, not UTF-8,
+//! [`MAX_LINE_BYTES`] (see [`LineReader`]); a line that is over it, not UTF-8,
 //! holds a NUL byte or is not a message gets an `error` body with code 12
 //! (malformed request). A reply goes to the message's `src` with its
 //! `msg_id` as `in_reply_to`; when a line is too broken to name its sender
 //! (not JSON, no `src`, over the cap) the reply has `"dest": ""` and no
-//! `in_reply_to`. A line that is JSON apart from invalid UTF-8 is answered
+//! `in_reply_to`: an empty `dest` says the sender is unknown, where reusing
+//! the last sender seen could misdirect the error. A line that is JSON apart from invalid UTF-8 is answered
 //! to the `src` it names. A failure to read stdin or write stdout ends the
 //! session with a [`SessionError`], which the caller logs; it is never a
 //! reason to stop the gRPC side.
