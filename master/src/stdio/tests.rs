@@ -133,6 +133,42 @@ async fn bytes_that_are_not_text_get_code_12_and_the_session_goes_on() {
     );
 }
 
+/// A stdout that refuses every write.
+struct ClosedPipe;
+
+impl AsyncWrite for ClosedPipe {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn only_eof_is_an_ordinary_end_and_a_broken_stdout_is_an_error() {
+    let mut out = Vec::new();
+    let ended = serve(&Empty, &b"\xff\n"[..], &mut out, 64).await;
+    assert!(ended.is_ok() && !out.is_empty(), "{ended:?}");
+    // Blank input needs no reply, so a closed stdout goes unnoticed.
+    assert!(serve(&Empty, &b"\n \n"[..], ClosedPipe, 64).await.is_ok());
+    let ended = serve(&Empty, &b"\xff\n"[..], ClosedPipe, 64).await;
+    assert!(matches!(ended, Err(SessionError::Write(_))), "{ended:?}");
+}
+
 /// Random lines, random JSON and message-shaped JSON: the session never
 /// panics, answers every non-blank line with one line of valid JSON whose
 /// body has a type, numbers its replies 0, 1, 2, … and answers to the
