@@ -144,6 +144,7 @@ async fn get_moves_on_from_a_stalled_replica() -> Result<()> {
             && err.contains(&format!("trying {second}")),
         "{err}"
     );
+    eprintln!("get with its first replica stopped took {took:?} (idle timeout {IDLE:?})");
     assert!(took >= IDLE && took < IDLE + MARGIN, "get took {took:?}");
     assert!(std::fs::read(&dest)? == data, "fetched bytes differ");
     let leftovers = std::fs::read_dir(c.dir.path())?
@@ -213,6 +214,7 @@ async fn a_control_call_to_a_stopped_master_ends_at_its_deadline() -> Result<()>
             )),
             "{err}"
         );
+        eprintln!("{op} on a stopped master ended after {took:?} (--timeout 2s)");
         assert!(
             took >= Duration::from_secs(2) && took < Duration::from_secs(6),
             "{args:?} took {took:?}"
