@@ -40,6 +40,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "KEEL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub timeout: Duration,
 
+    /// A `get` or `put` stream to a chunk server that moves no bytes for
+    /// this long is abandoned (`get` then tries another replica).
+    #[arg(long, global = true, env = "KEEL_STREAM_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub stream_idle_timeout: Duration,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -262,7 +267,10 @@ impl Cli {
     /// Runs the chosen command.
     pub async fn run(self) -> Result<(), Error> {
         // Built only by the commands that talk keel.v1 (health needs no token).
-        let clients = || Clients::new(&self.master, self.auth_token.as_deref(), self.timeout);
+        let clients = || {
+            Clients::new(&self.master, self.auth_token.as_deref(), self.timeout)
+                .map(|c| c.with_stream_idle(self.stream_idle_timeout))
+        };
         let json = self.json;
         match self.command {
             Command::Put(a) => put::run(&clients()?, a, json).await,

@@ -1,6 +1,8 @@
 //! Connections to the master and to chunk servers: Keel's message limits,
-//! the optional bearer token on every call, a connect timeout, and a deadline
-//! on control requests.
+//! the optional bearer token on every call, a connect timeout, HTTP/2
+//! keep-alive, and a deadline on control requests that the master is told of
+//! (`grpc-timeout`). Data streams are bounded by their idle timeout instead
+//! (see [`crate::idle`]).
 
 use std::future::Future;
 use std::time::Duration;
@@ -11,7 +13,7 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
 use crate::error::{Error, Peer, root_cause};
 
@@ -29,8 +31,35 @@ const CONNECTION_WINDOW: u32 = 8 << 20;
 /// HTTP/2 frame size (the default is 16 KiB): fewer frames per message.
 const H2_FRAME: u32 = 256 << 10;
 
+/// How often an HTTP/2 ping goes out on every connection, busy or idle.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A ping not answered within this drops the connection and fails its calls.
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A channel that attaches the token to every request.
 pub type Svc = InterceptedService<Channel, Auth>;
+
+/// A master channel: the token, and the control deadline where there is one.
+pub type Control = InterceptedService<Channel, Deadline>;
+
+/// [`Auth`], plus `--timeout` sent as `grpc-timeout` so the master stops
+/// working on a call keelctl has given up on.
+#[derive(Clone, Debug)]
+pub struct Deadline {
+    auth: Auth,
+    timeout: Option<Duration>,
+}
+
+impl Interceptor for Deadline {
+    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        let mut req = self.auth.call(req)?;
+        if let Some(t) = self.timeout {
+            req.set_timeout(t);
+        }
+        Ok(req)
+    }
+}
 
 /// Adds `authorization: Bearer <token>` when a token is configured.
 #[derive(Clone, Debug, Default)]
@@ -85,6 +114,8 @@ pub struct Clients {
     master_url: String,
     auth: Auth,
     timeout: Duration,
+    /// `--stream-idle-timeout`: a data stream with no progress this long ends.
+    stream_idle: Duration,
 }
 
 impl Clients {
@@ -96,7 +127,21 @@ impl Clients {
             master_url,
             auth: Auth::new(token)?,
             timeout,
+            stream_idle: crate::idle::DEFAULT_STREAM_IDLE,
         })
+    }
+
+    /// Sets the idle timeout of data streams (`--stream-idle-timeout`).
+    pub fn with_stream_idle(self, stream_idle: Duration) -> Self {
+        Clients {
+            stream_idle,
+            ..self
+        }
+    }
+
+    /// The idle timeout of data streams.
+    pub fn stream_idle(&self) -> Duration {
+        self.stream_idle
     }
 
     /// The master, connected.
@@ -107,11 +152,18 @@ impl Clients {
         }
         .to_string();
         let channel = connect(&self.master_url, &peer).await?;
-        let client = MasterClient::with_interceptor(channel, self.auth.clone())
-            .max_decoding_message_size(keel_proto::MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(keel_proto::MAX_MESSAGE_BYTES);
+        let client = |timeout| {
+            let deadline = Deadline {
+                auth: self.auth.clone(),
+                timeout,
+            };
+            MasterClient::with_interceptor(channel.clone(), deadline)
+                .max_decoding_message_size(keel_proto::MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(keel_proto::MAX_MESSAGE_BYTES)
+        };
         Ok(Master {
-            client,
+            client: client(Some(self.timeout)),
+            long: client(None),
             peer,
             timeout: self.timeout,
         })
@@ -147,16 +199,32 @@ async fn connect(url: &str, peer: &str) -> Result<Channel, Error> {
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_frame_size(H2_FRAME);
-    endpoint.connect().await.map_err(|e| Error::Unreachable {
-        peer: peer.to_owned(),
-        reason: root_cause(&e),
-    })
+    keep_alive(endpoint)
+        .connect()
+        .await
+        .map_err(|e| Error::Unreachable {
+            peer: peer.to_owned(),
+            reason: root_cause(&e),
+        })
+}
+
+/// Pings the peer every [`KEEP_ALIVE_INTERVAL`], with streams open or not,
+/// so a peer that vanished fails the calls on its connection instead of
+/// leaving them waiting.
+fn keep_alive(endpoint: Endpoint) -> Endpoint {
+    endpoint
+        .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+        .keep_alive_while_idle(true)
 }
 
 /// A connected master client.
 pub struct Master {
-    /// The generated client (cheap to clone).
-    pub client: MasterClient<Svc>,
+    /// The generated client for control calls, each carrying `--timeout`
+    /// (cheap to clone).
+    pub client: MasterClient<Control>,
+    /// The same connection without a deadline, for [`Master::call_long`].
+    pub long: MasterClient<Control>,
     /// How the master is named in messages.
     pub peer: String,
     timeout: Duration,
@@ -170,16 +238,18 @@ impl Master {
         fut: impl Future<Output = Result<Response<T>, Status>>,
     ) -> Result<T, Error> {
         match tokio::time::timeout(self.timeout, fut).await {
+            // The master's own deadline may strike first: the same story.
+            Ok(Err(s)) if s.code() == Code::Cancelled && s.message() == "Timeout expired" => {
+                Err(self.late(op))
+            }
             Ok(r) => self.answer(op, r),
-            Err(_) => Err(Error::rpc(
-                &self.peer,
-                op,
-                Status::deadline_exceeded(format!(
-                    "no answer within {:?} (see --timeout)",
-                    self.timeout
-                )),
-            )),
+            Err(_) => Err(self.late(op)),
         }
+    }
+
+    fn late(&self, op: &'static str) -> Error {
+        let why = format!("no answer within {:?} (see --timeout)", self.timeout);
+        Error::rpc(&self.peer, op, Status::deadline_exceeded(why))
     }
 
     /// Awaits an RPC that may legitimately take long (moves), without deadline.
@@ -244,5 +314,25 @@ mod tests {
         let req = none.call(Request::new(())).expect("intercepted");
         assert!(req.metadata().get("authorization").is_none());
         assert!(Auth::new(Some("bad\ntoken")).is_err());
+    }
+
+    #[test]
+    fn control_calls_tell_the_master_their_deadline() {
+        let auth = Auth::new(Some("s3cret")).expect("ascii");
+        let mut control = Deadline {
+            auth: auth.clone(),
+            timeout: Some(Duration::from_secs(3)),
+        };
+        let req = control.call(Request::new(())).expect("intercepted");
+        let header = |name| req.metadata().get(name).and_then(|v| v.to_str().ok());
+        assert_eq!(header("authorization"), Some("Bearer s3cret"));
+        assert!(header("grpc-timeout").is_some_and(|t| !t.is_empty()));
+        let mut long = Deadline {
+            auth,
+            timeout: None,
+        };
+        let req = long.call(Request::new(())).expect("intercepted");
+        assert!(req.metadata().get("grpc-timeout").is_none());
+        assert!(req.metadata().get("authorization").is_some());
     }
 }

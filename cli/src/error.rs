@@ -103,6 +103,20 @@ pub enum Error {
         what: String,
     },
 
+    /// A data stream moved nothing for `--stream-idle-timeout`.
+    #[error(
+        "{peer} stalled: {op} moved no bytes for {} (see --stream-idle-timeout)",
+        crate::output::age(*idle)
+    )]
+    Stalled {
+        /// The server.
+        peer: String,
+        /// What was under way, in words (`read chunk`).
+        op: &'static str,
+        /// The limit that passed.
+        idle: std::time::Duration,
+    },
+
     /// The master lists no replica of the chunk.
     #[error("the master lists no replica of chunk {chunk:?}")]
     NoReplicas {

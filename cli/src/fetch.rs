@@ -1,6 +1,8 @@
 //! Reading one replica into a temp file beside the destination, verifying
 //! size and CRC32C against the server's header and the master's record, and
-//! renaming into place only when everything matches.
+//! renaming into place only when everything matches. An attempt that moves
+//! no bytes for `--stream-idle-timeout` (connecting, waiting for the answer
+//! or between frames) fails like any other replica error.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -11,8 +13,9 @@ use tokio::fs::{File, OpenOptions};
 use tokio::io::AsyncWriteExt;
 use tonic::Code;
 
-use crate::client::Clients;
-use crate::error::Error;
+use crate::client::{Clients, normalize_url};
+use crate::error::{Error, Peer};
+use crate::idle::{self, Progress};
 
 /// What to fetch and what the master says it should be.
 pub struct Attempt<'a> {
@@ -56,11 +59,29 @@ fn corrupt(peer: &str, what: String) -> Failure {
     }
 }
 
-/// Streams the chunk from `server` into `attempt.dest`.
+/// Streams the chunk from `server` into `attempt.dest`, giving up when
+/// nothing arrives for the idle timeout (the temp file goes with it).
 pub async fn fetch(
     clients: &Clients,
     server: &ServerRef,
     attempt: &Attempt<'_>,
+) -> Result<(), Failure> {
+    let progress = Progress::new();
+    let idle = clients.stream_idle();
+    let transfer = read_replica(clients, server, attempt, &progress);
+    idle::guard(idle, &progress, transfer)
+        .await
+        .unwrap_or_else(|idle::Stalled| {
+            let op = "read chunk";
+            Err(replica(stalled(server, op, idle)))
+        })
+}
+
+async fn read_replica(
+    clients: &Clients,
+    server: &ServerRef,
+    attempt: &Attempt<'_>,
+    progress: &Progress,
 ) -> Result<(), Failure> {
     let mut cs = clients
         .chunkserver(&server.id, &server.address)
@@ -87,6 +108,7 @@ pub async fn fetch(
     let mut header = None;
     let (mut size, mut crc) = (0u64, 0u32);
     while let Some(msg) = stream.message().await.map_err(rpc_failure)? {
+        progress.touch();
         match (msg.header, &header) {
             (Some(_), Some(_)) => return Err(corrupt(&peer, "a second header".into())),
             (Some(h), None) => header = Some(h),
@@ -111,6 +133,20 @@ pub async fn fetch(
         return Err(corrupt(&peer, why));
     }
     tmp.commit(attempt.dest).await.map_err(Failure::Local)
+}
+
+/// [`Error::Stalled`] naming `server` as its other errors do.
+pub fn stalled(server: &ServerRef, op: &'static str, idle: std::time::Duration) -> Error {
+    let url = normalize_url(&server.address).unwrap_or_else(|_| server.address.clone());
+    let peer = Peer {
+        id: Some(&server.id),
+        url: &url,
+    };
+    Error::Stalled {
+        peer: peer.to_string(),
+        op,
+        idle,
+    }
 }
 
 /// Compares the server's header `(chunk, size, crc)` and the bytes actually

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - `cli`: flags and subcommands (clap), and dispatch.
-//! - `client`: connections with Keel's message limits, the token, deadlines.
+//! - `client`: connections with Keel's message limits, the token, keep-alive, deadlines.
+//! - `idle`: the idle timeout of data streams.
 //! - `error`: errors as one-line sentences; exit codes.
 //! - `output`: tables, bars, progress lines, JSON.
 //! - `spool`: standard input into a self-removing temp file, checksummed.
@@ -18,6 +19,7 @@ mod explain;
 mod fetch;
 mod get;
 mod health;
+mod idle;
 mod output;
 mod put;
 mod rebalance;

@@ -1,6 +1,7 @@
 //! `keelctl put`: checksum a file (or standard input, spooled) in one
 //! streaming pass, ask the master where the chunk goes, then stream it to
-//! every replica in parallel.
+//! every replica in parallel. A replica stream that takes no frame and gives
+//! no answer for `--stream-idle-timeout` fails that replica.
 
 use std::io;
 use std::path::Path;
@@ -19,6 +20,7 @@ use tonic::Code;
 use crate::cli::PutArgs;
 use crate::client::{Clients, Master};
 use crate::error::Error;
+use crate::idle::{self, Progress};
 use crate::{output, spool};
 
 /// `--json` output of a successful put.
@@ -228,17 +230,35 @@ async fn open_regular(path: &Path) -> Result<File, Error> {
     Ok(file)
 }
 
-/// Streams the file to one server and checks what it says it stored.
+/// Streams the file to one server and checks what it says it stored,
+/// giving up when the stream moves nothing for the idle timeout.
 async fn write_replica(
     clients: &Clients,
     server: &ServerRef,
     header: &ChunkHeader,
     path: &Path,
 ) -> Result<(), Error> {
+    let progress = Progress::new();
+    let idle = clients.stream_idle();
+    let transfer = send_replica(clients, server, header, path, &progress);
+    idle::guard(idle, &progress, transfer)
+        .await
+        .unwrap_or_else(|idle::Stalled| Err(crate::fetch::stalled(server, "write chunk", idle)))
+}
+
+async fn send_replica(
+    clients: &Clients,
+    server: &ServerRef,
+    header: &ChunkHeader,
+    path: &Path,
+    progress: &Progress,
+) -> Result<(), Error> {
     let mut cs = clients.chunkserver(&server.id, &server.address).await?;
     let file = open_regular(path).await?;
     let read_error = Arc::new(Mutex::new(None));
-    let requests = request_stream(header.clone(), file, Arc::clone(&read_error));
+    let ticks = progress.clone();
+    let requests = request_stream(header.clone(), file, Arc::clone(&read_error))
+        .inspect(move |_| ticks.touch());
     let answer = cs.client.write_chunk(requests).await;
     if let Some(e) = read_error.lock().ok().and_then(|mut slot| slot.take()) {
         return Err(Error::file("cannot read", path, e));

@@ -212,7 +212,8 @@ async fn finish<T>(mut task: JoinHandle<T>, what: &str) -> Result<Option<T>, Run
 }
 
 /// Speaks the seed's JSON-lines protocol on stdin/stdout beside the gRPC
-/// listener; EOF on stdin stops the master.
+/// listener. EOF on stdin stops the master; no input does. A broken stdin or
+/// stdout ends the session alone: gRPC goes on until SIGTERM.
 fn serve_stdio(core: &Core, config: &Config, shutdown: &CancellationToken) {
     let session = crate::stdio::MasterCore {
         mover: core.mover.clone(),
@@ -223,11 +224,15 @@ fn serve_stdio(core: &Core, config: &Config, shutdown: &CancellationToken) {
     let stop = shutdown.clone();
     tokio::spawn(async move {
         let input = tokio::io::BufReader::new(tokio::io::stdin());
-        if let Err(e) = crate::stdio::serve(&session, input, tokio::io::stdout()).await {
-            warn!(error = %e, "stdio session failed");
+        let output = tokio::io::stdout();
+        let max = crate::stdio::MAX_LINE_BYTES;
+        match crate::stdio::serve(&session, input, output, max).await {
+            Ok(()) => {
+                info!("stdin closed; stopping");
+                stop.cancel();
+            }
+            Err(e) => warn!(error = %e, "stdio session ended; gRPC keeps serving"),
         }
-        info!("stdin closed; stopping");
-        stop.cancel();
     });
     info!("serving the JSON-lines protocol on stdin/stdout");
 }

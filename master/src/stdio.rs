@@ -4,18 +4,34 @@
 //!
 //! Replies use the seed's exact shape — Python-style separators (`", "`,
 //! `": "`) and `type`, `in_reply_to`, `msg_id` first in the body — so a
-//! harness that compares lines byte for byte passes too. Bad input gets an
-//! `error` body with a Maelstrom code and never ends the session; EOF does.
+//! harness that compares lines byte for byte passes too.
+//!
+//! Nothing on the input ends the session; only EOF does. Every line that is
+//! not blank gets exactly one reply. Lines are read as bytes with a cap of
+//! [`MAX_LINE_BYTES`] (see [`LineReader`]); a line that is over it, not UTF-8,
+//! holds a NUL byte or is not a message gets an `error` body with code 12
+//! (malformed request). A reply goes to the message's `src` with its
+//! `msg_id` as `in_reply_to`; when a line is too broken to name its sender
+//! (not JSON, no `src`, over the cap) the reply has `"dest": ""` and no
+//! `in_reply_to`: an empty `dest` says the sender is unknown, where reusing
+//! the last sender seen could misdirect the error. A line that is JSON apart from invalid UTF-8 is answered
+//! to the `src` it names. A failure to read stdin or write stdout ends the
+//! session with a [`SessionError`], which the caller logs; it is never a
+//! reason to stop the gRPC side.
+
+mod lines;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::task::TaskTracker;
 
 use crate::balance::Balancer;
 use crate::meta::{Reject, lock};
 use crate::mover::{Move, Mover};
 use crate::rebalance::{self, Outcome};
+
+pub use lines::{Line, LineReader, MAX_LINE_BYTES};
 
 /// Maelstrom error codes used here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +145,41 @@ struct Incoming {
 }
 
 impl Session {
+    /// Handles one line as a [`LineReader`] read it: its bytes must be
+    /// UTF-8 text without NUL. Returns the reply line, if any (blank lines
+    /// get none).
+    pub async fn handle_input<C: Core>(&mut self, core: &C, line: Line) -> Option<String> {
+        let bytes = match line {
+            Line::Whole(bytes) => bytes,
+            Line::TooLong { len, limit } => {
+                let text = format!(
+                    "line of {len} bytes is over the limit of {limit} bytes; it was discarded"
+                );
+                let e = ProtoError::new(Code::MalformedRequest, text);
+                return Some(self.reply(String::new(), None, Err(e)));
+            }
+        };
+        let text = match std::str::from_utf8(&bytes) {
+            Ok(text) => text,
+            Err(e) => {
+                let lossy = String::from_utf8_lossy(&bytes);
+                let (src, in_reply_to) = sender(&lossy);
+                let text = format!(
+                    "line is not valid UTF-8 (bad byte at offset {}); messages are UTF-8 JSON",
+                    e.valid_up_to()
+                );
+                let e = ProtoError::new(Code::MalformedRequest, text);
+                return Some(self.reply(src, in_reply_to, Err(e)));
+            }
+        };
+        if let Some(at) = text.find('\0') {
+            let text = format!("line holds a NUL byte at offset {at}; messages are JSON text");
+            let e = ProtoError::new(Code::MalformedRequest, text);
+            return Some(self.reply(String::new(), None, Err(e)));
+        }
+        self.handle_line(core, text).await
+    }
+
     /// Handles one input line and returns the reply line, if any (blank lines get none).
     pub async fn handle_line<C: Core>(&mut self, core: &C, line: &str) -> Option<String> {
         if line.trim().is_empty() {
@@ -141,6 +192,16 @@ impl Session {
             }
             Err((src, e)) => (src.unwrap_or_default(), None, Err(e)),
         };
+        Some(self.reply(src, in_reply_to, result))
+    }
+
+    /// The reply line to `dest`, numbered with the next `msg_id`.
+    fn reply(
+        &mut self,
+        dest: String,
+        in_reply_to: Option<Value>,
+        result: Result<(&'static str, Map<String, Value>), ProtoError>,
+    ) -> String {
         let body = match result {
             Ok((ty, payload)) => body(ty, in_reply_to, self.next_msg_id, payload),
             Err(e) => body(
@@ -154,8 +215,8 @@ impl Session {
             ),
         };
         self.next_msg_id += 1;
-        let me = self.node_id.clone().unwrap_or_else(|| "n0".to_owned());
-        Some(encode(&me, &src, &body))
+        let me = self.node_id.as_deref().unwrap_or("n0");
+        encode(me, &dest, &body)
     }
 
     async fn dispatch<C: Core>(
@@ -189,23 +250,52 @@ impl Session {
     }
 }
 
-/// Runs a session until EOF on `input`.
-pub async fn serve<C, R, W>(core: &C, input: R, mut output: W) -> std::io::Result<()>
+/// Why a session ended before EOF: stdin or stdout failed, never input content.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Reading the input failed.
+    #[error("reading stdin: {0}")]
+    Read(#[source] std::io::Error),
+    /// Writing a reply failed (e.g. nobody reads stdout any more).
+    #[error("writing stdout: {0}")]
+    Write(#[source] std::io::Error),
+}
+
+/// Runs a session until EOF on `input`, reading lines of at most `max_line`
+/// bytes ([`MAX_LINE_BYTES`] for stdin). `Ok` means EOF.
+pub async fn serve<C, R, W>(
+    core: &C,
+    input: R,
+    mut output: W,
+    max_line: usize,
+) -> Result<(), SessionError>
 where
     C: Core,
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut session = Session::default();
-    let mut lines = input.lines();
-    while let Some(line) = lines.next_line().await? {
-        if let Some(reply) = session.handle_line(core, &line).await {
-            output.write_all(reply.as_bytes()).await?;
-            output.write_all(b"\n").await?;
-            output.flush().await?;
+    let mut lines = LineReader::new(input, max_line);
+    while let Some(line) = lines.next_line().await.map_err(SessionError::Read)? {
+        if let Some(reply) = session.handle_input(core, line).await {
+            let written = async {
+                output.write_all(reply.as_bytes()).await?;
+                output.write_all(b"\n").await?;
+                output.flush().await
+            };
+            written.await.map_err(SessionError::Write)?;
         }
     }
     Ok(())
+}
+
+/// Whom to answer for a line that is refused before parsing: the `src` and
+/// `msg_id` it names, if it would parse as a message at all.
+fn sender(line: &str) -> (String, Option<Value>) {
+    match parse(line) {
+        Ok(msg) => (msg.src, msg.msg_id),
+        Err((src, _)) => (src.unwrap_or_default(), None),
+    }
 }
 
 fn parse(line: &str) -> Result<Incoming, (Option<String>, ProtoError)> {
@@ -494,248 +584,4 @@ fn reject_code(r: &Reject) -> Code {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    struct Empty;
-
-    impl Core for Empty {
-        async fn check(&self) -> CheckOk {
-            CheckOk {
-                average_utilization_pct: 57.5,
-                overloaded: vec![ServerPct {
-                    server: "cs1".into(),
-                    utilization_pct: 78.0,
-                }],
-                underloaded: vec![],
-            }
-        }
-        async fn execute(&self, moves: Vec<MoveReq>) -> Result<ExecuteOk, ProtoError> {
-            Err(ProtoError::new(
-                Code::KeyDoesNotExist,
-                format!("unknown chunk {}", moves[0].chunk),
-            ))
-        }
-    }
-
-    #[tokio::test]
-    async fn replies_in_the_seed_shape() {
-        let mut s = Session::default();
-        let init = r#"{"src":"c0","dest":"n1","body":{"type":"init","msg_id":1,"node_id":"n1","node_ids":["n1"]}}"#;
-        assert_eq!(
-            s.handle_line(&Empty, init).await.as_deref(),
-            Some(
-                r#"{"src": "n1", "dest": "c0", "body": {"type": "init_ok", "in_reply_to": 1, "msg_id": 0}}"#
-            )
-        );
-        let check = s
-            .handle_line(
-                &Empty,
-                r#"{"src":"c1","body":{"type":"rebalance_check","msg_id":2}}"#,
-            )
-            .await;
-        assert_eq!(
-            check.as_deref(),
-            Some(
-                r#"{"src": "n1", "dest": "c1", "body": {"type": "rebalance_check_ok", "in_reply_to": 2, "msg_id": 1, "average_utilization_pct": 57.5, "overloaded": [{"server": "cs1", "utilization_pct": 78}], "underloaded": []}}"#
-            )
-        );
-        let exec = s
-            .handle_line(&Empty, r#"{"src":"c1","body":{"type":"rebalance_execute","msg_id":3,"moves":[{"chunk":"x","from":"a","to":"b"}]}}"#)
-            .await;
-        assert_eq!(
-            exec.as_deref(),
-            Some(
-                r#"{"src": "n1", "dest": "c1", "body": {"type": "error", "in_reply_to": 3, "msg_id": 2, "code": 20, "text": "unknown chunk x"}}"#
-            )
-        );
-        assert_eq!(s.handle_line(&Empty, "   ").await, None);
-    }
-
-    #[tokio::test]
-    async fn texts_escape_hostile_input() {
-        let mut s = Session::default();
-        let reply = s
-            .handle_line(
-                &Empty,
-                r#"{"src":"c\"1","body":{"type":"a\nb","msg_id":1}}"#,
-            )
-            .await
-            .unwrap_or_default();
-        let v: Value = serde_json::from_str(&reply).expect("reply stays valid JSON");
-        assert_eq!(v["dest"], "c\"1");
-        assert_eq!(v["body"]["code"], 11);
-    }
-
-    /// Random lines, random JSON and message-shaped JSON: the session never
-    /// panics, answers every non-blank line with one line of valid JSON whose
-    /// body has a type, numbers its replies 0, 1, 2, … and answers to the
-    /// sender with the sender's `msg_id` whenever the message carries both.
-    mod properties {
-        use proptest::collection::{btree_map, vec};
-        use proptest::prelude::*;
-
-        use super::*;
-
-        const KEYS: [&str; 10] = [
-            "src", "dest", "body", "type", "msg_id", "node_id", "moves", "chunk", "from", "to",
-        ];
-
-        fn json() -> impl Strategy<Value = Value> {
-            let leaf = prop_oneof![
-                Just(Value::Null),
-                any::<bool>().prop_map(Value::from),
-                any::<i64>().prop_map(Value::from),
-                any::<u64>().prop_map(Value::from),
-                any::<f64>().prop_map(Value::from),
-                ".{0,12}".prop_map(Value::from),
-                prop::sample::select(KEYS.to_vec()).prop_map(Value::from),
-            ];
-            leaf.prop_recursive(4, 48, 6, |inner| {
-                let key = prop_oneof![
-                    prop::sample::select(KEYS.to_vec()).prop_map(String::from),
-                    ".{0,4}"
-                ];
-                prop_oneof![
-                    vec(inner.clone(), 0..5).prop_map(Value::Array),
-                    btree_map(key, inner, 0..6)
-                        .prop_map(|m| Value::Object(m.into_iter().collect())),
-                ]
-            })
-        }
-
-        /// A message that gets past some or all of the parser's checks:
-        /// each field is mostly well formed, sometimes any JSON, sometimes
-        /// missing.
-        fn message() -> impl Strategy<Value = Value> {
-            let types = vec!["init", "rebalance_check", "rebalance_execute", "echo"];
-            let ty = prop_oneof![
-                6 => prop::sample::select(types).prop_map(Value::from),
-                1 => json(),
-            ];
-            let name = || prop_oneof![6 => "[a-z]{1,3}[0-9]?".prop_map(Value::from), 1 => json()];
-            let mv = (name(), name(), name(), 0..16u8).prop_map(|(c, f, t, drop)| {
-                let fields = [("chunk", c), ("from", f), ("to", t)];
-                Value::Object(kept(fields, drop))
-            });
-            let moves = prop_oneof![6 => vec(mv, 0..4).prop_map(Value::Array), 1 => json()];
-            let msg_id = prop_oneof![6 => any::<u64>().prop_map(Value::from), 1 => json()];
-            let src = prop_oneof![6 => "c[0-9]".prop_map(Value::from), 1 => json()];
-            let node = prop_oneof![6 => "n[0-9]".prop_map(Value::from), 1 => json()];
-            (src, ty, msg_id, node, moves, 0..64u8).prop_map(|(src, ty, id, node, moves, drop)| {
-                let body = [
-                    ("type", ty),
-                    ("msg_id", id),
-                    ("node_id", node),
-                    ("moves", moves),
-                ];
-                let body = Value::Object(kept(body, drop));
-                let top = [("src", src), ("dest", Value::from("n1")), ("body", body)];
-                Value::Object(kept(top, drop >> 4))
-            })
-        }
-
-        /// The fields whose bit in `drop` is clear, or all of them when
-        /// `drop` is at least 8 (so most messages keep every field).
-        fn kept<const N: usize>(fields: [(&str, Value); N], drop: u8) -> Map<String, Value> {
-            let drop = if drop >= 8 { 0 } else { drop };
-            fields
-                .into_iter()
-                .enumerate()
-                .filter(|(i, _)| drop & (1 << i) == 0)
-                .map(|(_, (k, v))| (k.to_owned(), v))
-                .collect()
-        }
-
-        fn run(lines: &[String]) -> Vec<Option<String>> {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                let mut s = Session::default();
-                let mut out = Vec::with_capacity(lines.len());
-                for l in lines {
-                    out.push(s.handle_line(&Empty, l).await);
-                }
-                out
-            })
-        }
-
-        /// `src` and `msg_id` of a line the parser accepts as a message.
-        fn sender(line: &str) -> (Value, Option<Value>) {
-            let Ok(Value::Object(top)) = serde_json::from_str::<Value>(line) else {
-                return (Value::from(""), None);
-            };
-            let Some(Value::String(src)) = top.get("src") else {
-                return (Value::from(""), None);
-            };
-            let id = match top.get("body") {
-                Some(Value::Object(b)) => b.get("msg_id").filter(|v| v.is_u64()).cloned(),
-                _ => None,
-            };
-            (Value::from(src.as_str()), id)
-        }
-
-        fn check(lines: &[String]) -> Result<(), TestCaseError> {
-            let replies = run(lines);
-            let mut next = 0u64;
-            for (line, reply) in lines.iter().zip(replies) {
-                if line.trim().is_empty() {
-                    prop_assert!(reply.is_none());
-                    continue;
-                }
-                let reply =
-                    reply.ok_or_else(|| TestCaseError::fail(format!("no reply to {line:?}")))?;
-                prop_assert!(!reply.contains('\n'), "{}", reply);
-                let v: Value = serde_json::from_str(&reply)
-                    .map_err(|e| TestCaseError::fail(format!("{e}: {reply}")))?;
-                let body = &v["body"];
-                prop_assert!(
-                    v["src"].is_string() && body["type"].is_string(),
-                    "{}",
-                    reply
-                );
-                prop_assert_eq!(body["msg_id"].as_u64(), Some(next), "{}", reply);
-                next += 1;
-                let (src, id) = sender(line);
-                prop_assert_eq!(&v["dest"], &src, "{}", reply);
-                prop_assert_eq!(body.get("in_reply_to"), id.as_ref(), "{}", reply);
-                if body["type"] == "error" {
-                    let code = body["code"].as_u64();
-                    prop_assert!(matches!(code, Some(10..=13 | 20 | 22)), "{}", reply);
-                    prop_assert!(
-                        body["text"].as_str().is_some_and(|t| !t.is_empty()),
-                        "{}",
-                        reply
-                    );
-                }
-            }
-            Ok(())
-        }
-
-        proptest! {
-            #![proptest_config(ProptestConfig::with_cases(400))]
-
-            #[test]
-            fn arbitrary_lines(lines in vec(prop_oneof![any::<String>(), "[{}\\[\\]\":,a-z0-9 ]{0,30}"], 1..8)) {
-                check(&lines)?;
-            }
-
-            #[test]
-            fn arbitrary_json(values in vec(json(), 1..8)) {
-                let lines: Vec<String> = values.iter().map(Value::to_string).collect();
-                check(&lines)?;
-            }
-
-            #[test]
-            fn message_shaped_json(init in any::<bool>(), values in vec(message(), 1..10)) {
-                let mut lines: Vec<String> = values.iter().map(Value::to_string).collect();
-                if init {
-                    let first = r#"{"src":"c0","dest":"n1","body":{"type":"init","msg_id":1,"node_id":"n1"}}"#;
-                    lines.insert(0, first.to_owned());
-                }
-                check(&lines)?;
-            }
-        }
-    }
-}
+mod tests;

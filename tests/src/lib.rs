@@ -199,6 +199,18 @@ impl Daemon {
         Ok(())
     }
 
+    /// With `--stdio`: writes raw bytes to the child's stdin, as they are
+    /// (no newline added; they need not be UTF-8).
+    pub fn send_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        use std::io::Write;
+        let Some(stdin) = self.stdin.as_mut() else {
+            bail!("{} was not started with --stdio", self.name)
+        };
+        stdin.write_all(bytes)?;
+        stdin.flush()?;
+        Ok(())
+    }
+
     /// With `--stdio`: the next line the child wrote to stdout, or an error
     /// after `timeout`.
     pub fn recv_line(&self, timeout: Duration) -> Result<String> {

@@ -90,7 +90,7 @@ pub async fn run(master: &Master, args: ExecuteArgs, json: bool) -> Result<(), E
     let resp = master
         .call_long(
             "rebalance execute",
-            master.client.clone().rebalance_execute(req),
+            master.long.clone().rebalance_execute(req),
         )
         .await?;
     let out = ExecuteJson::from(&resp);
