@@ -153,18 +153,23 @@ pub fn lookup_rows() -> Vec<Row> {
             Expect::Refused(INVALID, "largest supported"),
         ),
         row(
-            "AllocateChunk with replication 1000",
-            alloc("fresh", 1, 1000, &[]),
+            "AllocateChunk with replication 16, the most, on three servers",
+            alloc("fresh", 1, 16, &[]),
             Expect::Clamped(3),
+        ),
+        row(
+            "AllocateChunk with replication 17",
+            alloc("fresh", 1, 17, &[]),
+            Expect::Refused(INVALID, "largest supported"),
         ),
         row(
             "AllocateChunk with replication u32::MAX",
             alloc("fresh", 1, u32::MAX, &[]),
-            Expect::Clamped(3),
+            Expect::Refused(INVALID, "largest supported"),
         ),
         row(
-            "AllocateChunk with replication 1000 pinned on cs1",
-            alloc("fresh", 1, 1000, &["cs1"]),
+            "AllocateChunk with replication 5 pinned on cs1",
+            alloc("fresh", 1, 5, &["cs1"]),
             Expect::Refused(INVALID, "does not match"),
         ),
         row(

@@ -14,7 +14,7 @@ use crate::{Expect, Row, row};
 /// Every method: daemon, path, shape, and whether field 1 of its request is
 /// a string (`Some(true)`), a message holding a string first (`Some(false)`),
 /// or absent (`None`).
-const METHODS: [(Daemon, &str, Shape, Option<bool>); 18] = [
+const METHODS: [(Daemon, &str, Shape, Option<bool>); 23] = [
     (
         Daemon::Master,
         "/keel.v1.Master/Heartbeat",
@@ -86,6 +86,36 @@ const METHODS: [(Daemon, &str, Shape, Option<bool>); 18] = [
         "/keel.v1.Master/ReportCorruption",
         Shape::Unary,
         Some(true),
+    ),
+    (
+        Daemon::Master,
+        "/keel.v1.Master/DrainServer",
+        Shape::Unary,
+        Some(true),
+    ),
+    (
+        Daemon::Master,
+        "/keel.v1.Master/UndrainServer",
+        Shape::Unary,
+        Some(true),
+    ),
+    (
+        Daemon::Master,
+        "/keel.v1.Master/ExplainChunk",
+        Shape::Unary,
+        Some(true),
+    ),
+    (
+        Daemon::ChunkServer,
+        "/keel.v1.ChunkServer/VerifyChunk",
+        Shape::Unary,
+        Some(true),
+    ),
+    (
+        Daemon::ChunkServer,
+        "/keel.v1.ChunkServer/SetDrain",
+        Shape::Unary,
+        None,
     ),
     (
         Daemon::ChunkServer,
@@ -209,6 +239,7 @@ pub fn rows() -> Vec<Row> {
             undecodable(),
         ));
     }
+    rows.extend(redundancy_rows());
     let head = |chunk: &str| WriteChunkRequest {
         header: Some(ChunkHeader {
             chunk: chunk.into(),
@@ -237,4 +268,67 @@ pub fn rows() -> Vec<Row> {
         Expect::Refused(&[Code::InvalidArgument], "only come in the first message"),
     ));
     rows
+}
+
+/// The drain, explain and verify calls with ids they must refuse.
+fn redundancy_rows() -> Vec<Row> {
+    use keel_proto::v1::{DrainServerRequest, UndrainServerRequest, VerifyChunkRequest};
+    let unary = |to, path, msg: Vec<u8>| Call::Raw {
+        to,
+        path,
+        shape: Shape::Unary,
+        messages: vec![msg],
+    };
+    let invalid = |word| Expect::Refused(&[Code::InvalidArgument], word);
+    let drain = |s: &str| DrainServerRequest { server: s.into() }.encode_to_vec();
+    let undrain = |s: &str| UndrainServerRequest { server: s.into() }.encode_to_vec();
+    let verify = |c: &str| VerifyChunkRequest { chunk: c.into() }.encode_to_vec();
+    let master = Daemon::Master;
+    vec![
+        row(
+            "DrainServer of an unknown server",
+            unary(master, "/keel.v1.Master/DrainServer", drain("cs9")),
+            invalid("not known"),
+        ),
+        row(
+            "DrainServer with a path-traversal id",
+            unary(master, "/keel.v1.Master/DrainServer", drain("../cs1")),
+            invalid("id"),
+        ),
+        row(
+            "UndrainServer with an empty id",
+            unary(master, "/keel.v1.Master/UndrainServer", undrain("")),
+            invalid("id"),
+        ),
+        row(
+            "ExplainChunk with a NUL in the id",
+            unary(
+                master,
+                "/keel.v1.Master/ExplainChunk",
+                keel_proto::v1::ExplainChunkRequest {
+                    chunk: "a\0b".into(),
+                }
+                .encode_to_vec(),
+            ),
+            invalid("chunk id"),
+        ),
+        row(
+            "VerifyChunk of an unknown chunk",
+            unary(
+                Daemon::ChunkServer,
+                "/keel.v1.ChunkServer/VerifyChunk",
+                verify("nope"),
+            ),
+            Expect::Refused(&[Code::NotFound], "nope"),
+        ),
+        row(
+            "VerifyChunk with a path-traversal id",
+            unary(
+                Daemon::ChunkServer,
+                "/keel.v1.ChunkServer/VerifyChunk",
+                verify("../good"),
+            ),
+            invalid("chunk id"),
+        ),
+    ]
 }
