@@ -156,7 +156,12 @@ async fn serve_grpc(
         core.balancer.clone(),
         core.tracker.clone(),
         config.threshold_pct,
-    );
+    )
+    .with_limits(crate::service::Limits {
+        max_servers: usize::try_from(config.max_servers).unwrap_or(usize::MAX),
+        max_pending_allocations: usize::try_from(config.max_pending_allocations)
+            .unwrap_or(usize::MAX),
+    });
     let master = MasterServer::new(service)
         .max_decoding_message_size(keel_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(keel_proto::MAX_MESSAGE_BYTES);

@@ -20,6 +20,7 @@ pub mod server;
 
 mod alloc;
 mod heartbeat;
+mod limits;
 mod moves;
 mod snapshot;
 mod upkeep;
