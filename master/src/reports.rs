@@ -2,26 +2,28 @@
 //! report as pages (`report_id`, `page` 0, 1, …, `last_page`), and the master
 //! applies them as one report.
 //!
-//! Pages are kept here, outside the metadata, until the last one arrives;
-//! only then does the server's chunk set get replaced, in one step. Until
-//! then every page counts as a heartbeat for liveness only. A page that does
-//! not follow the one before (a page lost, a restart mid-report) drops what
-//! was kept and asks the server for a full report again: a partial report
-//! never makes the master forget a replica. Kept pages are bounded in count
-//! per report ([`MAX_REPORT_REPLICAS`]), in age ([`PARTIAL_TTL`]) and by the
-//! number of servers the master accepts.
+//! Each page is recorded as it arrives, under the metadata lock for that page
+//! only (see `meta::paged`): pages only add replicas. The server's replicas
+//! that the report did not list are forgotten only when the last page has
+//! arrived after all the others. A page that does not follow the one before
+//! (a page lost, a restart mid-report) drops the report and asks the server
+//! for a full report again: a partial report never makes the master forget a
+//! replica. Every page also counts as a heartbeat for liveness. What a report
+//! in progress keeps (the ids it listed, to find what it left out and to
+//! ignore a chunk listed twice) is bounded by [`MAX_REPORT_REPLICAS`], by
+//! [`PARTIAL_TTL`] and by the number of servers the master accepts.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use keel_proto::v1 as pb;
 use tracing::{info, warn};
 
-use crate::meta::{Heartbeat, ReplicaReport};
+use crate::meta::{Heartbeat, Meta, PagedStart, lock};
 
-/// Largest paged report kept (replicas over all its pages): far above any
-/// real server, low enough that a hostile sender cannot exhaust memory.
+/// Largest paged report accepted (replicas over all its pages): far above
+/// any real server, low enough that a hostile sender cannot exhaust memory.
 pub const MAX_REPORT_REPLICAS: usize = 50_000_000;
 
 /// A partial report whose next page has not come for this long is dropped
@@ -50,18 +52,6 @@ impl Page {
     }
 }
 
-/// What to do with a heartbeat after paging.
-#[derive(Debug)]
-pub enum Step {
-    /// Apply it: a delta, a one-message report, or a whole paged report.
-    Apply(Heartbeat),
-    /// A page was kept; record liveness only.
-    Kept(Heartbeat),
-    /// The page broke its report, which was dropped; record liveness and
-    /// ask for a full report again.
-    Broken(Heartbeat),
-}
-
 /// One report being received.
 #[derive(Debug)]
 struct Partial {
@@ -69,18 +59,20 @@ struct Partial {
     report_id: u64,
     /// The page expected next.
     next_page: u32,
-    /// Replicas of the pages so far.
-    chunks: Vec<ReplicaReport>,
-    /// When the last page came.
-    updated: Instant,
+    /// Every chunk id its pages listed.
+    reported: HashSet<Box<str>>,
+    /// What the server held when it began.
+    start: PagedStart,
     /// Entries of the pages so far refused one by one.
     refused: u64,
+    /// When the last page came.
+    updated: Instant,
 }
 
-/// Paged reports being received, by server id.
+/// Paged reports being received, and what earlier reports refused.
 #[derive(Debug, Default)]
 pub struct Reports {
-    /// Reports being received.
+    /// Reports being received, by server id.
     partial: Mutex<HashMap<Box<str>, Partial>>,
     /// Entries the last full report of each server listed but the master
     /// refused: the server still counts them in every delta's
@@ -89,20 +81,92 @@ pub struct Reports {
 }
 
 impl Reports {
-    /// Takes one (validated) heartbeat with its paging fields and the
-    /// number of its held entries refused one by one.
-    pub fn accept(&self, hb: Heartbeat, page: Page, refused: u64, now: Instant) -> Step {
-        match self.assemble(hb, page, refused, now) {
-            Step::Apply(mut hb) if !hb.full_report => {
+    /// Applies one validated heartbeat, with its paging fields and the
+    /// number of its listed entries refused one by one; returns whether the
+    /// server should send a full report next.
+    pub fn apply(
+        &self,
+        meta: &Mutex<Meta>,
+        mut hb: Heartbeat,
+        page: Page,
+        refused: u64,
+        now: Instant,
+    ) -> bool {
+        let mut partial = self.partial.lock().unwrap_or_else(PoisonError::into_inner);
+        partial.retain(|_, p| now.saturating_duration_since(p.updated) < PARTIAL_TTL);
+        if !hb.full_report || page.report_id == 0 {
+            if hb.full_report {
+                partial.remove(hb.id.as_str());
+                self.remember_refused(&hb.id, refused);
+            } else {
                 let earlier = self.held().get(hb.id.as_str()).copied().unwrap_or(0);
                 hb.chunk_count = hb.chunk_count.saturating_sub(earlier);
-                Step::Apply(hb)
             }
-            other => other,
+            drop(partial);
+            return lock(meta).apply_heartbeat(hb, now).send_full_report;
         }
+        let id: Box<str> = hb.id.as_str().into();
+        if page.page == 0 {
+            let chunks = std::mem::take(&mut hb.chunks);
+            let start = lock(meta).begin_paged_report(&hb, now);
+            hb.chunks = chunks;
+            partial.insert(
+                id.clone(),
+                Partial {
+                    report_id: page.report_id,
+                    next_page: 0,
+                    reported: HashSet::new(),
+                    start,
+                    refused: 0,
+                    updated: now,
+                },
+            );
+        }
+        let follows = |p: &Partial| p.report_id == page.report_id && p.next_page == page.page;
+        let Some(p) = partial.get_mut(&id).filter(|p| follows(p)) else {
+            let expected = partial.remove(&id).map(|p| (p.report_id, p.next_page));
+            warn!(server = %hb.id, report = page.report_id, page = page.page, ?expected, "report page out of order; dropping the partial report and asking for a full report");
+            return broken(meta, hb, now);
+        };
+        if p.reported.len() + hb.chunks.len() > MAX_REPORT_REPLICAS {
+            partial.remove(&id);
+            warn!(server = %hb.id, max = MAX_REPORT_REPLICAS, "paged report too large; dropped");
+            return broken(meta, hb, now);
+        }
+        hb.chunks.retain(|c| {
+            let first = p.reported.insert(c.chunk.as_str().into());
+            if !first {
+                warn!(server = %hb.id, chunk = %c.chunk, "chunk listed twice in one report; the repeat is ignored");
+            }
+            first
+        });
+        lock(meta).add_report_page(&hb, now);
+        // Liveness counts from when the page is recorded, not received: a
+        // big page must not make its own server look silent.
+        hb.chunks = Vec::new();
+        lock(meta).apply_report_page(&hb, Instant::now());
+        p.next_page += 1;
+        p.updated = now;
+        p.refused += refused;
+        if !page.last {
+            return false;
+        }
+        let Some(p) = partial.remove(&id) else {
+            return true;
+        };
+        drop(partial);
+        let (pages, chunks) = (p.next_page, p.reported.len());
+        // This page's own refusals are already off its `chunk_count`.
+        let chunk_count = hb.chunk_count.saturating_sub(p.refused - refused);
+        self.remember_refused(&hb.id, p.refused);
+        lock(meta).finish_paged_report(&hb.id, p.start, &p.reported, chunk_count);
+        drop(p.reported);
+        lock(meta).apply_report_page(&hb, Instant::now());
+        info!(server = %hb.id, pages, chunks, "paged full report applied");
+        false
     }
 
-    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, u64>> {
+    fn held(&self) -> MutexGuard<'_, HashMap<Box<str>, u64>> {
         self.refused_held
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -116,98 +180,25 @@ impl Reports {
             self.held().insert(server.into(), refused);
         }
     }
-
-    fn assemble(&self, mut hb: Heartbeat, page: Page, refused: u64, now: Instant) -> Step {
-        let mut partial = self.partial.lock().unwrap_or_else(PoisonError::into_inner);
-        partial.retain(|_, p| now.saturating_duration_since(p.updated) < PARTIAL_TTL);
-        if !hb.full_report || page.report_id == 0 {
-            if hb.full_report {
-                partial.remove(hb.id.as_str());
-                self.remember_refused(&hb.id, refused);
-            }
-            return Step::Apply(hb);
-        }
-        let follows = |p: &Partial| p.report_id == page.report_id && p.next_page == page.page;
-        if page.page == 0 {
-            partial.insert(
-                hb.id.as_str().into(),
-                Partial {
-                    report_id: page.report_id,
-                    next_page: 0,
-                    chunks: Vec::new(),
-                    updated: now,
-                    refused: 0,
-                },
-            );
-        } else if !partial.get(hb.id.as_str()).is_some_and(follows) {
-            let expected = partial
-                .remove(hb.id.as_str())
-                .map(|p| (p.report_id, p.next_page));
-            warn!(server = %hb.id, report = page.report_id, page = page.page, ?expected, "report page out of order; dropping the partial report and asking for a full report");
-            hb.chunks = Vec::new();
-            return Step::Broken(hb);
-        }
-        let Some(p) = partial.get_mut(hb.id.as_str()) else {
-            return Step::Broken(hb);
-        };
-        if p.chunks.len() + hb.chunks.len() > MAX_REPORT_REPLICAS {
-            partial.remove(hb.id.as_str());
-            warn!(server = %hb.id, max = MAX_REPORT_REPLICAS, "paged report too large; dropped");
-            hb.chunks = Vec::new();
-            return Step::Broken(hb);
-        }
-        p.chunks.append(&mut hb.chunks);
-        p.next_page += 1;
-        p.updated = now;
-        p.refused += refused;
-        if !page.last {
-            return Step::Kept(hb);
-        }
-        let Some(p) = partial.remove(hb.id.as_str()) else {
-            return Step::Broken(hb);
-        };
-        drop(partial);
-        let pages = p.next_page;
-        // This page's own refusals are already off its `chunk_count`.
-        hb.chunk_count = hb.chunk_count.saturating_sub(p.refused - refused);
-        self.remember_refused(&hb.id, p.refused);
-        hb.chunks = without_repeats(&hb.id, p.chunks);
-        info!(server = %hb.id, pages, chunks = hb.chunks.len(), "paged full report complete");
-        Step::Apply(hb)
-    }
 }
 
-/// Drops every repeat of a chunk listed on an earlier page (each logged):
-/// a full report must list each chunk once for its replacement to be exact.
-fn without_repeats(server: &str, mut chunks: Vec<ReplicaReport>) -> Vec<ReplicaReport> {
-    let mut seen: HashSet<&str> = HashSet::with_capacity(chunks.len());
-    let keep: Vec<bool> = chunks
-        .iter()
-        .map(|c| seen.insert(c.chunk.as_str()))
-        .collect();
-    drop(seen);
-    if keep.iter().all(|&k| k) {
-        return chunks;
-    }
-    let mut i = 0;
-    chunks.retain(|c| {
-        let k = keep[i];
-        i += 1;
-        if !k {
-            warn!(server, chunk = %c.chunk, "chunk listed on two pages of one report; the repeat is ignored");
-        }
-        k
-    });
-    chunks
+/// A page that broke its report: liveness only, and ask for a full report.
+fn broken(meta: &Mutex<Meta>, mut hb: Heartbeat, now: Instant) -> bool {
+    hb.chunks = Vec::new();
+    lock(meta).apply_report_page(&hb, now);
+    true
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::meta::{MetaSettings, ReplicaReport};
 
-    fn hb(chunks: &[&str]) -> Heartbeat {
+    fn hb(chunks: &[&str], chunk_count: u64) -> Heartbeat {
         Heartbeat {
             id: "cs1".into(),
+            address: "http://127.0.0.1:1".into(),
+            capacity: 1 << 40,
             full_report: true,
             chunks: chunks
                 .iter()
@@ -219,6 +210,7 @@ mod tests {
                     reads: 0,
                 })
                 .collect(),
+            chunk_count,
             ..Heartbeat::default()
         }
     }
@@ -231,91 +223,74 @@ mod tests {
         }
     }
 
-    fn ids(step: &Step) -> Vec<&str> {
-        match step {
-            Step::Apply(h) => h.chunks.iter().map(|c| c.chunk.as_str()).collect(),
-            other => panic!("not applied: {other:?}"),
-        }
+    fn setup(held: &[&str]) -> (Reports, Mutex<Meta>, Instant) {
+        let (r, m, now) = (
+            Reports::default(),
+            Mutex::new(Meta::new(MetaSettings::default())),
+            Instant::now(),
+        );
+        assert!(!r.apply(&m, hb(held, held.len() as u64), Page::default(), 0, now));
+        (r, m, now)
+    }
+
+    fn held(m: &Mutex<Meta>) -> Vec<String> {
+        let m = lock(m);
+        let mut ids: Vec<String> = ["a", "b", "c", "d", "x"]
+            .into_iter()
+            .filter(|c| m.chunk(c).is_some())
+            .map(str::to_owned)
+            .collect();
+        ids.sort();
+        assert_eq!(m.check(), Ok(()));
+        ids
     }
 
     #[test]
     fn pages_in_order_make_one_report() {
-        let r = Reports::default();
-        let now = Instant::now();
-        assert!(
-            matches!(r.accept(hb(&["a", "b"]), page(7, 0, false), 0, now), Step::Kept(h) if h.chunks.is_empty())
-        );
-        assert!(matches!(
-            r.accept(hb(&["c"]), page(7, 1, false), 0, now),
-            Step::Kept(_)
-        ));
-        let done = r.accept(hb(&["d", "a"]), page(7, 2, true), 0, now);
-        assert_eq!(ids(&done), ["a", "b", "c", "d"]);
-        // One-message reports and deltas pass through.
-        assert_eq!(ids(&r.accept(hb(&["x"]), Page::default(), 0, now)), ["x"]);
+        let (r, m, now) = setup(&["a", "x"]);
+        assert!(!r.apply(&m, hb(&["a", "b"], 4), page(7, 0, false), 0, now));
+        // Pages only add until the last one.
+        assert_eq!(held(&m), ["a", "b", "x"]);
+        assert!(!r.apply(&m, hb(&["c"], 4), page(7, 1, false), 0, now));
+        assert!(!r.apply(&m, hb(&["d", "a"], 4), page(7, 2, true), 0, now));
+        assert_eq!(held(&m), ["a", "b", "c", "d"]);
+        assert_eq!(lock(&m).server_by_id("cs1").map(|s| s.replicas), Some(4));
     }
 
     #[test]
-    fn a_lost_page_drops_the_report_and_nothing_is_applied() {
-        let r = Reports::default();
-        let now = Instant::now();
-        r.accept(hb(&["a"]), page(7, 0, false), 0, now);
-        assert!(matches!(
-            r.accept(hb(&["c"]), page(7, 2, true), 0, now),
-            Step::Broken(_)
-        ));
+    fn a_lost_page_drops_the_report_and_forgets_nothing() {
+        let (r, m, now) = setup(&["a", "x"]);
+        r.apply(&m, hb(&["a"], 2), page(7, 0, false), 0, now);
+        assert!(r.apply(&m, hb(&["c"], 2), page(7, 2, true), 0, now));
+        assert_eq!(held(&m), ["a", "x"]);
         // The next page of the broken report is refused too.
-        assert!(matches!(
-            r.accept(hb(&["d"]), page(7, 3, true), 0, now),
-            Step::Broken(_)
-        ));
+        assert!(r.apply(&m, hb(&["d"], 2), page(7, 3, true), 0, now));
         // Another report's page 1 does not continue this one.
-        r.accept(hb(&["a"]), page(8, 0, false), 0, now);
-        assert!(matches!(
-            r.accept(hb(&["b"]), page(9, 1, true), 0, now),
-            Step::Broken(_)
-        ));
-        // A new report starts cleanly.
-        r.accept(hb(&["a"]), page(10, 0, false), 0, now);
-        assert_eq!(
-            ids(&r.accept(hb(&["b"]), page(10, 1, true), 0, now)),
-            ["a", "b"]
-        );
+        r.apply(&m, hb(&["a"], 2), page(8, 0, false), 0, now);
+        assert!(r.apply(&m, hb(&["b"], 2), page(9, 1, true), 0, now));
+        assert_eq!(held(&m), ["a", "x"]);
+        // A new report starts cleanly and replaces the set.
+        r.apply(&m, hb(&["a"], 2), page(10, 0, false), 0, now);
+        assert!(!r.apply(&m, hb(&["b"], 2), page(10, 1, true), 0, now));
+        assert_eq!(held(&m), ["a", "b"]);
     }
 
     #[test]
     fn refused_entries_keep_deltas_adding_up() {
-        let r = Reports::default();
-        let now = Instant::now();
+        let (r, m, now) = setup(&[]);
         // Four held: a, b and two bad ones, one per page. Every page carries
         // the total, less the page's own refusals.
-        let mut full = hb(&["a"]);
-        full.chunk_count = 3;
-        r.accept(full, page(7, 0, false), 1, now);
-        let mut last = hb(&["b"]);
-        last.chunk_count = 3;
-        let Step::Apply(whole) = r.accept(last, page(7, 1, true), 1, now) else {
-            panic!("not applied");
-        };
-        assert_eq!(whole.chunk_count, 2);
-        let mut delta = hb(&[]);
+        r.apply(&m, hb(&["a"], 3), page(7, 0, false), 1, now);
+        assert!(!r.apply(&m, hb(&["b"], 3), page(7, 1, true), 1, now));
+        let mut delta = hb(&[], 4);
         delta.full_report = false;
-        delta.chunk_count = 4;
-        let Step::Apply(delta) = r.accept(delta, Page::default(), 0, now) else {
-            panic!("not applied");
-        };
-        assert_eq!(delta.chunk_count, 2);
+        assert!(!r.apply(&m, delta, Page::default(), 0, now));
     }
 
     #[test]
     fn stale_partial_reports_expire() {
-        let r = Reports::default();
-        let now = Instant::now();
-        r.accept(hb(&["a"]), page(7, 0, false), 0, now);
-        let later = now + PARTIAL_TTL;
-        assert!(matches!(
-            r.accept(hb(&["b"]), page(7, 1, true), 0, later),
-            Step::Broken(_)
-        ));
+        let (r, m, now) = setup(&[]);
+        r.apply(&m, hb(&["a"], 2), page(7, 0, false), 0, now);
+        assert!(r.apply(&m, hb(&["b"], 2), page(7, 1, true), 0, now + PARTIAL_TTL));
     }
 }

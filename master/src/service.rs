@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::meta::{SharedMeta, lock};
 use crate::mover::Mover;
 use crate::rebalance;
-use crate::reports::{Page, Reports, Step};
+use crate::reports::{Page, Reports};
 
 /// How long `RebalancePlan` and `RebalanceRun` wait for a plan already being
 /// computed before answering RESOURCE_EXHAUSTED. Planning copies the whole
@@ -114,18 +114,7 @@ impl MasterService {
                 });
             }
         }
-        let send_full = match self.reports.accept(hb, page, refused, now) {
-            Step::Apply(hb) => lock(&self.meta).apply_heartbeat(hb, now).send_full_report,
-            Step::Kept(hb) => {
-                lock(&self.meta)
-                    .apply_report_page(&hb, now)
-                    .send_full_report
-            }
-            Step::Broken(hb) => {
-                lock(&self.meta).apply_report_page(&hb, now);
-                true
-            }
-        };
+        let send_full = self.reports.apply(&self.meta, hb, page, refused, now);
         Ok(send_full)
     }
 }
