@@ -134,7 +134,16 @@ impl Master for MasterService {
         let refused = convert::refuse_bad_entries(&mut req);
         let refused_held = (listed - req.chunks.len()) as u64;
         let hb = convert::heartbeat(req)?;
-        let send_full_report = self.apply_heartbeat(hb, page, refused_held)?;
+        let send_full_report = if hb.full_report {
+            // Up to a page (or a 64 MiB message) of replicas: recorded off the
+            // async threads, so other requests stay prompt meanwhile.
+            let svc = self.clone();
+            tokio::task::spawn_blocking(move || svc.apply_heartbeat(hb, page, refused_held))
+                .await
+                .map_err(|e| Status::internal(format!("applying a full report failed: {e}")))??
+        } else {
+            self.apply_heartbeat(hb, page, refused_held)?
+        };
         Ok(Response::new(pb::HeartbeatResponse {
             send_full_report,
             refused,
