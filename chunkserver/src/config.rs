@@ -7,6 +7,14 @@ use std::time::Duration;
 use clap::Parser;
 use keel_proto::units::{parse_duration, parse_size};
 
+/// Default `--stream-idle-timeout`: long enough for a client or source slowed
+/// by a busy network, short enough that a vanished one frees its space soon.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default `--max-transfers`: at 512 KiB frames, 64 streams keep a disk busy;
+/// more only add memory and fsync contention.
+pub const DEFAULT_MAX_TRANSFERS: usize = 64;
+
 /// How a chunk server is started.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "keel-chunkserver", version, about = "Keel chunk server")]
@@ -55,6 +63,17 @@ pub struct Config {
     #[arg(long, env = "KEEL_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
 
+    /// A write or copy stream that brings no frame for this long ends
+    /// (DEADLINE_EXCEEDED); its temp file, reserved space and chunk id are
+    /// released, so a retry of the same id works.
+    #[arg(long, env = "KEEL_STREAM_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub stream_idle_timeout: Duration,
+
+    /// Writes and copies this server runs at once; more are refused with
+    /// RESOURCE_EXHAUSTED. Reads, deletes and status are not counted.
+    #[arg(long, env = "KEEL_MAX_TRANSFERS", default_value_t = DEFAULT_MAX_TRANSFERS)]
+    pub max_transfers: usize,
+
     /// How long in-flight reads, writes and copies may run on after SIGTERM.
     #[arg(long, env = "KEEL_SHUTDOWN_TIMEOUT", default_value = "8s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
@@ -82,7 +101,20 @@ impl Config {
             auth_token: None,
             shutdown_timeout: Duration::from_secs(8),
             scrub_interval: Duration::from_secs(60),
+            stream_idle_timeout: DEFAULT_STREAM_IDLE_TIMEOUT,
+            max_transfers: DEFAULT_MAX_TRANSFERS,
         }
+    }
+
+    /// Refuses settings that would make the server useless.
+    pub fn check(&self) -> Result<(), String> {
+        if self.max_transfers == 0 {
+            return Err("--max-transfers must be at least 1".into());
+        }
+        if self.stream_idle_timeout.is_zero() {
+            return Err("--stream-idle-timeout must be above 0".into());
+        }
+        Ok(())
     }
 
     /// The address to advertise, given the address actually bound.
@@ -149,5 +181,41 @@ mod tests {
         assert_eq!(c.migrate_bandwidth, 4 << 20);
         assert_eq!(c.heartbeat_interval, Duration::from_millis(300));
         assert_eq!(c.listen.port(), 7001);
+        assert_eq!(c.stream_idle_timeout, Duration::from_secs(30));
+        assert_eq!(c.max_transfers, 64);
+        assert_eq!(c.check(), Ok(()));
+    }
+
+    #[test]
+    fn transfer_limits_parse_and_are_checked() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["keel-chunkserver", "--id", "cs1", "--data-dir", "/d"];
+            args.extend_from_slice(extra);
+            Config::try_parse_from(args).expect("parse")
+        };
+        let c = parse(&["--stream-idle-timeout", "1500ms", "--max-transfers", "3"]);
+        assert_eq!(c.stream_idle_timeout, Duration::from_millis(1500));
+        assert_eq!(c.max_transfers, 3);
+        assert_eq!(c.check(), Ok(()));
+        let zero = parse(&["--max-transfers", "0"])
+            .check()
+            .expect_err("0 transfers");
+        assert!(zero.contains("--max-transfers"), "{zero}");
+        let idle = parse(&["--stream-idle-timeout", "0s"])
+            .check()
+            .expect_err("0 s");
+        assert!(idle.contains("--stream-idle-timeout"), "{idle}");
+        assert!(
+            Config::try_parse_from([
+                "keel-chunkserver",
+                "--id",
+                "cs1",
+                "--data-dir",
+                "/d",
+                "--max-transfers",
+                "many"
+            ])
+            .is_err()
+        );
     }
 }

@@ -147,6 +147,34 @@ pub enum Error {
         /// Code of the stream's error (CANCELLED when the client went away).
         code: Code,
     },
+    /// `--max-transfers` writes and copies are already running.
+    #[error(
+        "{} of chunk {id} refused: this server already runs its limit of {limit} writes and \
+         copies (--max-transfers); retry later or on another replica",
+        purpose_noun(*.attempt)
+    )]
+    TooManyTransfers {
+        /// The chunk.
+        id: String,
+        /// What the refused request was trying to do.
+        attempt: Purpose,
+        /// `--max-transfers`.
+        limit: usize,
+    },
+    /// A client's write stream sent nothing for `--stream-idle-timeout`; its
+    /// temp file, reservation and id were released.
+    #[error(
+        "write of chunk {id} abandoned: the client sent nothing for {secs} s \
+         (--stream-idle-timeout) after {received} bytes; the chunk id is free again"
+    )]
+    StreamIdle {
+        /// The chunk.
+        id: String,
+        /// The idle timeout, in seconds.
+        secs: f64,
+        /// Bytes received before the stream went quiet.
+        received: u64,
+    },
     /// An I/O error on this server's disk.
     #[error("{context}: {source}")]
     Io {
@@ -171,6 +199,13 @@ pub enum Error {
     /// A start-up setting is unusable.
     #[error("{0}")]
     Config(String),
+}
+
+fn purpose_noun(attempt: Purpose) -> &'static str {
+    match attempt {
+        Purpose::Write => "write",
+        Purpose::Copy => "copy",
+    }
 }
 
 fn in_flight_message(id: &str, attempt: Purpose) -> String {
@@ -206,7 +241,8 @@ impl Error {
                 attempt: Purpose::Copy,
                 ..
             } => Code::Aborted,
-            Error::NoSpace { .. } => Code::ResourceExhausted,
+            Error::NoSpace { .. } | Error::TooManyTransfers { .. } => Code::ResourceExhausted,
+            Error::StreamIdle { .. } => Code::DeadlineExceeded,
             Error::ChecksumMismatch { .. } | Error::Corrupt { .. } => Code::DataLoss,
             Error::SourceUnavailable { .. } => Code::Unavailable,
             Error::SourceMismatch { .. } | Error::IdMismatch { .. } => Code::FailedPrecondition,

@@ -6,10 +6,18 @@
 //! commit or delete sends one soon, coalesced over [`COALESCE`]. While the
 //! master is away the loop keeps retrying quietly: one warning when it goes,
 //! one info line when it is back.
+//!
+//! A full report above [`PAGE_REPLICAS`] replicas or [`PAGE_BYTES`] is sent
+//! in pages (same `report_id`, `page` 0, 1, …, `last_page` on the last), so a
+//! server with millions of chunks stays under every message limit. The master
+//! applies the pages as one report when the last arrives; if it answers a
+//! page with `send_full_report` (it lost track, e.g. a page went missing) the
+//! report starts over with a new id.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use keel_proto::chunk_id::ChunkId;
 use keel_proto::v1::{ChunkReplica, HeartbeatRequest, ReportCorruptionRequest};
@@ -24,6 +32,21 @@ pub const FULL_REPORT_EVERY: Duration = Duration::from_secs(300);
 
 /// After a commit or delete, wait this long for more before heartbeating.
 pub const COALESCE: Duration = Duration::from_millis(100);
+
+/// Most replicas in one page of a full report.
+pub const PAGE_REPLICAS: usize = 100_000;
+
+/// Most (estimated) encoded bytes of replicas in one page: far below the
+/// 64 MiB message limit, small enough to decode without a memory spike.
+pub const PAGE_BYTES: usize = 8 << 20;
+
+/// Protobuf bytes of one replica beyond its id (tags, lengths, varints).
+const REPLICA_OVERHEAD: usize = 40;
+
+/// Extra time the master gets to answer the last page of a paged report,
+/// per [`PAGE_REPLICAS`] replicas in the whole report: it applies them all
+/// then.
+const LAST_PAGE_TIME_PER_PAGE: Duration = Duration::from_secs(1);
 
 /// Who this server is, as heartbeats tell the master.
 #[derive(Debug, Clone)]
@@ -108,14 +131,76 @@ impl Heartbeat {
         }
     }
 
+    /// Sends one heartbeat (a paged report when it is too big); returns
+    /// whether the master wants a full report next.
     async fn send(&mut self, full: bool, report: Report) -> Result<bool, tonic::Status> {
-        let mut req = tonic::Request::new(self.request(full, report));
-        req.set_timeout(
-            self.interval
-                .clamp(Duration::from_secs(2), Duration::from_secs(10)),
+        let req = self.request(full, report);
+        let pages = page_bounds(&req.chunks);
+        if !full || pages.len() <= 1 {
+            return self.call(req, self.timeout()).await;
+        }
+        self.send_pages(req, pages).await
+    }
+
+    /// Sends a full report in `pages`; stops early when the master drops it.
+    async fn send_pages(
+        &mut self,
+        mut whole: HeartbeatRequest,
+        pages: Vec<Range<usize>>,
+    ) -> Result<bool, tonic::Status> {
+        let total = whole.chunks.len();
+        let mut rest = std::mem::take(&mut whole.chunks).into_iter();
+        whole.report_id = new_report_id();
+        let n = pages.len();
+        debug!(
+            chunks = total,
+            pages = n,
+            report = whole.report_id,
+            "sending a paged full report"
         );
-        let resp = self.client.heartbeat(req).await?;
-        Ok(resp.into_inner().send_full_report)
+        for (i, range) in pages.into_iter().enumerate() {
+            let last = i + 1 == n;
+            let mut req = whole.clone();
+            req.chunks = rest.by_ref().take(range.len()).collect();
+            req.page = u32::try_from(i).unwrap_or(u32::MAX);
+            req.last_page = last;
+            let timeout = if last {
+                self.timeout() + LAST_PAGE_TIME_PER_PAGE * u32::try_from(n).unwrap_or(u32::MAX)
+            } else {
+                self.timeout()
+            };
+            let send_full = self.call(req, timeout).await?;
+            if last || send_full {
+                if send_full && !last {
+                    info!(
+                        page = i,
+                        pages = n,
+                        "the master dropped a paged report; sending it again"
+                    );
+                }
+                return Ok(send_full);
+            }
+        }
+        Ok(true)
+    }
+
+    fn timeout(&self) -> Duration {
+        self.interval
+            .clamp(Duration::from_secs(2), Duration::from_secs(10))
+    }
+
+    async fn call(
+        &mut self,
+        req: HeartbeatRequest,
+        timeout: Duration,
+    ) -> Result<bool, tonic::Status> {
+        let mut req = tonic::Request::new(req);
+        req.set_timeout(timeout);
+        let resp = self.client.heartbeat(req).await?.into_inner();
+        for r in &resp.refused {
+            warn!(chunk = %r.chunk.escape_debug(), reason = %r.reason.escape_debug(), "the master refused this chunk in a heartbeat");
+        }
+        Ok(resp.send_full_report)
     }
 
     fn request(&self, full: bool, report: Report) -> HeartbeatRequest {
@@ -142,7 +227,86 @@ impl Heartbeat {
             chunk_count: report.totals.chunks,
             stamp: Some(crate::service::wire_stamp(report.stamp)),
             draining: self.store.is_draining(),
+            report_id: 0,
+            page: 0,
+            last_page: false,
         }
+    }
+}
+
+/// Splits `chunks` into pages of at most [`PAGE_REPLICAS`] replicas and
+/// about [`PAGE_BYTES`]; always at least one (possibly empty) page.
+pub fn page_bounds(chunks: &[ChunkReplica]) -> Vec<Range<usize>> {
+    let mut pages = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, c) in chunks.iter().enumerate() {
+        let size = c.chunk.len() + REPLICA_OVERHEAD;
+        if i > start && (i - start >= PAGE_REPLICAS || bytes + size > PAGE_BYTES) {
+            pages.push(start..i);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    pages.push(start..chunks.len());
+    pages
+}
+
+/// A report id unique to this process and moment; never 0 (a one-message report).
+fn new_report_id() -> u64 {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (nanos ^ SEQ.fetch_add(1, Ordering::Relaxed).rotate_left(48)) | 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replicas(n: usize, id_len: usize) -> Vec<ChunkReplica> {
+        (0..n)
+            .map(|i| ChunkReplica {
+                chunk: format!("{i:0id_len$}"),
+                ..ChunkReplica::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn small_reports_are_one_page() {
+        assert_eq!(page_bounds(&[]), vec![0..0]);
+        assert_eq!(page_bounds(&replicas(10, 8)), vec![0..10]);
+        assert_eq!(page_bounds(&replicas(PAGE_REPLICAS, 8)).len(), 1);
+    }
+
+    #[test]
+    fn pages_cover_everything_within_both_limits() {
+        let chunks = replicas(2 * PAGE_REPLICAS + 7, 8);
+        let pages = page_bounds(&chunks);
+        assert_eq!(
+            pages,
+            vec![
+                0..PAGE_REPLICAS,
+                PAGE_REPLICAS..2 * PAGE_REPLICAS,
+                2 * PAGE_REPLICAS..chunks.len()
+            ]
+        );
+        // Long ids: the byte limit cuts first.
+        let long = replicas(60_000, 128);
+        let pages = page_bounds(&long);
+        assert!(pages.len() > 1, "{pages:?}");
+        for p in &pages {
+            let bytes: usize = long[p.clone()]
+                .iter()
+                .map(|c| c.chunk.len() + REPLICA_OVERHEAD)
+                .sum();
+            assert!(bytes <= PAGE_BYTES, "{bytes}");
+        }
+        assert_eq!(
+            pages.iter().map(ExactSizeIterator::len).sum::<usize>(),
+            long.len()
+        );
     }
 }
 

@@ -40,6 +40,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use keel_proto::serving;
 use keel_proto::v1::chunk_server_server::ChunkServerServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -53,7 +54,7 @@ pub use error::Error;
 
 use crate::auth::{AttachToken, RequireToken};
 use crate::heartbeat::{Heartbeat, Identity, MasterReporter};
-use crate::node::Node;
+use crate::node::{Node, Transfers};
 use crate::service::ChunkService;
 use crate::store::Store;
 use crate::throttle::Throttle;
@@ -75,6 +76,7 @@ pub async fn run(
             config.id
         ))
     })?;
+    config.check().map_err(Error::Config)?;
     let store = open_store(&config).await?;
     let node = Arc::new(build_node(&config, bound, store)?);
 
@@ -122,8 +124,13 @@ pub async fn run(
     ));
 
     info!(addr = %bound, "grpc listening");
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(serving::TCP_KEEPALIVE));
     let server = Server::builder()
+        .http2_keepalive_interval(Some(serving::KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(serving::KEEPALIVE_TIMEOUT))
+        .max_concurrent_streams(serving::MAX_CONCURRENT_STREAMS)
         .initial_stream_window_size(peer::STREAM_WINDOW)
         .initial_connection_window_size(peer::CONNECTION_WINDOW)
         .max_frame_size(peer::H2_FRAME)
@@ -204,6 +211,11 @@ fn build_node(
         bytes_per_sec = config.migrate_bandwidth,
         "migration throttle set (0 = unlimited)"
     );
+    info!(
+        max_transfers = config.max_transfers,
+        stream_idle_timeout = ?config.stream_idle_timeout,
+        "transfer limits set"
+    );
     Ok(Node {
         store,
         throttle,
@@ -218,5 +230,6 @@ fn build_node(
             rack: config.rack.clone().unwrap_or_default(),
         },
         master_reachable: Arc::new(AtomicBool::new(false)),
+        transfers: Transfers::new(config.max_transfers, config.stream_idle_timeout),
     })
 }

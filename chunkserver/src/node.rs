@@ -2,9 +2,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use keel_proto::chunk_id::ChunkId;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::AttachToken;
-use crate::error::Error;
+use crate::error::{Error, Purpose};
 use crate::heartbeat::{Identity, MasterReporter};
 use crate::store::Store;
 use crate::throttle::Throttle;
@@ -23,6 +27,45 @@ pub struct Node {
     pub identity: Identity,
     /// Whether the last heartbeat reached the master.
     pub master_reachable: Arc<AtomicBool>,
+    /// Admission and idle timeout of writes and copies.
+    pub transfers: Transfers,
+}
+
+/// Bounds what writes and copies may hold: how many run at once
+/// (`--max-transfers`) and how long one may wait for its next frame
+/// (`--stream-idle-timeout`).
+pub struct Transfers {
+    /// One permit per running write or copy.
+    slots: Arc<Semaphore>,
+    /// `--max-transfers`, for messages.
+    limit: usize,
+    /// `--stream-idle-timeout`: a stream with no frame for this long ends
+    /// and releases its temp file, reservation and id.
+    pub idle_timeout: Duration,
+}
+
+impl Transfers {
+    /// Allows `limit` concurrent transfers, each idle at most `idle_timeout`.
+    pub fn new(limit: usize, idle_timeout: Duration) -> Self {
+        Transfers {
+            slots: Arc::new(Semaphore::new(limit)),
+            limit,
+            idle_timeout,
+        }
+    }
+
+    /// Takes a slot for a transfer of `id`, or refuses at once (never
+    /// queues: a waiting client would hold a connection stream anyway).
+    /// The slot is freed when the permit is dropped.
+    pub fn admit(&self, id: &ChunkId, attempt: Purpose) -> Result<OwnedSemaphorePermit, Error> {
+        Arc::clone(&self.slots)
+            .try_acquire_owned()
+            .map_err(|_| Error::TooManyTransfers {
+                id: id.to_string(),
+                attempt,
+                limit: self.limit,
+            })
+    }
 }
 
 /// Runs blocking file work off the async threads.

@@ -1,79 +1,77 @@
-//! A temp chunk fed from async code: frames go through a small bounded channel
-//! to one blocking thread that writes them and extends the CRC32C, so the next
-//! frame is received from the network while the previous one is written.
-//! Measured on loopback this beats one `spawn_blocking` per frame and
-//! `tokio::fs`, which also copies every frame once more.
+//! A temp chunk fed from async code without parking a thread on the network.
 //!
-//! Dropping a [`Sink`] (an error, or the request cancelled) ends the writer
-//! thread, whose [`TempChunk`] is then dropped and its file removed.
+//! The [`TempChunk`] lives in async land between frames. Each received frame
+//! is handed to one short `spawn_blocking` task that appends it and hands the
+//! temp chunk back; the next frame is received from the network while that
+//! task runs, so writing and receiving still overlap. A blocking thread is
+//! held only while bytes are really being written: a client that stalls
+//! between frames holds no thread, only its (small) async task, so hundreds
+//! of stalled writes cannot starve reads, deletes or commits of the blocking
+//! pool.
+//!
+//! Dropping a [`Sink`] (an error, an idle timeout, or the request cancelled)
+//! drops its [`TempChunk`], whose file is then removed; a batch still being
+//! written finishes on its own thread and drops it there.
 
 use keel_proto::chunk_id::ChunkId;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::chunk_file::TempChunk;
 use crate::error::Error;
 
-/// Frames queued for the writer thread (each up to `FRAME_BYTES`).
-const QUEUED_FRAMES: usize = 2;
-
 /// The async end of a temp chunk being written.
 pub struct Sink {
-    /// Frames to write; `None` once finished.
-    tx: Option<mpsc::Sender<Vec<u8>>>,
-    /// The writer thread, until its result is taken; it returns the temp
-    /// chunk, or the first error.
-    writer: Option<JoinHandle<Result<TempChunk, Error>>>,
+    /// The chunk's id, for error messages.
+    id: ChunkId,
+    /// The temp chunk while no batch is being written.
+    idle: Option<TempChunk>,
+    /// The batch being written; returns the temp chunk, or the first error.
+    busy: Option<JoinHandle<Result<TempChunk, Error>>>,
 }
 
 impl Sink {
-    /// Starts the writer thread for `temp`.
-    pub fn new(mut temp: TempChunk, id: ChunkId) -> Self {
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUED_FRAMES);
-        let writer = tokio::task::spawn_blocking(move || {
-            while let Some(frame) = rx.blocking_recv() {
-                crate::store::append(&mut temp, &id, &frame)?;
-            }
-            Ok(temp)
-        });
+    /// Wraps `temp`; nothing runs until the first [`Sink::write`].
+    pub fn new(temp: TempChunk, id: ChunkId) -> Self {
         Sink {
-            tx: Some(tx),
-            writer: Some(writer),
+            id,
+            idle: Some(temp),
+            busy: None,
         }
     }
 
-    /// Queues one frame; waits while the writer is behind. Reports the
-    /// writer's error if it has stopped.
+    /// Hands one frame to the disk. Waits only for the previous frame's
+    /// write (at most one is in progress), never for the network.
     pub async fn write(&mut self, frame: Vec<u8>) -> Result<(), Error> {
-        if let Some(tx) = &self.tx
-            && tx.send(frame).await.is_ok()
-        {
-            return Ok(());
-        }
-        // The writer stopped early: its result says why.
-        match self.join().await {
-            Ok(_) => Err(ended_early()),
-            Err(e) => Err(e),
-        }
+        let mut temp = self.settle().await?;
+        let id = self.id.clone();
+        self.busy = Some(tokio::task::spawn_blocking(move || {
+            crate::store::append(&mut temp, &id, &frame)?;
+            Ok(temp)
+        }));
+        Ok(())
     }
 
-    /// Waits until every queued frame is written and returns the temp chunk.
+    /// Waits until every frame is written and returns the temp chunk.
     pub async fn finish(mut self) -> Result<TempChunk, Error> {
-        self.join().await
+        self.settle().await
     }
 
-    async fn join(&mut self) -> Result<TempChunk, Error> {
-        self.tx = None;
-        let writer = self.writer.take().ok_or_else(ended_early)?;
-        writer
-            .await
-            .map_err(|e| Error::io("writing chunk", std::io::Error::other(e)))?
+    /// Takes the temp chunk back, waiting for the batch in progress if any.
+    async fn settle(&mut self) -> Result<TempChunk, Error> {
+        if let Some(temp) = self.idle.take() {
+            return Ok(temp);
+        }
+        let busy = self.busy.take().ok_or_else(|| {
+            Error::io(
+                format!("writing chunk {}", self.id),
+                std::io::Error::other("an earlier write failed"),
+            )
+        })?;
+        busy.await.map_err(|e| {
+            Error::io(
+                format!("writing chunk {}", self.id),
+                std::io::Error::other(e),
+            )
+        })?
     }
-}
-
-fn ended_early() -> Error {
-    Error::io(
-        "writing chunk",
-        std::io::Error::other("the writer thread ended early"),
-    )
 }

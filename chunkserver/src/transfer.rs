@@ -5,7 +5,9 @@
 //! frame received here draws from this server's bucket too. The bytes land in
 //! a temp file and become a chunk only after size and CRC32C match both the
 //! source's header and what the master expected. At most a few frames are in
-//! memory at once.
+//! memory at once. A source that sends nothing for `--stream-idle-timeout`
+//! ends the copy with DEADLINE_EXCEEDED and everything it held released; a
+//! copy beyond `--max-transfers` is refused with RESOURCE_EXHAUSTED.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,15 +26,14 @@ use crate::node::{Node, blocking};
 use crate::peer::connect_peer;
 use crate::sink::Sink;
 
-/// A copy whose source sends nothing for this long is abandoned.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// The peer a copy pulls from.
 struct Source {
     /// Server id, for messages.
     id: String,
     /// gRPC URL.
     address: String,
+    /// How long it may stay silent (`--stream-idle-timeout`).
+    idle: Duration,
 }
 
 /// Pulls the requested chunk from its source and commits it here.
@@ -66,17 +67,22 @@ pub async fn copy_chunk(node: &Node, req: CopyChunkRequest) -> Result<CopyChunkR
             req.source_id
         },
         address,
+        idle: node.transfers.idle_timeout,
     };
+    let _slot = node.transfers.admit(&id, Purpose::Copy)?;
     let mut res = node.store.reserve(&id, req.expected_size, Purpose::Copy)?;
     let started = Instant::now();
     // Bounded like every later wait on the source: a source that accepts the
     // connection but never answers must not hold the reservation forever.
-    let mut stream = tokio::time::timeout(IDLE_TIMEOUT, open(node, &src, &id))
+    let mut stream = tokio::time::timeout(src.idle, open(node, &src, &id))
         .await
         .map_err(|_| Error::SourceUnavailable {
             source_id: src.id.clone(),
             address: src.address.clone(),
-            detail: format!("no answer within {} s", IDLE_TIMEOUT.as_secs()),
+            detail: format!(
+                "no answer within {} s (--stream-idle-timeout)",
+                src.idle.as_secs_f64()
+            ),
         })??;
     let header = first_header(&mut stream, &src, &id).await?;
     check_expected(&header, req.expected_size, req.expected_crc32c, &src, &id)?;
@@ -242,15 +248,19 @@ async fn receive(
     id: &ChunkId,
     received: u64,
 ) -> Result<Option<ReadChunkResponse>, Error> {
-    match tokio::time::timeout(IDLE_TIMEOUT, stream.message()).await {
+    match tokio::time::timeout(src.idle, stream.message()).await {
         Ok(Ok(msg)) => Ok(msg),
         Ok(Err(s)) => Err(failed(&s, src, id, received)),
         Err(_) => Err(Error::CopyFailed {
             id: id.to_string(),
             source_id: src.id.clone(),
             received,
-            detail: format!("the source sent nothing for {} s", IDLE_TIMEOUT.as_secs()),
-            code: Code::Unavailable,
+            detail: format!(
+                "the source sent nothing for {} s (--stream-idle-timeout); the copy was \
+                 abandoned and its space and id released",
+                src.idle.as_secs_f64()
+            ),
+            code: Code::DeadlineExceeded,
         }),
     }
 }

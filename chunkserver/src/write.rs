@@ -3,9 +3,12 @@
 //! The header claims the id and reserves its space; the bytes go to a temp
 //! file with a running CRC32C; only a chunk whose size and checksum match the
 //! header is fsynced and renamed into place. Any failure, including the client
-//! going away, drops the temp file and the reservation.
+//! going away or sending nothing for `--stream-idle-timeout`, drops the temp
+//! file and the reservation and frees the id. At most `--max-transfers` writes
+//! and copies run at once; more are refused with RESOURCE_EXHAUSTED.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use keel_proto::chunk_id::ChunkId;
 use keel_proto::v1::{WriteChunkRequest, WriteChunkResponse};
@@ -22,7 +25,8 @@ pub async fn write_chunk(
     node: &Node,
     mut stream: Streaming<WriteChunkRequest>,
 ) -> Result<WriteChunkResponse, Error> {
-    let first = next(&mut stream, None)
+    let idle = node.transfers.idle_timeout;
+    let first = next(&mut stream, None, idle, 0)
         .await?
         .ok_or_else(|| missing_header("the stream was empty"))?;
     let header = first
@@ -36,6 +40,7 @@ pub async fn write_chunk(
         crc32c: header.crc32c,
         replication: header.replication,
     };
+    let _slot = node.transfers.admit(&id, Purpose::Write)?;
     let res = node.store.reserve(&id, meta.size, Purpose::Write)?;
     let store = Arc::clone(&node.store);
     let (res, temp) = blocking("creating temp file", move || {
@@ -44,16 +49,18 @@ pub async fn write_chunk(
     })
     .await?;
     let mut sink = Sink::new(temp, id.clone());
+    let mut received = first.data.len() as u64;
     if !first.data.is_empty() {
         sink.write(first.data).await?;
     }
-    while let Some(msg) = next(&mut stream, Some(&id)).await? {
+    while let Some(msg) = next(&mut stream, Some(&id), idle, received).await? {
         if msg.header.is_some() {
             return Err(Error::InvalidRequest(format!(
                 "chunk {id}: a header may only come in the first message"
             )));
         }
         if !msg.data.is_empty() {
+            received += msg.data.len() as u64;
             sink.write(msg.data).await?;
         }
     }
@@ -68,12 +75,23 @@ pub async fn write_chunk(
     })
 }
 
+/// The client's next message, waiting at most `idle` for it.
 async fn next(
     stream: &mut Streaming<WriteChunkRequest>,
     id: Option<&ChunkId>,
+    idle: Duration,
+    received: u64,
 ) -> Result<Option<WriteChunkRequest>, Error> {
-    stream.message().await.map_err(|s| Error::ClientAborted {
-        id: id.map_or_else(|| "(before its header)".to_owned(), ToString::to_string),
+    let name = || id.map_or_else(|| "(before its header)".to_owned(), ToString::to_string);
+    let msg = tokio::time::timeout(idle, stream.message())
+        .await
+        .map_err(|_| Error::StreamIdle {
+            id: name(),
+            secs: idle.as_secs_f64(),
+            received,
+        })?;
+    msg.map_err(|s| Error::ClientAborted {
+        id: name(),
         detail: s.message().to_owned(),
         code: match s.code() {
             Code::Ok | Code::Unknown => Code::Cancelled,

@@ -53,7 +53,10 @@ impl Master for Recorder {
             }
             s.beats.push(req.into_inner());
             let send_full_report = std::mem::take(&mut s.want_full);
-            Ok(Response::new(HeartbeatResponse { send_full_report }))
+            Ok(Response::new(HeartbeatResponse {
+                send_full_report,
+                ..Default::default()
+            }))
         })
     }
     async fn report_corruption(

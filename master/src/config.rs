@@ -85,6 +85,17 @@ pub struct Config {
     /// How long shutdown waits for running moves and requests.
     #[arg(long, env = "KEEL_SHUTDOWN_DEADLINE", default_value = "8s", value_parser = parse_duration, hide = true)]
     pub shutdown_deadline: Duration,
+
+    /// Distinct chunk-server ids the master will learn; heartbeats from new
+    /// ids beyond it get RESOURCE_EXHAUSTED (servers are never forgotten, so
+    /// bogus ids would otherwise grow memory without end).
+    #[arg(long, env = "KEEL_MAX_SERVERS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..), hide = true)]
+    pub max_servers: u64,
+
+    /// Allocations remembered while their writes are under way; more get
+    /// RESOURCE_EXHAUSTED until some are written or expire.
+    #[arg(long, env = "KEEL_MAX_PENDING_ALLOCATIONS", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..), hide = true)]
+    pub max_pending_allocations: u64,
 }
 
 /// Parses a percentage in `0..=100`.

@@ -72,6 +72,45 @@ pub fn address(server: &str, address: &str) -> Result<String, Error> {
     Ok(url)
 }
 
+/// Takes the entries of a heartbeat that are bad on their own (a chunk id
+/// breaking the id rules, a size beyond [`MAX_CHUNK_BYTES`]) out of it, each
+/// logged with the chunk, the server and why, and returns them so the reply
+/// can name them. Each refused entry the server counts as held is taken off
+/// `chunk_count` too, so the rest still adds up. A message that is wrong as
+/// a whole (server id, address, a chunk listed twice) is left to
+/// [`heartbeat`].
+pub fn refuse_bad_entries(req: &mut pb::HeartbeatRequest) -> Vec<pb::RefusedReplica> {
+    let server = req.id.escape_debug().to_string();
+    let mut refused = Vec::new();
+    req.chunks.retain(
+        |c| match chunk(&c.chunk).and_then(|()| size(&c.chunk, c.size)) {
+            Ok(()) => true,
+            Err(e) => {
+                refused.push(refusal(&server, &c.chunk, &e));
+                false
+            }
+        },
+    );
+    req.chunk_count = req.chunk_count.saturating_sub(refused.len() as u64);
+    req.removed.retain(|id| match chunk(id) {
+        Ok(()) => true,
+        Err(e) => {
+            refused.push(refusal(&server, id, &e));
+            false
+        }
+    });
+    refused
+}
+
+/// Logs one refused heartbeat entry and describes it for the reply.
+fn refusal(server: &str, chunk: &str, e: &Error) -> pb::RefusedReplica {
+    tracing::warn!(server, chunk = %chunk.escape_debug(), reason = %e, "heartbeat entry refused; the rest of the heartbeat is applied");
+    pb::RefusedReplica {
+        chunk: chunk.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
 /// Validates a heartbeat: ids, address, and no chunk listed twice.
 pub fn heartbeat(req: pb::HeartbeatRequest) -> Result<Heartbeat, Error> {
     server_id(&req.id)?;
@@ -318,6 +357,39 @@ mod tests {
         assert!(bad(&|r| r.removed.push(String::new())).is_some_and(|e| e.contains("empty")));
         let huge = MAX_CHUNK_BYTES + 1;
         assert!(bad(&|r| r.chunks[0].size = huge).is_some_and(|e| e.contains("largest supported")));
+    }
+
+    #[test]
+    fn bad_entries_are_refused_alone() {
+        let mut r = req();
+        r.chunks.push(pb::ChunkReplica {
+            chunk: "../x".into(),
+            size: 1,
+            ..Default::default()
+        });
+        r.chunks.push(pb::ChunkReplica {
+            chunk: "huge".into(),
+            size: MAX_CHUNK_BYTES + 1,
+            ..Default::default()
+        });
+        r.chunk_count = 3;
+        r.removed = vec!["b".into(), "bad\nid".into()];
+        let refused = refuse_bad_entries(&mut r);
+        let names: Vec<&str> = refused.iter().map(|x| x.chunk.as_str()).collect();
+        assert_eq!(names, ["../x", "huge", "bad\nid"]);
+        assert!(
+            refused[1].reason.contains("largest supported"),
+            "{refused:?}"
+        );
+        // What is left is a good heartbeat that still adds up.
+        assert_eq!(r.chunk_count, 1);
+        assert_eq!(r.removed, ["b"]);
+        let hb = heartbeat(r).expect("the rest is valid");
+        assert_eq!(hb.chunks.len(), 1);
+        // Nothing to refuse: nothing changes.
+        let mut good = req();
+        assert!(refuse_bad_entries(&mut good).is_empty());
+        assert_eq!(good, req());
     }
 
     #[test]

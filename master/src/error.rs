@@ -136,6 +136,34 @@ pub enum Error {
     /// The planner could not finish (a bug; nothing was queued).
     #[error("the balancer's planner failed: {0}")]
     Planner(String),
+    /// A heartbeat from a new server id while `--max-servers` ids are known.
+    #[error("server {server} refused: the master already knows {limit} server ids (--max-servers)")]
+    TooManyServers {
+        /// The new id.
+        server: String,
+        /// `--max-servers`.
+        limit: usize,
+    },
+    /// `AllocateChunk` while too many allocations await their heartbeats.
+    #[error(
+        "chunk {chunk}: {limit} allocations are already waiting for their writes \
+         (--max-pending-allocations); retry in a few seconds"
+    )]
+    TooManyAllocations {
+        /// The chunk asked for.
+        chunk: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// A plan (`RebalancePlan`, `RebalanceRun`) is already being computed.
+    #[error(
+        "another rebalance plan is being computed and did not finish within {waited_ms} ms; \
+         retry when it is done"
+    )]
+    PlanBusy {
+        /// How long this request waited for it.
+        waited_ms: u64,
+    },
 }
 
 impl From<Error> for tonic::Status {
@@ -156,7 +184,10 @@ impl From<Error> for tonic::Status {
             Error::ChunkNotFound { .. } | Error::NotHolder { .. } => Code::NotFound,
             Error::ChunkExists { .. } => Code::AlreadyExists,
             Error::ServerDead { .. } => Code::FailedPrecondition,
-            Error::NoSpace { .. } => Code::ResourceExhausted,
+            Error::NoSpace { .. }
+            | Error::TooManyServers { .. }
+            | Error::TooManyAllocations { .. }
+            | Error::PlanBusy { .. } => Code::ResourceExhausted,
             Error::NoLiveServers => Code::Unavailable,
             Error::SafeMode { .. } => Code::Unavailable,
             Error::Planner(_) => Code::Internal,

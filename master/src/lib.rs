@@ -12,6 +12,8 @@
 //!   passes feed a move queue drained through the mover, beside
 //!   [`maintenance`] on the same mover, slots and tracker.
 //! - [`service`] and [`convert`]: the gRPC front door; [`auth`]: its token check.
+//! - [`reports`]: paged full reports, applied whole; [`service::Limits`]: what
+//!   one client may cost.
 //! - [`http`] and [`metrics`]: `/healthz` and `/metrics`.
 //! - [`error`]: request errors and their gRPC codes.
 //! - [`stdio`]: the seed's JSON-lines protocol (`--stdio`) on the same core.
@@ -29,6 +31,7 @@ pub mod metrics;
 pub mod mover;
 pub mod placement;
 pub mod rebalance;
+pub mod reports;
 pub mod server;
 pub mod service;
 pub mod stdio;

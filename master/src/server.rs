@@ -5,13 +5,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use keel_proto::serving;
 use keel_proto::v1::master_server::MasterServer;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::server::HealthReporter;
 use tracing::{debug, info, warn};
 
@@ -155,22 +156,28 @@ async fn serve_grpc(
         core.balancer.clone(),
         core.tracker.clone(),
         config.threshold_pct,
-    );
+    )
+    .with_limits(crate::service::Limits {
+        max_servers: usize::try_from(config.max_servers).unwrap_or(usize::MAX),
+        max_pending_allocations: usize::try_from(config.max_pending_allocations)
+            .unwrap_or(usize::MAX),
+    });
     let master = MasterServer::new(service)
         .max_decoding_message_size(keel_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(keel_proto::MAX_MESSAGE_BYTES);
     let master =
         InterceptedService::new(master, auth::AuthCheck::new(config.auth_token.as_deref()));
     let addr = listener.local_addr()?;
+    let incoming = TcpIncoming::from(listener).with_keepalive(Some(serving::TCP_KEEPALIVE));
     let server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(serving::KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(serving::KEEPALIVE_TIMEOUT))
+        .max_concurrent_streams(serving::MAX_CONCURRENT_STREAMS)
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
         .add_service(master)
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
-            shutdown.clone().cancelled_owned(),
-        );
+        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
     let task = tokio::spawn(server);
     info!(addr = %addr, "grpc listening");
     Ok((task, health))

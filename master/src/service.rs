@@ -3,10 +3,11 @@
 //! `From<Error> for Status`.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use keel_proto::v1 as pb;
 use keel_proto::v1::master_server::Master;
+use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 use tracing::{info, instrument};
@@ -17,6 +18,31 @@ use crate::error::Error;
 use crate::meta::{SharedMeta, lock};
 use crate::mover::Mover;
 use crate::rebalance;
+use crate::reports::{Page, Reports};
+
+/// How long `RebalancePlan` and `RebalanceRun` wait for a plan already being
+/// computed before answering RESOURCE_EXHAUSTED. Planning copies the whole
+/// metadata, so plans run one at a time; a short wait lets a second operator
+/// command through while a burst of them is refused cheaply.
+pub const PLAN_WAIT: Duration = Duration::from_secs(2);
+
+/// What one client may cost the master.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Distinct server ids learned from heartbeats (`--max-servers`).
+    pub max_servers: usize,
+    /// Allocations remembered at once (`--max-pending-allocations`).
+    pub max_pending_allocations: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_servers: 10_000,
+            max_pending_allocations: 50_000,
+        }
+    }
+}
 
 /// The gRPC front door of the master.
 #[derive(Debug, Clone)]
@@ -29,6 +55,12 @@ pub struct MasterService {
     threshold_pct: f64,
     /// The move queue and its planner.
     balancer: Balancer,
+    /// Paged full reports being received.
+    reports: Arc<Reports>,
+    /// One permit: plans are computed one at a time.
+    plans: Arc<Semaphore>,
+    /// What one client may cost.
+    limits: Limits,
 }
 
 impl MasterService {
@@ -41,7 +73,49 @@ impl MasterService {
             tracker,
             threshold_pct,
             balancer,
+            reports: Arc::default(),
+            plans: Arc::new(Semaphore::new(1)),
+            limits: Limits::default(),
         }
+    }
+
+    /// The same service with `limits`.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Waits up to [`PLAN_WAIT`] for the one planning permit.
+    async fn plan_permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Error> {
+        match tokio::time::timeout(PLAN_WAIT, self.plans.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(Error::PlanBusy {
+                waited_ms: u64::try_from(PLAN_WAIT.as_millis()).unwrap_or(u64::MAX),
+            }),
+        }
+    }
+
+    /// Applies a heartbeat after its bad entries were taken out: refuses a
+    /// new server id beyond `--max-servers`, and keeps the pages of a paged
+    /// report until its last one.
+    fn apply_heartbeat(
+        &self,
+        hb: crate::meta::Heartbeat,
+        page: Page,
+        refused: u64,
+    ) -> Result<bool, Error> {
+        let now = Instant::now();
+        {
+            let m = lock(&self.meta);
+            if m.server_no(&hb.id).is_none() && m.server_count() >= self.limits.max_servers {
+                return Err(Error::TooManyServers {
+                    server: hb.id,
+                    limit: self.limits.max_servers,
+                });
+            }
+        }
+        let send_full = self.reports.apply(&self.meta, hb, page, refused, now);
+        Ok(send_full)
     }
 }
 
@@ -54,10 +128,25 @@ type Reply<T> = Result<Response<T>, Status>;
 impl Master for MasterService {
     #[instrument(level = "debug", skip_all, fields(server = %req.get_ref().id.escape_debug(), full = req.get_ref().full_report))]
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Reply<pb::HeartbeatResponse> {
-        let hb = convert::heartbeat(req.into_inner())?;
-        let out = lock(&self.meta).apply_heartbeat(hb, Instant::now());
+        let mut req = req.into_inner();
+        let page = Page::of(&req);
+        let listed = req.chunks.len();
+        let refused = convert::refuse_bad_entries(&mut req);
+        let refused_held = (listed - req.chunks.len()) as u64;
+        let hb = convert::heartbeat(req)?;
+        let send_full_report = if hb.full_report {
+            // Up to a page (or a 64 MiB message) of replicas: recorded off the
+            // async threads, so other requests stay prompt meanwhile.
+            let svc = self.clone();
+            tokio::task::spawn_blocking(move || svc.apply_heartbeat(hb, page, refused_held))
+                .await
+                .map_err(|e| Status::internal(format!("applying a full report failed: {e}")))??
+        } else {
+            self.apply_heartbeat(hb, page, refused_held)?
+        };
         Ok(Response::new(pb::HeartbeatResponse {
-            send_full_report: out.send_full_report,
+            send_full_report,
+            refused,
         }))
     }
 
@@ -93,7 +182,20 @@ impl Master for MasterService {
         req: Request<pb::AllocateChunkRequest>,
     ) -> Reply<pb::AllocateChunkResponse> {
         let req = convert::alloc_request(req.into_inner())?;
-        let a = lock(&self.meta).allocate(&req, Instant::now())?;
+        let a = {
+            let now = Instant::now();
+            let mut m = lock(&self.meta);
+            m.expire_pending(now);
+            let limit = self.limits.max_pending_allocations;
+            if m.pending_allocations() >= limit && !m.is_pending(&req.chunk) {
+                return Err(Error::TooManyAllocations {
+                    chunk: req.chunk,
+                    limit,
+                }
+                .into());
+            }
+            m.allocate(&req, now)?
+        };
         let on: Vec<&str> = a.servers.iter().map(|s| s.id.as_str()).collect();
         info!(chunk = %req.chunk, size = req.size, replication = a.replication, servers = ?on, "chunk placed");
         Ok(Response::new(convert::allocation(a)))
@@ -134,6 +236,7 @@ impl Master for MasterService {
         &self,
         _req: Request<pb::RebalancePlanRequest>,
     ) -> Reply<pb::RebalancePlanResponse> {
+        let _permit = self.plan_permit().await?;
         let plan = self.balancer.plan().await?;
         info!(
             moves = plan.moves.len(),
@@ -153,6 +256,7 @@ impl Master for MasterService {
             let remaining_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
             return Err(Error::SafeMode { remaining_ms }.into());
         }
+        let _permit = self.plan_permit().await?;
         let report = self.balancer.run_pass(Trigger::Request).await?;
         Ok(Response::new(balance::run_response(report)))
     }

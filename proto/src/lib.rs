@@ -6,8 +6,10 @@
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, served by gRPC reflection.
 //! - [`chunk_id`]: the one validation of chunk ids, applied before any path is built.
 //! - [`units`]: parsing of sizes (`64MiB`) and durations (`500ms`) for flags.
+//! - [`serving`]: keep-alive and stream limits of the daemons' gRPC servers.
 
 pub mod chunk_id;
+pub mod serving;
 pub mod units;
 
 /// Generated messages, clients and servers of `keel.v1`.

@@ -131,7 +131,13 @@ impl Meta {
 
     /// Whether what a report stamped `stamp` says of `chunk` (`listed`: it
     /// holds it) predates a change the master recorded since.
-    fn outdated(&self, no: ServerNo, chunk: &str, listed: bool, stamp: Option<Stamp>) -> bool {
+    pub(super) fn outdated(
+        &self,
+        no: ServerNo,
+        chunk: &str,
+        listed: bool,
+        stamp: Option<Stamp>,
+    ) -> bool {
         let Some(stamp) = stamp else {
             return false;
         };

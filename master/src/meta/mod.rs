@@ -21,7 +21,9 @@ pub mod server;
 mod alloc;
 mod explain;
 mod heartbeat;
+mod limits;
 mod moves;
+mod paged;
 mod redundancy;
 mod snapshot;
 mod upkeep;
@@ -47,6 +49,7 @@ pub use chunk::{ChunkMeta, Replica, ServerNo};
 pub use explain::{ChunkJobInfo, Explanation, ReplicaInfo};
 pub use heartbeat::{Heartbeat, HeartbeatOutcome, ReplicaReport};
 pub use moves::{Job, MoveKind, MoveTicket, Reject, ServerAddr};
+pub use paged::PagedStart;
 pub use redundancy::{FULL_SCAN_EVERY, Redundancy, Verify, VerifyOutcome};
 pub use server::{Excluded, ServerEntry, ServerState, Stamp};
 pub use snapshot::{ViewSnapshot, find_sorted};
@@ -344,7 +347,7 @@ impl Meta {
 
     /// A replica of `chunk` on `no` went away without the master deleting
     /// it (a wiped disk, a vanished or damaged file).
-    fn lost_on(&mut self, no: ServerNo, chunk: &str) {
+    pub(super) fn lost_on(&mut self, no: ServerNo, chunk: &str) {
         mark(&mut self.missing_on, chunk, no);
     }
 

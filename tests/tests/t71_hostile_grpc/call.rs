@@ -99,6 +99,8 @@ pub enum Call {
 pub enum Reply {
     /// A reply the row does not look into.
     Plain,
+    /// `Heartbeat`.
+    Heartbeat(keel_proto::v1::HeartbeatResponse),
     /// `RebalanceExecute`.
     Execute(RebalanceExecuteResponse),
     /// `AllocateChunk`.
@@ -115,7 +117,8 @@ impl Call {
         match self {
             Call::Heartbeat(r) => {
                 let mut m = master_client(&env.master).await.map_err(unavailable)?;
-                m.heartbeat(r.clone()).await.map(|_| Reply::Plain)
+                let r = m.heartbeat(r.clone()).await?;
+                Ok(Reply::Heartbeat(r.into_inner()))
             }
             Call::Locate(chunk) => {
                 let mut m = master_client(&env.master).await.map_err(unavailable)?;

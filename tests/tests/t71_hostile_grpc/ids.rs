@@ -131,12 +131,12 @@ pub fn chunk_id_rows(env: &Env) -> Vec<Row> {
             row(
                 format!("Heartbeat full report with chunk {l}"),
                 Call::Heartbeat(cs1_report(env, vec![replica])),
-                bad(),
+                Expect::RefusedAlone("chunk id"),
             ),
             row(
                 format!("Heartbeat delta removing {l}"),
                 Call::Heartbeat(delta),
-                bad(),
+                Expect::RefusedAlone("chunk id"),
             ),
             row(
                 format!("WriteChunk {l}"),

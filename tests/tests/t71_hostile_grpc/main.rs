@@ -5,7 +5,8 @@
 //! every id field, absurd sizes and replication factors, unknown chunks and
 //! servers, duplicated, contradictory and 10 000-long move lists, write
 //! streams that lie, break off or repeat their header, wrong checksums,
-//! heartbeats with bad fields, copies from bogus sources.
+//! heartbeats with bad fields (a bad entry in a report is refused alone),
+//! copies from bogus sources.
 //!
 //! Each row names the gRPC code it must get and a word of the message
 //! (`RebalanceExecute` rows: every move REJECTED with its reason), and after
@@ -52,6 +53,9 @@ pub enum Expect {
     /// `AllocateChunk` answers with the replication factor clamped to the
     /// live servers (a placement, which stores nothing).
     Clamped(u32),
+    /// `Heartbeat` answers OK and refuses the bad entry alone, with a reason
+    /// containing this text (the rest of the report is applied).
+    RefusedAlone(&'static str),
 }
 
 /// A row.
@@ -128,6 +132,11 @@ fn judge(expect: &Expect, r: Result<Reply, Status>) -> Result<(), String> {
                 "moved {}, first results {first:?}, want all rejected with {needle:?}",
                 r.moved
             ))
+        }
+        (Expect::RefusedAlone(needle), Ok(Reply::Heartbeat(r)))
+            if r.refused.len() == 1 && r.refused[0].reason.contains(needle) =>
+        {
+            Ok(())
         }
         (Expect::Clamped(n), Ok(Reply::Allocate(a)))
             if a.replication == *n && a.servers.len() == *n as usize =>

@@ -75,7 +75,7 @@ pub fn heartbeat_rows(env: &Env) -> Vec<Row> {
                 hb.chunks.push(huge(size));
                 hb.chunk_count += 1;
             }),
-            Expect::Refused(INVALID, "largest supported"),
+            Expect::RefusedAlone("largest supported"),
         ));
     }
     rows.extend([

@@ -1,0 +1,25 @@
+//! HTTP/2 and TCP settings both daemons' gRPC servers use, so a vanished or
+//! hostile peer costs a bounded amount for a bounded time.
+
+use std::time::Duration;
+
+/// A ping after this much silence on a server connection. Without it a
+/// client whose host vanished (no FIN, no RST) keeps its connection, streams
+/// and whatever they hold until the OS gives up, which can be hours.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+
+/// How long a ping may go unanswered before the server closes the connection
+/// and every stream on it. Pings are not throttled by any bandwidth bucket,
+/// so a slow but live client always answers in time.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TCP keep-alive on accepted sockets: the kernel's own check for dead peers
+/// beneath HTTP/2, for connections a ping cannot reach (e.g. stuck on a
+/// full send buffer).
+pub const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// Streams one connection may have open at once. Each open stream costs a
+/// task and its buffers; a client needing more opens more connections (and
+/// writes are bounded separately by the chunk server's `--max-transfers`).
+/// Streams beyond it wait on the client side instead of failing.
+pub const MAX_CONCURRENT_STREAMS: u32 = 256;
