@@ -21,7 +21,8 @@ pub struct Config {
     pub listen: SocketAddr,
 
     /// Address others use to reach this server, `host:port` or a URL
-    /// (default: `http://` and the address actually bound).
+    /// (default: `http://`, or `https://` with `--tls-cert`, and the address
+    /// actually bound).
     #[arg(long, env = "KEEL_ADVERTISE")]
     pub advertise: Option<String>,
 
@@ -55,6 +56,10 @@ pub struct Config {
     #[arg(long, env = "KEEL_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
 
+    /// Token files, the client token and TLS (see docs/security.md).
+    #[command(flatten)]
+    pub security: keel_proto::flags::Security,
+
     /// How long in-flight reads, writes and copies may run on after SIGTERM.
     #[arg(long, env = "KEEL_SHUTDOWN_TIMEOUT", default_value = "8s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
@@ -74,6 +79,7 @@ impl Config {
             heartbeat_interval: Duration::from_secs(3),
             migrate_bandwidth: 64 << 20,
             auth_token: None,
+            security: keel_proto::flags::Security::default(),
             shutdown_timeout: Duration::from_secs(8),
         }
     }
@@ -82,6 +88,8 @@ impl Config {
     pub fn advertise_url(&self, bound: SocketAddr) -> String {
         match &self.advertise {
             Some(a) => normalize_url(a),
+            // A server with a certificate serves TLS only.
+            None if self.security.tls_cert.is_some() => format!("https://{bound}"),
             None => format!("http://{bound}"),
         }
     }

@@ -21,6 +21,7 @@ mod put;
 mod rebalance;
 mod servers;
 mod spool;
+mod tls;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

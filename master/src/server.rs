@@ -8,10 +8,8 @@ use std::time::{Duration, Instant};
 use keel_proto::v1::master_server::MasterServer;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tonic::service::interceptor::InterceptedService;
 use tonic_health::server::HealthReporter;
 use tracing::{debug, info, warn};
 
@@ -41,6 +39,9 @@ pub enum RunError {
     /// The auth token cannot be sent as a header.
     #[error(transparent)]
     Token(#[from] BadToken),
+    /// A token or TLS flag or file is unusable.
+    #[error(transparent)]
+    Security(#[from] auth::SecurityError),
     /// A listener failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
@@ -64,6 +65,8 @@ struct Core {
     balancer: Balancer,
     /// Moves, trims, repairs and loops; shutdown waits for them.
     tracker: TaskTracker,
+    /// Tokens and TLS, read once from the flags and files.
+    security: auth::Secured,
 }
 
 impl Core {
@@ -75,7 +78,10 @@ impl Core {
             min_free_pct: config.min_free_pct,
         })));
         let metrics = Arc::new(Metrics::default());
-        let clients = Arc::new(Clients::new(config.auth_token.as_deref())?);
+        let security = auth::Secured::from_config(config)?;
+        let clients = Arc::new(
+            Clients::new(security.cluster_token.as_deref())?.with_tls(security.client_tls.clone()),
+        );
         let slots = Slots::new(
             config.max_concurrent_moves as usize,
             config.max_moves_per_server as usize,
@@ -100,6 +106,7 @@ impl Core {
             mover,
             balancer,
             tracker,
+            security,
         })
     }
 }
@@ -159,8 +166,7 @@ async fn serve_grpc(
     let master = MasterServer::new(service)
         .max_decoding_message_size(keel_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(keel_proto::MAX_MESSAGE_BYTES);
-    let master =
-        InterceptedService::new(master, auth::AuthCheck::new(config.auth_token.as_deref()));
+    let master = keel_proto::auth::Guard::new(master, core.security.tokens.clone());
     let addr = listener.local_addr()?;
     let server = tonic::transport::Server::builder()
         .add_service(health_service)
@@ -168,7 +174,7 @@ async fn serve_grpc(
         .add_service(reflection().build_v1alpha()?)
         .add_service(master)
         .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
+            keel_proto::tls::incoming(listener, core.security.server_tls.clone()),
             shutdown.clone().cancelled_owned(),
         );
     let task = tokio::spawn(server);
@@ -252,7 +258,7 @@ pub async fn run(
     };
     core.tracker.spawn(upkeep.run(shutdown.clone()));
     core.balancer.spawn(&shutdown);
-    info!(safe_mode = ?config.safe_mode, replication = config.replication, balance_interval = ?config.balance_interval, auth = config.auth_token.is_some(), "master ready");
+    info!(safe_mode = ?config.safe_mode, replication = config.replication, balance_interval = ?config.balance_interval, auth = core.security.tokens.enabled(), tls = core.security.server_tls.is_some(), "master ready");
     if config.stdio {
         serve_stdio(&core, &config, &shutdown);
     }

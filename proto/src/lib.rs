@@ -6,8 +6,15 @@
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, served by gRPC reflection.
 //! - [`chunk_id`]: the one validation of chunk ids, applied before any path is built.
 //! - [`units`]: parsing of sizes (`64MiB`) and durations (`500ms`) for flags.
+//! - [`auth`]: bearer tokens, roles and the one token check both daemons use.
+//! - [`tls`]: TLS and mTLS from PEM files, and the servers' accept loop.
+//! - `flags` (feature `clap`): the daemons' shared security flags.
 
+pub mod auth;
 pub mod chunk_id;
+#[cfg(feature = "clap")]
+pub mod flags;
+pub mod tls;
 pub mod units;
 
 /// Generated messages, clients and servers of `keel.v1`.
