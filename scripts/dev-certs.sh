@@ -9,9 +9,11 @@
 #                        client certificate towards each other (mTLS); its names
 #                        are localhost, 127.0.0.1, master, cs1..cs5
 # DIR/client.crt, .key   keelctl's client certificate (mTLS)
+# DIR/cluster.token      a random cluster token (--auth-token-file), kept if present
+# DIR/client.token       a random client token (--client-token-file), kept if present
 #
 # For development and tests only: the keys are not encrypted, and one node
-# certificate serves every daemon. Existing files in DIR are replaced.
+# certificate serves every daemon. Existing certificates in DIR are replaced.
 set -euo pipefail
 
 dir="${1:?usage: $0 DIR [DAYS]}"
@@ -47,6 +49,9 @@ sign node "keel node" "serverAuth,clientAuth" \
   "DNS:localhost,IP:127.0.0.1,DNS:master,DNS:cs1,DNS:cs2,DNS:cs3,DNS:cs4,DNS:cs5"
 sign client "keelctl" "clientAuth"
 rm -f ca.srl
+for t in cluster client; do
+  [ -s "$t.token" ] || openssl rand -hex 32 >"$t.token"
+done
 # Readable by the containers' non-root user (uid 10001) when mounted.
-chmod 0644 ./*.crt ./*.key
+chmod 0644 ./*.crt ./*.key ./*.token
 echo "dev-certs: CA and certificates written to $dir (valid $days days)" >&2
