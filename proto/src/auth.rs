@@ -193,7 +193,7 @@ impl Tokens {
             Some(Role::Client) => Err(Status::permission_denied(format!(
                 "{path} needs the cluster token (--auth-token); a client token admits only data calls"
             ))),
-            None => Err(Status::unauthenticated("wrong bearer token")),
+            None => Err(Status::unauthenticated("wrong auth token")),
         }
     }
 }
