@@ -128,6 +128,9 @@ mod tests {
         assert_eq!(c.advertise_url(bound), "http://127.0.0.1:41873");
         c.advertise = Some("cs1:7001".into());
         assert_eq!(c.advertise_url(bound), "http://cs1:7001");
+        c.advertise = None;
+        c.security.tls_cert = Some("/certs/node.crt".into());
+        assert_eq!(c.advertise_url(bound), "https://127.0.0.1:41873");
     }
 
     #[test]
