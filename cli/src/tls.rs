@@ -37,8 +37,10 @@ pub fn endpoint(endpoint: Endpoint, tls: Option<&ClientTlsConfig>) -> Result<End
 const CLOSED_HINT: &str = "the server closed the TLS connection: it may require a client \
      certificate (--tls-cert and --tls-key, signed by its CA) or have refused the one given";
 
-/// Signs of a connection the other side closed on us.
-const CLOSED_SIGNS: [&str; 6] = [
+/// Signs of a connection the other side closed on us (or, over TLS, refused
+/// with an alert).
+const CLOSED_SIGNS: [&str; 7] = [
+    "fatal alert",
     "frame with invalid size",
     "connection reset",
     "broken pipe",

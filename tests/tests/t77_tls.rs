@@ -250,7 +250,12 @@ async fn every_bad_way_in_fails_with_a_reason() -> Result<()> {
         err.contains("speaks TLS") && err.contains("https://"),
         "{err}"
     );
-    assert!(master_log(&c).contains("plaintext connection to the TLS port refused"));
+    wait_until(
+        "the master logs the plaintext client",
+        Duration::from_secs(5),
+        || async { master_log(&c).contains("plaintext connection to the TLS port refused") },
+    )
+    .await?;
 
     let (code, _, err) = c.keelctl(&["--master", &master, "servers"])?;
     assert_eq!(code, 1);
@@ -272,7 +277,12 @@ async fn every_bad_way_in_fails_with_a_reason() -> Result<()> {
     let (code, _, err) = keelctl(&c, &no_cert, &["servers"])?;
     assert_eq!(code, 1);
     assert!(err.contains("client certificate"), "{err}");
-    assert!(master_log(&c).contains("peer sent no certificates"));
+    wait_until(
+        "the master logs the missing certificate",
+        Duration::from_secs(5),
+        || async { master_log(&c).contains("peer sent no certificates") },
+    )
+    .await?;
 
     // A client certificate from another CA.
     let mut foreign = good.clone();
