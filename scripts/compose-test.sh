@@ -4,6 +4,9 @@
 # SIGKILLs a chunk server container in the middle of a move, brings it back,
 # and checks that the cluster ends balanced with every chunk readable and its
 # checksum unchanged. Tears everything down however it ends.
+#
+# KEEL_COMPOSE_TLS=1 runs the same test with docker-compose.tls.yml layered on
+# top (mTLS everywhere, tokens from files), on certificates made for the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,12 +17,28 @@ export KEEL_MIGRATE_BANDWIDTH="${KEEL_MIGRATE_BANDWIDTH:-8MiB}"
 chunks=16
 if docker compose version >/dev/null 2>&1; then compose=(docker compose); else compose=(docker-compose); fi
 bin=target/x86_64-unknown-linux-gnu/release
-keelctl() { "$bin/keelctl" --master "http://127.0.0.1:$KEEL_MASTER_PORT" "$@"; }
+host=(--master "http://127.0.0.1:$KEEL_MASTER_PORT")
+# Settings of the keelctl run inside the master's container.
+inside=()
+certs=""
+if [ "${KEEL_COMPOSE_TLS:-}" = 1 ]; then
+  certs=$(mktemp -d)
+  scripts/dev-certs.sh "$certs"
+  export KEEL_CERTS="$certs"
+  compose+=(-f docker-compose.yml -f docker-compose.tls.yml)
+  host=(--master "https://127.0.0.1:$KEEL_MASTER_PORT" --tls-ca "$certs/ca.crt"
+        --tls-cert "$certs/client.crt" --tls-key "$certs/client.key" --token-file "$certs/cluster.token")
+  inside=(-e KEEL_MASTER=https://127.0.0.1:7000 -e KEEL_TOKEN_FILE=/run/secrets/cluster_token)
+fi
+keelctl() { "$bin/keelctl" "${host[@]}" "$@"; }
 say() { printf '[compose-test] %s\n' "$*" >&2; }
 fail() { say "FAILED: $*"; "${compose[@]}" logs --tail 30 >&2 || true; exit 1; }
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
-cleanup() { "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true; }
+cleanup() {
+  "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
+  [ -z "$certs" ] || rm -rf "$certs"
+}
 trap cleanup EXIT
 
 # KEEL_SKIP_BUILD=1 reuses an image built earlier (for iterating on this script).
@@ -37,7 +56,7 @@ keelctl rebalance pause >/dev/null
 declare -A crc
 for i in $(seq 1 "$chunks"); do
   on=cs1; [ "$i" -gt 12 ] && on=cs2
-  out=$(head -c 8M /dev/urandom | "${compose[@]}" exec -T master keelctl --json put "c$i" - --replication 1 --on "$on")
+  out=$(head -c 8M /dev/urandom | "${compose[@]}" exec -T "${inside[@]}" master keelctl --json put "c$i" - --replication 1 --on "$on")
   crc[c$i]=$(echo "$out" | json "d['crc32c']")
 done
 keelctl servers
@@ -66,7 +85,7 @@ keelctl servers
 
 say "checking every chunk"
 for id in "${!crc[@]}"; do
-  got=$("${compose[@]}" exec -T master keelctl --json get "$id" "/tmp/$id" | json "d['crc32c']") || fail "get $id"
+  got=$("${compose[@]}" exec -T "${inside[@]}" master keelctl --json get "$id" "/tmp/$id" | json "d['crc32c']") || fail "get $id"
   [ "$got" = "${crc[$id]}" ] || fail "$id read back with crc $got, written with ${crc[$id]}"
 done
 copies=$(keelctl servers --json | json "sum(s['chunks'] for s in d)")

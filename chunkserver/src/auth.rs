@@ -1,56 +1,57 @@
-//! The optional shared token: checked on every incoming keel.v1 call, attached
-//! to every outgoing one. Health and reflection are not wrapped: they expose no
-//! data.
+//! Credentials: the tokens checked on every incoming keel.v1 call (by the check
+//! shared with the master, [`keel_proto::auth`]), the cluster token attached to
+//! every outgoing one, and TLS both ways. Health and reflection are not
+//! wrapped: they expose no data.
 
 use std::sync::Arc;
 
+use keel_proto::auth::Tokens;
+use keel_proto::tls::ServerConfig;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
+use tonic::transport::ClientTlsConfig;
 use tonic::{Request, Status};
 
+use crate::config::Config;
 use crate::error::Error;
 
-/// Server side: refuses calls without `authorization: Bearer <token>`.
-#[derive(Clone, Debug)]
-pub struct RequireToken {
-    /// The whole expected header value, `Bearer <token>`; `None` = open.
-    expected: Option<Arc<[u8]>>,
+/// What this server enforces on its own `keel.v1.ChunkServer`, and presents
+/// to the master and peers, read once from the flags and files.
+pub struct Secured {
+    /// The tokens every incoming call is checked against.
+    pub tokens: Tokens,
+    /// TLS of the gRPC listener; `None` serves plaintext.
+    pub server_tls: Option<Arc<ServerConfig>>,
+    /// The cluster token and TLS of outgoing calls.
+    pub outgoing: AttachToken,
 }
 
-impl RequireToken {
-    /// Checks for `token`, or lets everything through when `None`.
-    pub fn new(token: Option<&str>) -> Self {
-        RequireToken {
-            expected: token.map(|t| format!("Bearer {t}").into_bytes().into()),
-        }
+impl Secured {
+    /// Reads the token and TLS flags and files; an unusable one is a start-up error.
+    pub fn from_config(config: &Config) -> Result<Self, Error> {
+        let s = &config.security;
+        let bad = |e: &dyn std::fmt::Display| Error::Config(e.to_string());
+        let cluster = s
+            .cluster_token(config.auth_token.as_deref())
+            .map_err(|e| bad(&e))?;
+        let tls = s.tls();
+        Ok(Secured {
+            tokens: s.tokens(cluster.as_deref()).map_err(|e| bad(&e))?,
+            server_tls: tls.server().map_err(|e| bad(&e))?,
+            outgoing: AttachToken::new(cluster.as_deref())?
+                .with_tls(tls.client().map_err(|e| bad(&e))?),
+        })
     }
 }
 
-impl Interceptor for RequireToken {
-    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
-        let Some(expected) = &self.expected else {
-            return Ok(req);
-        };
-        match req.metadata().get("authorization") {
-            Some(v) if constant_time_eq(v.as_bytes(), expected) => Ok(req),
-            Some(_) => Err(Status::unauthenticated("wrong auth token")),
-            None => Err(Status::unauthenticated(
-                "missing `authorization: Bearer <token>` metadata (this server requires --auth-token)",
-            )),
-        }
-    }
-}
-
-/// Compares without stopping at the first differing byte.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Client side: attaches the token to every call.
+/// Client side: attaches the token to every call, and carries the TLS
+/// settings of outgoing connections (what this server presents to others).
 #[derive(Clone, Debug)]
 pub struct AttachToken {
     /// `Bearer <token>`, or `None` to attach nothing.
     value: Option<MetadataValue<Ascii>>,
+    /// TLS towards `https://` masters and peers; `None` refuses `https://`.
+    tls: Option<ClientTlsConfig>,
 }
 
 impl AttachToken {
@@ -63,7 +64,18 @@ impl AttachToken {
                 })
             })
             .transpose()?;
-        Ok(AttachToken { value })
+        Ok(AttachToken { value, tls: None })
+    }
+
+    /// The same, with TLS settings for `https://` addresses.
+    pub fn with_tls(mut self, tls: Option<ClientTlsConfig>) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// The TLS settings of outgoing connections.
+    pub fn tls(&self) -> Option<&ClientTlsConfig> {
+        self.tls.as_ref()
     }
 }
 
@@ -81,17 +93,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn token_round_trip() {
+    fn token_is_attached() {
         let mut attach = AttachToken::new(Some("s3cret")).expect("token");
-        let mut require = RequireToken::new(Some("s3cret"));
         let req = attach.call(Request::new(())).expect("attach");
-        assert!(require.call(req).is_ok());
-        let err = require.call(Request::new(())).expect_err("no token");
-        assert_eq!(err.code(), tonic::Code::Unauthenticated);
-        let mut other = AttachToken::new(Some("guess")).expect("token");
-        let req = other.call(Request::new(())).expect("attach");
-        assert!(require.call(req).is_err());
-        assert!(RequireToken::new(None).call(Request::new(())).is_ok());
+        assert_eq!(
+            req.metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok()),
+            Some("Bearer s3cret")
+        );
+        let req = AttachToken::new(None)
+            .expect("none")
+            .call(Request::new(()))
+            .expect("attach");
+        assert!(req.metadata().get("authorization").is_none());
         assert!(AttachToken::new(Some("bad\nvalue")).is_err());
     }
 }

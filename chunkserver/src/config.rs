@@ -29,7 +29,8 @@ pub struct Config {
     pub listen: SocketAddr,
 
     /// Address others use to reach this server, `host:port` or a URL
-    /// (default: `http://` and the address actually bound).
+    /// (default: `http://`, or `https://` with `--tls-cert`, and the address
+    /// actually bound).
     #[arg(long, env = "KEEL_ADVERTISE")]
     pub advertise: Option<String>,
 
@@ -73,6 +74,9 @@ pub struct Config {
     /// RESOURCE_EXHAUSTED. Reads, deletes and status are not counted.
     #[arg(long, env = "KEEL_MAX_TRANSFERS", default_value_t = DEFAULT_MAX_TRANSFERS)]
     pub max_transfers: usize,
+    /// Token files, the client token and TLS (see docs/security.md).
+    #[command(flatten)]
+    pub security: keel_proto::flags::Security,
 
     /// How long in-flight reads, writes and copies may run on after SIGTERM.
     #[arg(long, env = "KEEL_SHUTDOWN_TIMEOUT", default_value = "8s", value_parser = parse_duration)]
@@ -99,6 +103,7 @@ impl Config {
             heartbeat_interval: Duration::from_secs(3),
             migrate_bandwidth: 64 << 20,
             auth_token: None,
+            security: keel_proto::flags::Security::default(),
             shutdown_timeout: Duration::from_secs(8),
             scrub_interval: Duration::from_secs(60),
             stream_idle_timeout: DEFAULT_STREAM_IDLE_TIMEOUT,
@@ -121,6 +126,8 @@ impl Config {
     pub fn advertise_url(&self, bound: SocketAddr) -> String {
         match &self.advertise {
             Some(a) => normalize_url(a),
+            // A server with a certificate serves TLS only.
+            None if self.security.tls_cert.is_some() => format!("https://{bound}"),
             None => format!("http://{bound}"),
         }
     }
@@ -159,6 +166,9 @@ mod tests {
         assert_eq!(c.advertise_url(bound), "http://127.0.0.1:41873");
         c.advertise = Some("cs1:7001".into());
         assert_eq!(c.advertise_url(bound), "http://cs1:7001");
+        c.advertise = None;
+        c.security.tls_cert = Some("/certs/node.crt".into());
+        assert_eq!(c.advertise_url(bound), "https://127.0.0.1:41873");
     }
 
     #[test]

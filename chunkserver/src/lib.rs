@@ -44,15 +44,13 @@ use keel_proto::serving;
 use keel_proto::v1::chunk_server_server::ChunkServerServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
 pub use config::Config;
 pub use error::Error;
 
-use crate::auth::{AttachToken, RequireToken};
+use crate::auth::AttachToken;
 use crate::heartbeat::{Heartbeat, Identity, MasterReporter};
 use crate::node::{Node, Transfers};
 use crate::service::ChunkService;
@@ -77,8 +75,9 @@ pub async fn run(
         ))
     })?;
     config.check().map_err(Error::Config)?;
+    let security = auth::Secured::from_config(&config)?;
     let store = open_store(&config).await?;
-    let node = Arc::new(build_node(&config, bound, store)?);
+    let node = Arc::new(build_node(&config, bound, store, security.outgoing)?);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     // Advertise only what this server serves (the descriptor set also holds
@@ -99,8 +98,7 @@ pub async fn run(
     let chunkserver = ChunkServerServer::new(ChunkService::new(Arc::clone(&node)))
         .max_decoding_message_size(keel_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(keel_proto::MAX_MESSAGE_BYTES);
-    let chunkserver =
-        InterceptedService::new(chunkserver, RequireToken::new(config.auth_token.as_deref()));
+    let chunkserver = keel_proto::auth::Guard::new(chunkserver, security.tokens);
     health
         .set_serving::<ChunkServerServer<ChunkService>>()
         .await;
@@ -124,9 +122,7 @@ pub async fn run(
     ));
 
     info!(addr = %bound, "grpc listening");
-    let incoming = TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(serving::TCP_KEEPALIVE));
+    let incoming = keel_proto::tls::incoming(listener, security.server_tls);
     let server = Server::builder()
         .http2_keepalive_interval(Some(serving::KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(serving::KEEPALIVE_TIMEOUT))
@@ -197,6 +193,7 @@ fn build_node(
     config: &Config,
     bound: std::net::SocketAddr,
     store: Arc<Store>,
+    token: AttachToken,
 ) -> Result<Node, Error> {
     if config.advertise.is_none() && bound.ip().is_unspecified() {
         warn!(
@@ -204,7 +201,6 @@ fn build_node(
             "advertising an unspecified address; set --advertise so peers on other hosts can reach this server"
         );
     }
-    let token = AttachToken::new(config.auth_token.as_deref())?;
     let client = peer::master_lazy(&config.master_url(), &token)?;
     let throttle = Arc::new(Throttle::new(config.migrate_bandwidth));
     info!(

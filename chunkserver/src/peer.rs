@@ -1,5 +1,6 @@
 //! Outgoing gRPC connections: to peers (copy sources) and to the master, with
-//! Keel's message limits and the shared token attached.
+//! Keel's message limits, the shared token attached, and TLS to `https://`
+//! addresses.
 
 use std::time::Duration;
 
@@ -44,9 +45,11 @@ pub type PeerClient = ChunkServerClient<Authed>;
 /// Client of the master.
 pub type MasterLink = MasterClient<Authed>;
 
-fn endpoint(url: &str) -> Result<Endpoint, String> {
-    Ok(Endpoint::from_shared(url.to_owned())
-        .map_err(|e| format!("bad address {url:?}: {e}"))?
+fn endpoint(url: &str, token: &AttachToken) -> Result<Endpoint, String> {
+    let e =
+        Endpoint::from_shared(url.to_owned()).map_err(|e| format!("bad address {url:?}: {e}"))?;
+    Ok(keel_proto::tls::endpoint(e, token.tls())
+        .map_err(|e| e.to_string())?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(KEEPALIVE)
@@ -59,7 +62,7 @@ fn endpoint(url: &str) -> Result<Endpoint, String> {
 
 /// Connects to the chunk server at `url` now; the error says why not.
 pub async fn connect_peer(url: &str, token: &AttachToken) -> Result<PeerClient, String> {
-    let channel = endpoint(url)?
+    let channel = endpoint(url, token)?
         .connect()
         .await
         .map_err(|e| error_chain(&e))?;
@@ -71,7 +74,7 @@ pub async fn connect_peer(url: &str, token: &AttachToken) -> Result<PeerClient, 
 /// A master client that connects on first use and reconnects by itself, so the
 /// chunk server runs fine before the master exists.
 pub fn master_lazy(url: &str, token: &AttachToken) -> Result<MasterLink, Error> {
-    let channel = endpoint(url)
+    let channel = endpoint(url, token)
         .map_err(|e| Error::Config(format!("--master: {e}")))?
         .connect_lazy();
     Ok(MasterClient::with_interceptor(channel, token.clone())

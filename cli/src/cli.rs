@@ -35,6 +35,23 @@ pub struct Cli {
     #[arg(long, global = true, env = "KEEL_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
 
+    /// File holding the token (instead of `--auth-token`, which `ps` shows).
+    /// A trailing line break is ignored.
+    #[arg(long, global = true, env = "KEEL_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// PEM CA that signs the daemons' certificates; needed for `https://` addresses.
+    #[arg(long, global = true, env = "KEEL_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// PEM client certificate, presented to daemons that require mTLS (with `--tls-key`).
+    #[arg(long, global = true, env = "KEEL_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, global = true, env = "KEEL_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
     /// Deadline for each control request to the master (not for data
     /// transfers, `rebalance execute` or `rebalance run --wait`).
     #[arg(long, global = true, env = "KEEL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
@@ -266,10 +283,13 @@ pub fn parse_move(s: &str) -> Result<MoveSpec, String> {
 impl Cli {
     /// Runs the chosen command.
     pub async fn run(self) -> Result<(), Error> {
+        let (token, tls) = crate::tls::credentials(&self)?;
         // Built only by the commands that talk keel.v1 (health needs no token).
         let clients = || {
-            Clients::new(&self.master, self.auth_token.as_deref(), self.timeout)
-                .map(|c| c.with_stream_idle(self.stream_idle_timeout))
+            Clients::new(&self.master, token.as_deref(), self.timeout).map(|c| {
+                c.with_stream_idle(self.stream_idle_timeout)
+                    .with_tls(tls.clone())
+            })
         };
         let json = self.json;
         match self.command {
@@ -279,10 +299,13 @@ impl Cli {
             Command::Server(c) => drain::run(&clients()?, c, json).await,
             Command::Explain(a) => explain::run(&clients()?, &a.chunk, json).await,
             Command::Rebalance(c) => rebalance::run(&clients()?, c, json).await,
-            Command::Health(a) => health::run(a.url.as_deref().unwrap_or(&self.master), json).await,
+            Command::Health(a) => {
+                let url = a.url.as_deref().unwrap_or(&self.master);
+                health::run(url, json, tls.as_ref()).await
+            }
             Command::Demo(a) => {
                 let common = demo::Common {
-                    token: self.auth_token.as_deref(),
+                    token: token.as_deref(),
                     timeout: self.timeout,
                     json,
                 };

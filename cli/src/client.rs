@@ -12,7 +12,7 @@ use keel_proto::v1::master_client::MasterClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Request, Response, Status};
 
 use crate::error::{Error, Peer, root_cause};
@@ -87,23 +87,21 @@ impl Interceptor for Auth {
     }
 }
 
-/// Accepts `http://host:port` or a bare `host:port`; refuses TLS schemes
-/// (Keel speaks plaintext gRPC).
+/// Accepts `http://host:port`, `https://host:port` (TLS, with `--tls-ca`) or
+/// a bare `host:port` (plaintext).
 pub fn normalize_url(input: &str) -> Result<String, String> {
     let s = input.trim();
     let (scheme, rest) = s.split_once("://").unwrap_or(("http", s));
-    match scheme {
-        "http" => {}
-        "https" => {
-            return Err("https is not supported: Keel speaks plaintext gRPC (use http://)".into());
-        }
-        other => return Err(format!("unsupported scheme {other:?} (use http://)")),
+    if !matches!(scheme, "http" | "https") {
+        return Err(format!(
+            "unsupported scheme {scheme:?} (use http:// or https://)"
+        ));
     }
     let rest = rest.trim_end_matches('/');
     if rest.is_empty() {
         return Err("no host given (expected HOST:PORT)".into());
     }
-    let url = format!("http://{rest}");
+    let url = format!("{scheme}://{rest}");
     Endpoint::from_shared(url.clone()).map_err(|e| root_cause(&e))?;
     Ok(url)
 }
@@ -116,6 +114,8 @@ pub struct Clients {
     timeout: Duration,
     /// `--stream-idle-timeout`: a data stream with no progress this long ends.
     stream_idle: Duration,
+    /// TLS for `https://` addresses (`--tls-ca`, `--tls-cert`, `--tls-key`).
+    tls: Option<ClientTlsConfig>,
 }
 
 impl Clients {
@@ -128,6 +128,7 @@ impl Clients {
             auth: Auth::new(token)?,
             timeout,
             stream_idle: crate::idle::DEFAULT_STREAM_IDLE,
+            tls: None,
         })
     }
 
@@ -144,6 +145,12 @@ impl Clients {
         self.stream_idle
     }
 
+    /// The same, speaking TLS to `https://` addresses.
+    pub fn with_tls(mut self, tls: Option<ClientTlsConfig>) -> Self {
+        self.tls = tls;
+        self
+    }
+
     /// The master, connected.
     pub async fn master(&self) -> Result<Master, Error> {
         let peer = Peer {
@@ -151,7 +158,7 @@ impl Clients {
             url: &self.master_url,
         }
         .to_string();
-        let channel = connect(&self.master_url, &peer).await?;
+        let channel = connect(&self.master_url, &peer, self.tls.as_ref()).await?;
         let client = |timeout| {
             let deadline = Deadline {
                 auth: self.auth.clone(),
@@ -180,7 +187,7 @@ impl Clients {
             url: &url,
         }
         .to_string();
-        let channel = connect(&url, &peer).await?;
+        let channel = connect(&url, &peer, self.tls.as_ref()).await?;
         let client = ChunkServerClient::with_interceptor(channel, self.auth.clone())
             .max_decoding_message_size(keel_proto::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(keel_proto::MAX_MESSAGE_BYTES);
@@ -188,12 +195,13 @@ impl Clients {
     }
 }
 
-async fn connect(url: &str, peer: &str) -> Result<Channel, Error> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
-        .map_err(|e| Error::Unreachable {
-            peer: peer.to_owned(),
-            reason: format!("invalid address: {}", root_cause(&e)),
-        })?
+async fn connect(url: &str, peer: &str, tls: Option<&ClientTlsConfig>) -> Result<Channel, Error> {
+    let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|e| Error::Unreachable {
+        peer: peer.to_owned(),
+        reason: format!("invalid address: {}", root_cause(&e)),
+    })?;
+    let endpoint = crate::tls::endpoint(endpoint, tls)
+        .map_err(Error::Usage)?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .initial_stream_window_size(STREAM_WINDOW)
@@ -204,7 +212,7 @@ async fn connect(url: &str, peer: &str) -> Result<Channel, Error> {
         .await
         .map_err(|e| Error::Unreachable {
             peer: peer.to_owned(),
-            reason: root_cause(&e),
+            reason: crate::tls::annotate(url, root_cause(&e)),
         })
 }
 
@@ -286,11 +294,7 @@ mod tests {
             Ok("http://127.0.0.1:7000")
         );
         assert_eq!(normalize_url(" http://h:1/ ").as_deref(), Ok("http://h:1"));
-        assert!(
-            normalize_url("https://h:1")
-                .expect_err("must fail")
-                .contains("plaintext")
-        );
+        assert_eq!(normalize_url("https://h:1").as_deref(), Ok("https://h:1"));
         assert!(
             normalize_url("ftp://h")
                 .expect_err("must fail")

@@ -254,12 +254,12 @@ fn moves_incomplete(requested: usize, not_done: &[String], missing: usize) -> St
 
 /// Turns a gRPC status into one sentence naming who answered and what was asked.
 pub fn rpc_sentence(peer: &str, op: &str, status: &Status) -> String {
-    let msg = status_message(status);
+    let msg = crate::tls::annotate(peer, status_message(status));
     match status.code() {
         Code::Unimplemented => format!("{peer} does not support {op} yet (UNIMPLEMENTED)"),
         Code::Unavailable => format!("cannot reach {peer}: {msg}"),
         Code::Unauthenticated => format!(
-            "{peer} refused {op}: {msg} (set --auth-token or KEEL_AUTH_TOKEN to the cluster's token)"
+            "{peer} refused {op}: {msg} (set --auth-token, KEEL_AUTH_TOKEN or --token-file to the cluster's or a client token)"
         ),
         Code::PermissionDenied => format!("{peer} refused {op}: permission denied: {msg}"),
         Code::DeadlineExceeded => format!("{peer} did not finish {op} in time: {msg}"),
@@ -276,7 +276,18 @@ pub fn status_message(status: &Status) -> String {
     if let Some(io) = find_io_error(status) {
         return io_message(io);
     }
-    let msg = one_line(status.message());
+    let mut msg = one_line(status.message());
+    // A transport failure's words (e.g. an HTTP/2 goodbye's reason) are in its source.
+    if let Some(src) = StdError::source(status) {
+        let cause = root_cause(src);
+        if !msg.contains(&cause) {
+            msg = if msg.is_empty() {
+                cause
+            } else {
+                format!("{msg}: {cause}")
+            };
+        }
+    }
     if msg.is_empty() {
         status.code().description().to_owned()
     } else {

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use tonic::transport::Endpoint;
+use tonic::transport::{ClientTlsConfig, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -31,10 +31,10 @@ pub struct HealthJson {
 }
 
 /// Runs `keelctl health`: `url` is the daemon to check.
-pub async fn run(url: &str, json: bool) -> Result<(), Error> {
+pub async fn run(url: &str, json: bool, tls: Option<&ClientTlsConfig>) -> Result<(), Error> {
     let url = normalize_url(url).map_err(|e| Error::Usage(format!("invalid URL {url:?}: {e}")))?;
     let peer = format!("the daemon at {url}");
-    let status = match tokio::time::timeout(HEALTH_TIMEOUT, check(&url, &peer)).await {
+    let status = match tokio::time::timeout(HEALTH_TIMEOUT, check(&url, &peer, tls)).await {
         Ok(r) => r?,
         Err(_) => {
             return Err(Error::Unreachable {
@@ -60,9 +60,15 @@ pub async fn run(url: &str, json: bool) -> Result<(), Error> {
 }
 
 /// One `Health/Check` for the whole server (service `""`).
-async fn check(url: &str, peer: &str) -> Result<ServingStatus, Error> {
-    let channel = Endpoint::from_shared(url.to_owned())
-        .map_err(|e| Error::Usage(format!("invalid URL {url:?}: {}", root_cause(&e))))?
+async fn check(
+    url: &str,
+    peer: &str,
+    tls: Option<&ClientTlsConfig>,
+) -> Result<ServingStatus, Error> {
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .map_err(|e| Error::Usage(format!("invalid URL {url:?}: {}", root_cause(&e))))?;
+    let channel = crate::tls::endpoint(endpoint, tls)
+        .map_err(Error::Usage)?
         .connect_timeout(HEALTH_TIMEOUT)
         .connect()
         .await
@@ -117,7 +123,7 @@ mod tests {
             .expect("free port")
             .port();
         let started = std::time::Instant::now();
-        let err = run(&format!("127.0.0.1:{port}"), false)
+        let err = run(&format!("127.0.0.1:{port}"), false, None)
             .await
             .expect_err("nothing listens");
         assert!(started.elapsed() < HEALTH_TIMEOUT + Duration::from_secs(1));
@@ -127,6 +133,6 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains('\n'), "{text}");
-        assert!(run("https://h:1", false).await.is_err());
+        assert!(run("https://h:1", false, None).await.is_err());
     }
 }

@@ -25,6 +25,7 @@ mod put;
 mod rebalance;
 mod servers;
 mod spool;
+mod tls;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

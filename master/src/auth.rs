@@ -1,76 +1,52 @@
-//! The optional shared token: every `keel.v1` call must carry
-//! `authorization: Bearer <token>`. Health and reflection stay open (they
-//! expose no data), so this interceptor wraps only the Master service.
+//! The master's credentials and TLS, resolved once at start-up: the cluster
+//! token (`--auth-token` or its file), the client token, and the TLS files.
+//! The check itself is [`keel_proto::auth`], shared with the chunk servers;
+//! health and reflection are not wrapped (they expose no data) and stay open.
 
 use std::sync::Arc;
 
-use tonic::service::Interceptor;
-use tonic::{Request, Status};
+use keel_proto::auth::{SecretError, Tokens};
+use keel_proto::tls::ServerConfig;
+use keel_proto::tls::TlsError;
+use tonic::transport::ClientTlsConfig;
 
-/// Checks the bearer token of each call; lets everything through when no
-/// token is configured.
-#[derive(Debug, Clone, Default)]
-pub struct AuthCheck {
-    /// The expected header value, `Bearer <token>`.
-    expected: Option<Arc<[u8]>>,
+use crate::config::Config;
+
+/// A secret or TLS file the master cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum SecurityError {
+    /// A token flag or file.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// A TLS flag or file.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
-impl AuthCheck {
-    /// A check for `token`; `None` disables it.
-    pub fn new(token: Option<&str>) -> Self {
-        AuthCheck {
-            expected: token.map(|t| Arc::from(format!("Bearer {t}").into_bytes())),
-        }
-    }
+/// What the master enforces and presents.
+#[derive(Debug, Clone)]
+pub struct Secured {
+    /// The cluster token, sent on calls to chunk servers.
+    pub cluster_token: Option<String>,
+    /// The tokens every `keel.v1.Master` call is checked against.
+    pub tokens: Tokens,
+    /// TLS of the gRPC listener; `None` serves plaintext.
+    pub server_tls: Option<Arc<ServerConfig>>,
+    /// TLS towards `https://` chunk servers.
+    pub client_tls: Option<ClientTlsConfig>,
 }
 
-/// Compares without stopping at the first differing byte.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-impl Interceptor for AuthCheck {
-    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
-        let Some(expected) = &self.expected else {
-            return Ok(req);
-        };
-        match req.metadata().get("authorization") {
-            Some(v) if same(v.as_bytes(), expected) => Ok(req),
-            Some(_) => Err(Status::unauthenticated("wrong bearer token")),
-            None => Err(Status::unauthenticated(
-                "missing `authorization: Bearer <token>` metadata (this master requires --auth-token)",
-            )),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn with(value: Option<&str>) -> Request<()> {
-        let mut r = Request::new(());
-        if let Some(v) = value {
-            r.metadata_mut()
-                .insert("authorization", v.parse().expect("ascii"));
-        }
-        r
-    }
-
-    #[test]
-    fn token_is_required_only_when_set() {
-        let mut open = AuthCheck::new(None);
-        assert!(open.call(with(None)).is_ok());
-        let mut check = AuthCheck::new(Some("s3cret"));
-        assert!(check.call(with(Some("Bearer s3cret"))).is_ok());
-        for bad in [
-            None,
-            Some("Bearer nope"),
-            Some("s3cret"),
-            Some("Bearer s3cret2"),
-        ] {
-            let e = check.call(with(bad)).err().map(|s| s.code());
-            assert_eq!(e, Some(tonic::Code::Unauthenticated), "{bad:?}");
-        }
+impl Secured {
+    /// Reads the flags and files; an unusable one is a start-up error.
+    pub fn from_config(config: &Config) -> Result<Self, SecurityError> {
+        let s = &config.security;
+        let tls = s.tls();
+        let cluster_token = s.cluster_token(config.auth_token.as_deref())?;
+        Ok(Secured {
+            tokens: s.tokens(cluster_token.as_deref())?,
+            cluster_token,
+            server_tls: tls.server()?,
+            client_tls: tls.client()?,
+        })
     }
 }

@@ -68,6 +68,10 @@ pub struct Config {
     #[arg(long, env = "KEEL_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
 
+    /// Token files, the client token and TLS (see docs/security.md).
+    #[command(flatten)]
+    pub security: keel_proto::flags::Security,
+
     /// Grace period before the replicas of a dead server are re-created elsewhere
     /// (most dead servers come back).
     #[arg(long, env = "KEEL_RE_REPLICATE_AFTER", default_value = "5m", value_parser = parse_duration)]

@@ -11,8 +11,6 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::server::HealthReporter;
 use tracing::{debug, info, warn};
 
@@ -42,6 +40,9 @@ pub enum RunError {
     /// The auth token cannot be sent as a header.
     #[error(transparent)]
     Token(#[from] BadToken),
+    /// A token or TLS flag or file is unusable.
+    #[error(transparent)]
+    Security(#[from] auth::SecurityError),
     /// A listener failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
@@ -65,6 +66,8 @@ struct Core {
     balancer: Balancer,
     /// Moves, trims, repairs and loops; shutdown waits for them.
     tracker: TaskTracker,
+    /// Tokens and TLS, read once from the flags and files.
+    security: auth::Secured,
 }
 
 impl Core {
@@ -76,7 +79,10 @@ impl Core {
             min_free_pct: config.min_free_pct,
         })));
         let metrics = Arc::new(Metrics::default());
-        let clients = Arc::new(Clients::new(config.auth_token.as_deref())?);
+        let security = auth::Secured::from_config(config)?;
+        let clients = Arc::new(
+            Clients::new(security.cluster_token.as_deref())?.with_tls(security.client_tls.clone()),
+        );
         let slots = Slots::new(
             config.max_concurrent_moves as usize,
             config.max_moves_per_server as usize,
@@ -101,6 +107,7 @@ impl Core {
             mover,
             balancer,
             tracker,
+            security,
         })
     }
 }
@@ -165,10 +172,8 @@ async fn serve_grpc(
     let master = MasterServer::new(service)
         .max_decoding_message_size(keel_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(keel_proto::MAX_MESSAGE_BYTES);
-    let master =
-        InterceptedService::new(master, auth::AuthCheck::new(config.auth_token.as_deref()));
+    let master = keel_proto::auth::Guard::new(master, core.security.tokens.clone());
     let addr = listener.local_addr()?;
-    let incoming = TcpIncoming::from(listener).with_keepalive(Some(serving::TCP_KEEPALIVE));
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(serving::KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(serving::KEEPALIVE_TIMEOUT))
@@ -177,7 +182,10 @@ async fn serve_grpc(
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
         .add_service(master)
-        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+        .serve_with_incoming_shutdown(
+            keel_proto::tls::incoming(listener, core.security.server_tls.clone()),
+            shutdown.clone().cancelled_owned(),
+        );
     let task = tokio::spawn(server);
     info!(addr = %addr, "grpc listening");
     Ok((task, health))
@@ -266,7 +274,7 @@ pub async fn run(
     };
     core.tracker.spawn(upkeep.run(shutdown.clone()));
     core.balancer.spawn(&shutdown);
-    info!(safe_mode = ?config.safe_mode, replication = config.replication, balance_interval = ?config.balance_interval, auth = config.auth_token.is_some(), "master ready");
+    info!(safe_mode = ?config.safe_mode, replication = config.replication, balance_interval = ?config.balance_interval, auth = core.security.tokens.enabled(), tls = core.security.server_tls.is_some(), "master ready");
     if config.stdio {
         serve_stdio(&core, &config, &shutdown);
     }

@@ -7,9 +7,16 @@
 //! - [`chunk_id`]: the one validation of chunk ids, applied before any path is built.
 //! - [`units`]: parsing of sizes (`64MiB`) and durations (`500ms`) for flags.
 //! - [`serving`]: keep-alive and stream limits of the daemons' gRPC servers.
+//! - [`auth`]: bearer tokens, roles and the one token check both daemons use.
+//! - [`tls`]: TLS and mTLS from PEM files, and the servers' accept loop.
+//! - `flags` (feature `clap`): the daemons' shared security flags.
 
+pub mod auth;
 pub mod chunk_id;
+#[cfg(feature = "clap")]
+pub mod flags;
 pub mod serving;
+pub mod tls;
 pub mod units;
 
 /// Generated messages, clients and servers of `keel.v1`.

@@ -140,10 +140,7 @@ impl Cluster {
     }
 
     /// Spawns `bin` as `name` and waits for its gRPC address.
-    async fn spawn(&mut self, name: &str, bin: &Path, mut args: Vec<String>) -> Result<(), Error> {
-        if let Some(t) = &self.token {
-            args.extend(["--auth-token".to_owned(), t.clone()]);
-        }
+    async fn spawn(&mut self, name: &str, bin: &Path, args: Vec<String>) -> Result<(), Error> {
         let log = self.dir.path().join(format!("{name}.log"));
         let out = std::fs::File::create(&log)
             .map_err(|e| DemoError::setup(format!("create {}", log.display()), e))?;
@@ -163,6 +160,10 @@ impl Cluster {
             if key.to_string_lossy().starts_with("KEEL_") {
                 cmd.env_remove(key);
             }
+        }
+        // Through the environment, never the command line (`ps` shows that).
+        if let Some(t) = &self.token {
+            cmd.env("KEEL_AUTH_TOKEN", t);
         }
         die_with_parent(&mut cmd);
         let child = cmd

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use keel_proto::v1::chunk_server_client::ChunkServerClient;
 use tonic::metadata::AsciiMetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 /// How long connecting to a chunk server may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -32,6 +32,8 @@ pub struct Clients {
     channels: Mutex<HashMap<String, Channel>>,
     /// `Bearer <token>`, attached to every call when set.
     auth: Option<AsciiMetadataValue>,
+    /// TLS towards `https://` chunk servers (`--tls-ca`, `--tls-cert`, `--tls-key`).
+    tls: Option<ClientTlsConfig>,
 }
 
 impl Clients {
@@ -43,7 +45,14 @@ impl Clients {
         Ok(Clients {
             channels: Mutex::new(HashMap::new()),
             auth,
+            tls: None,
         })
+    }
+
+    /// The same clients, speaking TLS to `https://` addresses.
+    pub fn with_tls(mut self, tls: Option<ClientTlsConfig>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// A client of the chunk server at `address` (connects on first use).
@@ -56,10 +65,11 @@ impl Clients {
             match map.get(address) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = Endpoint::from_shared(address.to_owned())
-                        .map_err(|e| {
-                            tonic::Status::invalid_argument(format!("bad address {address:?}: {e}"))
-                        })?
+                    let e = Endpoint::from_shared(address.to_owned()).map_err(|e| {
+                        tonic::Status::invalid_argument(format!("bad address {address:?}: {e}"))
+                    })?;
+                    let c = keel_proto::tls::endpoint(e, self.tls.as_ref())
+                        .map_err(|e| tonic::Status::failed_precondition(e.to_string()))?
                         .connect_timeout(CONNECT_TIMEOUT)
                         .tcp_nodelay(true)
                         .http2_keep_alive_interval(KEEPALIVE)

@@ -1,0 +1,67 @@
+//! keelctl's credentials: the token (`--auth-token` or `--token-file`) and TLS
+//! (`--tls-ca`, `--tls-cert`, `--tls-key`), read once before any connection.
+
+use keel_proto::auth::secret;
+use keel_proto::tls::TlsFiles;
+use tonic::transport::{ClientTlsConfig, Endpoint};
+
+use crate::cli::Cli;
+use crate::error::Error;
+
+/// The token to send and the TLS settings for `https://` addresses.
+pub fn credentials(cli: &Cli) -> Result<(Option<String>, Option<ClientTlsConfig>), Error> {
+    let token = secret(
+        ("--auth-token", "--token-file"),
+        cli.auth_token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty()),
+        cli.token_file.as_deref(),
+    )
+    .map_err(|e| Error::Usage(e.to_string()))?;
+    let files = TlsFiles {
+        cert: cli.tls_cert.clone(),
+        key: cli.tls_key.clone(),
+        ca: cli.tls_ca.clone(),
+    };
+    let tls = files.client().map_err(|e| Error::Usage(e.to_string()))?;
+    Ok((token, tls))
+}
+
+/// Applies the TLS settings to `endpoint` (an `https://` one needs them).
+pub fn endpoint(endpoint: Endpoint, tls: Option<&ClientTlsConfig>) -> Result<Endpoint, String> {
+    keel_proto::tls::endpoint(endpoint, tls).map_err(|e| e.to_string())
+}
+
+/// Why a TLS server may close a connection right after the handshake.
+const CLOSED_HINT: &str = "the server closed the TLS connection: it may require a client \
+     certificate (--tls-cert and --tls-key, signed by its CA) or have refused the one given";
+
+/// Signs of a connection the other side closed on us (or, over TLS, refused
+/// with an alert).
+const CLOSED_SIGNS: [&str; 7] = [
+    "fatal alert",
+    "frame with invalid size",
+    "connection reset",
+    "broken pipe",
+    "connection closed",
+    "operation was canceled",
+    "unexpected end of file",
+];
+
+/// `reason` (a failure talking to `peer`, whose text holds its URL) with a
+/// hint when it looks like a TLS mismatch: an `http://` peer hanging up is
+/// probably a TLS server; an `https://` one, a refused client certificate.
+pub fn annotate(peer: &str, reason: String) -> String {
+    let lower = reason.to_lowercase();
+    if !CLOSED_SIGNS.iter().any(|s| lower.contains(s)) {
+        return reason;
+    }
+    if peer.contains("https://") {
+        format!("{reason} ({CLOSED_HINT})")
+    } else if peer.contains("http://") && !lower.contains("tls") {
+        format!("{reason} ({})", keel_proto::tls::PLAINTEXT_HINT)
+    } else {
+        reason
+    }
+}

@@ -1,0 +1,413 @@
+//! TLS for both daemons and `keelctl`, from PEM files (`--tls-cert`,
+//! `--tls-key`, `--tls-ca`), with rustls and the ring provider (no system
+//! OpenSSL, no system roots: servers are verified against `--tls-ca` only).
+//!
+//! - A server serves TLS when given a certificate and key; with `--tls-ca`
+//!   it also requires a client certificate signed by that CA (mTLS).
+//! - A client verifies `https://` servers against `--tls-ca` and presents its
+//!   own certificate and key when given.
+//! - [`incoming`] is the servers' accept loop: it handshakes off the accept
+//!   path, under a deadline, and says in the log when a client spoke
+//!   plaintext to a TLS port.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::RootCertStore;
+/// rustls' server configuration, as [`TlsFiles::server`] builds it.
+pub use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use tracing::{info, warn};
+
+/// How long a TLS handshake may take, on either side.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a client that should have used TLS is told to do.
+pub const PLAINTEXT_HINT: &str =
+    "the server probably speaks TLS: use an https:// address and --tls-ca";
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// Only one of `--tls-cert` and `--tls-key` was given.
+    #[error("--tls-cert and --tls-key go together ({given} alone was given)")]
+    Half {
+        /// The flag that was given.
+        given: &'static str,
+    },
+    /// A file could not be read.
+    #[error("{flag} {path}: {source}")]
+    Read {
+        /// The flag naming the file.
+        flag: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// A file holds no usable PEM item.
+    #[error("{flag} {path}: {what}")]
+    Pem {
+        /// The flag naming the file.
+        flag: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// rustls refused the combination.
+    #[error("TLS set-up: {0}")]
+    Rustls(String),
+    /// An `https://` address with no CA to verify it against.
+    #[error("{url}: an https:// address needs --tls-ca (Keel trusts no system roots)")]
+    NoCa {
+        /// The address.
+        url: String,
+    },
+    /// An `http://` address while this client is set up for TLS is fine; an
+    /// endpoint tonic refuses is not.
+    #[error("{url}: {reason}")]
+    Endpoint {
+        /// The address.
+        url: String,
+        /// Why tonic refused it.
+        reason: String,
+    },
+}
+
+/// The three TLS flags of a binary.
+#[derive(Debug, Clone, Default)]
+pub struct TlsFiles {
+    /// `--tls-cert`: this process's certificate chain (PEM).
+    pub cert: Option<PathBuf>,
+    /// `--tls-key`: its private key (PEM, PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+    /// `--tls-ca`: the CA that signs the cluster's certificates (PEM).
+    pub ca: Option<PathBuf>,
+}
+
+fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        flag,
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn certs(flag: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read(flag, path)?;
+    let pem_err = |what: String| TlsError::Pem {
+        flag,
+        path: path.to_owned(),
+        what,
+    };
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_err(format!("not a PEM certificate file: {e}")))?;
+    if certs.is_empty() {
+        return Err(pem_err("no CERTIFICATE in the file".into()));
+    }
+    Ok(certs)
+}
+
+fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let pem = read("--tls-key", path)?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| TlsError::Pem {
+        flag: "--tls-key",
+        path: path.to_owned(),
+        what: format!("no usable private key: {e}"),
+    })
+}
+
+impl TlsFiles {
+    /// The certificate and key, when both are given.
+    fn pair(&self) -> Result<Option<(&Path, &Path)>, TlsError> {
+        match (&self.cert, &self.key) {
+            (Some(c), Some(k)) => Ok(Some((c, k))),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(TlsError::Half {
+                given: "--tls-cert",
+            }),
+            (None, Some(_)) => Err(TlsError::Half { given: "--tls-key" }),
+        }
+    }
+
+    /// The server side: `None` (plaintext) without a certificate and key;
+    /// with `--tls-ca`, clients must present a certificate it signed.
+    pub fn server(&self) -> Result<Option<Arc<ServerConfig>>, TlsError> {
+        let Some((cert, key_path)) = self.pair()? else {
+            return Ok(None);
+        };
+        let chain = certs("--tls-cert", cert)?;
+        let key = key(key_path)?;
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let rustls = |e: tokio_rustls::rustls::Error| TlsError::Rustls(e.to_string());
+        let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map_err(rustls)?;
+        let builder = match &self.ca {
+            Some(ca) => {
+                let roots = Arc::new(roots(ca)?);
+                let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider)
+                    .build()
+                    .map_err(|e| TlsError::Rustls(e.to_string()))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_single_cert(chain, key).map_err(rustls)?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Some(Arc::new(config)))
+    }
+
+    /// The client side: `None` when no TLS flag is given (then `https://`
+    /// addresses are refused); otherwise the CA to verify servers against and
+    /// the identity to present. The files are read and checked now.
+    pub fn client(&self) -> Result<Option<ClientTlsConfig>, TlsError> {
+        let pair = self.pair()?;
+        if pair.is_none() && self.ca.is_none() {
+            return Ok(None);
+        }
+        let mut config = ClientTlsConfig::new().timeout(HANDSHAKE_TIMEOUT);
+        if let Some(ca) = &self.ca {
+            certs("--tls-ca", ca)?;
+            config = config.ca_certificate(Certificate::from_pem(read("--tls-ca", ca)?));
+        }
+        if let Some((cert, key_path)) = pair {
+            certs("--tls-cert", cert)?;
+            key(key_path)?;
+            let identity =
+                Identity::from_pem(read("--tls-cert", cert)?, read("--tls-key", key_path)?);
+            config = config.identity(identity);
+        }
+        Ok(Some(config))
+    }
+
+    /// Whether any flag is set (for start-up logs).
+    pub fn any(&self) -> bool {
+        self.cert.is_some() || self.key.is_some() || self.ca.is_some()
+    }
+}
+
+fn roots(ca: &Path) -> Result<RootCertStore, TlsError> {
+    let mut store = RootCertStore::empty();
+    for c in certs("--tls-ca", ca)? {
+        store.add(c).map_err(|e| TlsError::Pem {
+            flag: "--tls-ca",
+            path: ca.to_owned(),
+            what: format!("not a usable CA certificate: {e}"),
+        })?;
+    }
+    Ok(store)
+}
+
+/// Applies the client TLS settings to `endpoint`: `https://` needs them,
+/// `http://` ignores them.
+pub fn endpoint(endpoint: Endpoint, tls: Option<&ClientTlsConfig>) -> Result<Endpoint, TlsError> {
+    let url = endpoint.uri().to_string();
+    if endpoint.uri().scheme_str() != Some("https") {
+        return Ok(endpoint);
+    }
+    let Some(tls) = tls else {
+        return Err(TlsError::NoCa { url });
+    };
+    endpoint
+        .tls_config(tls.clone())
+        .map_err(|e| TlsError::Endpoint {
+            url,
+            reason: e.to_string(),
+        })
+}
+
+/// One accepted connection, plaintext or TLS.
+#[derive(Debug)]
+pub enum Conn {
+    /// A plaintext TCP connection (no `--tls-cert`).
+    Plain(TcpStream),
+    /// A TLS connection whose handshake is done.
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl Connected for Conn {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        match self {
+            Conn::Plain(s) => s.connect_info(),
+            Conn::Tls(s) => s.get_ref().0.connect_info(),
+        }
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, b),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, b),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        b: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write_vectored(cx, b),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, b),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Conn::Plain(s) => s.is_write_vectored(),
+            Conn::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Connections queued between the accept loop and the gRPC server.
+const BACKLOG: usize = 64;
+
+/// Pause after an accept error (e.g. out of file descriptors) before the next try.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Accepts connections on `listener` (with `TCP_NODELAY` and TCP keep-alive) until the returned
+/// stream is dropped; with `tls`, each is handshaken in its own task under
+/// [`HANDSHAKE_TIMEOUT`], and failures are logged, never fatal.
+pub fn incoming(
+    listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
+) -> ReceiverStream<io::Result<Conn>> {
+    let (tx, rx) = mpsc::channel(BACKLOG);
+    let acceptor = tls.map(TlsAcceptor::from);
+    if acceptor.is_some() {
+        info!("serving TLS");
+    }
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                () = tx.closed() => return,
+                a = listener.accept() => a,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let keepalive = socket2::TcpKeepalive::new().with_time(crate::serving::TCP_KEEPALIVE);
+            let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+            match &acceptor {
+                None => {
+                    if tx.send(Ok(Conn::Plain(stream))).await.is_err() {
+                        return;
+                    }
+                }
+                Some(a) => {
+                    tokio::spawn(handshake(a.clone(), stream, peer, tx.clone()));
+                }
+            }
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// The first bytes of a plaintext HTTP/2 connection (its preface).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2";
+
+async fn handshake(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    tx: mpsc::Sender<io::Result<Conn>>,
+) {
+    let mut first = [0u8; 12];
+    let peeked = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await;
+    if let Ok(Ok(n)) = peeked
+        && n > 0
+        && H2_PREFACE.starts_with(&first[..n.min(H2_PREFACE.len())])
+    {
+        warn!(%peer, "plaintext connection to the TLS port refused: the client must use an https:// address and --tls-ca");
+        refuse_plaintext(stream).await;
+        return;
+    }
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => {
+            let _ = tx.send(Ok(Conn::Tls(Box::new(tls)))).await;
+        }
+        Ok(Err(e)) => warn!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => warn!(%peer, timeout = ?HANDSHAKE_TIMEOUT, "TLS handshake timed out"),
+    }
+}
+
+/// HTTP/2 `INADEQUATE_SECURITY`, the error code of the goodbye to a
+/// plaintext client.
+const INADEQUATE_SECURITY: u32 = 0xc;
+
+/// How long a plaintext client gets to read the goodbye.
+const GOODBYE_GRACE: Duration = Duration::from_secs(1);
+
+/// Tells a plaintext HTTP/2 client why it is refused, in words its error
+/// message shows: an empty SETTINGS frame, then a GOAWAY whose debug data is
+/// [`PLAINTEXT_HINT`]. Reads what the client sends until it hangs up (or
+/// [`GOODBYE_GRACE`]), so the close does not reset the goodbye away.
+async fn refuse_plaintext(mut stream: TcpStream) {
+    let hint = PLAINTEXT_HINT.as_bytes();
+    let len = 8 + hint.len();
+    let mut frames = vec![0, 0, 0, 0x4, 0, 0, 0, 0, 0];
+    frames.extend_from_slice(&[(len >> 16) as u8, (len >> 8) as u8, len as u8, 0x7, 0]);
+    frames.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]);
+    frames.extend_from_slice(&INADEQUATE_SECURITY.to_be_bytes());
+    frames.extend_from_slice(hint);
+    let _ = tokio::time::timeout(GOODBYE_GRACE, async {
+        stream.write_all(&frames).await?;
+        let mut sink = [0u8; 4096];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, io::Error>(())
+    })
+    .await;
+}
