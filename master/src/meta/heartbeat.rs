@@ -265,24 +265,38 @@ impl Meta {
         // Some replica recorded before is missing from the report: find and
         // forget every such one (a scan, but only when a report drops chunks).
         let reported: HashSet<&str> = reports.iter().map(|r| r.chunk.as_str()).collect();
+        let (forgotten, kept_fresh) = self.forget_unreported(no, |id| reported.contains(id), stamp);
+        skew -= kept_fresh;
+        if forgotten > 0 {
+            tracing::warn!(server = %self.servers[no as usize].id, forgotten, "full report lacks replicas the master had recorded; they count as lost and are re-created elsewhere");
+        }
+        skew
+    }
+
+    /// Forgets the replicas of `no` that a full report stamped `stamp` did
+    /// not list (`reported`), except copies that landed after it was built;
+    /// each forgotten one counts as lost. Returns (forgotten, kept as fresh).
+    pub(super) fn forget_unreported(
+        &mut self,
+        no: ServerNo,
+        reported: impl Fn(&str) -> bool,
+        stamp: Option<Stamp>,
+    ) -> (usize, i64) {
         let stale: Vec<Box<str>> = self
             .chunks
             .iter()
-            .filter(|(id, c)| c.holds(no) && !reported.contains(id.as_ref()))
+            .filter(|(id, c)| c.holds(no) && !reported(id))
             .map(|(id, _)| id.clone())
             .collect();
-        let mut forgotten = 0;
+        let (mut forgotten, mut fresh) = (0, 0);
         for id in &stale {
             if self.outdated(no, id, false, stamp) {
-                skew -= 1;
+                fresh += 1;
             } else if self.remove_replica(no, id) {
                 self.lost_on(no, id);
                 forgotten += 1;
             }
         }
-        if forgotten > 0 {
-            tracing::warn!(server = %self.servers[no as usize].id, forgotten, "full report lacks replicas the master had recorded; they count as lost and are re-created elsewhere");
-        }
-        skew
+        (forgotten, fresh)
     }
 }

@@ -67,19 +67,9 @@ impl Meta {
         };
         let mut forgotten = 0usize;
         if start.had_replicas {
-            let stale: Vec<Box<str>> = self
-                .chunks
-                .iter()
-                .filter(|(id, c)| c.holds(no) && !reported.contains(id.as_ref()))
-                .map(|(id, _)| id.clone())
-                .collect();
-            for id in &stale {
-                // A copy that landed after the report was built stays.
-                if !self.outdated(no, id, false, start.stamp) && self.remove_replica(no, id) {
-                    self.lost_on(no, id);
-                    forgotten += 1;
-                }
-            }
+            forgotten = self
+                .forget_unreported(no, |id| reported.contains(id), start.stamp)
+                .0;
             let s = &mut self.servers[no as usize];
             s.excluded.retain(|id, _| reported.contains(id));
         }
