@@ -160,10 +160,8 @@ fn a_drained_server_holds_nothing_needed_and_its_copies_are_trimmed_first() {
     let p = m.plan_repairs(now, 10);
     assert_eq!(p.copies.len(), 1);
     let t = p.copies[0].clone();
-    assert_eq!(
-        (t.from.id.as_str(), t.to.id.as_str(), t.kind),
-        ("b", "c", MoveKind::Drain)
-    );
+    // Any holder may be the source; the copy goes to the one server left.
+    assert_eq!((t.to.id.as_str(), t.kind), ("c", MoveKind::Drain));
     m.record_copy(&t, None);
     m.end_busy("x");
     let _ = m.plan_repairs(now, 10);

@@ -309,9 +309,10 @@ impl Meta {
         }
     }
 
-    /// One copy of `id`: from a live holder (a draining one for a drain, the
-    /// least utilized otherwise; never a suspect one while another exists)
-    /// to the best target by placement rules.
+    /// One copy of `id`: from the least utilized live holder (never a
+    /// suspect one while another exists) to the best target by placement
+    /// rules. A drain reads from any holder, not only the draining one, so
+    /// its copies spread over every server's bandwidth.
     fn plan_copy(&mut self, id: &str, kind: MoveKind, _now: Instant) -> Result<Repair, String> {
         let c = self.chunks.get(id).ok_or("the chunk is no longer known")?;
         let mut live: Vec<ServerNo> = c.servers().filter(|&s| self.server(s).alive).collect();
@@ -319,10 +320,6 @@ impl Meta {
             let (sa, sb) = (self.server(a), self.server(b));
             self.is_suspect(id, a)
                 .cmp(&self.is_suspect(id, b))
-                .then_with(|| match kind {
-                    MoveKind::Drain => sb.draining.cmp(&sa.draining),
-                    _ => std::cmp::Ordering::Equal,
-                })
                 .then_with(|| sa.utilization_pct().total_cmp(&sb.utilization_pct()))
         });
         let source = *live.first().ok_or("no whole replica on a live server")?;
