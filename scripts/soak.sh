@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The fault suite's long local mode: the same tests CI runs, with more of
-# everything. Takes about 40 minutes with the defaults on a 2-core machine.
+# everything. Takes about 45 minutes with the defaults on a 2-core machine.
 #
 #   TRIALS=500      seeded crash trials (t70; CI runs 50)
+#   REPAIR_TRIALS=100  seeded crash trials of repairs and drains (t27; CI runs 12)
 #   ROUNDS=5        rounds of the partition scenarios (t75; CI runs 1)
 #   LOAD_SECS=300   seconds of 8-client load during a rebalance (t76; CI runs 60)
 #
@@ -12,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 trials="${TRIALS:-500}"
+repair_trials="${REPAIR_TRIALS:-100}"
 rounds="${ROUNDS:-5}"
 load_secs="${LOAD_SECS:-300}"
 
@@ -27,6 +29,7 @@ run() {
 
 start=$(date +%s)
 KEEL_FAULT_TRIALS="$trials" run cargo test -p keel-tests --test t70_crash_points -- --nocapture
+KEEL_FAULT_TRIALS="$repair_trials" run cargo test -p keel-tests --test t27_repair_crash -- --nocapture
 for ((r = 1; r <= rounds; r++)); do
   echo "-- partitions, round $r of $rounds" >&2
   run cargo test -p keel-tests --test t75_partitions -- --nocapture
