@@ -83,7 +83,7 @@ impl World {
     }
 
     /// One random fault.
-    fn fault(&mut self, m: &mut Meta, rng: &mut Rng, now: Instant) {
+    fn fault(&mut self, m: &mut Meta, rng: &mut Rng) {
         let s = self.servers[rng.range(0, self.servers.len() as u64 - 1) as usize].clone();
         match rng.range(0, 5) {
             0 => {
@@ -122,7 +122,6 @@ impl World {
                 self.draining.remove(&s);
             }
         }
-        let _ = now;
     }
 
     fn note_destroyed(&mut self, chunks: Vec<String>) {
@@ -181,7 +180,7 @@ fn run(seed: u64) {
     w.heartbeats(&mut m, now);
     for _ in 0..60 {
         if rng.chance(0.3) {
-            w.fault(&mut m, &mut rng, now);
+            w.fault(&mut m, &mut rng);
         }
         now += STEP;
         w.heartbeats(&mut m, now);

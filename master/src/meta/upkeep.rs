@@ -46,9 +46,6 @@ pub(super) struct Need {
     pub wanted: usize,
 }
 
-/// [`Need`], as other metadata modules see it.
-pub(super) type NeedView = Need;
-
 impl Need {
     /// The copy this chunk needs, if any.
     fn kind(self) -> Option<MoveKind> {
@@ -208,7 +205,7 @@ impl Meta {
         });
         for (kind, _, id) in work {
             let started = plan.copies.len() < max
-                && match self.plan_copy(&id, kind, now) {
+                && match self.plan_copy(&id, kind) {
                     Ok(t) => {
                         self.repair_blocked.remove(&id);
                         plan.copies.push(t);
@@ -313,7 +310,7 @@ impl Meta {
     /// suspect one while another exists) to the best target by placement
     /// rules. A drain reads from any holder, not only the draining one, so
     /// its copies spread over every server's bandwidth.
-    fn plan_copy(&mut self, id: &str, kind: MoveKind, _now: Instant) -> Result<Repair, String> {
+    fn plan_copy(&mut self, id: &str, kind: MoveKind) -> Result<Repair, String> {
         let c = self.chunks.get(id).ok_or("the chunk is no longer known")?;
         let mut live: Vec<ServerNo> = c.servers().filter(|&s| self.server(s).alive).collect();
         live.sort_by(|&a, &b| {
