@@ -121,6 +121,7 @@ mod tests {
             rack: None,
             capacity,
             used: 0,
+            incoming: 0,
             alive: true,
         }
     }

@@ -53,20 +53,20 @@ pub enum QueueError {
         mv: PlannedMove,
     },
     /// The chunk already has a move pending or running.
-    #[error("chunk {chunk:?} already has move {existing:?} queued or running")]
+    #[error("chunk {chunk} already has move {existing:?} queued or running")]
     ChunkBusy {
         /// The chunk.
-        chunk: ChunkIdx,
+        chunk: String,
         /// The move that holds it.
         existing: MoveId,
     },
     /// A move from a server to itself.
-    #[error("move of chunk {chunk:?} has the same source and target {server:?}")]
+    #[error("move of chunk {chunk} has the same source and target {server}")]
     SameServer {
         /// The chunk.
-        chunk: ChunkIdx,
+        chunk: String,
         /// The server named twice.
-        server: ServerIdx,
+        server: String,
     },
     /// No move with this id is in the state the call needs (running for
     /// `on_done`/`on_failed`, pending for `cancel`).

@@ -9,14 +9,19 @@
 //!   replicas), [`ClusterView::apply`] for a finished move; `chunks.rs` stores
 //!   the chunks column by column; `invariants.rs` checks a view.
 //! - [`load`]: utilization maths shared by every front door (`RebalanceCheck`).
-//! - [`placement`]: the rules every move obeys (anti-affinity, racks, floor).
+//! - [`admission`]: the one rule every copy obeys (alive, idle chunk,
+//!   anti-affinity, not draining, racks, floor against committed bytes),
+//!   used by the planner, the queue and the master alike; [`placement`]:
+//!   space helpers over servers.
 //! - [`mod@plan`]: the planner's inputs and outputs, [`plan()`] the planner
 //!   (`planner/`: the phases in `mod.rs`, one source shedding in `shed.rs`;
 //!   with `band.rs` for byte bounds, `targets.rs` for picking targets and
 //!   `notes.rs` for capped explanations).
-//! - [`queue`]: the move queue, a state machine that drains without
+//! - [`queue`]: the one queue of copies (repairs, drains, operator and
+//!   balance moves) keyed by ids, a state machine that drains without
 //!   head-of-line blocking (`mod.rs`; the gates in `state.rs`; operators'
-//!   views in `inspect.rs` and `status.rs`; `rebase.rs` for renumbered views).
+//!   views in `inspect.rs` and `status.rs`), with [`slots`], the one slot
+//!   table.
 //! - [`sim`]: seeded cluster generators and a drain simulation, for tests
 //!   and the benchmark.
 //! - [`error`]: what the bookkeeping refuses.
@@ -24,6 +29,7 @@
 //! # One balancer pass, as the master runs it
 //! ```
 //! use std::time::Duration;
+//! use keel_balancer::admission::ViewAdmits;
 //! use keel_balancer::queue::{MoveQueue, QueueConfig};
 //! use keel_balancer::{ClusterView, Policy, plan};
 //!
@@ -35,20 +41,22 @@
 //! }
 //! let mut queue = MoveQueue::new(QueueConfig::default());
 //! let now = Duration::from_secs(30); // time since the master started
-//! queue.rebase(&view, now); // only if the view may renumber chunks
-//! let p = plan(&view, &Policy::default(), &queue.busy(now));
+//! let p = plan(&view, &Policy::default(), &queue.busy(now, &view));
 //! for mv in &p.moves {
-//!     queue.enqueue(*mv, now, &view)?;
+//!     queue.enqueue_planned(*mv, now, &view)?; // queued by ids
 //! }
-//! for start in queue.next_ready(now, &view) {
-//!     // ... run the copy-then-delete protocol for `start.mv`, then:
-//!     view.apply(&start.mv)?;
+//! let starts = queue.next_ready(now, &ViewAdmits::new(&view));
+//! for start in starts {
+//!     // ... run the copy-then-delete protocol for `start.copy`, then:
+//!     let mv = ViewAdmits::new(&view).planned(&start.copy).expect("in view");
+//!     view.apply(&mv)?;
 //!     queue.on_done(start.id, now)?;
 //! }
 //! assert_eq!(queue.totals().done, 2); // two slots on cs1
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod admission;
 mod band;
 mod chunks;
 pub mod error;
@@ -62,8 +70,10 @@ mod planner;
 pub mod queue;
 pub mod racks;
 pub mod sim;
+pub mod slots;
 mod targets;
 
+pub use admission::{Admits, CopyClass, NamedCopy, Refusal, admit};
 pub use chunks::{ChunkRef, ChunkTable};
 pub use error::{ApplyError, QueueError};
 pub use load::{LoadReport, ServerLoad};

@@ -29,6 +29,9 @@ pub struct Server {
     pub capacity: u64,
     /// Bytes of the chunks the server holds.
     pub used: u64,
+    /// Bytes on their way in (copies running into it, space allocated for
+    /// writes): not part of `used`, but counted against its free-space floor.
+    pub incoming: u64,
     /// Whether the master hears its heartbeats. Dead servers are neither
     /// sources nor targets and do not count towards the average.
     pub alive: bool,
@@ -92,6 +95,7 @@ impl ClusterView {
             rack,
             capacity,
             used: 0,
+            incoming: 0,
             alive,
         });
         idx

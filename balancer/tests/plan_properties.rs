@@ -3,9 +3,10 @@
 //! alone, an honest `band_reached`, no oscillation; and the band reached
 //! whenever a sufficient condition for it holds.
 
+use keel_balancer::admission::check_in_view;
 use keel_balancer::load::check;
 use keel_balancer::placement::fill_limit;
-use keel_balancer::{ClusterView, InFlight, Plan, Policy, ServerIdx, plan};
+use keel_balancer::{ClusterView, CopyClass, InFlight, Plan, Policy, ServerIdx, plan};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
@@ -77,6 +78,14 @@ fn apply_checked(
         prop_assert!(
             v.server(m.from).alive && v.server(m.to).alive,
             "dead server in {m:?}"
+        );
+        // The queue and the master judge by the same rule: every planned
+        // move passes it at the moment it runs.
+        prop_assert_eq!(
+            check_in_view(&v, m, CopyClass::Balance, 0, policy.min_free_pct),
+            Ok(()),
+            "the one admission rule refuses planned move {:?}",
+            m
         );
         let racks = rack_count(&v, v.chunk(m.chunk).replicas());
         v.apply(m)

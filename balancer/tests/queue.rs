@@ -6,7 +6,7 @@ use std::time::Duration;
 use keel_balancer::queue::{
     AfterFailure, MoveQueue, MoveState, Outcome, QueueConfig, RETRY_CAP, backoff,
 };
-use keel_balancer::{ClusterView, PlannedMove, QueueError, ServerIdx};
+use keel_balancer::{ClusterView, CopyClass, NamedCopy, PlannedMove, QueueError, ServerIdx};
 
 const S: Duration = Duration::from_secs(1);
 
@@ -49,10 +49,10 @@ fn a_blocked_head_does_not_block_the_rest() {
         max_moves_per_server: 4,
         ..Default::default()
     });
-    let blocked = q.enqueue(mv(&v, "c0", 1), S, &v).expect("enqueue");
-    q.enqueue(mv(&v, "c1", 2), S, &v).expect("enqueue");
-    q.enqueue(mv(&v, "c2", 3), S, &v).expect("enqueue");
-    let started: Vec<_> = q.next_ready(2 * S, &v).iter().map(|s| s.mv.to.0).collect();
+    let blocked = q.enqueue_planned(mv(&v, "c0", 1), S, &v).expect("enqueue");
+    q.enqueue_planned(mv(&v, "c1", 2), S, &v).expect("enqueue");
+    q.enqueue_planned(mv(&v, "c2", 3), S, &v).expect("enqueue");
+    let started: Vec<_> = q.next_ready(2 * S, &v).iter().map(|s| s.slot.to).collect();
     assert_eq!(started, [2, 3]);
     assert_eq!(
         waiting(&q, 2 * S),
@@ -74,15 +74,21 @@ fn running_moves_count_against_the_target_floor() {
         max_moves_per_server: 4,
         ..Default::default()
     });
-    q.enqueue(mv(&v, "c0", 1), S, &v).expect("enqueue");
-    q.enqueue(mv(&v, "c1", 1), S, &v).expect("enqueue");
+    q.enqueue_planned(mv(&v, "c0", 1), S, &v).expect("enqueue");
+    q.enqueue_planned(mv(&v, "c1", 1), S, &v).expect("enqueue");
     assert_eq!(q.next_ready(S, &v).len(), 1);
     assert_eq!(
         waiting(&q, S),
         [Some("target free space at floor".to_owned())]
     );
-    // Still blocked on the next pass while the first one runs.
+    // The caller records the running copy's bytes as incoming (the master
+    // does when it marks the copy begun): still blocked on the next pass.
+    v.servers[1].incoming += 5;
     assert!(q.next_ready(2 * S, &v).is_empty());
+    assert_eq!(
+        waiting(&q, 2 * S),
+        [Some("target free space at floor".to_owned())]
+    );
 }
 
 #[test]
@@ -94,7 +100,7 @@ fn slots_are_limited_cluster_wide_and_per_server() {
         ..Default::default()
     });
     for (i, to) in [1, 1, 1, 2].into_iter().enumerate() {
-        q.enqueue(mv(&v, &format!("c{i}"), to), S, &v)
+        q.enqueue_planned(mv(&v, &format!("c{i}"), to), S, &v)
             .expect("enqueue");
     }
     // a is the source of all four: two slots on a.
@@ -107,7 +113,7 @@ fn slots_are_limited_cluster_wide_and_per_server() {
         max_concurrent_moves: 0,
         ..Default::default()
     });
-    q.enqueue(mv(&v, "c0", 1), S, &v).expect("enqueue");
+    q.enqueue_planned(mv(&v, "c0", 1), S, &v).expect("enqueue");
     assert!(
         q.next_ready(S, &v).is_empty(),
         "no slots means nothing runs"
@@ -120,7 +126,7 @@ fn failures_back_off_then_drop_with_the_last_error() {
     let v = view();
     let mut q = MoveQueue::new(QueueConfig::default());
     let id = q
-        .enqueue(mv(&v, "c0", 1), Duration::ZERO, &v)
+        .enqueue_planned(mv(&v, "c0", 1), Duration::ZERO, &v)
         .expect("enqueue");
     let mut now = Duration::ZERO;
     for (attempt, delay) in [(1, S), (2, 2 * S), (3, 4 * S)] {
@@ -175,7 +181,7 @@ fn a_move_whose_chunk_left_its_source_is_obsolete() {
     let mut v = view();
     let mut q = MoveQueue::new(QueueConfig::default());
     let m = mv(&v, "c0", 1);
-    q.enqueue(m, S, &v).expect("enqueue");
+    q.enqueue_planned(m, S, &v).expect("enqueue");
     v.apply(&PlannedMove {
         to: ServerIdx(2),
         ..m
@@ -191,27 +197,28 @@ fn a_move_whose_chunk_left_its_source_is_obsolete() {
 }
 
 #[test]
-fn invalid_placement_waits_and_heals() {
+fn a_copy_that_can_never_run_as_named_is_obsolete() {
     let mut v = view();
     let mut q = MoveQueue::new(QueueConfig::default());
-    q.enqueue(mv(&v, "c0", 1), S, &v).expect("enqueue");
+    q.enqueue_planned(mv(&v, "c0", 1), S, &v).expect("enqueue");
+    q.enqueue_planned(mv(&v, "c1", 2), S, &v).expect("enqueue");
+    // A dead target: its planner plans without it.
     v.servers[1].alive = false;
-    assert!(q.next_ready(S, &v).is_empty());
-    assert_eq!(waiting(&q, S), [Some("no valid placement".to_owned())]);
-    v.servers[1].alive = true;
-    assert_eq!(q.next_ready(2 * S, &v).len(), 1);
+    assert_eq!(q.next_ready(S, &v).len(), 1);
+    assert_eq!(q.totals().obsolete, 1);
+    assert_eq!(q.pending_len(), 0);
 }
 
 #[test]
 fn pause_resume_cancel_and_duplicates() {
     let v = view();
     let mut q = MoveQueue::new(QueueConfig::default());
-    let id = q.enqueue(mv(&v, "c0", 1), S, &v).expect("enqueue");
-    let dup = q.enqueue(mv(&v, "c0", 2), S, &v);
+    let id = q.enqueue_planned(mv(&v, "c0", 1), S, &v).expect("enqueue");
+    let dup = q.enqueue_planned(mv(&v, "c0", 2), S, &v);
     assert_eq!(
         dup,
         Err(QueueError::ChunkBusy {
-            chunk: mv(&v, "c0", 1).chunk,
+            chunk: "c0".into(),
             existing: id
         })
     );
@@ -220,14 +227,14 @@ fn pause_resume_cancel_and_duplicates() {
         ..mv(&v, "c1", 1)
     };
     assert!(matches!(
-        q.enqueue(same, S, &v),
+        q.enqueue_planned(same, S, &v),
         Err(QueueError::SameServer { .. })
     ));
     q.pause();
     assert!(q.next_ready(S, &v).is_empty());
     assert_eq!(waiting(&q, S), [Some("paused".to_owned())]);
     q.resume();
-    let other = q.enqueue(mv(&v, "c2", 1), S, &v).expect("enqueue");
+    let other = q.enqueue_planned(mv(&v, "c2", 1), S, &v).expect("enqueue");
     q.cancel(other, S).expect("pending");
     let starts = q.next_ready(S, &v);
     assert_eq!(starts.len(), 1);
@@ -237,21 +244,95 @@ fn pause_resume_cancel_and_duplicates() {
     assert_eq!(q.totals().bytes_moved, 5);
 }
 
+fn copy(chunk: &str, to: &str, class: CopyClass) -> NamedCopy {
+    NamedCopy {
+        chunk: chunk.into(),
+        from: "a".into(),
+        to: to.into(),
+        bytes: 5,
+        class,
+    }
+}
+
 #[test]
-fn moves_started_elsewhere_hold_slots_and_are_not_retried() {
+fn repairs_and_drains_go_first_and_reserve_their_servers() {
     let v = view();
     let mut q = MoveQueue::new(QueueConfig {
-        max_concurrent_moves: 1,
+        max_concurrent_moves: 4,
+        max_moves_per_server: 1,
         ..Default::default()
     });
-    let ext = q.on_started(mv(&v, "c0", 1), S, &v).expect("start");
-    q.enqueue(mv(&v, "c1", 2), S, &v).expect("enqueue");
-    assert!(q.next_ready(S, &v).is_empty());
-    assert_eq!(
-        q.on_failed(ext, "operator move failed", S),
-        Ok(AfterFailure::Dropped)
-    );
-    assert_eq!(q.next_ready(S, &v).len(), 1);
+    let balance = q
+        .enqueue(copy("c0", "b", CopyClass::Balance), S)
+        .expect("enqueue");
+    let operator = q
+        .enqueue(copy("c1", "c", CopyClass::Operator), S)
+        .expect("enqueue");
+    let drain = q
+        .enqueue(copy("c2", "d", CopyClass::Drain), S)
+        .expect("enqueue");
+    let repair = q
+        .enqueue(copy("c3", "b", CopyClass::Repair), S)
+        .expect("enqueue");
+    // a is in every copy and has one slot: the repair takes it although it
+    // was queued last; the drain, waiting for a, reserves a and d.
+    let starts = q.next_ready(S, &v);
+    assert_eq!(starts.iter().map(|s| s.id).collect::<Vec<_>>(), [repair]);
+    q.on_done(repair, 2 * S).expect("running");
+    let order: Vec<_> = [2, 3, 4]
+        .into_iter()
+        .map(|t| {
+            let s = q.next_ready(t * S, &v);
+            assert_eq!(s.len(), 1);
+            q.on_done(s[0].id, t * S).expect("running");
+            s[0].id
+        })
+        .collect();
+    assert_eq!(order, [drain, operator, balance]);
+}
+
+#[test]
+fn an_urgent_copy_takes_over_a_pending_move_of_its_chunk() {
+    let v = view();
+    let mut q = MoveQueue::new(QueueConfig::default());
+    let balance = q
+        .enqueue(copy("c0", "b", CopyClass::Balance), S)
+        .expect("enqueue");
+    let repair = q
+        .enqueue_over(copy("c0", "c", CopyClass::Repair), S)
+        .expect("takes over");
+    assert_eq!(q.totals().cancelled, 1);
+    assert_eq!(q.of_chunk("c0").map(|(id, _)| id), Some(repair));
+    // Not the other way round, and not a running copy.
+    assert!(matches!(
+        q.enqueue_over(copy("c0", "b", CopyClass::Balance), S),
+        Err(QueueError::ChunkBusy { .. })
+    ));
+    let started = q.next_ready(S, &v);
+    assert_eq!(started[0].id, repair);
+    assert!(matches!(
+        q.enqueue_over(copy("c0", "d", CopyClass::Repair), S),
+        Err(QueueError::ChunkBusy { .. })
+    ));
+    assert_ne!(balance, repair);
+}
+
+#[test]
+fn failed_repairs_do_not_cool_their_chunk_down() {
+    let v = view();
+    let mut q = MoveQueue::new(QueueConfig {
+        move_retries: 0,
+        ..Default::default()
+    });
+    q.enqueue(copy("c0", "b", CopyClass::Repair), S)
+        .expect("enqueue");
+    q.enqueue(copy("c1", "c", CopyClass::Balance), S)
+        .expect("enqueue");
+    for s in q.next_ready(S, &v) {
+        assert_eq!(q.on_failed(s.id, "no", S), Ok(AfterFailure::Dropped));
+    }
+    assert_eq!(q.cooling(S).collect::<Vec<_>>(), ["c1"]);
+    assert_eq!(q.slots().running(), 0, "slots come back");
 }
 
 #[test]
@@ -268,18 +349,14 @@ fn history_is_bounded_and_totals_are_not() {
     });
     for i in 0..30 {
         let chunk = v.chunk_by_id(&format!("k{i}")).expect("chunk");
-        let id = q
-            .on_started(
-                PlannedMove {
-                    chunk,
-                    from: a,
-                    to: b,
-                    bytes: 1,
-                },
-                S,
-                &v,
-            )
-            .expect("start");
+        let mv = PlannedMove {
+            chunk,
+            from: a,
+            to: b,
+            bytes: 1,
+        };
+        let id = q.enqueue_planned(mv, S, &v).expect("enqueue");
+        assert_eq!(q.next_ready(S, &v)[0].id, id);
         q.on_done(id, S).expect("running");
     }
     assert_eq!(q.history().count(), 10);
@@ -300,29 +377,24 @@ fn renumbered() -> ClusterView {
 }
 
 #[test]
-fn moves_follow_their_chunk_ids_across_renumbered_views() {
+fn copies_follow_their_ids_across_renumbered_views() {
     let v = view();
     let mut q = MoveQueue::new(QueueConfig::default());
-    q.enqueue(mv(&v, "c3", 1), S, &v).expect("enqueue");
-    q.enqueue(mv(&v, "c0", 2), S, &v).expect("enqueue");
+    q.enqueue_planned(mv(&v, "c3", 1), S, &v).expect("enqueue");
+    q.enqueue_planned(mv(&v, "c0", 2), S, &v).expect("enqueue");
     let w = renumbered();
-
-    // Unrebased, the indices now name other chunks: dropped, never started.
-    let mut stale = q.clone();
-    assert!(stale.next_ready(S, &w).is_empty());
-    assert_eq!(stale.totals().obsolete, 2);
-
-    // Rebased, c3 is found at its new index; c0 is gone from the view.
-    assert_eq!(q.rebase(&w, S), 1);
+    // c3 is found by id at its new index; c0 is gone from the view.
     let starts = q.next_ready(S, &w);
     assert_eq!(starts.len(), 1);
-    assert_eq!(w.chunk(starts[0].mv.chunk).id(), "c3");
-    let names = &q.status(S).moves[0].names;
+    assert_eq!(q.totals().obsolete, 1);
+    let c = &starts[0].copy;
     assert_eq!(
-        (names.chunk.as_str(), names.from.as_str(), names.to.as_str()),
+        (c.chunk.as_str(), c.from.as_str(), c.to.as_str()),
         ("c3", "a", "b")
     );
-    assert!(q.busy(S).contains(starts[0].mv.chunk));
+    let planned = c.planned_in(&w).expect("in w");
+    assert_eq!(w.chunk(planned.chunk).id(), "c3");
+    assert!(q.busy(S, &w).contains(planned.chunk));
 }
 
 #[test]
@@ -334,13 +406,13 @@ fn a_move_that_does_not_fit_the_view_is_refused() {
         ..mv(&v, "c0", 1)
     };
     assert_eq!(
-        q.enqueue(wrong_size, S, &v),
+        q.enqueue_planned(wrong_size, S, &v),
         Err(QueueError::NotInView { mv: wrong_size })
     );
     let no_server = PlannedMove {
         to: ServerIdx(9),
         ..mv(&v, "c0", 1)
     };
-    assert!(q.enqueue(no_server, S, &v).is_err());
+    assert!(q.enqueue_planned(no_server, S, &v).is_err());
     assert!(q.is_idle());
 }

@@ -31,7 +31,8 @@ fn cluster() -> ClusterView {
 
 /// Runs one move to completion, checking invariants.
 fn complete(v: &mut ClusterView, q: &mut MoveQueue, s: &StartMove, now: Duration) {
-    v.apply(&s.mv).expect("move applies");
+    let mv = s.copy.planned_in(v).expect("in the view");
+    v.apply(&mv).expect("move applies");
     v.check_invariants().expect("invariants");
     q.on_done(s.id, now).expect("running");
 }
@@ -77,7 +78,7 @@ fn the_queue_drains_past_a_target_at_its_floor() {
     let mut q = MoveQueue::new(config);
     let mut now = Duration::ZERO;
     for m in &moves {
-        q.enqueue(*m, now, &v).expect("enqueue");
+        q.enqueue_planned(*m, now, &v).expect("enqueue");
     }
 
     // The first five complete.
@@ -98,7 +99,7 @@ fn the_queue_drains_past_a_target_at_its_floor() {
     let stuck_at = now;
     let status = q.status(now + Duration::from_secs(60));
     assert_eq!((status.pending, status.running, status.done), (1, 0, 11));
-    assert_eq!(status.moves[0].mv, m6);
+    assert_eq!(status.moves[0].copy.planned_in(&v), Some(m6));
     assert_eq!(
         status.moves[0].waiting.as_deref(),
         Some("target free space at floor")
@@ -107,7 +108,7 @@ fn the_queue_drains_past_a_target_at_its_floor() {
 
     // The next pass sees node 4 overloaded, counting move 6 as landed, and
     // moves data off it.
-    let second = plan(&v, &policy, &q.in_flight());
+    let second = plan(&v, &policy, &q.busy(now, &v));
     assert!(!second.moves.is_empty());
     assert!(
         second
@@ -117,7 +118,7 @@ fn the_queue_drains_past_a_target_at_its_floor() {
     );
     assert!(second.band_reached, "{:?}", second.notes);
     for m in &second.moves {
-        q.enqueue(*m, now, &v).expect("enqueue");
+        q.enqueue_planned(*m, now, &v).expect("enqueue");
     }
     drain(&mut v, &mut q, &mut now);
 
@@ -129,6 +130,6 @@ fn the_queue_drains_past_a_target_at_its_floor() {
     let report = check(&v, policy.threshold_pct);
     assert!(report.balanced(), "{report:?}");
     assert!((report.average_utilization_pct - 52.9).abs() < 0.1);
-    let third = plan(&v, &policy, &q.in_flight());
+    let third = plan(&v, &policy, &q.busy(now, &v));
     assert!(third.moves.is_empty(), "no oscillation: {:?}", third.moves);
 }

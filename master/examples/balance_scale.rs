@@ -95,9 +95,9 @@ fn main() {
     );
 
     let t = Instant::now();
-    let starts = queue.start_ready(&meta, Duration::from_secs(1));
+    let starts = queue.start_ready(&mut meta, Duration::from_secs(1));
     println!(
-        "one tick over {} queued moves (partial view, rebase, gates): {:.1} ms, {} started",
+        "one tick over {} queued moves (gates against the metadata): {:.1} ms, {} started",
         queue.len(),
         t.elapsed().as_secs_f64() * 1000.0,
         starts.len()

@@ -5,12 +5,14 @@
 //! - [`config`]: flags (every one also read from `KEEL_<FLAG>`).
 //! - [`meta`]: the metadata (pure; one mutex around it).
 //! - [`placement`]: choosing servers for new replicas (pure).
-//! - [`mover`]: the safe move protocol, RPCs to chunk servers, move slots.
-//! - [`rebalance`]: `RebalanceExecute` on top of the mover.
-//! - [`maintenance`]: liveness, trimming, repair.
-//! - [`balance`]: the background balancer (`--balance-interval`): planning
-//!   passes feed a move queue drained through the mover, beside
-//!   [`maintenance`] on the same mover, slots and tracker.
+//! - [`mover`]: the safe move protocol and the RPCs to chunk servers.
+//! - [`balance`]: the one move queue (balance, operator, repair and drain
+//!   copies under one admission rule, slot table and retry policy) drained
+//!   through the mover, and the background balancer's planning passes
+//!   (`--balance-interval`) that feed it.
+//! - [`rebalance`]: `RebalanceExecute`, operator moves through that queue.
+//! - [`maintenance`]: liveness, trimming, verification, and the repair and
+//!   drain copies it queues.
 //! - [`service`] and [`convert`]: the gRPC front door; [`auth`]: its token check.
 //! - [`reports`]: paged full reports, applied whole; [`service::Limits`]: what
 //!   one client may cost.

@@ -1,9 +1,10 @@
 //! The maintenance loop: marks silent servers dead, forgets stale
 //! allocations, and — once safe mode is over — trims excess replicas,
-//! verifies replicas reported corrupt, and copies chunks below their factor
-//! or on draining servers (see `meta/redundancy.rs` for every path that
-//! makes a chunk a candidate). A finished copy wakes the loop, so copies
-//! follow each other without waiting for the next tick.
+//! verifies replicas reported corrupt, and plans copies of chunks below
+//! their factor or on draining servers (see `meta/redundancy.rs` for every
+//! path that makes a chunk a candidate). The copies run in the one move
+//! queue, ahead of every other class; a finished one wakes the loop, so
+//! copies follow each other without waiting for the next tick.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -13,8 +14,9 @@ use tokio::sync::Notify;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::info;
 
+use crate::balance::Balancer;
 use crate::meta::FULL_SCAN_EVERY;
 use crate::meta::lock;
 use crate::mover::Mover;
@@ -25,8 +27,8 @@ pub const LIVENESS_TICK: Duration = Duration::from_millis(250);
 /// Most chunks trimmed per pass.
 pub const TRIMS_PER_PASS: usize = 256;
 
-/// Most repair and drain copies started and not finished at once (they
-/// queue for move slots, ahead of ordinary moves).
+/// Most repair and drain copies in the move queue at once (they take move
+/// slots ahead of every other copy).
 pub const REPAIRS_IN_FLIGHT: usize = 32;
 
 /// The loop's configuration.
@@ -40,10 +42,8 @@ pub struct Maintenance {
     pub interval: Duration,
     /// No trimming or repair before this instant (`--safe-mode`).
     pub safe_until: Instant,
-    /// Woken when a repair or drain copy ends.
-    pub copy_ended: Arc<Notify>,
-    /// Repair and drain copies started and not yet finished.
-    pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// The move queue, which runs the repair and drain copies planned here.
+    pub balancer: Balancer,
 }
 
 impl Maintenance {
@@ -54,11 +54,12 @@ impl Maintenance {
         liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         upkeep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_scan: Option<Instant> = None;
+        let copy_ended: Arc<Notify> = self.balancer.copy_ended();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = liveness.tick() => self.sweep(),
-                () = self.copy_ended.notified() => self.upkeep(&mut last_scan),
+                () = copy_ended.notified() => self.upkeep(&mut last_scan),
                 _ = upkeep.tick() => self.upkeep(&mut last_scan),
             }
         }
@@ -77,7 +78,8 @@ impl Maintenance {
         if now < self.safe_until {
             return;
         }
-        let in_flight = self.in_flight.load(Ordering::Relaxed);
+        let in_flight = self.balancer.urgent_len();
+        let queued = self.balancer.urgent_chunks();
         let (trims, repairs, verifies, counts) = {
             let mut m = lock(self.mover.meta());
             if last_scan.is_none_or(|t| now.duration_since(t) >= FULL_SCAN_EVERY) {
@@ -88,7 +90,7 @@ impl Maintenance {
                 *last_scan = Some(now);
             }
             let trims = m.plan_trims(TRIMS_PER_PASS);
-            let repairs = m.plan_repairs(now, REPAIRS_IN_FLIGHT.saturating_sub(in_flight));
+            let repairs = m.plan_repairs(now, REPAIRS_IN_FLIGHT.saturating_sub(in_flight), &queued);
             (trims, repairs, m.verifications_due(), m.redundancy())
         };
         let metrics = self.mover.metrics();
@@ -111,26 +113,6 @@ impl Maintenance {
             self.tracker
                 .spawn(async move { mover.delete_damaged(&chunk, &server).await });
         }
-        for t in repairs.copies {
-            self.spawn_copy(t);
-        }
-    }
-
-    fn spawn_copy(&self, t: crate::meta::Repair) {
-        let mover = self.mover.clone();
-        let ended = Arc::clone(&self.copy_ended);
-        let in_flight = Arc::clone(&self.in_flight);
-        in_flight.fetch_add(1, Ordering::Relaxed);
-        self.tracker.spawn(async move {
-            let (chunk, to, kind) = (t.chunk.clone(), t.to.id.clone(), t.kind);
-            match mover.replicate(t).await {
-                Ok(_) => info!(chunk = %chunk, to = %to, kind = kind.name(), "replica restored"),
-                Err(e) => {
-                    warn!(chunk = %chunk, to = %to, kind = kind.name(), error = %e, "copy failed; will retry")
-                }
-            }
-            in_flight.fetch_sub(1, Ordering::Relaxed);
-            ended.notify_one();
-        });
+        self.balancer.enqueue_urgent(repairs.copies);
     }
 }

@@ -1,17 +1,19 @@
 //! `RebalanceExecute`: every listed move is checked first and each bad one is
-//! reported with its reason; the good ones run concurrently through the
-//! mover (bounded by its slots); results come back in request order.
+//! reported with its reason; the good ones join the one move queue as
+//! operator moves (ahead of balance moves, after repairs and drains, under
+//! the same slots and retries) and the call waits for their ends; results
+//! come back in request order.
 
 use std::collections::HashMap;
 
+use keel_balancer::{NamedCopy, QueueError};
 use keel_proto::v1 as pb;
-use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::balance::Balancer;
 use crate::error::Error;
-use crate::meta::{MoveKind, Reject, lock};
-use crate::mover::{Move, MoveDone, MoveError, Mover};
+use crate::meta::{CopyClass, Reject, lock};
+use crate::mover::{Move, MoveDone, Mover};
 
 /// How one requested move ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,66 +47,61 @@ pub fn validate(mover: &Mover, moves: &[Move]) -> Vec<Option<Reject>> {
                     times: n,
                 });
             }
-            meta.check_move(&m.chunk, &m.from, &m.to, MoveKind::Move)
+            meta.check_move(&m.chunk, &m.from, &m.to, CopyClass::Operator)
                 .err()
         })
         .collect()
 }
 
-/// Runs the moves that passed [`validate`] and returns one outcome per move,
-/// in request order. Moves run as tasks on `tracker`, so a client that hangs
-/// up does not cut a copy short, and shutdown waits for them.
-pub async fn execute(
-    mover: &Mover,
-    tracker: &TaskTracker,
-    moves: Vec<Move>,
-) -> Result<Vec<Outcome>, Error> {
-    execute_queued(mover, tracker, moves, None).await
-}
-
-/// [`execute`], with each move that runs also recorded in the balancer's
-/// queue while it runs: it then holds a slot in the queue's gates, shows in
-/// `RebalanceStatus`, and a pending queue move of the same chunk gives way.
-pub async fn execute_queued(
-    mover: &Mover,
-    tracker: &TaskTracker,
-    moves: Vec<Move>,
-    balancer: Option<&Balancer>,
-) -> Result<Vec<Outcome>, Error> {
+/// Queues the moves that passed [`validate`] and returns one outcome per
+/// move, in request order. The queue runs them whether or not the caller
+/// stays to hear the end.
+pub async fn execute(balancer: &Balancer, moves: Vec<Move>) -> Result<Vec<Outcome>, Error> {
     if moves.is_empty() {
         return Err(Error::NoMoves);
     }
-    let checks = validate(mover, &moves);
+    let checks = validate(balancer.mover(), &moves);
     let valid = checks.iter().filter(|c| c.is_none()).count();
     info!(moves = moves.len(), valid, "rebalance execute");
-    let handles: Vec<_> = moves
+    let sizes: Vec<u64> = {
+        let meta = lock(balancer.mover().meta());
+        moves
+            .iter()
+            .map(|m| meta.chunk(&m.chunk).map_or(0, |c| c.size))
+            .collect()
+    };
+    // Every move is queued before any is awaited, so they run side by side.
+    let queued: Vec<_> = moves
         .into_iter()
         .zip(checks)
-        .map(|(mv, check)| match check {
+        .zip(sizes)
+        .map(|((mv, check), bytes)| match check {
             Some(reason) => Err(reason),
             None => {
-                let mover = mover.clone();
-                let balancer = balancer.cloned();
-                Ok(tracker.spawn(async move {
-                    let queued = balancer.as_ref().and_then(|b| b.begin_external(&mv));
-                    let result = mover.execute(&mv).await;
-                    if let (Some(b), Some(id)) = (balancer, queued) {
-                        b.end_external(id, result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
-                    }
-                    result
-                }))
+                let chunk = mv.chunk.clone();
+                balancer
+                    .submit_operator(NamedCopy {
+                        chunk: mv.chunk,
+                        from: mv.from,
+                        to: mv.to,
+                        bytes,
+                        class: CopyClass::Operator,
+                    })
+                    .map_err(|e| match e {
+                        QueueError::ChunkBusy { .. } => Reject::AlreadyMoving { chunk },
+                        other => Reject::Queue(other.to_string()),
+                    })
             }
         })
         .collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        out.push(match h {
+    let mut out = Vec::with_capacity(queued.len());
+    for q in queued {
+        out.push(match q {
             Err(reason) => Outcome::Rejected(reason),
-            Ok(task) => match task.await {
+            Ok(rx) => match rx.await {
                 Ok(Ok(done)) => Outcome::Done(done),
-                Ok(Err(MoveError::Rejected(r))) => Outcome::Rejected(r),
-                Ok(Err(e @ MoveError::Failed { .. })) => Outcome::Failed(e.to_string()),
-                Err(e) => Outcome::Failed(format!("the move task ended unexpectedly: {e}")),
+                Ok(Err(e)) => Outcome::Failed(e),
+                Err(_) => Outcome::Failed("the master stopped before the move ended".into()),
             },
         });
     }
@@ -154,7 +151,7 @@ mod tests {
     use super::*;
     use crate::meta::{Meta, MetaSettings};
     use crate::metrics::Metrics;
-    use crate::mover::{Clients, MoverSettings, Slots};
+    use crate::mover::{Clients, MoverSettings};
 
     fn mover(meta: Meta) -> Mover {
         let clients = Arc::new(Clients::new(None).expect("no token"));
@@ -162,10 +159,21 @@ mod tests {
         Mover::new(
             meta,
             clients,
-            Slots::new(4, 2),
             Arc::new(Metrics::default()),
             MoverSettings::default(),
         )
+    }
+
+    fn balancer(meta: Meta) -> Balancer {
+        let started = Instant::now();
+        let settings = crate::balance::BalanceSettings {
+            interval: std::time::Duration::ZERO,
+            policy: keel_balancer::Policy::default(),
+            queue: keel_balancer::queue::QueueConfig::default(),
+            started,
+            safe_until: started,
+        };
+        Balancer::new(mover(meta), tokio_util::task::TaskTracker::new(), settings)
     }
 
     fn mv(c: &str, f: &str, t: &str) -> Move {
@@ -209,12 +217,9 @@ mod tests {
 
     #[tokio::test]
     async fn empty_request_is_invalid_and_all_rejected_is_ok() {
-        let mover = mover(Meta::new(MetaSettings::default()));
-        let tracker = TaskTracker::new();
-        assert_eq!(execute(&mover, &tracker, vec![]).await, Err(Error::NoMoves));
-        let out = execute(&mover, &tracker, vec![mv("x", "a", "b")])
-            .await
-            .expect("ok");
+        let b = balancer(Meta::new(MetaSettings::default()));
+        assert_eq!(execute(&b, vec![]).await, Err(Error::NoMoves));
+        let out = execute(&b, vec![mv("x", "a", "b")]).await.expect("ok");
         assert_eq!(
             out,
             [Outcome::Rejected(Reject::UnknownServer {

@@ -21,7 +21,7 @@ use crate::balance::{BalanceSettings, Balancer};
 use crate::config::Config;
 use crate::meta::{Meta, MetaSettings, SharedMeta};
 use crate::metrics::Metrics;
-use crate::mover::{Clients, Mover, MoverSettings, Slots, clients::BadToken};
+use crate::mover::{Clients, Mover, MoverSettings, clients::BadToken};
 use crate::service::MasterService;
 use crate::{auth, http, maintenance};
 
@@ -83,22 +83,10 @@ impl Core {
         let clients = Arc::new(
             Clients::new(security.cluster_token.as_deref())?.with_tls(security.client_tls.clone()),
         );
-        let slots = Slots::new(
-            config.max_concurrent_moves as usize,
-            config.max_moves_per_server as usize,
-        );
         let settings = MoverSettings {
-            retries: config.move_retries,
             copy_min_rate: config.copy_min_rate,
-            ..MoverSettings::default()
         };
-        let mover = Mover::new(
-            Arc::clone(&meta),
-            clients,
-            slots,
-            Arc::clone(&metrics),
-            settings,
-        );
+        let mover = Mover::new(Arc::clone(&meta), clients, Arc::clone(&metrics), settings);
         let tracker = TaskTracker::new();
         let balancer = Balancer::new(mover.clone(), tracker.clone(), balance_settings(config));
         Ok(Core {
@@ -269,8 +257,7 @@ pub async fn run(
         tracker: core.tracker.clone(),
         interval: config.maintenance_interval,
         safe_until: started + config.safe_mode,
-        copy_ended: Default::default(),
-        in_flight: Default::default(),
+        balancer: core.balancer.clone(),
     };
     core.tracker.spawn(upkeep.run(shutdown.clone()));
     core.balancer.spawn(&shutdown);

@@ -218,9 +218,7 @@ impl Master for MasterService {
     ) -> Reply<pb::RebalanceExecuteResponse> {
         let requested = req.into_inner().moves;
         let moves = rebalance::moves(&requested);
-        let outcomes =
-            rebalance::execute_queued(&self.mover, &self.tracker, moves, Some(&self.balancer))
-                .await?;
+        let outcomes = rebalance::execute(&self.balancer, moves).await?;
         let resp = rebalance::response(requested, outcomes);
         info!(
             moved = resp.moved,

@@ -530,14 +530,9 @@ impl Core for MasterCore {
                 to: m.to,
             })
             .collect();
-        let outcomes = rebalance::execute_queued(
-            &self.mover,
-            &self.tracker,
-            moves.clone(),
-            Some(&self.balancer),
-        )
-        .await
-        .map_err(|e| ProtoError::new(Code::MalformedRequest, e.to_string()))?;
+        let outcomes = rebalance::execute(&self.balancer, moves.clone())
+            .await
+            .map_err(|e| ProtoError::new(Code::MalformedRequest, e.to_string()))?;
         execute_reply(&moves, outcomes)
     }
 }

@@ -5,9 +5,9 @@
 use std::cmp::Reverse;
 
 use super::Planner;
+use crate::admission::{CopyClass, Endpoint, MoveFacts, admit};
 use crate::band::Bounds;
 use crate::model::{ChunkIdx, ServerIdx};
-use crate::placement::keeps_racks;
 use crate::plan::PlannedMove;
 use crate::targets::Targets;
 
@@ -113,8 +113,31 @@ impl Planner<'_> {
         let (view, i) = (self.view, c as usize);
         let replicas = self.table.replicas(i);
         let from = ServerIdx(src as u32);
-        let allowed = |t: ServerIdx| !replicas.contains(&t) && keeps_racks(view, replicas, from, t);
         let size = self.table.size(i);
+        let (used, min_free_pct) = (&self.used, self.band.min_free_pct);
+        let rack = |s: ServerIdx| view.servers[s.0 as usize].rack.as_deref();
+        let end = |s: ServerIdx| Endpoint {
+            alive: view.servers[s.0 as usize].alive,
+            rack: rack(s),
+            holds: replicas.contains(&s),
+            ..Endpoint::default()
+        };
+        // The one admission rule, with the loads as planned so far.
+        let allowed = |t: ServerIdx| {
+            let facts = MoveFacts {
+                class: CopyClass::Balance,
+                bytes: size,
+                busy: false,
+                same_server: t == from,
+                from: end(from),
+                to: end(t),
+                others: replicas.iter().filter(|&&s| s != from).map(|&s| rack(s)),
+                to_capacity: view.servers[t.0 as usize].capacity,
+                to_committed: used[t.0 as usize],
+                min_free_pct,
+            };
+            admit(&facts).is_ok()
+        };
         let racks = self.allowed_racks(replicas, from);
         let to = match targets.pick(size, racks.as_deref(), allowed) {
             Ok(to) => to,

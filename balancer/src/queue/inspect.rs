@@ -2,12 +2,15 @@
 
 use std::time::Duration;
 
-use super::status::{FinishedMove, MoveNames, MoveState, QueueStatus, Totals};
+use super::status::{FinishedMove, MoveState, QueueStatus, Totals};
 use super::{FAILED_CHUNK_COOLDOWN, MoveId, MoveQueue};
-use crate::plan::{InFlight, PlannedMove};
+use crate::admission::{NamedCopy, ViewAdmits};
+use crate::model::ClusterView;
+use crate::plan::InFlight;
 
 impl MoveQueue {
-    /// Stops starting moves; running ones carry on.
+    /// Stops starting balance moves; running ones carry on, and repairs,
+    /// drains and operator moves still start.
     pub fn pause(&mut self) {
         self.paused = true;
     }
@@ -47,23 +50,41 @@ impl MoveQueue {
             .min()
     }
 
-    /// Running moves, oldest first.
-    pub fn running(&self) -> impl Iterator<Item = (MoveId, &PlannedMove)> + '_ {
-        self.running.iter().map(|(&id, e)| (id, &e.mv))
+    /// Running copies, oldest first.
+    pub fn running(&self) -> impl Iterator<Item = (MoveId, &NamedCopy)> + '_ {
+        self.running.iter().map(|(&id, e)| (id, &e.copy))
     }
 
-    /// Pending moves with their ids, without building a status record for
-    /// each (the mover consults the queue after every move).
-    pub fn pending(&self) -> impl Iterator<Item = (MoveId, &PlannedMove, &MoveNames)> + '_ {
-        self.pending.iter().map(|(&id, e)| (id, &e.mv, &e.names))
+    /// Pending copies with their ids, oldest first, without building a
+    /// status record for each.
+    pub fn pending(&self) -> impl Iterator<Item = (MoveId, &NamedCopy)> + '_ {
+        self.pending.iter().map(|(&id, e)| (id, &e.copy))
     }
 
-    /// Chunk ids of every pending and running move.
+    /// Every pending and running copy.
+    pub fn copies(&self) -> impl Iterator<Item = (MoveId, &NamedCopy)> + '_ {
+        self.pending().chain(self.running())
+    }
+
+    /// Chunk ids of every pending and running copy.
     pub fn chunk_ids(&self) -> impl Iterator<Item = &str> + '_ {
-        self.pending
-            .values()
-            .chain(self.running.values())
-            .map(|e| e.names.chunk.as_str())
+        self.copies().map(|(_, c)| c.chunk.as_str())
+    }
+
+    /// The copy queued or running for `chunk`, if any.
+    pub fn of_chunk(&self, chunk: &str) -> Option<(MoveId, &NamedCopy)> {
+        let id = *self.by_chunk.get(chunk)?;
+        let e = self.pending.get(&id).or_else(|| self.running.get(&id))?;
+        Some((id, &e.copy))
+    }
+
+    /// Chunks whose balance or operator move was dropped as failed less
+    /// than [`FAILED_CHUNK_COOLDOWN`] ago: the planner leaves them alone.
+    pub fn cooling(&self, now: Duration) -> impl Iterator<Item = &str> + '_ {
+        self.failed_at
+            .iter()
+            .filter(move |(_, at)| now.saturating_sub(**at) < FAILED_CHUNK_COOLDOWN)
+            .map(|(c, _)| c.as_str())
     }
 
     /// How long the oldest pending move has waited at `now`.
@@ -74,25 +95,24 @@ impl MoveQueue {
             .max()
     }
 
-    /// Every pending and running move, for the planner to leave alone.
-    pub fn in_flight(&self) -> InFlight {
+    /// What the planner must leave alone at `now`, in `view`'s indices:
+    /// every pending and running copy (a move is projected as done; a copy
+    /// that keeps its source only holds its chunk), and chunks whose move
+    /// was dropped as failed less than [`FAILED_CHUNK_COOLDOWN`] ago. Ids
+    /// `view` lacks are skipped.
+    pub fn busy(&self, now: Duration, view: &ClusterView) -> InFlight {
+        let ids = ViewAdmits::new(view);
         let mut set = InFlight::new();
-        self.pending
-            .values()
-            .chain(self.running.values())
-            .for_each(|e| set.add_move(e.mv));
-        set
-    }
-
-    /// What the planner must leave alone at `now`: every pending and
-    /// running move (counted as done), and chunks whose move was dropped as
-    /// failed less than [`FAILED_CHUNK_COOLDOWN`] ago.
-    pub fn busy(&self, now: Duration) -> InFlight {
-        let mut set = self.in_flight();
-        self.failed_at
-            .values()
-            .filter(|(_, at)| now.saturating_sub(*at) < FAILED_CHUNK_COOLDOWN)
-            .for_each(|&(chunk, _)| set.add_chunk(chunk));
+        for (_, copy) in self.copies() {
+            match ids.planned(copy) {
+                Some(mv) if copy.class.deletes_source() => set.add_move(mv),
+                Some(mv) => set.add_chunk(mv.chunk),
+                None => {}
+            }
+        }
+        for chunk in self.cooling(now).filter_map(|c| ids.chunk(c)) {
+            set.add_chunk(chunk);
+        }
         set
     }
 

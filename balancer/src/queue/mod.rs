@@ -1,37 +1,36 @@
-//! The move queue: a plain state machine that turns planned moves into
-//! started moves without ever head-of-line blocking.
+//! The move queue: one queue for every copy of a replica — repairs, drains,
+//! an operator's moves and the balancer's — that turns queued copies into
+//! started ones without ever head-of-line blocking.
 //!
-//! Every pass of [`MoveQueue::next_ready`] considers every pending move, in
-//! the order they were queued, and starts each one whose gates pass:
-//! placement (both servers alive, the source still holds the chunk, the
-//! target does not, racks stay diverse), target space (the free-space floor,
-//! counting moves already running into that target), then a slot under both
-//! concurrency limits. A move that cannot start is skipped with the reason
-//! recorded and revisited next pass; a move whose chunk left its source is
-//! dropped as obsolete; a failing move is retried with exponential backoff
-//! and dropped after `move_retries` retries.
-//!
-//! Moves name chunks and servers by index, and the queue also keeps their ids
-//! from the view they were queued with. A pass drops, as obsolete, a move
-//! whose indices now name other chunks or servers, so it never starts the
-//! wrong move; a caller whose views renumber chunks calls
-//! [`MoveQueue::rebase`] with each new view before using it.
+//! Copies are named by ids ([`NamedCopy`]), never by indices into a view, so
+//! nothing needs renumbering when the cluster changes. Every pass of
+//! [`MoveQueue::next_ready`] considers every pending copy, the most urgent
+//! class first ([`CopyClass`]: repairs, drains, operator moves, balance
+//! moves), oldest first within a class, and starts each one that passes the
+//! one admission rule ([`crate::admission`], asked through [`Admits`]) and
+//! gets a slot from the queue's [`SlotTable`], the one slot table. A repair
+//! or drain that waits for a slot reserves its servers: no later class takes
+//! a slot on them in that pass. A copy that can never run as named (its chunk
+//! left the source, reached the target, a server went away) is dropped as
+//! obsolete, for its planner to plan afresh; one that can run later (the
+//! chunk is busy, the target is at its floor) waits with the reason recorded.
+//! A failing copy is retried with exponential backoff and dropped after
+//! `move_retries` retries: one retry policy for every class.
 
 mod inspect;
-mod rebase;
 mod state;
 mod status;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
+use crate::admission::{Admits, Admitted, CopyClass, NamedCopy};
 use crate::error::QueueError;
-use crate::model::{ChunkIdx, ClusterView};
+use crate::model::ClusterView;
 use crate::plan::PlannedMove;
+use crate::slots::SlotTable;
 use state::{Entry, Gates};
-pub use status::{
-    FinishedMove, MoveNames, MoveState, MoveStatus, Outcome, QueueStatus, Totals, WaitReason,
-};
+pub use status::{FinishedMove, MoveState, MoveStatus, Outcome, QueueStatus, Totals, WaitReason};
 
 /// First retry delay after a failure.
 pub const RETRY_BASE: Duration = Duration::from_secs(1);
@@ -84,14 +83,17 @@ impl Default for QueueConfig {
 }
 
 /// A move [`MoveQueue::next_ready`] says to start now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartMove {
     /// Report its end with this id.
     pub id: MoveId,
-    /// What to move.
-    pub mv: PlannedMove,
+    /// What to copy.
+    pub copy: NamedCopy,
     /// 1 for the first attempt, 2 for the first retry, ...
     pub attempt: u32,
+    /// The slot it holds (until [`MoveQueue::on_done`] or
+    /// [`MoveQueue::on_failed`]).
+    pub slot: Admitted,
 }
 
 /// What [`MoveQueue::on_failed`] did with a failed move.
@@ -102,31 +104,33 @@ pub enum AfterFailure {
         /// Earliest time of the next attempt.
         not_before: Duration,
     },
-    /// Out of retries (or started by the caller itself): dropped, counted as failed.
+    /// Out of retries: dropped, counted as failed.
     Dropped,
 }
 
-/// Pending and running moves, with lifetime totals and recent history.
+/// Pending and running copies, with lifetime totals and recent history.
 #[derive(Debug, Clone, Default)]
 pub struct MoveQueue {
     /// The limits.
     config: QueueConfig,
-    /// Id of the next move queued.
+    /// Id of the next copy queued.
     next_id: u64,
-    /// Moves waiting to start, oldest first.
+    /// Copies waiting to start, by id (oldest first).
     pending: BTreeMap<MoveId, Entry>,
-    /// Moves started and not yet reported back.
+    /// Copies started and not yet reported back.
     running: BTreeMap<MoveId, Entry>,
-    /// Which move holds each chunk, pending or running.
-    by_chunk: BTreeMap<ChunkIdx, MoveId>,
-    /// The last `history_limit` finished moves, oldest first.
+    /// Which copy holds each chunk, pending or running.
+    by_chunk: HashMap<String, MoveId>,
+    /// The last `history_limit` finished copies, oldest first.
     history: VecDeque<FinishedMove>,
     /// Lifetime counts.
     totals: Totals,
-    /// Whether starting new moves is paused.
+    /// Whether starting new copies is paused.
     paused: bool,
-    /// Recently failed chunks by id: their index and when their move was dropped.
-    failed_at: BTreeMap<String, (ChunkIdx, Duration)>,
+    /// Chunks whose balance or operator move was dropped as failed, and when.
+    failed_at: BTreeMap<String, Duration>,
+    /// The one slot table.
+    slots: SlotTable,
 }
 
 impl MoveQueue {
@@ -134,6 +138,7 @@ impl MoveQueue {
     pub fn new(config: QueueConfig) -> Self {
         Self {
             config,
+            slots: SlotTable::new(config.max_concurrent_moves, config.max_moves_per_server),
             ..Self::default()
         }
     }
@@ -146,80 +151,91 @@ impl MoveQueue {
     /// Changes the limits; they apply from the next pass on.
     pub fn set_config(&mut self, config: QueueConfig) {
         self.config = config;
+        self.slots
+            .set_limits(config.max_concurrent_moves, config.max_moves_per_server);
     }
 
-    /// Queues a move planned on `view`. Refused if its chunk already has a
-    /// move queued or running, if it names one server twice, or if it does
-    /// not fit `view`.
-    pub fn enqueue(
-        &mut self,
-        mv: PlannedMove,
-        now: Duration,
-        view: &ClusterView,
-    ) -> Result<MoveId, QueueError> {
-        let (id, names) = self.admit(&mv, view)?;
-        self.pending.insert(id, Entry::new(mv, names, now, false));
-        Ok(id)
+    /// The slot table, read-only.
+    pub fn slots(&self) -> &SlotTable {
+        &self.slots
     }
 
-    /// Records a move the caller started itself (an operator's explicit
-    /// move): it holds a slot until [`MoveQueue::on_done`] or
-    /// [`MoveQueue::on_failed`], and is not retried by the queue.
-    pub fn on_started(
-        &mut self,
-        mv: PlannedMove,
-        now: Duration,
-        view: &ClusterView,
-    ) -> Result<MoveId, QueueError> {
-        let (id, names) = self.admit(&mv, view)?;
-        let mut entry = Entry::new(mv, names, now, true);
-        entry.started_at = Some(now);
-        self.running.insert(id, entry);
-        Ok(id)
-    }
-
-    /// Checks that `mv` may join the queue and reserves an id for it.
-    fn admit(
-        &mut self,
-        mv: &PlannedMove,
-        view: &ClusterView,
-    ) -> Result<(MoveId, MoveNames), QueueError> {
-        let names = MoveNames::of(view, mv).ok_or(QueueError::NotInView { mv: *mv })?;
-        if mv.from == mv.to {
+    /// Queues `copy`. Refused if it names one server twice, or if its chunk
+    /// already has a copy queued or running.
+    pub fn enqueue(&mut self, copy: NamedCopy, now: Duration) -> Result<MoveId, QueueError> {
+        if copy.from == copy.to {
             return Err(QueueError::SameServer {
-                chunk: mv.chunk,
-                server: mv.from,
+                chunk: copy.chunk,
+                server: copy.from,
             });
         }
-        if let Some(&existing) = self.by_chunk.get(&mv.chunk) {
+        if let Some(&existing) = self.by_chunk.get(&copy.chunk) {
             return Err(QueueError::ChunkBusy {
-                chunk: mv.chunk,
+                chunk: copy.chunk,
                 existing,
             });
         }
         let id = MoveId(self.next_id);
         self.next_id += 1;
-        self.by_chunk.insert(mv.chunk, id);
-        Ok((id, names))
+        self.by_chunk.insert(copy.chunk.clone(), id);
+        self.pending.insert(id, Entry::new(copy, now));
+        Ok(id)
     }
 
-    /// One pass over every pending move: returns those to start now (they
-    /// count as running from here on), records why the others wait, and
-    /// drops those made obsolete by the view.
-    pub fn next_ready(&mut self, now: Duration, view: &ClusterView) -> Vec<StartMove> {
-        if self.paused {
-            self.pending
-                .values_mut()
-                .for_each(|e| e.wait = Some(WaitReason::Paused));
-            return Vec::new();
+    /// Queues a balance move planned on `view` by index (what the planner
+    /// returns), named by the ids `view` gives its indices.
+    pub fn enqueue_planned(
+        &mut self,
+        mv: PlannedMove,
+        now: Duration,
+        view: &ClusterView,
+    ) -> Result<MoveId, QueueError> {
+        let copy =
+            NamedCopy::of(view, &mv, CopyClass::Balance).ok_or(QueueError::NotInView { mv })?;
+        self.enqueue(copy, now)
+    }
+
+    /// Queues `copy` ahead of a less urgent copy of the same chunk: one
+    /// still pending is cancelled for it. A running one keeps the chunk
+    /// (`ChunkBusy`), as does a pending one at least as urgent.
+    pub fn enqueue_over(&mut self, copy: NamedCopy, now: Duration) -> Result<MoveId, QueueError> {
+        if let Some(&existing) = self.by_chunk.get(&copy.chunk)
+            && self
+                .pending
+                .get(&existing)
+                .is_some_and(|e| e.copy.class > copy.class)
+        {
+            self.cancel(existing, now)?;
         }
-        let mut gates = Gates::new(&self.config, view, self.running.values());
+        self.enqueue(copy, now)
+    }
+
+    /// One pass over every pending copy: returns those to start now (they
+    /// hold a slot and count as running from here on), records why the
+    /// others wait, and drops those that can no longer run as named.
+    pub fn next_ready(&mut self, now: Duration, cluster: &impl Admits) -> Vec<StartMove> {
+        // Pausing holds the balancer's own moves; repairs, drains and an
+        // operator's explicit moves go on.
+        let paused = self.paused;
+        let mut order: Vec<(CopyClass, MoveId)> = Vec::with_capacity(self.pending.len());
+        for (&id, e) in &mut self.pending {
+            if paused && e.copy.class == CopyClass::Balance {
+                e.wait = Some(WaitReason::Paused);
+            } else {
+                order.push((e.copy.class, id));
+            }
+        }
+        order.sort_unstable();
+        let mut gates = Gates::new(self.config.min_free_pct, cluster, &mut self.slots);
         let mut obsolete = Vec::new();
         let mut starts = Vec::new();
-        for (&id, entry) in &mut self.pending {
+        for (_, id) in order {
+            let Some(entry) = self.pending.get_mut(&id) else {
+                continue;
+            };
             match gates.admit(entry, now) {
-                Ok(true) => starts.push(id),
-                Ok(false) => obsolete.push(id),
+                Ok(Some(slot)) => starts.push((id, slot)),
+                Ok(None) => obsolete.push(id),
                 Err(reason) => entry.wait = Some(reason),
             }
         }
@@ -230,33 +246,35 @@ impl MoveQueue {
         }
         starts
             .into_iter()
-            .filter_map(|id| self.start(id, now))
+            .filter_map(|(id, slot)| self.start(id, slot, now))
             .collect()
     }
 
-    /// Moves pending move `id` to running.
-    fn start(&mut self, id: MoveId, now: Duration) -> Option<StartMove> {
+    /// Moves pending copy `id` to running with `slot`.
+    fn start(&mut self, id: MoveId, slot: Admitted, now: Duration) -> Option<StartMove> {
         let mut entry = self.pending.remove(&id)?;
         entry.started_at = Some(now);
         entry.wait = None;
+        entry.slot = Some(slot);
         let start = StartMove {
             id,
-            mv: entry.mv,
+            copy: entry.copy.clone(),
             attempt: entry.retries + 1,
+            slot,
         };
         self.running.insert(id, entry);
         Some(start)
     }
 
-    /// A running move finished: counted as done, its bytes as moved.
+    /// A running copy finished: counted as done, its bytes as moved.
     pub fn on_done(&mut self, id: MoveId, now: Duration) -> Result<(), QueueError> {
         let entry = self.take_running(id)?;
-        self.totals.bytes_moved += entry.mv.bytes;
+        self.totals.bytes_moved += entry.copy.bytes;
         self.finish(id, entry, Outcome::Done, now);
         Ok(())
     }
 
-    /// A running move failed with `error`: queued again after a backoff, or
+    /// A running copy failed with `error`: queued again after a backoff, or
     /// dropped with the error kept once its retries are used up.
     pub fn on_failed(
         &mut self,
@@ -264,10 +282,30 @@ impl MoveQueue {
         error: impl Into<String>,
         now: Duration,
     ) -> Result<AfterFailure, QueueError> {
+        self.failed(id, error.into(), true, now)
+    }
+
+    /// A running copy failed in a way another attempt would repeat (the
+    /// target refused it for good): dropped now, its retries unused.
+    pub fn on_failed_for_good(
+        &mut self,
+        id: MoveId,
+        error: impl Into<String>,
+        now: Duration,
+    ) -> Result<AfterFailure, QueueError> {
+        self.failed(id, error.into(), false, now)
+    }
+
+    fn failed(
+        &mut self,
+        id: MoveId,
+        error: String,
+        retry: bool,
+        now: Duration,
+    ) -> Result<AfterFailure, QueueError> {
         let mut entry = self.take_running(id)?;
-        let error = error.into();
         entry.started_at = None;
-        if entry.external || entry.retries >= self.config.move_retries {
+        if !retry || entry.retries >= self.config.move_retries {
             entry.last_error = Some(error.clone());
             self.finish(id, entry, Outcome::Failed { error }, now);
             return Ok(AfterFailure::Dropped);
@@ -281,7 +319,7 @@ impl MoveQueue {
         Ok(AfterFailure::Retry { not_before })
     }
 
-    /// Removes a pending move (e.g. to plan its chunk afresh).
+    /// Removes a pending copy (e.g. to plan its chunk afresh).
     pub fn cancel(&mut self, id: MoveId, now: Duration) -> Result<(), QueueError> {
         let entry = self.pending.remove(&id).ok_or(QueueError::UnknownMove {
             id,
@@ -291,27 +329,32 @@ impl MoveQueue {
         Ok(())
     }
 
+    /// Takes a running copy out and gives its slot back.
     fn take_running(&mut self, id: MoveId) -> Result<Entry, QueueError> {
-        self.running.remove(&id).ok_or(QueueError::UnknownMove {
+        let mut entry = self.running.remove(&id).ok_or(QueueError::UnknownMove {
             id,
             state: "running",
-        })
+        })?;
+        if let Some(slot) = entry.slot.take() {
+            self.slots.release(slot.from, slot.to);
+        }
+        Ok(entry)
     }
 
     /// Frees the chunk, counts the outcome and keeps it in the history.
     fn finish(&mut self, id: MoveId, entry: Entry, outcome: Outcome, now: Duration) {
-        self.by_chunk.remove(&entry.mv.chunk);
-        if let Outcome::Failed { .. } = outcome {
+        self.by_chunk.remove(&entry.copy.chunk);
+        if let Outcome::Failed { .. } = outcome
+            && !entry.copy.class.is_urgent()
+        {
             self.failed_at
-                .retain(|_, (_, at)| now.saturating_sub(*at) < FAILED_CHUNK_COOLDOWN);
-            self.failed_at
-                .insert(entry.names.chunk.clone(), (entry.mv.chunk, now));
+                .retain(|_, at| now.saturating_sub(*at) < FAILED_CHUNK_COOLDOWN);
+            self.failed_at.insert(entry.copy.chunk.clone(), now);
         }
         self.totals.count(&outcome);
         self.history.push_back(FinishedMove {
             id,
-            mv: entry.mv,
-            names: entry.names,
+            copy: entry.copy,
             outcome,
             retries: entry.retries,
             at: now,

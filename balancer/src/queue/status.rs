@@ -5,37 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::MoveId;
-use crate::model::ClusterView;
-use crate::plan::PlannedMove;
-
-/// The ids behind a move's indices, taken from the view it was queued with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MoveNames {
-    /// Chunk id.
-    pub chunk: String,
-    /// Source server id.
-    pub from: String,
-    /// Target server id.
-    pub to: String,
-}
-
-impl MoveNames {
-    /// The ids `mv` names in `view`; `None` if an index is out of range or
-    /// the byte count is not the chunk's size.
-    pub fn of(view: &ClusterView, mv: &PlannedMove) -> Option<Self> {
-        let chunk = view.get_chunk(mv.chunk).filter(|c| c.size() == mv.bytes)?;
-        Some(Self {
-            chunk: chunk.id().to_owned(),
-            from: view.get_server(mv.from)?.id.clone(),
-            to: view.get_server(mv.to)?.id.clone(),
-        })
-    }
-
-    /// Whether `mv`'s indices still name these ids in `view`.
-    pub fn still_match(&self, view: &ClusterView, mv: &PlannedMove) -> bool {
-        MoveNames::of(view, mv).is_some_and(|now| now == *self)
-    }
-}
+use crate::admission::NamedCopy;
 
 /// Why a pending move did not start at the last pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,8 +15,8 @@ pub enum WaitReason {
     TargetAtFloor,
     /// Every slot of the cluster, the source or the target is taken.
     NoSlot,
-    /// A server is down, the target already holds the chunk, or racks would narrow.
-    NoValidPlacement,
+    /// Another job (a copy, a delete) runs on the chunk.
+    ChunkBusy,
     /// Backing off after this error.
     Retrying(String),
     /// The queue is paused.
@@ -58,7 +28,7 @@ impl fmt::Display for WaitReason {
         match self {
             Self::TargetAtFloor => f.write_str("target free space at floor"),
             Self::NoSlot => f.write_str("no slot"),
-            Self::NoValidPlacement => f.write_str("no valid placement"),
+            Self::ChunkBusy => f.write_str("another job runs on the chunk"),
             Self::Retrying(error) => write!(f, "retrying: {error}"),
             Self::Paused => f.write_str("paused"),
         }
@@ -79,10 +49,8 @@ pub enum MoveState {
 pub struct MoveStatus {
     /// Its id.
     pub id: MoveId,
-    /// What it moves.
-    pub mv: PlannedMove,
-    /// The chunk and servers by id.
-    pub names: MoveNames,
+    /// What it copies, and what for.
+    pub copy: NamedCopy,
     /// Pending or running.
     pub state: MoveState,
     /// Failed attempts so far.
@@ -90,14 +58,12 @@ pub struct MoveStatus {
     /// The last failure.
     pub last_error: Option<String>,
     /// Why a pending move waits: "target free space at floor", "no slot",
-    /// "no valid placement", `retrying: <error>` or "paused".
+    /// "another job runs on the chunk", `retrying: <error>` or "paused".
     pub waiting: Option<String>,
     /// Time since it was queued.
     pub age: Duration,
     /// Time since the current attempt started, while running.
     pub running_for: Option<Duration>,
-    /// Started by the caller (an operator's move), not by the queue.
-    pub external: bool,
 }
 
 /// The queue at one moment.
@@ -143,10 +109,8 @@ pub enum Outcome {
 pub struct FinishedMove {
     /// Its id.
     pub id: MoveId,
-    /// What it moved (or was to move).
-    pub mv: PlannedMove,
-    /// The chunk and servers by id.
-    pub names: MoveNames,
+    /// What it copied (or was to copy).
+    pub copy: NamedCopy,
     /// How it ended.
     pub outcome: Outcome,
     /// Failed attempts before the end.

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::Rng;
+use crate::admission::ViewAdmits;
 use crate::model::{ChunkIdx, ClusterView, ServerIdx};
 use crate::placement::fill_limit;
 use crate::plan::{Plan, PlannedMove, Policy};
@@ -137,10 +138,10 @@ impl Sim<'_> {
         if self.report.plans.len() >= self.cfg.max_plans {
             return Ok(false);
         }
-        let plan = plan(view, &self.cfg.policy, &self.queue.busy(self.now));
+        let plan = plan(view, &self.cfg.policy, &self.queue.busy(self.now, view));
         for mv in &plan.moves {
             self.queue
-                .enqueue(*mv, self.now, view)
+                .enqueue_planned(*mv, self.now, view)
                 .map_err(|e| e.to_string())?;
         }
         let planned = !plan.moves.is_empty();
@@ -149,14 +150,26 @@ impl Sim<'_> {
     }
 
     /// Starts what the queue allows and checks the limits and the floor.
-    fn start_ready(&mut self, view: &ClusterView) -> Result<(), String> {
-        let starts = self.queue.next_ready(self.now, view);
-        for s in &starts {
-            let secs = 1.0 + s.mv.bytes as f64 / self.cfg.bytes_per_sec as f64;
+    /// A started move's bytes count as incoming on its target until it ends.
+    fn start_ready(&mut self, view: &mut ClusterView) -> Result<(), String> {
+        let started: Vec<(MoveId, PlannedMove)> = {
+            let ids = ViewAdmits::new(view);
+            let starts = self.queue.next_ready(self.now, &ids);
+            starts
+                .iter()
+                .map(|s| {
+                    let mv = ids.planned(&s.copy).ok_or("a started move left the view")?;
+                    Ok((s.id, mv))
+                })
+                .collect::<Result<_, String>>()?
+        };
+        for &(id, mv) in &started {
+            let secs = 1.0 + mv.bytes as f64 / self.cfg.bytes_per_sec as f64;
             let at = self.now + Duration::from_secs_f64(secs);
-            self.running.insert((at, s.id), s.mv);
+            self.running.insert((at, id), mv);
+            view.servers[mv.to.0 as usize].incoming += mv.bytes;
         }
-        self.check_limits(view, &starts.iter().map(|s| s.mv.to).collect::<Vec<_>>())
+        self.check_limits(view, &started.iter().map(|(_, m)| m.to).collect::<Vec<_>>())
     }
 
     fn check_limits(
@@ -210,6 +223,8 @@ impl Sim<'_> {
         mv: PlannedMove,
     ) -> Result<(), String> {
         let f = &self.cfg.failures;
+        let target = &mut view.servers[mv.to.0 as usize];
+        target.incoming = target.incoming.saturating_sub(mv.bytes);
         if f.always.contains(&mv.chunk) || self.rng.chance(f.rate) {
             self.queue
                 .on_failed(id, "injected failure", self.now)

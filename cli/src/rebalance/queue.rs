@@ -233,10 +233,8 @@ pub fn render(r: &RebalanceStatusResponse) -> String {
         r.drains_waiting,
         r.repairs_done
     ));
-    if !r.copies.is_empty() {
-        out.push('\n');
-        out.push_str(&moves_table(&r.copies));
-    }
+    // Repairs and drains are in the one queue's moves (their kind shows in
+    // the state column); `copies` repeats the running ones for scripts.
     if !r.moves.is_empty() {
         out.push('\n');
         out.push_str(&moves_table(&r.moves));
@@ -261,7 +259,10 @@ fn moves_table(moves: &[QueuedMove]) -> String {
             m.from.clone(),
             m.to.clone(),
             output::size(m.bytes),
-            state_name(m.state).into(),
+            match m.kind.as_str() {
+                "" | "balance" => state_name(m.state).into(),
+                kind => format!("{} {kind}", state_name(m.state)),
+            },
             m.retries.to_string(),
             output::age(Duration::from_millis(m.age_ms)),
             why(m),

@@ -172,15 +172,16 @@ impl Balancer {
         }
     }
 
-    /// Starts every queued move whose gates pass; true while moves wait.
+    /// Starts every queued copy whose gates pass; true while copies wait.
     fn tick(&self) -> bool {
         let now = self.now();
         let (starts, waiting, queued) = {
             let mut st = self.state();
             let starts = {
-                let meta = lock(self.inner.mover.meta());
-                st.start_ready(&meta, now)
+                let mut meta = lock(self.inner.mover.meta());
+                st.start_ready(&mut meta, now)
             };
+            self.answer_dropped(&st);
             self.publish(&st, now);
             (starts, st.queue().pending_len() > 0, st.len())
         };
@@ -194,39 +195,62 @@ impl Balancer {
     }
 
     fn spawn_move(&self, s: Start) {
-        debug!(chunk = %s.mv.chunk, from = %s.mv.from, to = %s.mv.to, attempt = s.attempt, "balancer starts a move");
+        let t = &s.ticket;
+        debug!(chunk = %t.chunk, from = %t.from.id, to = %t.to.id, kind = t.kind.name(), attempt = s.attempt, "queue starts a copy");
         let this = self.clone();
         self.inner.tracker.spawn(async move {
-            let result = this.inner.mover.execute_once(&s.mv).await;
+            let result = this.inner.mover.run(&s.ticket).await;
             this.finish_queued(&s, result);
         });
     }
 
-    /// Reports a queued move's end to the queue; a move dropped after its
-    /// retries counts as failed in the metrics.
+    /// Reports a copy's end to the queue and to whoever waits for it; a
+    /// copy dropped after its retries counts as failed in the metrics.
     fn finish_queued(&self, s: &Start, result: Result<MoveDone, MoveError>) {
         let now = self.now();
-        let result = result.map(|_| ()).map_err(|e| match e {
-            MoveError::Failed { error, .. } => error,
-            MoveError::Rejected(r) => r.to_string(),
-        });
-        let error = result.as_ref().err().cloned().unwrap_or_default();
+        let t = &s.ticket;
+        let (chunk, from, to, kind) = (&t.chunk, &t.from.id, &t.to.id, t.kind.name());
         let mut st = self.state();
-        let (chunk, from, to) = (&s.mv.chunk, &s.mv.from, &s.mv.to);
-        match st.finish(s.id, result, now) {
-            Ok(None) => {}
+        let after = match &result {
+            Ok(_) => st.finish(s.id, Ok(()), now),
+            Err(MoveError::Failed { error, retry: true }) => {
+                st.finish(s.id, Err(error.clone()), now)
+            }
+            Err(e) => st.give_up(s.id, e.to_string(), now),
+        };
+        let error = result
+            .as_ref()
+            .err()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        match &after {
+            Ok(None) => {
+                if t.kind.is_urgent() {
+                    info!(%chunk, %from, %to, kind, "replica restored");
+                }
+            }
             Ok(Some(AfterFailure::Retry { not_before })) => {
                 let retry_in = not_before.saturating_sub(now);
-                warn!(%chunk, %from, %to, attempt = s.attempt, %error, ?retry_in, "balancer move failed; will retry");
+                warn!(%chunk, %from, %to, kind, attempt = s.attempt, %error, ?retry_in, "copy failed; will retry");
             }
             Ok(Some(AfterFailure::Dropped)) => {
                 self.inner.mover.metrics().move_failed();
-                warn!(%chunk, %from, %to, attempt = s.attempt, %error, "balancer move failed; dropped after its retries");
+                warn!(%chunk, %from, %to, kind, attempt = s.attempt, %error, "copy failed; dropped after its retries");
             }
-            Err(e) => warn!(%chunk, error = %e, "a finished move was no longer in the queue"),
+            Err(e) => warn!(%chunk, error = %e, "a finished copy was no longer in the queue"),
+        }
+        match (result, after) {
+            (Ok(done), _) => self.answer(s.id, Ok(done)),
+            (Err(_), Ok(Some(AfterFailure::Dropped)) | Err(_)) => {
+                self.answer(s.id, Err(format!("{error} (after {} attempts)", s.attempt)))
+            }
+            _ => {}
         }
         self.publish(&st, now);
         drop(st);
+        if t.kind.is_urgent() {
+            self.inner.copy_ended.notify_one();
+        }
         self.inner.wake.notify_one();
     }
 }

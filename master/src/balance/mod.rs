@@ -8,18 +8,20 @@
 //! fit the metadata. The queue holds at most [`MAX_QUEUED`] moves; when a
 //! plan is longer, the rest is planned again once the queue runs low.
 //!
-//! The **mover loop** ticks when a move ends, when moves are queued or
-//! resumed, and every [`TICK`] while moves wait. Each tick rebases the queue
-//! onto a partial view (servers plus the queue's own chunks, see
-//! `state.rs`) and starts every move whose gates pass: placement, target
-//! free space, and a slot under `--max-concurrent-moves` and
-//! `--max-moves-per-server`. Operator moves (`RebalanceExecute`) are recorded
-//! in the same queue as running, and every copy takes a slot from the
-//! mover's one slot table, so one set of limits covers the whole cluster.
-//! A failed move is retried with backoff and dropped after `--move-retries`.
+//! The queue is the one queue of copies: the passes' balance moves, an
+//! operator's moves (`RebalanceExecute`, which waits for their ends), and the
+//! repairs and drains the maintenance loop plans ([`Balancer::enqueue_urgent`]).
+//!
+//! The **mover loop** ticks when a copy ends, when copies are queued or
+//! resumed, and every [`TICK`] while copies wait. Each tick judges every
+//! pending copy against the metadata with the one admission rule, most
+//! urgent class first, gives each that passes a slot from the queue's one
+//! slot table (`--max-concurrent-moves`, `--max-moves-per-server`), and marks
+//! it begun in the metadata under the same lock. A failed copy is retried
+//! with backoff and dropped after `--move-retries`, whatever its class.
 //!
 //! # Layout
-//! - `state.rs`: the queue addressed by ids (pure; time passed in).
+//! - `state.rs`: the queue against the metadata (time passed in).
 //! - `pass.rs`: one planning pass over a snapshot (pure, CPU-bound).
 //! - `drive.rs`: the two loops and the move tasks.
 //! - `wire.rs`: answers in protobuf.
@@ -36,9 +38,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+
 use keel_balancer::queue::{FinishedMove, MoveId, Outcome, QueueConfig, QueueStatus};
-use keel_balancer::{Policy, load};
-use tokio::sync::Notify;
+use keel_balancer::{CopyClass, NamedCopy, Policy, QueueError, load};
+use tokio::sync::{Notify, oneshot};
 use tokio_util::task::TaskTracker;
 
 pub use drive::Trigger;
@@ -47,7 +51,7 @@ pub use state::{Enqueued, InFlightNames, NamedMove, QueueState, Start};
 pub use wire::{MAX_LISTED, explain_queued, plan_response, run_response, status_response};
 
 use crate::meta::lock;
-use crate::mover::{Move, Mover};
+use crate::mover::{MoveDone, Mover};
 
 /// Most moves pending or running at once; a longer plan is queued in parts.
 pub const MAX_QUEUED: usize = 10_000;
@@ -129,7 +133,15 @@ struct Inner {
     refill: Notify,
     /// The last pass queued only part of its plan.
     cut_short: AtomicBool,
+    /// Woken when a repair or drain copy ends (the maintenance loop plans
+    /// the next ones).
+    copy_ended: Arc<Notify>,
+    /// Operators waiting for their moves' ends, by queue id.
+    waiters: Mutex<HashMap<MoveId, oneshot::Sender<OperatorEnd>>>,
 }
+
+/// How an operator's queued move ended.
+pub type OperatorEnd = Result<MoveDone, String>;
 
 impl Balancer {
     /// A balancer running moves through `mover`, its tasks on `tracker`.
@@ -145,6 +157,8 @@ impl Balancer {
                 wake: Notify::new(),
                 refill: Notify::new(),
                 cut_short: AtomicBool::new(false),
+                copy_ended: Arc::new(Notify::new()),
+                waiters: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -239,25 +253,114 @@ impl Balancer {
         }
     }
 
-    /// Records an operator's move as running in the queue (see
-    /// [`QueueState::begin_external`]); report its end with [`Balancer::end_external`].
-    pub fn begin_external(&self, mv: &Move) -> Option<MoveId> {
-        let now = self.now();
-        let mut st = self.state();
-        let meta = lock(self.inner.mover.meta());
-        st.begin_external(&meta, mv, now)
+    /// Woken whenever a repair or drain copy ends.
+    pub fn copy_ended(&self) -> Arc<Notify> {
+        Arc::clone(&self.inner.copy_ended)
     }
 
-    /// An operator's move ended (the mover counted and logged it).
-    pub fn end_external(&self, id: MoveId, result: Result<(), String>) {
+    /// Repairs and drains pending or running.
+    pub fn urgent_len(&self) -> usize {
+        self.state().urgent_len()
+    }
+
+    /// Which of `chunks` have a repair or drain queued or running.
+    pub fn urgent_chunks(&self) -> std::collections::HashSet<String> {
+        let st = self.state();
+        st.queue()
+            .copies()
+            .filter(|(_, c)| c.class.is_urgent())
+            .map(|(_, c)| c.chunk.clone())
+            .collect()
+    }
+
+    /// Queues repair and drain copies planned by the maintenance loop, each
+    /// ahead of a pending balance move of its chunk; returns how many were
+    /// queued (a chunk with a copy running keeps it).
+    pub fn enqueue_urgent(&self, copies: Vec<NamedCopy>) -> usize {
         let now = self.now();
-        let mut st = self.state();
-        if let Err(e) = st.finish(id, result, now) {
-            tracing::debug!(error = %e, "operator move was no longer in the queue");
+        let mut queued = 0;
+        {
+            let mut st = self.state();
+            for c in copies {
+                match st.enqueue_urgent(c, now) {
+                    Ok(_) => queued += 1,
+                    Err(e) => tracing::debug!(error = %e, "repair not queued"),
+                }
+            }
+            self.publish(&st, now);
         }
-        self.publish(&st, now);
-        drop(st);
+        if queued > 0 {
+            self.inner.wake.notify_one();
+        }
+        queued
+    }
+
+    /// Queues an operator's move; the receiver gets its end: done, failed
+    /// after its retries, or dropped because it could no longer run. `Err`
+    /// right away when its chunk has a copy running or a repair queued.
+    pub fn submit_operator(
+        &self,
+        mv: NamedCopy,
+    ) -> Result<oneshot::Receiver<OperatorEnd>, QueueError> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let now = self.now();
+            let mut st = self.state();
+            let copy = NamedCopy {
+                class: CopyClass::Operator,
+                ..mv
+            };
+            let id = st.enqueue_urgent(copy, now)?;
+            self.waiters().insert(id, tx);
+            self.publish(&st, now);
+        }
         self.inner.wake.notify_one();
+        Ok(rx)
+    }
+
+    fn waiters(&self) -> MutexGuard<'_, HashMap<MoveId, oneshot::Sender<OperatorEnd>>> {
+        self.inner
+            .waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Tells the operator waiting for `id`, if any, how it ended.
+    fn answer(&self, id: MoveId, end: OperatorEnd) {
+        if let Some(tx) = self.waiters().remove(&id) {
+            let _ = tx.send(end);
+        }
+    }
+
+    /// Answers operators whose moves left the queue without running to an
+    /// end (dropped as no longer possible, or cancelled).
+    fn answer_dropped(&self, st: &QueueState) {
+        let mut waiters = self.waiters();
+        if waiters.is_empty() {
+            return;
+        }
+        let gone: Vec<MoveId> = waiters
+            .keys()
+            .copied()
+            .filter(|&id| !st.holds(id))
+            .collect();
+        for id in gone {
+            let why =
+                st.queue()
+                    .history()
+                    .rev()
+                    .find(|f| f.id == id)
+                    .map(|f| match &f.outcome {
+                        Outcome::Failed { error } => error.clone(),
+                        Outcome::Cancelled => "cancelled".to_owned(),
+                        _ => "it could no longer run as named: the chunk or a server changed"
+                            .to_owned(),
+                    })
+                    .unwrap_or_else(|| "the move left the queue".to_owned());
+            if let Some(tx) = waiters.remove(&id) {
+                let _ = tx.send(Err(why));
+            }
+        }
     }
 
     /// Sets the queue's gauges in the metrics.

@@ -1,23 +1,17 @@
-//! The move queue as the master keeps it: a [`MoveQueue`] addressed by ids.
-//!
-//! The queue works on indices into a [`ClusterView`], and the master's views
-//! renumber chunks from one snapshot to the next. So every operation here
-//! first builds a small view of the metadata — every server, but only the
-//! chunks the queue holds plus those the operation names
-//! ([`Meta::partial_view`]) — and rebases the queue onto it. That costs time
-//! in proportion to the queue, never to the chunk table. Time comes in as
-//! `now`, the time since the master started.
+//! The move queue as the master keeps it: one [`MoveQueue`] of copies named
+//! by ids — the balancer's moves, an operator's moves, repairs and drains —
+//! judged directly against the metadata ([`Meta`] answers the admission
+//! rule), with no view to build or rebase. A copy the queue starts is
+//! marked begun in the metadata under the same lock, so the queue's gate and
+//! the master's last check are one decision. Time comes in as `now`, the
+//! time since the master started.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
-use keel_balancer::queue::{
-    AfterFailure, FAILED_CHUNK_COOLDOWN, MoveId, MoveNames, MoveQueue, Outcome, QueueConfig,
-    QueueStatus,
-};
-use keel_balancer::{ClusterView, PlannedMove, QueueError, ServerIdx};
+use keel_balancer::queue::{AfterFailure, MoveId, MoveQueue, QueueConfig, QueueStatus};
+use keel_balancer::{Admits, CopyClass, NamedCopy, QueueError, Refusal};
 
-use crate::meta::{Meta, find_sorted};
+use crate::meta::{Meta, MoveTicket};
 use crate::mover::Move;
 
 /// A move named by ids, with the chunk's size.
@@ -29,13 +23,13 @@ pub struct NamedMove {
     pub bytes: u64,
 }
 
-/// A queued move to start now.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A queued copy to start now; the metadata already counts it as begun.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Start {
     /// Report its end with this id.
     pub id: MoveId,
-    /// What to move.
-    pub mv: Move,
+    /// What to copy, from the metadata.
+    pub ticket: MoveTicket,
     /// 1 for the first attempt, 2 for the first retry, ...
     pub attempt: u32,
 }
@@ -105,122 +99,65 @@ impl QueueState {
         self.queue.status(now)
     }
 
-    /// Chunks whose move was dropped as failed within the cooldown.
-    fn cooling(&self, now: Duration) -> impl Iterator<Item = &str> + '_ {
-        self.queue
-            .history()
-            .rev()
-            .take_while(move |f| now.saturating_sub(f.at) < FAILED_CHUNK_COOLDOWN)
-            .filter(|f| matches!(f.outcome, Outcome::Failed { .. }))
-            .map(|f| f.names.chunk.as_str())
-    }
-
-    /// Builds the partial view of the queue's chunks plus `extra` and
-    /// rebases the queue onto it.
-    fn sync(&mut self, meta: &Meta, extra: &[&str], now: Duration) -> ClusterView {
-        let ids = self.queue.chunk_ids();
-        let view = meta.partial_view(ids.chain(self.cooling(now)).chain(extra.iter().copied()));
-        self.queue.rebase(&view, now);
-        view
-    }
-
-    /// One pass of the queue: the moves to start now, by id. The others
-    /// keep why they wait; moves made obsolete are dropped, and pending
-    /// moves naming a dead server are cancelled.
-    pub fn start_ready(&mut self, meta: &Meta, now: Duration) -> Vec<Start> {
+    /// One pass of the queue: the copies to start now, each marked begun
+    /// in `meta` (busy, its bytes counted against the target) before the
+    /// lock is let go. The others keep why they wait; copies that can no
+    /// longer run as named are dropped for their planner to plan afresh.
+    pub fn start_ready(&mut self, meta: &mut Meta, now: Duration) -> Vec<Start> {
         if self.queue.pending_len() == 0 {
             return Vec::new();
         }
-        let view = self.sync(meta, &[], now);
-        self.cancel_dead(&view, now);
-        self.queue
-            .next_ready(now, &view)
-            .into_iter()
-            .filter_map(|s| {
-                let names = MoveNames::of(&view, &s.mv)?;
-                Some(Start {
+        let starts = self.queue.next_ready(now, &*meta);
+        let mut out = Vec::with_capacity(starts.len());
+        for s in starts {
+            let c = &s.copy;
+            match meta.begin_move(&c.chunk, &c.from, &c.to, c.class) {
+                Ok(ticket) => out.push(Start {
                     id: s.id,
-                    mv: move_of(names),
+                    ticket,
                     attempt: s.attempt,
-                })
-            })
-            .collect()
-    }
-
-    /// Cancels pending moves from or to a server the metadata holds dead:
-    /// they could only wait, and while queued the planner counts them as
-    /// done, so the next pass would not plan around the dead server.
-    fn cancel_dead(&mut self, view: &ClusterView, now: Duration) {
-        let dead = |s: ServerIdx| !view.get_server(s).is_some_and(|s| s.alive);
-        let mut servers = BTreeSet::new();
-        let doomed: Vec<MoveId> = self
-            .queue
-            .pending()
-            .filter(|(_, mv, _)| dead(mv.from) || dead(mv.to))
-            .map(|(id, _, n)| {
-                servers.extend(
-                    [&n.from, &n.to]
-                        .into_iter()
-                        .filter(|id| view.server_by_id(id).is_none_or(dead))
-                        .cloned(),
-                );
-                id
-            })
-            .collect();
-        for id in &doomed {
-            // Pending a moment ago under the same lock: cancelling cannot fail.
-            let _ = self.queue.cancel(*id, now);
-        }
-        if !doomed.is_empty() {
-            tracing::info!(cancelled = doomed.len(), dead = ?servers, "queued moves cancelled: a server they name is dead; the next pass plans without it");
-        }
-    }
-
-    /// Queues planned moves that still fit the metadata, in order.
-    pub fn enqueue(&mut self, meta: &Meta, moves: &[NamedMove], now: Duration) -> Enqueued {
-        let extra: Vec<&str> = moves.iter().map(|m| m.mv.chunk.as_str()).collect();
-        let view = self.sync(meta, &extra, now);
-        let mut out = Enqueued::default();
-        for m in moves {
-            let queued = resolve(meta, &view, m)
-                .ok_or(())
-                .and_then(|mv| self.queue.enqueue(mv, now, &view).map_err(|_| ()));
-            match queued {
-                Ok(_) => {
-                    out.moves += 1;
-                    out.bytes += m.bytes;
+                }),
+                // The same rule under the same lock passed a moment ago, but
+                // copies started in this pass now count: report it honestly.
+                Err(r) => {
+                    let _ = self.queue.on_failed(s.id, r.to_string(), now);
                 }
-                Err(()) => out.stale += 1,
             }
         }
         out
     }
 
-    /// Records an operator's move (`RebalanceExecute`) as running, so it
-    /// holds a slot in the queue's gates and shows in the status. A pending
-    /// queue move of the same chunk gives way to it. `None` when the move
-    /// does not fit the metadata or its chunk is already running a move (the
-    /// mover's own gates will refuse it with the reason).
-    pub fn begin_external(&mut self, meta: &Meta, mv: &Move, now: Duration) -> Option<MoveId> {
-        let size = meta.chunk(&mv.chunk)?.size;
-        let named = NamedMove {
-            mv: mv.clone(),
-            bytes: size,
-        };
-        let view = self.sync(meta, &[mv.chunk.as_str()], now);
-        let planned = resolve(meta, &view, &named)?;
-        match self.queue.on_started(planned, now, &view) {
-            Ok(id) => Some(id),
-            Err(QueueError::ChunkBusy { existing, .. }) => {
-                self.queue.cancel(existing, now).ok()?;
-                self.queue.on_started(planned, now, &view).ok()
+    /// Queues planned balance moves that can still run, in order.
+    pub fn enqueue(&mut self, meta: &Meta, moves: &[NamedMove], now: Duration) -> Enqueued {
+        let mut out = Enqueued::default();
+        let min_free = self.queue.config().min_free_pct;
+        for m in moves {
+            let copy = m.copy(CopyClass::Balance);
+            // Left out when it could never run as named (its chunk moved
+            // meanwhile); waiting for room or for the chunk is fine.
+            let runnable = match Admits::check(meta, &copy, 0, min_free) {
+                Ok(_) => true,
+                Err(r) => matches!(r, Refusal::Busy | Refusal::BelowFloor),
+            };
+            match runnable.then(|| self.queue.enqueue(copy, now)) {
+                Some(Ok(_)) => {
+                    out.moves += 1;
+                    out.bytes += m.bytes;
+                }
+                _ => out.stale += 1,
             }
-            Err(_) => None,
         }
+        out
     }
 
-    /// A started move (queued or external) ended. `Err` carries the error;
-    /// the answer says whether the queue retries it or dropped it.
+    /// Queues a repair, drain or operator copy ahead of a pending copy of
+    /// the same chunk that is less urgent.
+    pub fn enqueue_urgent(&mut self, copy: NamedCopy, now: Duration) -> Result<MoveId, QueueError> {
+        self.queue.enqueue_over(copy, now)
+    }
+
+    /// A started copy ended. `Err` carries the error; the answer says
+    /// whether the queue retries it or dropped it.
     pub fn finish(
         &mut self,
         id: MoveId,
@@ -233,52 +170,75 @@ impl QueueState {
         }
     }
 
-    /// What the planner must leave alone now, by id.
+    /// A started copy failed in a way another attempt would repeat: dropped.
+    pub fn give_up(
+        &mut self,
+        id: MoveId,
+        error: String,
+        now: Duration,
+    ) -> Result<Option<AfterFailure>, QueueError> {
+        self.queue.on_failed_for_good(id, error, now).map(Some)
+    }
+
+    /// What the planner must leave alone now, by id: moves are projected
+    /// as done; repairs and drains, and chunks cooling down after a failed
+    /// move, only hold their chunk.
     pub fn in_flight(&self, now: Duration) -> InFlightNames {
-        let moves = self
-            .queue
-            .status(now)
-            .moves
-            .into_iter()
-            .map(|m| NamedMove {
-                mv: move_of(m.names),
-                bytes: m.mv.bytes,
-            })
-            .collect();
-        InFlightNames {
-            moves,
-            chunks: self.cooling(now).map(str::to_owned).collect(),
+        let mut out = InFlightNames::default();
+        for (_, c) in self.queue.copies() {
+            if c.class.deletes_source() {
+                out.moves.push(NamedMove {
+                    mv: Move {
+                        chunk: c.chunk.clone(),
+                        from: c.from.clone(),
+                        to: c.to.clone(),
+                    },
+                    bytes: c.bytes,
+                });
+            } else {
+                out.chunks.push(c.chunk.clone());
+            }
         }
+        out.chunks
+            .extend(self.queue.cooling(now).map(str::to_owned));
+        out
+    }
+
+    /// Repairs and drains pending or running.
+    pub fn urgent_len(&self) -> usize {
+        self.queue
+            .copies()
+            .filter(|(_, c)| c.class.is_urgent())
+            .count()
+    }
+
+    /// Whether a repair or drain of `chunk` is queued or running.
+    pub fn has_urgent(&self, chunk: &str) -> bool {
+        self.queue
+            .of_chunk(chunk)
+            .is_some_and(|(_, c)| c.class.is_urgent())
+    }
+
+    /// Whether copy `id` is still pending or running.
+    pub fn holds(&self, id: MoveId) -> bool {
+        self.queue.copies().any(|(i, _)| i == id)
     }
 
     /// Bytes of the moves pending or running.
     pub fn bytes_remaining(status: &QueueStatus) -> u64 {
-        status.moves.iter().map(|m| m.mv.bytes).sum()
+        status.moves.iter().map(|m| m.copy.bytes).sum()
     }
 }
 
-/// `m` in the indices of `view`, if its chunk is still on the source and
-/// not on the target. Server indices are the master's server numbers.
-fn resolve(meta: &Meta, view: &ClusterView, m: &NamedMove) -> Option<PlannedMove> {
-    let chunk = find_sorted(view, &m.mv.chunk)?;
-    let from = ServerIdx(meta.server_no(&m.mv.from)?);
-    let to = ServerIdx(meta.server_no(&m.mv.to)?);
-    let c = view.chunk(chunk);
-    if c.size() != m.bytes || !c.is_on(from) || c.is_on(to) {
-        return None;
-    }
-    Some(PlannedMove {
-        chunk,
-        from,
-        to,
-        bytes: m.bytes,
-    })
-}
-
-fn move_of(n: MoveNames) -> Move {
-    Move {
-        chunk: n.chunk,
-        from: n.from,
-        to: n.to,
+impl NamedMove {
+    /// This move as a queue entry of `class`.
+    pub fn copy(&self, class: CopyClass) -> NamedCopy {
+        NamedCopy {
+            chunk: self.mv.chunk.clone(),
+            from: self.mv.from.clone(),
+            to: self.mv.to.clone(),
+            bytes: self.bytes,
+            class,
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The balancer's loop logic with time passed in: planning by ids, queueing,
-//! starting under the limits, retries and drops, pause, operator moves, and
-//! a queue that stays right while the metadata renumbers its chunks.
+//! starting under the limits (each start marked begun in the metadata),
+//! retries and drops, pause, operator moves and repairs ahead of balance
+//! moves, and a queue that stays right while the metadata renumbers chunks.
 
 use std::time::{Duration, Instant};
 
@@ -8,7 +9,9 @@ use keel_balancer::Policy;
 use keel_balancer::queue::{AfterFailure, QueueConfig, backoff};
 
 use super::pass::{PassInput, plan_pass};
-use super::state::{InFlightNames, NamedMove, QueueState};
+use keel_balancer::{CopyClass, NamedCopy};
+
+use super::state::{InFlightNames, NamedMove, QueueState, Start};
 use crate::meta::tests::put;
 use crate::meta::{Meta, MetaSettings};
 use crate::mover::Move;
@@ -49,6 +52,20 @@ fn queue() -> QueueState {
     })
 }
 
+/// What a started copy moves.
+fn mv_of(s: &Start) -> Move {
+    Move {
+        chunk: s.ticket.chunk.clone(),
+        from: s.ticket.from.id.clone(),
+        to: s.ticket.to.id.clone(),
+    }
+}
+
+/// A copy's task ended: its busy mark goes (the mover's guard does this).
+fn ended(m: &mut Meta, s: &Start) {
+    m.end_busy(&s.ticket.chunk);
+}
+
 fn pass(m: &Meta, in_flight: InFlightNames) -> super::PassPlan {
     let input = PassInput {
         snapshot: m.snapshot(),
@@ -78,7 +95,7 @@ fn a_pass_names_moves_and_leaves_queued_chunks_alone() {
 
 #[test]
 fn starts_respect_the_limits_and_done_moves_free_slots() {
-    let m = cluster();
+    let mut m = cluster();
     let mut q = queue();
     let moves: Vec<NamedMove> = (0..4)
         .map(|i| {
@@ -92,9 +109,10 @@ fn starts_respect_the_limits_and_done_moves_free_slots() {
         .collect();
     let e = q.enqueue(&m, &moves, secs(1));
     assert_eq!((e.moves, e.bytes, e.stale), (4, 200, 0));
-    let starts = q.start_ready(&m, secs(1));
+    let starts = q.start_ready(&mut m, secs(1));
     assert_eq!(starts.len(), 2, "two per server, and all come from a");
-    assert_eq!(starts[0].mv, moves[0].mv);
+    assert_eq!(mv_of(&starts[0]), moves[0].mv);
+    assert!(m.busy_chunks().any(|c| c == "k0"), "begun in the metadata");
     assert_eq!(starts[0].attempt, 1);
     let st = q.status(secs(1));
     assert_eq!((st.pending, st.running), (2, 2));
@@ -105,9 +123,10 @@ fn starts_respect_the_limits_and_done_moves_free_slots() {
     );
 
     q.finish(starts[0].id, Ok(()), secs(2)).expect("running");
-    let next = q.start_ready(&m, secs(2));
+    ended(&mut m, &starts[0]);
+    let next = q.start_ready(&mut m, secs(2));
     assert_eq!(next.len(), 1);
-    assert_eq!(next[0].mv, moves[2].mv);
+    assert_eq!(mv_of(&next[0]), moves[2].mv);
     assert_eq!(q.status(secs(2)).done, 1);
     assert_eq!(q.status(secs(2)).bytes_moved, 50);
 }
@@ -131,19 +150,20 @@ fn stale_moves_are_not_queued() {
 
 #[test]
 fn failures_back_off_then_drop_and_cool_down() {
-    let m = cluster();
+    let mut m = cluster();
     let mut q = queue();
     q.enqueue(&m, &[named("k0", "a", "b", 50)], secs(0));
     let mut now = secs(0);
     for attempt in 1..=3 {
-        let starts = q.start_ready(&m, now);
+        let starts = q.start_ready(&mut m, now);
         assert_eq!(starts.len(), 1, "attempt {attempt}");
         assert_eq!(starts[0].attempt, attempt);
         let after = q.finish(starts[0].id, Err("b unreachable".into()), now);
+        ended(&mut m, &starts[0]);
         match after.expect("running") {
             Some(AfterFailure::Retry { not_before }) => {
                 assert_eq!(not_before, now + backoff(attempt));
-                assert!(q.start_ready(&m, now).is_empty(), "backing off");
+                assert!(q.start_ready(&mut m, now).is_empty(), "backing off");
                 let st = q.status(now);
                 assert_eq!(
                     st.moves[0].waiting.as_deref(),
@@ -172,50 +192,62 @@ fn failures_back_off_then_drop_and_cool_down() {
 
 #[test]
 fn paused_moves_wait_and_resume_starts_them() {
-    let m = cluster();
+    let mut m = cluster();
     let mut q = queue();
     q.pause();
     q.enqueue(&m, &[named("k0", "a", "b", 50)], secs(0));
-    assert!(q.start_ready(&m, secs(1)).is_empty());
+    // A repair is not held by the pause.
+    let repair = named("k1", "a", "c", 50).copy(CopyClass::Repair);
+    q.enqueue_urgent(repair, secs(0)).expect("queued");
+    let started = q.start_ready(&mut m, secs(1));
+    assert_eq!(
+        started.iter().map(mv_of).collect::<Vec<_>>(),
+        [named("k1", "a", "c", 50).mv]
+    );
     let st = q.status(secs(1));
     assert!(st.paused);
     assert_eq!(st.moves[0].waiting.as_deref(), Some("paused"));
     q.resume();
-    assert_eq!(q.start_ready(&m, secs(2)).len(), 1);
+    assert_eq!(q.start_ready(&mut m, secs(2)).len(), 1);
 }
 
 #[test]
-fn operator_moves_hold_slots_and_displace_pending_ones() {
-    let m = cluster();
+fn operator_moves_and_repairs_displace_pending_moves_and_go_first() {
+    let mut m = cluster();
     let mut q = queue();
     q.enqueue(
         &m,
-        &[named("k0", "a", "b", 50), named("k1", "a", "b", 50)],
+        &[
+            named("k0", "a", "b", 50),
+            named("k1", "a", "b", 50),
+            named("k2", "a", "c", 50),
+        ],
         secs(0),
     );
-    let op = Move {
-        chunk: "k0".into(),
-        from: "a".into(),
-        to: "c".into(),
-    };
-    let id = q.begin_external(&m, &op, secs(0)).expect("recorded");
+    let op: NamedCopy = named("k0", "a", "c", 50).copy(CopyClass::Operator);
+    let op_id = q.enqueue_urgent(op, secs(0)).expect("queued");
+    let repair = named("k2", "a", "b", 50).copy(CopyClass::Repair);
+    q.enqueue_urgent(repair, secs(0)).expect("queued");
     let st = q.status(secs(0));
     assert_eq!(
-        (st.pending, st.running),
-        (1, 1),
-        "k0's queued move gave way"
+        (st.pending, q.queue().totals().cancelled),
+        (3, 2u64),
+        "k0's and k2's balance moves gave way"
     );
-    let starts = q.start_ready(&m, secs(0));
-    assert_eq!(starts.len(), 1, "a has one slot left");
-    assert!(q.start_ready(&m, secs(0)).is_empty());
-    assert_eq!(
-        q.finish(id, Err("copy failed".into()), secs(1)),
-        Ok(Some(AfterFailure::Dropped)),
-        "operator moves are not retried by the queue"
-    );
+    // a has two slots: the repair, then the operator's move.
+    let starts = q.start_ready(&mut m, secs(0));
+    let kinds: Vec<CopyClass> = starts.iter().map(|s| s.ticket.kind).collect();
+    assert_eq!(kinds, [CopyClass::Repair, CopyClass::Operator]);
+    assert!(q.start_ready(&mut m, secs(0)).is_empty());
+    // One retry policy for every class: an operator's move is retried too.
+    assert!(matches!(
+        q.finish(op_id, Err("copy failed".into()), secs(1)),
+        Ok(Some(AfterFailure::Retry { .. }))
+    ));
+    // A chunk with a running copy cannot take another.
     assert!(
-        q.begin_external(&m, &named("k5", "b", "c", 50).mv, secs(1))
-            .is_none()
+        q.enqueue_urgent(named("k2", "a", "c", 50).copy(CopyClass::Operator), secs(1))
+            .is_err()
     );
 }
 
@@ -233,16 +265,17 @@ fn the_queue_follows_chunks_when_the_metadata_renumbers_them() {
     let early: Vec<(String, u64)> = (0..5).map(|i| (format!("a{i}"), 10)).collect();
     let early: Vec<(&str, u64)> = early.iter().map(|(c, s)| (c.as_str(), *s)).collect();
     put(&mut m, "b", &early, now);
-    let starts = q.start_ready(&m, secs(1));
-    let got: Vec<&Move> = starts.iter().map(|s| &s.mv).collect();
+    let starts = q.start_ready(&mut m, secs(1));
+    let got: Vec<Move> = starts.iter().map(mv_of).collect();
     assert_eq!(
         got,
-        [&named("k5", "a", "b", 50).mv, &named("k6", "a", "c", 50).mv]
+        [named("k5", "a", "b", 50).mv, named("k6", "a", "c", 50).mv]
     );
 
     // k6 reaches c some other way: a pending move of it would be obsolete.
     q.finish(starts[1].id, Err("timeout".into()), secs(1))
         .expect("running");
+    ended(&mut m, &starts[1]);
     let mut keep: Vec<(String, u64)> = (0..10)
         .filter(|i| *i != 6)
         .map(|i| (format!("k{i}"), 50))
@@ -251,13 +284,13 @@ fn the_queue_follows_chunks_when_the_metadata_renumbers_them() {
     let keep: Vec<(&str, u64)> = keep.iter().map(|(c, s)| (c.as_str(), *s)).collect();
     put(&mut m, "a", &keep, now);
     put(&mut m, "c", &[("k6", 50)], now);
-    assert!(q.start_ready(&m, secs(10)).is_empty());
+    assert!(q.start_ready(&mut m, secs(10)).is_empty());
     let st = q.status(secs(10));
     assert_eq!((st.pending, st.running), (0, 1), "k6 dropped as obsolete");
 }
 
 #[test]
-fn pending_moves_naming_a_dead_server_are_cancelled() {
+fn pending_moves_naming_a_dead_server_are_dropped() {
     let mut m = cluster();
     let mut q = queue();
     q.enqueue(
@@ -265,10 +298,11 @@ fn pending_moves_naming_a_dead_server_are_cancelled() {
         &[named("k0", "a", "b", 50), named("k1", "a", "c", 50)],
         secs(0),
     );
-    let starts = q.start_ready(&m, secs(0));
+    let starts = q.start_ready(&mut m, secs(0));
     assert_eq!(starts.len(), 2);
     q.finish(starts[1].id, Err("c unreachable".into()), secs(1))
         .expect("running");
+    ended(&mut m, &starts[1]);
     // c stays silent past the heartbeat timeout; a and b keep reporting.
     let later = Instant::now() + Duration::from_secs(30);
     let mut keep: Vec<(String, u64)> = (0..10).map(|i| (format!("k{i}"), 50)).collect();
@@ -277,8 +311,12 @@ fn pending_moves_naming_a_dead_server_are_cancelled() {
     put(&mut m, "a", &keep, later);
     put(&mut m, "b", &[], later);
     m.sweep_liveness(later);
-    assert!(q.start_ready(&m, secs(5)).is_empty());
+    assert!(q.start_ready(&mut m, secs(5)).is_empty());
     let st = q.status(secs(5));
     assert_eq!((st.pending, st.running, st.failed), (0, 1, 0), "{st:?}");
-    assert_eq!(q.queue().totals().cancelled, 1);
+    assert_eq!(
+        q.queue().totals().obsolete,
+        1,
+        "its planner plans without c"
+    );
 }

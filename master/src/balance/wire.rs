@@ -7,7 +7,7 @@ use keel_balancer::queue::{FinishedMove, MoveState, MoveStatus, Outcome};
 use keel_proto::v1 as pb;
 
 use super::{BalanceStatus, PassPlan, PassReport};
-use crate::meta::MoveKind;
+use crate::meta::CopyClass;
 
 /// Moves listed in a plan or status answer; counts and bytes always cover all.
 pub const MAX_LISTED: usize = 100_000;
@@ -66,6 +66,14 @@ pub fn run_response(r: PassReport) -> pb::RebalanceRunResponse {
 /// failed move's `age_ms` is the time since it was dropped.
 pub fn status_response(s: BalanceStatus) -> pb::RebalanceStatusResponse {
     let q = s.queue;
+    let pending_of = |k: CopyClass| {
+        q.moves
+            .iter()
+            .filter(|m| m.state == MoveState::Pending && m.copy.class == k)
+            .count() as u64
+    };
+    let (repairs_queued, drains_queued) =
+        (pending_of(CopyClass::Repair), pending_of(CopyClass::Drain));
     let (running, pending): (Vec<MoveStatus>, Vec<MoveStatus>) = q
         .moves
         .into_iter()
@@ -83,9 +91,9 @@ pub fn status_response(s: BalanceStatus) -> pb::RebalanceStatusResponse {
             .take(room)
             .map(|f| failed_move(f, s.now)),
     );
-    let running_of = |k: MoveKind| s.copies.iter().filter(|c| c.kind == k).count() as u64;
+    let running_of = |k: CopyClass| s.copies.iter().filter(|c| c.kind == k).count() as u64;
     let (repairs_running, drains_running) =
-        (running_of(MoveKind::Repair), running_of(MoveKind::Drain));
+        (running_of(CopyClass::Repair), running_of(CopyClass::Drain));
     let copies = s
         .copies
         .iter()
@@ -105,9 +113,9 @@ pub fn status_response(s: BalanceStatus) -> pb::RebalanceStatusResponse {
         under_replicated: r.under_replicated,
         unavailable: r.unavailable,
         repairs_running,
-        repairs_waiting: r.repairs_waiting,
+        repairs_waiting: r.repairs_waiting + repairs_queued,
         drains_running,
-        drains_waiting: r.drains_waiting,
+        drains_waiting: r.drains_waiting + drains_queued,
         repairs_done: s.repairs_done,
         copies,
         paused: q.paused,
@@ -130,17 +138,18 @@ fn queued_move(m: MoveStatus) -> pb::QueuedMove {
         MoveState::Pending => pb::QueuedMoveState::Pending,
         MoveState::Running => pb::QueuedMoveState::Running,
     };
+    let kind = m.copy.class.name().to_owned();
     pb::QueuedMove {
-        chunk: m.names.chunk,
-        from: m.names.from,
-        to: m.names.to,
-        bytes: m.mv.bytes,
+        chunk: m.copy.chunk,
+        from: m.copy.from,
+        to: m.copy.to,
+        bytes: m.copy.bytes,
         state: state as i32,
         retries: m.retries,
         last_error: m.last_error.unwrap_or_default(),
         waiting_reason: m.waiting.unwrap_or_default(),
         age_ms: millis(m.age),
-        kind: if m.external { "operator" } else { "balance" }.to_owned(),
+        kind,
     }
 }
 
@@ -149,35 +158,51 @@ fn failed_move(f: FinishedMove, now: Duration) -> pb::QueuedMove {
         Outcome::Failed { error } => error,
         _ => String::new(),
     };
+    let kind = f.copy.class.name().to_owned();
     pb::QueuedMove {
-        chunk: f.names.chunk,
-        from: f.names.from,
-        to: f.names.to,
-        bytes: f.mv.bytes,
+        chunk: f.copy.chunk,
+        from: f.copy.from,
+        to: f.copy.to,
+        bytes: f.copy.bytes,
         state: pb::QueuedMoveState::Failed as i32,
         retries: f.retries,
         last_error,
         waiting_reason: String::new(),
         age_ms: millis(now.saturating_sub(f.at)),
-        kind: "balance".to_owned(),
+        kind,
     }
 }
 
-/// Adds the balancer's queued or running moves of `e.chunk`, and why a
+/// Adds the queue's pending or running copies of `e.chunk`, and why a
 /// pending one waits, to an explanation.
 pub fn explain_queued(s: &BalanceStatus, e: &mut crate::meta::Explanation) {
-    for m in s.queue.moves.iter().filter(|m| m.names.chunk == e.chunk) {
+    for m in s.queue.moves.iter().filter(|m| m.copy.chunk == e.chunk) {
+        let c = &m.copy;
+        // A running copy is in the metadata's busy jobs too.
+        if m.state == MoveState::Running && e.jobs.iter().any(|j| j.state == "running") {
+            continue;
+        }
         let state = match m.state {
             MoveState::Pending => "pending",
             MoveState::Running => "running",
         };
-        let kind = if m.external { "operator" } else { "balance" };
         let detail = m.waiting.clone().unwrap_or_default();
         if m.state == MoveState::Pending {
+            let why = match c.class {
+                CopyClass::Repair => "to restore its replication factor",
+                CopyClass::Drain => "off a draining server",
+                CopyClass::Operator => "as an operator asked",
+                CopyClass::Balance => "to even out utilization",
+            };
+            let verb = if c.class.deletes_source() {
+                "move"
+            } else {
+                "copy"
+            };
             e.reasons.push(format!(
-                "queued to move from {} to {} to even out utilization; waiting: {}",
-                m.names.from,
-                m.names.to,
+                "queued to {verb} from {} to {} {why}; waiting: {}",
+                c.from,
+                c.to,
                 if detail.is_empty() {
                     "for its turn"
                 } else {
@@ -186,9 +211,9 @@ pub fn explain_queued(s: &BalanceStatus, e: &mut crate::meta::Explanation) {
             ));
         }
         e.jobs.push(crate::meta::ChunkJobInfo {
-            kind: kind.into(),
-            from: m.names.from.clone(),
-            to: m.names.to.clone(),
+            kind: c.class.name().into(),
+            from: c.from.clone(),
+            to: c.to.clone(),
             state: state.into(),
             detail,
         });

@@ -48,7 +48,7 @@ pub use alloc::{AllocRequest, Allocation, PENDING_TTL};
 pub use chunk::{ChunkMeta, Replica, ServerNo};
 pub use explain::{ChunkJobInfo, Explanation, ReplicaInfo};
 pub use heartbeat::{Heartbeat, HeartbeatOutcome, ReplicaReport};
-pub use moves::{Job, MoveKind, MoveTicket, Reject, ServerAddr};
+pub use moves::{CopyClass, Job, MoveTicket, Reject, ServerAddr};
 pub use paged::PagedStart;
 pub use redundancy::{FULL_SCAN_EVERY, Redundancy, Verify, VerifyOutcome};
 pub use server::{Excluded, ServerEntry, ServerState, Stamp};

@@ -1,14 +1,19 @@
 //! The gates of a move and the bookkeeping of running ones.
 //!
-//! A move of chunk `c` from `s` to `t` may start only when both servers are
-//! known and alive, `s` holds a whole replica, `t` holds none, `t` keeps its
-//! free-space floor, `t` is not draining, the chunk spans no fewer racks
-//! (the balancer's own rule, `keel_balancer::racks`), and `c` is not already moving. While
-//! it runs, `c` is busy (trimming and other moves leave it alone) and its
-//! bytes count against `t`.
+//! A copy of chunk `c` from `s` to `t` may start only when the one
+//! admission rule (`keel_balancer::admission::admit`) passes on the facts the
+//! metadata holds: both servers known and alive, `c` idle, `s` holding a
+//! whole replica and `t` no copy, `t` not draining, no fewer racks for a
+//! move, and `t` keeping its free-space floor counting the bytes committed
+//! to it. The move queue asks the same rule through [`Admits`] before it
+//! starts a copy, and [`Meta::begin_move`] asks it again under the same lock,
+//! so the two never disagree. While a copy runs, `c` is busy (trimming and
+//! other copies leave it alone) and its bytes count against `t`.
+
+use keel_balancer::admission::{Admits, Admitted, Endpoint, MoveFacts, NamedCopy, Refusal, admit};
 
 use super::server::Stamp;
-use super::{Busy, Meta, ReplicaReport, ServerNo};
+use super::{Busy, ChunkMeta, Meta, ReplicaReport, ServerEntry, ServerNo};
 
 /// A server's number, id and address, copied out for RPCs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,27 +26,9 @@ pub struct ServerAddr {
     pub address: String,
 }
 
-/// What a copy is for; only a [`MoveKind::Move`] deletes its source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MoveKind {
-    /// Copy, record, then delete the source (operator or balancer move).
-    Move,
-    /// Copy and record only: the chunk is below its factor.
-    Repair,
-    /// Copy and record only: a replica sits on a draining server.
-    Drain,
-}
-
-impl MoveKind {
-    /// The name operators see (`explain`, status).
-    pub fn name(self) -> &'static str {
-        match self {
-            MoveKind::Move => "move",
-            MoveKind::Repair => "repair",
-            MoveKind::Drain => "drain",
-        }
-    }
-}
+/// What a copy is for (the queue's classes); only balance and operator
+/// moves delete their source.
+pub use keel_balancer::CopyClass;
 
 /// What keeps a chunk busy, for operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +36,7 @@ pub enum Job {
     /// A move or copy from one server to another.
     Copy {
         /// What for.
-        kind: MoveKind,
+        kind: CopyClass,
         /// Source.
         from: ServerNo,
         /// Target.
@@ -75,7 +62,7 @@ pub struct MoveTicket {
     /// Target server.
     pub to: ServerAddr,
     /// Move or copy.
-    pub kind: MoveKind,
+    pub kind: CopyClass,
 }
 
 /// Why a move was refused before anything happened.
@@ -172,6 +159,9 @@ pub enum Reject {
         /// The target.
         server: String,
     },
+    /// The move queue refused it.
+    #[error("the move queue refused it: {0}")]
+    Queue(String),
     /// The chunk would span fewer racks.
     #[error("moving chunk {chunk} to {server} (rack {rack}) would leave it in fewer racks")]
     SameRack {
@@ -184,14 +174,62 @@ pub enum Reject {
     },
 }
 
+fn rack(s: &ServerEntry) -> Option<&str> {
+    s.has_rack().then_some(s.rack.as_str())
+}
+
 impl Meta {
-    /// Checks every gate of a move without changing anything.
+    /// The admission rule on what the metadata knows of copying `chunk`
+    /// (`c`) from `f` to `t`, with `extra` bytes promised to `t` beyond its
+    /// committed bytes.
+    fn admit_copy(
+        &self,
+        chunk: &str,
+        c: &ChunkMeta,
+        (f, t): (ServerNo, ServerNo),
+        class: CopyClass,
+        extra: u64,
+    ) -> Result<(), Refusal> {
+        let (fs, ts) = (self.server(f), self.server(t));
+        let others: smallvec::SmallVec<[Option<&str>; 4]> = c
+            .servers()
+            .filter(|&s| s != f)
+            .map(|s| rack(self.server(s)))
+            .collect();
+        let facts = MoveFacts {
+            class,
+            bytes: c.size,
+            busy: self.busy.contains_key(chunk),
+            same_server: f == t,
+            from: Endpoint {
+                alive: fs.alive,
+                draining: fs.draining,
+                rack: rack(fs),
+                holds: c.holds(f),
+                holds_damaged: fs.excluded.contains_key(chunk),
+            },
+            to: Endpoint {
+                alive: ts.alive,
+                draining: ts.draining,
+                rack: rack(ts),
+                holds: c.holds(t),
+                holds_damaged: ts.excluded.contains_key(chunk),
+            },
+            others: others.iter().copied(),
+            to_capacity: ts.capacity,
+            to_committed: ts.committed_bytes().saturating_add(extra),
+            min_free_pct: self.settings.min_free_pct,
+        };
+        admit(&facts)
+    }
+
+    /// Checks every gate of a copy without changing anything.
     pub fn check_move(
         &self,
         chunk: &str,
         from: &str,
         to: &str,
-        kind: MoveKind,
+        kind: CopyClass,
     ) -> Result<MoveTicket, Reject> {
         for (field, id) in [("from", from), ("to", to)] {
             if id.is_empty() {
@@ -203,82 +241,43 @@ impl Meta {
         };
         let f = self.server_no(from).ok_or_else(|| unknown(from))?;
         let t = self.server_no(to).ok_or_else(|| unknown(to))?;
-        if f == t {
-            return Err(Reject::SameServer {
-                server: from.to_owned(),
-            });
-        }
         let c = self.chunks.get(chunk).ok_or_else(|| Reject::UnknownChunk {
             chunk: chunk.to_owned(),
         })?;
-        if self.busy.contains_key(chunk) {
-            return Err(Reject::AlreadyMoving {
-                chunk: chunk.to_owned(),
-            });
-        }
-        if !c.holds(f) {
-            return Err(Reject::NotOnSource {
-                chunk: chunk.to_owned(),
-                server: from.to_owned(),
-            });
-        }
-        let (fs, ts) = (self.server(f), self.server(t));
-        if c.holds(t) {
-            return Err(Reject::TargetHolds {
-                chunk: chunk.to_owned(),
-                server: to.to_owned(),
-            });
-        }
-        if ts.excluded.contains_key(chunk) {
-            return Err(Reject::TargetHoldsDamaged {
-                chunk: chunk.to_owned(),
-                server: to.to_owned(),
-            });
-        }
-        for s in [fs, ts] {
-            if !s.alive {
-                return Err(Reject::DeadServer {
-                    server: s.id.to_string(),
-                });
-            }
-        }
-        let min_free_pct = self.settings.min_free_pct;
-        if !ts.fits(c.size, min_free_pct) {
-            return Err(Reject::BelowFloor {
-                chunk: chunk.to_owned(),
-                size: c.size,
-                server: to.to_owned(),
-                min_free_pct,
-            });
-        }
-        if ts.draining {
-            return Err(Reject::Draining {
-                server: to.to_owned(),
-            });
-        }
-        fn rack(s: &super::ServerEntry) -> Option<&str> {
-            s.has_rack().then_some(s.rack.as_str())
-        }
-        let others: Vec<Option<&str>> = c
-            .servers()
-            .filter(|&s| s != f)
-            .map(|s| rack(self.server(s)))
-            .collect();
-        let racks_kept = match kind {
-            MoveKind::Move => {
-                keel_balancer::racks::move_keeps_racks(others.into_iter(), rack(fs), rack(ts))
-            }
-            // A new replica never lowers the rack count: the rule is where it
-            // prefers to go (see `repair_target`), not a gate.
-            MoveKind::Repair | MoveKind::Drain => true,
-        };
-        if !racks_kept {
-            return Err(Reject::SameRack {
-                chunk: chunk.to_owned(),
-                server: to.to_owned(),
-                rack: ts.rack.clone(),
-            });
-        }
+        let ts = self.server(t);
+        let (chunk_s, from_s, to_s) = (chunk.to_owned(), from.to_owned(), to.to_owned());
+        self.admit_copy(chunk, c, (f, t), kind, 0)
+            .map_err(|r| match r {
+                Refusal::SameServer => Reject::SameServer { server: from_s },
+                Refusal::Unknown => Reject::UnknownChunk { chunk: chunk_s },
+                Refusal::SourceDown => Reject::DeadServer { server: from_s },
+                Refusal::TargetDown => Reject::DeadServer { server: to_s },
+                Refusal::Busy => Reject::AlreadyMoving { chunk: chunk_s },
+                Refusal::NotOnSource => Reject::NotOnSource {
+                    chunk: chunk_s,
+                    server: from_s,
+                },
+                Refusal::OnTarget => Reject::TargetHolds {
+                    chunk: chunk_s,
+                    server: to_s,
+                },
+                Refusal::DamagedOnTarget => Reject::TargetHoldsDamaged {
+                    chunk: chunk_s,
+                    server: to_s,
+                },
+                Refusal::TargetDraining => Reject::Draining { server: to_s },
+                Refusal::FewerRacks => Reject::SameRack {
+                    chunk: chunk_s,
+                    server: to_s,
+                    rack: ts.rack.clone(),
+                },
+                Refusal::BelowFloor => Reject::BelowFloor {
+                    chunk: chunk_s,
+                    size: c.size,
+                    server: to_s,
+                    min_free_pct: self.settings.min_free_pct,
+                },
+            })?;
         Ok(MoveTicket {
             chunk: chunk.to_owned(),
             size: c.size,
@@ -297,7 +296,7 @@ impl Meta {
         chunk: &str,
         from: &str,
         to: &str,
-        kind: MoveKind,
+        kind: CopyClass,
     ) -> Result<MoveTicket, Reject> {
         let t = self.check_move(chunk, from, to, kind)?;
         let target = &mut self.servers[t.to.no as usize];
@@ -399,5 +398,20 @@ impl Meta {
     pub fn doubt_replica(&mut self, chunk: &str, no: ServerNo) {
         self.remove_replica(no, chunk);
         self.servers[no as usize].synced = false;
+    }
+}
+
+/// The metadata answers the admission rule for the move queue.
+impl Admits for Meta {
+    fn check(&self, copy: &NamedCopy, extra: u64, _min_free_pct: f64) -> Result<Admitted, Refusal> {
+        let f = self.server_no(&copy.from).ok_or(Refusal::Unknown)?;
+        let t = self.server_no(&copy.to).ok_or(Refusal::Unknown)?;
+        let c = self
+            .chunks
+            .get(copy.chunk.as_str())
+            .filter(|c| c.size == copy.bytes)
+            .ok_or(Refusal::Unknown)?;
+        self.admit_copy(&copy.chunk, c, (f, t), copy.class, extra)?;
+        Ok(Admitted { from: f, to: t })
     }
 }

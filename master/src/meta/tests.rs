@@ -337,7 +337,7 @@ fn a_verified_corruption_queues_a_repair_elsewhere() {
     m.check().expect("invariants");
     assert_eq!(holders(&m, "x"), [("b".to_string(), true)]);
     // The repair prefers c (a tie on utilization) over the server whose copy went bad.
-    let repairs = m.plan_repairs(now, 10);
+    let repairs = m.start_repairs(now, 10);
     assert_eq!(repairs.copies.len(), 1);
     assert_eq!(
         (
@@ -353,7 +353,7 @@ fn a_verified_corruption_queues_a_repair_elsewhere() {
     assert!(m.is_busy("x"));
     m.record_copy(&repairs.copies[0], None);
     m.end_busy("x");
-    let after = m.plan_repairs(now, 10);
+    let after = m.start_repairs(now, 10);
     assert!(after.copies.is_empty());
     assert_eq!(
         after.damaged.len(),
@@ -389,7 +389,7 @@ fn a_false_report_deletes_nothing() {
     }
     assert_eq!(holders(&m, "x").len(), 3);
     assert!(m.plan_trims(10).is_empty());
-    let p = m.plan_repairs(now, 10);
+    let p = m.start_repairs(now, 10);
     assert!(p.copies.is_empty() && p.damaged.is_empty());
     assert!(m.report_corruption("x", "zz").is_err());
     assert!(m.report_corruption("nope", "a").is_err());

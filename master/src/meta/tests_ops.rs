@@ -112,7 +112,7 @@ fn every_move_gate_has_its_reason() {
         now,
     );
     let r = |m: &Meta, c: &str, f: &str, t: &str| {
-        m.check_move(c, f, t, MoveKind::Move)
+        m.check_move(c, f, t, CopyClass::Balance)
             .err()
             .map(|e| e.to_string())
     };
@@ -131,7 +131,7 @@ fn every_move_gate_has_its_reason() {
     assert!(r(&m, "big", "a", "b").is_some_and(|e| e.contains("less than 10% free")));
     assert!(r(&m, "x", "a", "b").is_none());
     let t = m
-        .begin_move("x", "a", "b", MoveKind::Move)
+        .begin_move("x", "a", "b", CopyClass::Balance)
         .expect("gates pass");
     assert_eq!(
         (t.size, t.from.id.as_str(), t.to.id.as_str()),
@@ -162,16 +162,16 @@ fn a_move_keeps_racks_diverse() {
         apply(&mut m, h, now);
     }
     let e = m
-        .check_move("x", "a", "c", MoveKind::Move)
+        .check_move("x", "a", "c", CopyClass::Balance)
         .err()
         .map(|e| e.to_string());
     assert_eq!(
         e,
         Some("moving chunk x to c (rack r2) would leave it in fewer racks".into())
     );
-    assert!(m.check_move("x", "a", "d", MoveKind::Move).is_ok());
+    assert!(m.check_move("x", "a", "d", CopyClass::Balance).is_ok());
     assert!(
-        m.check_move("x", "b", "c", MoveKind::Move).is_ok(),
+        m.check_move("x", "b", "c", CopyClass::Balance).is_ok(),
         "within one rack"
     );
 }
@@ -181,7 +181,7 @@ fn a_finished_copy_is_recorded_and_the_source_released_only_when_safe() {
     let now = Instant::now();
     let mut m = cluster(&[("a", &[("x", 100)]), ("b", &[])], now);
     let t = m
-        .begin_move("x", "a", "b", MoveKind::Move)
+        .begin_move("x", "a", "b", CopyClass::Balance)
         .expect("gates pass");
     assert_eq!(m.server_by_id("b").map(|s| s.incoming), Some(100));
     assert!(
@@ -243,7 +243,7 @@ fn dead_replicas_are_not_trimmed_and_returning_servers_are_rescanned() {
     let t1 = t0 + Duration::from_secs(11);
     apply(&mut m, hb("b", false, vec![], &[], 0), t1);
     m.sweep_liveness(t1);
-    let t = m.begin_move("x", "a", "b", MoveKind::Move).err();
+    let t = m.begin_move("x", "a", "b", CopyClass::Balance).err();
     assert_eq!(t.map(|e| e.to_string()), Some("server a is dead".into()));
     // While a is dead, a copy on b is not excess.
     apply(&mut m, hb("b", false, vec![rep("x", 100)], &[], 1), t1);
@@ -272,7 +272,7 @@ fn dead_servers_are_repaired_only_after_the_grace_period() {
     }
     m.sweep_liveness(t1);
     assert!(
-        m.plan_repairs(t1 + Duration::from_secs(59), 10)
+        m.start_repairs(t1 + Duration::from_secs(59), 10)
             .copies
             .is_empty()
     );
@@ -281,7 +281,7 @@ fn dead_servers_are_repaired_only_after_the_grace_period() {
         let held = m.server_by_id(id).map_or(0, |s| s.held());
         apply(&mut m, hb(id, false, vec![], &[], held), t2);
     }
-    let plan = m.plan_repairs(t2, 10).copies;
+    let plan = m.start_repairs(t2, 10).copies;
     assert_eq!(plan.len(), 1);
     assert_eq!(
         (
@@ -289,12 +289,12 @@ fn dead_servers_are_repaired_only_after_the_grace_period() {
             plan[0].to.id.as_str(),
             plan[0].kind
         ),
-        ("b", "c", MoveKind::Repair)
+        ("b", "c", CopyClass::Repair)
     );
     m.record_copy(&plan[0], None);
     m.end_busy("x");
     assert!(
-        m.plan_repairs(t2, 10).copies.is_empty(),
+        m.start_repairs(t2, 10).copies.is_empty(),
         "two live replicas again"
     );
     m.check().expect("invariants");

@@ -38,16 +38,16 @@ fn a_wiped_disk_is_repaired_at_once() {
         &[("a", vec![x.clone()]), ("b", vec![x]), ("c", vec![])],
         now,
     );
-    assert!(m.plan_repairs(now, 10).copies.is_empty());
+    assert!(m.start_repairs(now, 10).copies.is_empty());
     // b comes back empty under the same id.
     apply(&mut m, hb("b", true, vec![], &[], 0), now);
-    let p = m.plan_repairs(now, 10);
+    let p = m.start_repairs(now, 10);
     assert_eq!(
         p.copies.len(),
         1,
         "no grace period for a replica the server says it lacks"
     );
-    assert_eq!(p.copies[0].kind, MoveKind::Repair);
+    assert_eq!(p.copies[0].kind, CopyClass::Repair);
     assert_eq!(m.redundancy().under_replicated, 1);
     let e = m.explain("x", now);
     assert_eq!(e.status, "under-replicated");
@@ -73,14 +73,14 @@ fn a_partial_write_is_repaired_once_it_settles() {
         ],
         now,
     );
-    let p = m.plan_repairs(now, 10);
+    let p = m.start_repairs(now, 10);
     assert!(
         p.copies.is_empty(),
         "its other replicas may still be on their way"
     );
     assert_eq!(m.redundancy().under_replicated, 1);
     let later = now + PENDING_TTL;
-    let p = m.plan_repairs(later, 10);
+    let p = m.start_repairs(later, 10);
     assert_eq!(p.copies.len(), 1, "settled below its factor: repaired");
     // A chunk that reaches its factor while settling needs nothing.
     apply(
@@ -93,7 +93,7 @@ fn a_partial_write_is_repaired_once_it_settles() {
         hb("c", true, vec![factor("y", 10, 2)], &[], 1),
         later,
     );
-    let p = m.plan_repairs(later + PENDING_TTL, 10);
+    let p = m.start_repairs(later + PENDING_TTL, 10);
     assert!(p.copies.iter().all(|t| t.chunk != "y"));
 }
 
@@ -116,10 +116,10 @@ fn repairs_come_before_drains_and_fewest_replicas_first() {
     drain.draining = true;
     apply(&mut m, drain, now);
     // x and y were first seen below their factor: they settle first.
-    let _ = m.plan_repairs(now, 0);
+    let _ = m.start_repairs(now, 0);
     let now = now + PENDING_TTL;
-    let p = m.plan_repairs(now, 10);
-    let order: Vec<(&str, MoveKind)> = p
+    let p = m.start_repairs(now, 10);
+    let order: Vec<(&str, CopyClass)> = p
         .copies
         .iter()
         .map(|t| (t.chunk.as_str(), t.kind))
@@ -128,9 +128,9 @@ fn repairs_come_before_drains_and_fewest_replicas_first() {
     assert_eq!(
         order,
         [
-            ("y", MoveKind::Repair),
-            ("x", MoveKind::Repair),
-            ("z", MoveKind::Drain)
+            ("y", CopyClass::Repair),
+            ("x", CopyClass::Repair),
+            ("z", CopyClass::Drain)
         ]
     );
     let b = m.server_no("b").expect("b");
@@ -157,14 +157,14 @@ fn a_drained_server_holds_nothing_needed_and_its_copies_are_trimmed_first() {
     );
     let b = m.server_no("b").expect("b");
     m.drain_marked(b, true);
-    let p = m.plan_repairs(now, 10);
+    let p = m.start_repairs(now, 10);
     assert_eq!(p.copies.len(), 1);
     let t = p.copies[0].clone();
     // Any holder may be the source; the copy goes to the one server left.
-    assert_eq!((t.to.id.as_str(), t.kind), ("c", MoveKind::Drain));
+    assert_eq!((t.to.id.as_str(), t.kind), ("c", CopyClass::Drain));
     m.record_copy(&t, None);
     m.end_busy("x");
-    let _ = m.plan_repairs(now, 10);
+    let _ = m.start_repairs(now, 10);
     assert_eq!(m.drain_state(b), ("drained", 0));
     let trims = m.plan_trims(10);
     assert_eq!(trims.len(), 1);
@@ -206,7 +206,9 @@ fn a_report_built_before_a_copy_does_not_forget_it() {
     let mut h = hb("b", true, vec![], &[], 0);
     h.stamp = stamp(3);
     apply(&mut m, h, now);
-    let t = m.begin_move("x", "a", "b", MoveKind::Move).expect("move");
+    let t = m
+        .begin_move("x", "a", "b", CopyClass::Balance)
+        .expect("move");
     m.record_copy(&t, stamp(4));
     m.end_busy("x");
     let mut late = hb("b", true, vec![], &[], 0);
@@ -247,11 +249,11 @@ fn a_dead_server_counts_as_unavailable_and_is_repaired_after_the_grace() {
         &[("a", vec![factor("x", 10, 1)]), ("b", vec![])],
         t0,
     );
-    let _ = m.plan_repairs(t0, 10);
+    let _ = m.start_repairs(t0, 10);
     let t1 = t0 + Duration::from_secs(11);
     apply(&mut m, hb("b", false, vec![], &[], 0), t1);
     m.sweep_liveness(t1);
-    let p = m.plan_repairs(t1, 10);
+    let p = m.start_repairs(t1, 10);
     assert!(p.copies.is_empty(), "no live source");
     assert_eq!(m.redundancy().unavailable, 1);
     assert_eq!(m.explain("x", t1).status, "unavailable");
@@ -265,7 +267,7 @@ fn a_lost_chunk_is_reported_not_forgotten() {
     apply(&mut m, hb("a", true, vec![], &[], 0), now);
     assert!(m.chunk("x").is_none());
     assert!(m.lost_chunks().contains_key("x"));
-    let _ = m.plan_repairs(now, 10);
+    let _ = m.start_repairs(now, 10);
     assert_eq!(m.redundancy().unavailable, 1);
     assert_eq!(m.explain("x", now).status, "lost");
     // It comes back: no longer lost.

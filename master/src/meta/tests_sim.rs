@@ -147,7 +147,7 @@ impl World {
             }
             m.end_busy(&d.chunk);
         }
-        let plan = m.plan_repairs(now, 64);
+        let plan = m.start_repairs(now, 64);
         for t in plan.copies {
             let ok = self.running.contains(&t.from.id)
                 && self.running.contains(&t.to.id)

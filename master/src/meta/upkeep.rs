@@ -2,10 +2,12 @@
 //! and which chunks to copy — repairs first (fewest whole replicas first),
 //! then drains. Decisions only; the maintenance loop performs the RPCs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-use super::{ChunkMeta, Meta, MoveKind, MoveTicket, PENDING_TTL, Redundancy, ServerAddr, ServerNo};
+use keel_balancer::NamedCopy;
+
+use super::{ChunkMeta, CopyClass, Meta, PENDING_TTL, Redundancy, ServerAddr, ServerNo};
 use crate::placement::{self, Candidate};
 
 /// Excess replicas of one chunk to delete, most utilized holder first. The
@@ -19,9 +21,8 @@ pub struct Deletion {
 }
 
 /// A copy that restores a missing replica or empties a draining server (a
-/// [`MoveKind::Repair`] or [`MoveKind::Drain`] ticket; the chunk is busy
-/// until the mover finishes).
-pub type Repair = MoveTicket;
+/// [`CopyClass::Repair`] or [`CopyClass::Drain`] copy, for the move queue).
+pub type Repair = NamedCopy;
 
 /// What one maintenance pass decided about redundancy.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -29,6 +30,16 @@ pub struct RepairPlan {
     /// Copies to start, most urgent first.
     pub copies: Vec<Repair>,
     /// Damaged copies to delete now that their chunk is back at its factor.
+    pub damaged: Vec<(String, ServerAddr)>,
+}
+
+/// For tests: a repair plan whose copies have begun.
+#[cfg(test)]
+#[derive(Debug)]
+pub(crate) struct StartedRepairs {
+    /// The begun copies.
+    pub copies: Vec<super::MoveTicket>,
+    /// Damaged copies to delete.
     pub damaged: Vec<(String, ServerAddr)>,
 }
 
@@ -48,13 +59,13 @@ pub(super) struct Need {
 
 impl Need {
     /// The copy this chunk needs, if any.
-    fn kind(self) -> Option<MoveKind> {
+    fn kind(self) -> Option<CopyClass> {
         if self.staying >= self.wanted {
             None
         } else if self.available < self.wanted {
-            Some(MoveKind::Repair)
+            Some(CopyClass::Repair)
         } else {
-            Some(MoveKind::Drain)
+            Some(CopyClass::Drain)
         }
     }
 }
@@ -162,9 +173,15 @@ impl Meta {
     /// Queues the chunks of servers dead for longer than the grace period,
     /// then works the repair candidates: counts what is under-replicated or
     /// unavailable, and plans up to `max` copies, repairs before drains and
-    /// the chunks with the fewest whole replicas first. A replica on a server
-    /// dead for less than the grace period still counts.
-    pub fn plan_repairs(&mut self, now: Instant, max: usize) -> RepairPlan {
+    /// the chunks with the fewest whole replicas first; chunks in `queued`
+    /// already have a repair or drain in the move queue. A replica on a
+    /// server dead for less than the grace period still counts.
+    pub fn plan_repairs(
+        &mut self,
+        now: Instant,
+        max: usize,
+        queued: &HashSet<String>,
+    ) -> RepairPlan {
         self.queue_long_dead(now);
         let mut plan = RepairPlan::default();
         let mut counts = Redundancy {
@@ -172,7 +189,7 @@ impl Meta {
             ..Redundancy::default()
         };
         let mut drain_left: HashMap<ServerNo, u64> = HashMap::new();
-        let mut work: Vec<(MoveKind, usize, Box<str>)> = Vec::new();
+        let mut work: Vec<(CopyClass, usize, Box<str>)> = Vec::new();
         let candidates: Vec<Box<str>> = self.repair_candidates.drain().collect();
         for id in candidates {
             let Some(c) = self.chunks.get(&id) else {
@@ -193,15 +210,16 @@ impl Meta {
                 *drain_left.entry(s).or_default() += 1;
             }
             let waits = self.busy.contains_key(&id)
+                || queued.contains(&*id)
                 || self.pending.contains_key(&id)
-                || (kind == MoveKind::Repair && self.settling(&id, now));
+                || (kind == CopyClass::Repair && self.settling(&id, now));
             if !waits {
                 work.push((kind, need.live, id.clone()));
             }
             self.repair_candidates.insert(id);
         }
         work.sort_by(|a, b| {
-            (a.0 == MoveKind::Drain, a.1, &a.2).cmp(&(b.0 == MoveKind::Drain, b.1, &b.2))
+            (a.0 == CopyClass::Drain, a.1, &a.2).cmp(&(b.0 == CopyClass::Drain, b.1, &b.2))
         });
         for (kind, _, id) in work {
             let started = plan.copies.len() < max
@@ -218,7 +236,7 @@ impl Meta {
                 };
             if !started {
                 match kind {
-                    MoveKind::Drain => counts.drains_waiting += 1,
+                    CopyClass::Drain => counts.drains_waiting += 1,
                     _ => counts.repairs_waiting += 1,
                 }
             }
@@ -230,6 +248,25 @@ impl Meta {
         }
         self.redundancy = counts;
         plan
+    }
+
+    /// For tests: plans repairs with nothing queued, then begins each copy
+    /// as the move queue would when it starts it.
+    #[cfg(test)]
+    pub(crate) fn start_repairs(&mut self, now: Instant, max: usize) -> StartedRepairs {
+        let plan = self.plan_repairs(now, max, &HashSet::new());
+        let copies = plan
+            .copies
+            .iter()
+            .map(|c| {
+                self.begin_move(&c.chunk, &c.from, &c.to, c.class)
+                    .expect("a planned copy begins")
+            })
+            .collect();
+        StartedRepairs {
+            copies,
+            damaged: plan.damaged,
+        }
     }
 
     /// Whether `id` was first seen below its factor less than
@@ -310,7 +347,7 @@ impl Meta {
     /// suspect one while another exists) to the best target by placement
     /// rules. A drain reads from any holder, not only the draining one, so
     /// its copies spread over every server's bandwidth.
-    fn plan_copy(&mut self, id: &str, kind: MoveKind) -> Result<Repair, String> {
+    fn plan_copy(&self, id: &str, kind: CopyClass) -> Result<Repair, String> {
         let c = self.chunks.get(id).ok_or("the chunk is no longer known")?;
         let mut live: Vec<ServerNo> = c.servers().filter(|&s| self.server(s).alive).collect();
         live.sort_by(|&a, &b| {
@@ -327,8 +364,16 @@ impl Meta {
             self.server(source).id.to_string(),
             self.server(target).id.to_string(),
         );
-        self.begin_move(id, &from, &to, kind)
-            .map_err(|r| r.to_string())
+        let t = self
+            .check_move(id, &from, &to, kind)
+            .map_err(|r| r.to_string())?;
+        Ok(NamedCopy {
+            chunk: t.chunk,
+            from,
+            to,
+            bytes: t.size,
+            class: kind,
+        })
     }
 
     /// Where a new replica of `c` goes: placement rules among live servers

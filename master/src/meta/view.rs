@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use keel_balancer::ClusterView;
 
-use super::{Job, Meta, MoveKind, ServerState};
+use super::{CopyClass, Job, Meta, ServerState};
 use crate::error::Error;
 
 /// One replica in a [`Location`].
@@ -65,7 +65,7 @@ pub struct RunningCopy {
     /// Chunk id.
     pub chunk: String,
     /// Repair or drain.
-    pub kind: MoveKind,
+    pub kind: CopyClass,
     /// Source server id.
     pub from: String,
     /// Target server id.
@@ -136,7 +136,7 @@ impl Meta {
             .busy
             .iter()
             .filter_map(|(id, b)| match b.job {
-                Job::Copy { kind, from, to } if kind != MoveKind::Move => Some(RunningCopy {
+                Job::Copy { kind, from, to } if kind != CopyClass::Balance => Some(RunningCopy {
                     chunk: id.to_string(),
                     kind,
                     from: self.server(from).id.to_string(),

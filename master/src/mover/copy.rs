@@ -1,4 +1,5 @@
-//! One `CopyChunk` with its deadline, retried with backoff.
+//! One `CopyChunk` with its deadline; the move queue retries a failed one
+//! (one retry policy for every copy).
 
 use std::time::Duration;
 
@@ -43,44 +44,24 @@ fn retryable(code: Code) -> bool {
 }
 
 impl Mover {
-    /// Copies `t` with up to `retries` retries; backoff doubles from
-    /// `backoff_first` to `backoff_max`.
-    pub(super) async fn copy_with_retries(
-        &self,
-        t: &MoveTicket,
-        retries: u32,
-    ) -> Result<Option<Stamp>, MoveError> {
-        let attempts = retries.saturating_add(1);
-        let mut delay = self.settings.backoff_first;
-        let mut last = String::new();
-        for attempt in 1..=attempts {
-            if let Err(why) = self.still_valid(t) {
-                return Err(MoveError::Failed {
-                    attempts: attempt - 1,
-                    error: why,
-                });
-            }
-            match self.copy_once(t).await {
-                Ok(stamp) => return Ok(stamp),
-                Err(Attempt::Fatal(e)) => {
-                    return Err(MoveError::Failed {
-                        attempts: attempt,
-                        error: e,
-                    });
-                }
-                Err(Attempt::Retry(e)) => {
-                    warn!(chunk = %t.chunk, to = %t.to.id, attempt, error = %e, "copy failed; will retry");
-                    last = e;
-                }
-            }
-            if attempt < attempts {
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(self.settings.backoff_max);
-            }
+    /// One copy of `t`, after checking it can still run. A failure says
+    /// whether another attempt may succeed; the queue decides when.
+    pub(super) async fn copy(&self, t: &MoveTicket) -> Result<Option<Stamp>, MoveError> {
+        if let Err(why) = self.still_valid(t) {
+            return Err(MoveError::Failed {
+                error: why,
+                retry: false,
+            });
         }
-        Err(MoveError::Failed {
-            attempts,
-            error: last,
+        self.copy_once(t).await.map_err(|a| match a {
+            Attempt::Fatal(error) => MoveError::Failed {
+                error,
+                retry: false,
+            },
+            Attempt::Retry(error) => {
+                warn!(chunk = %t.chunk, to = %t.to.id, error = %error, "copy failed; the queue retries it");
+                MoveError::Failed { error, retry: true }
+            }
         })
     }
 

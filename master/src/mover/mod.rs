@@ -5,17 +5,16 @@
 //! `CopyChunk` on `t` (it pulls from `s`, checks size and CRC32C, fsyncs) →
 //! the master records `c` on `t` → only if the master itself now sees at least
 //! `replication` whole replicas on live servers without `s`, `DeleteChunk` on
-//! `s` → the removal is recorded. A failed copy is retried with backoff and
-//! leaves `s` untouched; a failed delete leaves an excess replica that
-//! trimming removes later. A crash at any point leaves a whole replica.
+//! `s` → the removal is recorded. A failed copy leaves `s` untouched and is
+//! retried by the move queue, which also holds the copy's slot; a failed
+//! delete leaves an excess replica that trimming removes later. A crash at
+//! any point leaves a whole replica.
 //!
 //! # Layout
 //! - [`clients`]: cached channels to chunk servers.
-//! - [`slots`]: the concurrency limits.
-//! - `copy`: one copy with retries and its deadline.
+//! - `copy`: one copy and its deadline.
 
 pub mod clients;
-pub mod slots;
 
 mod copy;
 
@@ -27,12 +26,10 @@ use keel_proto::v1::{DeleteChunkRequest, SetDrainRequest, VerifyChunkRequest, Ve
 use tracing::{info, warn};
 
 pub use clients::Clients;
-pub use slots::{SlotGuard, Slots};
 
 use crate::convert;
 use crate::meta::{
-    Deletion, MoveKind, MoveTicket, Reject, ServerAddr, SharedMeta, Stamp, Verify, VerifyOutcome,
-    lock,
+    Deletion, MoveTicket, Reject, ServerAddr, SharedMeta, Stamp, Verify, VerifyOutcome, lock,
 };
 use crate::metrics::Metrics;
 
@@ -67,47 +64,29 @@ pub enum MoveError {
     /// Refused by the gates; nothing happened.
     #[error("{0}")]
     Rejected(#[from] Reject),
-    /// The copy failed after its retries; the source replica is intact.
-    #[error("{error} (after {attempts} attempts)")]
+    /// The copy failed; the source replica is intact.
+    #[error("{error}")]
     Failed {
-        /// Attempts made.
-        attempts: u32,
-        /// The last error.
+        /// What went wrong.
         error: String,
+        /// Whether another attempt may succeed.
+        retry: bool,
     },
 }
 
 /// Tunables of the mover.
 #[derive(Debug, Clone)]
 pub struct MoverSettings {
-    /// Retries of a failing copy (`--move-retries`).
-    pub retries: u32,
     /// Slowest copy rate planned for, bytes per second (`--copy-min-rate`).
     pub copy_min_rate: u64,
-    /// Delay before the first retry; doubles up to `backoff_max`.
-    pub backoff_first: Duration,
-    /// Longest delay between retries.
-    pub backoff_max: Duration,
 }
 
 impl Default for MoverSettings {
     fn default() -> Self {
         MoverSettings {
-            retries: 3,
             copy_min_rate: 1 << 20,
-            backoff_first: Duration::from_millis(250),
-            backoff_max: Duration::from_secs(5),
         }
     }
-}
-
-/// How many copy attempts one call makes, and who reports a failure.
-#[derive(Debug, Clone, Copy)]
-struct Attempts {
-    /// Retries after the first failed copy.
-    retries: u32,
-    /// Count a failed move in the metrics and log it here.
-    report_failure: bool,
 }
 
 /// Runs moves, copies and deletes against chunk servers.
@@ -115,7 +94,6 @@ struct Attempts {
 pub struct Mover {
     meta: SharedMeta,
     clients: Arc<Clients>,
-    slots: Arc<Slots>,
     metrics: Arc<Metrics>,
     settings: MoverSettings,
 }
@@ -153,14 +131,12 @@ impl Mover {
     pub fn new(
         meta: SharedMeta,
         clients: Arc<Clients>,
-        slots: Arc<Slots>,
         metrics: Arc<Metrics>,
         settings: MoverSettings,
     ) -> Self {
         Mover {
             meta,
             clients,
-            slots,
             metrics,
             settings,
         }
@@ -171,65 +147,44 @@ impl Mover {
         &self.meta
     }
 
-    /// The concurrency limits it honours.
-    pub fn slots(&self) -> &Arc<Slots> {
-        &self.slots
-    }
-
     /// The counters it feeds.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
 
-    /// Moves `mv.chunk` from `mv.from` to `mv.to` through the safe protocol:
-    /// waits for a slot, re-checks the gates, copies (with retries), records,
-    /// and deletes the source only when enough other whole replicas exist.
-    pub async fn execute(&self, mv: &Move) -> Result<MoveDone, MoveError> {
-        self.execute_with(mv, self.own_retries()).await
-    }
-
-    /// Like [`Mover::execute`], but one copy attempt only, and a failure is
-    /// neither counted nor logged here: for a caller that retries whole moves
-    /// itself and counts a move as failed once it gives up (the balancer's
-    /// queue, which backs off without holding a slot).
-    pub async fn execute_once(&self, mv: &Move) -> Result<MoveDone, MoveError> {
-        let once = Attempts {
-            retries: 0,
-            report_failure: false,
-        };
-        self.execute_with(mv, once).await
-    }
-
-    async fn execute_with(&self, mv: &Move, attempts: Attempts) -> Result<MoveDone, MoveError> {
-        let t = lock(&self.meta).check_move(&mv.chunk, &mv.from, &mv.to, MoveKind::Move)?;
-        let _slot = self.slots.acquire(t.from.no, t.to.no).await;
-        let t = lock(&self.meta).begin_move(&mv.chunk, &mv.from, &mv.to, MoveKind::Move)?;
+    /// Runs one attempt of a copy the queue started (the metadata already
+    /// counts it as begun; its busy mark ends here, however this ends):
+    /// copy, record, and for a move delete the source only when enough
+    /// other whole replicas exist.
+    pub async fn run(&self, t: &MoveTicket) -> Result<MoveDone, MoveError> {
         let _busy = BusyGuard {
             meta: Arc::clone(&self.meta),
             chunk: t.chunk.clone(),
         };
-        self.run(&t, attempts).await
-    }
-
-    /// Retries from `--move-retries`; failures counted and logged here.
-    fn own_retries(&self) -> Attempts {
-        Attempts {
-            retries: self.settings.retries,
-            report_failure: true,
+        let _running = Running::new(&self.metrics);
+        let started = Instant::now();
+        info!(chunk = %t.chunk, from = %t.from.id, to = %t.to.id, bytes = t.size, kind = t.kind.name(), "copy started");
+        let stamp = self.copy(t).await?;
+        lock(&self.meta).record_copy(t, stamp);
+        self.metrics.move_done(t.size);
+        let mut done = MoveDone {
+            bytes: t.size,
+            source_deleted: false,
+            note: None,
+        };
+        if t.kind.deletes_source() {
+            match self.release_source(t).await {
+                Ok(()) => done.source_deleted = true,
+                Err(note) => {
+                    warn!(chunk = %t.chunk, from = %t.from.id, why = %note, "source replica not released");
+                    done.note = Some(format!("source replica not released: {note}"));
+                }
+            }
+        } else {
+            self.metrics.repairs_done.fetch_add(1, Ordering::Relaxed);
         }
-    }
-
-    /// Runs a repair or drain copy planned by the metadata (the chunk is
-    /// already busy); the source stays. Its slot comes ahead of ordinary
-    /// moves'.
-    pub async fn replicate(&self, t: MoveTicket) -> Result<MoveDone, MoveError> {
-        let _busy = BusyGuard {
-            meta: Arc::clone(&self.meta),
-            chunk: t.chunk.clone(),
-        };
-        let _slot = self.slots.acquire_urgent(t.from.no, t.to.no).await;
-        let done = self.run(&t, self.own_retries()).await?;
-        self.metrics.repairs_done.fetch_add(1, Ordering::Relaxed);
+        let secs = started.elapsed().as_secs_f64();
+        info!(chunk = %t.chunk, from = %t.from.id, to = %t.to.id, bytes = t.size, secs, kind = t.kind.name(), source_deleted = done.source_deleted, "copy done");
         Ok(done)
     }
 
@@ -280,41 +235,6 @@ impl Mover {
             }
         };
         (outcome, stamp)
-    }
-
-    async fn run(&self, t: &MoveTicket, attempts: Attempts) -> Result<MoveDone, MoveError> {
-        let _running = Running::new(&self.metrics);
-        let started = Instant::now();
-        info!(chunk = %t.chunk, from = %t.from.id, to = %t.to.id, bytes = t.size, kind = ?t.kind, "move started");
-        let stamp = match self.copy_with_retries(t, attempts.retries).await {
-            Ok(stamp) => stamp,
-            Err(e) => {
-                if attempts.report_failure {
-                    self.metrics.move_failed();
-                    warn!(chunk = %t.chunk, from = %t.from.id, to = %t.to.id, error = %e, "move failed; source replica untouched");
-                }
-                return Err(e);
-            }
-        };
-        lock(&self.meta).record_copy(t, stamp);
-        self.metrics.move_done(t.size);
-        let mut done = MoveDone {
-            bytes: t.size,
-            source_deleted: false,
-            note: None,
-        };
-        if t.kind == MoveKind::Move {
-            match self.release_source(t).await {
-                Ok(()) => done.source_deleted = true,
-                Err(note) => {
-                    warn!(chunk = %t.chunk, from = %t.from.id, why = %note, "source replica not released");
-                    done.note = Some(format!("source replica not released: {note}"));
-                }
-            }
-        }
-        let secs = started.elapsed().as_secs_f64();
-        info!(chunk = %t.chunk, from = %t.from.id, to = %t.to.id, bytes = t.size, secs, source_deleted = done.source_deleted, "move done");
-        Ok(done)
     }
 
     /// Deletes the source replica when the master sees enough others. A
