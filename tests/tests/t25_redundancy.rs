@@ -11,6 +11,8 @@
 //!   down, a write that reached only one of three servers: all repaired.
 //! - The master killed mid-repair: the restarted master finds the shortfall
 //!   again from heartbeats alone and finishes.
+//! - A corruption report racing the trim of an excess replica: the two
+//!   copies left are whole ones, whichever way the race goes.
 
 use std::time::Duration;
 
@@ -18,7 +20,7 @@ use anyhow::{Context, Result};
 use keel_proto::v1::{
     ExplainChunkRequest, RebalanceStatusRequest, RebalanceStatusResponse, ReportCorruptionRequest,
 };
-use keel_tests::chunks::{pattern, read, write};
+use keel_tests::chunks::{pattern, read, rot, write};
 use keel_tests::master::locate;
 use keel_tests::{Cluster, CsOpts, cs, wait_until};
 
@@ -253,6 +255,70 @@ async fn a_master_killed_mid_repair_finds_the_shortfall_again() -> Result<()> {
     wait_factor(&c, &names, 2, Duration::from_secs(60)).await?;
     for (id, d) in ids.iter().zip(&data) {
         check_bytes(&mut c, id, d).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_racing_a_trim_leaves_the_whole_replicas() -> Result<()> {
+    let servers = ["cs1", "cs2", "cs3"];
+    let mut c = cluster(
+        &servers,
+        &["--maintenance-interval", "100ms"],
+        CsOpts::default(),
+    )
+    .await?;
+    let url = c.master_url();
+    let mut m = c.master_client().await?;
+    for (round, victim) in servers.into_iter().enumerate() {
+        // Factor 2 on three servers: one replica is excess and a trim is
+        // being decided while one copy rots and a client reports it.
+        let id = format!("t{round}");
+        let data = put(&mut c, &id, round as u64, 2, &servers).await?;
+        let (url_ref, id_ref) = (&url, &id);
+        wait_until(
+            "the master to know the chunk",
+            Duration::from_secs(10),
+            || async move { !live_holders(url_ref, id_ref).await.is_empty() },
+        )
+        .await?;
+        // The trim may have taken the victim's copy already: then the report
+        // names a copy that is gone, which must change nothing either.
+        let file = c.data_dir(victim).join("chunks").join(&id);
+        if file.exists() {
+            rot(&file)?;
+        }
+        let report = m
+            .report_corruption(ReportCorruptionRequest {
+                chunk: id.clone(),
+                server: victim.into(),
+                detail: "a read failed its checksum".into(),
+            })
+            .await;
+        // Refused only when the trim took the victim's copy first.
+        if let Err(s) = report {
+            anyhow::ensure!(s.code() == tonic::Code::NotFound, "report refused: {s}");
+        }
+        let (url, id_ref) = (&url, &id);
+        wait_until(
+            &format!("{id} settled on two whole replicas without {victim}"),
+            Duration::from_secs(30),
+            || {
+                let mut m = m.clone();
+                async move {
+                    let held = live_holders(url, id_ref).await;
+                    let quiet = m
+                        .explain_chunk(ExplainChunkRequest {
+                            chunk: id_ref.clone(),
+                        })
+                        .await
+                        .is_ok_and(|e| e.into_inner().jobs.is_empty());
+                    quiet && held.len() == 2 && !held.iter().any(|s| s == victim)
+                }
+            },
+        )
+        .await?;
+        check_bytes(&mut c, &id, &data).await?;
     }
     Ok(())
 }
