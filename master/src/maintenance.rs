@@ -79,7 +79,7 @@ impl Maintenance {
             return;
         }
         let in_flight = self.balancer.urgent_len();
-        let queued = self.balancer.urgent_chunks();
+        let queued = self.balancer.urgent_copies();
         let (trims, repairs, verifies, counts) = {
             let mut m = lock(self.mover.meta());
             if last_scan.is_none_or(|t| now.duration_since(t) >= FULL_SCAN_EVERY) {

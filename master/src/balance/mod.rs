@@ -263,14 +263,23 @@ impl Balancer {
         self.state().urgent_len()
     }
 
-    /// Which of `chunks` have a repair or drain queued or running.
-    pub fn urgent_chunks(&self) -> std::collections::HashSet<String> {
+    /// The repair and drain copies pending or running, for the maintenance
+    /// loop to plan around.
+    pub fn urgent_copies(&self) -> crate::meta::QueuedCopies {
         let st = self.state();
-        st.queue()
-            .copies()
-            .filter(|(_, c)| c.class.is_urgent())
-            .map(|(_, c)| c.chunk.clone())
-            .collect()
+        let mut out = crate::meta::QueuedCopies::default();
+        let q = st.queue();
+        let pending = q.pending().map(|(_, c)| (c, true));
+        let running = q.running().map(|(_, c)| (c, false));
+        for (c, pending) in pending.chain(running).filter(|(c, _)| c.class.is_urgent()) {
+            out.chunks.insert(c.chunk.clone());
+            *out.outgoing.entry(c.from.clone()).or_default() += 1;
+            // A running copy's bytes are already committed in the metadata.
+            if pending {
+                *out.incoming.entry(c.to.clone()).or_default() += c.bytes;
+            }
+        }
+        out
     }
 
     /// Queues repair and drain copies planned by the maintenance loop, each

@@ -53,7 +53,7 @@ pub use paged::PagedStart;
 pub use redundancy::{FULL_SCAN_EVERY, Redundancy, Verify, VerifyOutcome};
 pub use server::{Excluded, ServerEntry, ServerState, Stamp};
 pub use snapshot::{ViewSnapshot, find_sorted};
-pub use upkeep::{Deletion, Liveness, Repair, RepairPlan};
+pub use upkeep::{Deletion, Liveness, QueuedCopies, Repair, RepairPlan};
 pub use view::{Location, ReplicaLocation, RunningCopy, ServerStatus};
 
 /// The metadata as every component shares it. Hold the lock briefly and

@@ -24,6 +24,27 @@ pub struct Deletion {
 /// [`CopyClass::Repair`] or [`CopyClass::Drain`] copy, for the move queue).
 pub type Repair = NamedCopy;
 
+/// Repair and drain copies already in the move queue (pending or running),
+/// so a pass plans around them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueuedCopies {
+    /// Their chunks: each has its copy already.
+    pub chunks: HashSet<String>,
+    /// Bytes on their way to each target, by server id.
+    pub incoming: HashMap<String, u64>,
+    /// Copies reading from each source, by server id.
+    pub outgoing: HashMap<String, usize>,
+}
+
+/// Copies planned so far per server: what the next one's source and target
+/// are chosen around, so one pass spreads its copies instead of piling them
+/// onto the emptiest server (copies run two per server at a time).
+#[derive(Debug, Default)]
+struct Planned {
+    incoming: HashMap<ServerNo, u64>,
+    outgoing: HashMap<ServerNo, usize>,
+}
+
 /// What one maintenance pass decided about redundancy.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RepairPlan {
@@ -176,13 +197,19 @@ impl Meta {
     /// the chunks with the fewest whole replicas first; chunks in `queued`
     /// already have a repair or drain in the move queue. A replica on a
     /// server dead for less than the grace period still counts.
-    pub fn plan_repairs(
-        &mut self,
-        now: Instant,
-        max: usize,
-        queued: &HashSet<String>,
-    ) -> RepairPlan {
+    pub fn plan_repairs(&mut self, now: Instant, max: usize, queued: &QueuedCopies) -> RepairPlan {
         self.queue_long_dead(now);
+        let mut planned = Planned::default();
+        for (id, bytes) in &queued.incoming {
+            if let Some(no) = self.server_no(id) {
+                *planned.incoming.entry(no).or_default() += bytes;
+            }
+        }
+        for (id, n) in &queued.outgoing {
+            if let Some(no) = self.server_no(id) {
+                *planned.outgoing.entry(no).or_default() += n;
+            }
+        }
         let mut plan = RepairPlan::default();
         let mut counts = Redundancy {
             unavailable: self.lost.len() as u64,
@@ -210,7 +237,7 @@ impl Meta {
                 *drain_left.entry(s).or_default() += 1;
             }
             let waits = self.busy.contains_key(&id)
-                || queued.contains(&*id)
+                || queued.chunks.contains(&*id)
                 || self.pending.contains_key(&id)
                 || (kind == CopyClass::Repair && self.settling(&id, now));
             if !waits {
@@ -223,9 +250,11 @@ impl Meta {
         });
         for (kind, _, id) in work {
             let started = plan.copies.len() < max
-                && match self.plan_copy(&id, kind) {
-                    Ok(t) => {
+                && match self.plan_copy(&id, kind, &planned) {
+                    Ok((t, from, to)) => {
                         self.repair_blocked.remove(&id);
+                        *planned.incoming.entry(to).or_default() += t.bytes;
+                        *planned.outgoing.entry(from).or_default() += 1;
                         plan.copies.push(t);
                         true
                     }
@@ -254,7 +283,7 @@ impl Meta {
     /// as the move queue would when it starts it.
     #[cfg(test)]
     pub(crate) fn start_repairs(&mut self, now: Instant, max: usize) -> StartedRepairs {
-        let plan = self.plan_repairs(now, max, &HashSet::new());
+        let plan = self.plan_repairs(now, max, &QueuedCopies::default());
         let copies = plan
             .copies
             .iter()
@@ -343,22 +372,31 @@ impl Meta {
         }
     }
 
-    /// One copy of `id`: from the least utilized live holder (never a
-    /// suspect one while another exists) to the best target by placement
-    /// rules. A drain reads from any holder, not only the draining one, so
-    /// its copies spread over every server's bandwidth.
-    fn plan_copy(&self, id: &str, kind: CopyClass) -> Result<Repair, String> {
+    /// One copy of `id`: from the live holder with the fewest copies
+    /// already reading from it, then the least utilized (never a suspect
+    /// one while another exists), to the best target by placement rules
+    /// counting the bytes already planned for each. A drain reads from any
+    /// holder, not only the draining one, so its copies spread over every
+    /// server's bandwidth.
+    fn plan_copy(
+        &self,
+        id: &str,
+        kind: CopyClass,
+        planned: &Planned,
+    ) -> Result<(Repair, ServerNo, ServerNo), String> {
         let c = self.chunks.get(id).ok_or("the chunk is no longer known")?;
         let mut live: Vec<ServerNo> = c.servers().filter(|&s| self.server(s).alive).collect();
+        let reading = |s: ServerNo| planned.outgoing.get(&s).copied().unwrap_or(0);
         live.sort_by(|&a, &b| {
             let (sa, sb) = (self.server(a), self.server(b));
             self.is_suspect(id, a)
                 .cmp(&self.is_suspect(id, b))
+                .then_with(|| reading(a).cmp(&reading(b)))
                 .then_with(|| sa.utilization_pct().total_cmp(&sb.utilization_pct()))
         });
         let source = *live.first().ok_or("no whole replica on a live server")?;
         let target = self
-            .repair_target(id, c)
+            .repair_target(id, c, &planned.incoming)
             .ok_or("no live server without a replica has room for it above its free-space floor")?;
         let (from, to) = (
             self.server(source).id.to_string(),
@@ -367,19 +405,26 @@ impl Meta {
         let t = self
             .check_move(id, &from, &to, kind)
             .map_err(|r| r.to_string())?;
-        Ok(NamedCopy {
+        let copy = NamedCopy {
             chunk: t.chunk,
             from,
             to,
             bytes: t.size,
             class: kind,
-        })
+        };
+        Ok((copy, source, target))
     }
 
     /// Where a new replica of `c` goes: placement rules among live servers
-    /// that take data and hold no copy, preferring racks the staying
-    /// replicas do not span and servers whose copy was not found corrupt.
-    fn repair_target(&self, id: &str, c: &ChunkMeta) -> Option<ServerNo> {
+    /// that take data and hold no copy, counting `planned` bytes on their way
+    /// to each, preferring racks the staying replicas do not span and
+    /// servers whose copy was not found corrupt.
+    fn repair_target(
+        &self,
+        id: &str,
+        c: &ChunkMeta,
+        planned: &HashMap<ServerNo, u64>,
+    ) -> Option<ServerNo> {
         let racks: Vec<&str> = c
             .servers()
             .map(|s| self.server(s))
@@ -395,13 +440,16 @@ impl Meta {
             .filter(|(i, s)| {
                 s.takes_data() && !c.holds(*i as ServerNo) && !s.excluded.contains_key(id)
             })
-            .map(|(i, s)| Candidate {
-                no: i as ServerNo,
-                id: &s.id,
-                rack: &s.rack,
-                capacity: s.capacity,
-                committed: s.committed_bytes(),
-                fits: s.fits(c.size, min_free),
+            .map(|(i, s)| {
+                let extra = planned.get(&(i as ServerNo)).copied().unwrap_or(0);
+                Candidate {
+                    no: i as ServerNo,
+                    id: &s.id,
+                    rack: &s.rack,
+                    capacity: s.capacity,
+                    committed: s.committed_bytes().saturating_add(extra),
+                    fits: s.fits(c.size.saturating_add(extra), min_free),
+                }
             })
             .collect();
         let untainted: Vec<Candidate<'_>> = candidates
