@@ -13,12 +13,16 @@
 //!   again from heartbeats alone and finishes.
 //! - A corruption report racing the trim of an excess replica: the two
 //!   copies left are whole ones, whichever way the race goes.
+//! - A heartbeat built before a delete and delivered after it (replayed
+//!   here with the server's own incarnation and an earlier sequence number):
+//!   the deleted replica does not come back, and nothing is trimmed for it.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use keel_proto::v1::{
-    ExplainChunkRequest, RebalanceStatusRequest, RebalanceStatusResponse, ReportCorruptionRequest,
+    ChunkReplica, ExplainChunkRequest, HeartbeatRequest, HeartbeatStamp, ListServersRequest,
+    RebalanceStatusRequest, RebalanceStatusResponse, ReportCorruptionRequest, VerifyChunkRequest,
 };
 use keel_tests::chunks::{pattern, read, rot, write};
 use keel_tests::master::locate;
@@ -320,5 +324,103 @@ async fn a_report_racing_a_trim_leaves_the_whole_replicas() -> Result<()> {
         .await?;
         check_bytes(&mut c, &id, &data).await?;
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_built_before_a_delete_cannot_bring_the_replica_back() -> Result<()> {
+    let servers = ["cs1", "cs2"];
+    let mut c = cluster(
+        &servers,
+        &["--maintenance-interval", "100ms"],
+        CsOpts::default(),
+    )
+    .await?;
+    let url = c.master_url();
+    // Factor 1 on both servers: the master trims one copy.
+    let data = put(&mut c, "s", 1, 1, &servers).await?;
+    let (u, id) = (&url, "s");
+    wait_until(
+        "the excess copy trimmed",
+        Duration::from_secs(20),
+        || async move { live_holders(u, id).await.len() == 1 },
+    )
+    .await?;
+    let survivor = live_holders(&url, "s").await.remove(0);
+    let victim = servers
+        .into_iter()
+        .find(|s| *s != survivor)
+        .context("two servers")?;
+    anyhow::ensure!(
+        cs::stat(&c.cs(victim).url(), "s").await.is_err(),
+        "the trim deleted it"
+    );
+
+    // The victim's incarnation, and a chunk it keeps, from its own answer.
+    let keep = put(&mut c, "keep", 2, 1, &[victim]).await?;
+    let mut vc = keel_tests::chunkserver_client(&c.cs(victim).url()).await?;
+    let verified = vc
+        .verify_chunk(VerifyChunkRequest {
+            chunk: "keep".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let stamp = verified.stamp.context("a stamped answer")?;
+    anyhow::ensure!(
+        stamp.seq > 1,
+        "the writes and the delete advanced the sequence"
+    );
+
+    // A full report from before the delete (sequence 1 of the same run)
+    // still lists `s`: delivered late, it must change nothing.
+    let mut m = c.master_client().await?;
+    let me = m
+        .list_servers(ListServersRequest {})
+        .await?
+        .into_inner()
+        .servers
+        .into_iter()
+        .find(|s| s.id == victim)
+        .context("victim listed")?;
+    let header = cs::stat(&c.cs(&survivor).url(), "s")
+        .await?
+        .header
+        .context("a header")?;
+    let replica = |chunk: &str, size: u64, crc32c: u32| ChunkReplica {
+        chunk: chunk.into(),
+        size,
+        crc32c,
+        replication: 1,
+        reads: 0,
+    };
+    let keep_header = verified.header.context("a header")?;
+    m.heartbeat(HeartbeatRequest {
+        id: victim.into(),
+        address: me.address,
+        capacity_bytes: me.capacity_bytes,
+        used_bytes: header.size + keep_header.size,
+        full_report: true,
+        chunks: vec![
+            replica("s", header.size, header.crc32c),
+            replica("keep", keep_header.size, keep_header.crc32c),
+        ],
+        chunk_count: 2,
+        stamp: Some(HeartbeatStamp {
+            incarnation: stamp.incarnation,
+            seq: 1,
+        }),
+        ..Default::default()
+    })
+    .await?;
+
+    // Through many maintenance passes: `s` stays on the survivor alone.
+    for _ in 0..20 {
+        let held = live_holders(&url, "s").await;
+        anyhow::ensure!(held == [survivor.clone()], "s is listed on {held:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::ensure!(read(&c.cs(&survivor).url(), "s").await? == data);
+    anyhow::ensure!(read(&c.cs(victim).url(), "keep").await? == keep);
     Ok(())
 }
