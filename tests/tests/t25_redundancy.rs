@@ -362,7 +362,6 @@ async fn a_heartbeat_built_before_a_delete_cannot_bring_the_replica_back() -> Re
     let verified = vc
         .verify_chunk(VerifyChunkRequest {
             chunk: "keep".into(),
-            ..Default::default()
         })
         .await?
         .into_inner();
