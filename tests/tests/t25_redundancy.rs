@@ -13,6 +13,8 @@
 //!   again from heartbeats alone and finishes.
 //! - A corruption report racing the trim of an excess replica: the two
 //!   copies left are whole ones, whichever way the race goes.
+//! - An excess replica trimmed under the rack rule: the only copy in its
+//!   rack stays even on the fullest server.
 //! - A heartbeat built before a delete and delivered after it (replayed
 //!   here with the server's own incarnation and an earlier sequence number):
 //!   the deleted replica does not come back, and nothing is trimmed for it.
@@ -421,5 +423,41 @@ async fn a_heartbeat_built_before_a_delete_cannot_bring_the_replica_back() -> Re
     }
     anyhow::ensure!(read(&c.cs(&survivor).url(), "s").await? == data);
     anyhow::ensure!(read(&c.cs(victim).url(), "keep").await? == keep);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trim_never_takes_the_only_copy_in_a_rack() -> Result<()> {
+    let mut c = Cluster::new()?;
+    c.start_master(&["--maintenance-interval", "100ms"])?;
+    for (s, rack) in [("cs1", "r1"), ("cs2", "r1"), ("cs3", "r2")] {
+        let opts = CsOpts {
+            rack: Some(rack.into()),
+            ..CsOpts::default()
+        };
+        c.add_chunkserver(s, opts)?;
+    }
+    c.wait_alive(3).await?;
+    // cs3 is the fullest, so a trim by utilization alone would pick it.
+    for i in 0..4 {
+        put(&mut c, &format!("filler{i}"), 50 + i, 1, &["cs3"]).await?;
+    }
+    // Factor 2 on all three, as an interrupted move within r1 leaves it.
+    let ids: Vec<String> = (0..4).map(|i| format!("r{i}")).collect();
+    let mut data = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        data.push(put(&mut c, id, i as u64, 2, &["cs1", "cs2", "cs3"]).await?);
+    }
+    let names: Vec<&str> = ids.iter().map(String::as_str).collect();
+    wait_factor(&c, &names, 2, Duration::from_secs(20)).await?;
+    let url = c.master_url();
+    for (id, d) in ids.iter().zip(&data) {
+        let held = live_holders(&url, id).await;
+        anyhow::ensure!(
+            held.iter().any(|s| s == "cs3"),
+            "{id}: r2's only copy was trimmed; left on {held:?}"
+        );
+        check_bytes(&mut c, id, d).await?;
+    }
     Ok(())
 }
