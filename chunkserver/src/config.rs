@@ -78,6 +78,11 @@ pub struct Config {
     #[command(flatten)]
     pub security: keel_proto::flags::Security,
 
+    /// Log lines as `text`, or `json`: one object per line on stderr, with
+    /// the event's fields and its spans, for log shippers.
+    #[arg(long, env = "KEEL_LOG_FORMAT", value_enum, default_value_t = keel_proto::logging::LogFormat::Text)]
+    pub log_format: keel_proto::logging::LogFormat,
+
     /// How long in-flight reads, writes and copies may run on after SIGTERM.
     #[arg(long, env = "KEEL_SHUTDOWN_TIMEOUT", default_value = "8s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
@@ -104,6 +109,7 @@ impl Config {
             migrate_bandwidth: 64 << 20,
             auth_token: None,
             security: keel_proto::flags::Security::default(),
+            log_format: keel_proto::logging::LogFormat::Text,
             shutdown_timeout: Duration::from_secs(8),
             scrub_interval: Duration::from_secs(60),
             stream_idle_timeout: DEFAULT_STREAM_IDLE_TIMEOUT,

@@ -1,25 +1,16 @@
 //! `keel-chunkserver`: parse flags, set up logging, bind, run until SIGTERM/SIGINT.
 
-use std::io::IsTerminal;
-
 use anyhow::Context;
 use clap::Parser;
 use keel_chunkserver::{Config, run};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        // A closed stderr (the log reader went away) must not take the server down.
-        .log_internal_errors(false)
-        .init();
+    keel_proto::logging::init(config.log_format, "info");
     info!(id = %config.id, data_dir = %config.data_dir.display(), "keel-chunkserver starting");
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

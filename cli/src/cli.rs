@@ -31,6 +31,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "KEEL_JSON")]
     pub json: bool,
 
+    /// Diagnostic log lines (`RUST_LOG`, off by default) on stderr as `text`
+    /// or `json`.
+    #[arg(long, global = true, env = "KEEL_LOG_FORMAT", value_enum, default_value_t = keel_proto::logging::LogFormat::Text)]
+    pub log_format: keel_proto::logging::LogFormat,
+
     /// Shared token sent as `authorization: Bearer <token>` to the master and chunk servers.
     #[arg(long, global = true, env = "KEEL_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,

@@ -27,21 +27,13 @@ mod servers;
 mod spool;
 mod tls;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("off")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    keel_proto::logging::init(cli.log_format, "off");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

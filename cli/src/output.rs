@@ -194,6 +194,14 @@ impl MoveCounts {
     }
 }
 
+/// Whether a progress line may redraw itself in place on stderr: a terminal
+/// that understands cursor controls. Pipes and `TERM=dumb` get plain lines.
+pub fn redraws() -> bool {
+    use std::io::IsTerminal;
+    let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
+    std::io::stderr().is_terminal() && !dumb
+}
+
 /// A `keelctl: ...` warning line on stderr (errors are printed by `main`).
 pub fn warn(msg: &str) {
     let _ = writeln!(std::io::stderr(), "keelctl: {msg}");

@@ -100,6 +100,11 @@ pub struct Config {
     /// RESOURCE_EXHAUSTED until some are written or expire.
     #[arg(long, env = "KEEL_MAX_PENDING_ALLOCATIONS", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..), hide = true)]
     pub max_pending_allocations: u64,
+
+    /// Log lines as `text`, or `json`: one object per line on stderr, with
+    /// the event's fields and its spans, for log shippers.
+    #[arg(long, env = "KEEL_LOG_FORMAT", value_enum, default_value_t = keel_proto::logging::LogFormat::Text)]
+    pub log_format: keel_proto::logging::LogFormat,
 }
 
 /// Parses a percentage in `0..=100`.

@@ -1,28 +1,16 @@
 //! `keel-master`: parse flags, set up logging, bind, run until SIGTERM/SIGINT.
 
-use std::io::IsTerminal;
-
 use anyhow::Context;
 use clap::Parser;
 use keel_master::Config;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        // A closed stderr must not turn logging into a panic that takes the
-        // signal handler down with it.
-        .log_internal_errors(false)
-        .init();
+    keel_proto::logging::init(config.log_format, "info");
     let grpc = TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("binding --listen {}", config.listen))?;

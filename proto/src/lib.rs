@@ -10,11 +10,13 @@
 //! - [`auth`]: bearer tokens, roles and the one token check both daemons use.
 //! - [`tls`]: TLS and mTLS from PEM files, and the servers' accept loop.
 //! - `flags` (feature `clap`): the daemons' shared security flags.
+//! - [`logging`]: `--log-format text|json` and colours, for every binary.
 
 pub mod auth;
 pub mod chunk_id;
 #[cfg(feature = "clap")]
 pub mod flags;
+pub mod logging;
 pub mod serving;
 pub mod tls;
 pub mod units;

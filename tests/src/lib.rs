@@ -3,8 +3,9 @@
 //! test in its own temp dir, and always cleans its children up.
 //!
 //! Daemons log one line containing `grpc listening addr=HOST:PORT` (and the
-//! master `http listening addr=HOST:PORT`) once bound; the harness reads that
-//! from the daemon's log file. Logs are kept per daemon and their tails are
+//! master `http listening addr=HOST:PORT`) once bound, or with `--log-format
+//! json` that message with an `addr` field; the harness reads it from the
+//! daemon's log file. Logs are kept per daemon and their tails are
 //! printed when a test panics.
 //!
 //! Binaries of other packages are not in `CARGO_BIN_EXE_*`: they are looked up
@@ -162,6 +163,11 @@ impl Daemon {
             if let Some(pos) = text.find(marker) {
                 let rest = &text[pos + marker.len()..];
                 let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+                return addr
+                    .parse()
+                    .with_context(|| format!("bad address {addr:?} in {} log", self.name));
+            }
+            if let Some(addr) = json_addr(text, marker) {
                 return addr
                     .parse()
                     .with_context(|| format!("bad address {addr:?} in {} log", self.name));
@@ -559,4 +565,15 @@ pub async fn chunkserver_client(url: &str) -> Result<ChunkServerClient<Channel>>
     Ok(ChunkServerClient::new(ch)
         .max_decoding_message_size(keel_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(keel_proto::MAX_MESSAGE_BYTES))
+}
+
+/// The `addr` of the first `--log-format json` line whose message is
+/// `marker` without its ` addr=` tail (e.g. `grpc listening`).
+fn json_addr(text: &str, marker: &str) -> Option<String> {
+    let message = marker.trim_end_matches("addr=").trim_end();
+    text.lines()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == message)
+        .and_then(|v| v["addr"].as_str().map(str::to_owned))
 }

@@ -95,7 +95,7 @@ pub async fn write_all(
         .map_err(|e| DemoError::setup(format!("create {}", spool.display()), e))?;
     let started = Instant::now();
     let total: u64 = specs.iter().map(|s| s.size).sum();
-    let mut draw = Drawer::new(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let mut draw = Drawer::new(crate::output::redraws());
     let mut done = Vec::with_capacity(specs.len());
     let mut written = 0u64;
     let mut results = stream::iter(specs)

@@ -2,7 +2,7 @@
 //! `--wait`, follow the queue with a progress bar on stderr until nothing is
 //! pending or running.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use keel_proto::v1::{RebalanceRunRequest, RebalanceRunResponse, RebalanceStatusResponse};
@@ -155,7 +155,7 @@ pub async fn follow_until(
     done: impl Fn(&RebalanceStatusResponse) -> bool,
 ) -> Result<(RebalanceStatusResponse, Duration), Error> {
     let start = Instant::now();
-    let mut draw = Drawer::new(std::io::stderr().is_terminal());
+    let mut draw = Drawer::new(output::redraws());
     let mut failures = 0;
     loop {
         match queue::fetch(master).await {
