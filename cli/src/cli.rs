@@ -97,6 +97,28 @@ pub enum Command {
     /// skewed data set, add an empty server, and watch the balancer even
     /// things out. Stops everything on Ctrl-C.
     Demo(DemoArgs),
+    /// Print a shell completion script, e.g.
+    /// `keelctl completions bash > /etc/bash_completion.d/keelctl`.
+    Completions(CompletionsArgs),
+}
+
+/// `keelctl completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+/// Shells `keelctl completions` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    /// Bash.
+    Bash,
+    /// Zsh.
+    Zsh,
+    /// Fish.
+    Fish,
 }
 
 /// `keelctl demo`.
@@ -285,9 +307,25 @@ pub fn parse_move(s: &str) -> Result<MoveSpec, String> {
     })
 }
 
+/// Writes the completion script for `shell` on stdout.
+fn completions(shell: Shell) -> Result<(), Error> {
+    use clap::CommandFactory;
+    let shell = match shell {
+        Shell::Bash => clap_complete::Shell::Bash,
+        Shell::Zsh => clap_complete::Shell::Zsh,
+        Shell::Fish => clap_complete::Shell::Fish,
+    };
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "keelctl", &mut script);
+    crate::output::print_stdout(&String::from_utf8_lossy(&script))
+}
+
 impl Cli {
     /// Runs the chosen command.
     pub async fn run(self) -> Result<(), Error> {
+        if let Command::Completions(a) = &self.command {
+            return completions(a.shell);
+        }
         let (token, tls) = crate::tls::credentials(&self)?;
         // Built only by the commands that talk keel.v1 (health needs no token).
         let clients = || {
@@ -316,6 +354,7 @@ impl Cli {
                 };
                 demo::run(a, common).await
             }
+            Command::Completions(a) => completions(a.shell),
         }
     }
 
