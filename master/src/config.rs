@@ -101,6 +101,11 @@ pub struct Config {
     #[arg(long, env = "KEEL_MAX_PENDING_ALLOCATIONS", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..), hide = true)]
     pub max_pending_allocations: u64,
 
+    /// The queue counts as stuck (`keel_queue_stuck` 1) when moves have been
+    /// pending this long and none has finished meanwhile.
+    #[arg(long, env = "KEEL_STUCK_AFTER", default_value = "10m", value_parser = parse_duration)]
+    pub stuck_after: Duration,
+
     /// Log lines as `text`, or `json`: one object per line on stderr, with
     /// the event's fields and its spans, for log shippers.
     #[arg(long, env = "KEEL_LOG_FORMAT", value_enum, default_value_t = keel_proto::logging::LogFormat::Text)]

@@ -1,14 +1,16 @@
-//! Move counters in one place: the mover feeds done, failed and bytes; the
-//! move queue sets the pending gauges. `/metrics` renders them with the
+//! Move counters in one place: the mover feeds done, failed, bytes and the
+//! duration and throughput of each copy; the move queue sets the pending
+//! gauges and whether it is stuck. `/metrics` renders them with the
 //! per-server gauges in Prometheus text format.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use crate::meta::ServerStatus;
 
 /// Counters and gauges of moves, shared by every component that moves data.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     /// Moves waiting in the queue (set by the queue).
     pub moves_pending: AtomicU64,
@@ -28,6 +30,129 @@ pub struct Metrics {
     pub chunks_under_replicated: AtomicU64,
     /// Chunks with no whole replica on a live server (set by the maintenance pass).
     pub chunks_unavailable: AtomicU64,
+    /// 1 while moves are pending and none has finished for `--stuck-after`
+    /// (set by the queue).
+    pub queue_stuck: AtomicU64,
+    /// Seconds from a copy's start to its end, by what it was for.
+    pub move_duration: Labelled,
+    /// Bytes per second of each completed copy.
+    pub copy_throughput: Histogram,
+}
+
+/// Buckets of `keel_move_duration_seconds`.
+const DURATION_BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+
+/// Buckets of `keel_copy_throughput_bytes_per_second`: 1 MiB/s to 1 GiB/s.
+const THROUGHPUT_BUCKETS: &[f64] = &[
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
+    33_554_432.0,
+    67_108_864.0,
+    134_217_728.0,
+    268_435_456.0,
+    536_870_912.0,
+    1_073_741_824.0,
+];
+
+/// A Prometheus histogram with fixed buckets.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    /// Per bucket (not cumulative), then the sum and the count.
+    state: Mutex<(Vec<u64>, f64, u64)>,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            state: Mutex::new((vec![0; bounds.len()], 0.0, 0)),
+        }
+    }
+
+    /// Records one observation.
+    pub fn observe(&self, v: f64) {
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(i) = self.bounds.iter().position(|&b| v <= b) {
+            st.0[i] += 1;
+        }
+        st.1 += v;
+        st.2 += 1;
+    }
+
+    /// Writes the `_bucket`, `_sum` and `_count` samples; `labels` is
+    /// empty or `key="value",`.
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut cumulative = 0;
+        for (b, n) in self.bounds.iter().zip(&st.0) {
+            cumulative += n;
+            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{b}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {}", st.2);
+        let labels = labels.trim_end_matches(',');
+        let braces = |l: &str| {
+            if l.is_empty() {
+                String::new()
+            } else {
+                format!("{{{l}}}")
+            }
+        };
+        let _ = writeln!(out, "{name}_sum{} {}", braces(labels), st.1);
+        let _ = writeln!(out, "{name}_count{} {}", braces(labels), st.2);
+    }
+}
+
+/// One histogram per copy class (`repair`, `drain`, `operator`, `balance`).
+#[derive(Debug)]
+pub struct Labelled {
+    by_kind: [Histogram; 4],
+}
+
+impl Labelled {
+    const KINDS: [keel_balancer::CopyClass; 4] = [
+        keel_balancer::CopyClass::Repair,
+        keel_balancer::CopyClass::Drain,
+        keel_balancer::CopyClass::Operator,
+        keel_balancer::CopyClass::Balance,
+    ];
+
+    /// Records one observation for copies of `kind`.
+    pub fn observe(&self, kind: keel_balancer::CopyClass, v: f64) {
+        if let Some(i) = Self::KINDS.iter().position(|&k| k == kind) {
+            self.by_kind[i].observe(v);
+        }
+    }
+}
+
+impl Default for Labelled {
+    fn default() -> Self {
+        Labelled {
+            by_kind: std::array::from_fn(|_| Histogram::new(DURATION_BUCKETS)),
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            moves_pending: AtomicU64::default(),
+            moves_running: AtomicU64::default(),
+            moves_done_total: AtomicU64::default(),
+            moves_failed_total: AtomicU64::default(),
+            bytes_moved_total: AtomicU64::default(),
+            oldest_pending_move_age_ms: AtomicU64::default(),
+            repairs_done: AtomicU64::default(),
+            chunks_under_replicated: AtomicU64::default(),
+            chunks_unavailable: AtomicU64::default(),
+            queue_stuck: AtomicU64::default(),
+            move_duration: Labelled::default(),
+            copy_throughput: Histogram::new(THROUGHPUT_BUCKETS),
+        }
+    }
 }
 
 impl Metrics {
@@ -35,6 +160,14 @@ impl Metrics {
     pub fn move_done(&self, bytes: u64) {
         self.moves_done_total.fetch_add(1, Ordering::Relaxed);
         self.bytes_moved_total.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Records a completed copy of `kind`: its duration and throughput.
+    pub fn copy_timed(&self, kind: keel_balancer::CopyClass, bytes: u64, secs: f64) {
+        self.move_duration.observe(kind, secs);
+        if secs > 0.0 {
+            self.copy_throughput.observe(bytes as f64 / secs);
+        }
     }
 
     /// Counts a failed move.
@@ -129,6 +262,30 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP keel_queue_stuck 1 while moves are pending and none has finished for --stuck-after.\n# TYPE keel_queue_stuck gauge\nkeel_queue_stuck {}",
+            load(&self.queue_stuck)
+        );
+        let name = "keel_move_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Seconds from a copy's start to its end, by what it was for.\n# TYPE {name} histogram"
+        );
+        for (kind, h) in Labelled::KINDS.iter().zip(&self.move_duration.by_kind) {
+            h.render(&mut out, name, &format!("kind=\"{}\",", kind.name()));
+        }
+        let name = "keel_copy_throughput_bytes_per_second";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Bytes per second of each completed copy.\n# TYPE {name} histogram"
+        );
+        self.copy_throughput.render(&mut out, name, "");
+        let _ = writeln!(
+            out,
+            "# HELP keel_build_info The running binary's version.\n# TYPE keel_build_info gauge\nkeel_build_info{{binary=\"keel-master\",version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
         out
     }
 }
@@ -155,6 +312,7 @@ mod tests {
     fn renders_every_family() {
         let m = Metrics::default();
         m.move_done(64 << 20);
+        m.copy_timed(keel_balancer::CopyClass::Balance, 64 << 20, 2.0);
         m.move_failed();
         let s = ServerStatus {
             id: "cs1".into(),
@@ -182,6 +340,15 @@ mod tests {
             "# TYPE keel_chunks_under_replicated gauge",
             "# TYPE keel_chunks_unavailable gauge",
             "keel_repairs_done_total 0",
+            "keel_queue_stuck 0",
+            "keel_move_duration_seconds_bucket{kind=\"balance\",le=\"2.5\"} 1",
+            "keel_move_duration_seconds_bucket{kind=\"balance\",le=\"+Inf\"} 1",
+            "keel_move_duration_seconds_count{kind=\"balance\"} 1",
+            "keel_move_duration_seconds_count{kind=\"repair\"} 0",
+            "keel_copy_throughput_bytes_per_second_bucket{le=\"33554432\"} 1",
+            "keel_copy_throughput_bytes_per_second_bucket{le=\"16777216\"} 0",
+            "keel_copy_throughput_bytes_per_second_count 1",
+            "keel_build_info{binary=\"keel-master\",version=\"0.1.0\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -172,6 +172,7 @@ mod tests {
             queue: keel_balancer::queue::QueueConfig::default(),
             started,
             safe_until: started,
+            stuck_after: std::time::Duration::from_secs(600),
         };
         Balancer::new(mover(meta), tokio_util::task::TaskTracker::new(), settings)
     }

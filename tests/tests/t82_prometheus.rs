@@ -2,7 +2,9 @@
 //! `promtool check metrics`; `deploy/prometheus/alerts.yml` passes `promtool
 //! check rules` and its unit tests (`promtool test rules`); and a real
 //! Prometheus server scrapes the running master, loads the rules, and
-//! answers queries with the cluster's own numbers. Needs Debian's
+//! answers queries with the cluster's own numbers; `keel_queue_stuck`
+//! rises while moves wait with nothing finishing and falls once they move,
+//! and each copy lands in the duration histogram of its kind. Needs Debian's
 //! `prometheus` package (`.ci/run` installs it when missing).
 
 use std::io::Write;
@@ -12,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use keel_tests::chunks::{pattern, write};
-use keel_tests::master::http_get;
+use keel_tests::master::{http_get, metric_of};
 use keel_tests::{Cluster, CsOpts, wait_until};
 use serde_json::Value;
 
@@ -169,5 +171,74 @@ async fn a_real_prometheus_scrapes_the_master_and_loads_the_alerts() -> Result<(
         alerts["alerts"].as_array().is_some_and(Vec::is_empty),
         "{alerts}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stuck_gauge_rises_while_nothing_finishes_and_falls_after() -> Result<()> {
+    let mut c = Cluster::new()?;
+    c.start_master(&["--stuck-after", "1s", "--max-concurrent-moves", "1"])?;
+    let slow = CsOpts {
+        bandwidth: Some("1MiB".into()),
+        ..CsOpts::default()
+    };
+    for s in ["cs1", "cs2"] {
+        c.add_chunkserver(s, slow.clone())?;
+    }
+    c.wait_alive(2).await?;
+    for (i, id) in ["a", "b"].into_iter().enumerate() {
+        write(&c.cs("cs1").url(), id, &pattern(i as u64, 3 << 20), 1).await?;
+    }
+    let http = c
+        .master
+        .as_ref()
+        .and_then(|m| m.http_addr)
+        .context("the master's http address")?;
+    let url = c.master_url();
+    let u = &url;
+    wait_until(
+        "the master to know both chunks",
+        Duration::from_secs(10),
+        || async move {
+            let mut known = true;
+            for id in ["a", "b"] {
+                known &= keel_tests::master::locate(u, id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some_and(|r| !r.is_empty());
+            }
+            known
+        },
+    )
+    .await?;
+    // Two moves, one slot, about 3 s each at 1 MiB/s: the second waits.
+    let moves = Command::new(keel_tests::bin("keelctl"))
+        .args([
+            "rebalance",
+            "execute",
+            "--move",
+            "a:cs1:cs2",
+            "--move",
+            "b:cs1:cs2",
+        ])
+        .env("KEEL_MASTER", &url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stuck = |want: f64| async move {
+        metric_of(http, "keel_queue_stuck")
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|v| v == want)
+    };
+    wait_until("keel_queue_stuck 1", Duration::from_secs(10), || stuck(1.0)).await?;
+    let out = moves.wait_with_output()?;
+    anyhow::ensure!(out.status.success(), "keelctl rebalance execute failed");
+    wait_until("keel_queue_stuck 0", Duration::from_secs(10), || stuck(0.0)).await?;
+    let copies = metric_of(http, "keel_move_duration_seconds_count{kind=\"operator\"}").await?;
+    anyhow::ensure!(copies == Some(2.0), "operator copies timed: {copies:?}");
     Ok(())
 }

@@ -75,6 +75,8 @@ pub struct BalanceSettings {
     pub started: Instant,
     /// No background pass before this instant.
     pub safe_until: Instant,
+    /// Pending this long with nothing finished: the queue counts as stuck.
+    pub stuck_after: Duration,
 }
 
 /// The balancer's state at one moment, for `RebalanceStatus`.
@@ -377,6 +379,16 @@ impl Balancer {
         let m = self.inner.mover.metrics();
         let q = st.queue();
         let oldest = q.oldest_pending_age(now).unwrap_or_default();
+        let stuck_after = self.inner.settings.stuck_after;
+        let last_done = q
+            .history()
+            .rev()
+            .find(|f| f.outcome == Outcome::Done)
+            .map_or(Duration::ZERO, |f| f.at);
+        let stuck = q.pending_len() > 0
+            && oldest >= stuck_after
+            && now.saturating_sub(last_done) >= stuck_after;
+        m.queue_stuck.store(u64::from(stuck), Ordering::Relaxed);
         m.moves_pending
             .store(q.pending_len() as u64, Ordering::Relaxed);
         m.oldest_pending_move_age_ms.store(

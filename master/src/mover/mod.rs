@@ -184,6 +184,7 @@ impl Mover {
             self.metrics.repairs_done.fetch_add(1, Ordering::Relaxed);
         }
         let secs = started.elapsed().as_secs_f64();
+        self.metrics.copy_timed(t.kind, t.size, secs);
         info!(chunk = %t.chunk, from = %t.from.id, to = %t.to.id, bytes = t.size, secs, kind = t.kind.name(), source_deleted = done.source_deleted, "copy done");
         Ok(done)
     }
