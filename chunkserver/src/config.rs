@@ -78,6 +78,11 @@ pub struct Config {
     #[command(flatten)]
     pub security: keel_proto::flags::Security,
 
+    /// HTTP address for `/metrics` (Prometheus text) and `/healthz`; none by
+    /// default.
+    #[arg(long, env = "KEEL_HTTP_LISTEN")]
+    pub http_listen: Option<std::net::SocketAddr>,
+
     /// Log lines as `text`, or `json`: one object per line on stderr, with
     /// the event's fields and its spans, for log shippers.
     #[arg(long, env = "KEEL_LOG_FORMAT", value_enum, default_value_t = keel_proto::logging::LogFormat::Text)]
@@ -110,6 +115,7 @@ impl Config {
             auth_token: None,
             security: keel_proto::flags::Security::default(),
             log_format: keel_proto::logging::LogFormat::Text,
+            http_listen: None,
             shutdown_timeout: Duration::from_secs(8),
             scrub_interval: Duration::from_secs(60),
             stream_idle_timeout: DEFAULT_STREAM_IDLE_TIMEOUT,

@@ -14,6 +14,7 @@
 //! - [`throttle`]: the migration bandwidth bucket.
 //! - [`heartbeat`]: the loop to the master and corruption reports.
 //! - [`service`]: the thin gRPC layer; [`auth`]: the shared token; [`peer`]: outgoing clients.
+//! - [`metrics`]: byte counters and `/metrics`, `/healthz` on `--http-listen`.
 //! - [`run`]: wires it all to an already-bound listener until shutdown.
 
 pub mod auth;
@@ -22,6 +23,7 @@ pub mod config;
 pub mod datadir;
 pub mod error;
 pub mod heartbeat;
+pub mod metrics;
 pub mod node;
 pub mod peer;
 pub mod read;
@@ -121,6 +123,11 @@ pub async fn run(
         beats.clone(),
     ));
 
+    let http = match config.http_listen {
+        Some(addr) => Some(serve_http(addr, Arc::clone(&node), &shutdown).await?),
+        None => None,
+    };
+
     info!(addr = %bound, "grpc listening");
     let incoming = keel_proto::tls::incoming(listener, security.server_tls);
     let server = Server::builder()
@@ -151,11 +158,36 @@ pub async fn run(
         }
     };
     beats.cancel();
+    if let Some(http) = http {
+        let _ = http.await;
+    }
     let _ = heartbeat.await;
     let _ = scrub.await;
     served.map_err(|e| Error::io("serving gRPC", std::io::Error::other(e)))?;
     info!("chunk server stopped");
     Ok(())
+}
+
+/// Binds `--http-listen` and serves `/metrics` and `/healthz` until shutdown.
+async fn serve_http(
+    addr: std::net::SocketAddr,
+    node: Arc<Node>,
+    shutdown: &CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, Error> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::io(format!("binding --http-listen {addr}"), e))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| Error::io("reading the bound http address", e))?;
+    let server = axum::serve(listener, metrics::router(node))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    info!(addr = %bound, "http listening");
+    Ok(tokio::spawn(async move {
+        if let Err(e) = server.await {
+            warn!(error = %e, "http server failed");
+        }
+    }))
 }
 
 /// Every `interval`, forgets indexed chunks whose file is gone.
@@ -215,6 +247,7 @@ fn build_node(
     Ok(Node {
         store,
         throttle,
+        traffic: Arc::default(),
         reporter: MasterReporter {
             client,
             server_id: config.id.as_str().into(),

@@ -19,6 +19,8 @@ pub struct Node {
     pub store: Arc<Store>,
     /// The one bucket for all migration traffic, in and out.
     pub throttle: Arc<Throttle>,
+    /// Bytes moved, for `/metrics`.
+    pub traffic: Arc<crate::metrics::Traffic>,
     /// Corruption reports to the master.
     pub reporter: MasterReporter,
     /// Attached to calls to peers.
@@ -52,6 +54,11 @@ impl Transfers {
             limit,
             idle_timeout,
         }
+    }
+
+    /// Transfers running now.
+    pub fn in_flight(&self) -> usize {
+        self.limit.saturating_sub(self.slots.available_permits())
     }
 
     /// Takes a slot for a transfer of `id`, or refuses at once (never

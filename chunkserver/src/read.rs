@@ -39,6 +39,8 @@ pub struct ReadJob {
     pub meta: ChunkMeta,
     /// Bucket to draw from (migration reads only).
     pub throttle: Option<Arc<Throttle>>,
+    /// Where the bytes sent are counted.
+    pub traffic: Arc<crate::metrics::Traffic>,
     /// Where corruption is reported.
     pub reporter: MasterReporter,
 }
@@ -119,9 +121,14 @@ impl ReadJob {
         tx: &mpsc::Sender<Result<ReadChunkResponse, Status>>,
         data: Vec<u8>,
     ) -> Result<(), Stop> {
-        if let Some(t) = &self.throttle {
-            t.consume(data.len()).await;
-        }
+        let counter = match &self.throttle {
+            Some(t) => {
+                t.consume(data.len()).await;
+                &self.traffic.migrated_out
+            }
+            None => &self.traffic.read,
+        };
+        crate::metrics::Traffic::add(counter, data.len());
         let msg = ReadChunkResponse { header: None, data };
         tx.send(Ok(msg)).await.map_err(|_| Stop::ReceiverGone)
     }

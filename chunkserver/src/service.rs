@@ -234,6 +234,7 @@ impl ChunkService {
             file,
             meta,
             throttle,
+            traffic: Arc::clone(&self.node.traffic),
             reporter: self.node.reporter.clone(),
         }
         .spawn())

@@ -9,6 +9,7 @@
 //! outright.
 
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -31,6 +32,8 @@ pub struct Throttle {
     burst_cells: u32,
     /// The configured rate, bytes per second (0 = unlimited).
     bytes_per_sec: u64,
+    /// Nanoseconds transfers have waited for the bucket, in all.
+    waited_nanos: AtomicU64,
 }
 
 impl Throttle {
@@ -47,6 +50,7 @@ impl Throttle {
             limiter,
             burst_cells,
             bytes_per_sec,
+            waited_nanos: AtomicU64::new(0),
         }
     }
 
@@ -55,11 +59,17 @@ impl Throttle {
         self.bytes_per_sec
     }
 
+    /// Time transfers have waited for the bucket since the server started.
+    pub fn waited(&self) -> Duration {
+        Duration::from_nanos(self.waited_nanos.load(Ordering::Relaxed))
+    }
+
     /// Waits until `bytes` may pass, drawing from the shared bucket.
     pub async fn consume(&self, bytes: usize) {
         let Some(limiter) = &self.limiter else {
             return;
         };
+        let started = std::time::Instant::now();
         let mut cells = (bytes as u64).div_ceil(CELL);
         while cells > 0 {
             let n = cells.min(u64::from(self.burst_cells));
@@ -72,6 +82,8 @@ impl Throttle {
             // beats stalling a transfer forever.
             let _ = limiter.until_n_ready(n).await;
         }
+        let waited = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.waited_nanos.fetch_add(waited, Ordering::Relaxed);
     }
 }
 

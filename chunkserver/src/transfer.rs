@@ -106,6 +106,7 @@ pub async fn copy_chunk(node: &Node, req: CopyChunkRequest) -> Result<CopyChunkR
     while let Some(data) = next_frame(&mut stream, &src, &id, received).await? {
         received += data.len() as u64;
         node.throttle.consume(data.len()).await;
+        crate::metrics::Traffic::add(&node.traffic.migrated_in, data.len());
         sink.write(data)
             .await
             .map_err(|e| damaged(e, &src, &id, meta.size))?;

@@ -50,6 +50,7 @@ pub async fn write_chunk(
     .await?;
     let mut sink = Sink::new(temp, id.clone());
     let mut received = first.data.len() as u64;
+    crate::metrics::Traffic::add(&node.traffic.written, first.data.len());
     if !first.data.is_empty() {
         sink.write(first.data).await?;
     }
@@ -61,6 +62,7 @@ pub async fn write_chunk(
         }
         if !msg.data.is_empty() {
             received += msg.data.len() as u64;
+            crate::metrics::Traffic::add(&node.traffic.written, msg.data.len());
             sink.write(msg.data).await?;
         }
     }

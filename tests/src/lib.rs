@@ -83,7 +83,8 @@ pub struct Daemon {
     child: Option<Child>,
     /// gRPC address it bound.
     pub addr: SocketAddr,
-    /// HTTP address (master only).
+    /// HTTP address (the master's, or a chunk server's started with
+    /// `--http-listen`).
     pub http_addr: Option<SocketAddr>,
     /// With `--stdio`: the child's stdin, for JSON-lines requests.
     stdin: Option<std::process::ChildStdin>,
@@ -149,7 +150,7 @@ impl Daemon {
         }
         self.child = Some(child);
         self.addr = self.wait_for_line("grpc listening addr=", offset)?;
-        if self.name == "master" {
+        if self.name == "master" || self.args.iter().any(|a| a == "--http-listen") {
             self.http_addr = Some(self.wait_for_line("http listening addr=", offset)?);
         }
         Ok(())

@@ -4,7 +4,9 @@
 //! Prometheus server scrapes the running master, loads the rules, and
 //! answers queries with the cluster's own numbers; `keel_queue_stuck`
 //! rises while moves wait with nothing finishing and falls once they move,
-//! and each copy lands in the duration histogram of its kind. Needs Debian's
+//! and each copy lands in the duration histogram of its kind; a chunk
+//! server's own `/metrics` counts the bytes it wrote, sent and received and
+//! passes `promtool` too. Needs Debian's
 //! `prometheus` package (`.ci/run` installs it when missing).
 
 use std::io::Write;
@@ -240,5 +242,58 @@ async fn the_stuck_gauge_rises_while_nothing_finishes_and_falls_after() -> Resul
     wait_until("keel_queue_stuck 0", Duration::from_secs(10), || stuck(0.0)).await?;
     let copies = metric_of(http, "keel_move_duration_seconds_count{kind=\"operator\"}").await?;
     anyhow::ensure!(copies == Some(2.0), "operator copies timed: {copies:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunk_servers_count_their_bytes_on_their_own_metrics() -> Result<()> {
+    let mut c = Cluster::new()?;
+    c.start_master(&[])?;
+    let http = CsOpts {
+        extra: vec!["--http-listen".into(), "127.0.0.1:0".into()],
+        ..CsOpts::default()
+    };
+    for s in ["cs1", "cs2"] {
+        c.add_chunkserver(s, http.clone())?;
+    }
+    c.wait_alive(2).await?;
+    let size = 300_000usize;
+    write(&c.cs("cs1").url(), "counted", &pattern(9, size), 1).await?;
+    let src = c.cs("cs1").http_addr.context("cs1's http address")?;
+    let dst = c.cs("cs2").http_addr.context("cs2's http address")?;
+    let url = c.master_url();
+    let u = &url;
+    wait_until(
+        "the master to know the chunk",
+        Duration::from_secs(10),
+        || async move {
+            keel_tests::master::locate(u, "counted")
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|r| !r.is_empty())
+        },
+    )
+    .await?;
+    let (code, _, err) = c.keelctl(&["rebalance", "execute", "--move", "counted:cs1:cs2"])?;
+    anyhow::ensure!(code == 0, "keelctl: {err}");
+    let at_least = |addr, series: &'static str| async move {
+        let v = metric_of(addr, series).await?.unwrap_or(0.0);
+        anyhow::ensure!(v >= size as f64, "{series} is {v}, want at least {size}");
+        Ok::<(), anyhow::Error>(())
+    };
+    at_least(src, "keel_chunkserver_bytes_written_total").await?;
+    at_least(src, "keel_chunkserver_bytes_migrated_out_total").await?;
+    at_least(dst, "keel_chunkserver_bytes_migrated_in_total").await?;
+    let (code, body) = http_get(dst, "/metrics").await?;
+    anyhow::ensure!(code == 200, "/metrics: HTTP {code}");
+    promtool(&["check", "metrics"], Some(&body))?;
+    anyhow::ensure!(
+        body.contains("keel_build_info{binary=\"keel-chunkserver\""),
+        "{body}"
+    );
+    anyhow::ensure!(keel_tests::master::metric(&body, "keel_chunkserver_chunks") == Some(1.0));
+    let (code, ok) = http_get(dst, "/healthz").await?;
+    anyhow::ensure!(code == 200 && ok == "ok");
     Ok(())
 }

@@ -1,0 +1,145 @@
+//! The chunk server's own numbers and its HTTP face (`--http-listen`):
+//! `/metrics` in the Prometheus text format and `/healthz`.
+//!
+//! Bytes are counted where they cross the wire: client reads and writes,
+//! migration reads served to peers (out) and copies pulled from them (in).
+//! The throttle adds the time transfers waited for its bucket.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::node::Node;
+
+/// Bytes moved, by direction and purpose.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    /// Sent to clients by `ReadChunk`.
+    pub read: AtomicU64,
+    /// Received from clients by `WriteChunk`.
+    pub written: AtomicU64,
+    /// Received by `CopyChunk` from a peer.
+    pub migrated_in: AtomicU64,
+    /// Sent to peers by migration reads.
+    pub migrated_out: AtomicU64,
+}
+
+impl Traffic {
+    /// Adds `n` bytes to `counter`.
+    pub fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// The HTTP routes of a running server.
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics_text))
+        .with_state(node)
+}
+
+async fn metrics_text(State(node): State<Arc<Node>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render(&node),
+    )
+}
+
+/// The Prometheus text exposition of `node`.
+pub fn render(node: &Node) -> String {
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+    let t = &node.traffic;
+    let totals = node.store.totals();
+    let reachable = node.master_reachable.load(Ordering::Relaxed);
+    let families: [(&str, &str, &str, f64); 11] = [
+        (
+            "keel_chunkserver_bytes_read_total",
+            "counter",
+            "Bytes sent to clients by ReadChunk.",
+            load(&t.read),
+        ),
+        (
+            "keel_chunkserver_bytes_written_total",
+            "counter",
+            "Bytes received from clients by WriteChunk.",
+            load(&t.written),
+        ),
+        (
+            "keel_chunkserver_bytes_migrated_in_total",
+            "counter",
+            "Bytes received from peers by CopyChunk.",
+            load(&t.migrated_in),
+        ),
+        (
+            "keel_chunkserver_bytes_migrated_out_total",
+            "counter",
+            "Bytes sent to peers by migration reads.",
+            load(&t.migrated_out),
+        ),
+        (
+            "keel_chunkserver_throttle_wait_seconds_total",
+            "counter",
+            "Time transfers waited for the migration bucket.",
+            node.throttle.waited().as_secs_f64(),
+        ),
+        (
+            "keel_chunkserver_migrate_bandwidth_bytes_per_second",
+            "gauge",
+            "The migration bucket's rate (0 = unlimited).",
+            node.throttle.bytes_per_sec() as f64,
+        ),
+        (
+            "keel_chunkserver_transfers_in_flight",
+            "gauge",
+            "Writes and copies running now.",
+            node.transfers.in_flight() as f64,
+        ),
+        (
+            "keel_chunkserver_chunks",
+            "gauge",
+            "Chunks held.",
+            totals.chunks as f64,
+        ),
+        (
+            "keel_chunkserver_used_bytes",
+            "gauge",
+            "Bytes of the chunks held.",
+            totals.used as f64,
+        ),
+        (
+            "keel_chunkserver_capacity_bytes",
+            "gauge",
+            "Bytes counted as 100 %.",
+            totals.capacity as f64,
+        ),
+        (
+            "keel_chunkserver_master_reachable",
+            "gauge",
+            "1 when the last heartbeat reached the master.",
+            f64::from(u8::from(reachable)),
+        ),
+    ];
+    let mut out = String::with_capacity(2048);
+    for (name, kind, help, value) in families {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP keel_build_info The running binary's version.\n# TYPE keel_build_info gauge\nkeel_build_info{{binary=\"keel-chunkserver\",version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    out
+}
