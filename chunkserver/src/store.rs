@@ -449,13 +449,19 @@ impl Store {
     /// Builds a heartbeat report: every chunk when `full`, else the changes
     /// since the last [`Store::ack`].
     pub fn report(&self, full: bool) -> Report {
+        self.report_for(0, full)
+    }
+
+    /// [`Store::report`] for master `consumer` (its place in `--master`):
+    /// deltas are the changes since that master's last [`Store::ack_for`].
+    pub fn report_for(&self, consumer: usize, full: bool) -> Report {
         let st = self.state();
         let mut chunks = Vec::new();
         let mut removed = Vec::new();
         if full {
             chunks.extend(st.chunks.iter().map(|(id, e)| (id.clone(), *e)));
         } else {
-            for id in st.log.dirty() {
+            for id in st.log.dirty_for(consumer) {
                 match st.chunks.get(id) {
                     Some(e) => chunks.push((id.to_owned(), *e)),
                     None => removed.push(id.to_owned()),
@@ -473,7 +479,17 @@ impl Store {
 
     /// The master acknowledged the report built at `seq`.
     pub fn ack(&self, seq: u64) {
-        self.state().log.ack(seq);
+        self.ack_for(0, seq);
+    }
+
+    /// Reports go to `n` masters, each acknowledging on its own.
+    pub fn set_consumers(&self, n: usize) {
+        self.state().log.set_consumers(n);
+    }
+
+    /// Master `consumer` acknowledged the report built at `seq`.
+    pub fn ack_for(&self, consumer: usize, seq: u64) {
+        self.state().log.ack_for(consumer, seq);
     }
 }
 
