@@ -181,6 +181,11 @@ impl Mover {
         &self.metrics
     }
 
+    /// Whether this master leads (several masters: see [`crate::ha`]).
+    pub fn leadership(&self) -> &crate::ha::Leadership {
+        self.clients.leadership()
+    }
+
     /// Moves `mv.chunk` from `mv.from` to `mv.to` through the safe protocol:
     /// waits for a slot, re-checks the gates, copies (with retries), records,
     /// and deletes the source only when enough other whole replicas exist.
@@ -349,7 +354,7 @@ impl Mover {
         let mut c = self.clients.client(&server.address)?;
         let req = self
             .clients
-            .request(SetDrainRequest { draining }, SMALL_RPC_TIMEOUT);
+            .fenced(SetDrainRequest { draining, term: 0 }, SMALL_RPC_TIMEOUT)?;
         match tokio::time::timeout(SMALL_RPC_TIMEOUT, c.set_drain(req)).await {
             Ok(r) => r.map(|_| ()),
             Err(_) => Err(tonic::Status::deadline_exceeded(
@@ -366,12 +371,13 @@ impl Mover {
         server: &ServerAddr,
     ) -> Result<Option<Stamp>, tonic::Status> {
         let mut c = self.clients.client(&server.address)?;
-        let req = self.clients.request(
+        let req = self.clients.fenced(
             DeleteChunkRequest {
                 chunk: chunk.to_owned(),
+                term: 0,
             },
             SMALL_RPC_TIMEOUT,
-        );
+        )?;
         match tokio::time::timeout(SMALL_RPC_TIMEOUT, c.delete_chunk(req)).await {
             Ok(Ok(r)) => Ok(convert::stamp(r.into_inner().stamp)),
             Ok(Err(s)) if s.code() == tonic::Code::NotFound => Ok(None),
