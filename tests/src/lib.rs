@@ -2,8 +2,9 @@
 //! `keel-chunkserver` binaries as separate processes on loopback port 0, each
 //! test in its own temp dir, and always cleans its children up.
 //!
-//! Daemons log one line containing `grpc listening addr=HOST:PORT` (and the
-//! master `http listening addr=HOST:PORT`) once bound; the harness reads that
+//! Daemons log one line containing `grpc listening addr=HOST:PORT` (and
+//! masters, whose names start with `master`, `http listening addr=HOST:PORT`)
+//! once bound; the harness reads that
 //! from the daemon's log file. Logs are kept per daemon and their tails are
 //! printed when a test panics.
 //!
@@ -26,6 +27,7 @@ pub mod bench;
 pub mod chunks;
 pub mod cs;
 pub mod faults;
+pub mod ha;
 pub mod load;
 pub mod master;
 
@@ -148,7 +150,7 @@ impl Daemon {
         }
         self.child = Some(child);
         self.addr = self.wait_for_line("grpc listening addr=", offset)?;
-        if self.name == "master" {
+        if self.name.starts_with("master") {
             self.http_addr = Some(self.wait_for_line("http listening addr=", offset)?);
         }
         Ok(())

@@ -298,11 +298,17 @@ pub fn execute_in_background(
 
 /// Deletes `chunk` from every chunk server holding its file.
 pub async fn delete_everywhere(cluster: &Cluster, chunk: &str) -> Result<()> {
+    delete_everywhere_at(cluster, chunk, 0).await
+}
+
+/// [`delete_everywhere`] under a master's `term` (several masters: the
+/// chunk servers refuse terms below the highest they have seen).
+pub async fn delete_everywhere_at(cluster: &Cluster, chunk: &str, term: u64) -> Result<()> {
     for s in holders_on_disk(cluster, chunk) {
         let mut c = quick_chunkserver(&cluster.chunkservers[&s].url()).await?;
         c.delete_chunk(DeleteChunkRequest {
             chunk: chunk.to_owned(),
-            term: 0,
+            term,
         })
         .await?;
     }
