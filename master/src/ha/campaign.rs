@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 
 use super::etcd::{Campaigned, Etcd, EtcdError, Lease};
 use super::{Leadership, OperatorState, lead_deadline};
-use crate::balance::Balancer;
+use crate::balance::{Balancer, Trigger};
 
 /// How the election runs.
 #[derive(Debug, Clone)]
@@ -167,14 +167,8 @@ impl Campaign {
             }
         };
         self.leadership.lead(term, lead_deadline(sent, ttl));
-        if state.paused {
-            self.balancer.pause();
-        } else {
-            // Wakes the mover and plans now: the queue of the previous
-            // leader is gone with it.
-            self.balancer.resume();
-        }
         info!(term, lease = ?ttl, paused = state.paused, "this master leads");
+        self.take_over(state);
         let stopped = self.keep_leading(lease.id, ttl, term, shutdown).await;
         self.leadership.step_down();
         if stopped {
@@ -184,6 +178,31 @@ impl Campaign {
             }
         }
         stopped
+    }
+
+    /// Applies the operator state and, unless paused, plans once: the
+    /// previous leader's queue is gone with it, so a rebalance it was running
+    /// continues from a fresh plan over this master's view.
+    fn take_over(&self, state: OperatorState) {
+        let paused_here = self.balancer.status().queue.paused;
+        if state.paused {
+            if !paused_here {
+                self.balancer.pause();
+            }
+            return;
+        }
+        if paused_here {
+            self.balancer.resume();
+        }
+        if self.balancer.in_safe_mode() {
+            return;
+        }
+        let balancer = self.balancer.clone();
+        tokio::spawn(async move {
+            if let Err(e) = balancer.run_pass(Trigger::Refill).await {
+                warn!(error = %e, "the new leader's first balancer pass failed");
+            }
+        });
     }
 
     async fn renew_and_load(&self, lease: i64) -> Result<OperatorState, EtcdError> {
