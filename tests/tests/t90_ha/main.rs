@@ -19,7 +19,9 @@
 //!   chunk server at seeded moments of a rebalance, then check the recovery
 //!   invariant of t70. `KEEL_FAULT_TRIALS=N` runs seeds 1..=N (default 20);
 //!   `KEEL_FAULT_SEED=S` replays one.
+//! - `bench` (ignored; `scripts/bench-failover.sh`): failover time.
 
+mod bench;
 mod election;
 mod failover;
 mod fencing;
