@@ -84,6 +84,8 @@ pub struct Heartbeat {
     pub master: String,
     /// Where the terms in the answers go.
     pub fence: Arc<Fence>,
+    /// Wakes this loop after a commit or delete ([`Store::subscribe`]).
+    pub changes: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Heartbeat {
@@ -131,12 +133,16 @@ impl Heartbeat {
     }
 
     /// Sleeps until the next heartbeat is due; false on shutdown.
-    async fn wait(&self, up: bool, shutdown: &CancellationToken) -> bool {
-        let changed = self.store.changed().notified();
+    async fn wait(&mut self, up: bool, shutdown: &CancellationToken) -> bool {
+        let interval = self.interval;
         tokio::select! {
             () = shutdown.cancelled() => false,
-            () = tokio::time::sleep(self.interval) => true,
-            () = changed, if up => {
+            () = tokio::time::sleep(interval) => true,
+            r = self.changes.changed(), if up => {
+                if r.is_err() {
+                    // The store is gone: shutting down.
+                    return false;
+                }
                 tokio::select! {
                     () = shutdown.cancelled() => false,
                     () = tokio::time::sleep(COALESCE) => true,

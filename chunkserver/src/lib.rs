@@ -119,6 +119,7 @@ pub async fn run(
             consumer,
             master: master.clone(),
             fence: Arc::clone(&node.fence),
+            changes: node.store.subscribe(),
         };
         heartbeats.push(tokio::spawn(beat.run(beats.clone())));
         info!(master = %master, interval = ?config.heartbeat_interval, "heartbeats started");

@@ -305,7 +305,11 @@ pub async fn run(
     let started = Instant::now();
     let bound = grpc.local_addr()?;
     let tls = config.security.tls_cert.is_some();
-    let ha = Ha::from_config(&config, advertise(&config, bound, tls))?;
+    let advertised = advertise(&config, bound, tls);
+    if !config.etcd.is_empty() && config.advertise.is_none() && bound.ip().is_unspecified() {
+        warn!(address = %advertised, "advertising an unspecified address; set --advertise so standbys name a leader clients can reach");
+    }
+    let ha = Ha::from_config(&config, advertised)?;
     let core = Core::new(&config, ha)?;
     let (mut grpc_task, health) = serve_grpc(&core, &config, grpc, &shutdown).await?;
     let http_task = serve_http(&core, http, &shutdown)?;

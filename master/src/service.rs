@@ -200,7 +200,11 @@ impl Master for MasterService {
         let refused = convert::refuse_bad_entries(&mut req);
         let refused_held = (listed - req.chunks.len()) as u64;
         let hb = convert::heartbeat(req)?;
-        self.ha.leadership.heard(&hb.id);
+        // Counted once per report: every page of a paged report was built
+        // before the answer to its first page.
+        if page.page == 0 {
+            self.ha.leadership.heard(&hb.id);
+        }
         let send_full_report = if hb.full_report {
             // Up to a page (or a 64 MiB message) of replicas: recorded off the
             // async threads, so other requests stay prompt meanwhile.
