@@ -1,4 +1,6 @@
-//! Compiles `keel/v1/*.proto` with a pure-Rust compiler, so no system `protoc` is needed.
+//! Compiles `keel/v1/*.proto`, and the subset of etcd's v3 API under
+//! `etcd/` (client side only), with a pure-Rust compiler, so no system
+//! `protoc` is needed.
 
 use std::path::PathBuf;
 
@@ -15,6 +17,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out.join("keel_descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure()
         .build_server(true)
+        .build_client(true)
+        .compile_fds(fds)?;
+    compile_etcd()
+}
+
+/// etcd's KV and Lease services, as a client: the master's leader election.
+/// Not in the reflection descriptor set, which describes what Keel serves.
+fn compile_etcd() -> Result<(), Box<dyn std::error::Error>> {
+    let files = ["etcd/etcdserverpb/rpc.proto", "etcd/mvccpb/kv.proto"];
+    for f in &files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let fds = protox::compile(files, ["."])?;
+    tonic_prost_build::configure()
+        .build_server(false)
         .build_client(true)
         .compile_fds(fds)?;
     Ok(())

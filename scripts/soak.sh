@@ -6,6 +6,7 @@
 #   REPAIR_TRIALS=100  seeded crash trials of repairs and drains (t27; CI runs 12)
 #   ROUNDS=5        rounds of the partition scenarios (t75; CI runs 1)
 #   LOAD_SECS=300   seconds of 8-client load during a rebalance (t76; CI runs 60)
+#   HA_TRIALS=200   seeded faults of leaders, etcd and chunk servers (t90; CI runs 20)
 #
 # Usage: scripts/soak.sh            (each knob can be set in the environment)
 # A failing trial prints its seed; KEEL_FAULT_SEED=S replays it alone.
@@ -16,6 +17,7 @@ trials="${TRIALS:-500}"
 repair_trials="${REPAIR_TRIALS:-100}"
 rounds="${ROUNDS:-5}"
 load_secs="${LOAD_SECS:-300}"
+ha_trials="${HA_TRIALS:-200}"
 
 cargo build --bins >&2
 cargo test -p keel-tests --no-run >&2
@@ -35,5 +37,6 @@ for ((r = 1; r <= rounds; r++)); do
   run cargo test -p keel-tests --test t75_partitions -- --nocapture
 done
 run cargo test -p keel-tests --test t71_hostile_grpc -- --nocapture
+KEEL_FAULT_TRIALS="$ha_trials" run cargo test -p keel-tests --test t90_ha trials -- --nocapture
 KEEL_LOAD_SECS="$load_secs" run cargo test -p keel-tests --test t76_load_during_rebalance -- --nocapture
 echo "soak passed in $(($(date +%s) - start)) s" >&2

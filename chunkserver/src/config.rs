@@ -34,7 +34,9 @@ pub struct Config {
     #[arg(long, env = "KEEL_ADVERTISE")]
     pub advertise: Option<String>,
 
-    /// gRPC address of the master, `host:port` or a URL.
+    /// gRPC address of the master, `host:port` or a URL; with several masters
+    /// (`keel-master --etcd`) a comma-separated list of all of them: each gets
+    /// its own heartbeats, so every standby keeps a warm view.
     #[arg(long, env = "KEEL_MASTER", default_value = "http://127.0.0.1:7000")]
     pub master: String,
 
@@ -131,6 +133,9 @@ impl Config {
         if self.stream_idle_timeout.is_zero() {
             return Err("--stream-idle-timeout must be above 0".into());
         }
+        if self.master_urls().is_empty() {
+            return Err("--master names no master".into());
+        }
         Ok(())
     }
 
@@ -144,9 +149,16 @@ impl Config {
         }
     }
 
-    /// The master's URL.
-    pub fn master_url(&self) -> String {
-        normalize_url(&self.master)
+    /// The masters' URLs, in `--master` order (duplicates dropped).
+    pub fn master_urls(&self) -> Vec<String> {
+        let mut urls: Vec<String> = Vec::new();
+        for url in self.master.split(',').filter(|a| !a.trim().is_empty()) {
+            let url = normalize_url(url);
+            if !urls.contains(&url) {
+                urls.push(url);
+            }
+        }
+        urls
     }
 }
 
@@ -169,6 +181,16 @@ mod tests {
         assert_eq!(normalize_url("10.0.0.5:7001"), "http://10.0.0.5:7001");
         assert_eq!(normalize_url("http://m:7000/"), "http://m:7000");
         assert_eq!(normalize_url("https://m:7000"), "https://m:7000");
+    }
+
+    #[test]
+    fn several_masters_are_a_comma_separated_list() {
+        let mut c = Config::new("cs1", "/tmp/x");
+        assert_eq!(c.master_urls(), ["http://127.0.0.1:7000"]);
+        c.master = "m1:7000, https://m2:7000/,m1:7000,".into();
+        assert_eq!(c.master_urls(), ["http://m1:7000", "https://m2:7000"]);
+        c.master = " , ".into();
+        assert!(c.check().is_err());
     }
 
     #[test]

@@ -175,6 +175,20 @@ pub enum Error {
         /// Bytes received before the stream went quiet.
         received: u64,
     },
+    /// A master whose term is below the highest seen (a deposed leader)
+    /// asked for a change.
+    #[error(
+        "refusing {what} from a master at term {term}: a master at term {highest} has \
+         taken over since, so the sender is no longer the leader"
+    )]
+    Fenced {
+        /// The refused request, e.g. "a delete".
+        what: &'static str,
+        /// Its term.
+        term: u64,
+        /// The highest term this server has seen.
+        highest: u64,
+    },
     /// An I/O error on this server's disk.
     #[error("{context}: {source}")]
     Io {
@@ -245,7 +259,9 @@ impl Error {
             Error::StreamIdle { .. } => Code::DeadlineExceeded,
             Error::ChecksumMismatch { .. } | Error::Corrupt { .. } => Code::DataLoss,
             Error::SourceUnavailable { .. } => Code::Unavailable,
-            Error::SourceMismatch { .. } | Error::IdMismatch { .. } => Code::FailedPrecondition,
+            Error::SourceMismatch { .. } | Error::IdMismatch { .. } | Error::Fenced { .. } => {
+                Code::FailedPrecondition
+            }
             Error::CopyFailed { code, .. } => *code,
             Error::ClientAborted { code, .. } => *code,
             Error::Io { .. } => Code::Internal,

@@ -13,6 +13,12 @@
 //! applies the pages as one report when the last arrives; if it answers a
 //! page with `send_full_report` (it lost track, e.g. a page went missing) the
 //! report starts over with a new id.
+//!
+//! With several masters (`--master a,b,c`) one such loop runs per master,
+//! each with its own acknowledgements ([`Store::report_for`]), so a slow or
+//! absent master never delays the others. Every answer carries the term of
+//! the leader as that master knows it; the highest is kept by the
+//! [`Fence`].
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -24,6 +30,7 @@ use keel_proto::v1::{ChunkReplica, HeartbeatRequest, ReportCorruptionRequest};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::fence::{self, Fence};
 use crate::peer::{MasterLink, error_chain};
 use crate::store::{Report, Store};
 
@@ -71,6 +78,14 @@ pub struct Heartbeat {
     pub interval: Duration,
     /// Whether the last heartbeat reached the master.
     pub reachable: Arc<AtomicBool>,
+    /// This master's place in `--master`: whose acknowledgements these are.
+    pub consumer: usize,
+    /// The master's URL, for logs.
+    pub master: String,
+    /// Where the terms in the answers go.
+    pub fence: Arc<Fence>,
+    /// Wakes this loop after a commit or delete ([`Store::subscribe`]).
+    pub changes: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Heartbeat {
@@ -81,11 +96,11 @@ impl Heartbeat {
         let mut was_up: Option<bool> = None;
         loop {
             let full = want_full || last_full.is_none_or(|t| t.elapsed() >= FULL_REPORT_EVERY);
-            let report = self.store.report(full);
+            let report = self.store.report_for(self.consumer, full);
             let seq = report.seq;
             let up = match self.send(full, report).await {
                 Ok(send_full) => {
-                    self.store.ack(seq);
+                    self.store.ack_for(self.consumer, seq);
                     want_full = send_full;
                     if full {
                         last_full = Some(Instant::now());
@@ -95,9 +110,10 @@ impl Heartbeat {
                 Err(e) => {
                     want_full = full;
                     let error = describe(&e);
-                    debug!(error, "heartbeat failed");
+                    debug!(master = %self.master, error, "heartbeat failed");
                     if was_up != Some(false) {
                         warn!(
+                            master = %self.master,
                             error,
                             "master unreachable; retrying every heartbeat interval"
                         );
@@ -106,7 +122,7 @@ impl Heartbeat {
                 }
             };
             if up && was_up != Some(true) {
-                info!("master reachable; heartbeats flowing");
+                info!(master = %self.master, "master reachable; heartbeats flowing");
             }
             was_up = Some(up);
             self.reachable.store(up, Ordering::Relaxed);
@@ -117,12 +133,16 @@ impl Heartbeat {
     }
 
     /// Sleeps until the next heartbeat is due; false on shutdown.
-    async fn wait(&self, up: bool, shutdown: &CancellationToken) -> bool {
-        let changed = self.store.changed().notified();
+    async fn wait(&mut self, up: bool, shutdown: &CancellationToken) -> bool {
+        let interval = self.interval;
         tokio::select! {
             () = shutdown.cancelled() => false,
-            () = tokio::time::sleep(self.interval) => true,
-            () = changed, if up => {
+            () = tokio::time::sleep(interval) => true,
+            r = self.changes.changed(), if up => {
+                if r.is_err() {
+                    // The store is gone: shutting down.
+                    return false;
+                }
                 tokio::select! {
                     () = shutdown.cancelled() => false,
                     () = tokio::time::sleep(COALESCE) => true,
@@ -199,6 +219,12 @@ impl Heartbeat {
         let resp = self.client.heartbeat(req).await?.into_inner();
         for r in &resp.refused {
             warn!(chunk = %r.chunk.escape_debug(), reason = %r.reason.escape_debug(), "the master refused this chunk in a heartbeat");
+        }
+        // A lower term is a deposed master's: nothing to record. Failing to
+        // record a higher one only delays fencing until a request carries it.
+        match fence::admit(&self.fence, resp.term, "a heartbeat answer").await {
+            Ok(()) | Err(crate::error::Error::Fenced { .. }) => {}
+            Err(e) => warn!(error = %e, "could not record the leader's term"),
         }
         Ok(resp.send_full_report)
     }
@@ -324,11 +350,12 @@ fn describe(s: &tonic::Status) -> String {
     out
 }
 
-/// Tells the master about corrupt replicas, without ever blocking the caller.
+/// Tells the masters about corrupt replicas, without ever blocking the caller.
 #[derive(Clone)]
 pub struct MasterReporter {
-    /// Lazily connected master client.
-    pub client: MasterLink,
+    /// Lazily connected master clients, one per `--master`: the leader acts
+    /// on the report, standbys refuse it.
+    pub clients: Vec<MasterLink>,
     /// `--id`.
     pub server_id: Arc<str>,
 }
@@ -336,21 +363,28 @@ pub struct MasterReporter {
 impl MasterReporter {
     /// Reports `id` as corrupt on this server, in the background.
     pub fn corruption(&self, id: &ChunkId, detail: &str) {
-        let mut client = self.client.clone();
-        let mut req = tonic::Request::new(ReportCorruptionRequest {
-            chunk: id.to_string(),
-            server: self.server_id.to_string(),
-            detail: detail.to_owned(),
-        });
-        req.set_timeout(Duration::from_secs(5));
-        let id = id.clone();
-        tokio::spawn(async move {
-            match client.report_corruption(req).await {
-                Ok(_) => info!(chunk = %id, "corruption reported to the master"),
-                Err(e) => {
-                    warn!(chunk = %id, error = %e, "could not report corruption to the master")
+        let several = self.clients.len() > 1;
+        for client in &self.clients {
+            let mut client = client.clone();
+            let mut req = tonic::Request::new(ReportCorruptionRequest {
+                chunk: id.to_string(),
+                server: self.server_id.to_string(),
+                detail: detail.to_owned(),
+            });
+            req.set_timeout(Duration::from_secs(5));
+            let id = id.clone();
+            tokio::spawn(async move {
+                match client.report_corruption(req).await {
+                    Ok(_) => info!(chunk = %id, "corruption reported to the master"),
+                    // A standby refuses: the leader, also asked, acts on it.
+                    Err(e) if several && e.code() == tonic::Code::FailedPrecondition => {
+                        debug!(chunk = %id, error = %e, "a standby master passed on a corruption report")
+                    }
+                    Err(e) => {
+                        warn!(chunk = %id, error = %e, "could not report corruption to the master")
+                    }
                 }
-            }
-        });
+            });
+        }
     }
 }

@@ -12,7 +12,8 @@
 //! - [`mod@write`], [`read`], [`transfer`]: `WriteChunk`, `ReadChunk`, `CopyChunk`.
 //! - [`sink`]: the pipelined writer behind writes and copies.
 //! - [`throttle`]: the migration bandwidth bucket.
-//! - [`heartbeat`]: the loop to the master and corruption reports.
+//! - [`heartbeat`]: the loops to the masters and corruption reports.
+//! - [`fence`]: the highest master term seen; deposed masters are refused.
 //! - [`service`]: the thin gRPC layer; [`auth`]: the shared token; [`peer`]: outgoing clients.
 //! - [`metrics`]: byte counters and `/metrics`, `/healthz` on `--http-listen`.
 //! - [`run`]: wires it all to an already-bound listener until shutdown.
@@ -22,6 +23,7 @@ pub mod chunk_file;
 pub mod config;
 pub mod datadir;
 pub mod error;
+pub mod fence;
 pub mod heartbeat;
 pub mod metrics;
 pub mod node;
@@ -53,6 +55,7 @@ pub use config::Config;
 pub use error::Error;
 
 use crate::auth::AttachToken;
+use crate::fence::Fence;
 use crate::heartbeat::{Heartbeat, Identity, MasterReporter};
 use crate::node::{Node, Transfers};
 use crate::service::ChunkService;
@@ -106,17 +109,23 @@ pub async fn run(
         .await;
 
     let beats = shutdown.child_token();
-    let heartbeat = tokio::spawn(
-        Heartbeat {
+    let mut heartbeats = Vec::new();
+    node.store.set_consumers(config.master_urls().len());
+    for (consumer, master) in config.master_urls().into_iter().enumerate() {
+        let beat = Heartbeat {
             store: Arc::clone(&node.store),
-            client: node.reporter.client.clone(),
+            client: node.reporter.clients[consumer].clone(),
             identity: node.identity.clone(),
             interval: config.heartbeat_interval,
-            reachable: Arc::clone(&node.master_reachable),
-        }
-        .run(beats.clone()),
-    );
-    info!(master = %config.master_url(), interval = ?config.heartbeat_interval, "heartbeats started");
+            reachable: Arc::clone(&node.master_reachable[consumer]),
+            consumer,
+            master: master.clone(),
+            fence: Arc::clone(&node.fence),
+            changes: node.store.subscribe(),
+        };
+        heartbeats.push(tokio::spawn(beat.run(beats.clone())));
+        info!(master = %master, interval = ?config.heartbeat_interval, "heartbeats started");
+    }
     let scrub = tokio::spawn(scrub_missing(
         Arc::clone(&node.store),
         config.scrub_interval,
@@ -161,7 +170,9 @@ pub async fn run(
     if let Some(http) = http {
         let _ = http.await;
     }
-    let _ = heartbeat.await;
+    for heartbeat in heartbeats {
+        let _ = heartbeat.await;
+    }
     let _ = scrub.await;
     served.map_err(|e| Error::io("serving gRPC", std::io::Error::other(e)))?;
     info!("chunk server stopped");
@@ -233,7 +244,17 @@ fn build_node(
             "advertising an unspecified address; set --advertise so peers on other hosts can reach this server"
         );
     }
-    let client = peer::master_lazy(&config.master_url(), &token)?;
+    let clients = config
+        .master_urls()
+        .iter()
+        .map(|url| peer::master_lazy(url, &token))
+        .collect::<Result<Vec<_>, _>>()?;
+    let master_reachable = clients
+        .iter()
+        .map(|_| Arc::new(AtomicBool::new(false)))
+        .collect();
+    let root = config.data_dir.clone();
+    let fence = Arc::new(Fence::open(&root)?);
     let throttle = Arc::new(Throttle::new(config.migrate_bandwidth));
     info!(
         bytes_per_sec = config.migrate_bandwidth,
@@ -249,7 +270,7 @@ fn build_node(
         throttle,
         traffic: Arc::default(),
         reporter: MasterReporter {
-            client,
+            clients,
             server_id: config.id.as_str().into(),
         },
         token,
@@ -258,7 +279,8 @@ fn build_node(
             address: config.advertise_url(bound),
             rack: config.rack.clone().unwrap_or_default(),
         },
-        master_reachable: Arc::new(AtomicBool::new(false)),
+        master_reachable,
+        fence,
         transfers: Transfers::new(config.max_transfers, config.stream_idle_timeout),
     })
 }

@@ -60,7 +60,10 @@ pub fn render(node: &Node) -> String {
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
     let t = &node.traffic;
     let totals = node.store.totals();
-    let reachable = node.master_reachable.load(Ordering::Relaxed);
+    let reachable = node
+        .master_reachable
+        .iter()
+        .any(|r| r.load(Ordering::Relaxed));
     let families: [(&str, &str, &str, f64); 11] = [
         (
             "keel_chunkserver_bytes_read_total",
@@ -125,7 +128,7 @@ pub fn render(node: &Node) -> String {
         (
             "keel_chunkserver_master_reachable",
             "gauge",
-            "1 when the last heartbeat reached the master.",
+            "1 when the last heartbeat reached a master (any, with several).",
             f64::from(u8::from(reachable)),
         ),
     ];

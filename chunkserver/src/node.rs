@@ -9,6 +9,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::AttachToken;
 use crate::error::{Error, Purpose};
+use crate::fence::Fence;
 use crate::heartbeat::{Identity, MasterReporter};
 use crate::store::Store;
 use crate::throttle::Throttle;
@@ -27,8 +28,10 @@ pub struct Node {
     pub token: AttachToken,
     /// Who we are.
     pub identity: Identity,
-    /// Whether the last heartbeat reached the master.
-    pub master_reachable: Arc<AtomicBool>,
+    /// Per master (`--master a,b,c`): whether its last heartbeat reached it.
+    pub master_reachable: Vec<Arc<AtomicBool>>,
+    /// The highest master term seen: copies and deletes of lower ones are refused.
+    pub fence: Arc<Fence>,
     /// Admission and idle timeout of writes and copies.
     pub transfers: Transfers,
 }

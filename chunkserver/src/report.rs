@@ -5,6 +5,10 @@
 //! remembers the sequence it was built at; only when the master acknowledges it
 //! are the stamps up to that sequence forgotten. A failed heartbeat forgets
 //! nothing, so its changes ride along with the next one.
+//!
+//! With several masters (`--master a,b,c`) each is a **consumer** with its
+//! own acknowledgement: a change is forgotten once every consumer has
+//! acknowledged it, and each one's deltas are the changes after its own.
 
 use std::collections::HashMap;
 
@@ -13,8 +17,11 @@ use std::collections::HashMap;
 pub struct ChangeLog {
     /// Last sequence number handed out.
     seq: u64,
-    /// Chunk id → sequence of its latest change not yet acknowledged.
+    /// Chunk id → sequence of its latest change not yet acknowledged by
+    /// every consumer.
     dirty: HashMap<String, u64>,
+    /// Consumer → the sequence it acknowledged last (missing: 0).
+    acked: Vec<u64>,
 }
 
 impl ChangeLog {
@@ -34,9 +41,18 @@ impl ChangeLog {
         self.seq
     }
 
-    /// Ids changed since the last acknowledgement, in no particular order.
+    /// Ids changed since consumer 0's last acknowledgement, in no particular order.
     pub fn dirty(&self) -> impl Iterator<Item = &str> {
-        self.dirty.keys().map(String::as_str)
+        self.dirty_for(0)
+    }
+
+    /// Ids changed since `consumer`'s last acknowledgement.
+    pub fn dirty_for(&self, consumer: usize) -> impl Iterator<Item = &str> {
+        let after = self.acked.get(consumer).copied().unwrap_or(0);
+        self.dirty
+            .iter()
+            .filter(move |(_, s)| **s > after)
+            .map(|(id, _)| id.as_str())
     }
 
     /// Number of ids waiting to be reported.
@@ -49,9 +65,30 @@ impl ChangeLog {
         self.dirty.is_empty()
     }
 
-    /// The master has seen every change up to `seq`.
+    /// Expects `n` consumers: nothing is forgotten before each of them has
+    /// acknowledged it (a consumer's first report is a full one, but it may
+    /// be acknowledged after another consumer's later one).
+    pub fn set_consumers(&mut self, n: usize) {
+        if self.acked.len() < n {
+            self.acked.resize(n, 0);
+        }
+    }
+
+    /// Consumer 0 has seen every change up to `seq`.
     pub fn ack(&mut self, seq: u64) {
-        self.dirty.retain(|_, s| *s > seq);
+        self.ack_for(0, seq);
+    }
+
+    /// `consumer` has seen every change up to `seq`; changes every consumer
+    /// has seen are forgotten.
+    pub fn ack_for(&mut self, consumer: usize, seq: u64) {
+        if self.acked.len() <= consumer {
+            self.acked.resize(consumer + 1, 0);
+        }
+        let mine = &mut self.acked[consumer];
+        *mine = (*mine).max(seq);
+        let everyone = self.acked.iter().copied().min().unwrap_or(0);
+        self.dirty.retain(|_, s| *s > everyone);
     }
 }
 
@@ -78,6 +115,24 @@ mod tests {
         log.ack(log.seq());
         assert!(log.is_empty());
         assert!(first < log.seq());
+    }
+
+    #[test]
+    fn each_consumer_gets_the_changes_after_its_own_ack() {
+        let mut log = ChangeLog::default();
+        log.set_consumers(2);
+        log.touch("a");
+        log.ack_for(0, log.seq());
+        log.touch("b");
+        let mut one: Vec<&str> = log.dirty_for(1).collect();
+        one.sort_unstable();
+        assert_eq!(one, ["a", "b"]);
+        assert_eq!(log.dirty_for(0).collect::<Vec<_>>(), ["b"]);
+        log.ack_for(1, log.seq());
+        assert_eq!(log.dirty_for(1).count(), 0);
+        assert_eq!(log.len(), 1, "b waits for consumer 0");
+        log.ack_for(0, log.seq());
+        assert!(log.is_empty());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::node::{Node, blocking};
 use crate::read::{ReadJob, ReadStream};
 use crate::store::{Stamp, Verdict};
-use crate::{transfer, write};
+use crate::{fence, transfer, write};
 
 /// The gRPC face of a [`Node`].
 pub struct ChunkService {
@@ -82,7 +82,12 @@ impl ChunkServer for ChunkService {
         &self,
         request: Request<CopyChunkRequest>,
     ) -> Result<Response<CopyChunkResponse>, Status> {
-        reply(transfer::copy_chunk(&self.node, request.into_inner()).await)
+        let req = request.into_inner();
+        let r = async {
+            fence::admit(&self.node.fence, req.term, "a copy").await?;
+            transfer::copy_chunk(&self.node, req).await
+        };
+        reply(r.await)
     }
 
     #[instrument(skip_all, fields(chunk = %request.get_ref().chunk.escape_debug()))]
@@ -91,7 +96,9 @@ impl ChunkServer for ChunkService {
         request: Request<DeleteChunkRequest>,
     ) -> Result<Response<DeleteChunkResponse>, Status> {
         let r = async {
-            let id = ChunkId::new(request.into_inner().chunk)?;
+            let req = request.into_inner();
+            let id = ChunkId::new(req.chunk)?;
+            fence::admit(&self.node.fence, req.term, "a delete").await?;
             let store = Arc::clone(&self.node.store);
             let (freed, stamp) = blocking("deleting chunk", move || store.delete(&id)).await?;
             info!(freed, "chunk deleted");
@@ -142,7 +149,11 @@ impl ChunkServer for ChunkService {
             chunk_count: t.chunks,
             in_flight: u32::try_from(t.in_flight).unwrap_or(u32::MAX),
             migrate_bandwidth: self.node.throttle.bytes_per_sec(),
-            master_reachable: self.node.master_reachable.load(Ordering::Relaxed),
+            master_reachable: self
+                .node
+                .master_reachable
+                .iter()
+                .any(|r| r.load(Ordering::Relaxed)),
             draining: self.node.store.is_draining(),
         }))
     }
@@ -193,14 +204,18 @@ impl ChunkServer for ChunkService {
         &self,
         request: Request<SetDrainRequest>,
     ) -> Result<Response<SetDrainResponse>, Status> {
-        let draining = request.into_inner().draining;
-        let store = Arc::clone(&self.node.store);
-        let r = blocking("setting the drain mark", move || {
-            store.set_draining(draining)
-        })
-        .await
-        .map(|()| SetDrainResponse { draining });
-        reply(r)
+        let req = request.into_inner();
+        let draining = req.draining;
+        let r = async {
+            fence::admit(&self.node.fence, req.term, "a drain mark").await?;
+            let store = Arc::clone(&self.node.store);
+            blocking("setting the drain mark", move || {
+                store.set_draining(draining)
+            })
+            .await
+            .map(|()| SetDrainResponse { draining })
+        };
+        reply(r.await)
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use keel_proto::chunk_id::ChunkId;
-use tokio::sync::Notify;
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::chunk_file::{AppendError, ChunkMeta, FinishError, TempChunk, open_chunk, sync_dir};
@@ -99,7 +99,7 @@ pub struct Store {
     capacity: u64,
     state: Mutex<State>,
     /// Woken after every commit and delete, so a heartbeat goes out soon.
-    changed: Notify,
+    changed: watch::Sender<u64>,
     /// Makes temp file names unique within this process (tmp/ is ours alone).
     tmp_seq: AtomicU64,
     /// This process run, for [`Stamp`]s.
@@ -145,7 +145,7 @@ impl Store {
                 used,
                 ..State::default()
             }),
-            changed: Notify::new(),
+            changed: watch::Sender::new(0),
             tmp_seq: AtomicU64::new(0),
         }))
     }
@@ -154,9 +154,14 @@ impl Store {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Woken after every commit and delete.
-    pub fn changed(&self) -> &Notify {
-        &self.changed
+    /// Changes after every commit and delete. Each heartbeat loop (one per
+    /// master) holds its own receiver, so every one of them is woken.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn note_change(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// The stamp a report built now would carry.
@@ -182,7 +187,7 @@ impl Store {
         self.dir.set_draining(draining)?;
         if self.draining.swap(draining, Ordering::Relaxed) != draining {
             info!(draining, "drain mark changed");
-            self.changed.notify_one();
+            self.note_change();
         }
         Ok(())
     }
@@ -202,7 +207,7 @@ impl Store {
             }
         };
         if known {
-            self.changed.notify_one();
+            self.note_change();
         }
         known
     }
@@ -344,7 +349,7 @@ impl Store {
             st.chunks.insert(id, Entry { meta, reads: 0 });
         }
         res.done = true;
-        self.changed.notify_one();
+        self.note_change();
         Ok(meta)
     }
 
@@ -425,7 +430,7 @@ impl Store {
             st.log.touch(key);
             (freed, st.log.seq())
         };
-        self.changed.notify_one();
+        self.note_change();
         sync_dir(&self.dir.chunks).map_err(|e| Error::io(format!("deleting chunk {key}"), e))?;
         Ok((freed, self.stamp_at(seq)))
     }
@@ -449,13 +454,19 @@ impl Store {
     /// Builds a heartbeat report: every chunk when `full`, else the changes
     /// since the last [`Store::ack`].
     pub fn report(&self, full: bool) -> Report {
+        self.report_for(0, full)
+    }
+
+    /// [`Store::report`] for master `consumer` (its place in `--master`):
+    /// deltas are the changes since that master's last [`Store::ack_for`].
+    pub fn report_for(&self, consumer: usize, full: bool) -> Report {
         let st = self.state();
         let mut chunks = Vec::new();
         let mut removed = Vec::new();
         if full {
             chunks.extend(st.chunks.iter().map(|(id, e)| (id.clone(), *e)));
         } else {
-            for id in st.log.dirty() {
+            for id in st.log.dirty_for(consumer) {
                 match st.chunks.get(id) {
                     Some(e) => chunks.push((id.to_owned(), *e)),
                     None => removed.push(id.to_owned()),
@@ -473,7 +484,17 @@ impl Store {
 
     /// The master acknowledged the report built at `seq`.
     pub fn ack(&self, seq: u64) {
-        self.state().log.ack(seq);
+        self.ack_for(0, seq);
+    }
+
+    /// Reports go to `n` masters, each acknowledging on its own.
+    pub fn set_consumers(&self, n: usize) {
+        self.state().log.set_consumers(n);
+    }
+
+    /// Master `consumer` acknowledged the report built at `seq`.
+    pub fn ack_for(&self, consumer: usize, seq: u64) {
+        self.state().log.ack_for(consumer, seq);
     }
 }
 

@@ -239,9 +239,12 @@ async fn heartbeats_carry_full_reports_then_acknowledged_deltas() {
     // The master goes away: changes wait for it and arrive in one delta.
     rec.with(|s| s.failing = true);
     write(&mut c, "b", b"bravo").await;
-    c.delete_chunk(DeleteChunkRequest { chunk: "a".into() })
-        .await
-        .expect("delete");
+    c.delete_chunk(DeleteChunkRequest {
+        chunk: "a".into(),
+        term: 0,
+    })
+    .await
+    .expect("delete");
     assert_eq!(read(&mut c, "b").await.expect("read"), b"bravo");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = rec.with(|s| {

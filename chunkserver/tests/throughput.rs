@@ -136,6 +136,7 @@ async fn write_read_copy_throughput() {
         source_address: a.clone(),
         expected_size: data.len() as u64,
         expected_crc32c: crc,
+        term: 0,
     };
     cb.copy_chunk(req).await.expect("copy");
     report("copy", data.len(), t);

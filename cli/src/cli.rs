@@ -18,7 +18,9 @@ use crate::{demo, drain, explain, get, health, put, rebalance, servers};
 #[derive(Debug, Parser)]
 #[command(name = "keelctl", version, about, propagate_version = true)]
 pub struct Cli {
-    /// gRPC address of the master (`http://HOST:PORT` or a bare `HOST:PORT`).
+    /// gRPC address of the master (`http://HOST:PORT` or a bare `HOST:PORT`);
+    /// with several masters, all of them separated by commas (keelctl finds
+    /// the leader).
     #[arg(
         long,
         global = true,
@@ -343,7 +345,8 @@ impl Cli {
             Command::Explain(a) => explain::run(&clients()?, &a.chunk, json).await,
             Command::Rebalance(c) => rebalance::run(&clients()?, c, json).await,
             Command::Health(a) => {
-                let url = a.url.as_deref().unwrap_or(&self.master);
+                let first = self.master.split(',').next().unwrap_or_default();
+                let url = a.url.as_deref().unwrap_or(first);
                 health::run(url, json, tls.as_ref()).await
             }
             Command::Demo(a) => {

@@ -3,6 +3,11 @@
 //! keep-alive, and a deadline on control requests that the master is told of
 //! (`grpc-timeout`). Data streams are bounded by their idle timeout instead
 //! (see [`crate::idle`]).
+//!
+//! `--master` may list several masters (`a,b,c`): keelctl asks them in
+//! order who leads (`ListServers` names the leader) and talks to the
+//! leader; when none is known it talks to the first that answers, which
+//! serves reads and refuses changes with the leader's address.
 
 use std::future::Future;
 use std::time::Duration;
@@ -106,10 +111,24 @@ pub fn normalize_url(input: &str) -> Result<String, String> {
     Ok(url)
 }
 
+/// Splits `--master` into its URLs (`a,b,c`; one is the usual case).
+pub fn master_list(input: &str) -> Result<Vec<String>, String> {
+    let urls = input
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(normalize_url)
+        .collect::<Result<Vec<_>, _>>()?;
+    if urls.is_empty() {
+        return Err("no master given (expected HOST:PORT, or several separated by commas)".into());
+    }
+    Ok(urls)
+}
+
 /// Factory of connections, built once from the global flags.
 #[derive(Clone, Debug)]
 pub struct Clients {
-    master_url: String,
+    /// `--master`: one or several masters.
+    master_urls: Vec<String>,
     auth: Auth,
     timeout: Duration,
     /// `--stream-idle-timeout`: a data stream with no progress this long ends.
@@ -121,10 +140,10 @@ pub struct Clients {
 impl Clients {
     /// Checks the master address and token.
     pub fn new(master: &str, token: Option<&str>, timeout: Duration) -> Result<Self, Error> {
-        let master_url = normalize_url(master)
+        let master_urls = master_list(master)
             .map_err(|e| Error::Usage(format!("invalid --master {master:?}: {e}")))?;
         Ok(Clients {
-            master_url,
+            master_urls,
             auth: Auth::new(token)?,
             timeout,
             stream_idle: crate::idle::DEFAULT_STREAM_IDLE,
@@ -151,14 +170,51 @@ impl Clients {
         self
     }
 
-    /// The master, connected.
+    /// The master (the leader, when `--master` lists several), connected.
     pub async fn master(&self) -> Result<Master, Error> {
+        if let [one] = self.master_urls.as_slice() {
+            return self.master_at(one).await;
+        }
+        let mut fallback: Option<Master> = None;
+        let mut last_error = None;
+        for url in &self.master_urls {
+            let m = match self.master_at(url).await {
+                Ok(m) => m,
+                Err(e) => {
+                    last_error = Some(e);
+                    continue;
+                }
+            };
+            match m.leader().await {
+                Some(None) => return Ok(m),
+                Some(Some(leader)) => {
+                    if let Ok(l) = self.master_at(&leader).await {
+                        return Ok(l);
+                    }
+                }
+                None => {}
+            }
+            fallback.get_or_insert(m);
+        }
+        match (fallback, last_error) {
+            (Some(m), _) => Ok(m),
+            (None, Some(e)) => Err(e),
+            (None, None) => Err(Error::Usage("--master names no master".into())),
+        }
+    }
+
+    /// The master at `url`, connected.
+    async fn master_at(&self, url: &str) -> Result<Master, Error> {
+        let url = normalize_url(url).map_err(|e| Error::Unreachable {
+            peer: format!("master {url}"),
+            reason: format!("unusable address: {e}"),
+        })?;
         let peer = Peer {
             id: None,
-            url: &self.master_url,
+            url: &url,
         }
         .to_string();
-        let channel = connect(&self.master_url, &peer, self.tls.as_ref()).await?;
+        let channel = connect(&url, &peer, self.tls.as_ref()).await?;
         let client = |timeout| {
             let deadline = Deadline {
                 auth: self.auth.clone(),
@@ -255,6 +311,24 @@ impl Master {
         }
     }
 
+    /// Who leads, as this master says: `Some(None)` when it does itself,
+    /// `Some(Some(address))` when another does, `None` when it knows no
+    /// leader or did not answer.
+    async fn leader(&self) -> Option<Option<String>> {
+        let req = keel_proto::v1::ListServersRequest {};
+        let r = self
+            .call("list servers", self.client.clone().list_servers(req))
+            .await
+            .ok()?;
+        if r.answered_by_leader {
+            Some(None)
+        } else if r.leader.is_empty() {
+            None
+        } else {
+            Some(Some(r.leader))
+        }
+    }
+
     fn late(&self, op: &'static str) -> Error {
         let why = format!("no answer within {:?} (see --timeout)", self.timeout);
         Error::rpc(&self.peer, op, Status::deadline_exceeded(why))
@@ -302,6 +376,16 @@ mod tests {
         );
         assert!(normalize_url("").is_err());
         assert!(normalize_url("http://").is_err());
+    }
+
+    #[test]
+    fn several_masters_are_a_comma_separated_list() {
+        assert_eq!(
+            master_list("m1:7000, http://m2:7000/").as_deref(),
+            Ok(&["http://m1:7000".to_owned(), "http://m2:7000".to_owned()][..])
+        );
+        assert!(master_list(" , ").is_err());
+        assert!(master_list("m1:7000,ftp://m2").is_err());
     }
 
     #[test]

@@ -67,7 +67,20 @@ pub async fn run(clients: &Clients, json: bool) -> Result<(), Error> {
         let servers: Vec<ServerJson> = resp.servers.iter().map(ServerJson::from).collect();
         output::print_json(&servers)
     } else {
-        output::print_stdout(&render(&resp))
+        output::print_stdout(&format!("{}{}", render(&resp), leader_line(&resp)))
+    }
+}
+
+/// With several masters: which one leads, and whether it answered.
+pub fn leader_line(resp: &ListServersResponse) -> String {
+    match (resp.leader.as_str(), resp.answered_by_leader) {
+        ("", _) if resp.term == 0 => String::new(),
+        ("", _) => "leader: none known right now\n".into(),
+        (leader, true) => format!("leader: {leader} (term {}), answering\n", resp.term),
+        (leader, false) => format!(
+            "leader: {leader} (term {}); answered by a standby\n",
+            resp.term
+        ),
     }
 }
 
@@ -171,6 +184,7 @@ mod tests {
                 info("cs4", 15, ServerState::Dead),
             ],
             average_utilization_pct: 50.0,
+            ..Default::default()
         };
         let text = render(&resp);
         let lines: Vec<&str> = text.lines().collect();

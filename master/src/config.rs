@@ -90,6 +90,26 @@ pub struct Config {
     #[arg(long, env = "KEEL_SHUTDOWN_DEADLINE", default_value = "8s", value_parser = parse_duration, hide = true)]
     pub shutdown_deadline: Duration,
 
+    /// etcd endpoints, comma-separated: run as one of several masters, the
+    /// leader elected through etcd. Unset: a single master, the leader always.
+    #[arg(long, env = "KEEL_ETCD", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+
+    /// Address other masters, chunk servers and clients reach this master's
+    /// gRPC at, `host:port` or a URL (default: the bound `--listen` address).
+    #[arg(long, env = "KEEL_ADVERTISE")]
+    pub advertise: Option<String>,
+
+    /// Time to live of the leader's etcd lease: a leader that cannot renew
+    /// it steps down within three quarters of it, and a standby takes over
+    /// once it has run out.
+    #[arg(long, env = "KEEL_LEADER_LEASE", default_value = "5s", value_parser = parse_lease)]
+    pub leader_lease: Duration,
+
+    /// Prefix of Keel's keys in etcd (the leader key, operator state).
+    #[arg(long, env = "KEEL_ETCD_PREFIX", default_value = "/keel")]
+    pub etcd_prefix: String,
+
     /// Distinct chunk-server ids the master will learn; heartbeats from new
     /// ids beyond it get RESOURCE_EXHAUSTED (servers are never forgotten, so
     /// bogus ids would otherwise grow memory without end).
@@ -110,6 +130,15 @@ pub struct Config {
     /// the event's fields and its spans, for log shippers.
     #[arg(long, env = "KEEL_LOG_FORMAT", value_enum, default_value_t = keel_proto::logging::LogFormat::Text)]
     pub log_format: keel_proto::logging::LogFormat,
+}
+
+/// Parses `--leader-lease`: whole seconds are what etcd grants, so at least 1s.
+fn parse_lease(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_secs(1) {
+        return Err(format!("{d:?} is shorter than etcd's smallest lease, 1s"));
+    }
+    Ok(d)
 }
 
 /// Parses a percentage in `0..=100`.
@@ -153,6 +182,22 @@ mod tests {
         assert_eq!(c.safe_mode, Duration::from_secs(10));
         assert!(!c.stdio && c.auth_token.is_none());
         assert_eq!(c.re_replicate_after, Duration::from_secs(300));
+        assert!(c.etcd.is_empty() && c.advertise.is_none());
+        assert_eq!(c.leader_lease, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn several_etcd_endpoints_and_a_lease() {
+        let c = Config::parse_from([
+            "keel-master",
+            "--etcd",
+            "http://e1:2379,http://e2:2379",
+            "--leader-lease",
+            "2s",
+        ]);
+        assert_eq!(c.etcd, ["http://e1:2379", "http://e2:2379"]);
+        assert_eq!(c.leader_lease, Duration::from_secs(2));
+        assert!(Config::try_parse_from(["keel-master", "--leader-lease", "500ms"]).is_err());
     }
 
     #[test]

@@ -1,15 +1,17 @@
-//! HTTP on `--http-listen`: `/healthz` for probes and `/metrics` in the
-//! Prometheus text format.
+//! HTTP on `--http-listen`: `/healthz` for liveness, `/readyz` for
+//! readiness (the leader, or a standby whose view is warm) and `/metrics`
+//! in the Prometheus text format.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use crate::ha::Leadership;
 use crate::meta::{SharedMeta, lock};
 use crate::metrics::Metrics;
 
@@ -18,14 +20,37 @@ use crate::metrics::Metrics;
 struct HttpState {
     meta: SharedMeta,
     metrics: Arc<Metrics>,
+    leadership: Leadership,
 }
 
 /// The HTTP routes.
-pub fn router(meta: SharedMeta, metrics: Arc<Metrics>) -> Router {
+pub fn router(meta: SharedMeta, metrics: Arc<Metrics>, leadership: Leadership) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(HttpState { meta, metrics })
+        .with_state(HttpState {
+            meta,
+            metrics,
+            leadership,
+        })
+}
+
+/// 200 for the leader, and for a standby that has heard from at least one
+/// live chunk server (its view is warm enough to answer reads); 503 else.
+async fn readyz(State(s): State<HttpState>) -> (StatusCode, &'static str) {
+    if s.leadership.is_leader() {
+        return (StatusCode::OK, "leader\n");
+    }
+    let warm = lock(&s.meta).live_server_ids().next().is_some();
+    if warm {
+        (StatusCode::OK, "standby\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "standby without a view yet: no chunk server has heartbeated\n",
+        )
+    }
 }
 
 async fn healthz() -> &'static str {
@@ -34,7 +59,8 @@ async fn healthz() -> &'static str {
 
 async fn metrics_text(State(s): State<HttpState>) -> impl IntoResponse {
     let servers = lock(&s.meta).list_servers(Instant::now());
-    let body = s.metrics.render(&servers);
+    let mut body = s.metrics.render(&servers);
+    body.push_str(&s.leadership.render_metrics());
     (
         [(
             header::CONTENT_TYPE,

@@ -16,7 +16,8 @@
 //! - [`service`] and [`convert`]: the gRPC front door; [`auth`]: its token check.
 //! - [`reports`]: paged full reports, applied whole; [`service::Limits`]: what
 //!   one client may cost.
-//! - [`http`] and [`metrics`]: `/healthz` and `/metrics`.
+//! - [`ha`]: several masters: leadership through etcd, fencing terms.
+//! - [`http`] and [`metrics`]: `/healthz`, `/readyz` and `/metrics`.
 //! - [`error`]: request errors and their gRPC codes.
 //! - [`stdio`]: the seed's JSON-lines protocol (`--stdio`) on the same core.
 //! - [`server`]: [`run`], which wires all of the above together.
@@ -26,6 +27,7 @@ pub mod balance;
 pub mod config;
 pub mod convert;
 pub mod error;
+pub mod ha;
 pub mod http;
 pub mod maintenance;
 pub mod meta;

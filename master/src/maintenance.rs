@@ -75,7 +75,7 @@ impl Maintenance {
     /// Plans under the lock, then spawns the RPCs outside it.
     fn upkeep(&self, last_scan: &mut Option<Instant>) {
         let now = Instant::now();
-        if now < self.safe_until {
+        if now < self.safe_until || !self.mover.leadership().is_leader() {
             return;
         }
         let in_flight = self.balancer.urgent_len();
@@ -89,7 +89,11 @@ impl Maintenance {
                 m.scan_redundancy();
                 *last_scan = Some(now);
             }
-            let trims = m.plan_trims(TRIMS_PER_PASS);
+            let trims = if self.mover.leadership().settled(m.live_server_ids()) {
+                m.plan_trims(TRIMS_PER_PASS)
+            } else {
+                Vec::new()
+            };
             let repairs = m.plan_repairs(now, REPAIRS_IN_FLIGHT.saturating_sub(in_flight), &queued);
             (trims, repairs, m.verifications_due(), m.redundancy())
         };

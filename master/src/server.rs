@@ -19,6 +19,7 @@ use keel_balancer::queue::{HISTORY_LIMIT, QueueConfig};
 
 use crate::balance::{BalanceSettings, Balancer};
 use crate::config::Config;
+use crate::ha::{Campaign, CampaignSettings, EtcdError, Ha};
 use crate::meta::{Meta, MetaSettings, SharedMeta};
 use crate::metrics::Metrics;
 use crate::mover::{Clients, Mover, MoverSettings, clients::BadToken};
@@ -55,6 +56,9 @@ pub enum RunError {
     /// The gRPC server task panicked.
     #[error("grpc server task: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// `--etcd` is unusable.
+    #[error(transparent)]
+    Etcd(#[from] EtcdError),
 }
 
 /// The long-lived parts every front door and loop share.
@@ -68,10 +72,12 @@ struct Core {
     tracker: TaskTracker,
     /// Tokens and TLS, read once from the flags and files.
     security: auth::Secured,
+    /// Who leads; with `--etcd`, the election that decides it.
+    ha: Ha,
 }
 
 impl Core {
-    fn new(config: &Config) -> Result<Self, RunError> {
+    fn new(config: &Config, ha: Ha) -> Result<Self, RunError> {
         let meta: SharedMeta = Arc::new(Mutex::new(Meta::new(MetaSettings {
             default_replication: config.replication,
             heartbeat_timeout: config.heartbeat_timeout,
@@ -81,7 +87,9 @@ impl Core {
         let metrics = Arc::new(Metrics::default());
         let security = auth::Secured::from_config(config)?;
         let clients = Arc::new(
-            Clients::new(security.cluster_token.as_deref())?.with_tls(security.client_tls.clone()),
+            Clients::new(security.cluster_token.as_deref())?
+                .with_tls(security.client_tls.clone())
+                .with_leadership(ha.leadership.clone()),
         );
         let settings = MoverSettings {
             copy_min_rate: config.copy_min_rate,
@@ -96,7 +104,36 @@ impl Core {
             balancer,
             tracker,
             security,
+            ha,
         })
+    }
+
+    /// With `--etcd`: starts the election loop.
+    fn campaign(&self, config: &Config, shutdown: &CancellationToken) {
+        let Some((etcd, prefix)) = &self.ha.etcd else {
+            return;
+        };
+        let campaign = Campaign {
+            etcd: Arc::clone(etcd),
+            leadership: self.ha.leadership.clone(),
+            balancer: self.balancer.clone(),
+            settings: CampaignSettings {
+                prefix: prefix.clone(),
+                lease: config.leader_lease,
+            },
+        };
+        self.tracker.spawn(campaign.run(shutdown.clone()));
+        info!(etcd = ?config.etcd, prefix = %prefix, lease = ?config.leader_lease, "campaigning for leadership through etcd");
+    }
+}
+
+/// The address this master advertises: `--advertise`, else the bound one.
+fn advertise(config: &Config, bound: std::net::SocketAddr, tls: bool) -> String {
+    match &config.advertise {
+        Some(a) if a.contains("://") => a.trim().trim_end_matches('/').to_owned(),
+        Some(a) => format!("http://{}", a.trim()),
+        None if tls => format!("https://{bound}"),
+        None => format!("http://{bound}"),
     }
 }
 
@@ -157,7 +194,8 @@ async fn serve_grpc(
         max_servers: usize::try_from(config.max_servers).unwrap_or(usize::MAX),
         max_pending_allocations: usize::try_from(config.max_pending_allocations)
             .unwrap_or(usize::MAX),
-    });
+    })
+    .with_ha(core.ha.clone());
     let master = MasterServer::new(service)
         .max_decoding_message_size(keel_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(keel_proto::MAX_MESSAGE_BYTES);
@@ -187,7 +225,11 @@ fn serve_http(
     shutdown: &CancellationToken,
 ) -> Result<JoinHandle<()>, RunError> {
     let addr = listener.local_addr()?;
-    let router = http::router(Arc::clone(&core.meta), Arc::clone(&core.metrics));
+    let router = http::router(
+        Arc::clone(&core.meta),
+        Arc::clone(&core.metrics),
+        core.ha.leadership.clone(),
+    );
     let server =
         axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let task = tokio::spawn(async move {
@@ -250,7 +292,14 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let started = Instant::now();
-    let core = Core::new(&config)?;
+    let bound = grpc.local_addr()?;
+    let tls = config.security.tls_cert.is_some();
+    let advertised = advertise(&config, bound, tls);
+    if !config.etcd.is_empty() && config.advertise.is_none() && bound.ip().is_unspecified() {
+        warn!(address = %advertised, "advertising an unspecified address; set --advertise so standbys name a leader clients can reach");
+    }
+    let ha = Ha::from_config(&config, advertised)?;
+    let core = Core::new(&config, ha)?;
     let (mut grpc_task, health) = serve_grpc(&core, &config, grpc, &shutdown).await?;
     let http_task = serve_http(&core, http, &shutdown)?;
     let upkeep = maintenance::Maintenance {
@@ -262,6 +311,7 @@ pub async fn run(
     };
     core.tracker.spawn(upkeep.run(shutdown.clone()));
     core.balancer.spawn(&shutdown);
+    core.campaign(&config, &shutdown);
     info!(safe_mode = ?config.safe_mode, replication = config.replication, balance_interval = ?config.balance_interval, auth = core.security.tokens.enabled(), tls = core.security.server_tls.is_some(), "master ready");
     if config.stdio {
         serve_stdio(&core, &config, &shutdown);

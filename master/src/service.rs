@@ -1,6 +1,13 @@
 //! `keel.v1.Master`, thin: convert the request, call the metadata or the
 //! mover or the balancer, convert the answer, map errors through
 //! `From<Error> for Status`.
+//!
+//! With several masters a standby answers reads (`ListServers`,
+//! `LocateChunk`, `RebalanceCheck`, `RebalancePlan`, `RebalanceStatus`,
+//! `ExplainChunk`) from its own view, takes heartbeats, and refuses every
+//! call that changes something with FAILED_PRECONDITION and the leader's
+//! address in the `keel-leader` header (UNAVAILABLE while no leader is
+//! known); clients retry there.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +22,7 @@ use tracing::{info, instrument};
 use crate::balance::{self, Balancer, Trigger};
 use crate::convert;
 use crate::error::Error;
+use crate::ha::{Ha, LEADER_HEADER, OperatorState};
 use crate::meta::{SharedMeta, lock};
 use crate::mover::Mover;
 use crate::rebalance;
@@ -61,6 +69,8 @@ pub struct MasterService {
     plans: Arc<Semaphore>,
     /// What one client may cost.
     limits: Limits,
+    /// Who leads; etcd for the operator state.
+    ha: Ha,
 }
 
 impl MasterService {
@@ -76,7 +86,63 @@ impl MasterService {
             reports: Arc::default(),
             plans: Arc::new(Semaphore::new(1)),
             limits: Limits::default(),
+            ha: Ha::single(),
         }
+    }
+
+    /// The same service as one of several masters.
+    pub fn with_ha(mut self, ha: Ha) -> Self {
+        self.ha = ha;
+        self
+    }
+
+    /// Refuses a call that changes something unless this master leads.
+    fn leader_only(&self) -> Result<(), Status> {
+        let leader = self.ha.leadership.leader();
+        if leader.is_self {
+            return Ok(());
+        }
+        if leader.address.is_empty() {
+            return Err(Status::unavailable(
+                "this master is a standby and no leader is known right now; retry shortly",
+            ));
+        }
+        let mut status = Status::failed_precondition(format!(
+            "this master is a standby; the leader is {} (term {})",
+            leader.address, leader.term
+        ));
+        if let Ok(v) = leader.address.parse() {
+            status.metadata_mut().insert(LEADER_HEADER, v);
+        }
+        Err(status)
+    }
+
+    /// The leader as replies name it: address, term, and whether it is us.
+    fn leader_fields(&self) -> (String, u64, bool) {
+        let l = self.ha.leadership.leader();
+        (l.address, l.term, l.is_self)
+    }
+
+    /// Records the pause in etcd first (with several masters), so the next
+    /// leader keeps it.
+    async fn save_paused(&self, paused: bool) -> Result<(), Status> {
+        let Some((etcd, prefix)) = &self.ha.etcd else {
+            return Ok(());
+        };
+        OperatorState::save_paused(etcd, prefix, paused)
+            .await
+            .map_err(|e| {
+                Status::unavailable(format!(
+                    "could not record the pause in etcd, so nothing changed: {e}"
+                ))
+            })
+    }
+
+    /// A status answer with the leader named.
+    fn status_reply(&self) -> pb::RebalanceStatusResponse {
+        let mut r = balance::status_response(self.balancer.status());
+        (r.leader, r.term, r.answered_by_leader) = self.leader_fields();
+        r
     }
 
     /// The same service with `limits`.
@@ -134,6 +200,11 @@ impl Master for MasterService {
         let refused = convert::refuse_bad_entries(&mut req);
         let refused_held = (listed - req.chunks.len()) as u64;
         let hb = convert::heartbeat(req)?;
+        // Counted once per report: every page of a paged report was built
+        // before the answer to its first page.
+        if page.page == 0 {
+            self.ha.leadership.heard(&hb.id);
+        }
         let send_full_report = if hb.full_report {
             // Up to a page (or a 64 MiB message) of replicas: recorded off the
             // async threads, so other requests stay prompt meanwhile.
@@ -147,6 +218,7 @@ impl Master for MasterService {
         Ok(Response::new(pb::HeartbeatResponse {
             send_full_report,
             refused,
+            term: self.ha.leadership.known_term(),
         }))
     }
 
@@ -159,9 +231,13 @@ impl Master for MasterService {
             let m = lock(&self.meta);
             (m.list_servers(Instant::now()), m.load_view())
         };
+        let (leader, term, answered_by_leader) = self.leader_fields();
         Ok(Response::new(pb::ListServersResponse {
             servers: servers.into_iter().map(convert::server_info).collect(),
             average_utilization_pct: keel_balancer::load::average_utilization_pct(&view),
+            leader,
+            term,
+            answered_by_leader,
         }))
     }
 
@@ -181,6 +257,7 @@ impl Master for MasterService {
         &self,
         req: Request<pb::AllocateChunkRequest>,
     ) -> Reply<pb::AllocateChunkResponse> {
+        self.leader_only()?;
         let req = convert::alloc_request(req.into_inner())?;
         let a = {
             let now = Instant::now();
@@ -216,6 +293,7 @@ impl Master for MasterService {
         &self,
         req: Request<pb::RebalanceExecuteRequest>,
     ) -> Reply<pb::RebalanceExecuteResponse> {
+        self.leader_only()?;
         let requested = req.into_inner().moves;
         let moves = rebalance::moves(&requested);
         let outcomes = rebalance::execute(&self.balancer, moves).await?;
@@ -250,6 +328,7 @@ impl Master for MasterService {
         &self,
         _req: Request<pb::RebalanceRunRequest>,
     ) -> Reply<pb::RebalanceRunResponse> {
+        self.leader_only()?;
         if let Some(left) = self.balancer.safe_mode_left() {
             let remaining_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
             return Err(Error::SafeMode { remaining_ms }.into());
@@ -264,9 +343,7 @@ impl Master for MasterService {
         &self,
         _req: Request<pb::RebalanceStatusRequest>,
     ) -> Reply<pb::RebalanceStatusResponse> {
-        Ok(Response::new(balance::status_response(
-            self.balancer.status(),
-        )))
+        Ok(Response::new(self.status_reply()))
     }
 
     #[instrument(skip_all)]
@@ -274,10 +351,10 @@ impl Master for MasterService {
         &self,
         _req: Request<pb::RebalancePauseRequest>,
     ) -> Reply<pb::RebalanceStatusResponse> {
+        self.leader_only()?;
+        self.save_paused(true).await?;
         self.balancer.pause();
-        Ok(Response::new(balance::status_response(
-            self.balancer.status(),
-        )))
+        Ok(Response::new(self.status_reply()))
     }
 
     #[instrument(skip_all)]
@@ -285,10 +362,10 @@ impl Master for MasterService {
         &self,
         _req: Request<pb::RebalanceResumeRequest>,
     ) -> Reply<pb::RebalanceStatusResponse> {
+        self.leader_only()?;
+        self.save_paused(false).await?;
         self.balancer.resume();
-        Ok(Response::new(balance::status_response(
-            self.balancer.status(),
-        )))
+        Ok(Response::new(self.status_reply()))
     }
 
     #[instrument(skip_all, fields(chunk = %req.get_ref().chunk.escape_debug(), server = %req.get_ref().server.escape_debug()))]
@@ -296,6 +373,7 @@ impl Master for MasterService {
         &self,
         req: Request<pb::ReportCorruptionRequest>,
     ) -> Reply<pb::ReportCorruptionResponse> {
+        self.leader_only()?;
         let req = req.into_inner();
         convert::chunk(&req.chunk)?;
         convert::server_id(&req.server)?;
@@ -342,6 +420,7 @@ impl MasterService {
     /// Sets the drain mark on the chunk server (which keeps it across
     /// restarts), then in the metadata.
     async fn set_drain(&self, server: String, draining: bool) -> Reply<pb::DrainServerResponse> {
+        self.leader_only()?;
         convert::server_id(&server)?;
         let addr = lock(&self.meta).drain_target(&server)?;
         let action = if draining { "drain" } else { "undrain" };

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`v1`]: code generated from `keel/v1/*.proto` at build time.
+//! - [`etcd`]: a client of etcd's v3 KV and Lease services (leader election).
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, served by gRPC reflection.
 //! - [`chunk_id`]: the one validation of chunk ids, applied before any path is built.
 //! - [`units`]: parsing of sizes (`64MiB`) and durations (`500ms`) for flags.
@@ -25,6 +26,20 @@ pub mod units;
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod v1 {
     tonic::include_proto!("keel.v1");
+}
+
+/// Generated clients of the subset of etcd's v3 API under `proto/etcd/`
+/// (Apache-2.0, the etcd authors): KV and Lease, enough for leader election.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod etcd {
+    /// Keys and values as etcd stores them.
+    pub mod mvccpb {
+        tonic::include_proto!("mvccpb");
+    }
+    /// etcd's KV and Lease services.
+    pub mod etcdserverpb {
+        tonic::include_proto!("etcdserverpb");
+    }
 }
 
 /// Encoded `FileDescriptorSet` of `keel.v1`, for `tonic-reflection`.

@@ -71,6 +71,7 @@ pub async fn copy(
         source_address: source_url.to_owned(),
         expected_size,
         expected_crc32c,
+        term: 0,
     })
     .await
     .map(|r| r.into_inner())

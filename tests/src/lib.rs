@@ -2,10 +2,10 @@
 //! `keel-chunkserver` binaries as separate processes on loopback port 0, each
 //! test in its own temp dir, and always cleans its children up.
 //!
-//! Daemons log one line containing `grpc listening addr=HOST:PORT` (and the
-//! master `http listening addr=HOST:PORT`) once bound, or with `--log-format
-//! json` that message with an `addr` field; the harness reads it from the
-//! daemon's log file. Logs are kept per daemon and their tails are
+//! Daemons log one line containing `grpc listening addr=HOST:PORT` (and
+//! masters, whose names start with `master`, `http listening addr=HOST:PORT`)
+//! once bound, or with `--log-format json` that message with an `addr` field;
+//! the harness reads it from the daemon's log file. Logs are kept per daemon and their tails are
 //! printed when a test panics.
 //!
 //! Binaries of other packages are not in `CARGO_BIN_EXE_*`: they are looked up
@@ -27,6 +27,7 @@ pub mod bench;
 pub mod chunks;
 pub mod cs;
 pub mod faults;
+pub mod ha;
 pub mod load;
 pub mod master;
 
@@ -150,7 +151,7 @@ impl Daemon {
         }
         self.child = Some(child);
         self.addr = self.wait_for_line("grpc listening addr=", offset)?;
-        if self.name == "master" || self.args.iter().any(|a| a == "--http-listen") {
+        if self.name.starts_with("master") || self.args.iter().any(|a| a == "--http-listen") {
             self.http_addr = Some(self.wait_for_line("http listening addr=", offset)?);
         }
         Ok(())

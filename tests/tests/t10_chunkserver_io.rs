@@ -175,12 +175,14 @@ async fn round_trip_and_bad_input() -> Result<()> {
     let freed = c
         .delete_chunk(DeleteChunkRequest {
             chunk: "big".into(),
+            term: 0,
         })
         .await?;
     assert_eq!(freed.into_inner().freed_bytes, used);
     refused(
         c.delete_chunk(DeleteChunkRequest {
             chunk: "big".into(),
+            term: 0,
         })
         .await,
         Code::NotFound,
@@ -295,6 +297,7 @@ async fn a_read_in_progress_survives_a_delete() -> Result<()> {
     let freed = d
         .delete_chunk(DeleteChunkRequest {
             chunk: "doomed".into(),
+            term: 0,
         })
         .await?;
     assert_eq!(freed.into_inner().freed_bytes, data.len() as u64);

@@ -112,7 +112,12 @@ async fn request_fields_cannot_forge_log_lines() -> Result<()> {
     )
     .await;
     let _ = s.stat_chunk(StatChunkRequest { chunk: next() }).await;
-    let _ = s.delete_chunk(DeleteChunkRequest { chunk: next() }).await;
+    let _ = s
+        .delete_chunk(DeleteChunkRequest {
+            chunk: next(),
+            term: 0,
+        })
+        .await;
     let _ = keel_tests::cs::read_raw(&cs1, &next(), false).await;
     let _ = s
         .read_chunk(ReadChunkRequest {

@@ -43,6 +43,10 @@ pub struct QueuedMoveJson {
 pub struct StatusJson {
     /// No new moves start.
     pub paused: bool,
+    /// Several masters: the leader's address (empty without etcd or when unknown).
+    pub leader: String,
+    /// The leader's term (0 without etcd).
+    pub term: u64,
     /// The master is still in its start-up safe mode.
     pub safe_mode: bool,
     /// No server outside the band.
@@ -115,6 +119,8 @@ impl From<&RebalanceStatusResponse> for StatusJson {
     fn from(r: &RebalanceStatusResponse) -> Self {
         StatusJson {
             paused: r.paused,
+            leader: r.leader.clone(),
+            term: r.term,
             safe_mode: r.safe_mode,
             balanced: r.balanced,
             average_utilization_pct: r.average_utilization_pct,
@@ -210,6 +216,14 @@ pub fn render(r: &RebalanceStatusResponse) -> String {
         },
         output::pct(r.average_utilization_pct).trim_start(),
     );
+    if !r.leader.is_empty() {
+        let who = if r.answered_by_leader {
+            "answering"
+        } else {
+            "answered by a standby"
+        };
+        out.push_str(&format!("leader: {} (term {}), {who}\n", r.leader, r.term));
+    }
     out.push_str(&format!(
         "moves: {} pending, {} running, {} done, {} failed",
         r.pending, r.running, r.done, r.failed

@@ -138,7 +138,7 @@ impl Balancer {
                 }
                 () = self.inner.refill.notified() => Trigger::Refill,
             };
-            if trigger == Trigger::Refill && self.in_safe_mode() {
+            if (trigger == Trigger::Refill && self.in_safe_mode()) || !self.leads() {
                 continue;
             }
             // Moves planned while paused would be planned on a view that is
@@ -172,8 +172,16 @@ impl Balancer {
         }
     }
 
+    /// Whether this master leads: a standby plans and starts nothing.
+    fn leads(&self) -> bool {
+        self.inner.mover.leadership().is_leader()
+    }
+
     /// Starts every queued copy whose gates pass; true while copies wait.
     fn tick(&self) -> bool {
+        if !self.leads() {
+            return false;
+        }
         let now = self.now();
         let (starts, waiting, queued) = {
             let mut st = self.state();

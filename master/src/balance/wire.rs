@@ -130,6 +130,7 @@ pub fn status_response(s: BalanceStatus) -> pb::RebalanceStatusResponse {
         balanced: s.balanced,
         average_utilization_pct: s.average_utilization_pct,
         safe_mode: s.safe_mode,
+        ..Default::default()
     }
 }
 

@@ -107,6 +107,11 @@ impl Meta {
         self.busy.keys().map(AsRef::as_ref)
     }
 
+    /// Ids of the servers marked alive.
+    pub fn live_server_ids(&self) -> impl Iterator<Item = &str> + '_ {
+        self.servers.iter().filter(|s| s.alive).map(|s| &*s.id)
+    }
+
     /// Every known server, sorted by id.
     pub fn list_servers(&self, now: Instant) -> Vec<ServerStatus> {
         let mut out: Vec<ServerStatus> = self

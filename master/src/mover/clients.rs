@@ -1,13 +1,17 @@
 //! gRPC clients of chunk servers: one lazily connected channel per address,
-//! cached, carrying the shared token and Keel's message limits.
+//! cached, carrying the shared token and Keel's message limits; and the
+//! fencing of the requests that change data ([`Clients::fenced`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use keel_proto::v1::chunk_server_client::ChunkServerClient;
+use keel_proto::v1::{CopyChunkRequest, DeleteChunkRequest, SetDrainRequest};
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+
+use crate::ha::Leadership;
 
 /// How long connecting to a chunk server may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -34,6 +38,32 @@ pub struct Clients {
     auth: Option<AsciiMetadataValue>,
     /// TLS towards `https://` chunk servers (`--tls-ca`, `--tls-cert`, `--tls-key`).
     tls: Option<ClientTlsConfig>,
+    /// Whether this master leads, and at which term.
+    leadership: Leadership,
+}
+
+/// A request that changes data on a chunk server and carries the sender's term.
+pub trait Fenced {
+    /// Sets the term the request is sent under.
+    fn set_term(&mut self, term: u64);
+}
+
+impl Fenced for CopyChunkRequest {
+    fn set_term(&mut self, term: u64) {
+        self.term = term;
+    }
+}
+
+impl Fenced for DeleteChunkRequest {
+    fn set_term(&mut self, term: u64) {
+        self.term = term;
+    }
+}
+
+impl Fenced for SetDrainRequest {
+    fn set_term(&mut self, term: u64) {
+        self.term = term;
+    }
 }
 
 impl Clients {
@@ -46,7 +76,36 @@ impl Clients {
             channels: Mutex::new(HashMap::new()),
             auth,
             tls: None,
+            leadership: Leadership::single(),
         })
+    }
+
+    /// The same clients, sending under `leadership`'s term.
+    pub fn with_leadership(mut self, leadership: Leadership) -> Self {
+        self.leadership = leadership;
+        self
+    }
+
+    /// Whether this master leads, and at which term.
+    pub fn leadership(&self) -> &Leadership {
+        &self.leadership
+    }
+
+    /// Like [`Clients::request`] for a request that changes data: stamped
+    /// with this master's term, or refused here with FAILED_PRECONDITION
+    /// when this master does not lead at this instant.
+    pub fn fenced<T: Fenced>(
+        &self,
+        mut msg: T,
+        timeout: Duration,
+    ) -> Result<tonic::Request<T>, tonic::Status> {
+        let Some(term) = self.leadership.term_if_leading() else {
+            return Err(tonic::Status::failed_precondition(
+                "this master is not the leader (any more); the change is left to the leader",
+            ));
+        };
+        msg.set_term(term);
+        Ok(self.request(msg, timeout))
     }
 
     /// The same clients, speaking TLS to `https://` addresses.
@@ -115,6 +174,18 @@ mod tests {
             Some("Bearer s3cret")
         );
         assert!(Clients::new(Some("bad\ntoken")).is_err());
+        let req = c
+            .fenced(DeleteChunkRequest::default(), Duration::from_secs(1))
+            .expect("a single master always leads");
+        assert_eq!(req.get_ref().term, 0);
+        let standby = Clients::new(None)
+            .expect("no token")
+            .with_leadership(Leadership::elected("http://m1:7000".into()));
+        let refused = standby.fenced(DeleteChunkRequest::default(), Duration::from_secs(1));
+        assert_eq!(
+            refused.map(|_| ()).map_err(|s| s.code()),
+            Err(tonic::Code::FailedPrecondition)
+        );
         assert!(c.client("not a url").is_err());
     }
 }

@@ -92,8 +92,12 @@ impl Mover {
             source_address: t.from.address.clone(),
             expected_size: t.size,
             expected_crc32c: t.crc32c,
+            term: 0,
         };
-        let req = self.clients.request(req, deadline);
+        let req = self
+            .clients
+            .fenced(req, deadline)
+            .map_err(|s| Attempt::Fatal(s.message().to_owned()))?;
         let resp = match tokio::time::timeout(deadline, client.copy_chunk(req)).await {
             Err(_) => {
                 return Err(Attempt::Retry(format!(

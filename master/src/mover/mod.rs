@@ -152,6 +152,11 @@ impl Mover {
         &self.metrics
     }
 
+    /// Whether this master leads (several masters: see [`crate::ha`]).
+    pub fn leadership(&self) -> &crate::ha::Leadership {
+        self.clients.leadership()
+    }
+
     /// Runs one attempt of a copy the queue started (the metadata already
     /// counts it as begun; its busy mark ends here, however this ends):
     /// copy, record, and for a move delete the source only when enough
@@ -270,7 +275,7 @@ impl Mover {
         let mut c = self.clients.client(&server.address)?;
         let req = self
             .clients
-            .request(SetDrainRequest { draining }, SMALL_RPC_TIMEOUT);
+            .fenced(SetDrainRequest { draining, term: 0 }, SMALL_RPC_TIMEOUT)?;
         match tokio::time::timeout(SMALL_RPC_TIMEOUT, c.set_drain(req)).await {
             Ok(r) => r.map(|_| ()),
             Err(_) => Err(tonic::Status::deadline_exceeded(
@@ -287,12 +292,13 @@ impl Mover {
         server: &ServerAddr,
     ) -> Result<Option<Stamp>, tonic::Status> {
         let mut c = self.clients.client(&server.address)?;
-        let req = self.clients.request(
+        let req = self.clients.fenced(
             DeleteChunkRequest {
                 chunk: chunk.to_owned(),
+                term: 0,
             },
             SMALL_RPC_TIMEOUT,
-        );
+        )?;
         match tokio::time::timeout(SMALL_RPC_TIMEOUT, c.delete_chunk(req)).await {
             Ok(Ok(r)) => Ok(convert::stamp(r.into_inner().stamp)),
             Ok(Err(s)) if s.code() == tonic::Code::NotFound => Ok(None),

@@ -177,7 +177,16 @@ pub fn holders_on_disk(cluster: &Cluster, chunk: &str) -> Vec<String> {
 /// located with its size and checksum on exactly `replication` live servers,
 /// and exactly those servers hold its file on disk.
 pub async fn placement_ok(cluster: &Cluster, known: &[Known]) -> Result<(), String> {
-    let mut m = quick_master(&cluster.master_url())
+    placement_ok_at(cluster, &cluster.master_url(), known).await
+}
+
+/// [`placement_ok`] as the master at `master_url` sees it (one of several).
+pub async fn placement_ok_at(
+    cluster: &Cluster,
+    master_url: &str,
+    known: &[Known],
+) -> Result<(), String> {
+    let mut m = quick_master(master_url)
         .await
         .map_err(|e| format!("connecting to the master: {e:#}"))?;
     let servers = m
@@ -289,10 +298,17 @@ pub fn execute_in_background(
 
 /// Deletes `chunk` from every chunk server holding its file.
 pub async fn delete_everywhere(cluster: &Cluster, chunk: &str) -> Result<()> {
+    delete_everywhere_at(cluster, chunk, 0).await
+}
+
+/// [`delete_everywhere`] under a master's `term` (several masters: the
+/// chunk servers refuse terms below the highest they have seen).
+pub async fn delete_everywhere_at(cluster: &Cluster, chunk: &str, term: u64) -> Result<()> {
     for s in holders_on_disk(cluster, chunk) {
         let mut c = quick_chunkserver(&cluster.chunkservers[&s].url()).await?;
         c.delete_chunk(DeleteChunkRequest {
             chunk: chunk.to_owned(),
+            term,
         })
         .await?;
     }

@@ -164,6 +164,7 @@ impl Call {
                     .map_err(unavailable)?;
                 let req = DeleteChunkRequest {
                     chunk: chunk.clone(),
+                    term: 0,
                 };
                 c.delete_chunk(req).await.map(|_| Reply::Plain)
             }

@@ -127,6 +127,7 @@ fn copy(on: &'static str, chunk: &str, source: &str, expected: (u64, u32)) -> Ca
             source_address: source.into(),
             expected_size: expected.0,
             expected_crc32c: expected.1,
+            term: 0,
         },
     }
 }

@@ -84,6 +84,7 @@ impl Pair {
             source_address: self.a.url(),
             expected_size: size,
             expected_crc32c: crc32c,
+            term: 0,
         };
         let start = Instant::now();
         client
@@ -112,7 +113,10 @@ impl Pair {
     pub async fn delete(&self, url: &str, id: &str) -> Result<()> {
         let mut client = chunkserver_client(url).await?;
         client
-            .delete_chunk(DeleteChunkRequest { chunk: id.into() })
+            .delete_chunk(DeleteChunkRequest {
+                chunk: id.into(),
+                term: 0,
+            })
             .await
             .with_context(|| format!("DeleteChunk {id} on {url}"))?;
         Ok(())

@@ -1,0 +1,312 @@
+//! Several masters for tests: a real etcd (`/usr/bin/etcd`, or
+//! `KEEL_ETCD_BIN`) on free loopback ports, masters started with `--etcd`,
+//! and chunk servers that heartbeat to all of them.
+//!
+//! etcd runs as a [`Daemon`]-like child with its own data dir under the
+//! cluster's temp dir; it is killed when dropped, like every daemon.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use keel_proto::v1::{ListServersRequest, ListServersResponse};
+
+use crate::faults::quick_master;
+use crate::faults::relay::Relay;
+use crate::master::http_get;
+use crate::{Cluster, CsOpts, Daemon, bin, tail, wait_until};
+
+/// Path of the etcd binary.
+pub fn etcd_bin() -> PathBuf {
+    std::env::var_os("KEEL_ETCD_BIN").map_or_else(|| PathBuf::from("/usr/bin/etcd"), PathBuf::from)
+}
+
+/// A port nobody listens on right now.
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// A running etcd.
+pub struct Etcd {
+    child: Option<Child>,
+    args: Vec<String>,
+    log: PathBuf,
+    /// Client address (`--listen-client-urls`).
+    pub addr: SocketAddr,
+}
+
+impl Etcd {
+    /// Starts a one-member etcd with its data in `dir` and waits until it
+    /// answers `/health`.
+    pub async fn start(dir: &std::path::Path) -> Result<Self> {
+        let (client, peer) = (free_port()?, free_port()?);
+        let client_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let data = dir.join("etcd-data");
+        let args = vec![
+            "--name".into(),
+            "default".into(),
+            "--data-dir".into(),
+            data.display().to_string(),
+            "--listen-client-urls".into(),
+            client_url.clone(),
+            "--advertise-client-urls".into(),
+            client_url,
+            "--listen-peer-urls".into(),
+            peer_url.clone(),
+            "--initial-advertise-peer-urls".into(),
+            peer_url.clone(),
+            "--initial-cluster".into(),
+            format!("default={peer_url}"),
+        ];
+        let mut e = Etcd {
+            child: None,
+            args,
+            log: dir.join("etcd.log"),
+            addr: format!("127.0.0.1:{client}").parse()?,
+        };
+        e.spawn().await?;
+        Ok(e)
+    }
+
+    async fn spawn(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = Command::new(etcd_bin())
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("spawning {} (install etcd-server)", etcd_bin().display()))?;
+        self.child = Some(child);
+        let addr = self.addr;
+        let ready = wait_until("etcd healthy", Duration::from_secs(20), || async move {
+            matches!(http_get(addr, "/health").await, Ok((200, body)) if body.contains("true"))
+        })
+        .await;
+        if let Err(e) = ready {
+            bail!("{e:#}; etcd log:\n{}", tail(&self.log, 30));
+        }
+        Ok(())
+    }
+
+    /// `http://ADDR` for `--etcd`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Process id of the running etcd.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same ports and data after [`Etcd::kill9`].
+    pub async fn start_again(&mut self) -> Result<()> {
+        assert!(self.child.is_none(), "etcd is still running");
+        self.spawn().await
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Sends `sig` to process `pid` (SIGSTOP, SIGCONT in the tests).
+pub fn signal_pid(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on the pid of a child this test spawned and has not reaped.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+/// How long a probe of a master may take: a frozen (SIGSTOP) master
+/// accepts connections and never answers.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// `ListServers` of the master at `url`, or `None` when it does not answer
+/// within [`PROBE_TIMEOUT`].
+pub async fn list_servers(url: &str) -> Option<ListServersResponse> {
+    let ask = async {
+        let mut m = quick_master(url).await.ok()?;
+        m.list_servers(ListServersRequest {}).await.ok()
+    };
+    tokio::time::timeout(PROBE_TIMEOUT, ask)
+        .await
+        .ok()
+        .flatten()
+        .map(tonic::Response::into_inner)
+}
+
+/// Masters sharing one etcd, chunk servers heartbeating to all of them.
+pub struct HaCluster {
+    /// The masters, `master-a`, `master-b`, …
+    pub masters: Vec<Daemon>,
+    /// Chunk servers (its `master` is never set); declared before etcd and
+    /// the dir so daemons stop first.
+    pub cluster: Cluster,
+    /// The election's etcd.
+    pub etcd: Etcd,
+}
+
+/// Flags of every test master: the harness's usual timings and a 2 s lease.
+pub const MASTER_FLAGS: [&str; 10] = [
+    "--heartbeat-timeout",
+    "3s",
+    "--safe-mode",
+    "0s",
+    "--balance-interval",
+    "0",
+    "--leader-lease",
+    "2s",
+    "--maintenance-interval",
+    "200ms",
+];
+
+impl HaCluster {
+    /// etcd and `n` masters with [`MASTER_FLAGS`] plus `extra`.
+    pub async fn start(n: usize, extra: &[&str]) -> Result<Self> {
+        let cluster = Cluster::new()?;
+        let etcd = Etcd::start(cluster.dir.path()).await?;
+        let url = etcd.url();
+        Self::with_masters(cluster, etcd, &url, n, extra)
+    }
+
+    /// Like [`HaCluster::start`], but the masters reach etcd only through
+    /// the returned relay, which can cut one of them off.
+    pub async fn start_behind_relay(n: usize, extra: &[&str]) -> Result<(Self, Relay)> {
+        let cluster = Cluster::new()?;
+        let etcd = Etcd::start(cluster.dir.path()).await?;
+        let relay = Relay::start().await?;
+        relay.forward_to(etcd.addr);
+        let c = Self::with_masters(cluster, etcd, &relay.url(), n, extra)?;
+        Ok((c, relay))
+    }
+
+    fn with_masters(
+        cluster: Cluster,
+        etcd: Etcd,
+        etcd_url: &str,
+        n: usize,
+        extra: &[&str],
+    ) -> Result<Self> {
+        let mut masters = Vec::new();
+        for i in 0..n {
+            let name = format!("master-{}", (b'a' + i as u8) as char);
+            let mut args: Vec<String> = ["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]
+                .iter()
+                .chain(MASTER_FLAGS.iter())
+                .chain(extra.iter())
+                .map(|s| s.to_string())
+                .collect();
+            args.extend(["--etcd".into(), etcd_url.to_owned()]);
+            let log = cluster.dir.path().join(format!("{name}.log"));
+            let d = Daemon::start(&name, bin("keel-master"), args, cluster.envs.clone(), log)?;
+            masters.push(d);
+        }
+        Ok(HaCluster {
+            masters,
+            cluster,
+            etcd,
+        })
+    }
+
+    /// Every master's URL, comma-separated, for `--master`.
+    pub fn master_list(&self) -> String {
+        let urls: Vec<String> = self.masters.iter().map(Daemon::url).collect();
+        urls.join(",")
+    }
+
+    /// Starts chunk server `id` heartbeating to every master.
+    pub fn add_chunkserver(&mut self, id: &str, mut opts: CsOpts) -> Result<()> {
+        opts.with_master = false;
+        opts.extra.extend(["--master".into(), self.master_list()]);
+        self.cluster.add_chunkserver(id, opts)?;
+        Ok(())
+    }
+
+    /// The index of the master that says it leads, if one does.
+    pub async fn leader(&self) -> Option<usize> {
+        for (i, m) in self.masters.iter().enumerate() {
+            if list_servers(&m.url())
+                .await
+                .is_some_and(|r| r.answered_by_leader)
+            {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// Waits until some master other than `not` leads; returns its index.
+    pub async fn wait_leader(&self, not: Option<usize>, timeout: Duration) -> Result<usize> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(i) = self.leader().await
+                && Some(i) != not
+            {
+                return Ok(i);
+            }
+            if Instant::now() >= deadline {
+                bail!("no new leader within {timeout:?}; logs:\n{}", self.tails());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until master `i` lists `n` alive servers.
+    pub async fn wait_alive(&self, i: usize, n: usize) -> Result<()> {
+        let url = self.masters[i].url();
+        wait_until(
+            &format!("{n} alive chunk servers on master {i}"),
+            Duration::from_secs(20),
+            || {
+                let url = url.clone();
+                async move {
+                    crate::master::servers(&url)
+                        .await
+                        .is_ok_and(|s| s.iter().filter(|r| r.alive).count() == n)
+                }
+            },
+        )
+        .await
+    }
+
+    /// The last lines of every master's log.
+    pub fn tails(&self) -> String {
+        let mut out = String::new();
+        for m in &self.masters {
+            out.push_str(&format!(
+                "----- {} -----\n{}\n",
+                m.name,
+                tail(m.log_path(), 25)
+            ));
+        }
+        out
+    }
+}
+
+impl Drop for HaCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprint!("{}", self.tails());
+            eprintln!("----- etcd -----\n{}", tail(&self.etcd.log, 15));
+        }
+    }
+}

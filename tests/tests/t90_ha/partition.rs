@@ -1,0 +1,72 @@
+//! The leader cut off from etcd (every master reaches etcd through a relay
+//! that stalls one process's connections, see t75): it steps down before
+//! its lease could have let another master win, so the two never lead at
+//! once; the other master takes over; healing the link makes the old one a
+//! standby.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use keel_proto::v1::ListServersRequest;
+use keel_tests::CsOpts;
+use keel_tests::faults::quick_master;
+use keel_tests::ha::{HaCluster, list_servers};
+
+use super::{LEASE, RECOVERY, SLACK};
+
+/// Whether master `i` says it leads (false when it does not answer).
+async fn leads(c: &HaCluster, i: usize) -> bool {
+    list_servers(&c.masters[i].url())
+        .await
+        .is_some_and(|r| r.answered_by_leader)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_from_etcd_steps_down_before_another_leads() -> Result<()> {
+    let (mut c, relay) = HaCluster::start_behind_relay(2, &[]).await?;
+    c.add_chunkserver("cs1", CsOpts::default())?;
+    for i in 0..2 {
+        c.wait_alive(i, 1).await?;
+    }
+    let old = c.wait_leader(None, RECOVERY).await?;
+    let other = 1 - old;
+    let pid = c.masters[old].pid().context("running")?;
+
+    let cut = Instant::now();
+    relay.cut_from(pid);
+    let (mut stepped_down, mut took_over) = (None, None);
+    while (stepped_down.is_none() || took_over.is_none()) && cut.elapsed() < RECOVERY {
+        let (a, b) = (leads(&c, old).await, leads(&c, other).await);
+        ensure!(
+            !(a && b),
+            "two leaders at once, {:?} after the cut",
+            cut.elapsed()
+        );
+        if !a && stepped_down.is_none() {
+            stepped_down = Some(cut.elapsed());
+        }
+        if b && took_over.is_none() {
+            took_over = Some(cut.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let down = stepped_down.context("the cut-off leader never stepped down")?;
+    let over = took_over.context("no master took over")?;
+    eprintln!("cut from etcd: stepped down after {down:?}, other leads after {over:?}");
+    ensure!(
+        down < over,
+        "stepped down at {down:?}, after the other led at {over:?}"
+    );
+    ensure!(down <= LEASE + SLACK, "stepped down only after {down:?}");
+    ensure!(over >= LEASE / 2, "the other led after only {over:?}");
+
+    relay.heal_from(pid);
+    let url = c.masters[other].url();
+    tokio::time::sleep(LEASE).await;
+    ensure!(leads(&c, other).await, "the new leader keeps leading");
+    ensure!(!leads(&c, old).await, "the healed master stands by");
+    let mut m = quick_master(&c.masters[old].url()).await?;
+    let r = m.list_servers(ListServersRequest {}).await?.into_inner();
+    ensure!(r.leader == url, "the healed master names the leader: {r:?}");
+    Ok(())
+}
