@@ -5,7 +5,6 @@
 //! migration reads served to peers (out) and copies pulled from them (in).
 //! The throttle adds the time transfers waited for its bucket.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -14,6 +13,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use keel_proto::exposition;
 
 use crate::node::Node;
 
@@ -134,15 +134,8 @@ pub fn render(node: &Node) -> String {
     ];
     let mut out = String::with_capacity(2048);
     for (name, kind, help, value) in families {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
+        exposition::scalar(&mut out, name, kind, help, value);
     }
-    let _ = writeln!(
-        out,
-        "# HELP keel_build_info The running binary's version.\n# TYPE keel_build_info gauge\nkeel_build_info{{binary=\"keel-chunkserver\",version=\"{}\"}} 1",
-        env!("CARGO_PKG_VERSION")
-    );
+    exposition::build_info(&mut out, "keel-chunkserver", env!("CARGO_PKG_VERSION"));
     out
 }

@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
+use keel_proto::exposition;
+
 use crate::meta::ServerStatus;
 
 /// Counters and gauges of moves, shared by every component that moves data.
@@ -257,15 +259,14 @@ impl Metrics {
             ),
         ];
         for (name, kind, help, value) in scalars {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
+            exposition::scalar(&mut out, name, kind, help, value);
         }
-        let _ = writeln!(
-            out,
-            "# HELP keel_queue_stuck 1 while moves are pending and none has finished for --stuck-after.\n# TYPE keel_queue_stuck gauge\nkeel_queue_stuck {}",
-            load(&self.queue_stuck)
+        exposition::scalar(
+            &mut out,
+            "keel_queue_stuck",
+            "gauge",
+            "1 while moves are pending and none has finished for --stuck-after.",
+            load(&self.queue_stuck) as f64,
         );
         let name = "keel_move_duration_seconds";
         let _ = writeln!(
@@ -281,11 +282,7 @@ impl Metrics {
             "# HELP {name} Bytes per second of each completed copy.\n# TYPE {name} histogram"
         );
         self.copy_throughput.render(&mut out, name, "");
-        let _ = writeln!(
-            out,
-            "# HELP keel_build_info The running binary's version.\n# TYPE keel_build_info gauge\nkeel_build_info{{binary=\"keel-master\",version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
-        );
+        exposition::build_info(&mut out, "keel-master", env!("CARGO_PKG_VERSION"));
         out
     }
 }

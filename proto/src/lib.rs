@@ -12,9 +12,11 @@
 //! - [`tls`]: TLS and mTLS from PEM files, and the servers' accept loop.
 //! - `flags` (feature `clap`): the daemons' shared security flags.
 //! - [`logging`]: `--log-format text|json` and colours, for every binary.
+//! - [`exposition`]: the Prometheus text pieces both daemons' `/metrics` write.
 
 pub mod auth;
 pub mod chunk_id;
+pub mod exposition;
 #[cfg(feature = "clap")]
 pub mod flags;
 pub mod logging;

@@ -115,6 +115,29 @@ pub async fn locate(url: &str, chunk: &str) -> Result<Replicas> {
     }
 }
 
+/// Waits until the master at `url` lists a replica of each of `chunks`
+/// (written straight to chunk servers, they are known after a heartbeat).
+pub async fn wait_known(url: &str, chunks: &[&str]) -> Result<()> {
+    wait_until(
+        &format!("the master to know {chunks:?}"),
+        std::time::Duration::from_secs(10),
+        || async move {
+            for c in chunks {
+                let known = locate(url, c)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some_and(|r| !r.is_empty());
+                if !known {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await
+}
+
 /// Servers and the replicas of every chunk in `chunks`.
 pub async fn view(url: &str, chunks: &[&str]) -> Result<View> {
     let mut out = BTreeMap::new();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use keel_tests::chunks::{pattern, write};
-use keel_tests::master::locate;
+use keel_tests::master::wait_known;
 use keel_tests::{Cluster, CsOpts, bin, wait_until};
 use serde_json::Value;
 
@@ -47,18 +47,7 @@ async fn every_binary_writes_one_json_object_per_line() -> Result<()> {
     write(&c.cs("cs1").url(), "logged", &pattern(1, 4096), 1).await?;
     let url = c.master_url();
     let u = &url;
-    wait_until(
-        "the master to know the chunk",
-        Duration::from_secs(10),
-        || async move {
-            locate(u, "logged")
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|r| !r.is_empty())
-        },
-    )
-    .await?;
+    wait_known(u, &["logged"]).await?;
     let moved = Command::new(bin("keelctl"))
         .args([
             "rebalance",

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use keel_tests::chunks::{pattern, write};
-use keel_tests::master::{http_get, metric_of};
+use keel_tests::master::{http_get, metric_of, wait_known};
 use keel_tests::{Cluster, CsOpts, wait_until};
 use serde_json::Value;
 
@@ -198,22 +198,7 @@ async fn the_stuck_gauge_rises_while_nothing_finishes_and_falls_after() -> Resul
         .context("the master's http address")?;
     let url = c.master_url();
     let u = &url;
-    wait_until(
-        "the master to know both chunks",
-        Duration::from_secs(10),
-        || async move {
-            let mut known = true;
-            for id in ["a", "b"] {
-                known &= keel_tests::master::locate(u, id)
-                    .await
-                    .ok()
-                    .flatten()
-                    .is_some_and(|r| !r.is_empty());
-            }
-            known
-        },
-    )
-    .await?;
+    wait_known(u, &["a", "b"]).await?;
     // Two moves, one slot, about 3 s each at 1 MiB/s: the second waits.
     let moves = Command::new(keel_tests::bin("keelctl"))
         .args([
@@ -263,18 +248,7 @@ async fn chunk_servers_count_their_bytes_on_their_own_metrics() -> Result<()> {
     let dst = c.cs("cs2").http_addr.context("cs2's http address")?;
     let url = c.master_url();
     let u = &url;
-    wait_until(
-        "the master to know the chunk",
-        Duration::from_secs(10),
-        || async move {
-            keel_tests::master::locate(u, "counted")
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|r| !r.is_empty())
-        },
-    )
-    .await?;
+    wait_known(u, &["counted"]).await?;
     let (code, _, err) = c.keelctl(&["rebalance", "execute", "--move", "counted:cs1:cs2"])?;
     anyhow::ensure!(code == 0, "keelctl: {err}");
     let at_least = |addr, series: &'static str| async move {
