@@ -78,8 +78,8 @@ impl Maintenance {
         if now < self.safe_until || !self.mover.leadership().is_leader() {
             return;
         }
-        let in_flight = self.balancer.urgent_len();
         let queued = self.balancer.urgent_copies();
+        let in_flight = queued.chunks.len();
         let (trims, repairs, verifies, counts) = {
             let mut m = lock(self.mover.meta());
             if last_scan.is_none_or(|t| now.duration_since(t) >= FULL_SCAN_EVERY) {

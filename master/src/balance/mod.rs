@@ -260,11 +260,6 @@ impl Balancer {
         Arc::clone(&self.inner.copy_ended)
     }
 
-    /// Repairs and drains pending or running.
-    pub fn urgent_len(&self) -> usize {
-        self.state().urgent_len()
-    }
-
     /// The repair and drain copies pending or running, for the maintenance
     /// loop to plan around.
     pub fn urgent_copies(&self) -> crate::meta::QueuedCopies {

@@ -204,21 +204,6 @@ impl QueueState {
         out
     }
 
-    /// Repairs and drains pending or running.
-    pub fn urgent_len(&self) -> usize {
-        self.queue
-            .copies()
-            .filter(|(_, c)| c.class.is_urgent())
-            .count()
-    }
-
-    /// Whether a repair or drain of `chunk` is queued or running.
-    pub fn has_urgent(&self, chunk: &str) -> bool {
-        self.queue
-            .of_chunk(chunk)
-            .is_some_and(|(_, c)| c.class.is_urgent())
-    }
-
     /// Whether copy `id` is still pending or running.
     pub fn holds(&self, id: MoveId) -> bool {
         self.queue.copies().any(|(i, _)| i == id)
