@@ -62,10 +62,11 @@ fn the_alert_rules_check_and_pass_their_unit_tests() -> Result<()> {
     Ok(())
 }
 
-/// A Prometheus server, killed when dropped.
-struct Prometheus(Child);
+/// A child process (Prometheus, a keelctl run), killed when dropped, so a
+/// failing test leaves nothing running.
+struct Reaped(Child);
 
-impl Drop for Prometheus {
+impl Drop for Reaped {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -121,7 +122,7 @@ async fn a_real_prometheus_scrapes_the_master_and_loads_the_alerts() -> Result<(
     )?;
     let port = free_port()?;
     let log = std::fs::File::create(dir.join("prometheus.log"))?;
-    let _prometheus = Prometheus(
+    let _prometheus = Reaped(
         Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(
@@ -214,6 +215,7 @@ async fn the_stuck_gauge_rises_while_nothing_finishes_and_falls_after() -> Resul
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
+    let mut moves = Reaped(moves);
     let stuck = |want: f64| async move {
         metric_of(http, "keel_queue_stuck")
             .await
@@ -222,8 +224,8 @@ async fn the_stuck_gauge_rises_while_nothing_finishes_and_falls_after() -> Resul
             .is_some_and(|v| v == want)
     };
     wait_until("keel_queue_stuck 1", Duration::from_secs(10), || stuck(1.0)).await?;
-    let out = moves.wait_with_output()?;
-    anyhow::ensure!(out.status.success(), "keelctl rebalance execute failed");
+    let status = moves.0.wait()?;
+    anyhow::ensure!(status.success(), "keelctl rebalance execute failed");
     wait_until("keel_queue_stuck 0", Duration::from_secs(10), || stuck(0.0)).await?;
     let copies = metric_of(http, "keel_move_duration_seconds_count{kind=\"operator\"}").await?;
     anyhow::ensure!(copies == Some(2.0), "operator copies timed: {copies:?}");
