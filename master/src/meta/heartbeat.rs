@@ -79,6 +79,17 @@ impl Meta {
             tracing::info!(server = %id, "report from an earlier run of the server arrived late; ignored");
             return out;
         }
+        // A chunk server sends its reports one after another: one stamped
+        // before a report already applied was overtaken on the way, and its
+        // chunk list is older than what the master knows (a replica deleted
+        // since would come back). It still counted as a sign of life above.
+        if let (Some(got), Some(known)) = (hb.stamp, self.servers[no as usize].stamp)
+            && got.incarnation == known.incarnation
+            && got < known
+        {
+            tracing::info!(server = %id, "report older than one already applied arrived late; ignored");
+            return out;
+        }
         self.set_drain_mark(no, hb.draining);
         if hb.full_report {
             let skew = self.apply_full(no, &hb.chunks, hb.stamp);
