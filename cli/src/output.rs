@@ -1,5 +1,6 @@
 //! What keelctl prints: aligned tables, utilization bars, progress lines and
-//! JSON. Everything here is pure string building, so it is unit tested.
+//! JSON, fitted to the terminal. Everything but the width lookup is pure
+//! string building, so it is unit tested.
 
 use std::io::Write;
 use std::time::Duration;
@@ -8,84 +9,16 @@ use serde::Serialize;
 
 use crate::error::Error;
 
+mod table;
+mod term;
+
+pub use table::{Align, Cell, Narrow, Table};
+pub use term::{
+    MoveCounts, Parts, Progress, Rate, cut, progress_line, redraws, stderr_width, stdout_width,
+};
+
 /// Cells of utilization bars.
 pub const BAR_WIDTH: usize = 12;
-
-/// Column alignment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Align {
-    /// Text columns.
-    Left,
-    /// Number columns.
-    Right,
-}
-
-/// A table printed with columns padded to their widest cell.
-#[derive(Debug, Default)]
-pub struct Table {
-    headers: Vec<&'static str>,
-    align: Vec<Align>,
-    rows: Vec<Vec<String>>,
-}
-
-impl Table {
-    /// A table with these columns.
-    pub fn new(columns: &[(&'static str, Align)]) -> Self {
-        Table {
-            headers: columns.iter().map(|c| c.0).collect(),
-            align: columns.iter().map(|c| c.1).collect(),
-            rows: Vec::new(),
-        }
-    }
-
-    /// Adds a row (missing cells are blank, extra ones dropped).
-    pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
-    }
-
-    /// Whether no row was added.
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    /// The table as lines, without trailing spaces.
-    pub fn render(&self) -> String {
-        let widths: Vec<usize> = (0..self.headers.len())
-            .map(|i| {
-                let cells = self.rows.iter().filter_map(|r| r.get(i));
-                cells
-                    .map(|c| c.chars().count())
-                    .chain([self.headers[i].len()])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let headers: Vec<String> = self.headers.iter().map(|h| h.to_string()).collect();
-        let mut out = String::new();
-        for row in std::iter::once(&headers).chain(&self.rows) {
-            let cells: Vec<String> = (0..widths.len())
-                .map(|i| {
-                    pad(
-                        row.get(i).map_or("", String::as_str),
-                        widths[i],
-                        self.align[i],
-                    )
-                })
-                .collect();
-            out.push_str(cells.join("  ").trim_end());
-            out.push('\n');
-        }
-        out
-    }
-}
-
-fn pad(cell: &str, width: usize, align: Align) -> String {
-    let fill = " ".repeat(width.saturating_sub(cell.chars().count()));
-    match align {
-        Align::Left => format!("{cell}{fill}"),
-        Align::Right => format!("{fill}{cell}"),
-    }
-}
 
 /// `[#######.....]` for a percentage, clamped to 0–100.
 pub fn bar(pct: f64, width: usize) -> String {
@@ -139,69 +72,6 @@ pub fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
 
-/// A progress line: bar, percent, bytes and moves.
-pub fn progress_line(done_bytes: u64, total_bytes: u64, moves: MoveCounts, note: &str) -> String {
-    let frac = if total_bytes == 0 {
-        if moves.total() == 0 {
-            // Nothing planned (yet): an empty bar, not a full one.
-            0.0
-        } else {
-            100.0 * moves.finished() as f64 / moves.total() as f64
-        }
-    } else {
-        100.0 * done_bytes as f64 / total_bytes as f64
-    };
-    let mut line = format!(
-        "{} {}  {} / {}  moves {}/{} ({} running, {} failed)",
-        bar(frac, 24),
-        pct(frac),
-        size(done_bytes),
-        size(total_bytes),
-        moves.finished(),
-        moves.total(),
-        moves.running,
-        moves.failed,
-    );
-    if !note.is_empty() {
-        line.push_str("  ");
-        line.push_str(note);
-    }
-    line
-}
-
-/// Move counts of one run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MoveCounts {
-    /// Waiting to start.
-    pub pending: u64,
-    /// Copying now.
-    pub running: u64,
-    /// Finished.
-    pub done: u64,
-    /// Dropped after retries.
-    pub failed: u64,
-}
-
-impl MoveCounts {
-    /// Done plus failed.
-    pub fn finished(&self) -> u64 {
-        self.done + self.failed
-    }
-
-    /// Everything counted.
-    pub fn total(&self) -> u64 {
-        self.finished() + self.pending + self.running
-    }
-}
-
-/// Whether a progress line may redraw itself in place on stderr: a terminal
-/// that understands cursor controls. Pipes and `TERM=dumb` get plain lines.
-pub fn redraws() -> bool {
-    use std::io::IsTerminal;
-    let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
-    std::io::stderr().is_terminal() && !dumb
-}
-
 /// A `keelctl: ...` warning line on stderr (errors are printed by `main`).
 pub fn warn(msg: &str) {
     let _ = writeln!(std::io::stderr(), "keelctl: {msg}");
@@ -238,21 +108,6 @@ mod tests {
     }
 
     #[test]
-    fn tables_align() {
-        let mut t = Table::new(&[
-            ("ID", Align::Left),
-            ("USED", Align::Right),
-            ("X", Align::Left),
-        ]);
-        t.row(vec!["cs1".into(), "78.0 MiB".into(), "".into()]);
-        t.row(vec!["cs10".into(), "5 B".into(), "alive".into()]);
-        assert_eq!(
-            t.render(),
-            "ID        USED  X\ncs1   78.0 MiB\ncs10       5 B  alive\n"
-        );
-    }
-
-    #[test]
     fn counts() {
         assert_eq!(count(1, "move"), "1 move");
         assert_eq!(count(0, "move"), "0 moves");
@@ -264,24 +119,5 @@ mod tests {
         assert_eq!(age(Duration::from_millis(12_340)), "12.3s");
         assert_eq!(age(Duration::from_secs(245)), "4m05s");
         assert_eq!(age(Duration::from_secs(7800)), "2h10m");
-    }
-
-    #[test]
-    fn progress() {
-        let m = MoveCounts {
-            pending: 1,
-            running: 1,
-            done: 2,
-            failed: 0,
-        };
-        assert_eq!(
-            progress_line(50 << 20, 100 << 20, m, "paused"),
-            "[############............]  50.0%  50.0 MiB / 100.0 MiB  moves 2/4 (1 running, 0 failed)  paused"
-        );
-        let line = progress_line(0, 0, MoveCounts::default(), "");
-        assert!(
-            line.starts_with("[........................]   0.0%"),
-            "{line}"
-        );
     }
 }

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::client::Clients;
 use crate::error::Error;
-use crate::output::{self, Align, Table};
+use crate::output::{self, Align, Cell, Narrow, Parts, Table};
 
 /// One server in `--json` output. The keys are public contract.
 #[derive(Debug, Serialize, PartialEq)]
@@ -67,7 +67,8 @@ pub async fn run(clients: &Clients, json: bool) -> Result<(), Error> {
         let servers: Vec<ServerJson> = resp.servers.iter().map(ServerJson::from).collect();
         output::print_json(&servers)
     } else {
-        output::print_stdout(&format!("{}{}", render(&resp), leader_line(&resp)))
+        let table = render(&resp, output::stdout_width());
+        output::print_stdout(&format!("{table}{}", leader_line(&resp)))
     }
 }
 
@@ -84,8 +85,10 @@ pub fn leader_line(resp: &ListServersResponse) -> String {
     }
 }
 
-/// The human table plus the cluster average.
-pub fn render(resp: &ListServersResponse) -> String {
+/// The human table plus the cluster average, fitted to `width` columns:
+/// bars give way to percentages, then the scheme of addresses, then the
+/// columns that matter least.
+pub fn render(resp: &ListServersResponse, width: Option<usize>) -> String {
     if resp.servers.is_empty() {
         return "no chunk servers have registered with the master\n".into();
     }
@@ -98,21 +101,30 @@ pub fn render(resp: &ListServersResponse) -> String {
         ("UTILIZATION", Align::Left),
         ("CHUNKS", Align::Right),
         ("STATE", Align::Left),
+    ])
+    .narrowing(&[
+        Narrow::Shorten(5),
+        Narrow::Shorten(1),
+        Narrow::Drop(3),
+        Narrow::Drop(2),
+        Narrow::Drop(1),
+        Narrow::Drop(6),
     ]);
     for s in &resp.servers {
+        let address = s.address.as_str();
+        let host = address.split_once("://").map_or(address, |(_, rest)| rest);
         t.row(vec![
-            s.id.clone(),
-            s.address.clone(),
-            if s.rack.is_empty() {
-                "-".into()
-            } else {
-                s.rack.clone()
-            },
-            output::size(s.capacity_bytes),
-            output::size(s.used_bytes),
-            output::utilization(s.utilization_pct),
-            s.chunks.to_string(),
-            state_name(s.state).into(),
+            Cell::from(s.id.as_str()),
+            Cell::short(address, host),
+            Cell::from(if s.rack.is_empty() { "-" } else { &s.rack }),
+            Cell::from(output::size(s.capacity_bytes)),
+            Cell::from(output::size(s.used_bytes)),
+            Cell::short(
+                output::utilization(s.utilization_pct),
+                output::pct(s.utilization_pct),
+            ),
+            Cell::from(s.chunks.to_string()),
+            Cell::from(state_name(s.state)),
         ]);
     }
     let alive = resp
@@ -120,12 +132,21 @@ pub fn render(resp: &ListServersResponse) -> String {
         .iter()
         .filter(|s| state_name(s.state) != "dead")
         .count();
-    format!(
-        "{}\ncluster average {} over {alive} of {} servers alive\n",
-        t.render(),
-        output::utilization(resp.average_utilization_pct),
-        resp.servers.len(),
-    )
+    let mut average = Parts::default();
+    average
+        .push(0, "", "cluster average")
+        .push(
+            1,
+            " ",
+            output::bar(resp.average_utilization_pct, output::BAR_WIDTH),
+        )
+        .push(0, " ", output::pct(resp.average_utilization_pct))
+        .push(
+            0,
+            " ",
+            format!("over {alive} of {} servers alive", resp.servers.len()),
+        );
+    format!("{}\n{}\n", t.render_in(width), average.fit(width))
 }
 
 #[cfg(test)]
@@ -186,7 +207,7 @@ mod tests {
             average_utilization_pct: 50.0,
             ..Default::default()
         };
-        let text = render(&resp);
+        let text = render(&resp, None);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("ID   ADDRESS"), "{text}");
         assert!(lines[1].contains("[#########...]  78.0%"), "{text}");
@@ -196,5 +217,39 @@ mod tests {
             text.contains("cluster average [######......]  50.0% over 1 of 2"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn table_fits_an_80_column_terminal() {
+        let mut servers: Vec<ServerInfo> = (1..=12)
+            .map(|i| {
+                let mut s = info(&format!("cs{i}"), 10 * i, ServerState::Alive);
+                s.address = format!("http://127.0.0.1:{}", 40_000 + i);
+                s.rack = format!("rack-{}", i % 3);
+                s.capacity_bytes = 1 << 40;
+                s.chunks = 123_456;
+                s
+            })
+            .collect();
+        servers[3].state = ServerState::Draining as i32;
+        let resp = ListServersResponse {
+            servers,
+            average_utilization_pct: 40.0,
+            ..Default::default()
+        };
+        let wide = render(&resp, None);
+        assert!(wide.lines().any(|l| l.len() > 80), "{wide}");
+        let fitted = render(&resp, Some(80));
+        assert!(fitted.lines().all(|l| l.chars().count() <= 80), "{fitted}");
+        let lines: Vec<&str> = fitted.lines().collect();
+        assert!(
+            lines[0].contains("RACK") && lines[0].contains("CHUNKS"),
+            "{fitted}"
+        );
+        assert!(lines[4].contains("127.0.0.1:40004") && !lines[4].contains("http"));
+        assert!(lines[4].ends_with("draining"), "{fitted}");
+        let narrow = render(&resp, Some(50));
+        assert!(narrow.lines().all(|l| l.chars().count() <= 50), "{narrow}");
+        assert!(narrow.lines().nth(1).is_some_and(|l| l.starts_with("cs1 ")));
     }
 }

@@ -104,27 +104,37 @@ pub async fn write_all(
     while let Some(stored) = results.try_next().await? {
         written += stored.size;
         done.push(stored);
-        draw.show(&progress(written, total, done.len(), specs.len()));
+        draw.show(&progress(
+            written,
+            total,
+            done.len(),
+            specs.len(),
+            draw.width(),
+        ));
     }
     draw.finish();
     done.sort_by(|a, b| a.id.cmp(&b.id));
     Ok((done, started.elapsed()))
 }
 
-/// `[#####...]  20.8%  59.6 MiB / 286.5 MiB  10/48 chunks`.
-fn progress(written: u64, total: u64, chunks: usize, of: usize) -> String {
+/// `[#####...] 20.8%  59.6 MiB / 286.5 MiB  10/48 chunks`, fitted to `width`.
+fn progress(written: u64, total: u64, chunks: usize, of: usize, width: Option<usize>) -> String {
     let pct = if total == 0 {
         100.0
     } else {
         100.0 * written as f64 / total as f64
     };
-    format!(
-        "{} {}  {} / {}  {chunks}/{of} chunks",
-        output::bar(pct, 24),
-        output::pct(pct),
-        output::size(written),
-        output::size(total),
-    )
+    let mut parts = output::Parts::default();
+    parts
+        .push(2, "", output::bar(pct, 24))
+        .push(0, " ", output::pct(pct).trim_start().to_owned())
+        .push(
+            1,
+            "  ",
+            format!("{} / {}", output::size(written), output::size(total)),
+        )
+        .push(0, "  ", format!("{chunks}/{of} chunks"));
+    parts.fit(width)
 }
 
 /// Fills a spool file with the chunk's bytes, stores it, removes the file.
@@ -218,10 +228,14 @@ mod tests {
     #[test]
     fn write_progress_counts_bytes_and_chunks() {
         assert_eq!(
-            progress(10 * MIB, 40 * MIB, 2, 8),
-            "[######..................]  25.0%  10.0 MiB / 40.0 MiB  2/8 chunks"
+            progress(10 * MIB, 40 * MIB, 2, 8, None),
+            "[######..................] 25.0%  10.0 MiB / 40.0 MiB  2/8 chunks"
         );
-        assert!(progress(0, 0, 0, 0).contains("100.0%"));
+        assert_eq!(
+            progress(10 * MIB, 40 * MIB, 2, 8, Some(40)),
+            "25.0%  10.0 MiB / 40.0 MiB  2/8 chunks"
+        );
+        assert!(progress(0, 0, 0, 0, None).contains("100.0%"));
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub async fn servers_table(master: &Master) -> Result<(String, Vec<ServerJson>),
         )
         .await?;
     let json = resp.servers.iter().map(ServerJson::from).collect();
-    Ok((servers::render(&resp), json))
+    Ok((servers::render(&resp, output::stdout_width()), json))
 }
 
 /// `RebalanceCheck`.

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::client::Master;
 use crate::error::Error;
-use crate::output::{self, Align, Table};
+use crate::output::{self, Align, Narrow, Table};
 
 /// A queued move in `--json` output.
 #[derive(Debug, Serialize, PartialEq)]
@@ -196,12 +196,13 @@ fn show(resp: &RebalanceStatusResponse, head: &str, json: bool) -> Result<(), Er
     if json {
         output::print_json(&StatusJson::from(resp))
     } else {
-        output::print_stdout(&format!("{head}{}", render(resp)))
+        output::print_stdout(&format!("{head}{}", render(resp, output::stdout_width())))
     }
 }
 
-/// The human view: state, counts, ages, bytes, and the table of moves.
-pub fn render(r: &RebalanceStatusResponse) -> String {
+/// The human view: state, counts, ages, bytes, and the table of moves
+/// fitted to `width` columns.
+pub fn render(r: &RebalanceStatusResponse, width: Option<usize>) -> String {
     let mover = match (r.paused, r.safe_mode) {
         (true, _) => "paused",
         (false, true) => "in safe mode (no background pass yet)",
@@ -251,12 +252,12 @@ pub fn render(r: &RebalanceStatusResponse) -> String {
     // the state column); `copies` repeats the running ones for scripts.
     if !r.moves.is_empty() {
         out.push('\n');
-        out.push_str(&moves_table(&r.moves));
+        out.push_str(&moves_table(&r.moves, width));
     }
     out
 }
 
-fn moves_table(moves: &[QueuedMove]) -> String {
+fn moves_table(moves: &[QueuedMove], width: Option<usize>) -> String {
     let mut t = Table::new(&[
         ("CHUNK", Align::Left),
         ("FROM", Align::Left),
@@ -266,7 +267,9 @@ fn moves_table(moves: &[QueuedMove]) -> String {
         ("RETRIES", Align::Right),
         ("AGE", Align::Right),
         ("WAITING / LAST ERROR", Align::Left),
-    ]);
+    ])
+    // The reason a move waits is the column worth the room.
+    .narrowing(&[Narrow::Drop(5), Narrow::Drop(6), Narrow::Drop(3)]);
     for m in moves {
         t.row(vec![
             m.chunk.clone(),
@@ -282,7 +285,7 @@ fn moves_table(moves: &[QueuedMove]) -> String {
             why(m),
         ]);
     }
-    t.render()
+    t.render_in(width)
 }
 
 /// The waiting reason and the last error, whichever are set.
@@ -353,7 +356,7 @@ mod tests {
 
     #[test]
     fn text_shows_counts_age_and_reasons() {
-        let text = render(&status());
+        let text = render(&status(), None);
         assert!(text.starts_with("balancer active; cluster not balanced (average 50.0%)"));
         assert!(
             text.contains("moves: 1 pending, 1 running, 3 done, 0 failed; oldest pending 12.3s")

@@ -13,7 +13,7 @@ use super::queue;
 use crate::cli::RunArgs;
 use crate::client::Master;
 use crate::error::Error;
-use crate::output::{self, MoveCounts};
+use crate::output::{self, MoveCounts, Progress, Rate};
 
 /// Lines on a non-terminal stderr come at most this often.
 const PLAIN_EVERY: Duration = Duration::from_secs(3);
@@ -120,8 +120,14 @@ pub fn counts(base: &RebalanceStatusResponse, now: &RebalanceStatusResponse) -> 
     }
 }
 
-/// The progress line for one poll.
-pub fn line(base: &RebalanceStatusResponse, now: &RebalanceStatusResponse) -> String {
+/// The progress line for one poll, with the rate and ETA `rate` has seen,
+/// fitted to `width`.
+pub fn line(
+    base: &RebalanceStatusResponse,
+    now: &RebalanceStatusResponse,
+    rate: &Rate,
+    width: Option<usize>,
+) -> String {
     let moved = now.bytes_moved.saturating_sub(base.bytes_moved);
     let nothing_yet = moved == 0 && now.bytes_remaining == 0 && now.pending + now.running == 0;
     let note = match (now.paused, now.safe_mode) {
@@ -131,7 +137,18 @@ pub fn line(base: &RebalanceStatusResponse, now: &RebalanceStatusResponse) -> St
         _ if nothing_yet => "waiting for the balancer to plan",
         _ => "",
     };
-    output::progress_line(moved, moved + now.bytes_remaining, counts(base, now), note)
+    let progress = Progress {
+        done_bytes: moved,
+        total_bytes: moved + now.bytes_remaining,
+        moves: counts(base, now),
+        // Bytes count when a move lands: no rate before the first one.
+        rate: rate.per_second().filter(|&r| r > 0.0),
+        eta: rate
+            .eta(now.bytes_remaining)
+            .filter(|_| !now.paused && now.bytes_remaining > 0),
+        note,
+    };
+    output::progress_line(&progress, width)
 }
 
 /// Polls until nothing is pending or running; returns the last status.
@@ -156,12 +173,17 @@ pub async fn follow_until(
 ) -> Result<(RebalanceStatusResponse, Duration), Error> {
     let start = Instant::now();
     let mut draw = Drawer::new(output::redraws());
+    let mut rate = Rate::default();
     let mut failures = 0;
     loop {
         match queue::fetch(master).await {
             Ok(now) => {
                 failures = 0;
-                draw.show(&line(base, &now));
+                rate.sample(
+                    start.elapsed(),
+                    now.bytes_moved.saturating_sub(base.bytes_moved),
+                );
+                draw.show(&line(base, &now, &rate, draw.width()));
                 if done(&now) {
                     draw.finish();
                     return Ok((now, start.elapsed()));
@@ -205,7 +227,7 @@ pub fn summary(
 /// One line: moves done and failed, bytes moved, balanced or not.
 pub fn render_summary(w: &WaitJson) -> String {
     format!(
-        "rebalance finished in {}: {} done, {} failed, {} moved; cluster {} (average {})\n",
+        "rebalance finished in {}: {} done, {} failed, {} moved\ncluster {} (average {})\n",
         output::age(Duration::from_millis(w.elapsed_ms)),
         output::count(w.done, "move"),
         w.failed,
@@ -222,6 +244,7 @@ pub fn render_summary(w: &WaitJson) -> String {
 /// Draws progress on stderr: in place on a terminal, else a line now and then.
 pub struct Drawer {
     tty: bool,
+    width: Option<usize>,
     last_plain: Option<Instant>,
     pending_line: Option<String>,
     drawn: bool,
@@ -232,16 +255,31 @@ impl Drawer {
     pub fn new(tty: bool) -> Self {
         Drawer {
             tty,
+            // One column spare: a line that fills the last column makes some
+            // terminals wrap, and every redraw would then leave a line behind.
+            width: tty
+                .then(output::stderr_width)
+                .flatten()
+                .map(|w| w.saturating_sub(1).max(1)),
             last_plain: None,
             pending_line: None,
             drawn: false,
         }
     }
 
+    /// The columns a redrawn line may take (`None`: no limit).
+    pub fn width(&self) -> Option<usize> {
+        self.width
+    }
+
     /// Shows `line` as the current progress.
     pub fn show(&mut self, line: &str) {
         let mut err = std::io::stderr().lock();
         if self.tty {
+            let line = match self.width {
+                Some(w) => output::cut(line, w),
+                None => line.to_owned(),
+            };
             let _ = write!(err, "\r\x1b[2K{line}");
             let _ = err.flush();
             self.drawn = true;
@@ -311,15 +349,27 @@ mod tests {
                 failed: 0
             }
         );
+        let mut rate = Rate::default();
         assert_eq!(
-            line(&base, &now),
-            "[######..................]  25.0%  64.0 MiB / 256.0 MiB  moves 2/5 (1 running, 0 failed)"
+            line(&base, &now, &rate, None),
+            "[######..................] 25.0%  64.0 MiB / 256.0 MiB  moves 2/5 (1 running, 0 failed)"
+        );
+        rate.sample(Duration::ZERO, 0);
+        rate.sample(Duration::from_secs(2), 64 << 20);
+        assert_eq!(
+            line(&base, &now, &rate, Some(79)),
+            "[###.......] 25.0%  64.0 MiB / 256.0 MiB  moves 2/5  32.0 MiB/s  ETA 6.0s"
         );
         let paused = RebalanceStatusResponse {
             paused: true,
             ..now
         };
-        assert!(line(&base, &paused).ends_with("paused (keelctl rebalance resume)"));
+        let text = line(&base, &paused, &rate, Some(79));
+        assert!(
+            text.ends_with("paused (keelctl rebalance resume)"),
+            "{text}"
+        );
+        assert!(!text.contains("ETA"), "no ETA while paused: {text}");
     }
 
     #[test]
@@ -334,7 +384,7 @@ mod tests {
         assert_eq!((w.done, w.failed, w.bytes_moved), (3, 1, 192 << 20));
         assert_eq!(
             render_summary(&w),
-            "rebalance finished in 12.3s: 3 moves done, 1 failed, 192.0 MiB moved; cluster balanced (average 50.0%)\n"
+            "rebalance finished in 12.3s: 3 moves done, 1 failed, 192.0 MiB moved\ncluster balanced (average 50.0%)\n"
         );
         let out = RunJson {
             enqueued: 3,
