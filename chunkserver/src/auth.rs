@@ -84,6 +84,8 @@ impl Interceptor for AttachToken {
         if let Some(v) = &self.value {
             req.metadata_mut().insert("authorization", v.clone());
         }
+        // A copy's read from its source names the move it serves.
+        keel_proto::move_id::attach(&mut req);
         Ok(req)
     }
 }

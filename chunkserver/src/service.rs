@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use keel_proto::chunk_id::ChunkId;
+use keel_proto::move_id;
 use keel_proto::v1::chunk_server_server::ChunkServer;
 use keel_proto::v1::{
     ChunkHeader, CopyChunkRequest, CopyChunkResponse, DeleteChunkRequest, DeleteChunkResponse,
@@ -69,32 +70,39 @@ impl ChunkServer for ChunkService {
 
     type ReadChunkStream = ReadStream;
 
-    #[instrument(skip_all, fields(chunk = %request.get_ref().chunk.escape_debug(), migration = request.get_ref().migration))]
+    #[instrument(skip_all, fields(chunk = %request.get_ref().chunk.escape_debug(), migration = request.get_ref().migration, move_id))]
     async fn read_chunk(
         &self,
         request: Request<ReadChunkRequest>,
     ) -> Result<Response<ReadStream>, Status> {
+        note_move(&request);
         reply(self.open_read(request.into_inner()).await)
     }
 
-    #[instrument(skip_all, fields(chunk = %request.get_ref().chunk.escape_debug(), from = %request.get_ref().source_id.escape_debug()))]
+    #[instrument(skip_all, fields(chunk = %request.get_ref().chunk.escape_debug(), from = %request.get_ref().source_id.escape_debug(), move_id))]
     async fn copy_chunk(
         &self,
         request: Request<CopyChunkRequest>,
     ) -> Result<Response<CopyChunkResponse>, Status> {
+        let id = note_move(&request);
         let req = request.into_inner();
         let r = async {
             fence::admit(&self.node.fence, req.term, "a copy").await?;
             transfer::copy_chunk(&self.node, req).await
         };
-        reply(r.await)
+        // The read from the source runs in this task: it carries the id on.
+        match id {
+            Some(id) => reply(move_id::scope(id, r).await),
+            None => reply(r.await),
+        }
     }
 
-    #[instrument(skip_all, fields(chunk = %request.get_ref().chunk.escape_debug()))]
+    #[instrument(skip_all, fields(chunk = %request.get_ref().chunk.escape_debug(), move_id))]
     async fn delete_chunk(
         &self,
         request: Request<DeleteChunkRequest>,
     ) -> Result<Response<DeleteChunkResponse>, Status> {
+        note_move(&request);
         let r = async {
             let req = request.into_inner();
             let id = ChunkId::new(req.chunk)?;
@@ -254,4 +262,13 @@ impl ChunkService {
         }
         .spawn())
     }
+}
+
+/// Puts the move id a request carries (from the master, or from the target
+/// of a copy) into the current span, so this server's log lines of the move
+/// share it; returns it.
+fn note_move<T>(request: &Request<T>) -> Option<String> {
+    let id = move_id::of_request(request)?;
+    Span::current().record("move_id", tracing::field::display(&id));
+    Some(id)
 }

@@ -4,10 +4,11 @@
 //! per-server gauges in Prometheus text format.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
 
-use keel_proto::exposition;
+use keel_proto::exposition::{self, Histogram};
+use keel_proto::rpc_timing::RpcTimes;
 
 use crate::meta::ServerStatus;
 
@@ -39,6 +40,8 @@ pub struct Metrics {
     pub move_duration: Labelled,
     /// Bytes per second of each completed copy.
     pub copy_throughput: Histogram,
+    /// Latency of the gRPC calls the master serves, by method.
+    pub rpc: Arc<RpcTimes>,
 }
 
 /// Buckets of `keel_move_duration_seconds`.
@@ -58,55 +61,6 @@ const THROUGHPUT_BUCKETS: &[f64] = &[
     536_870_912.0,
     1_073_741_824.0,
 ];
-
-/// A Prometheus histogram with fixed buckets.
-#[derive(Debug)]
-pub struct Histogram {
-    bounds: &'static [f64],
-    /// Per bucket (not cumulative), then the sum and the count.
-    state: Mutex<(Vec<u64>, f64, u64)>,
-}
-
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Self {
-        Histogram {
-            bounds,
-            state: Mutex::new((vec![0; bounds.len()], 0.0, 0)),
-        }
-    }
-
-    /// Records one observation.
-    pub fn observe(&self, v: f64) {
-        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(i) = self.bounds.iter().position(|&b| v <= b) {
-            st.0[i] += 1;
-        }
-        st.1 += v;
-        st.2 += 1;
-    }
-
-    /// Writes the `_bucket`, `_sum` and `_count` samples; `labels` is
-    /// empty or `key="value",`.
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut cumulative = 0;
-        for (b, n) in self.bounds.iter().zip(&st.0) {
-            cumulative += n;
-            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{b}\"}} {cumulative}");
-        }
-        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {}", st.2);
-        let labels = labels.trim_end_matches(',');
-        let braces = |l: &str| {
-            if l.is_empty() {
-                String::new()
-            } else {
-                format!("{{{l}}}")
-            }
-        };
-        let _ = writeln!(out, "{name}_sum{} {}", braces(labels), st.1);
-        let _ = writeln!(out, "{name}_count{} {}", braces(labels), st.2);
-    }
-}
 
 /// One histogram per copy class (`repair`, `drain`, `operator`, `balance`).
 #[derive(Debug)]
@@ -153,6 +107,7 @@ impl Default for Metrics {
             queue_stuck: AtomicU64::default(),
             move_duration: Labelled::default(),
             copy_throughput: Histogram::new(THROUGHPUT_BUCKETS),
+            rpc: Arc::default(),
         }
     }
 }
@@ -283,6 +238,7 @@ impl Metrics {
         );
         self.copy_throughput.render(&mut out, name, "");
         exposition::build_info(&mut out, "keel-master", env!("CARGO_PKG_VERSION"));
+        self.rpc.render(&mut out);
         out
     }
 }

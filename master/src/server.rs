@@ -199,6 +199,9 @@ async fn serve_grpc(
     let master = MasterServer::new(service)
         .max_decoding_message_size(keel_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(keel_proto::MAX_MESSAGE_BYTES);
+    // Timed inside the token check: a caller must be admitted before the
+    // method it names can become a metric label.
+    let master = keel_proto::rpc_timing::Timed::new(master, Arc::clone(&core.metrics.rpc));
     let master = keel_proto::auth::Guard::new(master, core.security.tokens.clone());
     let addr = listener.local_addr()?;
     let server = tonic::transport::Server::builder()

@@ -13,6 +13,8 @@
 //! - `flags` (feature `clap`): the daemons' shared security flags.
 //! - [`logging`]: `--log-format text|json` and colours, for every binary.
 //! - [`exposition`]: the Prometheus text pieces both daemons' `/metrics` write.
+//! - [`rpc_timing`]: per-method latency histograms of the daemons' gRPC calls.
+//! - [`move_id`]: the id that follows a move through every process's logs.
 
 pub mod auth;
 pub mod chunk_id;
@@ -20,6 +22,8 @@ pub mod exposition;
 #[cfg(feature = "clap")]
 pub mod flags;
 pub mod logging;
+pub mod move_id;
+pub mod rpc_timing;
 pub mod serving;
 pub mod tls;
 pub mod units;

@@ -1,7 +1,8 @@
 //! `--log-format json` on every binary: each line a daemon or `keelctl`
 //! writes is one JSON object with a timestamp, a level, a target and a
 //! message, carrying the event's fields (a chunk id, a server id) so a
-//! log shipper can index them; the default text format is plain text.
+//! log shipper can index them; the default text format is plain text. One
+//! move id follows a move through the master and both chunk servers.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -26,6 +27,16 @@ fn json_lines(what: &str, text: &str) -> Result<Vec<Value>> {
             Ok(v)
         })
         .collect()
+}
+
+/// `field` of the span `name` a JSON log line happened in.
+fn span_field<'a>(line: &'a Value, name: &str, field: &str) -> Option<&'a str> {
+    line["spans"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == name)?
+        .get(field)?
+        .as_str()
 }
 
 /// The log a daemon of `c` wrote so far (`master` or a chunk server id).
@@ -96,6 +107,31 @@ async fn every_binary_writes_one_json_object_per_line() -> Result<()> {
         "cs2 should log text"
     );
     anyhow::ensure!(!text.contains('\u{1b}'), "no colour codes off a terminal");
+
+    // One id follows the move through the three processes: the master's span
+    // of the move, the target's copy (cs2, text) and the source's delete
+    // (cs1, JSON).
+    let span = master
+        .iter()
+        .find(|l| l["message"] == "copy done")
+        .and_then(|l| span_field(l, "move", "id"))
+        .context("the master's copy done line carries the move's span id")?
+        .to_owned();
+    anyhow::ensure!(span.starts_with('m'), "move id {span}");
+    anyhow::ensure!(
+        text.lines()
+            .any(|l| l.contains("chunk copied") && l.contains(&format!("move_id={span}"))),
+        "cs2's copy names move {span}: {text}"
+    );
+    wait_until("cs1 to log the delete", Duration::from_secs(10), || async {
+        json_lines("cs1", &log_of(&c, "cs1")).is_ok_and(|lines| {
+            lines.iter().any(|l| {
+                l["message"] == "chunk deleted"
+                    && span_field(l, "delete_chunk", "move_id") == Some(span.as_str())
+            })
+        })
+    })
+    .await?;
     Ok(())
 }
 

@@ -107,6 +107,11 @@ async fn a_real_prometheus_scrapes_the_master_and_loads_the_alerts() -> Result<(
     let (code, body) = http_get(http, "/metrics").await?;
     anyhow::ensure!(code == 200, "/metrics: HTTP {code}");
     promtool(&["check", "metrics"], Some(&body))?;
+    // Every gRPC method the master served has its latency histogram.
+    for method in ["Heartbeat", "ListServers"] {
+        let count = format!("keel_rpc_duration_seconds_count{{method=\"{method}\"}} ");
+        anyhow::ensure!(body.contains(&count), "no {count} in {body}");
+    }
 
     // A real server scraping it every second, with the alert rules loaded.
     let dir = c.dir.path().join("prometheus");

@@ -145,13 +145,15 @@ impl Clients {
             .max_encoding_message_size(keel_proto::MAX_MESSAGE_BYTES))
     }
 
-    /// Wraps `msg` with the token and a deadline the server sees too.
+    /// Wraps `msg` with the token, a deadline the server sees too, and the
+    /// id of the move the calling task runs.
     pub fn request<T>(&self, msg: T, timeout: Duration) -> tonic::Request<T> {
         let mut req = tonic::Request::new(msg);
         req.set_timeout(timeout);
         if let Some(a) = &self.auth {
             req.metadata_mut().insert("authorization", a.clone());
         }
+        keel_proto::move_id::attach(&mut req);
         req
     }
 }

@@ -23,7 +23,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use keel_proto::v1::{DeleteChunkRequest, SetDrainRequest, VerifyChunkRequest, VerifyVerdict};
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 pub use clients::Clients;
 
@@ -162,6 +162,12 @@ impl Mover {
     /// copy, record, and for a move delete the source only when enough
     /// other whole replicas exist.
     pub async fn run(&self, t: &MoveTicket) -> Result<MoveDone, MoveError> {
+        let id = keel_proto::move_id::new_id();
+        let span = info_span!("move", id = %id, chunk = %t.chunk, from = %t.from.id, to = %t.to.id);
+        keel_proto::move_id::scope(id, self.run_attempt(t).instrument(span)).await
+    }
+
+    async fn run_attempt(&self, t: &MoveTicket) -> Result<MoveDone, MoveError> {
         let _busy = BusyGuard {
             meta: Arc::clone(&self.meta),
             chunk: t.chunk.clone(),
