@@ -103,6 +103,9 @@ pub async fn run(
     let chunkserver = ChunkServerServer::new(ChunkService::new(Arc::clone(&node)))
         .max_decoding_message_size(keel_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(keel_proto::MAX_MESSAGE_BYTES);
+    // Timed inside the token check, as on the master.
+    let chunkserver =
+        keel_proto::rpc_timing::Timed::new(chunkserver, Arc::clone(&node.traffic.rpc));
     let chunkserver = keel_proto::auth::Guard::new(chunkserver, security.tokens);
     health
         .set_serving::<ChunkServerServer<ChunkService>>()

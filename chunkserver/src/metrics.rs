@@ -28,6 +28,8 @@ pub struct Traffic {
     pub migrated_in: AtomicU64,
     /// Sent to peers by migration reads.
     pub migrated_out: AtomicU64,
+    /// Latency of the gRPC calls this server answers, by method.
+    pub rpc: Arc<keel_proto::rpc_timing::RpcTimes>,
 }
 
 impl Traffic {
@@ -137,5 +139,6 @@ pub fn render(node: &Node) -> String {
         exposition::scalar(&mut out, name, kind, help, value);
     }
     exposition::build_info(&mut out, "keel-chunkserver", env!("CARGO_PKG_VERSION"));
+    t.rpc.render(&mut out);
     out
 }

@@ -273,6 +273,11 @@ async fn chunk_servers_count_their_bytes_on_their_own_metrics() -> Result<()> {
         body.contains("keel_build_info{binary=\"keel-chunkserver\""),
         "{body}"
     );
+    // The target answered the copy; its latency is on its own histogram.
+    anyhow::ensure!(
+        body.contains("keel_rpc_duration_seconds_count{method=\"CopyChunk\"} 1"),
+        "{body}"
+    );
     anyhow::ensure!(keel_tests::master::metric(&body, "keel_chunkserver_chunks") == Some(1.0));
     let (code, ok) = http_get(dst, "/healthz").await?;
     anyhow::ensure!(code == 200 && ok == "ok");
