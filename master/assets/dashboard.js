@@ -95,6 +95,7 @@ function renderServers(s) {
   $("servers-sub").textContent = s.servers.length
     ? alive + " of " + s.servers.length + " alive · floor " + s.policy.min_free_pct + " % free"
     : "";
+  $("legend").hidden = !s.servers.length;
   if (!s.servers.length) {
     const e = el("div", "empty");
     e.id = "no-servers";
@@ -168,25 +169,26 @@ function renderQueue(s) {
   $("reasons").replaceChildren(...Object.entries(q.reasons).map(([why, n]) =>
     el("span", "reason", why + " × " + n)));
   const box = $("moves");
-  if (!q.moves.length) {
+  if (!q.moves.length && !q.recent_failures.length) {
     box.replaceChildren(el("div", "empty", "Nothing to move: the queue is empty."));
     return;
   }
-  const rows = q.moves.map((m) => {
+  const rows = q.moves.concat(q.recent_failures).map((m) => {
     const r = el("div", "move");
     r.dataset.chunk = m.chunk;
     r.dataset.state = m.state;
     r.append(el("span", "st st-" + m.state, m.state), el("span", "chunk", m.chunk),
       el("span", "route", m.from + " → " + m.to), el("span", "size", fmtBytes(m.bytes)));
     let why = m.state === "running" ? m.kind + (m.retries ? ", attempt " + (m.retries + 1) : "")
+      : m.state === "failed" ? m.last_error + " (after " + (m.retries + 1) + " attempts, " + fmtDur(m.age_ms / 1000) + " ago)"
       : (m.waiting || "waiting for its turn");
-    const err = m.last_error && m.state === "pending";
-    if (err && !m.waiting.startsWith("retrying")) why += " · last error: " + m.last_error;
+    const err = m.last_error && m.state !== "running";
+    if (err && m.state === "pending" && !m.waiting.startsWith("retrying")) why += " · last error: " + m.last_error;
     r.append(el("span", "why" + (err ? " err" : ""), why));
     return r;
   });
   const shown = q.moves.length, total = q.pending + q.running;
-  if (total > shown) rows.push(el("div", "more", (total - shown) + " more not listed"));
+  if (total > shown) rows.splice(shown, 0, el("div", "more", (total - shown) + " more not listed"));
   box.replaceChildren(...rows);
 }
 

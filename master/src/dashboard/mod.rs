@@ -9,12 +9,14 @@
 //! enough. Without a token the dashboard is open, as `/metrics` is.
 //!
 //! # Layout
-//! - `status.rs`: the `/api/status` answer (pure).
+//! - `status.rs`: the `/api/status` answer (pure); `stuck.rs`: the stuck
+//!   banner's likely cause.
 //! - `session.rs`: bearer and cookie checks, the login form's sessions.
 //! - this file: routes and handlers.
 
 pub mod session;
 pub mod status;
+mod stuck;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -102,6 +104,12 @@ fn html(code: StatusCode, body: String) -> Response {
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CACHE_CONTROL, "no-store"),
+            // Only its own script and styles; never inside another site's frame.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
         body,
     )
@@ -184,7 +192,7 @@ async fn login(State(d): State<Dashboard>, body: Bytes) -> Response {
     match d.sessions.login(&token) {
         Ok(id) => redirect_home(Some(session::set_cookie(&id))),
         Err(SessionError::WrongToken) => {
-            login_page("Wrong token. Use the master's --auth-token or --client-token.")
+            login_page("Wrong token. Try the cluster token or the read-only client token.")
         }
         Err(e) => {
             tracing::warn!(error = %e, "dashboard login failed");

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use keel_balancer::NamedCopy;
-use keel_balancer::queue::{MoveId, MoveStatus, QueueStatus};
+use keel_balancer::queue::{FinishedMove, MoveId, MoveStatus, QueueStatus};
 use serde_json::Value;
 
 use super::*;
@@ -41,6 +41,10 @@ fn pending(chunk: &str, to: &str, waiting: &str) -> MoveStatus {
     }
 }
 
+fn failed_copy() -> NamedCopy {
+    pending("f1", "b", "").copy
+}
+
 fn inputs(moves: Vec<MoveStatus>, stuck: bool) -> Inputs {
     let pending = moves.len();
     Inputs {
@@ -55,7 +59,15 @@ fn inputs(moves: Vec<MoveStatus>, stuck: bool) -> Inputs {
                 oldest_pending_age: Some(Duration::from_secs(90)),
                 moves,
             },
-            recent_failures: vec![],
+            recent_failures: vec![FinishedMove {
+                id: MoveId(9),
+                copy: failed_copy(),
+                outcome: keel_balancer::queue::Outcome::Failed {
+                    error: "disk full".into(),
+                },
+                retries: 3,
+                at: Duration::from_secs(40),
+            }],
             bytes_remaining: 100 * pending as u64,
             balanced: false,
             average_utilization_pct: 50.0,
@@ -111,6 +123,12 @@ fn servers_sit_against_the_band_and_the_floor() {
     }
     assert_eq!(v["redundancy"]["unavailable"], 1);
     assert_eq!(v["redundancy"]["repairs_done"], 3);
+    let f = &v["queue"]["recent_failures"][0];
+    assert_eq!(
+        (&f["state"], &f["last_error"]),
+        (&"failed".into(), &"disk full".into())
+    );
+    assert_eq!(f["age_ms"], 60_000);
 }
 
 #[test]

@@ -225,8 +225,12 @@ async fn the_dashboard_shows_a_rebalance_live_and_replays_it() -> Result<()> {
     );
     shot(&mut b, &shots, "dashboard-desktop.png", None)?;
     b.viewport(390, 844, true)?;
-    b.wait_for("the phone layout", "window.innerWidth === 390", WAIT)?;
-    std::thread::sleep(Duration::from_millis(1200)); // one more poll, laid out
+    b.wait_for(
+        "the phone layout (one column)",
+        "window.innerWidth === 390 \
+         && document.querySelector('.progress-card').getBoundingClientRect().left < 20",
+        WAIT,
+    )?;
     let overflow = b.eval("document.documentElement.scrollWidth")?;
     ensure!(
         overflow.as_u64() <= Some(390),
@@ -334,6 +338,9 @@ async fn a_token_protected_dashboard_takes_the_login_form() -> Result<()> {
         "(document.getElementById('login-message')?.textContent ?? '').includes('Wrong token')",
         WAIT,
     )?;
+    let shots = c.dir.path().join("screenshots");
+    std::fs::create_dir_all(&shots)?;
+    shot(&mut b, &shots, "dashboard-login-phone.png", None)?;
     let html = b.eval("document.documentElement.outerHTML + location.href")?;
     ensure!(
         !html.as_str().unwrap_or_default().contains(WRONG),
@@ -358,9 +365,7 @@ async fn a_token_protected_dashboard_takes_the_login_form() -> Result<()> {
         "{seen}"
     );
     ensure!(seen[2] == false, "no log-out button: {seen}");
-    let shots = c.dir.path().join("screenshots");
-    std::fs::create_dir_all(&shots)?;
-    b.screenshot(&shots.join("dashboard-empty-phone.png"))?;
+    shot(&mut b, &shots, "dashboard-empty-phone.png", None)?;
 
     b.eval("document.querySelector('#logout button').click()")?;
     b.wait_for(
