@@ -32,6 +32,7 @@ function fmtDur(secs) {
   return h + " h " + Math.floor((s % 3600) / 60) + " min";
 }
 
+function plural(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
 function pct(v) { return (Number(v) || 0).toFixed(1) + " %"; }
 function clamp(v) { return Math.max(0, Math.min(100, v)); }
 
@@ -124,7 +125,7 @@ function serverRow(x, s) {
     "free " + fmtBytes(x.free_bytes));
   meta.append(free, document.createTextNode(
     " · floor " + fmtBytes(x.floor_bytes) + " · " + fmtBytes(x.used_bytes) + " of " +
-    fmtBytes(x.capacity_bytes) + " · " + x.chunks + " chunks" +
+    fmtBytes(x.capacity_bytes) + " · " + plural(x.chunks, "chunk") +
     (x.band === "over" ? " · above the band" : x.band === "under" ? " · below the band" : "")));
   row.append(meta);
   return row;
@@ -218,13 +219,20 @@ async function poll() {
 
 // ---- replay ----------------------------------------------------------------
 
-const replay = { h: null, pos: 0, timer: null, loading: false };
+// While a rebalance runs, its history is fetched again as it grows: at every
+// poll while short, at most every 5 s once it holds thousands of moves. A
+// new or finished rebalance is fetched at once.
+function historyRefreshMs(moves) { return Math.min(5000, moves * 2); }
+
+const replay = { h: null, pos: 0, timer: null, loading: false, loadedAt: 0 };
 
 function maybeReloadHistory(sum) {
   const h = replay.h;
   if (replay.loading || replay.timer) return;
-  if (h && h.id === sum.id && h.moves.length === sum.moves && h.finished === sum.finished) return;
-  loadHistory();
+  const changed = !h || h.id !== sum.id || h.finished !== sum.finished;
+  const grown = h && h.moves.length !== sum.moves &&
+    Date.now() - replay.loadedAt >= historyRefreshMs(h.moves.length);
+  if (changed || grown) loadHistory();
 }
 
 async function loadHistory() {
@@ -233,6 +241,7 @@ async function loadHistory() {
     const r = await fetch("/api/history", { cache: "no-store", credentials: "same-origin" });
     if (!r.ok) return;
     const h = await r.json();
+    replay.loadedAt = Date.now();
     const old = replay.h;
     const atEnd = !old || old.id !== h.id || replay.pos >= old.moves.length;
     replay.h = h;
@@ -269,9 +278,15 @@ function renderReplay() {
   const has = h && h.id > 0 && h.moves.length > 0;
   $("replay-empty").hidden = has;
   $("replay-body").hidden = !has;
-  if (!has) { $("replay-sub").textContent = ""; return; }
+  if (!has) {
+    $("replay-sub").textContent = h && h.id > 0 ? "rebalance #" + h.id : "";
+    $("replay-empty").textContent = h && h.id > 0
+      ? "Rebalance #" + h.id + " has started; its moves appear here as they land."
+      : "No rebalance has run since this master started.";
+    return;
+  }
   const n = h.moves.length, pos = replay.pos;
-  $("replay-sub").textContent = "rebalance #" + h.id + " · " + n + " moves" +
+  $("replay-sub").textContent = "rebalance #" + h.id + " · " + plural(n, "move") +
     (h.folded ? " (+" + h.folded + " older folded in)" : "") + (h.finished ? " · finished" : " · in progress");
   const range = $("replay-range");
   range.max = n;

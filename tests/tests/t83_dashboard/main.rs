@@ -211,9 +211,11 @@ async fn the_dashboard_shows_a_rebalance_live_and_replays_it() -> Result<()> {
         );
     }
     b.wait_for(
-        "moves running and waiting",
+        "moves done (and in the replay), running and waiting",
         "document.querySelectorAll('#moves .move[data-state=running]').length > 0 \
-         && document.querySelectorAll('#moves .move[data-state=pending]').length > 0",
+         && document.querySelectorAll('#moves .move[data-state=pending]').length > 0 \
+         && Number(document.querySelector('#queue-counts [data-count=done] b').textContent) >= 4 \
+         && !document.getElementById('replay-body').hidden",
         WAIT,
     )?;
     let counts = b.eval(
