@@ -189,7 +189,9 @@ impl Balancer {
                 let mut meta = lock(self.inner.mover.meta());
                 let starts = st.start_ready(&mut meta, now);
                 let (idle, starting) = (st.is_empty(), !starts.is_empty());
-                (self.inner.history).tick(idle, starting, || meta.list_servers(Instant::now()));
+                self.inner
+                    .history
+                    .tick(idle, starting, || meta.list_servers(Instant::now()));
                 starts
             };
             self.answer_dropped(&st);
@@ -210,7 +212,7 @@ impl Balancer {
         debug!(chunk = %t.chunk, from = %t.from.id, to = %t.to.id, kind = t.kind.name(), attempt = s.attempt, "queue starts a copy");
         let this = self.clone();
         self.inner.tracker.spawn(async move {
-            let began = std::time::SystemTime::now();
+            let began = SystemTime::now();
             let result = this.inner.mover.run(&s.ticket).await;
             this.finish_queued(&s, result, began);
         });
@@ -252,7 +254,9 @@ impl Balancer {
             Err(e) => warn!(%chunk, error = %e, "a finished copy was no longer in the queue"),
         }
         let ended = after.as_ref().ok().copied().flatten();
-        (self.inner.history).record(t, &result, ended, began, st.is_empty());
+        self.inner
+            .history
+            .record(t, &result, ended, began, st.is_empty());
         match (result, after) {
             (Ok(done), _) => self.answer(s.id, Ok(done)),
             (Err(_), Ok(Some(AfterFailure::Dropped)) | Err(_)) => {
