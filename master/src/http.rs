@@ -1,6 +1,6 @@
 //! HTTP on `--http-listen`: `/healthz` for liveness, `/readyz` for
 //! readiness (the leader, or a standby whose view is warm) and `/metrics`
-//! in the Prometheus text format.
+//! in the Prometheus text format; the dashboard's routes ([`crate::dashboard`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,6 +11,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use crate::dashboard::Dashboard;
 use crate::ha::Leadership;
 use crate::meta::{SharedMeta, lock};
 use crate::metrics::Metrics;
@@ -24,7 +25,12 @@ struct HttpState {
 }
 
 /// The HTTP routes.
-pub fn router(meta: SharedMeta, metrics: Arc<Metrics>, leadership: Leadership) -> Router {
+pub fn router(
+    meta: SharedMeta,
+    metrics: Arc<Metrics>,
+    leadership: Leadership,
+    dashboard: Dashboard,
+) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -34,6 +40,7 @@ pub fn router(meta: SharedMeta, metrics: Arc<Metrics>, leadership: Leadership) -
             metrics,
             leadership,
         })
+        .merge(crate::dashboard::router(dashboard))
 }
 
 /// 200 for the leader, and for a standby that has heard from at least one

@@ -17,7 +17,9 @@
 //! - [`reports`]: paged full reports, applied whole; [`service::Limits`]: what
 //!   one client may cost.
 //! - [`ha`]: several masters: leadership through etcd, fencing terms.
-//! - [`http`] and [`metrics`]: `/healthz`, `/readyz` and `/metrics`.
+//! - [`http`] and [`metrics`]: `/healthz`, `/readyz` and `/metrics`;
+//!   [`dashboard`]: the operator's page at `/`, with the replay of the last
+//!   rebalance that [`history`] keeps.
 //! - [`error`]: request errors and their gRPC codes.
 //! - [`stdio`]: the seed's JSON-lines protocol (`--stdio`) on the same core.
 //! - [`server`]: [`run`], which wires all of the above together.
@@ -26,8 +28,10 @@ pub mod auth;
 pub mod balance;
 pub mod config;
 pub mod convert;
+pub mod dashboard;
 pub mod error;
 pub mod ha;
+pub mod history;
 pub mod http;
 pub mod maintenance;
 pub mod meta;

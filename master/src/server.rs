@@ -221,7 +221,7 @@ async fn serve_grpc(
     Ok((task, health))
 }
 
-/// Starts the HTTP server (`/healthz`, `/metrics`).
+/// Starts the HTTP server (`/healthz`, `/metrics`, the dashboard).
 fn serve_http(
     core: &Core,
     listener: TcpListener,
@@ -232,6 +232,11 @@ fn serve_http(
         Arc::clone(&core.meta),
         Arc::clone(&core.metrics),
         core.ha.leadership.clone(),
+        crate::dashboard::Dashboard::new(
+            core.balancer.clone(),
+            core.ha.leadership.clone(),
+            core.security.tokens.clone(),
+        ),
     );
     let server =
         axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned());

@@ -2,7 +2,7 @@
 //! the mover loop, and one task per started move.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use keel_balancer::queue::AfterFailure;
 use tokio_util::sync::CancellationToken;
@@ -187,7 +187,12 @@ impl Balancer {
             let mut st = self.state();
             let starts = {
                 let mut meta = lock(self.inner.mover.meta());
-                st.start_ready(&mut meta, now)
+                let starts = st.start_ready(&mut meta, now);
+                let (idle, starting) = (st.is_empty(), !starts.is_empty());
+                self.inner
+                    .history
+                    .tick(idle, starting, || meta.list_servers(Instant::now()));
+                starts
             };
             self.answer_dropped(&st);
             self.publish(&st, now);
@@ -207,14 +212,15 @@ impl Balancer {
         debug!(chunk = %t.chunk, from = %t.from.id, to = %t.to.id, kind = t.kind.name(), attempt = s.attempt, "queue starts a copy");
         let this = self.clone();
         self.inner.tracker.spawn(async move {
+            let began = SystemTime::now();
             let result = this.inner.mover.run(&s.ticket).await;
-            this.finish_queued(&s, result);
+            this.finish_queued(&s, result, began);
         });
     }
 
     /// Reports a copy's end to the queue and to whoever waits for it; a
     /// copy dropped after its retries counts as failed in the metrics.
-    fn finish_queued(&self, s: &Start, result: Result<MoveDone, MoveError>) {
+    fn finish_queued(&self, s: &Start, result: Result<MoveDone, MoveError>, began: SystemTime) {
         let now = self.now();
         let t = &s.ticket;
         let (chunk, from, to, kind) = (&t.chunk, &t.from.id, &t.to.id, t.kind.name());
@@ -247,6 +253,10 @@ impl Balancer {
             }
             Err(e) => warn!(%chunk, error = %e, "a finished copy was no longer in the queue"),
         }
+        let ended = after.as_ref().ok().copied().flatten();
+        self.inner
+            .history
+            .record(t, &result, ended, began, st.is_empty());
         match (result, after) {
             (Ok(done), _) => self.answer(s.id, Ok(done)),
             (Err(_), Ok(Some(AfterFailure::Dropped)) | Err(_)) => {

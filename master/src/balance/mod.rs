@@ -140,6 +140,8 @@ struct Inner {
     copy_ended: Arc<Notify>,
     /// Operators waiting for their moves' ends, by queue id.
     waiters: Mutex<HashMap<MoveId, oneshot::Sender<OperatorEnd>>>,
+    /// The last rebalance, move by move (the dashboard's replay).
+    history: crate::history::History,
 }
 
 /// How an operator's queued move ended.
@@ -161,6 +163,7 @@ impl Balancer {
                 cut_short: AtomicBool::new(false),
                 copy_ended: Arc::new(Notify::new()),
                 waiters: Mutex::new(HashMap::new()),
+                history: crate::history::History::default(),
             }),
         }
     }
@@ -168,6 +171,16 @@ impl Balancer {
     /// The mover it drives.
     pub fn mover(&self) -> &Mover {
         &self.inner.mover
+    }
+
+    /// The flags it runs with.
+    pub fn settings(&self) -> &BalanceSettings {
+        &self.inner.settings
+    }
+
+    /// The last rebalance, move by move.
+    pub fn history(&self) -> &crate::history::History {
+        &self.inner.history
     }
 
     /// The queue's clock: time since the master started.

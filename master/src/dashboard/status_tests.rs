@@ -1,0 +1,183 @@
+use std::time::Duration;
+
+use keel_balancer::NamedCopy;
+use keel_balancer::queue::{FinishedMove, MoveId, MoveStatus, QueueStatus};
+use serde_json::Value;
+
+use super::*;
+use crate::meta::Redundancy;
+
+fn server(id: &str, used: u64, state: ServerState) -> ServerStatus {
+    ServerStatus {
+        id: id.into(),
+        address: format!("http://{id}"),
+        rack: "r1".into(),
+        capacity: 1000,
+        used,
+        utilization_pct: used as f64 / 10.0,
+        chunks: 1,
+        alive: state != ServerState::Dead,
+        state,
+        last_heartbeat_ms: 5,
+    }
+}
+
+fn pending(chunk: &str, to: &str, waiting: &str) -> MoveStatus {
+    MoveStatus {
+        id: MoveId(0),
+        copy: NamedCopy {
+            chunk: chunk.into(),
+            from: "a".into(),
+            to: to.into(),
+            bytes: 100,
+            class: CopyClass::Balance,
+        },
+        state: MoveState::Pending,
+        retries: 0,
+        last_error: None,
+        waiting: Some(waiting.into()),
+        age: Duration::from_secs(90),
+        running_for: None,
+    }
+}
+
+fn failed_copy() -> NamedCopy {
+    pending("f1", "b", "").copy
+}
+
+fn inputs(moves: Vec<MoveStatus>, stuck: bool) -> Inputs {
+    let pending = moves.len();
+    Inputs {
+        balance: BalanceStatus {
+            queue: QueueStatus {
+                paused: false,
+                pending,
+                running: 0,
+                done: 7,
+                failed: 1,
+                bytes_moved: 700,
+                oldest_pending_age: Some(Duration::from_secs(90)),
+                moves,
+            },
+            recent_failures: vec![FinishedMove {
+                id: MoveId(9),
+                copy: failed_copy(),
+                outcome: keel_balancer::queue::Outcome::Failed {
+                    error: "disk full".into(),
+                },
+                retries: 3,
+                at: Duration::from_secs(40),
+            }],
+            bytes_remaining: 100 * pending as u64,
+            balanced: false,
+            average_utilization_pct: 50.0,
+            safe_mode: false,
+            now: Duration::from_secs(100),
+            redundancy: Redundancy {
+                under_replicated: 2,
+                unavailable: 1,
+                ..Redundancy::default()
+            },
+            copies: vec![],
+            repairs_done: 3,
+        },
+        servers: vec![
+            server("a", 780, ServerState::Alive),
+            server("b", 500, ServerState::Alive),
+            server("c", 150, ServerState::Alive),
+            server("d", 0, ServerState::Dead),
+        ],
+        threshold_pct: 20.0,
+        min_free_pct: 10.0,
+        stuck_after_ms: 60_000,
+        stuck,
+        leader: true,
+        auth: false,
+        now_ms: 100_000,
+        recent: (2, 400, Some(90_000)),
+        history: HistorySummary::default(),
+    }
+}
+
+#[test]
+fn servers_sit_against_the_band_and_the_floor() {
+    let s = build(inputs(vec![], false));
+    let bands: Vec<&str> = s.servers.iter().map(|s| s.band).collect();
+    assert_eq!(bands, ["over", "within", "under", "none"]);
+    assert_eq!((s.band_low_pct, s.band_high_pct), (30.0, 70.0));
+    let a = &s.servers[0];
+    assert_eq!((a.free_bytes, a.floor_bytes), (220, 100));
+    assert_eq!(s.servers[3].state, "dead");
+    assert!(!s.stuck.stuck && s.stuck.cause.is_empty());
+    let v: Value = serde_json::to_value(&s).expect("json");
+    for key in [
+        "servers",
+        "queue",
+        "rates",
+        "redundancy",
+        "stuck",
+        "history",
+        "policy",
+    ] {
+        assert!(v.get(key).is_some(), "{key} missing in {v}");
+    }
+    assert_eq!(v["redundancy"]["unavailable"], 1);
+    assert_eq!(v["redundancy"]["repairs_done"], 3);
+    let f = &v["queue"]["recent_failures"][0];
+    assert_eq!(
+        (&f["state"], &f["last_error"]),
+        (&"failed".into(), &"disk full".into())
+    );
+    assert_eq!(f["age_ms"], 60_000);
+}
+
+#[test]
+fn rates_cover_the_window_or_the_rebalance_if_shorter() {
+    // 400 bytes in the 10 s since the rebalance began; 200 bytes left.
+    let s = build(inputs(vec![pending("x", "c", "no slot"); 2], false));
+    assert_eq!(s.rates.bytes_per_sec, 40.0);
+    assert_eq!(s.rates.moves_per_sec, 0.2);
+    assert_eq!(s.rates.eta_secs, Some(5.0));
+    let mut idle = inputs(vec![], false);
+    idle.recent = (0, 0, None);
+    let s = build(idle);
+    assert_eq!((s.rates.bytes_per_sec, s.rates.eta_secs), (0.0, None));
+}
+
+#[test]
+fn a_stuck_queue_names_the_most_common_reason() {
+    let moves = vec![
+        pending("x1", "c", "target free space at floor"),
+        pending("x2", "b", "target free space at floor"),
+        pending("x3", "c", "no slot"),
+        pending("x4", "c", "retrying: copy failed"),
+    ];
+    let s = build(inputs(moves.clone(), true));
+    assert!(s.stuck.stuck);
+    assert_eq!(s.stuck.cause, "target at floor");
+    assert!(
+        s.stuck.detail.contains("2 of 4 pending moves"),
+        "{}",
+        s.stuck.detail
+    );
+    assert!(s.stuck.detail.contains("(b, c)"), "{}", s.stuck.detail);
+    assert_eq!(s.queue.reasons.get("no slot"), Some(&1));
+
+    // A tie goes to the floor before a retry; a retry names its chunk.
+    let s = build(inputs(moves[1..].to_vec(), true));
+    assert_eq!(s.stuck.cause, "target at floor");
+    let s = build(inputs(vec![pending("x9", "c", "retrying: boom")], true));
+    assert_eq!(s.stuck.cause, "a move retrying");
+    assert!(s.stuck.detail.contains("x9"), "{}", s.stuck.detail);
+    // The verdict is the queue's: reasons alone do not make it stuck.
+    assert!(!build(inputs(moves, false)).stuck.stuck);
+}
+
+#[test]
+fn an_empty_cluster_is_an_empty_list() {
+    let mut i = inputs(vec![], false);
+    i.servers.clear();
+    let v = serde_json::to_value(build(i)).expect("json");
+    assert_eq!(v["servers"], serde_json::json!([]));
+    assert_eq!(v["queue"]["moves"], serde_json::json!([]));
+}
