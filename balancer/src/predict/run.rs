@@ -11,13 +11,61 @@ use std::time::Duration;
 use super::flow::fair_rates;
 use super::timeline::TimelinePoint;
 use super::{Execution, NotStarted, PredictError, Prediction, TimedMove};
-use crate::admission::ViewAdmits;
-use crate::model::ClusterView;
+use crate::admission::{Admits, Admitted, NamedCopy, Refusal, check_in_view};
+use crate::model::{ChunkIdx, ClusterView, ServerIdx};
 use crate::plan::{Plan, PlannedMove};
 use crate::queue::{MoveId, MoveQueue, Outcome};
 
 /// Bytes (or seconds) below which a phase counts as over: float crumbs.
 const EPSILON: f64 = 1e-6;
+
+/// Ids to view positions, indexed once: the positions stay put as moves
+/// are applied, and re-indexing a large view at every event would cost
+/// more than the rest of the simulation.
+struct Ids {
+    chunks: HashMap<String, ChunkIdx>,
+    servers: HashMap<String, ServerIdx>,
+}
+
+impl Ids {
+    fn new(view: &ClusterView) -> Self {
+        Ids {
+            chunks: view.chunks().map(|c| (c.id().to_owned(), c.idx())).collect(),
+            servers: view
+                .servers
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.id.clone(), ServerIdx(i as u32)))
+                .collect(),
+        }
+    }
+
+    fn planned(&self, copy: &NamedCopy) -> Option<PlannedMove> {
+        Some(PlannedMove {
+            chunk: *self.chunks.get(&copy.chunk)?,
+            from: *self.servers.get(&copy.from)?,
+            to: *self.servers.get(&copy.to)?,
+            bytes: copy.bytes,
+        })
+    }
+}
+
+/// The one admission rule over the view as it is now.
+struct Now<'a> {
+    view: &'a ClusterView,
+    ids: &'a Ids,
+}
+
+impl Admits for Now<'_> {
+    fn check(&self, copy: &NamedCopy, extra: u64, min_free_pct: f64) -> Result<Admitted, Refusal> {
+        let mv = self.ids.planned(copy).ok_or(Refusal::Unknown)?;
+        check_in_view(self.view, &mv, copy.class, extra, min_free_pct)?;
+        Ok(Admitted {
+            from: mv.from.0,
+            to: mv.to.0,
+        })
+    }
+}
 
 /// A copy holding a slot.
 struct Running {
@@ -33,6 +81,7 @@ struct Running {
 /// One prediction in progress.
 pub(super) struct Sim<'e> {
     view: ClusterView,
+    ids: Ids,
     exec: &'e Execution,
     queue: MoveQueue,
     running: Vec<Running>,
@@ -44,6 +93,7 @@ pub(super) struct Sim<'e> {
 impl<'e> Sim<'e> {
     pub(super) fn new(view: ClusterView, exec: &'e Execution) -> Self {
         Sim {
+            ids: Ids::new(&view),
             view,
             exec,
             queue: MoveQueue::new(exec.queue),
@@ -99,12 +149,16 @@ impl<'e> Sim<'e> {
     fn start_ready(&mut self) -> Result<(), PredictError> {
         let now = self.clock();
         let started: Vec<(MoveId, PlannedMove)> = {
-            let ids = ViewAdmits::new(&self.view);
-            let starts = self.queue.next_ready(now, &ids);
+            let admits = Now {
+                view: &self.view,
+                ids: &self.ids,
+            };
+            let starts = self.queue.next_ready(now, &admits);
             starts
                 .iter()
                 .map(|s| {
-                    ids.planned(&s.copy)
+                    self.ids
+                        .planned(&s.copy)
                         .map(|mv| (s.id, mv))
                         .ok_or_else(|| PredictError::BadMove(format!("{:?}", s.copy)))
                 })
