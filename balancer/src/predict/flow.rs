@@ -83,7 +83,10 @@ mod tests {
                 .filter(|((f, t), _)| *f == s || *t == s)
                 .map(|(_, r)| r)
                 .sum();
-            assert!(b == 0 || used <= b as f64 + 1e-9, "server {s}: {used} > {b}");
+            assert!(
+                b == 0 || used <= b as f64 + 1e-9,
+                "server {s}: {used} > {b}"
+            );
         }
         assert!(r.iter().all(|x| *x > 0.0 && x.is_finite()));
     }

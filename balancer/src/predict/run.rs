@@ -30,7 +30,10 @@ struct Ids {
 impl Ids {
     fn new(view: &ClusterView) -> Self {
         Ids {
-            chunks: view.chunks().map(|c| (c.id().to_owned(), c.idx())).collect(),
+            chunks: view
+                .chunks()
+                .map(|c| (c.id().to_owned(), c.idx()))
+                .collect(),
             servers: view
                 .servers
                 .iter()
@@ -109,14 +112,20 @@ impl<'e> Sim<'e> {
     pub(super) fn run(mut self, plan: &Plan) -> Result<Prediction, PredictError> {
         let budget = plan.moves.len().saturating_mul(3).saturating_add(16);
         let mut queued = 0;
+        let mut freed = true;
         self.point();
         for _ in 0..budget {
+            let before = queued;
             queued = self.refill(plan, queued)?;
-            self.start_ready()?;
+            // Only a freed slot or new moves can start anything: a pass over
+            // the pending moves costs their number, so skip the others.
+            if freed || queued > before {
+                self.start_ready()?;
+            }
             if self.running.is_empty() {
                 return Ok(self.finish());
             }
-            self.advance()?;
+            freed = self.advance()?;
         }
         Err(PredictError::NoEnd(budget))
     }
@@ -180,8 +189,9 @@ impl<'e> Sim<'e> {
         Ok(())
     }
 
-    /// Moves time on to the next phase end and ends the moves that are over.
-    fn advance(&mut self) -> Result<(), PredictError> {
+    /// Moves time on to the next phase end and ends the moves that are over;
+    /// true when one ended (and gave its slot back).
+    fn advance(&mut self) -> Result<bool, PredictError> {
         let rates = self.rates();
         let until = |r: &Running, rate: f64| {
             if r.left > EPSILON {
@@ -204,11 +214,19 @@ impl<'e> Sim<'e> {
         for (r, &rate) in self.running.iter_mut().zip(&rates) {
             let spent = until(r, rate);
             if r.left > EPSILON {
-                let moved = if spent <= dt + EPSILON { r.left } else { rate * dt };
+                let moved = if spent <= dt + EPSILON {
+                    r.left
+                } else {
+                    rate * dt
+                };
                 r.left -= moved;
                 self.bytes_done += moved;
             } else {
-                r.overhead = if spent <= dt + EPSILON { 0.0 } else { r.overhead - dt };
+                r.overhead = if spent <= dt + EPSILON {
+                    0.0
+                } else {
+                    r.overhead - dt
+                };
             }
         }
         self.now += dt;
@@ -243,14 +261,15 @@ impl<'e> Sim<'e> {
         rates
     }
 
-    /// Applies and reports done every move whose overhead is spent.
-    fn end_finished(&mut self) -> Result<(), PredictError> {
+    /// Applies and reports done every move whose overhead is spent; true
+    /// when there was one.
+    fn end_finished(&mut self) -> Result<bool, PredictError> {
         let now = self.clock();
         let (over, still): (Vec<Running>, Vec<Running>) = std::mem::take(&mut self.running)
             .into_iter()
             .partition(|r| r.left <= EPSILON && r.overhead <= EPSILON);
         self.running = still;
-        for r in over {
+        for r in &over {
             let to = &mut self.view.servers[r.mv.to.0 as usize];
             to.incoming = to.incoming.saturating_sub(r.mv.bytes);
             self.view
@@ -259,10 +278,10 @@ impl<'e> Sim<'e> {
             self.queue
                 .on_done(r.id, now)
                 .map_err(|e| PredictError::BadMove(e.to_string()))?;
-            self.record(&r);
+            self.record(r);
         }
         self.point();
-        Ok(())
+        Ok(!over.is_empty())
     }
 
     fn record(&mut self, r: &Running) {
@@ -296,7 +315,13 @@ impl<'e> Sim<'e> {
     fn finish(mut self) -> Prediction {
         let now = self.clock();
         self.out.moves.sort_by(|a, b| a.start.cmp(&b.start));
-        self.out.eta = self.out.moves.iter().map(|m| m.end).max().unwrap_or_default();
+        self.out.eta = self
+            .out
+            .moves
+            .iter()
+            .map(|m| m.end)
+            .max()
+            .unwrap_or_default();
         let status = self.queue.status(now);
         let waiting = status.moves.into_iter().map(|m| NotStarted {
             reason: m.waiting.unwrap_or_else(|| "not started".into()),

@@ -64,7 +64,11 @@ fn a_pair_shares_its_buckets_over_the_whole_plan() {
     let n = p.moves.len() as f64;
     assert!(n >= 20.0, "{} moves", p.moves.len());
     let want = p.bytes as f64 / (4 * MIB) as f64 + n / 2.0 * 0.1;
-    assert!((secs(p.eta) - want).abs() < 0.2, "eta {:?}, want {want}", p.eta);
+    assert!(
+        (secs(p.eta) - want).abs() < 0.2,
+        "eta {:?}, want {want}",
+        p.eta
+    );
     assert_eq!(p.bytes, p.planned_bytes);
     assert!(p.bytes >= p.lower_bound_bytes && p.lower_bound_bytes > 0);
     assert!(p.not_started.is_empty(), "{:?}", p.not_started);
@@ -80,7 +84,11 @@ fn the_slower_end_sets_the_pace_and_unlimited_costs_only_overhead() {
     e.bandwidth = vec![0, 2 * MIB];
     let slow = predict(&v, &policy, &e).expect("predicts");
     let want = slow.bytes as f64 / (2 * MIB) as f64;
-    assert!(secs(slow.eta) > want && secs(slow.eta) < want + 0.5, "{:?}", slow.eta);
+    assert!(
+        secs(slow.eta) > want && secs(slow.eta) < want + 0.5,
+        "{:?}",
+        slow.eta
+    );
     let free = predict(&v, &policy, &exec(0, 10)).expect("predicts");
     let overheads = (free.moves.len() as f64 / 2.0).ceil() * 0.01;
     assert!((secs(free.eta) - overheads).abs() < 1e-6, "{:?}", free.eta);

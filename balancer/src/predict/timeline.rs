@@ -89,14 +89,28 @@ mod tests {
         let got: Vec<(u64, usize)> = t.iter().map(|x| (x.bytes_done, x.running)).collect();
         assert_eq!(
             got,
-            [(0, 2), (50, 2), (100, 1), (150, 1), (200, 1), (250, 1), (300, 0)]
+            [
+                (0, 2),
+                (50, 2),
+                (100, 1),
+                (150, 1),
+                (200, 1),
+                (250, 1),
+                (300, 0)
+            ]
         );
     }
 
     #[test]
     fn steps_are_round() {
-        assert_eq!(nice_step(Duration::from_secs(10), 20), Duration::from_millis(500));
-        assert_eq!(nice_step(Duration::from_secs(90), 20), Duration::from_secs(5));
+        assert_eq!(
+            nice_step(Duration::from_secs(10), 20),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            nice_step(Duration::from_secs(90), 20),
+            Duration::from_secs(5)
+        );
         assert_eq!(nice_step(Duration::ZERO, 20), Duration::from_millis(100));
     }
 }
