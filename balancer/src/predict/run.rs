@@ -314,7 +314,7 @@ impl<'e> Sim<'e> {
     /// The prediction, with the moves that never started and why.
     fn finish(mut self) -> Prediction {
         let now = self.clock();
-        self.out.moves.sort_by(|a, b| a.start.cmp(&b.start));
+        self.out.moves.sort_by_key(|m| m.start);
         self.out.eta = self
             .out
             .moves
