@@ -119,6 +119,14 @@ async fn prediction_matches_the_real_run_within_15_percent() -> Result<()> {
     assert_eq!(run["bytes"].as_u64(), Some(bytes), "{run}");
     assert_eq!(run["finished"]["failed"], 0, "{run}");
     let ratio = measured / eta;
+    // For calibration: each copy's time as the master logged it.
+    let log = c.master.as_ref().context("master")?.log_text();
+    let secs: Vec<f64> = log
+        .lines()
+        .filter(|l| l.contains("copy done"))
+        .filter_map(|l| l.split("secs=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect();
+    eprintln!("copy times as the master logged them: {secs:?}");
     eprintln!(
         "sim vs real: predicted {eta:.2}s, measured {measured:.2}s, ratio {ratio:.3} ({moves} moves, {bytes} bytes)"
     );
