@@ -102,8 +102,8 @@ gib = lambda b: f"{b / 2**30:,.0f} GiB"
 print(f"shape: {osds} servers/OSDs ({heavy} of weight 2), {2**int(bits) * int(osds)} PGs x 3 replicas "
       f"of {pg / 2**30:g} GiB, spread before {spread(f'{work}/before'):.2f} points")
 print(f"{'':28} {'moves':>7} {'bytes':>11} {'plan time':>10} {'spread after':>13}")
-print(f"{'ceph osdmaptool --upmap':28} {moves:>7} {gib(moves * pg):>11} {t1 - t0:>9.2f}s {spread(f'{work}/after'):>12.2f}p")
-print(f"{'keel planner (keelctl sim)':28} {k['move_count']:>7} {gib(k['bytes']):>11} {k['plan_seconds']:>9.2f}s {k['spread_pct_after']:>12.2f}p")
+print(f"{'ceph osdmaptool --upmap':28} {moves:>7} {gib(moves * pg):>11} {t1 - t0:>9.3f}s {spread(f'{work}/after'):>12.2f}p")
+print(f"{'keel planner (keelctl sim)':28} {k['move_count']:>7} {gib(k['bytes']):>11} {k['plan_seconds']:>9.3f}s {k['spread_pct_after']:>12.2f}p")
 print(f"keel: lower bound {gib(k['lower_bound_bytes'])}, band reached {k['reaches_band']}, "
       f"whole keelctl sim run {t3 - t2:.2f}s (view built, planned, timed: ETA {k['eta_seconds']:.0f}s at 100 MiB/s)")
 PY

@@ -124,7 +124,14 @@ async fn prediction_matches_the_real_run_within_15_percent() -> Result<()> {
     let secs: Vec<f64> = log
         .lines()
         .filter(|l| l.contains("copy done"))
-        .filter_map(|l| l.split("secs=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .filter_map(|l| {
+            l.split("secs=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
         .collect();
     eprintln!("copy times as the master logged them: {secs:?}");
     eprintln!(
