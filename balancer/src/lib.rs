@@ -22,6 +22,9 @@
 //!   head-of-line blocking (`mod.rs`; the gates in `state.rs`; operators'
 //!   views in `inspect.rs` and `status.rs`), with [`slots`], the one slot
 //!   table.
+//! - [`predict`]: a timed prediction of a rebalance (the real planner and
+//!   queue in simulated time against the servers' migration buckets), for
+//!   `keelctl sim` and the ETA of `keelctl rebalance plan`.
 //! - [`sim`]: seeded cluster generators and a drain simulation, for tests
 //!   and the benchmark.
 //! - [`error`]: what the bookkeeping refuses.
@@ -67,6 +70,7 @@ mod notes;
 pub mod placement;
 pub mod plan;
 mod planner;
+pub mod predict;
 pub mod queue;
 pub mod racks;
 pub mod sim;

@@ -125,6 +125,7 @@ pub async fn run(
             master: master.clone(),
             fence: Arc::clone(&node.fence),
             changes: node.store.subscribe(),
+            throttle: Arc::clone(&node.throttle),
         };
         heartbeats.push(tokio::spawn(beat.run(beats.clone())));
         info!(master = %master, interval = ?config.heartbeat_interval, "heartbeats started");

@@ -12,7 +12,7 @@ use keel_proto::units::{parse_duration, parse_size};
 
 use crate::client::Clients;
 use crate::error::Error;
-use crate::{demo, drain, explain, get, health, put, rebalance, servers};
+use crate::{demo, drain, explain, get, health, put, rebalance, servers, sim};
 
 /// keelctl: operate a Keel cluster and move chunks in and out of it.
 #[derive(Debug, Parser)]
@@ -95,6 +95,11 @@ pub enum Command {
     /// Ask a daemon (master or chunk server) whether it is serving: prints
     /// `SERVING` and exits 0, otherwise says why and exits 1.
     Health(HealthArgs),
+    /// Predict a rebalance without touching data: the planner and the move
+    /// queue run in simulated time against the servers' migration
+    /// bandwidth. Prints moves, bytes, the lower bound, each server's bytes
+    /// in and out, the ETA and a timeline.
+    Sim(SimArgs),
     /// Run a whole local cluster (a master and five chunk servers): write a
     /// skewed data set, add an empty server, and watch the balancer even
     /// things out. Stops everything on Ctrl-C.
@@ -102,6 +107,26 @@ pub enum Command {
     /// Print a shell completion script, e.g.
     /// `keelctl completions bash > /etc/bash_completion.d/keelctl`.
     Completions(CompletionsArgs),
+}
+
+/// `keelctl sim`.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// A cluster described in JSON (servers, chunk sizes, limits; see
+    /// docs/sim.md); `-` reads standard input.
+    #[arg(
+        required_unless_present = "from_master",
+        conflicts_with = "from_master"
+    )]
+    pub file: Option<PathBuf>,
+    /// Predict the master's own plan for the live cluster, with the
+    /// master's queue limits and each chunk server's migration bandwidth.
+    #[arg(long)]
+    pub from_master: bool,
+    /// Time a move holds its slot beyond its transfer (RPCs, fsyncs,
+    /// records); default 40ms.
+    #[arg(long, value_parser = parse_duration)]
+    pub move_overhead: Option<Duration>,
 }
 
 /// `keelctl completions`.
@@ -344,6 +369,7 @@ impl Cli {
             Command::Server(c) => drain::run(&clients()?, c, json).await,
             Command::Explain(a) => explain::run(&clients()?, &a.chunk, json).await,
             Command::Rebalance(c) => rebalance::run(&clients()?, c, json).await,
+            Command::Sim(a) => sim::run(a, json, clients).await,
             Command::Health(a) => {
                 let first = self.master.split(',').next().unwrap_or_default();
                 let url = a.url.as_deref().unwrap_or(first);

@@ -8,6 +8,7 @@
 //! - `output`: tables, bars, progress lines, JSON.
 //! - `spool`: standard input into a self-removing temp file, checksummed.
 //! - `put`, `get` (+ `fetch`), `servers`, `rebalance/`, `health`: one module per command group.
+//! - `sim/`: what-if predictions of a rebalance.
 //! - `demo/`: the one-command local cluster.
 
 mod cli;
@@ -24,6 +25,7 @@ mod output;
 mod put;
 mod rebalance;
 mod servers;
+mod sim;
 mod spool;
 mod tls;
 

@@ -1,15 +1,17 @@
 //! `rebalance check` (who is outside the band) and `rebalance plan` (the
 //! moves the balancer would make). Both change nothing.
 
+use std::time::Duration;
+
 use keel_proto::v1::{
-    RebalanceCheckRequest, RebalanceCheckResponse, RebalancePlanRequest, RebalancePlanResponse,
-    ServerLoad,
+    RebalanceCheckRequest, RebalanceCheckResponse, RebalancePlanResponse, ServerLoad,
 };
 use serde::Serialize;
 
 use crate::client::Master;
 use crate::error::Error;
 use crate::output::{self, Align, Table};
+use crate::sim;
 
 /// One server's load in `--json` output.
 #[derive(Debug, Serialize, PartialEq)]
@@ -182,10 +184,14 @@ pub struct PlanJson {
     pub reaches_band: bool,
     /// The average the plan aims at.
     pub average_utilization_pct: f64,
+    /// Predicted time for the plan to run, at the servers' migration
+    /// bandwidth and the queue's limits (as `keelctl sim --from-master`).
+    pub eta_seconds: f64,
 }
 
-impl From<&RebalancePlanResponse> for PlanJson {
-    fn from(r: &RebalancePlanResponse) -> Self {
+impl PlanJson {
+    /// A plan with its predicted running time.
+    pub fn new(r: &RebalancePlanResponse, eta: Duration) -> Self {
         PlanJson {
             moves: r
                 .moves
@@ -202,25 +208,25 @@ impl From<&RebalancePlanResponse> for PlanJson {
             notes: r.notes.clone(),
             reaches_band: r.reaches_band,
             average_utilization_pct: r.average_utilization_pct,
+            eta_seconds: eta.as_secs_f64(),
         }
     }
 }
 
-/// Runs `rebalance plan`.
+/// Runs `rebalance plan`: the master's plan, with the ETA `keelctl sim
+/// --from-master` predicts for it (the same function).
 pub async fn plan(master: &Master, json: bool) -> Result<(), Error> {
-    let req = RebalancePlanRequest {};
-    let resp = master
-        .call("rebalance plan", master.client.clone().rebalance_plan(req))
-        .await?;
+    let live = sim::live::fetch(master).await?;
+    let eta = sim::live::predict(&live, None)?.p.eta;
     if json {
-        output::print_json(&PlanJson::from(&resp))
+        output::print_json(&PlanJson::new(&live.plan, eta))
     } else {
-        output::print_stdout(&render_plan(&resp))
+        output::print_stdout(&render_plan(&live.plan, eta))
     }
 }
 
 /// The human view of a plan.
-pub fn render_plan(r: &RebalancePlanResponse) -> String {
+pub fn render_plan(r: &RebalancePlanResponse, eta: Duration) -> String {
     let mut out = String::new();
     if r.moves.is_empty() {
         out.push_str("nothing to move\n");
@@ -246,6 +252,10 @@ pub fn render_plan(r: &RebalancePlanResponse) -> String {
             output::size(r.bytes),
             output::size(r.lower_bound_bytes),
             output::yes_no(r.reaches_band),
+        ));
+        out.push_str(&format!(
+            "ETA {} at the servers' migration bandwidth (keelctl sim --from-master for the timeline)\n",
+            output::age(eta)
         ));
     }
     for n in &r.notes {

@@ -88,18 +88,22 @@ fn plan_json_shape() {
         notes: vec!["cs3 stays above the band".into()],
         reaches_band: true,
         average_utilization_pct: 50.0,
+        ..RebalancePlanResponse::default()
     };
-    let v = serde_json::to_value(PlanJson::from(&r)).expect("encodes");
+    let eta = std::time::Duration::from_millis(12_500);
+    let v = serde_json::to_value(PlanJson::new(&r, eta)).expect("encodes");
+    assert_eq!(v["eta_seconds"], 12.5);
     assert_eq!(
         v["moves"],
         json!([{"chunk": "ch_010", "from": "cs1", "to": "cs4", "bytes": 64u64 << 20}])
     );
     assert_eq!(v["bytes"], 64u64 << 20);
     assert_eq!(v["lower_bound_bytes"], 28u64 << 20);
-    let text = render_plan(&r);
+    let text = render_plan(&r, eta);
+    assert!(text.contains("ETA 12.5s"), "{text}");
     assert!(text.contains("ch_010  cs1   cs4  64.0 MiB"), "{text}");
     assert!(text.contains("1 move, 64.0 MiB in all"), "{text}");
     assert!(text.ends_with("note: cs3 stays above the band\n"), "{text}");
     let empty = RebalancePlanResponse::default();
-    assert_eq!(render_plan(&empty), "nothing to move\n");
+    assert_eq!(render_plan(&empty, eta), "nothing to move\n");
 }

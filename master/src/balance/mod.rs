@@ -183,6 +183,11 @@ impl Balancer {
         &self.inner.history
     }
 
+    /// The queue's limits and floor (for predicting how a plan runs).
+    pub fn queue_config(&self) -> QueueConfig {
+        *self.state().queue().config()
+    }
+
     /// The queue's clock: time since the master started.
     pub fn now(&self) -> Duration {
         self.inner.settings.started.elapsed()

@@ -42,6 +42,8 @@ pub fn plan_response(mut p: PassPlan) -> pb::RebalancePlanResponse {
         notes: p.notes,
         reaches_band: p.reaches_band,
         average_utilization_pct: p.average_utilization_pct,
+        // The queue's limits are the service's to fill in.
+        ..Default::default()
     }
 }
 
