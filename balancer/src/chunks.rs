@@ -115,7 +115,9 @@ impl ChunkTable {
     /// Whether another table shares this one's segments (a clone is alive):
     /// changes would then copy segments.
     pub fn is_shared(&self) -> bool {
-        self.segments.first().is_some_and(|s| Arc::strong_count(s) > 1)
+        self.segments
+            .first()
+            .is_some_and(|s| Arc::strong_count(s) > 1)
     }
 
     /// The segment and position of slot `i`.
@@ -133,7 +135,8 @@ impl ChunkTable {
         while self.len <= i {
             let (s, _) = Self::at(self.len);
             if s == self.segments.len() {
-                self.segments.push(Arc::new(Segment::with_capacity(SEGMENT)));
+                self.segments
+                    .push(Arc::new(Segment::with_capacity(SEGMENT)));
             }
             Arc::make_mut(&mut self.segments[s]).push_empty();
             self.len += 1;

@@ -429,7 +429,8 @@ fn limited_slots_spread_over_the_sources() {
     });
     // A plan lists a source's moves together: a's first, then b's.
     for (chunk, to) in [("c0", 2), ("c1", 3), ("c2", 2)] {
-        q.enqueue_planned(mv(&v, chunk, to), S, &v).expect("enqueue");
+        q.enqueue_planned(mv(&v, chunk, to), S, &v)
+            .expect("enqueue");
     }
     for (chunk, to) in [("e0", 2), ("e1", 3)] {
         let chunk = v.chunk_by_id(chunk).expect("chunk");

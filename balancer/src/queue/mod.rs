@@ -275,7 +275,10 @@ impl MoveQueue {
             })
             .collect();
         keyed.sort_unstable();
-        keyed.into_iter().map(|(class, _, id)| (class, id)).collect()
+        keyed
+            .into_iter()
+            .map(|(class, _, id)| (class, id))
+            .collect()
     }
 
     /// Moves pending copy `id` to running with `slot`.

@@ -10,9 +10,7 @@ use tracing::{debug, info, warn};
 
 use super::pass::{PassInput, plan_pass};
 use super::state::{Enqueued, NamedMove, Start};
-use super::{
-    Balancer, ENQUEUE_BATCH, MAX_QUEUED, PassPlan, PassReport, REFILL_BELOW, TICK,
-};
+use super::{Balancer, ENQUEUE_BATCH, MAX_QUEUED, PassPlan, PassReport, REFILL_BELOW, TICK};
 use crate::error::Error;
 use crate::meta::lock;
 use crate::mover::{MoveDone, MoveError};

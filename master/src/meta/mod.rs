@@ -247,7 +247,9 @@ impl Meta {
                     return Upsert::Excluded;
                 }
                 // An unchanged replica leaves the balancer's view alone.
-                if c.replica_on(no).is_some_and(|rep| rep.reads == chunk::clamp_reads(r.reads)) {
+                if c.replica_on(no)
+                    .is_some_and(|rep| rep.reads == chunk::clamp_reads(r.reads))
+                {
                     return Upsert::Refreshed;
                 }
                 let c = self.chunks.slot_meta_mut(slot);

@@ -120,11 +120,14 @@ impl ChunkStore {
         let n = match self.free.pop() {
             Some(n) => n,
             None => {
-                if self.slots % SEGMENT == 0 {
+                if self.slots.is_multiple_of(SEGMENT) {
                     self.segments.push(Vec::with_capacity(SEGMENT));
                 }
                 let seg = self.segments.last_mut().expect("a segment");
-                seg.push(Slot { id: None, meta: ChunkMeta::new(0, 0, 1) });
+                seg.push(Slot {
+                    id: None,
+                    meta: ChunkMeta::new(0, 0, 1),
+                });
                 self.slots += 1;
                 (self.slots - 1) as u32
             }
@@ -273,7 +276,11 @@ impl ChunkStore {
     /// with every slot not waiting to be written to it.
     pub fn check(&self) -> Result<(), String> {
         if self.index.len() != self.len {
-            return Err(format!("{} chunks but {} indexed", self.len, self.index.len()));
+            return Err(format!(
+                "{} chunks but {} indexed",
+                self.len,
+                self.index.len()
+            ));
         }
         let mut held = 0;
         for n in 0..self.slots as u32 {
@@ -284,7 +291,10 @@ impl ChunkStore {
                     return Err(format!("chunk {id} is not indexed at slot {n}"));
                 }
             }
-            let dirty = self.dirty_bits.get(n as usize / 64).is_some_and(|w| w & (1 << (n % 64)) != 0);
+            let dirty = self
+                .dirty_bits
+                .get(n as usize / 64)
+                .is_some_and(|w| w & (1 << (n % 64)) != 0);
             if dirty {
                 continue;
             }
@@ -301,7 +311,9 @@ impl ChunkStore {
                 && self.mirror.replicas(i) == replicas
                 && (slot.id.is_none() || self.mirror.reads(i) == c.reads());
             if !mirrored {
-                return Err(format!("the balancer's view disagrees with slot {n} ({id:?})"));
+                return Err(format!(
+                    "the balancer's view disagrees with slot {n} ({id:?})"
+                ));
             }
         }
         if held != self.len {

@@ -307,9 +307,16 @@ fn the_balance_view_follows_changes_and_a_lent_one_stays_still() {
     let v = m.balance_view();
     assert_eq!(v.check_invariants(), Ok(()));
     assert_eq!(m.balance_idx("x"), None);
-    let (y, z) = (m.balance_idx("y").expect("y"), m.balance_idx("z").expect("z"));
+    let (y, z) = (
+        m.balance_idx("y").expect("y"),
+        m.balance_idx("z").expect("z"),
+    );
     assert_eq!(v.chunk(z).size(), 5);
-    let holders = v.chunk(y).replicas().iter().map(|s| v.server(*s).id.clone());
+    let holders = v
+        .chunk(y)
+        .replicas()
+        .iter()
+        .map(|s| v.server(*s).id.clone());
     assert_eq!(holders.collect::<Vec<_>>(), ["a", "b"]);
     let used: Vec<u64> = v.servers.iter().map(|s| s.used).collect();
     assert_eq!(used, [25, 20]);
