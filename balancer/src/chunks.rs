@@ -1,157 +1,271 @@
 //! The chunk table: every chunk's id, size, read count, replication factor
-//! and replica slots, stored column by column so that ten million chunks fit
-//! in well under 100 bytes each.
+//! and replicas, stored column by column in fixed segments that clones
+//! share until one of them changes a segment (copy on write).
 //!
-//! Ids live in one string arena, replicas in one flat vector; each chunk
-//! owns a fixed run of replica slots from [`ClusterView::add_chunk`] on. A
-//! move rewrites one slot in place, so a chunk's replica count can never
-//! shrink through the balancer.
-//!
-//! [`ClusterView::add_chunk`]: crate::ClusterView::add_chunk
+//! That makes a clone of a ten-million-chunk view cost a few thousand
+//! reference counts, and a changed chunk cost one segment copy at most: the
+//! master keeps one view up to date as its metadata changes and hands the
+//! planner a clone of it. Slots may be rewritten in place
+//! ([`crate::ClusterView::put_chunk`]) and emptied (an empty slot has no
+//! replicas and size 0, so the planner never looks at it). Up to three
+//! replicas are held inline; a chunk with more keeps them in a small side
+//! table.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::model::{Chunk, ChunkIdx, ServerIdx};
 
-/// Column-wise storage of all chunks of a [`crate::ClusterView`]. Read it
-/// through [`crate::ClusterView::chunk`]; add to it through
-/// [`crate::ClusterView::add_chunk`].
+/// log2 of the chunks per segment: 4,096 chunks, about 200 KiB to copy.
+const SEGMENT_BITS: usize = 12;
+/// Chunks per segment.
+const SEGMENT: usize = 1 << SEGMENT_BITS;
+/// Replicas held inline per chunk.
+const INLINE: usize = 3;
+/// Replica count marking a chunk whose replicas live in the side table.
+const SPILLED: u8 = u8::MAX;
+
+/// One segment's columns.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ChunkTable {
-    /// Every chunk id, concatenated.
-    id_bytes: String,
-    /// End of chunk `i`'s id in `id_bytes`; chunk `i` starts where `i - 1` ends.
-    id_ends: Vec<u64>,
-    /// Chunk sizes in bytes.
+struct Segment {
+    /// Chunk ids; `None` for an empty slot.
+    ids: Vec<Option<Arc<str>>>,
+    /// Sizes in bytes.
     sizes: Vec<u64>,
-    /// Recent reads per chunk.
+    /// Recent reads.
     reads: Vec<u64>,
-    /// Wanted replicas per chunk.
+    /// Wanted replicas.
     replication: Vec<u32>,
-    /// All replica slots, chunk after chunk.
-    replicas: Vec<ServerIdx>,
-    /// End of chunk `i`'s replica slots in `replicas`.
-    replica_ends: Vec<u64>,
+    /// Replica servers, the first `counts[i]` valid.
+    replicas: Vec<[ServerIdx; INLINE]>,
+    /// Replica counts, or [`SPILLED`].
+    counts: Vec<u8>,
 }
 
-impl ChunkTable {
-    /// A table with room for `chunks` chunks, `id_bytes` bytes of ids and
-    /// `replicas` replica slots before it reallocates.
-    pub(crate) fn with_capacity(chunks: usize, id_bytes: usize, replicas: usize) -> Self {
-        Self {
-            id_bytes: String::with_capacity(id_bytes),
-            id_ends: Vec::with_capacity(chunks),
-            sizes: Vec::with_capacity(chunks),
-            reads: Vec::with_capacity(chunks),
-            replication: Vec::with_capacity(chunks),
-            replicas: Vec::with_capacity(replicas),
-            replica_ends: Vec::with_capacity(chunks),
+impl Segment {
+    fn with_capacity(n: usize) -> Self {
+        Segment {
+            ids: Vec::with_capacity(n),
+            sizes: Vec::with_capacity(n),
+            reads: Vec::with_capacity(n),
+            replication: Vec::with_capacity(n),
+            replicas: Vec::with_capacity(n),
+            counts: Vec::with_capacity(n),
         }
     }
 
-    /// Number of chunks.
+    fn push_empty(&mut self) {
+        self.ids.push(None);
+        self.sizes.push(0);
+        self.reads.push(0);
+        self.replication.push(0);
+        self.replicas.push([ServerIdx(0); INLINE]);
+        self.counts.push(0);
+    }
+
+    fn heap_bytes(&self) -> usize {
+        let ids: usize = self.ids.iter().flatten().map(|id| 16 + id.len()).sum();
+        ids + 16 * self.ids.capacity()
+            + 8 * self.sizes.capacity()
+            + 8 * self.reads.capacity()
+            + 4 * self.replication.capacity()
+            + 4 * INLINE * self.replicas.capacity()
+            + self.counts.capacity()
+    }
+}
+
+/// Column-wise storage of all chunks of a [`crate::ClusterView`]. Read it
+/// through [`crate::ClusterView::chunk`]; change it through
+/// [`crate::ClusterView::add_chunk`] and [`crate::ClusterView::put_chunk`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChunkTable {
+    /// Segments of [`SEGMENT`] chunks, shared between clones.
+    segments: Vec<Arc<Segment>>,
+    /// Number of slots.
+    len: usize,
+    /// Replicas of chunks with more than [`INLINE`] of them.
+    spilled: Arc<BTreeMap<u32, Vec<ServerIdx>>>,
+}
+
+impl ChunkTable {
+    /// A table with room for `chunks` chunks before it reallocates its
+    /// segment list (ids and replicas are sized per segment).
+    pub(crate) fn with_capacity(chunks: usize, _id_bytes: usize, _replicas: usize) -> Self {
+        Self {
+            segments: Vec::with_capacity(chunks.div_ceil(SEGMENT)),
+            ..Self::default()
+        }
+    }
+
+    /// Number of chunk slots (empty ones included).
     pub fn len(&self) -> usize {
-        self.sizes.len()
+        self.len
     }
 
     /// Whether there are no chunks.
     pub fn is_empty(&self) -> bool {
-        self.sizes.is_empty()
+        self.len == 0
     }
 
-    /// Reserves room for `additional` more chunks of one replica each (ids
-    /// grow as needed; [`crate::ClusterView::reserve`] sizes those too).
+    /// Reserves room for `additional` more chunks.
     pub fn reserve(&mut self, additional: usize) {
         self.reserve_exact(additional, 0, additional);
+    }
+
+    /// Whether another table shares this one's segments (a clone is alive):
+    /// changes would then copy segments.
+    pub fn is_shared(&self) -> bool {
+        self.segments
+            .first()
+            .is_some_and(|s| Arc::strong_count(s) > 1)
+    }
+
+    /// The segment and position of slot `i`.
+    fn at(i: usize) -> (usize, usize) {
+        (i >> SEGMENT_BITS, i & (SEGMENT - 1))
+    }
+
+    fn seg(&self, i: usize) -> (&Segment, usize) {
+        let (s, j) = Self::at(i);
+        (&self.segments[s], j)
+    }
+
+    /// Appends empty slots until slot `i` exists.
+    fn grow_to(&mut self, i: usize) {
+        while self.len <= i {
+            let (s, _) = Self::at(self.len);
+            if s == self.segments.len() {
+                self.segments
+                    .push(Arc::new(Segment::with_capacity(SEGMENT)));
+            }
+            Arc::make_mut(&mut self.segments[s]).push_empty();
+            self.len += 1;
+        }
     }
 
     /// Appends a chunk and returns its index.
     pub(crate) fn push(
         &mut self,
-        id: &str,
+        id: Arc<str>,
         size: u64,
         reads: u64,
         replication: u32,
         replicas: &[ServerIdx],
     ) -> ChunkIdx {
-        let idx = ChunkIdx(self.len() as u32);
-        self.id_bytes.push_str(id);
-        self.id_ends.push(self.id_bytes.len() as u64);
-        self.sizes.push(size);
-        self.reads.push(reads);
-        self.replication.push(replication);
-        self.replicas.extend_from_slice(replicas);
-        self.replica_ends.push(self.replicas.len() as u64);
+        let idx = ChunkIdx(self.len as u32);
+        self.put(idx.0 as usize, Some(id), size, reads, replication, replicas);
         idx
     }
 
-    /// Range of `i`'s entries given a vector of ends.
-    fn span(ends: &[u64], i: usize) -> std::ops::Range<usize> {
-        let start = if i == 0 { 0 } else { ends[i - 1] as usize };
-        start..ends[i] as usize
+    /// Writes slot `i` (appending empty slots up to it); `id: None` empties
+    /// it. Server loads are the caller's: a view whose table is written this
+    /// way sets its servers' `used` itself.
+    pub fn put(
+        &mut self,
+        i: usize,
+        id: Option<Arc<str>>,
+        size: u64,
+        reads: u64,
+        replication: u32,
+        replicas: &[ServerIdx],
+    ) {
+        self.grow_to(i);
+        let was_spilled = self.seg(i).0.counts[self.seg(i).1] == SPILLED;
+        let (s, j) = Self::at(i);
+        let seg = Arc::make_mut(&mut self.segments[s]);
+        seg.ids[j] = id;
+        seg.sizes[j] = size;
+        seg.reads[j] = reads;
+        seg.replication[j] = replication;
+        if replicas.len() <= INLINE {
+            seg.replicas[j][..replicas.len()].copy_from_slice(replicas);
+            seg.counts[j] = replicas.len() as u8;
+            if was_spilled {
+                Arc::make_mut(&mut self.spilled).remove(&(i as u32));
+            }
+        } else {
+            seg.counts[j] = SPILLED;
+            Arc::make_mut(&mut self.spilled).insert(i as u32, replicas.to_vec());
+        }
     }
 
-    /// Chunk `i`'s id.
-    pub(crate) fn id(&self, i: usize) -> &str {
-        &self.id_bytes[Self::span(&self.id_ends, i)]
+    /// Chunk `i`'s id (empty for an empty slot).
+    pub fn id(&self, i: usize) -> &str {
+        let (seg, j) = self.seg(i);
+        seg.ids[j].as_deref().unwrap_or("")
     }
 
     /// Chunk `i`'s size in bytes.
-    pub(crate) fn size(&self, i: usize) -> u64 {
-        self.sizes[i]
+    pub fn size(&self, i: usize) -> u64 {
+        let (seg, j) = self.seg(i);
+        seg.sizes[j]
     }
 
     /// Chunk `i`'s recent reads.
-    pub(crate) fn reads(&self, i: usize) -> u64 {
-        self.reads[i]
+    pub fn reads(&self, i: usize) -> u64 {
+        let (seg, j) = self.seg(i);
+        seg.reads[j]
     }
 
     /// Chunk `i`'s wanted replica count.
-    pub(crate) fn replication(&self, i: usize) -> u32 {
-        self.replication[i]
+    pub fn replication(&self, i: usize) -> u32 {
+        let (seg, j) = self.seg(i);
+        seg.replication[j]
     }
 
-    /// Chunk `i`'s replica slots.
-    pub(crate) fn replicas(&self, i: usize) -> &[ServerIdx] {
-        &self.replicas[Self::span(&self.replica_ends, i)]
+    /// Chunk `i`'s replicas.
+    pub fn replicas(&self, i: usize) -> &[ServerIdx] {
+        let (seg, j) = self.seg(i);
+        match seg.counts[j] {
+            SPILLED => &self.spilled[&(i as u32)],
+            n => &seg.replicas[j][..n as usize],
+        }
     }
 
     /// Chunk `i`'s replica slots, writable (a move rewrites one in place).
     pub(crate) fn replicas_mut(&mut self, i: usize) -> &mut [ServerIdx] {
-        let span = Self::span(&self.replica_ends, i);
-        &mut self.replicas[span]
+        let (s, j) = Self::at(i);
+        if self.segments[s].counts[j] == SPILLED {
+            let spilled = Arc::make_mut(&mut self.spilled);
+            return spilled.get_mut(&(i as u32)).expect("spilled replicas");
+        }
+        let seg = Arc::make_mut(&mut self.segments[s]);
+        let n = seg.counts[j] as usize;
+        &mut seg.replicas[j][..n]
     }
 
-    /// Reserves room for `chunks` more chunks with `id_bytes` bytes of ids
-    /// and `replicas` replica slots.
-    pub(crate) fn reserve_exact(&mut self, chunks: usize, id_bytes: usize, replicas: usize) {
-        self.id_bytes.reserve(id_bytes);
-        self.id_ends.reserve(chunks);
-        self.sizes.reserve(chunks);
-        self.reads.reserve(chunks);
-        self.replication.reserve(chunks);
-        self.replicas.reserve(replicas);
-        self.replica_ends.reserve(chunks);
+    /// Reserves room for `chunks` more chunks.
+    pub(crate) fn reserve_exact(&mut self, chunks: usize, _id_bytes: usize, _replicas: usize) {
+        let wanted = (self.len + chunks).div_ceil(SEGMENT);
+        self.segments
+            .reserve_exact(wanted.saturating_sub(self.segments.len()));
     }
 
     /// Gives unused reserved memory back.
     pub(crate) fn shrink_to_fit(&mut self) {
-        self.id_bytes.shrink_to_fit();
-        self.id_ends.shrink_to_fit();
-        self.sizes.shrink_to_fit();
-        self.reads.shrink_to_fit();
-        self.replication.shrink_to_fit();
-        self.replicas.shrink_to_fit();
-        self.replica_ends.shrink_to_fit();
+        self.segments.shrink_to_fit();
+        if let Some(last) = self.segments.last_mut() {
+            let seg = Arc::make_mut(last);
+            seg.ids.shrink_to_fit();
+            seg.sizes.shrink_to_fit();
+            seg.reads.shrink_to_fit();
+            seg.replication.shrink_to_fit();
+            seg.replicas.shrink_to_fit();
+            seg.counts.shrink_to_fit();
+        }
     }
 
-    /// Heap bytes held by the table (allocated capacity, not length).
+    /// Heap bytes held by the table (allocated capacity, not length; ids
+    /// counted whole even when shared with another owner).
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.id_bytes.capacity()
-            + 8 * self.id_ends.capacity()
-            + 8 * self.sizes.capacity()
-            + 8 * self.reads.capacity()
-            + 4 * self.replication.capacity()
-            + std::mem::size_of::<ServerIdx>() * self.replicas.capacity()
-            + 8 * self.replica_ends.capacity()
+        let spilled: usize = self.spilled.values().map(|v| 48 + 4 * v.capacity()).sum();
+        self.segments.capacity() * 8
+            + self
+                .segments
+                .iter()
+                .map(|s| std::mem::size_of::<Segment>() + 16 + s.heap_bytes())
+                .sum::<usize>()
+            + spilled
     }
 }
 
@@ -175,7 +289,7 @@ impl<'a> ChunkRef<'a> {
         ChunkIdx(self.idx as u32)
     }
 
-    /// Chunk id.
+    /// Chunk id (empty for an empty slot).
     pub fn id(&self) -> &'a str {
         self.table.id(self.idx)
     }
@@ -214,5 +328,42 @@ impl<'a> ChunkRef<'a> {
             replication: self.replication(),
             replicas: self.replicas().to_vec(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clones_share_until_written() {
+        let mut t = ChunkTable::default();
+        for i in 0..(SEGMENT + 5) {
+            t.push(format!("c{i}").into(), 1, 0, 1, &[ServerIdx(0)]);
+        }
+        let snapshot = t.clone();
+        assert!(t.is_shared());
+        t.put(3, Some("z".into()), 7, 0, 1, &[ServerIdx(1)]);
+        assert_eq!(snapshot.id(3), "c3");
+        assert_eq!(t.id(3), "z");
+        assert_eq!(t.replicas(3), [ServerIdx(1)]);
+        // The untouched segment is still shared, the written one is not.
+        assert!(Arc::ptr_eq(&t.segments[1], &snapshot.segments[1]));
+        assert!(!Arc::ptr_eq(&t.segments[0], &snapshot.segments[0]));
+    }
+
+    #[test]
+    fn many_replicas_spill_and_come_back() {
+        let mut t = ChunkTable::default();
+        let four: Vec<ServerIdx> = (0..4).map(ServerIdx).collect();
+        t.push("a".into(), 1, 0, 4, &four);
+        assert_eq!(t.replicas(0), four.as_slice());
+        t.replicas_mut(0)[3] = ServerIdx(9);
+        assert_eq!(t.replicas(0)[3], ServerIdx(9));
+        t.put(0, Some("a".into()), 1, 0, 2, &four[..2]);
+        assert_eq!(t.replicas(0), &four[..2]);
+        assert!(t.spilled.is_empty());
+        t.put(2, None, 0, 0, 0, &[]);
+        assert_eq!((t.len(), t.id(1), t.replicas(2)), (3, "", &[][..]));
     }
 }

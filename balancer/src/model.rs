@@ -3,8 +3,12 @@
 //! iteration deterministic.
 //!
 //! Indices are positions in one view. A caller that keeps moves across views
-//! (the move queue does) must build its views with stable positions: servers
-//! and chunks appended, never renumbered.
+//! must build its views with stable positions: servers and chunks appended,
+//! never renumbered. The master keeps one view up to date instead, writing a
+//! chunk's slot in place when it changes ([`ChunkTable::put`]) and lending the
+//! planner clones, which share the chunk table until either side changes it.
+
+use std::sync::Arc;
 
 use crate::chunks::{ChunkRef, ChunkTable};
 use crate::error::ApplyError;
@@ -116,8 +120,8 @@ impl ClusterView {
         for s in replicas {
             self.servers[s.0 as usize].used += size;
         }
-        self.chunks
-            .push(&id.into(), size, reads, replication, replicas)
+        let id: Arc<str> = Arc::from(id.into());
+        self.chunks.push(id, size, reads, replication, replicas)
     }
 
     /// The server at `idx`.

@@ -416,3 +416,32 @@ fn a_move_that_does_not_fit_the_view_is_refused() {
     assert!(q.enqueue_planned(no_server, S, &v).is_err());
     assert!(q.is_idle());
 }
+
+#[test]
+fn limited_slots_spread_over_the_sources() {
+    let mut v = view();
+    for i in 0..3 {
+        v.add_chunk(format!("e{i}"), 5, 0, 1, &[ServerIdx(1)]);
+    }
+    let mut q = MoveQueue::new(QueueConfig {
+        max_concurrent_moves: 2,
+        ..Default::default()
+    });
+    // A plan lists a source's moves together: a's first, then b's.
+    for (chunk, to) in [("c0", 2), ("c1", 3), ("c2", 2)] {
+        q.enqueue_planned(mv(&v, chunk, to), S, &v)
+            .expect("enqueue");
+    }
+    for (chunk, to) in [("e0", 2), ("e1", 3)] {
+        let chunk = v.chunk_by_id(chunk).expect("chunk");
+        let m = PlannedMove {
+            chunk,
+            from: ServerIdx(1),
+            to: ServerIdx(to),
+            bytes: 5,
+        };
+        q.enqueue_planned(m, S, &v).expect("enqueue");
+    }
+    let froms: Vec<_> = q.next_ready(S, &v).iter().map(|s| s.slot.from).collect();
+    assert_eq!(froms, [0, 1], "one slot per source, not both on a");
+}

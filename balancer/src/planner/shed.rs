@@ -3,6 +3,7 @@
 //! finishes the job; each to the best target its replicas and racks allow.
 
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 use super::Planner;
 use crate::admission::{CopyClass, Endpoint, MoveFacts, admit};
@@ -33,7 +34,7 @@ impl Planner<'_> {
             let b = self.bounds[s];
             let want = self.used[s].saturating_sub(goal(&b));
             let budget = self.used[s].saturating_sub(b.lo_aim);
-            let candidates = self.coldest_first(std::mem::take(&mut lists[s]));
+            let candidates = std::mem::take(&mut lists[s]);
             self.shed(s, &candidates, want, budget, &mut targets);
         }
     }
@@ -56,20 +57,20 @@ impl Planner<'_> {
         lists
     }
 
-    /// `chunks` ordered coldest first, then largest first, then by index.
-    fn coldest_first(&self, chunks: Vec<u32>) -> Vec<u32> {
+    /// `chunks` coldest first, then largest first, then by index, as a
+    /// heap: built in linear time, and a source usually sheds a small share
+    /// of its chunks, so only those are ever put in order.
+    fn coldest_first(&self, chunks: &[u32]) -> BinaryHeap<Reverse<(u64, Reverse<u64>, u32)>> {
         let t = self.table;
-        let mut keyed: Vec<_> = chunks
-            .into_iter()
-            .map(|c| (t.reads(c as usize), Reverse(t.size(c as usize)), c))
-            .collect();
-        keyed.sort_unstable();
-        keyed.into_iter().map(|(_, _, c)| c).collect()
+        chunks
+            .iter()
+            .map(|&c| Reverse((t.reads(c as usize), Reverse(t.size(c as usize)), c)))
+            .collect()
     }
 
-    /// Moves chunks off `src` until `want` bytes are gone, taking only
-    /// chunks that fit what is left; then, if still short, the smallest
-    /// chunk that finishes it. Never more than `budget` bytes in all.
+    /// Moves chunks off `src`, coldest first, until `want` bytes are gone,
+    /// taking only chunks that fit what is left; then, if still short, the
+    /// smallest chunk that finishes it. Never more than `budget` bytes in all.
     fn shed(
         &mut self,
         src: usize,
@@ -79,7 +80,8 @@ impl Planner<'_> {
         targets: &mut Targets,
     ) {
         let (mut left, mut budget) = (want, budget);
-        for &c in candidates {
+        let mut coldest = self.coldest_first(candidates);
+        while let Some(Reverse((_, _, c))) = coldest.pop() {
             if left == 0 || targets.is_empty() {
                 return;
             }

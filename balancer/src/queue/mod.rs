@@ -6,7 +6,9 @@
 //! nothing needs renumbering when the cluster changes. Every pass of
 //! [`MoveQueue::next_ready`] considers every pending copy, the most urgent
 //! class first ([`CopyClass`]: repairs, drains, operator moves, balance
-//! moves), oldest first within a class, and starts each one that passes the
+//! moves), oldest first within a class (balance moves in rounds over their
+//! sources, so that limited slots spread over every source's bandwidth),
+//! and starts each one that passes the
 //! one admission rule ([`crate::admission`], asked through [`Admits`]) and
 //! gets a slot from the queue's [`SlotTable`], the one slot table. A repair
 //! or drain that waits for a slot reserves its servers: no later class takes
@@ -226,6 +228,7 @@ impl MoveQueue {
             }
         }
         order.sort_unstable();
+        let order = self.by_source_rounds(order);
         let mut gates = Gates::new(self.config.min_free_pct, cluster, &mut self.slots);
         let mut obsolete = Vec::new();
         let mut starts = Vec::new();
@@ -247,6 +250,34 @@ impl MoveQueue {
         starts
             .into_iter()
             .filter_map(|(id, slot)| self.start(id, slot, now))
+            .collect()
+    }
+
+    /// `order` (by class, then oldest first) with the balance moves taken
+    /// in rounds over their sources: each source's oldest, then each one's
+    /// second, and so on. A plan lists a source's moves together, so in plan
+    /// order the cluster-wide slots would all go to the first sources while
+    /// the others, and their bandwidth, sat idle.
+    fn by_source_rounds(&self, order: Vec<(CopyClass, MoveId)>) -> Vec<(CopyClass, MoveId)> {
+        let mut seen: HashMap<&str, u32> = HashMap::new();
+        let mut keyed: Vec<(CopyClass, u32, MoveId)> = order
+            .into_iter()
+            .map(|(class, id)| {
+                let round = match (class, self.pending.get(&id)) {
+                    (CopyClass::Balance, Some(e)) => {
+                        let n = seen.entry(e.copy.from.as_str()).or_default();
+                        *n += 1;
+                        *n
+                    }
+                    _ => 0,
+                };
+                (class, round, id)
+            })
+            .collect();
+        keyed.sort_unstable();
+        keyed
+            .into_iter()
+            .map(|(class, _, id)| (class, id))
             .collect()
     }
 

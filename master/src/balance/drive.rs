@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::pass::{PassInput, plan_pass};
-use super::state::Start;
-use super::{Balancer, MAX_QUEUED, PassPlan, PassReport, REFILL_BELOW, TICK};
+use super::state::{Enqueued, NamedMove, Start};
+use super::{Balancer, ENQUEUE_BATCH, MAX_QUEUED, PassPlan, PassReport, REFILL_BELOW, TICK};
 use crate::error::Error;
 use crate::meta::lock;
 use crate::mover::{MoveDone, MoveError};
@@ -42,14 +42,7 @@ impl Balancer {
         // that ends in between is projected as done but is no longer on its
         // source in the snapshot, which the planner's projection skips.
         let in_flight = self.state().in_flight(now);
-        let input = {
-            let meta = lock(self.inner.mover.meta());
-            PassInput {
-                snapshot: meta.snapshot(),
-                in_flight,
-                busy: meta.busy_chunks().map(str::to_owned).collect(),
-            }
-        };
+        let input = PassInput::take(&mut lock(self.inner.mover.meta()), &in_flight);
         let policy = self.inner.settings.policy;
         let mut plan = tokio::task::spawn_blocking(move || plan_pass(input, &policy))
             .await
@@ -75,18 +68,13 @@ impl Balancer {
         let mut plan = self.plan().await?;
         let room = MAX_QUEUED - queued;
         let take = plan.moves.len().min(room);
-        let enqueued = {
-            let now = self.now();
-            let mut st = self.state();
-            let meta = lock(self.inner.mover.meta());
-            st.enqueue(&meta, &plan.moves[..take], now)
-        };
-        let cut = take < plan.moves.len();
+        let enqueued = self.enqueue_in_batches(&plan.moves[..take]);
+        let cut = take < plan.planned;
         self.inner.cut_short.store(cut, Ordering::Relaxed);
         if cut {
             plan.notes.push(format!(
                 "queued the first {take} of {} planned moves; the rest is planned again once the queue runs low",
-                plan.moves.len()
+                plan.planned
             ));
         }
         let secs = started.elapsed().as_secs_f64();
@@ -117,6 +105,20 @@ impl Balancer {
         }
         self.inner.wake.notify_one();
         Ok(PassReport { plan, enqueued })
+    }
+
+    /// Queues `moves` [`ENQUEUE_BATCH`] at a time, letting go of the locks
+    /// between batches: checking ten thousand moves against the metadata
+    /// takes tens of milliseconds, which heartbeats should not wait for in
+    /// one piece.
+    fn enqueue_in_batches(&self, moves: &[NamedMove]) -> Enqueued {
+        let mut out = Enqueued::default();
+        for batch in moves.chunks(ENQUEUE_BATCH) {
+            let now = self.now();
+            let mut st = self.state();
+            out += st.enqueue(&lock(self.inner.mover.meta()), batch, now);
+        }
+        out
     }
 
     async fn pass_loop(self, shutdown: CancellationToken) {

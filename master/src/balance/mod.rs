@@ -57,6 +57,8 @@ use crate::mover::{MoveDone, Mover};
 pub const MAX_QUEUED: usize = 10_000;
 /// A plan cut short is planned again once fewer moves than this are queued.
 pub const REFILL_BELOW: usize = MAX_QUEUED / 4;
+/// Planned moves checked and queued under one hold of the locks.
+pub const ENQUEUE_BATCH: usize = 500;
 /// How often waiting moves are looked at again.
 pub const TICK: Duration = Duration::from_millis(500);
 /// Failed moves listed in the status, newest first.

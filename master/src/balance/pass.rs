@@ -1,21 +1,25 @@
-//! One planning pass on the whole cluster: the metadata's snapshot becomes a
-//! full [`ClusterView`] (outside every lock: at ten million chunks this is
-//! the expensive part), the queue's moves and busy chunks are found in it by
-//! id, and the planner's moves come back named by ids, so the view can go.
-
-use std::collections::{BTreeSet, HashMap};
+//! One planning pass on the whole cluster: the metadata lends the view it
+//! keeps up to date (under the lock, in time proportional to the servers and
+//! the chunks changed since the last pass), the queue's moves and busy chunks
+//! are found in it by id there, the planner runs outside every lock, and its
+//! moves come back named by ids, so the view can go.
 
 use keel_balancer::{ClusterView, InFlight, PlannedMove, Policy, ServerIdx, plan};
 
 use super::state::{InFlightNames, NamedMove};
-use crate::meta::{ViewSnapshot, find_sorted};
+use super::wire::MAX_LISTED;
+use crate::meta::Meta;
 use crate::mover::Move;
 
 /// What the planner makes of the cluster, by id.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PassPlan {
-    /// Moves in the order they should be queued.
+    /// Moves in the order they should be queued, the first
+    /// [`MAX_LISTED`] of them (naming more than anyone lists or queues
+    /// would cost seconds at a million moves).
     pub moves: Vec<NamedMove>,
+    /// Moves planned in all.
+    pub planned: usize,
     /// Bytes of `moves`.
     pub bytes: u64,
     /// Fewest bytes any plan must move to bring every live server into the band.
@@ -31,73 +35,72 @@ pub struct PassPlan {
     pub chunks: usize,
 }
 
-/// Everything a pass needs, copied out under the locks.
+/// Everything a pass needs, taken out under the locks.
 #[derive(Debug, Clone)]
 pub struct PassInput {
-    /// The metadata's flat copy.
-    pub snapshot: ViewSnapshot,
-    /// The queue's moves and recently failed chunks.
-    pub in_flight: InFlightNames,
-    /// Chunks the metadata has a move, copy or delete running on.
-    pub busy: Vec<String>,
+    /// The metadata's view, shared with it until either changes.
+    pub view: ClusterView,
+    /// The queue's moves, recently failed chunks and chunks the metadata has
+    /// a move, copy or delete running on, in the view's indices.
+    pub in_flight: InFlight,
+    /// Chunks held (the view also has emptied slots).
+    pub chunks: usize,
 }
 
-/// Builds the view and plans. CPU-bound: run it off the async workers.
+impl PassInput {
+    /// Takes the view and finds `names` and the busy chunks in it. Call
+    /// under the metadata lock; O(servers + moves in flight + chunks changed
+    /// since the last pass).
+    pub fn take(meta: &mut Meta, names: &InFlightNames) -> PassInput {
+        let view = meta.balance_view();
+        let server = |id: &str| meta.server_no(id).map(ServerIdx);
+        let mut in_flight = InFlight::new();
+        for m in &names.moves {
+            let found = (
+                meta.balance_idx(&m.mv.chunk),
+                server(&m.mv.from),
+                server(&m.mv.to),
+            );
+            if let (Some(chunk), Some(from), Some(to)) = found {
+                in_flight.add_move(PlannedMove {
+                    chunk,
+                    from,
+                    to,
+                    bytes: m.bytes,
+                });
+            }
+        }
+        let others = names.chunks.iter().map(String::as_str);
+        for id in others.chain(meta.busy_chunks()) {
+            if let Some(chunk) = meta.balance_idx(id) {
+                in_flight.add_chunk(chunk);
+            }
+        }
+        PassInput {
+            view,
+            in_flight,
+            chunks: meta.chunk_count(),
+        }
+    }
+}
+
+/// Plans on the view. CPU-bound: run it off the async workers (the view,
+/// dropped at the end, may free copied segments).
 pub fn plan_pass(input: PassInput, policy: &Policy) -> PassPlan {
-    let view = input.snapshot.into_view();
-    let in_flight = in_flight(&view, &input.in_flight, &input.busy);
-    let p = plan(&view, policy, &in_flight);
-    let moves: Vec<NamedMove> = p.moves.iter().map(|m| named(&view, m)).collect();
+    let view = &input.view;
+    let p = plan(view, policy, &input.in_flight);
+    let listed = p.moves.iter().take(MAX_LISTED);
+    let moves: Vec<NamedMove> = listed.map(|m| named(view, m)).collect();
     PassPlan {
         moves,
+        planned: p.moves.len(),
         bytes: p.bytes,
         lower_bound_bytes: p.lower_bound_bytes,
         reaches_band: p.band_reached,
         average_utilization_pct: p.average_utilization_pct,
         notes: p.notes,
-        chunks: view.chunk_count(),
+        chunks: input.chunks,
     }
-}
-
-/// The queue's moves and the busy chunks in the indices of `view`. Each id
-/// is found by binary search (the view is in id order); ids the view lacks
-/// are skipped.
-fn in_flight(view: &ClusterView, names: &InFlightNames, busy: &[String]) -> InFlight {
-    let servers: HashMap<&str, ServerIdx> = view
-        .servers
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.id.as_str(), ServerIdx(i as u32)))
-        .collect();
-    let server = |id: &str| servers.get(id).copied();
-    let mut set = InFlight::new();
-    for m in &names.moves {
-        let found = (
-            find_sorted(view, &m.mv.chunk),
-            server(&m.mv.from),
-            server(&m.mv.to),
-        );
-        if let (Some(chunk), Some(from), Some(to)) = found {
-            set.add_move(PlannedMove {
-                chunk,
-                from,
-                to,
-                bytes: m.bytes,
-            });
-        }
-    }
-    let others: BTreeSet<&str> = names
-        .chunks
-        .iter()
-        .chain(busy)
-        .map(String::as_str)
-        .collect();
-    for id in others {
-        if let Some(chunk) = find_sorted(view, id) {
-            set.add_chunk(chunk);
-        }
-    }
-    set
 }
 
 fn named(view: &ClusterView, m: &PlannedMove) -> NamedMove {

@@ -46,6 +46,14 @@ pub struct Enqueued {
     pub stale: u32,
 }
 
+impl std::ops::AddAssign for Enqueued {
+    fn add_assign(&mut self, other: Enqueued) {
+        self.moves += other.moves;
+        self.bytes += other.bytes;
+        self.stale += other.stale;
+    }
+}
+
 /// What the planner must leave alone, by id (indices differ per view).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InFlightNames {

@@ -66,19 +66,15 @@ fn ended(m: &mut Meta, s: &Start) {
     m.end_busy(&s.ticket.chunk);
 }
 
-fn pass(m: &Meta, in_flight: InFlightNames) -> super::PassPlan {
-    let input = PassInput {
-        snapshot: m.snapshot(),
-        in_flight,
-        busy: m.busy_chunks().map(str::to_owned).collect(),
-    };
+fn pass(m: &mut Meta, in_flight: InFlightNames) -> super::PassPlan {
+    let input = PassInput::take(m, &in_flight);
     plan_pass(input, &Policy::new(10.0, 10.0))
 }
 
 #[test]
 fn a_pass_names_moves_and_leaves_queued_chunks_alone() {
-    let m = cluster();
-    let p = pass(&m, InFlightNames::default());
+    let mut m = cluster();
+    let p = pass(&mut m, InFlightNames::default());
     assert!(!p.moves.is_empty() && p.reaches_band, "{p:?}");
     assert!(p.moves.iter().all(|n| n.mv.from == "a" && n.bytes == 50));
     assert_eq!(p.bytes, 50 * p.moves.len() as u64);
@@ -89,7 +85,7 @@ fn a_pass_names_moves_and_leaves_queued_chunks_alone() {
         moves: p.moves.clone(),
         chunks: vec![],
     };
-    let again = pass(&m, in_flight);
+    let again = pass(&mut m, in_flight);
     assert!(again.moves.is_empty() && again.reaches_band, "{again:?}");
 }
 
@@ -183,7 +179,7 @@ fn failures_back_off_then_drop_and_cool_down() {
         "left out of plans for a while"
     );
     assert!(
-        pass(&m, q.in_flight(now))
+        pass(&mut m, q.in_flight(now))
             .moves
             .iter()
             .all(|n| n.mv.chunk != "k0")

@@ -19,12 +19,12 @@ fn millis(d: Duration) -> u64 {
 /// `RebalancePlanResponse`: every planned move up to [`MAX_LISTED`] (a note
 /// says how many more there are; `bytes` covers them all).
 pub fn plan_response(mut p: PassPlan) -> pb::RebalancePlanResponse {
-    if p.moves.len() > MAX_LISTED {
-        let more = p.moves.len() - MAX_LISTED;
+    p.moves.truncate(MAX_LISTED);
+    if p.planned > p.moves.len() {
+        let more = p.planned - p.moves.len();
         p.notes.push(format!(
             "{more} more moves not listed; bytes counts them too"
         ));
-        p.moves.truncate(MAX_LISTED);
     }
     pb::RebalancePlanResponse {
         moves: p

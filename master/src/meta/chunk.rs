@@ -52,10 +52,15 @@ impl ChunkMeta {
         self.size == size && self.crc32c == crc32c
     }
 
+    /// The replica on `server`, if it holds one.
+    pub fn replica_on(&self, server: ServerNo) -> Option<&Replica> {
+        self.replicas.iter().find(|r| r.server == server)
+    }
+
     /// Records a replica on `server`, or refreshes its read count.
     /// Returns true when the replica is new.
     pub fn upsert(&mut self, server: ServerNo, reads: u64) -> bool {
-        let reads = u32::try_from(reads).unwrap_or(u32::MAX);
+        let reads = clamp_reads(reads);
         match self.replicas.iter_mut().find(|r| r.server == server) {
             Some(r) => {
                 r.reads = reads;
@@ -88,6 +93,11 @@ impl ChunkMeta {
     pub fn servers(&self) -> impl Iterator<Item = ServerNo> + '_ {
         self.replicas.iter().map(|r| r.server)
     }
+}
+
+/// A reported read count as a replica keeps it (saturating).
+pub fn clamp_reads(reads: u64) -> u32 {
+    u32::try_from(reads).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]

@@ -206,7 +206,8 @@ impl Meta {
                 "{live} of {wanted} whole replicas are on live servers"
             ));
         }
-        for s in self.chunks[id].servers().map(|s| self.server(s)) {
+        let holders = self.chunks.get(id).into_iter().flat_map(|c| c.servers());
+        for s in holders.map(|s| self.server(s)) {
             if let (false, Some(d)) = (s.alive, s.dead_since) {
                 let left = self
                     .settings

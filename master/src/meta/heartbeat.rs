@@ -128,6 +128,8 @@ impl Meta {
             }
         }
         self.advance_stamp(no, hb.stamp, now);
+        // The balancer's view follows now, unless a pass holds it.
+        self.chunks.flush(false);
         out
     }
 
@@ -300,7 +302,7 @@ impl Meta {
             .chunks
             .iter()
             .filter(|(id, c)| c.holds(no) && !reported(id))
-            .map(|(id, _)| id.clone())
+            .map(|(id, _)| id.into())
             .collect();
         let (mut forgotten, mut fresh) = (0, 0);
         for id in &stale {

@@ -12,8 +12,10 @@
 //! - `moves`: the gates of a move and the bookkeeping of running ones.
 //! - `upkeep`: liveness, trimming of excess replicas, repair candidates.
 //! - `view`: read-only answers (locate, list, the servers-only load view).
-//! - `snapshot`: the full balancer view, copied out under the lock and
-//!   built outside it.
+//! - `store`: the chunk table in numbered slots, and the balancer's view
+//!   of it kept up to date as it changes (lent to a pass in O(servers)).
+//! - `snapshot`: the balancer's view for a pass, and a full copy in id
+//!   order for tests and tools.
 
 pub mod chunk;
 pub mod server;
@@ -26,6 +28,7 @@ mod moves;
 mod paged;
 mod redundancy;
 mod snapshot;
+mod store;
 mod upkeep;
 mod view;
 
@@ -40,7 +43,6 @@ mod tests_sim;
 
 use std::collections::{HashMap, HashSet};
 
-use hashbrown::hash_map::EntryRef;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -141,16 +143,15 @@ pub struct Meta {
     servers: Vec<ServerEntry>,
     /// Server id → its number.
     server_nos: HashMap<Box<str>, ServerNo>,
-    /// Every chunk with at least one whole replica.
-    chunks: hashbrown::HashMap<Box<str>, ChunkMeta>,
+    /// Every chunk with at least one whole replica, with the balancer's
+    /// view of them.
+    chunks: store::ChunkStore,
     /// Recent allocations not yet seen in heartbeats.
     pending: HashMap<Box<str>, alloc::Pending>,
     /// Chunks with a move, copy or delete in flight.
     busy: HashMap<Box<str>, Busy>,
     /// Chunks that may hold more whole live replicas than their factor.
     trim_candidates: HashSet<Box<str>>,
-    /// Chunks that may hold fewer whole replicas than their factor.
-    repair_candidates: HashSet<Box<str>>,
     /// Servers whose copy of a chunk was verified corrupt, until the chunk
     /// is back at its factor: repairs place new replicas elsewhere first,
     /// and the damaged copies are deleted only then.
@@ -237,17 +238,25 @@ impl Meta {
             return Upsert::Excluded;
         }
         let mut over = false;
-        match self.chunks.entry_ref(r.chunk.as_str()) {
-            EntryRef::Occupied(mut e) => {
-                let c = e.get_mut();
+        match self.chunks.find(&r.chunk) {
+            Some(slot) => {
+                let c = self.chunks.slot_meta(slot);
                 if !c.matches(r.size, r.crc32c) {
                     let (size, crc32c) = (c.size, c.crc32c);
                     self.exclude_mismatch(no, r, size, crc32c);
                     return Upsert::Excluded;
                 }
+                // An unchanged replica leaves the balancer's view alone.
+                if c.replica_on(no)
+                    .is_some_and(|rep| rep.reads == chunk::clamp_reads(r.reads))
+                {
+                    return Upsert::Refreshed;
+                }
+                let c = self.chunks.slot_meta_mut(slot);
                 if !c.upsert(no, r.reads) {
                     return Upsert::Refreshed;
                 }
+                let c = self.chunks.slot_meta(slot);
                 if !self.young.is_empty() && c.replicas.len() >= c.replication as usize {
                     self.young.remove(r.chunk.as_str());
                 }
@@ -257,17 +266,18 @@ impl Meta {
                         .count()
                         > c.replication as usize;
             }
-            EntryRef::Vacant(e) => {
+            None => {
                 let replication = match r.replication {
                     0 => self.settings.default_replication,
                     n => n,
                 };
-                e.insert(ChunkMeta::new(r.size, r.crc32c, replication))
-                    .upsert(no, r.reads);
+                let mut c = ChunkMeta::new(r.size, r.crc32c, replication);
+                c.upsert(no, r.reads);
+                let slot = self.chunks.insert(&r.chunk, c);
                 // First sight (a new write, or a view rebuilt after a master
                 // restart): the repair pass checks its factor once writes settle.
                 if replication > 1 {
-                    self.repair_candidates.insert(r.chunk.as_str().into());
+                    self.chunks.add_candidate_slot(slot);
                     self.young.insert(r.chunk.as_str().into(), None);
                 }
                 if !self.lost.is_empty() && self.lost.remove(r.chunk.as_str()).is_some() {
@@ -340,7 +350,7 @@ impl Meta {
             tracing::error!(chunk, last_server = %self.servers[no as usize].id, "chunk lost: no whole replica is left anywhere");
             self.lost.insert(chunk.into(), lost);
         } else {
-            self.repair_candidates.insert(chunk.into());
+            self.chunks.add_candidate(chunk);
         }
         true
     }
@@ -354,13 +364,15 @@ impl Meta {
     /// Every chunk `no` holds becomes a repair candidate (it died, or is
     /// draining). One scan of the chunk table.
     fn queue_chunks_of(&mut self, no: ServerNo) {
-        let ids: Vec<Box<str>> = self
+        let slots: Vec<u32> = self
             .chunks
-            .iter()
-            .filter(|(_, c)| c.holds(no))
-            .map(|(id, _)| id.clone())
+            .iter_slots()
+            .filter(|(_, _, c)| c.holds(no))
+            .map(|(n, _, _)| n)
             .collect();
-        self.repair_candidates.extend(ids);
+        for n in slots {
+            self.chunks.add_candidate_slot(n);
+        }
     }
 
     /// Whether the replica of `chunk` on `no` awaits verification.
@@ -377,7 +389,7 @@ impl Meta {
     pub fn check(&self) -> Result<(), String> {
         let mut used = vec![0u64; self.servers.len()];
         let mut count = vec![0u64; self.servers.len()];
-        for (id, c) in &self.chunks {
+        for (id, c) in self.chunks.iter() {
             if c.replicas.is_empty() {
                 return Err(format!("chunk {id} has no replica but is kept"));
             }
@@ -388,11 +400,12 @@ impl Meta {
                 }
                 used[s as usize] += c.size;
                 count[s as usize] += 1;
-                if self.servers[s as usize].excluded.contains_key(id.as_ref()) {
+                if self.servers[s as usize].excluded.contains_key(id) {
                     return Err(format!("chunk {id} is both whole and excluded on {s}"));
                 }
             }
         }
+        self.chunks.check()?;
         for (i, s) in self.servers.iter().enumerate() {
             if s.used != used[i] || s.replicas != count[i] {
                 return Err(format!(

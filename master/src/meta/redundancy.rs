@@ -159,9 +159,11 @@ impl Meta {
                 c.servers().filter(|&s| self.server(s).takes_data()).count()
                     < c.replication as usize
             })
-            .map(|(id, _)| id.clone())
+            .map(|(id, _)| id.into())
             .collect();
-        self.repair_candidates.extend(ids);
+        for id in ids {
+            self.chunks.add_candidate(&id);
+        }
     }
 
     /// The server to (un)drain: known and alive (its chunk server keeps the mark).

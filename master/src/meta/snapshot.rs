@@ -1,9 +1,13 @@
-//! The planner's [`ClusterView`] of every chunk, in two steps so the lock is
-//! held only for a flat copy: [`Meta::snapshot`] copies ids into one buffer
-//! and the numbers into one vector (no allocation per chunk), then
-//! [`ViewSnapshot::into_view`] sorts and builds the view without the lock.
+//! The planner's [`ClusterView`] of every chunk.
+//!
+//! [`Meta::balance_view`] is what a pass plans on: the servers copied, the
+//! chunk table lent from the view the metadata keeps up to date (see
+//! `store.rs`), under the lock in time proportional to the servers. Chunks
+//! come in slot order there. [`Meta::snapshot`] and
+//! [`ViewSnapshot::into_view`] build a full copy in id order instead, the
+//! old way (for tests and tools; at ten million chunks it takes seconds).
 
-use keel_balancer::{ChunkIdx, ClusterView, ServerIdx};
+use keel_balancer::{ChunkIdx, ClusterView, Server, ServerIdx};
 use smallvec::SmallVec;
 
 use super::{Meta, ServerNo};
@@ -34,7 +38,38 @@ pub struct ViewSnapshot {
 }
 
 impl Meta {
-    /// Copies servers and chunks out; cheap enough to do under the lock.
+    /// The balancer's view for a pass: `ServerIdx(n)` is server number `n`
+    /// (a draining server counts as not alive, see [`Meta::load_view`]),
+    /// `ChunkIdx(n)` is chunk slot `n` (emptied slots hold nothing, see
+    /// [`Meta::balance_idx`]). Takes time in the servers and the chunks
+    /// changed since the last view, not in all chunks: the chunk table is
+    /// shared with the metadata's copy until either changes.
+    pub fn balance_view(&mut self) -> ClusterView {
+        let servers = self
+            .servers
+            .iter()
+            .map(|s| Server {
+                id: s.id.to_string(),
+                rack: s.has_rack().then(|| s.rack.clone()),
+                capacity: s.capacity,
+                used: s.used,
+                incoming: 0,
+                alive: s.takes_data(),
+            })
+            .collect();
+        ClusterView {
+            servers,
+            chunks: self.chunks.mirror(),
+        }
+    }
+
+    /// Where chunk `id` is in the views [`Meta::balance_view`] lends.
+    pub fn balance_idx(&self, id: &str) -> Option<ChunkIdx> {
+        self.chunks.chunk_idx(id)
+    }
+
+    /// Copies servers and chunks out (O(chunks) under the lock; for tests
+    /// and tools, a pass uses [`Meta::balance_view`]).
     pub fn snapshot(&self) -> ViewSnapshot {
         let servers = self
             .servers
@@ -56,7 +91,7 @@ impl Meta {
             chunks: Vec::with_capacity(self.chunks.len()),
             replicas: 0,
         };
-        for (id, c) in &self.chunks {
+        for (id, c) in self.chunks.iter() {
             snap.chunks.push(SnapChunk {
                 id_start: snap.ids.len(),
                 id_len: id.len().min(u8::MAX as usize) as u8,

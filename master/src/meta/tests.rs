@@ -287,6 +287,46 @@ fn cluster_view_matches_the_metadata() {
 }
 
 #[test]
+fn the_balance_view_follows_changes_and_a_lent_one_stays_still() {
+    let now = Instant::now();
+    let mut m = Meta::new(MetaSettings::default());
+    apply(
+        &mut m,
+        hb("a", true, vec![rep("x", 10), rep("y", 20)], &[], 2),
+        now,
+    );
+    let lent = m.balance_view();
+    let x = m.balance_idx("x").expect("x");
+    assert_eq!(lent.chunk(x).id(), "x");
+    assert_eq!(lent.servers[0].used, 30);
+    // While a pass holds its view, changes leave it alone (and are
+    // marked, not copied); the next view has them.
+    apply(&mut m, hb("a", false, vec![rep("z", 5)], &["x"], 2), now);
+    apply(&mut m, hb("b", true, vec![rep("y", 20)], &[], 1), now);
+    assert_eq!((lent.chunk(x).id(), lent.chunk_count()), ("x", 2));
+    drop(lent);
+    let v = m.balance_view();
+    assert_eq!(v.check_invariants(), Ok(()));
+    assert_eq!(m.balance_idx("x"), None);
+    let (y, z) = (
+        m.balance_idx("y").expect("y"),
+        m.balance_idx("z").expect("z"),
+    );
+    assert_eq!(v.chunk(z).size(), 5);
+    let holders = v
+        .chunk(y)
+        .replicas()
+        .iter()
+        .map(|s| v.server(*s).id.clone());
+    assert_eq!(holders.collect::<Vec<_>>(), ["a", "b"]);
+    let used: Vec<u64> = v.servers.iter().map(|s| s.used).collect();
+    assert_eq!(used, [25, 20]);
+    // A freed slot is reused for the next new chunk.
+    apply(&mut m, hb("b", false, vec![rep("w", 1)], &[], 2), now);
+    assert_eq!(m.balance_idx("w"), Some(x));
+}
+
+#[test]
 fn cluster_view_lists_chunks_in_id_order() {
     let now = Instant::now();
     let mut m = Meta::new(MetaSettings::default());

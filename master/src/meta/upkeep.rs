@@ -3,6 +3,7 @@
 //! then drains. Decisions only; the maintenance loop performs the RPCs.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use keel_balancer::NamedCopy;
@@ -133,7 +134,7 @@ impl Meta {
                 .chunks
                 .iter()
                 .filter(|(_, c)| self.live_replicas(c) > c.replication as usize)
-                .map(|(id, _)| id.clone())
+                .map(|(id, _)| id.into())
                 .collect();
             self.trim_candidates.extend(over);
         }
@@ -216,9 +217,8 @@ impl Meta {
             ..Redundancy::default()
         };
         let mut drain_left: HashMap<ServerNo, u64> = HashMap::new();
-        let mut work: Vec<(CopyClass, usize, Box<str>)> = Vec::new();
-        let candidates: Vec<Box<str>> = self.repair_candidates.drain().collect();
-        for id in candidates {
+        let mut work: Vec<(CopyClass, usize, Arc<str>)> = Vec::new();
+        for (slot, id) in self.chunks.take_candidates() {
             let Some(c) = self.chunks.get(&id) else {
                 continue;
             };
@@ -236,14 +236,14 @@ impl Meta {
             for s in c.servers().filter(|&s| self.server(s).draining) {
                 *drain_left.entry(s).or_default() += 1;
             }
-            let waits = self.busy.contains_key(&id)
+            let waits = self.busy.contains_key(&*id)
                 || queued.chunks.contains(&*id)
-                || self.pending.contains_key(&id)
+                || self.pending.contains_key(&*id)
                 || (kind == CopyClass::Repair && self.settling(&id, now));
             if !waits {
                 work.push((kind, need.live, id.clone()));
             }
-            self.repair_candidates.insert(id);
+            self.chunks.add_candidate_slot(slot);
         }
         work.sort_by(|a, b| {
             (a.0 == CopyClass::Drain, a.1, &a.2).cmp(&(b.0 == CopyClass::Drain, b.1, &b.2))
@@ -252,7 +252,7 @@ impl Meta {
             let started = plan.copies.len() < max
                 && match self.plan_copy(&id, kind, &planned) {
                     Ok((t, from, to)) => {
-                        self.repair_blocked.remove(&id);
+                        self.repair_blocked.remove(&*id);
                         *planned.incoming.entry(to).or_default() += t.bytes;
                         *planned.outgoing.entry(from).or_default() += 1;
                         plan.copies.push(t);
