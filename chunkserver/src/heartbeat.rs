@@ -86,6 +86,8 @@ pub struct Heartbeat {
     pub fence: Arc<Fence>,
     /// Wakes this loop after a commit or delete ([`Store::subscribe`]).
     pub changes: tokio::sync::watch::Receiver<u64>,
+    /// The migration bucket, whose current rate every heartbeat reports.
+    pub throttle: Arc<crate::throttle::Throttle>,
 }
 
 impl Heartbeat {
@@ -256,6 +258,7 @@ impl Heartbeat {
             report_id: 0,
             page: 0,
             last_page: false,
+            migrate_bandwidth_bytes_per_second: self.throttle.bytes_per_sec(),
         }
     }
 }

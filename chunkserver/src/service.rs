@@ -229,6 +229,7 @@ pub fn wire_stamp(s: Stamp) -> HeartbeatStamp {
 
 impl ChunkService {
     async fn open_read(&self, req: ReadChunkRequest) -> Result<ReadStream, Error> {
+        let started = std::time::Instant::now();
         let id = ChunkId::new(req.chunk)?;
         let store = Arc::clone(&self.node.store);
         let id2 = id.clone();
@@ -244,6 +245,8 @@ impl ChunkService {
             Err(e) => return Err(e),
         };
         let throttle = req.migration.then(|| Arc::clone(&self.node.throttle));
+        let latency = (!req.migration && self.node.latency.is_auto())
+            .then(|| (Arc::clone(&self.node.latency), started));
         Ok(ReadJob {
             id,
             file,
@@ -251,6 +254,7 @@ impl ChunkService {
             throttle,
             traffic: Arc::clone(&self.node.traffic),
             reporter: self.node.reporter.clone(),
+            latency,
         }
         .spawn())
     }

@@ -164,6 +164,7 @@ pub fn heartbeat(req: pb::HeartbeatRequest) -> Result<Heartbeat, Error> {
         chunk_count: req.chunk_count,
         stamp: stamp(req.stamp),
         draining: req.draining,
+        migrate_rate: req.migrate_bandwidth_bytes_per_second,
     })
 }
 
@@ -231,8 +232,8 @@ pub fn location(l: Location) -> pb::LocateChunkResponse {
     }
 }
 
-/// `ServerInfo` from a server's status.
-pub fn server_info(s: ServerStatus) -> pb::ServerInfo {
+/// `ServerInfo` from a server's status and its reported migration rate.
+pub fn server_info(s: ServerStatus, migrate_rate: u64) -> pb::ServerInfo {
     let state = match s.state {
         ServerState::Alive => pb::ServerState::Alive,
         ServerState::Dead => pb::ServerState::Dead,
@@ -249,6 +250,7 @@ pub fn server_info(s: ServerStatus) -> pb::ServerInfo {
         chunks: s.chunks,
         state: state as i32,
         last_heartbeat_ms: s.last_heartbeat_ms,
+        migrate_bandwidth_bytes_per_second: migrate_rate,
     }
 }
 

@@ -229,11 +229,19 @@ impl Master for MasterService {
     ) -> Reply<pb::ListServersResponse> {
         let (servers, view) = {
             let m = lock(&self.meta);
-            (m.list_servers(Instant::now()), m.load_view())
+            let servers: Vec<_> = m
+                .list_servers(Instant::now())
+                .into_iter()
+                .map(|s| {
+                    let rate = m.server_by_id(&s.id).map_or(0, |e| e.migrate_rate);
+                    convert::server_info(s, rate)
+                })
+                .collect();
+            (servers, m.load_view())
         };
         let (leader, term, answered_by_leader) = self.leader_fields();
         Ok(Response::new(pb::ListServersResponse {
-            servers: servers.into_iter().map(convert::server_info).collect(),
+            servers,
             average_utilization_pct: keel_balancer::load::average_utilization_pct(&view),
             leader,
             term,

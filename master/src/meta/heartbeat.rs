@@ -52,6 +52,8 @@ pub struct Heartbeat {
     pub stamp: Option<Stamp>,
     /// The server's drain mark.
     pub draining: bool,
+    /// The server's migration rate now, bytes per second (0 = unlimited).
+    pub migrate_rate: u64,
 }
 
 /// What applying a heartbeat did.
@@ -229,6 +231,7 @@ impl Meta {
         s.rack.clone_from(&hb.rack);
         s.capacity = hb.capacity;
         s.reported_used = hb.used;
+        s.migrate_rate = hb.migrate_rate;
         s.last_heartbeat = now;
         let revived = !s.alive;
         if revived {

@@ -96,6 +96,8 @@ pub struct ServerEntry {
     pub repair_queued: bool,
     /// The drain mark, as the server reports it (or as just set).
     pub draining: bool,
+    /// Its migration rate as last reported, bytes per second (0 = unlimited).
+    pub migrate_rate: u64,
     /// Chunks on this draining server that still need a copy elsewhere, as
     /// of the last maintenance pass (`None` before the first one).
     pub drain_left: Option<u64>,
@@ -127,6 +129,7 @@ impl ServerEntry {
             dead_since: None,
             repair_queued: false,
             draining: false,
+            migrate_rate: 0,
             drain_left: None,
             stamp: None,
             stamp_seen: None,

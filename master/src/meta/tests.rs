@@ -35,6 +35,7 @@ pub(crate) fn hb(
         chunk_count: count,
         stamp: None,
         draining: false,
+        migrate_rate: 0,
     }
 }
 
