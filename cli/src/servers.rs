@@ -143,6 +143,7 @@ mod tests {
             chunks: used / 10,
             state: state as i32,
             last_heartbeat_ms: 5,
+            migrate_bandwidth_bytes_per_second: 0,
         }
     }
 
