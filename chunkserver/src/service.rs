@@ -100,8 +100,17 @@ impl ChunkServer for ChunkService {
             let id = ChunkId::new(req.chunk)?;
             fence::admit(&self.node.fence, req.term, "a delete").await?;
             let store = Arc::clone(&self.node.store);
-            let (freed, stamp) = blocking("deleting chunk", move || store.delete(&id)).await?;
+            let (freed, stamp, trash) =
+                blocking("deleting chunk", move || store.delete(&id)).await?;
             info!(freed, "chunk deleted");
+            if let Some(trash) = trash {
+                // Off the answer's path: see `Store::delete`.
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = std::fs::remove_file(&trash) {
+                        warn!(path = %trash.display(), error = %e, "could not remove a deleted chunk's file");
+                    }
+                });
+            }
             Ok(DeleteChunkResponse {
                 freed_bytes: freed,
                 stamp: Some(wire_stamp(stamp)),
