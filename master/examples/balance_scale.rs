@@ -41,6 +41,7 @@ fn report(server: usize, chunks: usize, capacity: u64) -> Heartbeat {
         removed: vec![],
         stamp: None,
         draining: false,
+        migrate_rate: 0,
     }
 }
 

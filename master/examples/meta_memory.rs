@@ -71,6 +71,7 @@ fn report(server: usize, chunks: usize) -> Heartbeat {
         removed: vec![],
         stamp: None,
         draining: false,
+        migrate_rate: 0,
     }
 }
 
