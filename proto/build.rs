@@ -18,6 +18,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // Chunk bytes as `bytes::Bytes`: a received frame is a view into the
+        // decode buffer rather than a copy, and a frame read from disk is
+        // handed to the encoder without another allocation.
+        .bytes(".keel.v1.WriteChunkRequest.data")
+        .bytes(".keel.v1.ReadChunkResponse.data")
         .compile_fds(fds)?;
     compile_etcd()
 }

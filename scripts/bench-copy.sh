@@ -4,6 +4,9 @@
 # Markdown tables on stdout (progress on stderr):
 #   - an unthrottled 256 MiB copy next to a plain TCP transfer with fsync and
 #     an rsync daemon on the same bytes and disk, as ratios;
+#   - in the same rounds, the end-to-end move through a real master
+#     (RebalanceExecute, as `keelctl rebalance execute` sends it), with CPU
+#     per GiB of every method, against its targets;
 #   - copies at --migrate-bandwidth 32MiB and 128MiB, against the setting;
 #   - both servers' resident memory during a 1 GiB copy;
 #   - WriteChunk throughput by frame size.
@@ -15,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 target_dir="${CARGO_TARGET_DIR:-target}"
-cargo build --release --bins -p keel-chunkserver -p keel-tests >&2
+cargo build --release --bins -p keel-chunkserver -p keel-master -p keel-tests >&2
 
 args=("$@")
 dir="${TMPDIR:-/tmp}"

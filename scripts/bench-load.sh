@@ -7,7 +7,10 @@
 #     balancer is paused (idle) and while moves run (rebalance), and the ratio;
 #   - bytes moved and the effective move rate;
 #   - CPU cores each process kept busy in each phase;
-#   - failed reads, failed writes and the read-back of every chunk.
+#   - failed reads, failed writes and the read-back of every chunk;
+#   - with --auto: every round at the fixed default and at
+#     --migrate-bandwidth auto, busy loops hogging the CPU in even rounds,
+#     and an unloaded rebalance of each against --migrate-bandwidth-max.
 #
 # Usage: scripts/bench-load.sh [keel-load-bench options]   (--help lists them)
 # The temp dir is $TMPDIR (default /tmp) unless --dir is given; at the

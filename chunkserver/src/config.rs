@@ -57,9 +57,21 @@ pub struct Config {
     pub heartbeat_interval: Duration,
 
     /// Bytes per second for all migration traffic of this server, in and out
-    /// together (`0` = unlimited).
-    #[arg(long, env = "KEEL_MIGRATE_BANDWIDTH", default_value = "64MiB", value_parser = parse_size)]
-    pub migrate_bandwidth: u64,
+    /// together (`0` = unlimited), or `auto`: a rate between
+    /// `--migrate-bandwidth-max` and a sixteenth of it, lowered while clients'
+    /// reads and writes here are slower than `--client-latency-target` and
+    /// raised again while they are not.
+    #[arg(long, env = "KEEL_MIGRATE_BANDWIDTH", default_value = "64MiB", value_parser = parse_bandwidth)]
+    pub migrate_bandwidth: Bandwidth,
+
+    /// With `--migrate-bandwidth auto`: the highest rate, bytes per second.
+    #[arg(long, env = "KEEL_MIGRATE_BANDWIDTH_MAX", default_value = "256MiB", value_parser = parse_size)]
+    pub migrate_bandwidth_max: u64,
+
+    /// With `--migrate-bandwidth auto`: the p99 of this server's client
+    /// service times (see docs/bench-load.md) above which migration slows.
+    #[arg(long, env = "KEEL_CLIENT_LATENCY_TARGET", default_value = "20ms", value_parser = parse_duration)]
+    pub client_latency_target: Duration,
 
     /// Shared secret: every keel.v1 call must carry `authorization: Bearer <token>`,
     /// and calls this server makes carry it too.
@@ -113,7 +125,9 @@ impl Config {
             capacity: None,
             rack: None,
             heartbeat_interval: Duration::from_secs(3),
-            migrate_bandwidth: 64 << 20,
+            migrate_bandwidth: Bandwidth::Fixed(64 << 20),
+            migrate_bandwidth_max: 256 << 20,
+            client_latency_target: Duration::from_millis(20),
             auth_token: None,
             security: keel_proto::flags::Security::default(),
             log_format: keel_proto::logging::LogFormat::Text,
@@ -135,6 +149,16 @@ impl Config {
         }
         if self.master_urls().is_empty() {
             return Err("--master names no master".into());
+        }
+        if self.migrate_bandwidth == Bandwidth::Auto {
+            if self.migrate_bandwidth_max == 0 {
+                return Err(
+                    "--migrate-bandwidth auto needs a --migrate-bandwidth-max above 0".into(),
+                );
+            }
+            if self.client_latency_target.is_zero() {
+                return Err("--client-latency-target must be above 0".into());
+            }
         }
         Ok(())
     }
@@ -160,6 +184,25 @@ impl Config {
         }
         urls
     }
+}
+
+/// `--migrate-bandwidth`: a fixed rate, or one that follows client latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bandwidth {
+    /// Bytes per second (`0` = unlimited).
+    Fixed(u64),
+    /// Between `--migrate-bandwidth-max` and a sixteenth of it, by client latency.
+    Auto,
+}
+
+/// Parses `auto` or a size (`64MiB`, plain bytes).
+pub fn parse_bandwidth(s: &str) -> Result<Bandwidth, String> {
+    if s.trim().eq_ignore_ascii_case("auto") {
+        return Ok(Bandwidth::Auto);
+    }
+    parse_size(s)
+        .map(Bandwidth::Fixed)
+        .map_err(|e| format!("{e} (or `auto`)"))
 }
 
 /// Accepts `host:port` or a URL and returns `scheme://host:port` without a trailing `/`.
@@ -222,12 +265,48 @@ mod tests {
         ])
         .expect("parse");
         assert_eq!(c.capacity, Some(1 << 30));
-        assert_eq!(c.migrate_bandwidth, 4 << 20);
+        assert_eq!(c.migrate_bandwidth, Bandwidth::Fixed(4 << 20));
         assert_eq!(c.heartbeat_interval, Duration::from_millis(300));
         assert_eq!(c.listen.port(), 7001);
         assert_eq!(c.stream_idle_timeout, Duration::from_secs(30));
         assert_eq!(c.max_transfers, 64);
         assert_eq!(c.check(), Ok(()));
+    }
+
+    #[test]
+    fn auto_bandwidth_parses_and_is_checked() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["keel-chunkserver", "--id", "cs1", "--data-dir", "/d"];
+            args.extend_from_slice(extra);
+            Config::try_parse_from(args)
+        };
+        let c = parse(&[]).expect("defaults");
+        assert_eq!(c.migrate_bandwidth, Bandwidth::Fixed(64 << 20));
+        let c = parse(&[
+            "--migrate-bandwidth",
+            "auto",
+            "--migrate-bandwidth-max",
+            "128MiB",
+            "--client-latency-target",
+            "15ms",
+        ])
+        .expect("auto");
+        assert_eq!(c.migrate_bandwidth, Bandwidth::Auto);
+        assert_eq!(c.migrate_bandwidth_max, 128 << 20);
+        assert_eq!(c.client_latency_target, Duration::from_millis(15));
+        assert_eq!(c.check(), Ok(()));
+        let no_max = parse(&[
+            "--migrate-bandwidth",
+            "AUTO",
+            "--migrate-bandwidth-max",
+            "0",
+        ])
+        .expect("parse")
+        .check()
+        .expect_err("auto without a ceiling");
+        assert!(no_max.contains("--migrate-bandwidth-max"), "{no_max}");
+        let bad = parse(&["--migrate-bandwidth", "fast"]).expect_err("not a size");
+        assert!(bad.to_string().contains("auto"), "{bad}");
     }
 
     #[test]

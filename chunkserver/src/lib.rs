@@ -11,7 +11,8 @@
 //! - [`report`]: which changes the master has not acknowledged yet.
 //! - [`mod@write`], [`read`], [`transfer`]: `WriteChunk`, `ReadChunk`, `CopyChunk`.
 //! - [`sink`]: the pipelined writer behind writes and copies.
-//! - [`throttle`]: the migration bandwidth bucket.
+//! - [`throttle`]: the migration bandwidth bucket; [`throttle::auto`] its
+//!   controller for `--migrate-bandwidth auto`, fed by [`latency`].
 //! - [`heartbeat`]: the loops to the masters and corruption reports.
 //! - [`fence`]: the highest master term seen; deposed masters are refused.
 //! - [`service`]: the thin gRPC layer; [`auth`]: the shared token; [`peer`]: outgoing clients.
@@ -25,6 +26,7 @@ pub mod datadir;
 pub mod error;
 pub mod fence;
 pub mod heartbeat;
+pub mod latency;
 pub mod metrics;
 pub mod node;
 pub mod peer;
@@ -55,8 +57,10 @@ pub use config::Config;
 pub use error::Error;
 
 use crate::auth::AttachToken;
+use crate::config::Bandwidth;
 use crate::fence::Fence;
 use crate::heartbeat::{Heartbeat, Identity, MasterReporter};
+use crate::latency::ClientLatency;
 use crate::node::{Node, Transfers};
 use crate::service::ChunkService;
 use crate::store::Store;
@@ -130,6 +134,11 @@ pub async fn run(
         heartbeats.push(tokio::spawn(beat.run(beats.clone())));
         info!(master = %master, interval = ?config.heartbeat_interval, "heartbeats started");
     }
+    let control = tokio::spawn(latency::control(
+        Arc::clone(&node.latency),
+        Arc::clone(&node.throttle),
+        beats.clone(),
+    ));
     let scrub = tokio::spawn(scrub_missing(
         Arc::clone(&node.store),
         config.scrub_interval,
@@ -178,6 +187,7 @@ pub async fn run(
         let _ = heartbeat.await;
     }
     let _ = scrub.await;
+    let _ = control.await;
     served.map_err(|e| Error::io("serving gRPC", std::io::Error::other(e)))?;
     info!("chunk server stopped");
     Ok(())
@@ -259,11 +269,27 @@ fn build_node(
         .collect();
     let root = config.data_dir.clone();
     let fence = Arc::new(Fence::open(&root)?);
-    let throttle = Arc::new(Throttle::new(config.migrate_bandwidth));
-    info!(
-        bytes_per_sec = config.migrate_bandwidth,
-        "migration throttle set (0 = unlimited)"
-    );
+    let (throttle, latency) = match config.migrate_bandwidth {
+        Bandwidth::Fixed(rate) => {
+            info!(
+                bytes_per_sec = rate,
+                "migration throttle set (0 = unlimited)"
+            );
+            (Throttle::new(rate), ClientLatency::off())
+        }
+        Bandwidth::Auto => {
+            let settings = crate::throttle::auto::Settings {
+                max: config.migrate_bandwidth_max,
+                target: config.client_latency_target,
+            };
+            info!(
+                max_bytes_per_sec = settings.max,
+                client_latency_target = ?settings.target,
+                "migration throttle follows client latency (auto)"
+            );
+            (Throttle::new(settings.max), ClientLatency::auto(settings))
+        }
+    };
     info!(
         max_transfers = config.max_transfers,
         stream_idle_timeout = ?config.stream_idle_timeout,
@@ -271,7 +297,8 @@ fn build_node(
     );
     Ok(Node {
         store,
-        throttle,
+        throttle: Arc::new(throttle),
+        latency: Arc::new(latency),
         traffic: Arc::default(),
         reporter: MasterReporter {
             clients,

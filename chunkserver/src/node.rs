@@ -20,6 +20,8 @@ pub struct Node {
     pub store: Arc<Store>,
     /// The one bucket for all migration traffic, in and out.
     pub throttle: Arc<Throttle>,
+    /// Client service times (fed to the controller with `--migrate-bandwidth auto`).
+    pub latency: Arc<crate::latency::ClientLatency>,
     /// Bytes moved, for `/metrics`.
     pub traffic: Arc<crate::metrics::Traffic>,
     /// Corruption reports to the master.

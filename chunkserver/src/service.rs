@@ -108,8 +108,17 @@ impl ChunkServer for ChunkService {
             let id = ChunkId::new(req.chunk)?;
             fence::admit(&self.node.fence, req.term, "a delete").await?;
             let store = Arc::clone(&self.node.store);
-            let (freed, stamp) = blocking("deleting chunk", move || store.delete(&id)).await?;
+            let (freed, stamp, trash) =
+                blocking("deleting chunk", move || store.delete(&id)).await?;
             info!(freed, "chunk deleted");
+            if let Some(trash) = trash {
+                // Off the answer's path: see `Store::delete`.
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = std::fs::remove_file(&trash) {
+                        warn!(path = %trash.display(), error = %e, "could not remove a deleted chunk's file");
+                    }
+                });
+            }
             Ok(DeleteChunkResponse {
                 freed_bytes: freed,
                 stamp: Some(wire_stamp(stamp)),
@@ -237,6 +246,7 @@ pub fn wire_stamp(s: Stamp) -> HeartbeatStamp {
 
 impl ChunkService {
     async fn open_read(&self, req: ReadChunkRequest) -> Result<ReadStream, Error> {
+        let started = std::time::Instant::now();
         let id = ChunkId::new(req.chunk)?;
         let store = Arc::clone(&self.node.store);
         let id2 = id.clone();
@@ -252,6 +262,8 @@ impl ChunkService {
             Err(e) => return Err(e),
         };
         let throttle = req.migration.then(|| Arc::clone(&self.node.throttle));
+        let latency = (!req.migration && self.node.latency.is_auto())
+            .then(|| (Arc::clone(&self.node.latency), started));
         Ok(ReadJob {
             id,
             file,
@@ -259,6 +271,7 @@ impl ChunkService {
             throttle,
             traffic: Arc::clone(&self.node.traffic),
             reporter: self.node.reporter.clone(),
+            latency,
         }
         .spawn())
     }

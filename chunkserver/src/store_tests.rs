@@ -129,7 +129,7 @@ fn a_delete_is_stamped_after_every_report_that_still_lists_the_chunk() {
     put(&store, "a", &[1; 10]).expect("a");
     let before = store.report(true);
     assert_eq!(before.chunks.len(), 1);
-    let (_, stamp) = store.delete(&id("a")).expect("delete");
+    let (_, stamp, _) = store.delete(&id("a")).expect("delete");
     assert_eq!(stamp.incarnation, before.stamp.incarnation);
     assert!(before.stamp.seq < stamp.seq, "{before:?} vs {stamp:?}");
     let after = store.report(true);

@@ -223,7 +223,7 @@ async fn next_frame(
     src: &Source,
     id: &ChunkId,
     received: u64,
-) -> Result<Option<Vec<u8>>, Error> {
+) -> Result<Option<bytes::Bytes>, Error> {
     loop {
         let Some(msg) = receive(stream, src, id, received).await? else {
             return Ok(None);

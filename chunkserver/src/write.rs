@@ -8,7 +8,7 @@
 //! and copies run at once; more are refused with RESOURCE_EXHAUSTED.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use keel_proto::chunk_id::ChunkId;
 use keel_proto::v1::{WriteChunkRequest, WriteChunkResponse};
@@ -50,11 +50,13 @@ pub async fn write_chunk(
     .await?;
     let mut sink = Sink::new(temp, id.clone());
     let mut received = first.data.len() as u64;
+    let mut last_frame = Instant::now();
     crate::metrics::Traffic::add(&node.traffic.written, first.data.len());
     if !first.data.is_empty() {
         sink.write(first.data).await?;
     }
     while let Some(msg) = next(&mut stream, Some(&id), idle, received).await? {
+        last_frame = Instant::now();
         if msg.header.is_some() {
             return Err(Error::InvalidRequest(format!(
                 "chunk {id}: a header may only come in the first message"
@@ -69,6 +71,7 @@ pub async fn write_chunk(
     let temp = sink.finish().await?;
     let store = Arc::clone(&node.store);
     let meta = blocking("committing chunk", move || store.commit(res, temp)).await?;
+    node.latency.record(last_frame.elapsed());
     info!(chunk = %id, size = meta.size, crc32c = meta.crc32c, "chunk written");
     Ok(WriteChunkResponse {
         chunk: id.to_string(),

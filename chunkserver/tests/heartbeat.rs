@@ -148,11 +148,11 @@ async fn write(c: &mut ChunkServerClient<Channel>, id: &str, data: &[u8]) {
                 crc32c: crc32c::crc32c(data),
                 replication: 2,
             }),
-            data: vec![],
+            data: Default::default(),
         },
         WriteChunkRequest {
             header: None,
-            data: data.to_vec(),
+            data: data.to_vec().into(),
         },
     ];
     c.write_chunk(tokio_stream::iter(msgs))

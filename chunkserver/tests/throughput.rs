@@ -24,8 +24,8 @@ async fn server(dir: &std::path::Path, id: &str, stop: &CancellationToken) -> St
     config.master = "http://127.0.0.1:1".into();
     config.migrate_bandwidth = std::env::var("KEEL_THROUGHPUT_BANDWIDTH")
         .ok()
-        .and_then(|v| keel_proto::units::parse_size(&v).ok())
-        .unwrap_or(0);
+        .and_then(|v| keel_chunkserver::config::parse_bandwidth(&v).ok())
+        .unwrap_or(keel_chunkserver::config::Bandwidth::Fixed(0));
     config.heartbeat_interval = Duration::from_secs(3600);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
@@ -86,14 +86,14 @@ async fn write_read_copy_throughput() {
             crc32c: crc,
             replication: 1,
         }),
-        data: vec![],
+        data: Default::default(),
     };
     let mut msgs = vec![header];
     msgs.extend(
         data.chunks(keel_proto::FRAME_BYTES)
             .map(|d| WriteChunkRequest {
                 header: None,
-                data: d.to_vec(),
+                data: d.to_vec().into(),
             }),
     );
     let t = Instant::now();

@@ -287,7 +287,7 @@ fn request_stream(
 ) -> impl Stream<Item = WriteChunkRequest> + Send + 'static {
     let first = WriteChunkRequest {
         header: Some(header),
-        data: Vec::new(),
+        data: Default::default(),
     };
     let frames = stream::unfold(Some(file), move |file| {
         let read_error = Arc::clone(&read_error);
@@ -300,7 +300,7 @@ fn request_stream(
                     buf.truncate(n);
                     let msg = WriteChunkRequest {
                         header: None,
-                        data: buf,
+                        data: buf.into(),
                     };
                     Some((msg, Some(file)))
                 }

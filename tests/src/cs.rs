@@ -39,15 +39,14 @@ pub async fn write_frames(
     let mut msgs: Vec<WriteChunkRequest> = header
         .map(|h| WriteChunkRequest {
             header: Some(h),
-            data: vec![],
+            data: Default::default(),
         })
         .into_iter()
         .collect();
-    msgs.extend(
-        frames
-            .into_iter()
-            .map(|data| WriteChunkRequest { header: None, data }),
-    );
+    msgs.extend(frames.into_iter().map(|data| WriteChunkRequest {
+        header: None,
+        data: data.into(),
+    }));
     c.write_chunk(tokio_stream::iter(msgs))
         .await
         .map(|r| r.into_inner())
@@ -111,7 +110,7 @@ pub async fn read_raw(url: &str, id: &str, migration: bool) -> Result<RawRead> {
     let mut c = chunkserver_client(url).await?;
     let mut out = RawRead {
         header: None,
-        data: vec![],
+        data: Default::default(),
         error: None,
     };
     let req = ReadChunkRequest {

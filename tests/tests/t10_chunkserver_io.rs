@@ -132,11 +132,11 @@ async fn round_trip_and_bad_input() -> Result<()> {
     let msgs = vec![
         WriteChunkRequest {
             header: Some(h.clone()),
-            data: data[..10].to_vec(),
+            data: data[..10].to_vec().into(),
         },
         WriteChunkRequest {
             header: Some(h),
-            data: data[10..].to_vec(),
+            data: data[10..].to_vec().into(),
         },
     ];
     refused(
@@ -205,12 +205,12 @@ async fn a_write_cut_by_the_client_leaves_nothing() -> Result<()> {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tx.send(WriteChunkRequest {
         header: Some(header("cut", &data, 1)),
-        data: vec![],
+        data: Default::default(),
     })
     .await?;
     tx.send(WriteChunkRequest {
         header: None,
-        data: data[..1 << 20].to_vec(),
+        data: data[..1 << 20].to_vec().into(),
     })
     .await?;
     let mut c = chunkserver_client(&url).await?;
@@ -338,9 +338,12 @@ async fn a_message_above_the_limit_is_refused_and_leaves_nothing() -> Result<()>
     let msgs = vec![
         WriteChunkRequest {
             header: Some(header("fat", &data, 1)),
-            data: vec![],
+            data: Default::default(),
         },
-        WriteChunkRequest { header: None, data },
+        WriteChunkRequest {
+            header: None,
+            data: data.into(),
+        },
     ];
     let s = c
         .write_chunk(tokio_stream::iter(msgs))

@@ -66,13 +66,13 @@ async fn write(url: &str, id: &str, data: &[u8]) -> Result<()> {
     };
     let mut msgs = vec![WriteChunkRequest {
         header: Some(header),
-        data: vec![],
+        data: Default::default(),
     }];
     msgs.extend(
         data.chunks(keel_proto::FRAME_BYTES)
             .map(|d| WriteChunkRequest {
                 header: None,
-                data: d.to_vec(),
+                data: d.to_vec().into(),
             }),
     );
     c.write_chunk(tokio_stream::iter(msgs)).await?;

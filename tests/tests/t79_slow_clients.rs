@@ -50,7 +50,7 @@ fn stall_write(
         let _ = tx
             .send(WriteChunkRequest {
                 header: Some(header),
-                data,
+                data: data.into(),
             })
             .await;
         let r = client.write_chunk(ReceiverStream::new(rx)).await;
@@ -340,7 +340,7 @@ impl tonic::server::ServerStreamingService<ReadChunkRequest> for HeaderThenNothi
                 crc32c: 0,
                 replication: 1,
             }),
-            data: vec![],
+            data: Default::default(),
         };
         let frames =
             futures::stream::once(async move { Ok(header) }).chain(futures::stream::pending());

@@ -10,6 +10,7 @@
 //!
 //! # Layout
 //! - `phases`: the run, the unthrottled comparison and the frame sweep.
+//! - `moves`: the end-to-end move through a master (`RebalanceExecute`).
 //! - `limits`: throttled copies against their setting; memory during a copy.
 //! - `pair`: two chunk servers, one timed copy and its CPU time.
 //! - `sample`: watching a copy while it runs (`/proc`, the temp file).
@@ -21,6 +22,8 @@
 mod baseline;
 #[path = "keel-copy-bench/limits.rs"]
 mod limits;
+#[path = "keel-copy-bench/moves.rs"]
+mod moves;
 #[path = "keel-copy-bench/pair.rs"]
 mod pair;
 #[path = "keel-copy-bench/payload.rs"]

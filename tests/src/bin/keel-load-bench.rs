@@ -19,13 +19,23 @@
 //! daemons are taken from the directory of this executable, or from
 //! `KEEL_BIN_DIR`.
 //!
+//! With `--auto`, each round runs twice on fresh clusters, once with the
+//! chunk servers at the default fixed `--migrate-bandwidth` and once with
+//! `--migrate-bandwidth auto`; every other round (the even ones) runs with
+//! `--hog N` busy loops competing for the CPU throughout. Then a rebalance
+//! with no clients at all shows how fast `auto` moves on an idle cluster,
+//! against `--migrate-bandwidth-max` and the fixed default.
+//!
 //! # Layout
 //! - `cluster`: a fresh cluster, its preload, and the CPU time of its daemons.
+//! - `hog`: busy loops competing for the CPU.
 //! - `round`: one idle phase and one rebalance phase, and what they measured.
 //! - `report`: the Markdown.
 
 #[path = "keel-load-bench/cluster.rs"]
 mod cluster;
+#[path = "keel-load-bench/hog.rs"]
+mod hog;
 #[path = "keel-load-bench/report.rs"]
 mod report;
 #[path = "keel-load-bench/round.rs"]
@@ -50,6 +60,12 @@ usage: keel-load-bench [options]
   --data SIZE       bytes preloaded on each of the two loaded servers (default 2GiB)
   --dir DIR         where the temp dir goes (default: $TMPDIR or /tmp); needs about
                     2 x --data plus what the clients write (1 GiB at the defaults)
+  --auto            each round twice, fixed (default) and --migrate-bandwidth auto,
+                    CPU hogs in even rounds, then an unloaded rebalance of each
+  --auto-max SIZE   --migrate-bandwidth-max of the auto servers (default 128MiB)
+  --latency-target D  --client-latency-target of the auto servers (default 20ms)
+  --hog N           busy loops competing for the CPU in the even --auto rounds
+                    (default: the number of cores)
 ";
 
 /// What to run.
@@ -72,6 +88,14 @@ pub struct Opts {
     pub data: u64,
     /// Parent of the temp dir.
     pub dir: PathBuf,
+    /// Compare fixed and auto bandwidth, with and without CPU hogs.
+    pub auto: bool,
+    /// `--migrate-bandwidth-max` of the auto servers.
+    pub auto_max: u64,
+    /// `--client-latency-target` of the auto servers.
+    pub latency_target: String,
+    /// Busy loops in the hogged rounds.
+    pub hog: usize,
 }
 
 impl Opts {
@@ -85,6 +109,10 @@ impl Opts {
             alternate: 0,
             data: 2 << 30,
             dir: std::env::temp_dir(),
+            auto: false,
+            auto_max: 128 << 20,
+            latency_target: "20ms".into(),
+            hog: std::thread::available_parallelism().map_or(2, |n| n.get()),
         };
         while let Some(arg) = args.next() {
             let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
@@ -97,6 +125,14 @@ impl Opts {
                 "--alternate" => o.alternate = value()?.parse().context("--alternate")?,
                 "--data" => o.data = parse_size(&value()?).context("--data")?,
                 "--dir" => o.dir = value()?.into(),
+                "--auto" => o.auto = true,
+                "--auto-max" => o.auto_max = parse_size(&value()?).context("--auto-max")?,
+                "--latency-target" => {
+                    let v = value()?;
+                    keel_proto::units::parse_duration(&v).context("--latency-target")?;
+                    o.latency_target = v;
+                }
+                "--hog" => o.hog = value()?.parse().context("--hog")?,
                 "-h" | "--help" => return Ok(None),
                 _ => bail!("unknown argument {arg:?}\n{USAGE}"),
             }
@@ -124,14 +160,68 @@ async fn main() -> ExitCode {
 /// failed, a write failed or an acknowledged chunk did not read back.
 async fn run(opts: &Opts) -> Result<()> {
     report::emit(&report::setup(opts));
+    if opts.auto {
+        return run_auto(opts).await;
+    }
     let mut rounds = vec![];
     for no in 1..=opts.rounds {
-        let r = round::run(opts, no).await?;
+        let r = round::run(opts, no, &[]).await?;
         report::emit(&report::round(&r, no));
         rounds.push(r);
     }
     report::emit(&report::summary(&rounds));
     let trouble: usize = rounds.iter().map(round::Round::trouble).sum();
+    if trouble > 0 {
+        bail!("{trouble} failed reads, failed writes or bad chunks (listed above)");
+    }
+    Ok(())
+}
+
+/// Server flags of the two designs compared by `--auto`.
+fn designs(opts: &Opts) -> [(&'static str, Vec<String>); 2] {
+    let auto = vec![
+        "--migrate-bandwidth".into(),
+        "auto".into(),
+        "--migrate-bandwidth-max".into(),
+        opts.auto_max.to_string(),
+        "--client-latency-target".into(),
+        opts.latency_target.clone(),
+    ];
+    [("fixed 64 MiB/s", vec![]), ("auto", auto)]
+}
+
+/// `--auto`: every round with both designs (hogs in even rounds), then an
+/// unloaded rebalance with each.
+async fn run_auto(opts: &Opts) -> Result<()> {
+    let mut rows = vec![];
+    let mut trouble = 0;
+    for no in 1..=opts.rounds {
+        let hogs = if no % 2 == 0 { opts.hog } else { 0 };
+        for (name, flags) in designs(opts) {
+            let _hog = hog::Hog::start(hogs)?;
+            eprintln!("round {no}: {name}, {hogs} busy loops");
+            let r = round::run(opts, no, &flags).await?;
+            report::emit(&format!(
+                "#### Round {no}, {name}, {hogs} busy loops\n\n{}",
+                report::round(&r, no)
+            ));
+            trouble += r.trouble();
+            rows.push(report::AutoRow {
+                round: no,
+                hogs,
+                design: name,
+                round_result: r,
+            });
+        }
+    }
+    report::emit(&report::auto_summary(&rows));
+    let mut unloaded = vec![];
+    for (name, flags) in designs(opts) {
+        eprintln!("unloaded rebalance: {name}");
+        let (bytes, secs) = round::unloaded(opts, opts.rounds + 1, &flags).await?;
+        unloaded.push((name, bytes, secs));
+    }
+    report::emit(&report::unloaded(opts.auto_max, &unloaded));
     if trouble > 0 {
         bail!("{trouble} failed reads, failed writes or bad chunks (listed above)");
     }

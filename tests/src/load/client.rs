@@ -298,13 +298,13 @@ async fn write_replica(
     let (size, crc) = (header.size, header.crc32c);
     let first = WriteChunkRequest {
         header: Some(header),
-        data: vec![],
+        data: Default::default(),
     };
     let frames = data
         .chunks(keel_proto::FRAME_BYTES)
         .map(|d| WriteChunkRequest {
             header: None,
-            data: d.to_vec(),
+            data: d.to_vec().into(),
         });
     let msgs: Vec<WriteChunkRequest> = std::iter::once(first).chain(frames).collect();
     let call = cs.write_chunk(tokio_stream::iter(msgs));

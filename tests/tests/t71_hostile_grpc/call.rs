@@ -212,11 +212,11 @@ async fn write_cut(env: &Env, header: &ChunkHeader, sent: usize) -> Result<Reply
         .map_err(unavailable)?;
     let first = WriteChunkRequest {
         header: Some(header.clone()),
-        data: vec![],
+        data: Default::default(),
     };
     let data = WriteChunkRequest {
         header: None,
-        data: vec![0x5a; sent],
+        data: vec![0x5a; sent].into(),
     };
     let msgs = futures::stream::iter([first, data]).chain(futures::stream::pending());
     match tokio::time::timeout(Duration::from_millis(300), c.write_chunk(msgs)).await {

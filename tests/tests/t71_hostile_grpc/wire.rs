@@ -185,7 +185,7 @@ pub fn oversized(shape: Shape) -> Vec<Vec<u8>> {
                     crc32c: crc32c::crc32c(&big),
                     replication: 1,
                 }),
-                data: vec![],
+                data: Default::default(),
             };
             vec![head.encode_to_vec(), len_field(2, &big)]
         }
@@ -247,11 +247,11 @@ pub fn rows() -> Vec<Row> {
             crc32c: crc32c::crc32c(b"data"),
             replication: 1,
         }),
-        data: vec![],
+        data: Default::default(),
     };
     let data = WriteChunkRequest {
         header: None,
-        data: b"data".to_vec(),
+        data: b"data".to_vec().into(),
     };
     rows.push(row(
         "WriteChunk with a second header",

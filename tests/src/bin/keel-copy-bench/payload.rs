@@ -109,10 +109,12 @@ async fn upload(
     let id = header.chunk.clone();
     let first = WriteChunkRequest {
         header: Some(header),
-        data: vec![],
+        data: Default::default(),
     };
-    let msgs =
-        std::iter::once(first).chain(frames.map(|data| WriteChunkRequest { header: None, data }));
+    let msgs = std::iter::once(first).chain(frames.map(|data| WriteChunkRequest {
+        header: None,
+        data: data.into(),
+    }));
     let mut client = chunkserver_client(url).await?;
     client
         .write_chunk(tokio_stream::iter(msgs))

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use keel_tests::chunks::pattern;
 
 use crate::baseline::{RsyncDaemon, RsyncInfo, TcpCost, rsync_info, tcp_copy};
+use crate::moves::{MoveCost, Trio};
 use crate::pair::{CopyCost, Pair};
 use crate::payload::{upload_slice, write_file};
 use crate::report::{busy, list, machine, median, rate, settle, table, verdict};
@@ -52,6 +53,7 @@ pub fn emit(markdown: &str) {
 #[derive(Clone, Copy, PartialEq)]
 enum Method {
     Keel,
+    Move,
     Tcp,
     Rsync,
 }
@@ -68,12 +70,15 @@ async fn unthrottled(opts: &Opts, root: &Path, bin: &Path) -> Result<()> {
     let src = src_dir.join("chunk.bin");
     write_file(&src, &data)?;
     let rsync = start_rsync(opts, &src_dir, root).await?;
+    let mut trio = Trio::start(root, &data).await?;
 
-    let mut methods = vec![Method::Keel, Method::Tcp];
+    let mut methods = vec![Method::Move, Method::Keel, Method::Tcp];
     if rsync.is_some() {
         methods.push(Method::Rsync);
     }
     let mut keel: Vec<CopyCost> = vec![];
+    let mut moved: Vec<MoveCost> = vec![];
+    let mut deletes: Vec<f64> = vec![];
     let (mut tcp, mut rs) = (vec![], vec![]);
     let dest = dest_dir.join("chunk.bin");
     // Round 0 warms up and is not counted; each round starts with a
@@ -85,8 +90,14 @@ async fn unthrottled(opts: &Opts, root: &Path, bin: &Path) -> Result<()> {
             match (m, &rsync) {
                 (Method::Keel, _) => {
                     let cost = pair.copy("bench", opts.size, crc).await?;
+                    let t = std::time::Instant::now();
                     pair.delete(&pair.b.url(), "bench").await?;
+                    deletes.extend((round > 0).then_some(t.elapsed().as_secs_f64()));
                     keel.extend((round > 0).then_some(cost));
+                }
+                (Method::Move, _) => {
+                    let cost = trio.run().await?;
+                    moved.extend((round > 0).then_some(cost));
                 }
                 (Method::Tcp, _) => {
                     let (s, d, b) = (src.clone(), dest.clone(), opts.buffer);
@@ -110,7 +121,11 @@ async fn unthrottled(opts: &Opts, root: &Path, bin: &Path) -> Result<()> {
     }
     let info = rsync.as_ref().map(|(_, i)| i);
     emit(&comparison(opts, &keel, &tcp, &rs, info));
+    emit(&crate::report::move_targets(
+        opts.size, &moved, &keel, &tcp, &rs, &deletes,
+    ));
     drop(rsync);
+    drop(trio);
     std::fs::remove_file(&src)?;
     if opts.frames {
         settle(opts.settle).await;

@@ -95,6 +95,63 @@ pub async fn settle(max: std::time::Duration) {
     }
 }
 
+/// The end-to-end move against its targets: its rate as a ratio to plain TCP
+/// and to rsync, and CPU seconds per GiB of every method, with the move's
+/// and `CopyChunk`'s as a ratio to plain TCP's.
+pub fn move_targets(
+    size: u64,
+    moved: &[crate::moves::MoveCost],
+    keel: &[crate::pair::CopyCost],
+    tcp: &[crate::baseline::TcpCost],
+    rs: &[(f64, Option<f64>)],
+    deletes: &[f64],
+) -> String {
+    let gib = size as f64 / (1u64 << 30) as f64;
+    let med = |xs: Vec<f64>| median(&xs);
+    let rate_of = |secs: Vec<f64>| med(secs.iter().map(|s| rate(size, *s)).collect());
+    let mv = rate_of(moved.iter().map(|m| m.secs).collect());
+    let tc = rate_of(tcp.iter().map(|c| c.total.as_secs_f64()).collect());
+    let rsync = (!rs.is_empty()).then(|| rate_of(rs.iter().map(|r| r.0).collect()));
+    let per_gib = |cpu: Vec<f64>| med(cpu) / gib;
+    let cpu_move = per_gib(moved.iter().map(|m| m.cpu_servers + m.cpu_master).collect());
+    let cpu_copy = per_gib(keel.iter().map(|c| c.cpu_a + c.cpu_b).collect());
+    let cpu_tcp = per_gib(tcp.iter().map(|c| c.cpu).collect());
+    let cpu_rsync = per_gib(rs.iter().filter_map(|r| r.1).collect());
+    let line = |what: &str, got: f64, want: f64| {
+        vec![
+            what.to_owned(),
+            format!("**{got:.2}**"),
+            format!("{want}"),
+            verdict(got >= want).to_owned(),
+        ]
+    };
+    let mut rows = vec![line("move ÷ plain TCP + fsync (rate)", mv / tc, 0.95)];
+    match rsync {
+        Some(r) => rows.push(line("move ÷ rsync daemon (rate)", mv / r, 1.5)),
+        None => rows.push(vec!["move ÷ rsync: skipped".into()]),
+    }
+    let cpu_ratio = cpu_move / cpu_tcp;
+    rows.push(vec![
+        "move CPU per byte ÷ plain TCP's".into(),
+        format!("**{cpu_ratio:.2}**"),
+        "≤ 1.2".into(),
+        verdict(cpu_ratio <= 1.2).into(),
+    ]);
+    format!(
+        "## End-to-end move of a {} chunk (`RebalanceExecute`, as `keelctl rebalance execute` \
+         sends it; same rounds as above)\n\n\
+         Runs, MiB/s: {} (median {mv:.0}). CPU per GiB (user + system, median): move {cpu_move:.2} s \
+         (master {:.3} s of it), `CopyChunk` alone {cpu_copy:.2} s, plain TCP {cpu_tcp:.2} s, \
+         rsync {cpu_rsync:.2} s. The source's `DeleteChunk` of the same chunk takes {:.1} ms \
+         (median, timed on the pair above).\n\n{}",
+        keel_proto::units::format_size(size),
+        list(&moved.iter().map(|m| rate(size, m.secs)).collect::<Vec<_>>()),
+        med(moved.iter().map(|m| m.cpu_master).collect()) / gib,
+        med(deletes.to_vec()) * 1e3,
+        table(&["target", "measured", "wanted", ""], &rows),
+    )
+}
+
 /// A Markdown list describing the machine and the file system under `dir`.
 pub fn machine(dir: &Path) -> String {
     let cpu = first_value("/proc/cpuinfo", "model name").unwrap_or_else(|| "unknown".into());

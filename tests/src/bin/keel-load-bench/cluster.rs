@@ -47,7 +47,7 @@ impl Drop for Fresh {
 
 /// A fresh cluster with the balancer paused: cs1 and cs2 preloaded with the
 /// same chunks, cs3 joined empty. Returns the preloaded chunks.
-pub async fn start(opts: &Opts, no: usize) -> Result<(Fresh, Vec<Chunk>)> {
+pub async fn start(opts: &Opts, no: usize, cs_flags: &[String]) -> Result<(Fresh, Vec<Chunk>)> {
     let dir = tempfile::Builder::new()
         .prefix("keel-load-bench-")
         .tempdir_in(&opts.dir)
@@ -74,7 +74,7 @@ pub async fn start(opts: &Opts, no: usize) -> Result<(Fresh, Vec<Chunk>)> {
     m.rebalance_pause(RebalancePauseRequest {}).await?;
     let capacity = (opts.data as f64 / PRELOAD_FILL) as u64;
     for id in LOADED {
-        add_server(c, id, capacity)?;
+        add_server(c, id, capacity, cs_flags)?;
     }
     c.wait_alive(LOADED.len()).await?;
     eprintln!(
@@ -84,19 +84,20 @@ pub async fn start(opts: &Opts, no: usize) -> Result<(Fresh, Vec<Chunk>)> {
     let chunks = preload(c, opts.data, no as u64).await?;
     let total: u64 = chunks.iter().map(|k| k.len as u64 * 2).sum();
     keel_tests::master::wait_used(&url, total, Duration::from_secs(60)).await?;
-    add_server(c, JOINING, capacity)?;
+    add_server(c, JOINING, capacity, cs_flags)?;
     c.wait_alive(LOADED.len() + 1).await?;
     Ok((fresh, chunks))
 }
 
 /// Starts chunk server `id` with default flags but for its id, address,
-/// data dir, capacity and master.
-fn add_server(c: &mut Cluster, id: &str, capacity: u64) -> Result<()> {
+/// data dir, capacity and master, and `extra` (the migration bandwidth).
+fn add_server(c: &mut Cluster, id: &str, capacity: u64, extra: &[String]) -> Result<()> {
     let data = c.dir.path().join(format!("data-{id}"));
     let mut args = strings(&["--id", id, "--listen", "127.0.0.1:0", "--master"]);
     args.push(c.master_url());
     args.extend(["--data-dir".into(), data.display().to_string()]);
     args.extend(["--capacity".into(), capacity.to_string()]);
+    args.extend_from_slice(extra);
     let log = c.dir.path().join(format!("{id}.log"));
     let d = Daemon::start(
         id,

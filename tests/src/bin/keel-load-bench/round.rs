@@ -92,8 +92,8 @@ impl Round {
 }
 
 /// Runs round `no` on a fresh cluster.
-pub async fn run(opts: &Opts, no: usize) -> Result<Round> {
-    let (mut fresh, chunks) = cluster::start(opts, no).await?;
+pub async fn run(opts: &Opts, no: usize, cs_flags: &[String]) -> Result<Round> {
+    let (mut fresh, chunks) = cluster::start(opts, no, cs_flags).await?;
     let url = fresh.0.master_url();
     let watch = Watch::start(&url, POLL);
     let load_opts = LoadOpts {
@@ -117,6 +117,36 @@ pub async fn run(opts: &Opts, no: usize) -> Result<Round> {
         eprintln!("round {no}: failures; keeping {dir}");
     }
     Ok(round)
+}
+
+/// A rebalance with no client at all: bytes moved and the seconds from the
+/// resume until the cluster was balanced and the queue idle.
+pub async fn unloaded(opts: &Opts, no: usize, cs_flags: &[String]) -> Result<(u64, f64)> {
+    let (fresh, _chunks) = cluster::start(opts, no, cs_flags).await?;
+    let url = fresh.0.master_url();
+    let mut m = master_client(&url).await?;
+    let watch = Watch::start(&url, POLL);
+    let start = Instant::now();
+    m.rebalance_resume(RebalanceResumeRequest {}).await?;
+    let mut last_moving = start;
+    while keel_tests::master::balanced_and_idle(&mut m)
+        .await
+        .is_none()
+    {
+        if start.elapsed() > REBALANCE_LIMIT {
+            bail!("round {no}: not balanced after {REBALANCE_LIMIT:?}");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    // The end is the last poll that saw a move running, not this check.
+    for p in watch.polls() {
+        if p.running > 0 {
+            last_moving = p.at;
+        }
+    }
+    let polls = watch.polls();
+    let moved = polls.last().map_or(0, |p| p.bytes_moved);
+    Ok((moved, (last_moving - start).as_secs_f64().max(1e-3)))
 }
 
 /// When measuring began, and the CPU use while paused and while running.

@@ -1,21 +1,24 @@
 //! One token bucket per server for all migration traffic, in and out together.
 //!
-//! Cells are KiB, so rates above 4 GiB/s stay representable in governor's
-//! `u32` cell counts. The bucket holds about 100 ms of traffic (between 64 KiB
-//! and 16 MiB): large enough that a late timer wake-up is made up by the next
-//! request instead of being lost (a one-frame bucket undershoots the rate by up
-//! to 15 %), small enough that the initial burst barely shows over a transfer.
-//! Requests larger than the bucket are split, because governor refuses them
-//! outright.
+//! The bucket is a GCRA (generic cell rate algorithm): it keeps the
+//! theoretical time at which the bytes granted so far have been paid for at
+//! the current rate, and a request waits until that time is at most one
+//! bucket ahead of now. A request reserves its slot before it sleeps, so
+//! waiters are served in order and the rate holds exactly; the rate can be
+//! changed at any moment (`--migrate-bandwidth auto`, see [`auto`]) and
+//! applies from the next request on. The bucket holds about 100 ms of
+//! traffic (between 64 KiB and 16 MiB): large enough that a late timer
+//! wake-up is made up by the next request instead of being lost (a
+//! one-frame bucket undershoots the rate by up to 15 %), small enough that
+//! the initial burst barely shows over a transfer. Requests larger than the
+//! bucket are split.
 
-use std::num::NonZeroU32;
+pub mod auto;
+
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-
-/// Bytes per cell.
-const CELL: u64 = 1024;
 /// Bucket size as a fraction of one second of traffic.
 const BURST_FRACTION: u64 = 10;
 /// Smallest bucket.
@@ -26,37 +29,37 @@ const MAX_BURST: u64 = 16 << 20;
 /// A shared bandwidth budget; `consume` waits until the bytes may pass.
 #[derive(Debug)]
 pub struct Throttle {
-    /// `None` when unlimited.
-    limiter: Option<DefaultDirectRateLimiter>,
-    /// Bucket size in cells; no single wait asks for more.
-    burst_cells: u32,
-    /// The configured rate, bytes per second (0 = unlimited).
-    bytes_per_sec: u64,
+    /// The current rate, bytes per second (0 = unlimited).
+    bytes_per_sec: AtomicU64,
+    /// When the bytes granted so far are paid for at the rate.
+    paid_until: Mutex<Instant>,
     /// Nanoseconds transfers have waited for the bucket, in all.
     waited_nanos: AtomicU64,
+}
+
+/// Bucket size in bytes at `rate` bytes per second.
+fn burst(rate: u64) -> u64 {
+    (rate / BURST_FRACTION).clamp(MIN_BURST, MAX_BURST)
 }
 
 impl Throttle {
     /// A bucket refilling at `bytes_per_sec`; `0` means unlimited.
     pub fn new(bytes_per_sec: u64) -> Self {
-        let burst = (bytes_per_sec / BURST_FRACTION).clamp(MIN_BURST, MAX_BURST);
-        let burst_cells = u32::try_from(burst / CELL).unwrap_or(u32::MAX).max(1);
-        let limiter = (bytes_per_sec > 0)
-            .then(|| Duration::from_secs_f64(CELL as f64 / bytes_per_sec as f64))
-            .and_then(Quota::with_period)
-            .zip(NonZeroU32::new(burst_cells))
-            .map(|(q, b)| RateLimiter::direct(q.allow_burst(b)));
         Throttle {
-            limiter,
-            burst_cells,
-            bytes_per_sec,
+            bytes_per_sec: AtomicU64::new(bytes_per_sec),
+            paid_until: Mutex::new(Instant::now()),
             waited_nanos: AtomicU64::new(0),
         }
     }
 
-    /// The configured rate in bytes per second (0 = unlimited).
+    /// The current rate in bytes per second (0 = unlimited).
     pub fn bytes_per_sec(&self) -> u64 {
-        self.bytes_per_sec
+        self.bytes_per_sec.load(Ordering::Relaxed)
+    }
+
+    /// Changes the rate; requests already waiting keep their slot.
+    pub fn set_rate(&self, bytes_per_sec: u64) {
+        self.bytes_per_sec.store(bytes_per_sec, Ordering::Relaxed);
     }
 
     /// Time transfers have waited for the bucket since the server started.
@@ -66,24 +69,35 @@ impl Throttle {
 
     /// Waits until `bytes` may pass, drawing from the shared bucket.
     pub async fn consume(&self, bytes: usize) {
-        let Some(limiter) = &self.limiter else {
-            return;
-        };
-        let started = std::time::Instant::now();
-        let mut cells = (bytes as u64).div_ceil(CELL);
-        while cells > 0 {
-            let n = cells.min(u64::from(self.burst_cells));
-            cells -= n;
-            let Some(n) = u32::try_from(n).ok().and_then(NonZeroU32::new) else {
-                continue;
-            };
-            // `n` never exceeds the burst, so this cannot report
-            // InsufficientCapacity; if it ever did, letting bytes through
-            // beats stalling a transfer forever.
-            let _ = limiter.until_n_ready(n).await;
+        let started = Instant::now();
+        let mut left = bytes as u64;
+        while left > 0 {
+            let rate = self.bytes_per_sec();
+            if rate == 0 {
+                break;
+            }
+            let n = left.min(burst(rate));
+            left -= n;
+            if let Some(at) = self.reserve(n, rate, Instant::now()) {
+                tokio::time::sleep_until(at.into()).await;
+            }
         }
         let waited = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.waited_nanos.fetch_add(waited, Ordering::Relaxed);
+    }
+
+    /// Books `n` bytes at `rate`; returns when they may pass, if later than `now`.
+    fn reserve(&self, n: u64, rate: u64, now: Instant) -> Option<Instant> {
+        let cost = Duration::from_secs_f64(n as f64 / rate as f64);
+        let window = Duration::from_secs_f64(burst(rate) as f64 / rate as f64);
+        let mut paid = self
+            .paid_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // An idle bucket refills up to one burst, no further.
+        let from = (*paid).max(now);
+        *paid = from + cost;
+        paid.checked_sub(window).filter(|at| *at > now)
     }
 }
 
