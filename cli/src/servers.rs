@@ -26,6 +26,9 @@ pub struct ServerJson {
     pub chunks: u64,
     /// `alive`, `dead`, `draining` or `drained`.
     pub state: &'static str,
+    /// The server's migration rate right now (its `--migrate-bandwidth`, or
+    /// where `auto` has set it); 0 is unlimited or not reported.
+    pub migrate_bandwidth_bytes_per_second: u64,
 }
 
 impl From<&ServerInfo> for ServerJson {
@@ -39,6 +42,7 @@ impl From<&ServerInfo> for ServerJson {
             utilization_pct: s.utilization_pct,
             chunks: s.chunks,
             state: state_name(s.state),
+            migrate_bandwidth_bytes_per_second: s.migrate_bandwidth_bytes_per_second,
         }
     }
 }
@@ -85,7 +89,8 @@ pub fn leader_line(resp: &ListServersResponse) -> String {
     }
 }
 
-/// The human table plus the cluster average, fitted to `width` columns:
+/// The human table (with each server's migration rate) plus the cluster
+/// average, fitted to `width` columns:
 /// bars give way to percentages, then the scheme of addresses, then the
 /// columns that matter least.
 pub fn render(resp: &ListServersResponse, width: Option<usize>) -> String {
@@ -100,11 +105,13 @@ pub fn render(resp: &ListServersResponse, width: Option<usize>) -> String {
         ("USED", Align::Right),
         ("UTILIZATION", Align::Left),
         ("CHUNKS", Align::Right),
+        ("MIGRATE", Align::Right),
         ("STATE", Align::Left),
     ])
     .narrowing(&[
         Narrow::Shorten(5),
         Narrow::Shorten(1),
+        Narrow::Drop(7),
         Narrow::Drop(3),
         Narrow::Drop(2),
         Narrow::Drop(1),
@@ -124,6 +131,10 @@ pub fn render(resp: &ListServersResponse, width: Option<usize>) -> String {
                 output::pct(s.utilization_pct),
             ),
             Cell::from(s.chunks.to_string()),
+            Cell::from(match s.migrate_bandwidth_bytes_per_second {
+                0 => "-".to_owned(),
+                rate => format!("{}/s", output::size(rate)),
+            }),
             Cell::from(state_name(s.state)),
         ]);
     }
@@ -182,6 +193,7 @@ mod tests {
                 "capacity_bytes",
                 "chunks",
                 "id",
+                "migrate_bandwidth_bytes_per_second",
                 "rack",
                 "state",
                 "used_bytes",
