@@ -26,9 +26,6 @@ pub struct ServerJson {
     pub chunks: u64,
     /// `alive`, `dead`, `draining` or `drained`.
     pub state: &'static str,
-    /// The server's migration rate right now (its `--migrate-bandwidth`, or
-    /// where `auto` has set it); 0 is unlimited or not reported.
-    pub migrate_bandwidth_bytes_per_second: u64,
 }
 
 impl From<&ServerInfo> for ServerJson {
@@ -42,7 +39,6 @@ impl From<&ServerInfo> for ServerJson {
             utilization_pct: s.utilization_pct,
             chunks: s.chunks,
             state: state_name(s.state),
-            migrate_bandwidth_bytes_per_second: s.migrate_bandwidth_bytes_per_second,
         }
     }
 }
@@ -193,7 +189,6 @@ mod tests {
                 "capacity_bytes",
                 "chunks",
                 "id",
-                "migrate_bandwidth_bytes_per_second",
                 "rack",
                 "state",
                 "used_bytes",

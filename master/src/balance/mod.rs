@@ -1,9 +1,10 @@
 //! The background balancer: planning passes feed a move queue, and a mover
-//! loop drains it through the safe move protocol ([`Mover::execute_once`]).
+//! loop drains it through the safe move protocol ([`Mover::run`]).
 //!
 //! A **pass** (every `--balance-interval` once `--safe-mode` is over, or on
-//! `RebalanceRun`) copies the metadata out under a short lock, builds the
-//! full view and plans off the async workers, leaving queued, running,
+//! `RebalanceRun`) takes a copy-on-write clone of the balancer's view, which
+//! the metadata keeps current as heartbeats arrive, under a short lock, and
+//! plans off the async workers, leaving queued, running,
 //! busy and recently failed chunks alone, then queues the moves that still
 //! fit the metadata. The queue holds at most [`MAX_QUEUED`] moves; when a
 //! plan is longer, the rest is planned again once the queue runs low.
