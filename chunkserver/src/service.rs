@@ -108,17 +108,23 @@ impl ChunkServer for ChunkService {
             let id = ChunkId::new(req.chunk)?;
             fence::admit(&self.node.fence, req.term, "a delete").await?;
             let store = Arc::clone(&self.node.store);
-            let (freed, stamp, trash) =
-                blocking("deleting chunk", move || store.delete(&id)).await?;
+            let runtime = tokio::runtime::Handle::current();
+            let (freed, stamp) = blocking("deleting chunk", move || {
+                let (freed, stamp, trash) = store.delete(&id)?;
+                if let Some(trash) = trash {
+                    // Off the answer's path (see `Store::delete`), and
+                    // scheduled here rather than by the handler: a caller
+                    // that hangs up mid-delete drops the handler, never this.
+                    runtime.spawn_blocking(move || {
+                        if let Err(e) = std::fs::remove_file(&trash) {
+                            warn!(path = %trash.display(), error = %e, "could not remove a deleted chunk's file");
+                        }
+                    });
+                }
+                Ok((freed, stamp))
+            })
+            .await?;
             info!(freed, "chunk deleted");
-            if let Some(trash) = trash {
-                // Off the answer's path: see `Store::delete`.
-                tokio::task::spawn_blocking(move || {
-                    if let Err(e) = std::fs::remove_file(&trash) {
-                        warn!(path = %trash.display(), error = %e, "could not remove a deleted chunk's file");
-                    }
-                });
-            }
             Ok(DeleteChunkResponse {
                 freed_bytes: freed,
                 stamp: Some(wire_stamp(stamp)),

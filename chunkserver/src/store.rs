@@ -440,7 +440,11 @@ impl Store {
             (freed, st.log.seq())
         };
         self.note_change();
-        sync_dir(&self.dir.chunks).map_err(|e| Error::io(format!("deleting chunk {key}"), e))?;
+        if let Err(e) = sync_dir(&self.dir.chunks) {
+            // The chunk is gone from the index either way; its bytes go now.
+            let _ = std::fs::remove_file(&trash);
+            return Err(Error::io(format!("deleting chunk {key}"), e));
+        }
         Ok((freed, self.stamp_at(seq), Some(trash)))
     }
 

@@ -1,13 +1,47 @@
 //! What the benchmark binaries share: finding the daemons built beside
-//! them, and a `main` that prints usage, stops cleanly on SIGINT/SIGTERM and
-//! maps the outcome to an exit code.
+//! them, a cluster per round that cleans up after itself, and a `main` that
+//! prints usage, stops cleanly on SIGINT/SIGTERM and maps the outcome to an
+//! exit code.
 
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{Cluster, Daemon};
+
+/// A cluster for one round, in a temp dir of its own, whose daemons stop
+/// before the directory is removed.
+pub struct Fresh(pub Cluster);
+
+impl Fresh {
+    /// An empty cluster in a new temp dir under `dir`, named `prefix…`.
+    pub fn new(prefix: &str, dir: &Path) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(dir)?;
+        Ok(Fresh(Cluster {
+            dir,
+            master: None,
+            chunkservers: BTreeMap::new(),
+            envs: vec![],
+        }))
+    }
+}
+
+impl Drop for Fresh {
+    fn drop(&mut self) {
+        let c = &mut self.0;
+        c.chunkservers.values_mut().for_each(Daemon::stop);
+        c.master.iter_mut().for_each(Daemon::stop);
+    }
+}
+
+/// Owned copies of `a`, for argument lists.
+pub fn strings(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| s.to_string()).collect()
+}
 
 /// The binary `name` from `KEEL_BIN_DIR`, or else from the directory of the
 /// running benchmark (`target/release`); an error says how to build it.

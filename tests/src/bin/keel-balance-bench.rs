@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use keel_proto::units::parse_size;
 use keel_proto::v1::{RebalancePlanRequest, RebalanceRunRequest, RebalanceStatusRequest};
+use keel_tests::bench::{Fresh, strings};
 use keel_tests::chunks::{pattern, write};
 use keel_tests::{Cluster, Daemon, master_client};
 
@@ -115,31 +116,8 @@ async fn main() -> ExitCode {
     .await
 }
 
-/// A cluster whose daemons stop before its directory is removed.
-struct Fresh(Cluster);
-
-impl Drop for Fresh {
-    fn drop(&mut self) {
-        let c = &mut self.0;
-        c.chunkservers.values_mut().for_each(Daemon::stop);
-        c.master.iter_mut().for_each(Daemon::stop);
-    }
-}
-
-fn strings(a: &[&str]) -> Vec<String> {
-    a.iter().map(|s| s.to_string()).collect()
-}
-
 async fn start(o: &Opts) -> Result<Fresh> {
-    let dir = tempfile::Builder::new()
-        .prefix("keel-balance-bench-")
-        .tempdir_in(&o.dir)?;
-    let mut f = Fresh(Cluster {
-        dir,
-        master: None,
-        chunkservers: BTreeMap::new(),
-        envs: vec![],
-    });
+    let mut f = Fresh::new("keel-balance-bench-", &o.dir)?;
     let c = &mut f.0;
     let mut args = strings(&[
         "--listen",

@@ -15,7 +15,6 @@
 //! Prints Markdown on stdout, progress on stderr. Run it through
 //! `scripts/bench-repair.sh`, which builds the release binaries first.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -25,6 +24,7 @@ use keel_proto::v1::{
     DrainServerRequest, ListServersRequest, RebalancePauseRequest, RebalanceStatusRequest,
     ServerState,
 };
+use keel_tests::bench::{Fresh, strings};
 use keel_tests::chunks::{pattern, write};
 use keel_tests::{Cluster, Daemon, master_client};
 
@@ -91,31 +91,8 @@ async fn main() -> ExitCode {
     .await
 }
 
-/// A cluster whose daemons stop before its directory is removed.
-struct Fresh(Cluster);
-
-impl Drop for Fresh {
-    fn drop(&mut self) {
-        let c = &mut self.0;
-        c.chunkservers.values_mut().for_each(Daemon::stop);
-        c.master.iter_mut().for_each(Daemon::stop);
-    }
-}
-
-fn strings(a: &[&str]) -> Vec<String> {
-    a.iter().map(|s| s.to_string()).collect()
-}
-
 async fn start(o: &Opts) -> Result<Fresh> {
-    let dir = tempfile::Builder::new()
-        .prefix("keel-repair-bench-")
-        .tempdir_in(&o.dir)?;
-    let mut f = Fresh(Cluster {
-        dir,
-        master: None,
-        chunkservers: BTreeMap::new(),
-        envs: vec![],
-    });
+    let mut f = Fresh::new("keel-repair-bench-", &o.dir)?;
     let c = &mut f.0;
     let mut args = strings(&[
         "--listen",
