@@ -19,12 +19,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use keel_balancer::queue::QueueConfig;
-use keel_balancer::{ClusterView, InFlight, PlannedMove, Policy, ServerIdx, plan};
+use keel_balancer::{InFlight, PlannedMove, Policy, plan};
 use keel_master::balance::{
-    ENQUEUE_BATCH, Enqueued, InFlightNames, MAX_QUEUED, NamedMove, PassInput, QueueState, plan_pass,
+    ENQUEUE_BATCH, Enqueued, InFlightNames, MAX_QUEUED, NamedMove, PassInput, QueueState, named,
+    plan_pass,
 };
 use keel_master::meta::{Heartbeat, Meta, MetaSettings, ReplicaReport, find_sorted, lock};
-use keel_master::mover::Move;
 
 const REPLICATION: usize = 3;
 const CHUNK: u64 = 64 << 20;
@@ -248,18 +248,6 @@ fn old_pass(meta: &Mutex<Meta>, names: &InFlightNames) -> (Instant, Instant) {
         moves.len()
     );
     (started, Instant::now())
-}
-
-fn named(view: &ClusterView, m: &PlannedMove) -> NamedMove {
-    let server = |s: ServerIdx| view.server(s).id.clone();
-    NamedMove {
-        mv: Move {
-            chunk: view.chunk(m.chunk).id().to_owned(),
-            from: server(m.from),
-            to: server(m.to),
-        },
-        bytes: m.bytes,
-    }
 }
 
 fn main() {

@@ -47,7 +47,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio_util::task::TaskTracker;
 
 pub use drive::Trigger;
-pub use pass::{PassInput, PassPlan, plan_pass};
+pub use pass::{PassInput, PassPlan, named, plan_pass};
 pub use state::{Enqueued, InFlightNames, NamedMove, QueueState, Start};
 pub use wire::{MAX_LISTED, explain_queued, plan_response, run_response, status_response};
 

@@ -103,7 +103,8 @@ pub fn plan_pass(input: PassInput, policy: &Policy) -> PassPlan {
     }
 }
 
-fn named(view: &ClusterView, m: &PlannedMove) -> NamedMove {
+/// A planned move by the ids of its chunk and servers.
+pub fn named(view: &ClusterView, m: &PlannedMove) -> NamedMove {
     let server = |s: ServerIdx| view.server(s).id.clone();
     NamedMove {
         mv: Move {
