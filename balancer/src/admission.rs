@@ -229,6 +229,10 @@ pub struct NamedCopy {
     pub bytes: u64,
     /// What it is for.
     pub class: CopyClass,
+    /// Its place within its class, lower first: for a repair, the whole
+    /// replicas its chunk has left, so the chunks closest to being lost are
+    /// repaired first; 0 for the other classes.
+    pub rank: u32,
 }
 
 impl NamedCopy {
@@ -242,6 +246,7 @@ impl NamedCopy {
             to: view.get_server(mv.to)?.id.clone(),
             bytes: mv.bytes,
             class,
+            rank: 0,
         })
     }
 }

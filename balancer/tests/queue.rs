@@ -251,6 +251,7 @@ fn copy(chunk: &str, to: &str, class: CopyClass) -> NamedCopy {
         to: to.into(),
         bytes: 5,
         class,
+        rank: 0,
     }
 }
 
@@ -444,4 +445,37 @@ fn limited_slots_spread_over_the_sources() {
     }
     let froms: Vec<_> = q.next_ready(S, &v).iter().map(|s| s.slot.from).collect();
     assert_eq!(froms, [0, 1], "one slot per source, not both on a");
+}
+
+#[test]
+fn repairs_of_the_chunks_closest_to_loss_go_first() {
+    let v = view();
+    let mut q = MoveQueue::new(QueueConfig {
+        max_concurrent_moves: 1,
+        ..Default::default()
+    });
+    // Queued first, but its chunk still has two whole replicas.
+    let two_left = q
+        .enqueue(
+            NamedCopy {
+                rank: 2,
+                ..copy("c0", "b", CopyClass::Repair)
+            },
+            S,
+        )
+        .expect("enqueue");
+    let one_left = q
+        .enqueue(
+            NamedCopy {
+                rank: 1,
+                ..copy("c1", "c", CopyClass::Repair)
+            },
+            2 * S,
+        )
+        .expect("enqueue");
+    let starts = q.next_ready(2 * S, &v);
+    assert_eq!(starts.iter().map(|s| s.id).collect::<Vec<_>>(), [one_left]);
+    q.on_done(one_left, 3 * S).expect("running");
+    let starts = q.next_ready(3 * S, &v);
+    assert_eq!(starts.iter().map(|s| s.id).collect::<Vec<_>>(), [two_left]);
 }

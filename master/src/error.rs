@@ -69,6 +69,12 @@ pub enum Error {
         /// The server named.
         server: String,
     },
+    /// A pinned server is being drained: it takes no new data.
+    #[error("server {server} is draining and takes no new chunks (undrain it first)")]
+    ServerDraining {
+        /// The server named.
+        server: String,
+    },
     /// The same server was pinned twice.
     #[error("server {server} is listed more than once")]
     DuplicateServer {
@@ -183,7 +189,7 @@ impl From<Error> for tonic::Status {
             Error::DrainMark { .. } => Code::Unavailable,
             Error::ChunkNotFound { .. } | Error::NotHolder { .. } => Code::NotFound,
             Error::ChunkExists { .. } => Code::AlreadyExists,
-            Error::ServerDead { .. } => Code::FailedPrecondition,
+            Error::ServerDead { .. } | Error::ServerDraining { .. } => Code::FailedPrecondition,
             Error::NoSpace { .. }
             | Error::TooManyServers { .. }
             | Error::TooManyAllocations { .. }

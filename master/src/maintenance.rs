@@ -27,8 +27,9 @@ pub const LIVENESS_TICK: Duration = Duration::from_millis(250);
 /// Most chunks trimmed per pass.
 pub const TRIMS_PER_PASS: usize = 256;
 
-/// Most repair and drain copies in the move queue at once (they take move
-/// slots ahead of every other copy).
+/// Most repair copies, and most drain copies, in the move queue at once
+/// (they take move slots ahead of every other copy; each class has its own
+/// budget, so queued drain copies never hold a repair back).
 pub const REPAIRS_IN_FLIGHT: usize = 32;
 
 /// The loop's configuration.
@@ -79,7 +80,6 @@ impl Maintenance {
             return;
         }
         let queued = self.balancer.urgent_copies();
-        let in_flight = queued.chunks.len();
         let (trims, repairs, verifies, counts) = {
             let mut m = lock(self.mover.meta());
             if last_scan.is_none_or(|t| now.duration_since(t) >= FULL_SCAN_EVERY) {
@@ -94,7 +94,7 @@ impl Maintenance {
             } else {
                 Vec::new()
             };
-            let repairs = m.plan_repairs(now, REPAIRS_IN_FLIGHT.saturating_sub(in_flight), &queued);
+            let repairs = m.plan_repairs(now, REPAIRS_IN_FLIGHT, &queued);
             (trims, repairs, m.verifications_due(), m.redundancy())
         };
         let metrics = self.mover.metrics();

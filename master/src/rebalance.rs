@@ -86,6 +86,7 @@ pub async fn execute(balancer: &Balancer, moves: Vec<Move>) -> Result<Vec<Outcom
                         to: mv.to,
                         bytes,
                         class: CopyClass::Operator,
+                        rank: 0,
                     })
                     .map_err(|e| match e {
                         QueueError::ChunkBusy { .. } => Reject::AlreadyMoving { chunk },

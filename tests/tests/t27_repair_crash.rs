@@ -70,7 +70,7 @@ impl Trial {
             seed,
             drain: r.chance(1, 2),
             holders: [SERVERS[a], SERVERS[b]],
-            victim: r.range(0, 2),
+            victim: r.range(0, 3),
             delay: Duration::from_millis(r.range(0, 400)),
             down: Duration::from_millis(r.range(0, 2000)),
         }
@@ -112,7 +112,9 @@ async fn server_state(url: &str, id: &str) -> Result<i32, String> {
         .ok_or_else(|| format!("{id} unknown"))
 }
 
-async fn run_trial(c: &mut Cluster, t: &Trial) -> Result<u64> {
+/// Runs one trial; returns the bytes lost and whether a copy was seen
+/// running (and so its victim killed).
+async fn run_trial(c: &mut Cluster, t: &Trial) -> Result<(u64, bool)> {
     let url = c.master_url();
     let mut known = vec![];
     for (i, id) in t.chunks().iter().enumerate() {
@@ -143,7 +145,9 @@ async fn run_trial(c: &mut Cluster, t: &Trial) -> Result<u64> {
         }
         c.cs(lose).start_again()?;
     }
-    if let Some((from, to)) = running_copy(&url).await? {
+    let copying = running_copy(&url).await?;
+    let killed = copying.is_some();
+    if let Some((from, to)) = copying {
         tokio::time::sleep(t.delay).await;
         let victim = match t.victim {
             0 => Some(from),
@@ -192,22 +196,39 @@ async fn run_trial(c: &mut Cluster, t: &Trial) -> Result<u64> {
     for id in t.chunks() {
         faults::delete_everywhere(c, &id).await?;
     }
-    Ok(lost)
+    Ok((lost, killed))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repairs_and_drains_survive_a_kill_anywhere() -> Result<()> {
     let mut c = start_cluster().await?;
     let (mut run, mut lost) = (0, 0);
+    // Kills mid-copy of the source, the target and the master.
+    let mut kills = [0u32; 3];
     for seed in faults::trial_seeds(DEFAULT_TRIALS) {
         let t = Trial::new(seed);
-        let r = run_trial(&mut c, &t)
+        let (l, killed) = run_trial(&mut c, &t)
             .await
             .with_context(|| format!("trial {t:?} (replay: KEEL_FAULT_SEED={seed})"))?;
         run += 1;
-        lost += r;
+        lost += l;
+        if killed {
+            kills[t.victim as usize] += 1;
+        }
     }
-    eprintln!("repair and drain trials: {run} run, {run} survived, {lost} bytes lost");
+    eprintln!(
+        "repair and drain trials: {run} run, {run} survived, {lost} bytes lost; \
+         killed mid-copy: {} sources, {} targets, {} masters",
+        kills[0], kills[1], kills[2]
+    );
     anyhow::ensure!(lost == 0);
+    // Every trial's copy is seen running (a copy of 2.5 MiB at 64 MiB/s
+    // runs for tens of milliseconds; the poll is every 20 ms): a trial that
+    // killed nothing would test nothing.
+    let killed: u32 = kills.iter().sum();
+    anyhow::ensure!(
+        u64::from(killed) * 4 >= run * 3,
+        "only {killed} of {run} trials saw a copy running to kill into"
+    );
     Ok(())
 }

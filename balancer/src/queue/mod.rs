@@ -253,11 +253,13 @@ impl MoveQueue {
             .collect()
     }
 
-    /// `order` (by class, then oldest first) with the balance moves taken
-    /// in rounds over their sources: each source's oldest, then each one's
-    /// second, and so on. A plan lists a source's moves together, so in plan
-    /// order the cluster-wide slots would all go to the first sources while
-    /// the others, and their bandwidth, sat idle.
+    /// `order` (by class, then oldest first) with each class's copies in
+    /// their own order: repairs by rank (the chunks with the fewest whole
+    /// replicas first), and balance moves in rounds over their sources: each
+    /// source's oldest, then each one's second, and so on. A plan lists a
+    /// source's moves together, so in plan order the cluster-wide slots would
+    /// all go to the first sources while the others, and their bandwidth, sat
+    /// idle.
     fn by_source_rounds(&self, order: Vec<(CopyClass, MoveId)>) -> Vec<(CopyClass, MoveId)> {
         let mut seen: HashMap<&str, u32> = HashMap::new();
         let mut keyed: Vec<(CopyClass, u32, MoveId)> = order
@@ -269,7 +271,8 @@ impl MoveQueue {
                         *n += 1;
                         *n
                     }
-                    _ => 0,
+                    (_, Some(e)) => e.copy.rank,
+                    (_, None) => 0,
                 };
                 (class, round, id)
             })

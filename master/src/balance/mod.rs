@@ -291,6 +291,10 @@ impl Balancer {
         let running = q.running().map(|(_, c)| (c, false));
         for (c, pending) in pending.chain(running).filter(|(c, _)| c.class.is_urgent()) {
             out.chunks.insert(c.chunk.clone());
+            match c.class {
+                CopyClass::Drain => out.drains += 1,
+                _ => out.repairs += 1,
+            }
             *out.outgoing.entry(c.from.clone()).or_default() += 1;
             // A running copy's bytes are already committed in the metadata.
             if pending {
@@ -335,6 +339,7 @@ impl Balancer {
             let mut st = self.state();
             let copy = NamedCopy {
                 class: CopyClass::Operator,
+                rank: 0,
                 ..mv
             };
             let id = st.enqueue_urgent(copy, now)?;

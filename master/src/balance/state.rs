@@ -232,6 +232,7 @@ impl NamedMove {
             to: self.mv.to.clone(),
             bytes: self.bytes,
             class,
+            rank: 0,
         }
     }
 }

@@ -31,6 +31,7 @@ fn pending(chunk: &str, to: &str, waiting: &str) -> MoveStatus {
             to: to.into(),
             bytes: 100,
             class: CopyClass::Balance,
+            rank: 0,
         },
         state: MoveState::Pending,
         retries: 0,

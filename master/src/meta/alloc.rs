@@ -151,6 +151,11 @@ impl Meta {
                     server: s.id.to_string(),
                 });
             }
+            if s.draining {
+                return Err(Error::ServerDraining {
+                    server: s.id.to_string(),
+                });
+            }
             if !s.fits(req.size, self.settings.min_free_pct) {
                 return Err(Error::NoSpace {
                     chunk: req.chunk.clone(),

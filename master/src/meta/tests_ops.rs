@@ -91,6 +91,12 @@ fn pinned_allocation_is_checked() {
         e(&mut m, &["a"], 2),
         Some(Error::PinnedReplicationMismatch { .. })
     ));
+    let b = m.server_no("b").expect("b");
+    m.drain_marked(b, true);
+    assert!(matches!(
+        e(&mut m, &["b"], 0),
+        Some(Error::ServerDraining { .. })
+    ));
     m.sweep_liveness(now + Duration::from_secs(11));
     assert!(matches!(
         e(&mut m, &["a"], 0),

@@ -257,6 +257,119 @@ fn a_dead_server_counts_as_unavailable_and_is_repaired_after_the_grace() {
     assert!(p.copies.is_empty(), "no live source");
     assert_eq!(m.redundancy().unavailable, 1);
     assert_eq!(m.explain("x", t1).status, "unavailable");
+    // Every later pass within the grace period still counts it.
+    for s in 1..4 {
+        let _ = m.start_repairs(t1 + Duration::from_secs(s), 10);
+        assert_eq!(m.redundancy().unavailable, 1, "pass {s} s later");
+        assert_eq!(m.redundancy().under_replicated, 1, "pass {s} s later");
+    }
+}
+
+#[test]
+fn a_chunk_short_by_a_server_in_its_grace_stays_counted_and_keeps_its_damaged_copy() {
+    let t0 = Instant::now();
+    let mut m = Meta::new(MetaSettings {
+        re_replicate_after: Duration::from_secs(60),
+        ..MetaSettings::default()
+    });
+    let x = factor("x", 10, 2);
+    cluster(
+        &mut m,
+        &[("a", vec![x.clone()]), ("b", vec![x]), ("c", vec![])],
+        t0,
+    );
+    let _ = m.start_repairs(t0, 10);
+    // c's copy was found corrupt earlier and replaced by b's: c keeps it in damaged/.
+    let c = m.server_no("c").expect("c");
+    m.corrupt_on.entry("x".into()).or_default().push(c);
+    // a goes silent; it is dead but within its grace period.
+    let t1 = t0 + Duration::from_secs(11);
+    for id in ["b", "c"] {
+        let n = u64::from(id == "b");
+        let chunks = if id == "b" {
+            vec![factor("x", 10, 2)]
+        } else {
+            vec![]
+        };
+        apply(&mut m, hb(id, true, chunks, &[], n), t1);
+    }
+    m.sweep_liveness(t1);
+    for s in 0..3 {
+        let p = m.start_repairs(t1 + Duration::from_secs(s), 10);
+        assert!(p.copies.is_empty(), "the grace period is not over");
+        assert!(
+            p.damaged.is_empty(),
+            "only one whole replica on a live server: the damaged copy stays"
+        );
+        assert_eq!(m.redundancy().under_replicated, 1, "pass {s} s later");
+    }
+}
+
+#[test]
+fn a_drain_out_of_the_only_rack_that_had_room_ends_drained() {
+    let now = Instant::now();
+    let mut m = Meta::new(MetaSettings::default());
+    let x = factor("x", 10, 2);
+    // a is r1's only server; the drain copy can only go to r2.
+    for (id, rack, chunks) in [
+        ("a", "r1", vec![x.clone()]),
+        ("b", "r2", vec![x.clone()]),
+        ("c", "r2", vec![]),
+    ] {
+        let n = chunks.len() as u64;
+        let mut h = hb(id, true, chunks, &[], n);
+        h.rack = rack.into();
+        apply(&mut m, h, now);
+    }
+    let a = m.server_no("a").expect("a");
+    m.drain_marked(a, true);
+    let p = m.start_repairs(now, 10);
+    assert_eq!(p.copies.len(), 1);
+    let t = p.copies[0].clone();
+    assert_eq!((t.to.id.as_str(), t.kind), ("c", CopyClass::Drain));
+    m.record_copy(&t, None);
+    m.end_busy("x");
+    let trims = m.plan_trims(10);
+    assert_eq!(trims.len(), 1);
+    let gone: Vec<&str> = trims[0].servers.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(gone, ["a"], "the leaving replica goes, not its replacement");
+    m.record_removal("x", a, None);
+    m.end_busy("x");
+    assert!(m.start_repairs(now, 10).copies.is_empty());
+    assert_eq!(m.drain_state(a), ("drained", 0));
+    m.check().expect("invariants");
+}
+
+#[test]
+fn queued_drain_copies_never_hold_a_repair_back() {
+    let now = Instant::now();
+    let mut m = Meta::new(MetaSettings::default());
+    cluster(
+        &mut m,
+        &[
+            ("a", vec![]),
+            ("b", vec![factor("x", 10, 2)]),
+            ("c", vec![]),
+        ],
+        now,
+    );
+    let _ = m.start_repairs(now, 0);
+    let now = now + PENDING_TTL;
+    let full_of_drains = QueuedCopies {
+        drains: 1,
+        ..QueuedCopies::default()
+    };
+    let p = m.plan_repairs(now, 1, &full_of_drains);
+    assert_eq!(p.copies.len(), 1, "drains have their own budget");
+    assert_eq!(
+        (p.copies[0].class, p.copies[0].rank),
+        (CopyClass::Repair, 1)
+    );
+    let full_of_repairs = QueuedCopies {
+        repairs: 1,
+        ..QueuedCopies::default()
+    };
+    assert!(m.plan_repairs(now, 1, &full_of_repairs).copies.is_empty());
 }
 
 #[test]

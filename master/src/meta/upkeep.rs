@@ -35,6 +35,10 @@ pub struct QueuedCopies {
     pub incoming: HashMap<String, u64>,
     /// Copies reading from each source, by server id.
     pub outgoing: HashMap<String, usize>,
+    /// How many are repairs.
+    pub repairs: usize,
+    /// How many are drain copies.
+    pub drains: usize,
 }
 
 /// Copies planned so far per server: what the next one's source and target
@@ -173,9 +177,11 @@ impl Meta {
                 .then_with(|| b.utilization_pct().total_cmp(&a.utilization_pct()))
                 .then_with(|| a.id.cmp(&b.id))
         });
+        // A draining holder's rack does not count: it is leaving, and
+        // keeping it for its rack would trim the copy that replaced it.
         let rack = |s: ServerNo| {
             let s = self.server(s);
-            s.has_rack().then_some(s.rack.as_str())
+            (s.has_rack() && !s.draining).then_some(s.rack.as_str())
         };
         let mut drop = Vec::new();
         let mut i = 0;
@@ -194,10 +200,12 @@ impl Meta {
 
     /// Queues the chunks of servers dead for longer than the grace period,
     /// then works the repair candidates: counts what is under-replicated or
-    /// unavailable, and plans up to `max` copies, repairs before drains and
-    /// the chunks with the fewest whole replicas first; chunks in `queued`
-    /// already have a repair or drain in the move queue. A replica on a
-    /// server dead for less than the grace period still counts.
+    /// unavailable, and plans copies, repairs before drains and the chunks
+    /// with the fewest whole replicas first, until `max` of each class are
+    /// queued; chunks in `queued` already have a repair or drain in the move
+    /// queue. Each class has its own budget, so a long drain never keeps a
+    /// repair from being planned. A replica on a server dead for less than
+    /// the grace period still counts.
     pub fn plan_repairs(&mut self, now: Instant, max: usize, queued: &QueuedCopies) -> RepairPlan {
         self.queue_long_dead(now);
         let mut planned = Planned::default();
@@ -230,7 +238,15 @@ impl Meta {
                 counts.unavailable += 1;
             }
             let Some(kind) = need.kind() else {
-                self.settled(&id, &mut plan);
+                if need.live < need.wanted {
+                    // Short only by replicas on servers dead within the
+                    // grace period: no copy yet, but it stays a candidate
+                    // so every pass counts it, and its marks (a damaged
+                    // copy to delete) wait until it is whole on live servers.
+                    self.chunks.add_candidate_slot(slot);
+                } else {
+                    self.settled(&id, &mut plan);
+                }
                 continue;
             };
             for s in c.servers().filter(|&s| self.server(s).draining) {
@@ -245,13 +261,20 @@ impl Meta {
             }
             self.chunks.add_candidate_slot(slot);
         }
+        // Copies each class may still queue: repairs, then drains.
+        let mut budget = [
+            max.saturating_sub(queued.repairs),
+            max.saturating_sub(queued.drains),
+        ];
         work.sort_by(|a, b| {
             (a.0 == CopyClass::Drain, a.1, &a.2).cmp(&(b.0 == CopyClass::Drain, b.1, &b.2))
         });
-        for (kind, _, id) in work {
-            let started = plan.copies.len() < max
-                && match self.plan_copy(&id, kind, &planned) {
+        for (kind, whole, id) in work {
+            let left = &mut budget[usize::from(kind == CopyClass::Drain)];
+            let started = *left > 0
+                && match self.plan_copy(&id, kind, whole, &planned) {
                     Ok((t, from, to)) => {
+                        *left -= 1;
                         self.repair_blocked.remove(&*id);
                         *planned.incoming.entry(to).or_default() += t.bytes;
                         *planned.outgoing.entry(from).or_default() += 1;
@@ -382,6 +405,7 @@ impl Meta {
         &self,
         id: &str,
         kind: CopyClass,
+        whole: usize,
         planned: &Planned,
     ) -> Result<(Repair, ServerNo, ServerNo), String> {
         let c = self.chunks.get(id).ok_or("the chunk is no longer known")?;
@@ -411,6 +435,7 @@ impl Meta {
             to,
             bytes: t.size,
             class: kind,
+            rank: u32::try_from(whole).unwrap_or(u32::MAX),
         };
         Ok((copy, source, target))
     }
