@@ -132,17 +132,6 @@ pub enum Refusal {
     BelowFloor,
 }
 
-impl Refusal {
-    /// Whether waiting can cure it (the chunk frees up, room appears);
-    /// otherwise the copy as named can never run and a queue drops it.
-    pub fn is_transient(self) -> bool {
-        matches!(
-            self,
-            Refusal::Busy | Refusal::BelowFloor | Refusal::TargetDown | Refusal::SourceDown
-        )
-    }
-}
-
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

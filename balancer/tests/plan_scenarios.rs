@@ -319,3 +319,26 @@ fn the_free_space_floor_limits_targets() {
     }
     assert!(!p.moves.is_empty());
 }
+
+#[test]
+fn bytes_committed_to_a_target_count_against_its_floor() {
+    // s1 holds nothing yet, but 850 bytes are allocated or copying into it:
+    // with a 10 % floor it has room for 50 more, so only s2 takes data.
+    let mut v = cluster(
+        &[("s0", 1000), ("s1", 1000), ("s2", 1000)],
+        &[
+            ("a", 100, 0, &[0]),
+            ("b", 100, 0, &[0]),
+            ("c", 100, 0, &[0]),
+            ("d", 100, 0, &[0]),
+            ("e", 100, 0, &[0]),
+            ("f", 100, 0, &[0]),
+        ],
+    );
+    v.servers[1].incoming = 850;
+    let p = plan(&v, &Policy::new(10.0, 10.0), &InFlight::new());
+    assert!(!p.moves.is_empty(), "s0 is over the band");
+    for (chunk, _, to) in named(&v, &p) {
+        assert_eq!(to, "s2", "{chunk} planned onto s1 past its floor");
+    }
+}

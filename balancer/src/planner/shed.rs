@@ -135,7 +135,8 @@ impl Planner<'_> {
                 to: end(t),
                 others: replicas.iter().filter(|&&s| s != from).map(|&s| rack(s)),
                 to_capacity: view.servers[t.0 as usize].capacity,
-                to_committed: used[t.0 as usize],
+                to_committed: used[t.0 as usize]
+                    .saturating_add(view.servers[t.0 as usize].incoming),
                 min_free_pct,
             };
             admit(&facts).is_ok()

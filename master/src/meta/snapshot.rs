@@ -53,7 +53,11 @@ impl Meta {
                 rack: s.has_rack().then(|| s.rack.clone()),
                 capacity: s.capacity,
                 used: s.used,
-                incoming: 0,
+                // The floor counts what the master's own check counts:
+                // allocations, a larger reported use and copies running in.
+                // (A running balance move is also projected by the pass, so
+                // its bytes count twice at the floor: the safe side.)
+                incoming: s.committed_bytes().saturating_sub(s.used),
                 alive: s.takes_data(),
             })
             .collect();
