@@ -1,9 +1,9 @@
 //! Repairs: a replica reported corrupt and verified bad by its server stops
 //! counting, the chunk is copied from a good replica to a new server, and
-//! the bad copy is deleted; a
-//! server dead past the grace period (`--re-replicate-after`, hidden) has its
-//! chunks re-replicated, and when it returns the now excess replica is
-//! trimmed, so the chunk ends at exactly its factor.
+//! the bad copy is deleted; a server dead past the grace period
+//! (`--re-replicate-after`) has its chunks re-replicated, and when it
+//! returns the now excess replica is trimmed, so the chunk ends at exactly
+//! its factor.
 
 use std::time::Duration;
 

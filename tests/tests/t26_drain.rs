@@ -104,11 +104,24 @@ async fn a_drain_empties_the_server_under_the_rack_rule_and_survives_a_master_re
     c.wait_alive(3).await?;
     wait_state(&c, "cs1", "drained", Duration::from_secs(20)).await?;
 
+    // A drained server takes no new data, even pinned there.
+    let file = c.dir.path().join("pinned");
+    std::fs::write(&file, pattern(7, 50_000))?;
+    let file = file.to_str().context("path")?;
+    let (code, _, err) = c.keelctl(&["put", "p", file, "--on", "cs1", "--replication", "1"])?;
+    anyhow::ensure!(
+        code != 0 && err.contains("draining"),
+        "a pinned write onto a drained server: {code} {err}"
+    );
     let (code, out, err) = c.keelctl(&["server", "undrain", "cs1", "--json"])?;
     anyhow::ensure!(code == 0, "undrain failed: {err}");
     let v: serde_json::Value = serde_json::from_str(&out)?;
     anyhow::ensure!(v["state"] == "alive", "{out}");
     wait_state(&c, "cs1", "alive", Duration::from_secs(10)).await?;
+    // Undrained, it takes data again.
+    let (code, _, err) = c.keelctl(&["put", "p", file, "--on", "cs1", "--replication", "1"])?;
+    anyhow::ensure!(code == 0, "a pinned write after undrain: {err}");
+    anyhow::ensure!(c.data_dir("cs1").join("chunks").join("p").exists());
 
     let (code, _, err) = c.keelctl(&["server", "drain", "cs9"])?;
     anyhow::ensure!(
@@ -126,7 +139,15 @@ async fn a_drain_with_no_room_elsewhere_waits_deletes_nothing_and_finishes_once_
     for s in ["cs1", "cs2"] {
         c.add_chunkserver(s, CsOpts::default())?;
     }
-    c.wait_alive(2).await?;
+    // cs3 is too small to take the chunk above its free-space floor.
+    c.add_chunkserver(
+        "cs3",
+        CsOpts {
+            capacity: "100KiB".into(),
+            ..CsOpts::default()
+        },
+    )?;
+    c.wait_alive(3).await?;
     let data = pattern(9, 100_000);
     for s in ["cs1", "cs2"] {
         write(&c.cs(s).url(), "n", &data, 2).await?;
@@ -140,16 +161,19 @@ async fn a_drain_with_no_room_elsewhere_waits_deletes_nothing_and_finishes_once_
             let Ok((0, out, _)) = c.keelctl(&["explain", "n"]) else {
                 return false;
             };
-            out.contains("cannot get one now") && out.contains("cs1 is draining")
+            out.contains("cannot get one now")
+                && out.contains("cs1 is draining")
+                && out.contains("free-space floor")
         },
     )
     .await?;
     // Several maintenance passes later nothing is deleted.
     tokio::time::sleep(Duration::from_secs(3)).await;
     anyhow::ensure!(c.data_dir("cs1").join("chunks").join("n").exists());
+    anyhow::ensure!(!c.data_dir("cs3").join("chunks").join("n").exists());
     anyhow::ensure!(state_of(&c, "cs1").as_deref() == Some("draining"));
 
-    c.add_chunkserver("cs3", CsOpts::default())?;
+    c.add_chunkserver("cs4", CsOpts::default())?;
     wait_state(&c, "cs1", "drained", Duration::from_secs(30)).await?;
     let (code, out, _) = c.keelctl(&["explain", "n", "--json"])?;
     anyhow::ensure!(code == 0);
