@@ -1,5 +1,5 @@
-//! Seeded simulation of redundancy: random clusters lose disks, servers and
-//! replicas, get drained, and take false and true corruption reports while
+//! Seeded simulation of redundancy: random clusters in one to three racks
+//! lose disks, servers and replicas, get drained, and take false and true corruption reports while
 //! the maintenance decisions run against a model of what is really on disk.
 //! Every step checks the invariants; a must-heal phase then requires every
 //! chunk that still has a copy somewhere to end at exactly its factor, and
@@ -19,6 +19,9 @@ const STEP: Duration = Duration::from_secs(1);
 /// What is really on each server's disk, and which servers run.
 struct World {
     servers: Vec<String>,
+    /// Each server's rack (1 to 3 racks, so a drain sometimes has room only
+    /// in another rack).
+    racks: BTreeMap<String, String>,
     disk: BTreeMap<String, BTreeSet<String>>,
     running: BTreeSet<String>,
     draining: BTreeSet<String>,
@@ -31,7 +34,13 @@ impl World {
     fn new(rng: &mut Rng) -> Self {
         let n = rng.range(4, 7) as usize;
         let servers: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
+        let racks = rng.range(1, 3) as usize;
         let mut w = World {
+            racks: servers
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.clone(), format!("r{}", i % racks)))
+                .collect(),
             disk: servers
                 .iter()
                 .map(|s| (s.clone(), BTreeSet::new()))
@@ -73,6 +82,7 @@ impl World {
             let n = chunks.len() as u64;
             let mut h = hb(s, true, chunks, &[], n);
             h.capacity = 1_000_000;
+            h.rack = self.racks[s].clone();
             h.draining = self.draining.contains(s);
             m.apply_heartbeat(h, now);
         }
