@@ -136,6 +136,25 @@ pub fn signal_pid(pid: u32, sig: i32) {
     }
 }
 
+/// A process held with SIGSTOP until this is dropped (then SIGCONT), so a
+/// test that fails mid-pause never leaves a frozen child behind.
+#[derive(Debug)]
+pub struct Frozen(u32);
+
+impl Frozen {
+    /// Freezes process `pid`.
+    pub fn new(pid: u32) -> Self {
+        signal_pid(pid, libc::SIGSTOP);
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        signal_pid(self.0, libc::SIGCONT);
+    }
+}
+
 /// How long a probe of a master may take: a frozen (SIGSTOP) master
 /// accepts connections and never answers.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -163,6 +182,9 @@ pub struct HaCluster {
     pub cluster: Cluster,
     /// The election's etcd.
     pub etcd: Etcd,
+    /// With [`HaCluster::start_fronted`]: each master's relay (its address,
+    /// and the relay while open), through which chunk servers reach it.
+    fronts: Vec<(SocketAddr, Option<Relay>)>,
 }
 
 /// Flags of every test master: the harness's usual timings and a 2 s lease.
@@ -199,6 +221,42 @@ impl HaCluster {
         Ok((c, relay))
     }
 
+    /// Like [`HaCluster::start`], but chunk servers added later reach each
+    /// master through a relay of its own, which counts what that master is
+    /// sent ([`HaCluster::front`]).
+    pub async fn start_fronted(n: usize, extra: &[&str]) -> Result<Self> {
+        let mut c = Self::start(n, extra).await?;
+        for m in &c.masters {
+            let relay = Relay::start().await?;
+            relay.forward_to(m.addr);
+            c.fronts.push((relay.addr, Some(relay)));
+        }
+        Ok(c)
+    }
+
+    /// The open relay in front of master `i`, if it has one.
+    pub fn front(&self, i: usize) -> Option<&Relay> {
+        self.fronts.get(i).and_then(|(_, r)| r.as_ref())
+    }
+
+    /// Closes the relay in front of master `i`: chunk servers are refused
+    /// there, as if no master had ever been configured at that address.
+    pub fn close_front(&mut self, i: usize) {
+        if let Some(f) = self.fronts.get_mut(i) {
+            f.1 = None;
+        }
+    }
+
+    /// Opens the relay in front of master `i` again, on the same address,
+    /// forwarding to where the master listens now.
+    pub async fn reopen_front(&mut self, i: usize) -> Result<()> {
+        let (addr, _) = self.fronts.get(i).context("no relay for that master")?;
+        let relay = Relay::start_at(*addr).await?;
+        relay.forward_to(self.masters[i].addr);
+        self.fronts[i].1 = Some(relay);
+        Ok(())
+    }
+
     fn with_masters(
         cluster: Cluster,
         etcd: Etcd,
@@ -224,12 +282,21 @@ impl HaCluster {
             masters,
             cluster,
             etcd,
+            fronts: Vec::new(),
         })
     }
 
-    /// Every master's URL, comma-separated, for `--master`.
+    /// Every master's URL (its relay's, when fronted), comma-separated,
+    /// for `--master`.
     pub fn master_list(&self) -> String {
-        let urls: Vec<String> = self.masters.iter().map(Daemon::url).collect();
+        let urls: Vec<String> = if self.fronts.is_empty() {
+            self.masters.iter().map(Daemon::url).collect()
+        } else {
+            self.fronts
+                .iter()
+                .map(|(a, _)| format!("http://{a}"))
+                .collect()
+        };
         urls.join(",")
     }
 

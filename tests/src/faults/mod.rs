@@ -16,7 +16,7 @@ pub mod relay;
 
 pub use net::Net;
 pub use raw::{Shape, raw_call};
-pub use relay::Relay;
+pub use relay::{Relay, Traffic};
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -20,10 +20,14 @@
 //!
 //! When one side closes (a daemon was killed), the other side is closed too,
 //! as a real network would report it.
+//!
+//! Every relay counts what it carries ([`Relay::traffic`]): connections,
+//! bytes each way, and requests (HTTP/2 HEADERS frames towards the daemon:
+//! one per gRPC call, since gRPC clients send no trailers).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Result;
@@ -41,6 +45,102 @@ struct State {
     hold: AtomicBool,
     /// Processes whose connections carry nothing, now.
     cut: watch::Sender<BTreeSet<u32>>,
+    /// What the relay has carried.
+    counts: Counts,
+}
+
+/// Counters of what a relay carried, updated as bytes pass.
+#[derive(Debug, Default)]
+struct Counts {
+    connections: AtomicU64,
+    requests: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+}
+
+/// What a relay has carried since it started; subtract two to get a window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Connections forwarded to the daemon.
+    pub connections: u64,
+    /// HTTP/2 requests (HEADERS frames) sent to the daemon.
+    pub requests: u64,
+    /// Bytes sent to the daemon (TCP payload).
+    pub bytes_in: u64,
+    /// Bytes the daemon sent back (TCP payload), held replies included.
+    pub bytes_out: u64,
+}
+
+impl std::ops::Sub for Traffic {
+    type Output = Traffic;
+
+    fn sub(self, earlier: Traffic) -> Traffic {
+        Traffic {
+            connections: self.connections - earlier.connections,
+            requests: self.requests - earlier.requests,
+            bytes_in: self.bytes_in - earlier.bytes_in,
+            bytes_out: self.bytes_out - earlier.bytes_out,
+        }
+    }
+}
+
+/// Finds the frames that open HTTP/2 requests in a client's byte stream,
+/// fed in whatever pieces TCP delivers: the 24-byte connection preface,
+/// then frames of a 9-byte header (24-bit length, type, flags, stream) and
+/// a payload. Type 1 is HEADERS.
+#[derive(Debug)]
+struct RequestCounter {
+    /// Preface bytes still to skip.
+    preface: usize,
+    /// The frame header being read.
+    head: [u8; 9],
+    /// How much of `head` has arrived.
+    have: usize,
+    /// Payload bytes of the current frame still to skip.
+    payload: usize,
+}
+
+impl RequestCounter {
+    const PREFACE: usize = 24;
+    const HEADERS: u8 = 1;
+
+    fn new() -> Self {
+        RequestCounter {
+            preface: Self::PREFACE,
+            head: [0; 9],
+            have: 0,
+            payload: 0,
+        }
+    }
+
+    /// Consumes `bytes`; returns how many HEADERS frames began in them.
+    fn feed(&mut self, mut bytes: &[u8]) -> u64 {
+        let mut found = 0;
+        while !bytes.is_empty() {
+            let skip = if self.preface > 0 {
+                &mut self.preface
+            } else {
+                &mut self.payload
+            };
+            if *skip > 0 {
+                let n = (*skip).min(bytes.len());
+                *skip -= n;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let n = (9 - self.have).min(bytes.len());
+            self.head[self.have..self.have + n].copy_from_slice(&bytes[..n]);
+            self.have += n;
+            bytes = &bytes[n..];
+            if self.have == 9 {
+                let h = self.head;
+                self.payload = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
+                found += u64::from(h[3] == Self::HEADERS);
+                self.have = 0;
+            }
+        }
+        found
+    }
 }
 
 /// A running relay; it stops when dropped.
@@ -56,12 +156,19 @@ impl Relay {
     /// Listens on a free loopback port; forwards nothing until
     /// [`Relay::forward_to`].
     pub async fn start() -> Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_at("127.0.0.1:0".parse()?).await
+    }
+
+    /// Listens on `addr` (again: a relay dropped closes its port, so its
+    /// daemon's clients are refused, and one started here opens it again).
+    pub async fn start_at(addr: SocketAddr) -> Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
             upstream: Mutex::new(None),
             hold: AtomicBool::new(false),
             cut: watch::Sender::new(BTreeSet::new()),
+            counts: Counts::default(),
         });
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&state)));
         Ok(Relay {
@@ -111,6 +218,17 @@ impl Relay {
     pub fn heal_all(&self) {
         self.state.cut.send_modify(BTreeSet::clear);
     }
+
+    /// What this relay has carried so far.
+    pub fn traffic(&self) -> Traffic {
+        let c = &self.state.counts;
+        Traffic {
+            connections: c.connections.load(Ordering::Relaxed),
+            requests: c.requests.load(Ordering::Relaxed),
+            bytes_in: c.bytes_in.load(Ordering::Relaxed),
+            bytes_out: c.bytes_out.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl Drop for Relay {
@@ -131,7 +249,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>) {
         // Attributed before anything else happens on the connection, while
         // the client's socket certainly exists.
         let pid = socket_owner(peer, listener.local_addr().ok());
-        conns.spawn(relay(client, up, hold, pid, state.cut.subscribe()));
+        conns.spawn(relay(client, up, hold, pid, Arc::clone(&state)));
     }
 }
 
@@ -142,28 +260,47 @@ async fn relay(
     upstream: SocketAddr,
     hold: bool,
     pid: Option<u32>,
-    cut: watch::Receiver<BTreeSet<u32>>,
+    state: Arc<State>,
 ) {
     let Ok(server) = TcpStream::connect(upstream).await else {
         return;
     };
+    state.counts.connections.fetch_add(1, Ordering::Relaxed);
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
-    let requests = tokio::spawn(pump(cr, sw, pid, cut.clone(), false));
-    pump(sr, cw, pid, cut, hold).await;
+    let ins = {
+        let state = Arc::clone(&state);
+        let mut requests = RequestCounter::new();
+        move |b: &[u8]| {
+            let c = &state.counts;
+            c.bytes_in.fetch_add(b.len() as u64, Ordering::Relaxed);
+            c.requests.fetch_add(requests.feed(b), Ordering::Relaxed);
+        }
+    };
+    let outs = {
+        let state = Arc::clone(&state);
+        move |b: &[u8]| {
+            let c = &state.counts;
+            c.bytes_out.fetch_add(b.len() as u64, Ordering::Relaxed);
+        }
+    };
+    let cut = state.cut.subscribe();
+    let requests = tokio::spawn(pump(cr, sw, pid, cut.clone(), false, ins));
+    pump(sr, cw, pid, cut, hold, outs).await;
     requests.abort();
 }
 
 /// Copies `from` to `to` until either ends, pausing while `pid` is cut; with
-/// `discard`, what is read is dropped instead.
+/// `discard`, what is read is dropped instead. `count` sees every piece read.
 async fn pump<R, W>(
     mut from: R,
     mut to: W,
     pid: Option<u32>,
     mut cut: watch::Receiver<BTreeSet<u32>>,
     discard: bool,
+    mut count: impl FnMut(&[u8]),
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -177,6 +314,7 @@ async fn pump<R, W>(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        count(&buf[..n]);
         // Bytes read just as the cut began wait for the heal, like bytes
         // already in flight when a link drops.
         if wait_uncut(&mut cut, pid).await.is_err() {
@@ -241,6 +379,28 @@ fn socket_owner(peer: SocketAddr, local: Option<SocketAddr>) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// HEADERS frames are found however the stream is split, and DATA
+    /// frames (even ones whose payload looks like a frame header) are not.
+    #[test]
+    fn request_counter_counts_headers_frames() {
+        let frame = |kind: u8, payload: &[u8]| {
+            let len = (payload.len() as u32).to_be_bytes();
+            let mut f = vec![len[1], len[2], len[3], kind, 0, 0, 0, 0, 1];
+            f.extend_from_slice(payload);
+            f
+        };
+        let mut stream = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        stream.extend(frame(4, &[0; 6])); // SETTINGS
+        stream.extend(frame(1, &[7; 20]));
+        stream.extend(frame(0, &frame(1, &[1; 3]))); // DATA
+        stream.extend(frame(1, &[]));
+        for piece in [1, 2, 5, 9, 4096] {
+            let mut c = RequestCounter::new();
+            let found: u64 = stream.chunks(piece).map(|p| c.feed(p)).sum();
+            assert_eq!(found, 2, "pieces of {piece} bytes");
+        }
+    }
 
     /// A connection from this process is attributed to it, and a cut stalls
     /// it both ways until healed, without losing a byte.
