@@ -31,6 +31,9 @@ mod campaign;
 mod etcd;
 mod operator;
 
+#[cfg(test)]
+mod etcd_tests;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};

@@ -464,6 +464,7 @@ async fn a_standby_refuses_execute_at_once_with_code_11_and_still_answers_checks
         assert_eq!(v["body"]["type"], "error", "{v}");
         assert_eq!(v["body"]["code"], 11, "{v}");
         let text = v["body"]["text"].as_str().expect("text");
+        assert!(text.contains("this master is a standby"), "{text}");
         assert!(text.contains(named), "{text}");
         assert_eq!(core.balancer.status().queue.pending, 0, "nothing queued");
         let v = json_of(&s.handle_line(&core, check).await.expect("a reply"));
