@@ -1,24 +1,45 @@
 //! The leader cut off from etcd (every master reaches etcd through a relay
 //! that stalls one process's connections, see t75): it steps down before
-//! its lease could have let another master win, so the two never lead at
-//! once; the other master takes over; healing the link makes the old one a
+//! its lease runs out (seen directly in etcd: the leader key it created is
+//! deleted only after it stopped leading), so the two never lead at once;
+//! the other master takes over; healing the link makes the old one a
 //! standby.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
+use keel_proto::etcd::etcdserverpb::RangeRequest;
+use keel_proto::etcd::etcdserverpb::kv_client::KvClient;
 use keel_proto::v1::ListServersRequest;
 use keel_tests::CsOpts;
-use keel_tests::faults::quick_master;
+use keel_tests::faults::{quick_channel, quick_master};
 use keel_tests::ha::{HaCluster, list_servers};
 
-use super::{LEASE, RECOVERY, SLACK};
+use super::{LEASE, RECOVERY};
 
 /// Whether master `i` says it leads (false when it does not answer).
 async fn leads(c: &HaCluster, i: usize) -> bool {
     list_servers(&c.masters[i].url())
         .await
         .is_some_and(|r| r.answered_by_leader)
+}
+
+/// Whether the leader key etcd holds is still the one created at `term`
+/// (asked of etcd itself, not through the relay); true when etcd does not
+/// answer, which the caller then asks again.
+async fn key_held(etcd: &mut KvClient<tonic::transport::Channel>, term: u64) -> bool {
+    let req = RangeRequest {
+        key: b"/keel/leader".to_vec(),
+        ..RangeRequest::default()
+    };
+    match etcd.range(req).await {
+        Ok(r) => r
+            .into_inner()
+            .kvs
+            .first()
+            .is_some_and(|kv| u64::try_from(kv.create_revision) == Ok(term)),
+        Err(_) => true,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -31,11 +52,22 @@ async fn a_leader_cut_from_etcd_steps_down_before_another_leads() -> Result<()> 
     let old = c.wait_leader(None, RECOVERY).await?;
     let other = 1 - old;
     let pid = c.masters[old].pid().context("running")?;
+    let term = list_servers(&c.masters[old].url())
+        .await
+        .context("the leader answers")?
+        .term;
+    let mut etcd = KvClient::new(quick_channel(&c.etcd.url()).await?);
+    ensure!(key_held(&mut etcd, term).await, "the key is the leader's");
 
     let cut = Instant::now();
     relay.cut_from(pid);
-    let (mut stepped_down, mut took_over) = (None, None);
-    while (stepped_down.is_none() || took_over.is_none()) && cut.elapsed() < RECOVERY {
+    let (mut stepped_down, mut took_over, mut lease_gone) = (None, None, None);
+    while (stepped_down.is_none() || took_over.is_none() || lease_gone.is_none())
+        && cut.elapsed() < RECOVERY
+    {
+        if lease_gone.is_none() && !key_held(&mut etcd, term).await {
+            lease_gone = Some(cut.elapsed());
+        }
         let (a, b) = (leads(&c, old).await, leads(&c, other).await);
         ensure!(
             !(a && b),
@@ -52,12 +84,22 @@ async fn a_leader_cut_from_etcd_steps_down_before_another_leads() -> Result<()> 
     }
     let down = stepped_down.context("the cut-off leader never stepped down")?;
     let over = took_over.context("no master took over")?;
-    eprintln!("cut from etcd: stepped down after {down:?}, other leads after {over:?}");
+    let gone = lease_gone.context("the cut-off leader's key never went")?;
+    eprintln!(
+        "cut from etcd: stepped down after {down:?}, its lease ran out after {gone:?}, other leads after {over:?}"
+    );
+    ensure!(
+        down < gone,
+        "stepped down at {down:?}, after its lease ran out at {gone:?}"
+    );
     ensure!(
         down < over,
         "stepped down at {down:?}, after the other led at {over:?}"
     );
-    ensure!(down <= LEASE + SLACK, "stepped down only after {down:?}");
+    // Its last acknowledged keep-alive was sent before the cut, so its
+    // deadline (3/4 of the lease after that) falls within 3/4 of the lease
+    // after the cut; a quarter lease is left for asking it.
+    ensure!(down < LEASE, "stepped down only after {down:?}");
     ensure!(over >= LEASE / 2, "the other led after only {over:?}");
 
     relay.heal_from(pid);
