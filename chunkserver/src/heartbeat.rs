@@ -1,4 +1,5 @@
-//! Heartbeats to the master, and best-effort corruption reports.
+//! Heartbeats to the master, and corruption reports kept until a leader
+//! takes them ([`MasterReporter`]).
 //!
 //! The first heartbeat, any heartbeat after the master asks for it, and one
 //! every [`FULL_REPORT_EVERY`] carry every chunk; the others carry only what

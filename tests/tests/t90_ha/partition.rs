@@ -4,6 +4,9 @@
 //! deleted only after it stopped leading), so the two never lead at once;
 //! the other master takes over; healing the link makes the old one a
 //! standby.
+//!
+//! A replica found corrupt while no master leads (etcd down): the chunk
+//! server keeps the report and the next leader takes it and replaces the copy.
 
 use std::time::{Duration, Instant};
 
@@ -12,10 +15,11 @@ use keel_proto::etcd::etcdserverpb::RangeRequest;
 use keel_proto::etcd::etcdserverpb::kv_client::KvClient;
 use keel_proto::v1::ListServersRequest;
 use keel_tests::CsOpts;
-use keel_tests::faults::{quick_channel, quick_master};
+use keel_tests::chunks::{read, rot};
+use keel_tests::faults::{self, converge, quick_channel, quick_master};
 use keel_tests::ha::{HaCluster, list_servers};
 
-use super::{LEASE, RECOVERY};
+use super::{LEASE, RECOVERY, cluster, write_chunks};
 
 /// Whether master `i` says it leads (false when it does not answer).
 async fn leads(c: &HaCluster, i: usize) -> bool {
@@ -110,5 +114,50 @@ async fn a_leader_cut_from_etcd_steps_down_before_another_leads() -> Result<()> 
     let mut m = quick_master(&c.masters[old].url()).await?;
     let r = m.list_servers(ListServersRequest {}).await?.into_inner();
     ensure!(r.leader == url, "the healed master names the leader: {r:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corruption_found_while_no_master_leads_reaches_the_next_leader() -> Result<()> {
+    let mut c = cluster(2, &[], &["cs1", "cs2", "cs3"], "64MiB").await?;
+    let known = write_chunks(&c, "r", 1, 256 << 10, &["cs1", "cs2"]).await?;
+    let leader = c.leader().await.context("a leader")?;
+    let url = c.masters[leader].url();
+    let every = Duration::from_millis(100);
+    converge("r0 placed", RECOVERY, every, || {
+        faults::placement_ok_at(&c.cluster, &url, &known)
+    })
+    .await?;
+
+    c.etcd.kill9();
+    let since = Instant::now();
+    while leads(&c, 0).await || leads(&c, 1).await {
+        ensure!(
+            since.elapsed() < LEASE * 2,
+            "a master still leads without etcd"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    rot(&c.cluster.data_dir("cs1").join("chunks").join("r0"))?;
+    let err = read(&c.cluster.chunkservers["cs1"].url(), "r0")
+        .await
+        .expect_err("a rotted copy never reads whole");
+    eprintln!("read of the rotted copy: {err:#}");
+    // Both masters refuse the report now; it must wait for a leader.
+    tokio::time::sleep(LEASE).await;
+    c.etcd.start_again().await?;
+
+    let next = c.wait_leader(None, RECOVERY).await?;
+    let url = c.masters[next].url();
+    converge("r0 whole on cs2 and cs3", RECOVERY, every, || async {
+        faults::placement_ok_at(&c.cluster, &url, &known).await?;
+        match faults::holders_on_disk(&c.cluster, "r0").as_slice() {
+            [a, b] if a == "cs2" && b == "cs3" => Ok(()),
+            other => Err(format!("r0 on {other:?}")),
+        }
+    })
+    .await?;
+    let (lost, bad) = faults::verify_bytes(&c.cluster, &known).await;
+    ensure!(lost == 0 && bad.is_empty(), "lost {lost} bytes: {bad:?}");
     Ok(())
 }
