@@ -118,6 +118,10 @@ impl Balancer {
         for batch in moves.chunks(ENQUEUE_BATCH) {
             let now = self.now();
             let mut st = self.state();
+            // A pass that outlived this master's term queues nothing.
+            if st.standing_by() {
+                break;
+            }
             out += st.enqueue(&lock(self.inner.mover.meta()), batch, now);
         }
         out

@@ -351,6 +351,10 @@ impl Balancer {
         let mut queued = 0;
         {
             let mut st = self.state();
+            // Planned just before a step-down: the next leader plans its own.
+            if st.standing_by() {
+                return 0;
+            }
             for c in copies {
                 match st.enqueue_urgent(c, now) {
                     Ok(_) => queued += 1,
