@@ -74,14 +74,20 @@ pub async fn run(clients: &Clients, json: bool) -> Result<(), Error> {
 
 /// With several masters: which one leads, and whether it answered.
 pub fn leader_line(resp: &ListServersResponse) -> String {
-    match (resp.leader.as_str(), resp.answered_by_leader) {
-        ("", _) if resp.term == 0 => String::new(),
-        ("", _) => "leader: none known right now\n".into(),
-        (leader, true) => format!("leader: {leader} (term {}), answering\n", resp.term),
-        (leader, false) => format!(
-            "leader: {leader} (term {}); answered by a standby\n",
-            resp.term
-        ),
+    leader_text(&resp.leader, resp.term, resp.answered_by_leader)
+}
+
+/// The leader line of `servers` and `rebalance status`, from a reply's
+/// `leader`, `term` and `answered_by_leader`: empty for a single master
+/// (which always answers as the leader, with no address); "none known" when
+/// a standby answered and knows no leader (its term is then 0 as well, so
+/// the term cannot tell the two apart).
+pub fn leader_text(leader: &str, term: u64, answered_by_leader: bool) -> String {
+    match (leader, answered_by_leader) {
+        ("", true) => String::new(),
+        ("", false) => "leader: none known right now\n".into(),
+        (leader, true) => format!("leader: {leader} (term {term}), answering\n"),
+        (leader, false) => format!("leader: {leader} (term {term}); answered by a standby\n"),
     }
 }
 
@@ -202,6 +208,35 @@ mod tests {
         assert_eq!(
             ServerJson::from(&info("cs3", 1, ServerState::Unspecified)).state,
             "dead"
+        );
+    }
+
+    #[test]
+    fn the_leader_line_tells_a_single_master_from_no_leader() {
+        let single = ListServersResponse {
+            answered_by_leader: true,
+            ..Default::default()
+        };
+        assert_eq!(leader_line(&single), "");
+        // A standby that knows no leader answers with no address and term 0.
+        let none = ListServersResponse::default();
+        assert_eq!(leader_line(&none), "leader: none known right now\n");
+        let standby = ListServersResponse {
+            leader: "http://m1:7000".into(),
+            term: 7,
+            ..Default::default()
+        };
+        assert_eq!(
+            leader_line(&standby),
+            "leader: http://m1:7000 (term 7); answered by a standby\n"
+        );
+        let leader = ListServersResponse {
+            answered_by_leader: true,
+            ..standby
+        };
+        assert_eq!(
+            leader_line(&leader),
+            "leader: http://m1:7000 (term 7), answering\n"
         );
     }
 

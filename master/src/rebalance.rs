@@ -10,7 +10,7 @@ use keel_balancer::{NamedCopy, QueueError};
 use keel_proto::v1 as pb;
 use tracing::info;
 
-use crate::balance::Balancer;
+use crate::balance::{Balancer, OperatorFailure};
 use crate::error::Error;
 use crate::meta::{CopyClass, Reject, lock};
 use crate::mover::{Move, MoveDone, Mover};
@@ -24,6 +24,15 @@ pub enum Outcome {
     Rejected(Reject),
     /// Started but did not complete; the source replica is intact.
     Failed(String),
+    /// This master stopped leading before the move ended: its queue was
+    /// cleared. The caller's whole request is refused (see [`stepped_down`]).
+    SteppedDown,
+}
+
+/// Whether this master stopped leading while the request waited: the
+/// front doors then refuse the request as a whole, naming the leader.
+pub fn stepped_down(outcomes: &[Outcome]) -> bool {
+    outcomes.contains(&Outcome::SteppedDown)
 }
 
 /// Checks every move against the request as a whole and the metadata:
@@ -101,7 +110,8 @@ pub async fn execute(balancer: &Balancer, moves: Vec<Move>) -> Result<Vec<Outcom
             Err(reason) => Outcome::Rejected(reason),
             Ok(rx) => match rx.await {
                 Ok(Ok(done)) => Outcome::Done(done),
-                Ok(Err(e)) => Outcome::Failed(e),
+                Ok(Err(OperatorFailure::Failed(e))) => Outcome::Failed(e),
+                Ok(Err(OperatorFailure::SteppedDown)) => Outcome::SteppedDown,
                 Err(_) => Outcome::Failed("the master stopped before the move ended".into()),
             },
         });
@@ -121,6 +131,11 @@ pub fn response(requested: Vec<pb::Move>, outcomes: Vec<Outcome>) -> pb::Rebalan
             }
             Outcome::Rejected(e) => (pb::MoveOutcome::Rejected, 0, e.to_string()),
             Outcome::Failed(e) => (pb::MoveOutcome::Failed, 0, e),
+            Outcome::SteppedDown => (
+                pb::MoveOutcome::Failed,
+                0,
+                "this master is no longer the leader".to_owned(),
+            ),
         };
         resp.results.push(pb::MoveResult {
             r#move: Some(mv),
@@ -145,7 +160,20 @@ pub fn moves(requested: &[pb::Move]) -> Vec<Move> {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests_support {
+    pub use super::tests::{balancer_of, mover_under, mv};
+
+    /// A balancer whose mover sends under `leadership`.
+    pub fn elected_balancer(
+        meta: crate::meta::Meta,
+        leadership: crate::ha::Leadership,
+    ) -> super::Balancer {
+        balancer_of(mover_under(meta, leadership))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::Instant;
 
@@ -155,7 +183,15 @@ mod tests {
     use crate::mover::{Clients, MoverSettings};
 
     fn mover(meta: Meta) -> Mover {
-        let clients = Arc::new(Clients::new(None).expect("no token"));
+        mover_under(meta, crate::ha::Leadership::single())
+    }
+
+    pub fn mover_under(meta: Meta, leadership: crate::ha::Leadership) -> Mover {
+        let clients = Arc::new(
+            Clients::new(None)
+                .expect("no token")
+                .with_leadership(leadership),
+        );
         let meta = Arc::new(Mutex::new(meta));
         Mover::new(
             meta,
@@ -166,6 +202,10 @@ mod tests {
     }
 
     fn balancer(meta: Meta) -> Balancer {
+        balancer_of(mover(meta))
+    }
+
+    pub fn balancer_of(mover: Mover) -> Balancer {
         let started = Instant::now();
         let settings = crate::balance::BalanceSettings {
             interval: std::time::Duration::ZERO,
@@ -175,10 +215,10 @@ mod tests {
             safe_until: started,
             stuck_after: std::time::Duration::from_secs(600),
         };
-        Balancer::new(mover(meta), tokio_util::task::TaskTracker::new(), settings)
+        Balancer::new(mover, tokio_util::task::TaskTracker::new(), settings)
     }
 
-    fn mv(c: &str, f: &str, t: &str) -> Move {
+    pub fn mv(c: &str, f: &str, t: &str) -> Move {
         Move {
             chunk: c.into(),
             from: f.into(),
@@ -231,5 +271,63 @@ mod tests {
         let resp = response(vec![pb::Move::default()], out);
         assert_eq!((resp.moved, resp.bytes_transferred), (0, 0));
         assert_eq!(resp.results[0].outcome, pb::MoveOutcome::Rejected as i32);
+    }
+}
+
+#[cfg(test)]
+mod step_down_tests {
+    use std::time::{Duration, Instant};
+
+    use super::tests_support::*;
+    use super::*;
+    use crate::ha::Leadership;
+    use crate::meta::{Meta, MetaSettings};
+
+    fn pending(b: &Balancer) -> u64 {
+        b.status().queue.pending as u64
+    }
+
+    #[tokio::test]
+    async fn a_step_down_fails_waiting_operators_and_clears_the_queue() {
+        let now = Instant::now();
+        let mut m = Meta::new(MetaSettings::default());
+        crate::meta::tests::put(&mut m, "a", &[("x", 10), ("y", 10)], now);
+        crate::meta::tests::put(&mut m, "b", &[], now);
+        let l = Leadership::elected("http://m1:7000".into());
+        l.lead(5, now + Duration::from_secs(60));
+        // No mover loop runs: queued moves stay pending until cleared.
+        let b = elected_balancer(m, l.clone());
+        let waiting = {
+            let b = b.clone();
+            tokio::spawn(async move { execute(&b, vec![mv("x", "a", "b")]).await })
+        };
+        while pending(&b) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        l.step_down();
+        b.step_down();
+        let out = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the waiting operator is answered at once")
+            .expect("joins")
+            .expect("ok");
+        assert_eq!(out, [Outcome::SteppedDown]);
+        assert!(stepped_down(&out));
+        assert_eq!(pending(&b), 0, "the queue is cleared");
+
+        // While standing by, an operator's move is refused at once.
+        let out = execute(&b, vec![mv("y", "a", "b")]).await.expect("ok");
+        assert_eq!(out, [Outcome::SteppedDown]);
+        assert_eq!(pending(&b), 0);
+
+        // Leading again: an empty queue that takes moves.
+        b.lead();
+        l.lead(9, Instant::now() + Duration::from_secs(60));
+        let b2 = b.clone();
+        let again = tokio::spawn(async move { execute(&b2, vec![mv("y", "a", "b")]).await });
+        while pending(&b) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        again.abort();
     }
 }

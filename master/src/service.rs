@@ -22,7 +22,7 @@ use tracing::{info, instrument};
 use crate::balance::{self, Balancer, Trigger};
 use crate::convert;
 use crate::error::Error;
-use crate::ha::{Ha, LEADER_HEADER, OperatorState};
+use crate::ha::{Ha, LEADER_HEADER, LeaderInfo, OperatorState};
 use crate::meta::{SharedMeta, lock};
 use crate::mover::Mover;
 use crate::rebalance;
@@ -71,6 +71,45 @@ pub struct MasterService {
     limits: Limits,
     /// Who leads; etcd for the operator state.
     ha: Ha,
+    /// The pause as last read from etcd, for a standby's status when etcd
+    /// is slow to answer.
+    pause_seen: Arc<std::sync::Mutex<Option<bool>>>,
+}
+
+/// How long a standby's status waits for etcd's pause flag before it
+/// answers with the one it read last.
+const STORED_PAUSE_WAIT: Duration = Duration::from_millis(500);
+
+/// FAILED_PRECONDITION with `text`, and the leader in the `keel-leader`
+/// header when another master is known to lead.
+fn refusal(leader: &LeaderInfo, text: String) -> Status {
+    let mut status = Status::failed_precondition(text);
+    if !leader.is_self
+        && !leader.address.is_empty()
+        && let Ok(v) = leader.address.parse()
+    {
+        status.metadata_mut().insert(LEADER_HEADER, v);
+    }
+    status
+}
+
+/// Why a call that waited was refused when this master stepped down: the
+/// leader it knows now (another, itself again, or none).
+pub fn stepped_down_text(leader: &LeaderInfo) -> String {
+    let what = "this master is no longer the leader: it stepped down while the request waited, and the moves it had queued were dropped";
+    if leader.is_self {
+        format!(
+            "{what}; it leads again at term {}: send the request again",
+            leader.term
+        )
+    } else if leader.address.is_empty() {
+        format!("{what}; no leader is known right now: retry shortly")
+    } else {
+        format!(
+            "{what}; the leader is {} (term {})",
+            leader.address, leader.term
+        )
+    }
 }
 
 impl MasterService {
@@ -87,6 +126,7 @@ impl MasterService {
             plans: Arc::new(Semaphore::new(1)),
             limits: Limits::default(),
             ha: Ha::single(),
+            pause_seen: Arc::default(),
         }
     }
 
@@ -107,14 +147,21 @@ impl MasterService {
                 "this master is a standby and no leader is known right now; retry shortly",
             ));
         }
-        let mut status = Status::failed_precondition(format!(
-            "this master is a standby; the leader is {} (term {})",
-            leader.address, leader.term
-        ));
-        if let Ok(v) = leader.address.parse() {
-            status.metadata_mut().insert(LEADER_HEADER, v);
-        }
-        Err(status)
+        Err(refusal(
+            &leader,
+            format!(
+                "this master is a standby; the leader is {} (term {})",
+                leader.address, leader.term
+            ),
+        ))
+    }
+
+    /// The answer to a call this master took as the leader but stopped
+    /// leading before it ended: FAILED_PRECONDITION, naming the leader in
+    /// the `keel-leader` header when one is known.
+    fn stepped_down(&self) -> Status {
+        let leader = self.ha.leadership.leader();
+        refusal(&leader, stepped_down_text(&leader))
     }
 
     /// The leader as replies name it: address, term, and whether it is us.
@@ -124,25 +171,50 @@ impl MasterService {
     }
 
     /// Records the pause in etcd first (with several masters), so the next
-    /// leader keeps it.
+    /// leader keeps it; only while the leader key is still this master's
+    /// (its term), so a write delayed past a step-down cannot land.
     async fn save_paused(&self, paused: bool) -> Result<(), Status> {
         let Some((etcd, prefix)) = &self.ha.etcd else {
             return Ok(());
         };
-        OperatorState::save_paused(etcd, prefix, paused)
-            .await
-            .map_err(|e| {
-                Status::unavailable(format!(
-                    "could not record the pause in etcd, so nothing changed: {e}"
-                ))
-            })
+        let Some(term) = self.ha.leadership.term_if_leading() else {
+            return Err(self.stepped_down());
+        };
+        match OperatorState::save_paused(etcd, prefix, term, paused).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(self.stepped_down()),
+            Err(e) => Err(Status::unavailable(format!(
+                "could not record the pause in etcd, so nothing changed: {e}"
+            ))),
+        }
     }
 
-    /// A status answer with the leader named.
-    fn status_reply(&self) -> pb::RebalanceStatusResponse {
+    /// A status answer with the leader named. A standby runs no queue: its
+    /// `paused` is the pause as stored in etcd, which the leader obeys.
+    async fn status_reply(&self) -> pb::RebalanceStatusResponse {
         let mut r = balance::status_response(self.balancer.status());
         (r.leader, r.term, r.answered_by_leader) = self.leader_fields();
+        if !r.answered_by_leader
+            && let Some(paused) = self.stored_pause().await
+        {
+            r.paused = paused;
+        }
         r
+    }
+
+    /// The pause as etcd stores it, or as last read when etcd does not
+    /// answer within [`STORED_PAUSE_WAIT`]; `None` without etcd.
+    async fn stored_pause(&self) -> Option<bool> {
+        let (etcd, prefix) = self.ha.etcd.as_ref()?;
+        let read = tokio::time::timeout(STORED_PAUSE_WAIT, OperatorState::load(etcd, prefix)).await;
+        let mut seen = self
+            .pause_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Ok(Ok(state)) = read {
+            *seen = Some(state.paused);
+        }
+        *seen
     }
 
     /// The same service with `limits`.
@@ -200,11 +272,7 @@ impl Master for MasterService {
         let refused = convert::refuse_bad_entries(&mut req);
         let refused_held = (listed - req.chunks.len()) as u64;
         let hb = convert::heartbeat(req)?;
-        // Counted once per report: every page of a paged report was built
-        // before the answer to its first page.
-        if page.page == 0 {
-            self.ha.leadership.heard(&hb.id);
-        }
+        let server = hb.id.clone();
         let send_full_report = if hb.full_report {
             // Up to a page (or a 64 MiB message) of replicas: recorded off the
             // async threads, so other requests stay prompt meanwhile.
@@ -215,6 +283,12 @@ impl Master for MasterService {
         } else {
             self.apply_heartbeat(hb, page, refused_held)?
         };
+        // Counted towards a new leader's settling only once applied, whole:
+        // a paged report on its last page, and not when the master asks for
+        // a full report (it holds no whole view of the server then).
+        if !send_full_report && (page.report_id == 0 || page.last) {
+            self.ha.leadership.heard(&server);
+        }
         Ok(Response::new(pb::HeartbeatResponse {
             send_full_report,
             refused,
@@ -305,6 +379,9 @@ impl Master for MasterService {
         let requested = req.into_inner().moves;
         let moves = rebalance::moves(&requested);
         let outcomes = rebalance::execute(&self.balancer, moves).await?;
+        if rebalance::stepped_down(&outcomes) {
+            return Err(self.stepped_down());
+        }
         let resp = rebalance::response(requested, outcomes);
         info!(
             moved = resp.moved,
@@ -356,7 +433,7 @@ impl Master for MasterService {
         &self,
         _req: Request<pb::RebalanceStatusRequest>,
     ) -> Reply<pb::RebalanceStatusResponse> {
-        Ok(Response::new(self.status_reply()))
+        Ok(Response::new(self.status_reply().await))
     }
 
     #[instrument(skip_all)]
@@ -367,7 +444,7 @@ impl Master for MasterService {
         self.leader_only()?;
         self.save_paused(true).await?;
         self.balancer.pause();
-        Ok(Response::new(self.status_reply()))
+        Ok(Response::new(self.status_reply().await))
     }
 
     #[instrument(skip_all)]
@@ -378,7 +455,7 @@ impl Master for MasterService {
         self.leader_only()?;
         self.save_paused(false).await?;
         self.balancer.resume();
-        Ok(Response::new(self.status_reply()))
+        Ok(Response::new(self.status_reply().await))
     }
 
     #[instrument(skip_all, fields(chunk = %req.get_ref().chunk.escape_debug(), server = %req.get_ref().server.escape_debug()))]
@@ -456,5 +533,118 @@ impl MasterService {
             state: state.to_owned(),
             chunks_left,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ha::Leadership;
+    use crate::meta::{Meta, MetaSettings};
+
+    fn service(l: &Leadership) -> MasterService {
+        let mover =
+            crate::rebalance::tests::mover_under(Meta::new(MetaSettings::default()), l.clone());
+        let balancer = crate::rebalance::tests::balancer_of(mover);
+        MasterService::new(balancer, TaskTracker::new(), 10.0).with_ha(Ha {
+            leadership: l.clone(),
+            etcd: None,
+        })
+    }
+
+    /// A full report of one chunk from cs1: one message, or page `page` of
+    /// report 7.
+    fn report(page: Option<(u32, bool)>) -> pb::HeartbeatRequest {
+        let (report_id, page, last_page) = page.map_or((0, 0, false), |(p, last)| (7, p, last));
+        pb::HeartbeatRequest {
+            id: "cs1".into(),
+            address: "127.0.0.1:7001".into(),
+            capacity_bytes: 100,
+            full_report: true,
+            chunks: vec![pb::ChunkReplica {
+                chunk: format!("c{page}"),
+                size: 1,
+                crc32c: 1,
+                replication: 1,
+                reads: 0,
+            }],
+            chunk_count: u64::from(page) + 1,
+            report_id,
+            page,
+            last_page,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_leader_counts_a_report_only_once_it_is_applied_whole() {
+        let l = Leadership::elected("http://m1:7000".into());
+        l.lead(3, Instant::now() + Duration::from_secs(60));
+        let svc = service(&l);
+        let r = svc.heartbeat(Request::new(report(None))).await.expect("ok");
+        assert!(!r.get_ref().send_full_report);
+        assert_eq!(r.get_ref().term, 3, "the answer tells the term");
+        assert!(!l.settled(["cs1"]), "one report");
+        // The first page of a paged report is not the report: its removals
+        // are applied with the last page.
+        let r = svc
+            .heartbeat(Request::new(report(Some((0, false)))))
+            .await
+            .expect("ok");
+        assert!(!r.get_ref().send_full_report);
+        assert!(!l.settled(["cs1"]), "a report whose last page has not come");
+        svc.heartbeat(Request::new(report(Some((1, true)))))
+            .await
+            .expect("ok");
+        assert!(l.settled(["cs1"]), "two whole reports applied");
+    }
+
+    #[tokio::test]
+    async fn a_delta_the_master_cannot_use_is_not_counted() {
+        let l = Leadership::elected("http://m1:7000".into());
+        l.lead(3, Instant::now() + Duration::from_secs(60));
+        let svc = service(&l);
+        let mut delta = report(None);
+        delta.full_report = false;
+        delta.chunks.clear();
+        for _ in 0..3 {
+            let r = svc
+                .heartbeat(Request::new(delta.clone()))
+                .await
+                .expect("ok");
+            assert!(r.get_ref().send_full_report, "an unknown server's delta");
+        }
+        assert!(!l.settled(["cs1"]));
+    }
+
+    #[test]
+    fn the_step_down_refusal_names_what_is_known() {
+        let other = LeaderInfo {
+            address: "http://m2:7000".into(),
+            term: 8,
+            is_self: false,
+        };
+        let s = refusal(&other, stepped_down_text(&other));
+        assert_eq!(s.code(), tonic::Code::FailedPrecondition);
+        assert!(
+            s.message().contains("no longer the leader"),
+            "{}",
+            s.message()
+        );
+        assert!(
+            s.message()
+                .contains("the leader is http://m2:7000 (term 8)")
+        );
+        assert_eq!(
+            s.metadata()
+                .get(LEADER_HEADER)
+                .and_then(|v| v.to_str().ok()),
+            Some("http://m2:7000")
+        );
+        let none = LeaderInfo::default();
+        let s = refusal(&none, stepped_down_text(&none));
+        assert_eq!(s.code(), tonic::Code::FailedPrecondition);
+        assert!(s.message().contains("no leader is known right now"));
+        assert!(s.metadata().get(LEADER_HEADER).is_none());
     }
 }

@@ -27,13 +27,16 @@ use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::task::TaskTracker;
 
 use crate::balance::Balancer;
+use crate::ha::LeaderInfo;
 use crate::meta::{Reject, lock};
 use crate::mover::{Move, Mover};
 use crate::rebalance::{self, Outcome};
 
 pub use lines::{Line, LineReader, MAX_LINE_BYTES};
 
-/// Maelstrom error codes used here.
+/// Maelstrom error codes used here. With several masters, a
+/// `rebalance_execute` sent to a standby, or cut short because this master
+/// stopped leading, gets code 11 with the leader's address in its text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
     /// 10: the message type is not supported.
@@ -522,6 +525,11 @@ impl Core for MasterCore {
     }
 
     async fn execute(&self, moves: Vec<MoveReq>) -> Result<ExecuteOk, ProtoError> {
+        let leadership = self.mover.leadership();
+        let leader = leadership.leader();
+        if !leader.is_self {
+            return Err(not_leader(&leader));
+        }
         let moves: Vec<Move> = moves
             .into_iter()
             .map(|m| Move {
@@ -533,8 +541,27 @@ impl Core for MasterCore {
         let outcomes = rebalance::execute(&self.balancer, moves.clone())
             .await
             .map_err(|e| ProtoError::new(Code::MalformedRequest, e.to_string()))?;
+        if rebalance::stepped_down(&outcomes) {
+            let text = crate::service::stepped_down_text(&leadership.leader());
+            return Err(ProtoError::new(Code::TemporarilyUnavailable, text));
+        }
         execute_reply(&moves, outcomes)
     }
+}
+
+/// Code 11 for a change asked of a master that does not lead (a standby
+/// with `--etcd`): its own queue never runs, so it answers at once, naming
+/// the leader when one is known. Reads are answered from its own view.
+fn not_leader(leader: &LeaderInfo) -> ProtoError {
+    let text = if leader.address.is_empty() {
+        "this master is a standby and no leader is known right now; retry shortly".to_owned()
+    } else {
+        format!(
+            "this master is a standby; the leader is {} (term {}): send rebalance_execute there",
+            leader.address, leader.term
+        )
+    };
+    ProtoError::new(Code::TemporarilyUnavailable, text)
 }
 
 /// `rebalance_execute_ok` when at least one move was carried out; otherwise
@@ -554,6 +581,10 @@ fn execute_reply(moves: &[Move], outcomes: Vec<Outcome>) -> Result<ExecuteOk, Pr
             }
             Outcome::Rejected(r) => ProtoError::new(reject_code(&r), r.to_string()),
             Outcome::Failed(e) => ProtoError::new(Code::TemporarilyUnavailable, e),
+            Outcome::SteppedDown => ProtoError::new(
+                Code::TemporarilyUnavailable,
+                "this master is no longer the leader",
+            ),
         };
         let err = ProtoError::new(
             err.code,

@@ -217,13 +217,15 @@ pub fn render(r: &RebalanceStatusResponse, width: Option<usize>) -> String {
         },
         output::pct(r.average_utilization_pct).trim_start(),
     );
-    if !r.leader.is_empty() {
-        let who = if r.answered_by_leader {
-            "answering"
-        } else {
-            "answered by a standby"
-        };
-        out.push_str(&format!("leader: {} (term {}), {who}\n", r.leader, r.term));
+    out.push_str(&crate::servers::leader_text(
+        &r.leader,
+        r.term,
+        r.answered_by_leader,
+    ));
+    if !r.answered_by_leader {
+        out.push_str(
+            "the leader runs the move queue: the moves below are this standby's own (none while it stands by); the pause is the one stored in etcd\n",
+        );
     }
     out.push_str(&format!(
         "moves: {} pending, {} running, {} done, {} failed",
@@ -327,8 +329,34 @@ mod tests {
             balanced: false,
             average_utilization_pct: 50.0,
             safe_mode: false,
+            answered_by_leader: true,
             ..RebalanceStatusResponse::default()
         }
+    }
+
+    #[test]
+    fn a_standby_names_the_leader_and_says_it_runs_the_queue() {
+        let standby = RebalanceStatusResponse {
+            answered_by_leader: false,
+            paused: true,
+            leader: "http://m1:7000".into(),
+            term: 9,
+            ..status()
+        };
+        let text = render(&standby, None);
+        assert!(text.starts_with("balancer paused"), "{text}");
+        assert!(
+            text.contains("leader: http://m1:7000 (term 9); answered by a standby\nthe leader runs the move queue"),
+            "{text}"
+        );
+        let no_leader = RebalanceStatusResponse {
+            leader: String::new(),
+            term: 0,
+            ..standby
+        };
+        let text = render(&no_leader, None);
+        assert!(text.contains("leader: none known right now\n"), "{text}");
+        assert!(!render(&status(), None).contains("leader"));
     }
 
     #[test]

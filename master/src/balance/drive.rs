@@ -10,7 +10,9 @@ use tracing::{debug, info, warn};
 
 use super::pass::{PassInput, plan_pass};
 use super::state::{Enqueued, NamedMove, Start};
-use super::{Balancer, ENQUEUE_BATCH, MAX_QUEUED, PassPlan, PassReport, REFILL_BELOW, TICK};
+use super::{
+    Balancer, ENQUEUE_BATCH, MAX_QUEUED, OperatorFailure, PassPlan, PassReport, REFILL_BELOW, TICK,
+};
 use crate::error::Error;
 use crate::meta::lock;
 use crate::mover::{MoveDone, MoveError};
@@ -116,6 +118,10 @@ impl Balancer {
         for batch in moves.chunks(ENQUEUE_BATCH) {
             let now = self.now();
             let mut st = self.state();
+            // A pass that outlived this master's term queues nothing.
+            if st.standing_by() {
+                break;
+            }
             out += st.enqueue(&lock(self.inner.mover.meta()), batch, now);
         }
         out
@@ -175,7 +181,7 @@ impl Balancer {
     }
 
     /// Whether this master leads: a standby plans and starts nothing.
-    fn leads(&self) -> bool {
+    pub(super) fn leads(&self) -> bool {
         self.inner.mover.leadership().is_leader()
     }
 
@@ -261,10 +267,18 @@ impl Balancer {
             .record(t, &result, ended, began, st.is_empty());
         match (result, after) {
             (Ok(done), _) => self.answer(s.id, Ok(done)),
-            (Err(_), Ok(Some(AfterFailure::Dropped)) | Err(_)) => {
-                self.answer(s.id, Err(format!("{error} (after {} attempts)", s.attempt)))
-            }
+            (Err(_), Ok(Some(AfterFailure::Dropped)) | Err(_)) => self.answer(
+                s.id,
+                Err(OperatorFailure::Failed(format!(
+                    "{error} (after {} attempts)",
+                    s.attempt
+                ))),
+            ),
             _ => {}
+        }
+        // Not leading: a retry would wait for a term that may never come.
+        if st.standing_by() {
+            st.clear_pending(now);
         }
         self.publish(&st, now);
         drop(st);

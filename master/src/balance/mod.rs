@@ -147,8 +147,18 @@ struct Inner {
     history: crate::history::History,
 }
 
-/// How an operator's queued move ended.
-pub type OperatorEnd = Result<MoveDone, String>;
+/// How an operator's queued move ended: done, or why not.
+pub type OperatorEnd = Result<MoveDone, OperatorFailure>;
+
+/// Why an operator's queued move did not end done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OperatorFailure {
+    /// Failed after its retries, or dropped as no longer possible; the text says why.
+    Failed(String),
+    /// This master stopped leading while the move waited: its queue was
+    /// cleared, and the move may not have run at all.
+    SteppedDown,
+}
 
 impl Balancer {
     /// A balancer running moves through `mover`, its tasks on `tracker`.
@@ -236,6 +246,39 @@ impl Balancer {
         }
     }
 
+    /// This master stopped leading: queued copies are dropped (running ones
+    /// end by themselves, their requests fenced by the term) and every
+    /// operator waiting for a move is told at once. Until [`Balancer::lead`],
+    /// copies that end are not retried and nothing new is queued for an operator.
+    pub fn step_down(&self) {
+        let now = self.now();
+        let mut st = self.state();
+        st.set_standing_by(true);
+        let dropped = st.clear_pending(now);
+        self.inner.cut_short.store(false, Ordering::Relaxed);
+        let waiting: Vec<_> = self.waiters().drain().collect();
+        for (_, tx) in waiting {
+            let _ = tx.send(Err(OperatorFailure::SteppedDown));
+        }
+        self.publish(&st, now);
+        if dropped > 0 {
+            tracing::info!(dropped, "not leading: queued moves dropped");
+        }
+    }
+
+    /// This master leads (again): it starts from an empty queue, since a
+    /// new leader plans afresh on its own view.
+    pub fn lead(&self) {
+        let now = self.now();
+        let mut st = self.state();
+        let dropped = st.clear_pending(now);
+        st.set_standing_by(false);
+        self.publish(&st, now);
+        if dropped > 0 {
+            tracing::info!(dropped, "leading: moves left from an earlier term dropped");
+        }
+    }
+
     /// Counts, moves, recent failures and the cluster's balance.
     pub fn status(&self) -> BalanceStatus {
         let now = self.now();
@@ -312,6 +355,10 @@ impl Balancer {
         let mut queued = 0;
         {
             let mut st = self.state();
+            // Planned just before a step-down: the next leader plans its own.
+            if st.standing_by() {
+                return 0;
+            }
             for c in copies {
                 match st.enqueue_urgent(c, now) {
                     Ok(_) => queued += 1,
@@ -327,8 +374,10 @@ impl Balancer {
     }
 
     /// Queues an operator's move; the receiver gets its end: done, failed
-    /// after its retries, or dropped because it could no longer run. `Err`
-    /// right away when its chunk has a copy running or a repair queued.
+    /// after its retries, dropped because it could no longer run, or
+    /// [`OperatorFailure::SteppedDown`] (at once when this master does not
+    /// lead). `Err` right away when its chunk has a copy running or a repair
+    /// queued.
     pub fn submit_operator(
         &self,
         mv: NamedCopy,
@@ -337,6 +386,12 @@ impl Balancer {
         {
             let now = self.now();
             let mut st = self.state();
+            // Checked under the queue's lock, which `step_down` takes to
+            // clear the queue: a move is either refused here or cleared there.
+            if st.standing_by() || !self.leads() {
+                let _ = tx.send(Err(OperatorFailure::SteppedDown));
+                return Ok(rx);
+            }
             let copy = NamedCopy {
                 class: CopyClass::Operator,
                 rank: 0,
@@ -390,7 +445,7 @@ impl Balancer {
                     })
                     .unwrap_or_else(|| "the move left the queue".to_owned());
             if let Some(tx) = waiters.remove(&id) {
-                let _ = tx.send(Err(why));
+                let _ = tx.send(Err(OperatorFailure::Failed(why)));
             }
         }
     }

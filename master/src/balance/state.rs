@@ -67,6 +67,9 @@ pub struct InFlightNames {
 #[derive(Debug)]
 pub struct QueueState {
     queue: MoveQueue,
+    /// This master stepped down and has not led since: nothing is queued
+    /// for operators and failed copies are not retried.
+    standing_by: bool,
 }
 
 impl QueueState {
@@ -74,7 +77,28 @@ impl QueueState {
     pub fn new(config: QueueConfig) -> Self {
         QueueState {
             queue: MoveQueue::new(config),
+            standing_by: false,
         }
+    }
+
+    /// Whether this master stepped down and has not led since.
+    pub fn standing_by(&self) -> bool {
+        self.standing_by
+    }
+
+    /// Records a step-down (`true`) or a new term (`false`).
+    pub fn set_standing_by(&mut self, standing_by: bool) {
+        self.standing_by = standing_by;
+    }
+
+    /// Cancels every pending copy (running ones stay until they end);
+    /// returns how many were cancelled.
+    pub fn clear_pending(&mut self, now: Duration) -> usize {
+        let ids: Vec<MoveId> = self.queue.pending().map(|(id, _)| id).collect();
+        for &id in &ids {
+            let _ = self.queue.cancel(id, now);
+        }
+        ids.len()
     }
 
     /// The queue itself, read-only.

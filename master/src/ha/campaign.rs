@@ -1,11 +1,12 @@
 //! The election loop: campaign as a standby, lead while the lease is kept
 //! alive, step down first when it cannot be.
 //!
-//! **Standby.** Grant a lease of `--leader-lease`; every [`poll`] run the
-//! transaction "create `<prefix>/leader` = my address with my lease, if its
-//! create revision is 0, else read it". Losing tells who leads (shown by
-//! `keelctl servers` and sent to chunk servers as the term). The lease is
-//! kept alive meanwhile, so a win holds a fresh lease.
+//! **Standby.** Grant a lease of `--leader-lease`; run the transaction
+//! "create `<prefix>/leader` = my address with my lease, if its create
+//! revision is 0, else read it" again as soon as an etcd watch on the key
+//! reports it deleted, and every [`poll`] in any case. Losing tells who
+//! leads (shown by `keelctl servers` and sent to chunk servers as the term).
+//! The lease is kept alive meanwhile, so a win holds a fresh lease.
 //!
 //! **Leader.** The term is the key's create revision. Before leading, the
 //! operator state is loaded from etcd and applied; then a keep-alive goes
@@ -14,8 +15,9 @@
 //! ([`super::lead_deadline`]). When that deadline passes without renewal —
 //! etcd unreachable, or this process frozen — the master is no longer the
 //! leader at once (the deadline is checked where data changes), and this
-//! loop logs it and campaigns again. A keep-alive that finds the lease gone
-//! steps down at once. On shutdown the leader steps down, then revokes its
+//! loop logs it, clears the move queue (failing every operator waiting on
+//! it) and campaigns again. A keep-alive that finds the lease gone steps
+//! down at once. A new term starts from an empty queue. On shutdown the leader steps down, then revokes its
 //! lease so a standby takes over without waiting for the lease to run out.
 
 use std::sync::Arc;
@@ -23,6 +25,9 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
+
+use keel_proto::etcd::etcdserverpb::WatchResponse;
+use tonic::Streaming;
 
 use super::etcd::{Campaigned, Etcd, EtcdError, Lease};
 use super::{Leadership, OperatorState, lead_deadline};
@@ -62,6 +67,26 @@ pub fn call_timeout(lease: Duration) -> Duration {
     (lease / 4).clamp(Duration::from_millis(200), Duration::from_secs(2))
 }
 
+/// Returns once `watch` reports the leader key deleted. A watch that ends,
+/// fails or is cancelled by etcd is dropped (a new one is made after the
+/// next try) and this returns at once, which is just an early poll; with no
+/// watch it never returns.
+async fn deleted(watch: &mut Option<Streaming<WatchResponse>>) {
+    let Some(w) = watch.as_mut() else {
+        return std::future::pending().await;
+    };
+    loop {
+        match w.message().await {
+            Ok(Some(r)) if r.canceled => break,
+            Ok(Some(r)) if !r.events.is_empty() => return,
+            // The watch's confirmation, or a progress report.
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    *watch = None;
+}
+
 /// A won election.
 struct Won {
     lease: Lease,
@@ -70,7 +95,7 @@ struct Won {
 
 impl Campaign {
     fn leader_key(&self) -> String {
-        format!("{}/leader", self.settings.prefix)
+        super::leader_key(&self.settings.prefix)
     }
 
     /// Runs until `shutdown`.
@@ -106,12 +131,17 @@ impl Campaign {
     }
 
     /// Campaigns until this master wins; an etcd error ends the attempt.
+    /// Between tries a standby watches the leader key, so it tries again as
+    /// soon as the key is deleted (lease expiry or revocation) rather than
+    /// at the next poll; the poll stays as the fallback and as the pace of
+    /// its own lease's keep-alives.
     async fn campaign(&self) -> Result<Won, EtcdError> {
         let etcd = &self.etcd;
         let advertise = self.leadership.inner.advertise.clone();
         let mut lease = etcd.grant(self.settings.lease).await?;
         let mut renewed = Instant::now();
         let mut announced: Option<(String, u64)> = None;
+        let mut watch: Option<Streaming<WatchResponse>> = None;
         loop {
             if renewed.elapsed() >= self.ttl(lease) / 3 {
                 let sent = Instant::now();
@@ -128,7 +158,7 @@ impl Campaign {
                 .await?
             {
                 Campaigned::Won { term } => return Ok(Won { lease, term }),
-                Campaigned::Lost { leader } => {
+                Campaigned::Lost { leader, revision } => {
                     if leader != announced {
                         if let Some((address, term)) = &leader {
                             info!(leader = %address, term, "standing by; another master leads");
@@ -136,9 +166,27 @@ impl Campaign {
                         announced.clone_from(&leader);
                     }
                     self.leadership.observe(leader);
+                    if watch.is_none() {
+                        watch = self.watch(revision + 1).await;
+                    }
                 }
             }
-            tokio::time::sleep(poll(self.settings.lease)).await;
+            tokio::select! {
+                () = tokio::time::sleep(poll(self.settings.lease)) => {}
+                () = deleted(&mut watch) => {}
+            }
+        }
+    }
+
+    /// A watch on the leader key from `revision`; `None` (polling only)
+    /// when etcd refuses it.
+    async fn watch(&self, revision: i64) -> Option<Streaming<WatchResponse>> {
+        match self.etcd.watch_deletes(&self.leader_key(), revision).await {
+            Ok(w) => Some(w),
+            Err(e) => {
+                debug!(error = %e, "could not watch the leader key; polling only");
+                None
+            }
         }
     }
 
@@ -166,16 +214,24 @@ impl Campaign {
                 return false;
             }
         };
+        // An empty queue before the term begins: nothing left from an
+        // earlier term may start under this one.
+        self.balancer.lead();
         self.leadership.lead(term, lead_deadline(sent, ttl));
         info!(term, lease = ?ttl, paused = state.paused, "this master leads");
         self.take_over(state);
         let stopped = self.keep_leading(lease.id, ttl, term, shutdown).await;
         self.leadership.step_down();
+        // Queued moves go and operators waiting for them hear it now, not
+        // whenever this master leads again.
+        self.balancer.step_down();
         if stopped {
             info!(term, "stepping down for shutdown; handing the lease back");
-            if let Err(e) = self.etcd.revoke(lease.id).await {
-                debug!(error = %e, "could not revoke the lease; it runs out by itself");
-            }
+        }
+        // Handing the lease back frees the key now rather than when the lease
+        // runs out (a lease that already ran out is refused, harmlessly).
+        if let Err(e) = self.etcd.revoke(lease.id).await {
+            debug!(error = %e, "could not revoke the lease; it runs out by itself");
         }
         stopped
     }
@@ -228,9 +284,12 @@ impl Campaign {
     ) -> bool {
         let mut next = Instant::now() + ttl / 3;
         loop {
+            // Wakes at the deadline too, so a master frozen past it or
+            // waiting out failed keep-alives steps down on time.
+            let wake = self.leadership.lead_until().map_or(next, |u| u.min(next));
             tokio::select! {
                 () = shutdown.cancelled() => return true,
-                () = tokio::time::sleep_until(next.into()) => {}
+                () = tokio::time::sleep_until(wake.into()) => {}
             }
             if !self.leadership.is_leader() {
                 warn!(
@@ -240,7 +299,18 @@ impl Campaign {
                 return false;
             }
             let sent = Instant::now();
-            match self.etcd.keep_alive(lease).await {
+            let until = self.leadership.lead_until().unwrap_or(sent);
+            // The deadline may pass while etcd is slow to answer: step down
+            // then, not when the call gives up.
+            let renewed = tokio::select! {
+                () = shutdown.cancelled() => return true,
+                () = tokio::time::sleep_until(until.into()) => {
+                    warn!(term, "no keep-alive acknowledged in time; this master stepped down");
+                    return false;
+                }
+                r = self.etcd.keep_alive(lease) => r,
+            };
+            match renewed {
                 Ok(Some(_)) => {
                     self.leadership.renew(lead_deadline(sent, ttl));
                     next = sent + ttl / 3;

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use keel_proto::etcd::etcdserverpb::{
     Compare, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeRequest, PutRequest,
-    RangeRequest, RequestOp, TxnRequest, compare, kv_client::KvClient, lease_client::LeaseClient,
-    request_op, response_op,
+    RangeRequest, RequestOp, TxnRequest, WatchCreateRequest, WatchRequest, WatchResponse, compare,
+    kv_client::KvClient, lease_client::LeaseClient, request_op, response_op,
+    watch_client::WatchClient, watch_create_request, watch_request,
 };
+use tokio_stream::StreamExt;
 use tonic::transport::{Channel, Endpoint};
 
 /// How long connecting to an etcd endpoint may take.
@@ -76,6 +78,9 @@ pub enum Campaigned {
     Lost {
         /// The current leader.
         leader: Option<(String, u64)>,
+        /// etcd's revision when it was read: a watch from the next one
+        /// misses no change after the read.
+        revision: i64,
     },
 }
 
@@ -242,10 +247,9 @@ impl Etcd {
                 KvClient::new(c).txn(txn).await
             })
             .await?;
+        let revision = r.header.map_or(0, |h| h.revision);
         if r.succeeded {
-            let term = r
-                .header
-                .map_or(0, |h| u64::try_from(h.revision).unwrap_or(0));
+            let term = u64::try_from(revision).unwrap_or(0);
             return Ok(Campaigned::Won { term });
         }
         let leader = r.responses.into_iter().find_map(|op| match op.response {
@@ -259,7 +263,32 @@ impl Etcd {
             }
             _ => None,
         });
-        Ok(Campaigned::Lost { leader })
+        Ok(Campaigned::Lost { leader, revision })
+    }
+
+    /// Watches `key` for deletes from `revision` on. The stream's first
+    /// answer confirms the watch (`created`); each later one with events
+    /// reports deletes. It ends or fails when etcd or the connection does.
+    pub async fn watch_deletes(
+        &self,
+        key: &str,
+        revision: i64,
+    ) -> Result<tonic::Streaming<WatchResponse>, EtcdError> {
+        let create = WatchCreateRequest {
+            key: key.as_bytes().to_vec(),
+            start_revision: revision,
+            filters: vec![watch_create_request::FilterType::Noput.into()],
+            ..WatchCreateRequest::default()
+        };
+        let req = WatchRequest {
+            request_union: Some(watch_request::RequestUnion::CreateRequest(create)),
+        };
+        // The request side stays open as long as the watch is wanted.
+        let requests = tokio_stream::once(req).chain(tokio_stream::pending());
+        self.call("watch", |c| async move {
+            WatchClient::new(c).watch(requests).await
+        })
+        .await
     }
 
     /// The value of `key`, if it exists.
@@ -277,16 +306,43 @@ impl Etcd {
         Ok(r.kvs.into_iter().next().map(|kv| kv.value))
     }
 
-    /// Sets `key` = `value` (no lease: operator state outlives masters).
-    pub async fn put(&self, key: &str, value: &[u8]) -> Result<(), EtcdError> {
-        let req = PutRequest {
-            key: key.as_bytes().to_vec(),
-            value: value.to_vec(),
-            ..PutRequest::default()
+    /// Sets `key` = `value` (no lease: operator state outlives masters) in
+    /// one transaction, only if `guard` still has create revision
+    /// `created`; false when it does not (the guard was deleted or created
+    /// anew since), and nothing was written.
+    pub async fn put_if_created(
+        &self,
+        guard: &str,
+        created: u64,
+        key: &str,
+        value: &[u8],
+    ) -> Result<bool, EtcdError> {
+        let txn = TxnRequest {
+            compare: vec![Compare {
+                result: compare::CompareResult::Equal.into(),
+                target: compare::CompareTarget::Create.into(),
+                key: guard.as_bytes().to_vec(),
+                range_end: Vec::new(),
+                target_union: Some(compare::TargetUnion::CreateRevision(
+                    i64::try_from(created).unwrap_or(i64::MAX),
+                )),
+            }],
+            success: vec![RequestOp {
+                request: Some(request_op::Request::RequestPut(PutRequest {
+                    key: key.as_bytes().to_vec(),
+                    value: value.to_vec(),
+                    ..PutRequest::default()
+                })),
+            }],
+            failure: Vec::new(),
         };
-        self.call("put", |c| async move { KvClient::new(c).put(req).await })
-            .await
-            .map(|_| ())
+        let r = self
+            .call(
+                "guarded put",
+                |c| async move { KvClient::new(c).txn(txn).await },
+            )
+            .await?;
+        Ok(r.succeeded)
     }
 }
 

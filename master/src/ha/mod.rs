@@ -31,6 +31,9 @@ mod campaign;
 mod etcd;
 mod operator;
 
+#[cfg(test)]
+mod etcd_tests;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -171,7 +174,10 @@ impl Leadership {
         v.heard.clear();
     }
 
-    /// A heartbeat from `server` arrived (counted while leading).
+    /// A heartbeat (or a whole paged report) from `server` has been
+    /// applied to the view (counted while leading). Called after applying,
+    /// never before: [`Leadership::settled`] promises that the view holds
+    /// what the counted reports said.
     pub fn heard(&self, server: &str) {
         if !self.inner.elected {
             return;
@@ -184,10 +190,12 @@ impl Leadership {
 
     /// Whether deletes that rely on the whole view (trims) may run: always
     /// for a single master; for an elected leader once every live server has
-    /// sent [`SETTLE_HEARTBEATS`] heartbeats since it began to lead. The
-    /// first answer tells a server the new term (after which it refuses the
-    /// old leader's deletes); the next report then lists every delete the old
-    /// leader made, so no replica it removed is still counted here.
+    /// sent [`SETTLE_HEARTBEATS`] heartbeats since it began to lead, each
+    /// counted once applied. The first answer tells a server the new term
+    /// (after which it refuses the old leader's deletes); the next report is
+    /// built after that answer, so it lists every delete the old leader made,
+    /// and once it is applied no replica the old leader removed is still
+    /// counted here.
     pub fn settled<'a>(&self, live: impl IntoIterator<Item = &'a str>) -> bool {
         if !self.inner.elected {
             return true;
@@ -197,6 +205,11 @@ impl Leadership {
             && live
                 .into_iter()
                 .all(|s| v.heard.get(s).is_some_and(|n| *n >= SETTLE_HEARTBEATS))
+    }
+
+    /// While this master leads: when it stops unless a keep-alive renews it.
+    pub(crate) fn lead_until(&self) -> Option<Instant> {
+        self.view().leading.map(|(_, until)| until)
     }
 
     /// A keep-alive sent at `sent` was acknowledged: lead until `until`.
@@ -272,6 +285,12 @@ impl Ha {
             )),
         })
     }
+}
+
+/// The election's key: the leader's address, under its lease; its create
+/// revision is the term.
+pub(crate) fn leader_key(prefix: &str) -> String {
+    format!("{prefix}/leader")
 }
 
 /// The local deadline of a leader whose keep-alive was sent at `sent` for a

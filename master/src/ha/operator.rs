@@ -27,9 +27,18 @@ impl OperatorState {
         Ok(OperatorState { paused })
     }
 
-    /// Records the pause flag.
-    pub async fn save_paused(etcd: &Etcd, prefix: &str, paused: bool) -> Result<(), EtcdError> {
+    /// Records the pause flag, only while `<prefix>/leader` is still the
+    /// key this master created at `term`: false (nothing written) once it
+    /// has lost the leadership, so a write delayed past a step-down cannot
+    /// overrule the next leader.
+    pub async fn save_paused(
+        etcd: &Etcd,
+        prefix: &str,
+        term: u64,
+        paused: bool,
+    ) -> Result<bool, EtcdError> {
         let value: &[u8] = if paused { b"true" } else { b"false" };
-        etcd.put(&paused_key(prefix), value).await
+        etcd.put_if_created(&super::leader_key(prefix), term, &paused_key(prefix), value)
+            .await
     }
 }

@@ -420,3 +420,54 @@ mod properties {
         }
     }
 }
+
+/// A session over the real core of a standby that knows `leader` (or none).
+fn standby_core(leader: Option<(&str, u64)>) -> MasterCore {
+    let now = std::time::Instant::now();
+    let mut m = crate::meta::Meta::new(crate::meta::MetaSettings::default());
+    crate::meta::tests::put(&mut m, "a", &[("x", 10)], now);
+    crate::meta::tests::put(&mut m, "b", &[], now);
+    let l = crate::ha::Leadership::elected("http://m2:7000".into());
+    l.observe(leader.map(|(a, t)| (a.to_owned(), t)));
+    let mover = crate::rebalance::tests::mover_under(m, l);
+    let balancer = crate::rebalance::tests::balancer_of(mover.clone());
+    MasterCore {
+        mover,
+        tracker: TaskTracker::new(),
+        balancer,
+        threshold_pct: 10.0,
+    }
+}
+
+#[tokio::test]
+async fn a_standby_refuses_execute_at_once_with_code_11_and_still_answers_checks() {
+    let init = r#"{"src":"c0","dest":"n1","body":{"type":"init","msg_id":1,"node_id":"n1","node_ids":["n1"]}}"#;
+    let exec = r#"{"src":"c1","body":{"type":"rebalance_execute","msg_id":2,"moves":[{"chunk":"x","from":"a","to":"b"}]}}"#;
+    let check = r#"{"src":"c1","body":{"type":"rebalance_check","msg_id":3}}"#;
+    for (leader, named) in [
+        (
+            Some(("http://m1:7000", 7)),
+            "the leader is http://m1:7000 (term 7)",
+        ),
+        (None, "no leader is known right now"),
+    ] {
+        let core = standby_core(leader);
+        let mut s = Session::default();
+        s.handle_line(&core, init).await;
+        let reply = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            s.handle_line(&core, exec),
+        )
+        .await
+        .expect("answered at once, not queued on the standby");
+        let v = json_of(reply.as_deref().expect("a reply"));
+        assert_eq!(v["body"]["type"], "error", "{v}");
+        assert_eq!(v["body"]["code"], 11, "{v}");
+        let text = v["body"]["text"].as_str().expect("text");
+        assert!(text.contains("this master is a standby"), "{text}");
+        assert!(text.contains(named), "{text}");
+        assert_eq!(core.balancer.status().queue.pending, 0, "nothing queued");
+        let v = json_of(&s.handle_line(&core, check).await.expect("a reply"));
+        assert_eq!(v["body"]["type"], "rebalance_check_ok", "{v}");
+    }
+}

@@ -1,7 +1,7 @@
 //! One leader; standbys answer reads from their own view and refuse changes
 //! with the leader's address; `/readyz` and the leader metrics; keelctl finds
-//! the leader in a `--master` list; the pause lives in etcd and survives a
-//! failover.
+//! the leader in a `--master` list; the pause lives in etcd, standbys report
+//! it, and it survives a failover.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -115,6 +115,18 @@ async fn the_pause_lives_in_etcd_and_survives_a_failover() -> Result<()> {
     let (code, _, err) = keelctl(&c.master_list(), &["rebalance", "pause"])?;
     ensure!(code == 0, "pause: {err}");
     ensure!(status(&c, leader).await?.paused, "the leader is paused");
+    // A standby runs no queue: it reports the pause etcd keeps.
+    let s = status(&c, 1 - leader).await?;
+    ensure!(
+        s.paused && !s.answered_by_leader && s.leader == c.masters[leader].url(),
+        "the standby reports the leader's pause: {s:?}"
+    );
+    let (code, out, err) = keelctl(&c.masters[1 - leader].url(), &["rebalance", "status"])?;
+    ensure!(code == 0, "status on the standby: {err}");
+    ensure!(
+        out.starts_with("balancer paused") && out.contains("the leader runs the move queue"),
+        "{out}"
+    );
 
     let killed = std::time::Instant::now();
     c.masters[leader].kill9();

@@ -4,17 +4,23 @@
 //! carrying the old term is refused with FAILED_PRECONDITION. The old
 //! leader, resumed, finds itself deposed, and its moves that were waiting
 //! to delete their sources delete nothing; nothing is lost.
+//!
+//! An operator's `RebalanceExecute` waiting on a leader that is frozen past
+//! its lease and resumed is answered at once with FAILED_PRECONDITION ("no
+//! longer the leader"), and the resumed master's queue is empty.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use keel_proto::v1::{DeleteChunkRequest, ListServersRequest, RebalanceRunRequest};
+use keel_proto::v1::{
+    DeleteChunkRequest, ListServersRequest, Move, RebalanceExecuteRequest, RebalanceRunRequest,
+};
 use keel_tests::faults::{quick_chunkserver, quick_master};
 use keel_tests::ha::{list_servers, signal_pid};
 use keel_tests::master::wait_used;
 use keel_tests::wait_until;
 
-use super::{LEASE, RECOVERY, cluster, healed, wait_copying, write_chunks};
+use super::{LEASE, RECOVERY, cluster, healed, status, wait_copying, write_chunks};
 
 const SERVERS: [&str; 4] = ["cs1", "cs2", "cs3", "cs4"];
 
@@ -119,5 +125,59 @@ async fn a_frozen_leader_is_fenced_when_it_wakes() -> Result<()> {
         refused.code() == tonic::Code::FailedPrecondition,
         "{refused:?}"
     );
+    healed(&c, &known).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_waiting_on_a_leader_that_steps_down_is_answered() -> Result<()> {
+    // Slow copies and one move per server: most of the request waits queued.
+    let limits = ["--max-moves-per-server", "1"];
+    let c = cluster(2, &limits, &SERVERS, "1MiB").await?;
+    let known = write_chunks(&c, "w", 6, 1 << 20, &["cs1", "cs2"]).await?;
+    for m in &c.masters {
+        wait_used(&m.url(), 12 << 20, RECOVERY).await?;
+    }
+    let old = c.leader().await.context("a leader")?;
+    let moves = (0..6)
+        .map(|i| Move {
+            chunk: format!("w{i}"),
+            from: "cs1".into(),
+            to: if i % 2 == 0 { "cs3" } else { "cs4" }.into(),
+        })
+        .collect();
+    let mut m = quick_master(&c.masters[old].url()).await?;
+    let waiting =
+        tokio::spawn(async move { m.rebalance_execute(RebalanceExecuteRequest { moves }).await });
+    wait_copying(&c, old, 0, Duration::from_secs(20)).await?;
+    let s = status(&c, old).await?;
+    ensure!(s.pending > 0, "moves wait queued: {s:?}");
+
+    let pid = c.masters[old].pid().context("running")?;
+    signal_pid(pid, libc::SIGSTOP);
+    let next = c.wait_leader(Some(old), RECOVERY).await;
+    signal_pid(pid, libc::SIGCONT);
+    let next = next?;
+    let woke = Instant::now();
+    let answer = tokio::time::timeout(LEASE * 2, waiting)
+        .await
+        .context("the waiting RebalanceExecute was not answered after the step-down")??;
+    let refused = answer.expect_err("a deposed leader cannot report its moves done");
+    eprintln!(
+        "waiting execute answered {:?} after resuming: {refused:?}",
+        woke.elapsed()
+    );
+    ensure!(
+        refused.code() == tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    ensure!(
+        refused.message().contains("no longer the leader"),
+        "{refused:?}"
+    );
+    if let Some(h) = refused.metadata().get("keel-leader") {
+        ensure!(h.to_str()? == c.masters[next].url(), "{refused:?}");
+    }
+    let s = status(&c, old).await?;
+    ensure!(s.pending == 0, "the deposed master's queue is empty: {s:?}");
     healed(&c, &known).await
 }
