@@ -12,12 +12,21 @@
 //!
 //! A higher term is written to disk (temp → fsync → rename → dir fsync)
 //! before the request that carries it is acted on.
+//!
+//! A delete holds the fence while it runs ([`enter`]), and a higher term is
+//! recorded only once no delete of a lower term is running. A new leader
+//! learns this server's replicas from heartbeats whose answers carry its
+//! term: a report built after that answer was recorded can no longer list
+//! a replica that a deposed master's delete, still running when the report
+//! was built, is about to remove, so the new leader never trims the other
+//! copy believing this one stays.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 use tracing::info;
 
 use crate::chunk_file::sync_dir;
@@ -36,6 +45,15 @@ pub struct Fence {
     root: PathBuf,
     /// The highest term seen; held while a higher one is written.
     highest: Mutex<u64>,
+    /// Shared by each running delete, taken whole to record a higher term.
+    deletes: Arc<RwLock<()>>,
+}
+
+/// A running delete's hold on the fence: no higher term is recorded until
+/// it is dropped.
+#[derive(Debug)]
+pub struct Entered {
+    _hold: OwnedRwLockReadGuard<()>,
 }
 
 impl Fence {
@@ -60,6 +78,7 @@ impl Fence {
             path,
             root: root.to_path_buf(),
             highest: Mutex::new(highest),
+            deletes: Arc::new(RwLock::new(())),
         })
     }
 
@@ -100,13 +119,30 @@ impl Fence {
 }
 
 /// [`Fence::admit`] from async code: the disk is touched (off the async
-/// threads) only when `term` is higher than any seen.
+/// threads) only when `term` is higher than any seen, and then only once
+/// every running delete has ended.
 pub async fn admit(fence: &Arc<Fence>, term: u64, what: &'static str) -> Result<(), Error> {
     if term <= fence.highest() {
         return fence.admit(term, what);
     }
+    let _no_deletes = fence.deletes.write().await;
     let fence = Arc::clone(fence);
     blocking("recording a master term", move || fence.admit(term, what)).await
+}
+
+/// Admits a delete of `term` and holds the fence until the returned guard
+/// is dropped: a higher term waits for it (see the module docs).
+pub async fn enter(fence: &Arc<Fence>, term: u64, what: &'static str) -> Result<Entered, Error> {
+    loop {
+        let hold = Arc::clone(&fence.deletes).read_owned().await;
+        if term <= fence.highest() {
+            fence.admit(term, what)?;
+            return Ok(Entered { _hold: hold });
+        }
+        // A newer term: record it with the fence free, then enter under it.
+        drop(hold);
+        admit(fence, term, what).await?;
+    }
 }
 
 #[cfg(test)]
@@ -130,6 +166,35 @@ mod tests {
         let again = Fence::open(dir.path()).expect("reopen");
         assert_eq!(again.highest(), 7);
         assert!(again.admit(6, "a delete").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_newer_term_waits_for_a_running_delete_of_an_older_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = Arc::new(Fence::open(dir.path()).expect("open"));
+        admit(&f, 4, "a heartbeat answer").await.expect("term 4");
+        let delete = enter(&f, 4, "a delete").await.expect("a delete of term 4");
+        let raise = tokio::spawn({
+            let f = Arc::clone(&f);
+            async move { admit(&f, 5, "a heartbeat answer").await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!raise.is_finished(), "term 5 recorded while a delete of 4 runs");
+        assert_eq!(f.highest(), 4);
+        // Another delete of the old term queues behind the waiting term.
+        let late = tokio::spawn({
+            let f = Arc::clone(&f);
+            async move { enter(&f, 4, "a delete").await.map(drop) }
+        });
+        drop(delete);
+        raise.await.expect("join").expect("term 5");
+        assert_eq!(f.highest(), 5);
+        let e = late.await.expect("join").expect_err("term 4 is now fenced");
+        assert!(e.to_string().contains("term 4"), "{e}");
+        // A delete carrying a newer term records it and runs.
+        let newer = enter(&f, 6, "a delete").await.expect("term 6");
+        assert_eq!(f.highest(), 6);
+        drop(newer);
     }
 
     #[test]

@@ -106,11 +106,17 @@ impl ChunkServer for ChunkService {
         let r = async {
             let req = request.into_inner();
             let id = ChunkId::new(req.chunk)?;
-            fence::admit(&self.node.fence, req.term, "a delete").await?;
+            let entered = fence::enter(&self.node.fence, req.term, "a delete").await?;
             let store = Arc::clone(&self.node.store);
             let runtime = tokio::runtime::Handle::current();
             let (freed, stamp) = blocking("deleting chunk", move || {
-                let (freed, stamp, trash) = store.delete(&id)?;
+                // Held by the delete itself until the replica is out of the
+                // index (a caller hanging up drops the handler, not this), so
+                // a newer leader's term is recorded only after (see `fence`).
+                let (freed, stamp, trash) = {
+                    let _entered = entered;
+                    store.delete(&id)?
+                };
                 if let Some(trash) = trash {
                     // Off the answer's path (see `Store::delete`), and
                     // scheduled here rather than by the handler: a caller
