@@ -179,7 +179,10 @@ mod tests {
             async move { admit(&f, 5, "a heartbeat answer").await }
         });
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        assert!(!raise.is_finished(), "term 5 recorded while a delete of 4 runs");
+        assert!(
+            !raise.is_finished(),
+            "term 5 recorded while a delete of 4 runs"
+        );
         assert_eq!(f.highest(), 4);
         // Another delete of the old term queues behind the waiting term.
         let late = tokio::spawn({

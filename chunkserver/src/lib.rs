@@ -13,7 +13,8 @@
 //! - [`sink`]: the pipelined writer behind writes and copies.
 //! - [`throttle`]: the migration bandwidth bucket; [`throttle::auto`] its
 //!   controller for `--migrate-bandwidth auto`, fed by [`latency`].
-//! - [`heartbeat`]: the loops to the masters and corruption reports.
+//! - [`heartbeat`]: the loops to the masters; [`corruption`]: corruption
+//!   reports, kept until a leader takes them.
 //! - [`fence`]: the highest master term seen; deposed masters are refused.
 //! - [`service`]: the thin gRPC layer; [`auth`]: the shared token; [`peer`]: outgoing clients.
 //! - [`metrics`]: byte counters and `/metrics`, `/healthz` on `--http-listen`.
@@ -22,6 +23,7 @@
 pub mod auth;
 pub mod chunk_file;
 pub mod config;
+pub mod corruption;
 pub mod datadir;
 pub mod error;
 pub mod fence;
@@ -58,8 +60,9 @@ pub use error::Error;
 
 use crate::auth::AttachToken;
 use crate::config::Bandwidth;
+use crate::corruption::MasterReporter;
 use crate::fence::Fence;
-use crate::heartbeat::{Heartbeat, Identity, MasterReporter};
+use crate::heartbeat::{Heartbeat, Identity};
 use crate::latency::ClientLatency;
 use crate::node::{Node, Transfers};
 use crate::service::ChunkService;
@@ -300,10 +303,7 @@ fn build_node(
         throttle: Arc::new(throttle),
         latency: Arc::new(latency),
         traffic: Arc::default(),
-        reporter: MasterReporter {
-            clients,
-            server_id: config.id.as_str().into(),
-        },
+        reporter: MasterReporter::new(clients, &config.id),
         token,
         identity: Identity {
             id: config.id.clone(),

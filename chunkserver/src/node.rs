@@ -8,9 +8,10 @@ use keel_proto::chunk_id::ChunkId;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::AttachToken;
+use crate::corruption::MasterReporter;
 use crate::error::{Error, Purpose};
 use crate::fence::Fence;
-use crate::heartbeat::{Identity, MasterReporter};
+use crate::heartbeat::Identity;
 use crate::store::Store;
 use crate::throttle::Throttle;
 

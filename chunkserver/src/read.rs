@@ -21,8 +21,8 @@ use tonic::Status;
 use tracing::{debug, error};
 
 use crate::chunk_file::ChunkMeta;
+use crate::corruption::MasterReporter;
 use crate::error::Error;
-use crate::heartbeat::MasterReporter;
 use crate::latency::ClientLatency;
 use crate::throttle::Throttle;
 
