@@ -22,6 +22,9 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::error::{Error, Peer, root_cause};
 
+/// How often [`Clients::leader`] asks again while no master leads.
+pub const LEADER_POLL: Duration = Duration::from_millis(250);
+
 /// How long to wait for a TCP connection to any peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -170,10 +173,39 @@ impl Clients {
         self
     }
 
-    /// The master (the leader, when `--master` lists several), connected.
+    /// The master (the leader, when `--master` lists several), connected;
+    /// while none leads, any master that answers (reads work on a standby).
     pub async fn master(&self) -> Result<Master, Error> {
+        self.find_master().await.map(|(m, _)| m)
+    }
+
+    /// The leader, for commands that change something: when `--master`
+    /// lists several and none leads right now (an election after a
+    /// failover), asks again every [`LEADER_POLL`] for up to `--timeout`,
+    /// then settles for any master, whose refusal then says why.
+    pub async fn leader(&self) -> Result<Master, Error> {
+        if self.master_urls.len() < 2 {
+            return self.master().await;
+        }
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let found = self.find_master().await;
+            let last_try = tokio::time::Instant::now() + LEADER_POLL >= deadline;
+            match found {
+                Ok((m, true)) => return Ok(m),
+                Ok((m, false)) if last_try => return Ok(m),
+                Err(e) if last_try => return Err(e),
+                _ => tokio::time::sleep(LEADER_POLL).await,
+            }
+        }
+    }
+
+    /// A master to talk to, and whether it leads: the first in the list
+    /// that says it leads or names a leader that answers; otherwise the
+    /// first that answers at all.
+    async fn find_master(&self) -> Result<(Master, bool), Error> {
         if let [one] = self.master_urls.as_slice() {
-            return self.master_at(one).await;
+            return Ok((self.master_at(one).await?, true));
         }
         let mut fallback: Option<Master> = None;
         let mut last_error = None;
@@ -186,10 +218,12 @@ impl Clients {
                 }
             };
             match m.leader().await {
-                Some(None) => return Ok(m),
+                Some(None) => return Ok((m, true)),
                 Some(Some(leader)) => {
-                    if let Ok(l) = self.master_at(&leader).await {
-                        return Ok(l);
+                    if let Ok(l) = self.master_at(&leader).await
+                        && l.leader().await == Some(None)
+                    {
+                        return Ok((l, true));
                     }
                 }
                 None => {}
@@ -197,7 +231,7 @@ impl Clients {
             fallback.get_or_insert(m);
         }
         match (fallback, last_error) {
-            (Some(m), _) => Ok(m),
+            (Some(m), _) => Ok((m, false)),
             (None, Some(e)) => Err(e),
             (None, None) => Err(Error::Usage("--master names no master".into())),
         }

@@ -21,7 +21,7 @@ pub struct DrainJson {
 
 /// Runs `keelctl server ...`.
 pub async fn run(clients: &Clients, cmd: ServerCommand, json: bool) -> Result<(), Error> {
-    let master = clients.master().await?;
+    let master = clients.leader().await?;
     let mut c = master.client.clone();
     let resp: DrainServerResponse = match cmd {
         ServerCommand::Drain(a) => {

@@ -89,7 +89,7 @@ pub async fn run(clients: &Clients, args: PutArgs, json: bool) -> Result<(), Err
 /// Asks the master where the chunk goes, streams it to every replica in
 /// parallel, and waits until the master lists them.
 pub async fn store(clients: &Clients, up: &Upload<'_>) -> Result<PutJson, Error> {
-    let master = clients.master().await?;
+    let master = clients.leader().await?;
     let req = AllocateChunkRequest {
         chunk: up.chunk.to_owned(),
         size: up.size,

@@ -17,7 +17,14 @@ use crate::error::Error;
 
 /// Runs one `rebalance` subcommand.
 pub async fn run(clients: &Clients, cmd: RebalanceCommand, json: bool) -> Result<(), Error> {
-    let master = clients.master().await?;
+    // What changes the cluster waits through an election for the leader;
+    // what only reads takes whichever master answers.
+    let master = match cmd {
+        RebalanceCommand::Check | RebalanceCommand::Plan | RebalanceCommand::Status => {
+            clients.master().await?
+        }
+        _ => clients.leader().await?,
+    };
     match cmd {
         RebalanceCommand::Check => check::check(&master, json).await,
         RebalanceCommand::Plan => check::plan(&master, json).await,

@@ -130,10 +130,22 @@ async fn the_pause_lives_in_etcd_and_survives_a_failover() -> Result<()> {
 
     let killed = std::time::Instant::now();
     c.masters[leader].kill9();
+    // At once, while the standby still names the dead leader: keelctl
+    // waits through the election and drains on the new leader.
+    let (code, out, err) = keelctl(&c.master_list(), &["server", "drain", "cs2", "--json"])?;
+    let drained_after = killed.elapsed();
+    ensure!(code == 0, "a drain during the election: {err}");
+    ensure!(out.contains("draining"), "{out}");
+    ensure!(
+        drained_after <= LEASE + HEARTBEAT + SLACK,
+        "the drain waited {drained_after:?}"
+    );
     let next = c
         .wait_leader(Some(leader), LEASE + HEARTBEAT + SLACK)
         .await?;
     let took = killed.elapsed();
+    let (code, _, err) = keelctl(&c.master_list(), &["server", "undrain", "cs2"])?;
+    ensure!(code == 0, "undrain: {err}");
     ensure!(
         status(&c, next).await?.paused,
         "the new leader loaded the pause"
