@@ -97,9 +97,12 @@ impl Heartbeat {
         let mut was_up: Option<bool> = None;
         loop {
             let full = want_full || last_full.is_none_or(|t| t.elapsed() >= FULL_REPORT_EVERY);
+            // Read before the report is built: every delete of an older
+            // term ended before this one was recorded (see `fence`).
+            let term = self.fence.highest();
             let report = self.store.report_for(self.consumer, full);
             let seq = report.seq;
-            let up = match self.send(full, report).await {
+            let up = match self.send(full, report, term).await {
                 Ok(send_full) => {
                     self.store.ack_for(self.consumer, seq);
                     want_full = send_full;
@@ -154,8 +157,8 @@ impl Heartbeat {
 
     /// Sends one heartbeat (a paged report when it is too big); returns
     /// whether the master wants a full report next.
-    async fn send(&mut self, full: bool, report: Report) -> Result<bool, tonic::Status> {
-        let req = self.request(full, report);
+    async fn send(&mut self, full: bool, report: Report, term: u64) -> Result<bool, tonic::Status> {
+        let req = self.request(full, report, term);
         let pages = page_bounds(&req.chunks);
         if !full || pages.len() <= 1 {
             return self.call(req, self.timeout()).await;
@@ -230,7 +233,7 @@ impl Heartbeat {
         Ok(resp.send_full_report)
     }
 
-    fn request(&self, full: bool, report: Report) -> HeartbeatRequest {
+    fn request(&self, full: bool, report: Report, term: u64) -> HeartbeatRequest {
         let chunks = report
             .chunks
             .into_iter()
@@ -258,6 +261,7 @@ impl Heartbeat {
             page: 0,
             last_page: false,
             migrate_bandwidth_bytes_per_second: self.throttle.bytes_per_sec(),
+            term,
         }
     }
 }

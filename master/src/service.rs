@@ -271,6 +271,7 @@ impl Master for MasterService {
         let listed = req.chunks.len();
         let refused = convert::refuse_bad_entries(&mut req);
         let refused_held = (listed - req.chunks.len()) as u64;
+        let reported_term = req.term;
         let hb = convert::heartbeat(req)?;
         let server = hb.id.clone();
         let send_full_report = if hb.full_report {
@@ -283,10 +284,15 @@ impl Master for MasterService {
         } else {
             self.apply_heartbeat(hb, page, refused_held)?
         };
-        // Counted towards a new leader's settling only once applied, whole:
-        // a paged report on its last page, and not when the master asks for
-        // a full report (it holds no whole view of the server then).
-        if !send_full_report && (page.report_id == 0 || page.last) {
+        // Counted towards a new leader's settling only once applied, whole
+        // (a paged report on its last page, and not when the master asks for
+        // a full report: it holds no whole view of the server then), and
+        // only when built under this leader's term: then it lists every
+        // delete an earlier leader made.
+        if !send_full_report
+            && (page.report_id == 0 || page.last)
+            && reported_term >= self.ha.leadership.known_term()
+        {
             self.ha.leadership.heard(&server);
         }
         Ok(Response::new(pb::HeartbeatResponse {
@@ -552,8 +558,8 @@ mod tests {
         })
     }
 
-    /// A full report of one chunk from cs1: one message, or page `page` of
-    /// report 7.
+    /// A full report of one chunk from cs1, built under term 3: one
+    /// message, or page `page` of report 7.
     fn report(page: Option<(u32, bool)>) -> pb::HeartbeatRequest {
         let (report_id, page, last_page) = page.map_or((0, 0, false), |(p, last)| (7, p, last));
         pb::HeartbeatRequest {
@@ -572,8 +578,30 @@ mod tests {
             report_id,
             page,
             last_page,
+            term: 3,
             ..Default::default()
         }
+    }
+
+    #[tokio::test]
+    async fn a_report_built_before_the_server_knew_the_term_is_not_counted() {
+        let l = Leadership::elected("http://m1:7000".into());
+        l.lead(3, Instant::now() + Duration::from_secs(60));
+        let svc = service(&l);
+        // The answers tell cs1 term 3, but it has not recorded it (an
+        // answer lost, a delete of term 2 still running): its reports may
+        // still list what term 2's leader is deleting.
+        let mut old = report(None);
+        old.term = 2;
+        for _ in 0..3 {
+            let r = svc.heartbeat(Request::new(old.clone())).await.expect("ok");
+            assert_eq!(r.get_ref().term, 3);
+        }
+        assert!(!l.settled(["cs1"]), "no report built under term 3");
+        for _ in 0..2 {
+            svc.heartbeat(Request::new(report(None))).await.expect("ok");
+        }
+        assert!(l.settled(["cs1"]), "two reports built under term 3");
     }
 
     #[tokio::test]

@@ -191,11 +191,13 @@ impl Leadership {
     /// Whether deletes that rely on the whole view (trims) may run: always
     /// for a single master; for an elected leader once every live server has
     /// sent [`SETTLE_HEARTBEATS`] heartbeats since it began to lead, each
-    /// counted once applied. The first answer tells a server the new term
-    /// (after which it refuses the old leader's deletes); the next report is
-    /// built after that answer, so it lists every delete the old leader made,
-    /// and once it is applied no replica the old leader removed is still
-    /// counted here.
+    /// counted once applied and only when the server built it under this
+    /// leader's term. The first answer tells a server the new term; it
+    /// records it once no delete of an older term is running, and refuses
+    /// the old leader's deletes from then on. A report built under the new
+    /// term so lists every delete the old leader made, and once it is applied
+    /// no replica the old leader removed is still counted here, even when an
+    /// answer was lost or a server could not record the term at once.
     pub fn settled<'a>(&self, live: impl IntoIterator<Item = &'a str>) -> bool {
         if !self.inner.elected {
             return true;
