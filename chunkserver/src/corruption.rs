@@ -15,7 +15,8 @@ use crate::peer::MasterLink;
 
 /// Most corruption reports one server keeps while no master takes them:
 /// one per chunk, so this many corrupt chunks; later ones are dropped with a
-/// warning (the periodic verification finds them again).
+/// warning (the next read of such a replica fails its check and reports it
+/// again).
 pub const MAX_PENDING_REPORTS: usize = 4096;
 
 /// First wait before kept reports are offered again; doubles up to
@@ -232,7 +233,10 @@ impl MasterReporter {
             async move { client.report_corruption(req).await }
         });
         let mut outcome = Offer::Refused;
-        for r in futures::future::join_all(calls).await {
+        // As they answer: the leader's yes ends the offer, however long a
+        // frozen standby takes to time out.
+        let mut answers: futures::stream::FuturesUnordered<_> = calls.collect();
+        while let Some(r) = futures::StreamExt::next(&mut answers).await {
             match r {
                 Ok(_) => return Offer::Taken,
                 Err(e) if may_pass_later(e.code()) => {

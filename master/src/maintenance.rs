@@ -79,6 +79,7 @@ impl Maintenance {
         if now < self.safe_until || !self.mover.leadership().is_leader() {
             return;
         }
+        let generation = self.balancer.generation();
         let queued = self.balancer.urgent_copies();
         let (trims, repairs, verifies, counts) = {
             let mut m = lock(self.mover.meta());
@@ -117,6 +118,6 @@ impl Maintenance {
             self.tracker
                 .spawn(async move { mover.delete_damaged(&chunk, &server).await });
         }
-        self.balancer.enqueue_urgent(repairs.copies);
+        self.balancer.enqueue_urgent(repairs.copies, generation);
     }
 }

@@ -330,4 +330,43 @@ mod step_down_tests {
         }
         again.abort();
     }
+
+    #[tokio::test]
+    async fn work_planned_under_an_earlier_term_is_not_queued_under_the_next() {
+        let now = Instant::now();
+        let mut m = Meta::new(MetaSettings::default());
+        crate::meta::tests::put(&mut m, "a", &[("x", 10)], now);
+        crate::meta::tests::put(&mut m, "b", &[], now);
+        let l = Leadership::elected("http://m1:7000".into());
+        l.lead(5, now + Duration::from_secs(60));
+        let b = elected_balancer(m, l.clone());
+        let repair = || {
+            vec![NamedCopy {
+                chunk: "x".into(),
+                from: "a".into(),
+                to: "b".into(),
+                bytes: 10,
+                class: CopyClass::Repair,
+                rank: 1,
+            }]
+        };
+        // Planned in one term; the master steps down and wins again before
+        // the plan is queued.
+        let planned_in = b.generation();
+        l.step_down();
+        b.step_down();
+        b.lead();
+        l.lead(9, Instant::now() + Duration::from_secs(60));
+        assert_eq!(
+            b.enqueue_urgent(repair(), planned_in),
+            0,
+            "planned in term 5"
+        );
+        assert_eq!(pending(&b), 0);
+        assert_eq!(
+            b.enqueue_urgent(repair(), b.generation()),
+            1,
+            "planned in term 9"
+        );
+    }
 }

@@ -67,10 +67,11 @@ impl Balancer {
             return Ok(PassReport::default());
         }
         let started = Instant::now();
+        let generation = self.state().generation();
         let mut plan = self.plan().await?;
         let room = MAX_QUEUED - queued;
         let take = plan.moves.len().min(room);
-        let enqueued = self.enqueue_in_batches(&plan.moves[..take]);
+        let enqueued = self.enqueue_in_batches(&plan.moves[..take], generation);
         let cut = take < plan.planned;
         self.inner.cut_short.store(cut, Ordering::Relaxed);
         if cut {
@@ -113,13 +114,13 @@ impl Balancer {
     /// between batches: checking ten thousand moves against the metadata
     /// takes tens of milliseconds, which heartbeats should not wait for in
     /// one piece.
-    fn enqueue_in_batches(&self, moves: &[NamedMove]) -> Enqueued {
+    fn enqueue_in_batches(&self, moves: &[NamedMove], generation: u64) -> Enqueued {
         let mut out = Enqueued::default();
         for batch in moves.chunks(ENQUEUE_BATCH) {
             let now = self.now();
             let mut st = self.state();
-            // A pass that outlived this master's term queues nothing.
-            if st.standing_by() {
+            // A pass that outlived the term it was planned in queues nothing.
+            if !st.admits_work_of(generation) {
                 break;
             }
             out += st.enqueue(&lock(self.inner.mover.meta()), batch, now);

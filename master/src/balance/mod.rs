@@ -347,16 +347,23 @@ impl Balancer {
         out
     }
 
-    /// Queues repair and drain copies planned by the maintenance loop, each
-    /// ahead of a pending balance move of its chunk; returns how many were
-    /// queued (a chunk with a copy running keeps it).
-    pub fn enqueue_urgent(&self, copies: Vec<NamedCopy>) -> usize {
+    /// The queue's generation now: pass it to [`Balancer::enqueue_urgent`]
+    /// with what is planned after reading it.
+    pub fn generation(&self) -> u64 {
+        self.state().generation()
+    }
+
+    /// Queues repair and drain copies planned by the maintenance loop in
+    /// `generation`, each ahead of a pending balance move of its chunk;
+    /// returns how many were queued (a chunk with a copy running keeps it).
+    pub fn enqueue_urgent(&self, copies: Vec<NamedCopy>, generation: u64) -> usize {
         let now = self.now();
         let mut queued = 0;
         {
             let mut st = self.state();
-            // Planned just before a step-down: the next leader plans its own.
-            if st.standing_by() {
+            // Planned before a step-down (and perhaps a new term since):
+            // the leader plans its own.
+            if !st.admits_work_of(generation) {
                 return 0;
             }
             for c in copies {

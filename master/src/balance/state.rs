@@ -70,6 +70,9 @@ pub struct QueueState {
     /// This master stepped down and has not led since: nothing is queued
     /// for operators and failed copies are not retried.
     standing_by: bool,
+    /// Counts step-downs and new terms: work planned under one generation
+    /// is queued only while it lasts.
+    generation: u64,
 }
 
 impl QueueState {
@@ -78,6 +81,7 @@ impl QueueState {
         QueueState {
             queue: MoveQueue::new(config),
             standing_by: false,
+            generation: 0,
         }
     }
 
@@ -86,9 +90,24 @@ impl QueueState {
         self.standing_by
     }
 
-    /// Records a step-down (`true`) or a new term (`false`).
+    /// Records a step-down (`true`) or a new term (`false`); either starts
+    /// a new generation.
     pub fn set_standing_by(&mut self, standing_by: bool) {
         self.standing_by = standing_by;
+        self.generation += 1;
+    }
+
+    /// The generation now: see [`QueueState::admits_work_of`].
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether work planned in `generation` may be queued: this master
+    /// leads, and has not stepped down (and perhaps won again) since the
+    /// work was planned. A pass planned under one term queues nothing
+    /// under the next.
+    pub fn admits_work_of(&self, generation: u64) -> bool {
+        !self.standing_by && self.generation == generation
     }
 
     /// Cancels every pending copy (running ones stay until they end);

@@ -69,8 +69,9 @@ pub fn call_timeout(lease: Duration) -> Duration {
 
 /// Returns once `watch` reports the leader key deleted. A watch that ends,
 /// fails or is cancelled by etcd is dropped (a new one is made after the
-/// next try) and this returns at once, which is just an early poll; with no
-/// watch it never returns.
+/// next try) and this then waits forever, like no watch at all: the poll
+/// paces the next try, so an endpoint that ends every watch at once cannot
+/// turn the loop into a spin against etcd.
 async fn deleted(watch: &mut Option<Streaming<WatchResponse>>) {
     let Some(w) = watch.as_mut() else {
         return std::future::pending().await;
@@ -85,6 +86,7 @@ async fn deleted(watch: &mut Option<Streaming<WatchResponse>>) {
         }
     }
     *watch = None;
+    std::future::pending().await
 }
 
 /// A won election.
