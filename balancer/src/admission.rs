@@ -218,9 +218,9 @@ pub struct NamedCopy {
     pub bytes: u64,
     /// What it is for.
     pub class: CopyClass,
-    /// Its place within its class, lower first: for a repair, the whole
-    /// replicas its chunk has left, so the chunks closest to being lost are
-    /// repaired first; 0 for the other classes.
+    /// Its place within its class, lower first: for a repair or drain copy,
+    /// the whole replicas its chunk has on live servers, so the chunks
+    /// closest to being lost are copied first; 0 for moves.
     pub rank: u32,
 }
 

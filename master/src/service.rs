@@ -96,7 +96,7 @@ fn refusal(leader: &LeaderInfo, text: String) -> Status {
 /// Why a call that waited was refused when this master stepped down: the
 /// leader it knows now (another, itself again, or none).
 pub fn stepped_down_text(leader: &LeaderInfo) -> String {
-    let what = "this master is no longer the leader: it stepped down while the request waited, and the moves it had queued were dropped";
+    let what = "this master is no longer the leader: it stepped down while the request waited; its queued moves were dropped, and any already copying end on their own (done, or fenced and cleaned up)";
     if leader.is_self {
         format!(
             "{what}; it leads again at term {}: send the request again",
