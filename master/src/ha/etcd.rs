@@ -220,13 +220,7 @@ impl Etcd {
         lease: i64,
     ) -> Result<Campaigned, EtcdError> {
         let txn = TxnRequest {
-            compare: vec![Compare {
-                result: compare::CompareResult::Equal.into(),
-                target: compare::CompareTarget::Create.into(),
-                key: key.as_bytes().to_vec(),
-                range_end: Vec::new(),
-                target_union: Some(compare::TargetUnion::CreateRevision(0)),
-            }],
+            compare: vec![created_at(key, 0)],
             success: vec![RequestOp {
                 request: Some(request_op::Request::RequestPut(PutRequest {
                     key: key.as_bytes().to_vec(),
@@ -318,15 +312,10 @@ impl Etcd {
         value: &[u8],
     ) -> Result<bool, EtcdError> {
         let txn = TxnRequest {
-            compare: vec![Compare {
-                result: compare::CompareResult::Equal.into(),
-                target: compare::CompareTarget::Create.into(),
-                key: guard.as_bytes().to_vec(),
-                range_end: Vec::new(),
-                target_union: Some(compare::TargetUnion::CreateRevision(
-                    i64::try_from(created).unwrap_or(i64::MAX),
-                )),
-            }],
+            compare: vec![created_at(
+                guard,
+                i64::try_from(created).unwrap_or(i64::MAX),
+            )],
             success: vec![RequestOp {
                 request: Some(request_op::Request::RequestPut(PutRequest {
                     key: key.as_bytes().to_vec(),
@@ -343,6 +332,18 @@ impl Etcd {
             )
             .await?;
         Ok(r.succeeded)
+    }
+}
+
+/// The transaction condition "`key` was created at `revision`" (0: the key
+/// does not exist).
+fn created_at(key: &str, revision: i64) -> Compare {
+    Compare {
+        result: compare::CompareResult::Equal.into(),
+        target: compare::CompareTarget::Create.into(),
+        key: key.as_bytes().to_vec(),
+        range_end: Vec::new(),
+        target_union: Some(compare::TargetUnion::CreateRevision(revision)),
     }
 }
 
