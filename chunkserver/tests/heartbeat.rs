@@ -149,10 +149,12 @@ async fn write(c: &mut ChunkServerClient<Channel>, id: &str, data: &[u8]) {
                 replication: 2,
             }),
             data: Default::default(),
+            capability: None,
         },
         WriteChunkRequest {
             header: None,
             data: data.to_vec().into(),
+            capability: None,
         },
     ];
     c.write_chunk(tokio_stream::iter(msgs))

@@ -87,6 +87,7 @@ async fn write_read_copy_throughput() {
             replication: 1,
         }),
         data: Default::default(),
+        capability: None,
     };
     let mut msgs = vec![header];
     msgs.extend(
@@ -94,6 +95,7 @@ async fn write_read_copy_throughput() {
             .map(|d| WriteChunkRequest {
                 header: None,
                 data: d.to_vec().into(),
+                capability: None,
             }),
     );
     let t = Instant::now();

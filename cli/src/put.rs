@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt, future, stream};
 use keel_proto::v1::{
-    AllocateChunkRequest, ChunkHeader, LocateChunkRequest, ServerRef, WriteChunkRequest,
+    AllocateChunkRequest, ChunkHeader, LocateChunkRequest, ServerRef, WriteCapability,
+    WriteChunkRequest,
 };
 use serde::Serialize;
 use tokio::fs::File;
@@ -113,7 +114,7 @@ pub async fn store(clients: &Clients, up: &Upload<'_>) -> Result<PutJson, Error>
     let writes = alloc
         .servers
         .iter()
-        .map(|s| write_replica(clients, s, &header, up.path));
+        .map(|s| write_replica(clients, s, &header, alloc.capability.as_ref(), up.path));
     let results = future::join_all(writes).await;
     let mut stored = Vec::new();
     let mut failed = Vec::new();
@@ -236,11 +237,17 @@ async fn write_replica(
     clients: &Clients,
     server: &ServerRef,
     header: &ChunkHeader,
+    capability: Option<&WriteCapability>,
     path: &Path,
 ) -> Result<(), Error> {
     let progress = Progress::new();
     let idle = clients.stream_idle();
-    let transfer = send_replica(clients, server, header, path, &progress);
+    let first = WriteChunkRequest {
+        header: Some(header.clone()),
+        data: Default::default(),
+        capability: capability.cloned(),
+    };
+    let transfer = send_replica(clients, server, first, path, &progress);
     idle::guard(idle, &progress, transfer)
         .await
         .unwrap_or_else(|idle::Stalled| Err(crate::fetch::stalled(server, "write chunk", idle)))
@@ -249,16 +256,17 @@ async fn write_replica(
 async fn send_replica(
     clients: &Clients,
     server: &ServerRef,
-    header: &ChunkHeader,
+    first: WriteChunkRequest,
     path: &Path,
     progress: &Progress,
 ) -> Result<(), Error> {
+    let (size, crc) = first.header.as_ref().map_or((0, 0), |h| (h.size, h.crc32c));
     let mut cs = clients.chunkserver(&server.id, &server.address).await?;
     let file = open_regular(path).await?;
     let read_error = Arc::new(Mutex::new(None));
     let ticks = progress.clone();
-    let requests = request_stream(header.clone(), file, Arc::clone(&read_error))
-        .inspect(move |_| ticks.touch());
+    let requests =
+        request_stream(first, file, Arc::clone(&read_error)).inspect(move |_| ticks.touch());
     let answer = cs.client.write_chunk(requests).await;
     if let Some(e) = read_error.lock().ok().and_then(|mut slot| slot.take()) {
         return Err(Error::file("cannot read", path, e));
@@ -266,29 +274,26 @@ async fn send_replica(
     let resp = answer
         .map_err(|s| Error::rpc(&cs.peer, "write chunk", s))?
         .into_inner();
-    if resp.size != header.size || resp.crc32c != header.crc32c {
+    if resp.size != size || resp.crc32c != crc {
         return Err(Error::StoredMismatch {
             peer: cs.peer,
             got_size: resp.size,
             got_crc: resp.crc32c,
-            size: header.size,
-            crc: header.crc32c,
+            size,
+            crc,
         });
     }
     Ok(())
 }
 
-/// The header message, then the file in frames of [`keel_proto::FRAME_BYTES`].
-/// A read error ends the stream early and is left in `read_error`.
+/// `first` (the header and the master's write capability), then the file in
+/// frames of [`keel_proto::FRAME_BYTES`]. A read error ends the stream early
+/// and is left in `read_error`.
 fn request_stream(
-    header: ChunkHeader,
+    first: WriteChunkRequest,
     file: File,
     read_error: Arc<Mutex<Option<io::Error>>>,
 ) -> impl Stream<Item = WriteChunkRequest> + Send + 'static {
-    let first = WriteChunkRequest {
-        header: Some(header),
-        data: Default::default(),
-    };
     let frames = stream::unfold(Some(file), move |file| {
         let read_error = Arc::clone(&read_error);
         async move {
@@ -301,6 +306,7 @@ fn request_stream(
                     let msg = WriteChunkRequest {
                         header: None,
                         data: buf.into(),
+                        capability: None,
                     };
                     Some((msg, Some(file)))
                 }
@@ -369,7 +375,11 @@ mod tests {
             replication: 1,
         };
         let slot = Arc::new(Mutex::new(None));
-        let msgs: Vec<_> = request_stream(header.clone(), file, slot).collect().await;
+        let first = WriteChunkRequest {
+            header: Some(header.clone()),
+            ..Default::default()
+        };
+        let msgs: Vec<_> = request_stream(first, file, slot).collect().await;
         assert_eq!(msgs[0].header.as_ref(), Some(&header));
         assert!(msgs[0].data.is_empty());
         let sizes: Vec<usize> = msgs[1..].iter().map(|m| m.data.len()).collect();

@@ -210,6 +210,7 @@ pub fn allocation(a: Allocation) -> pb::AllocateChunkResponse {
     pb::AllocateChunkResponse {
         servers: a.servers.into_iter().map(server_ref).collect(),
         replication: a.replication,
+        capability: None,
     }
 }
 

@@ -9,6 +9,7 @@
 //! - [`units`]: parsing of sizes (`64MiB`) and durations (`500ms`) for flags.
 //! - [`serving`]: keep-alive and stream limits of the daemons' gRPC servers.
 //! - [`auth`]: bearer tokens, roles and the one token check both daemons use.
+//! - [`capability`]: write capabilities, signed by the master, checked by chunk servers.
 //! - [`tls`]: TLS and mTLS from PEM files, and the servers' accept loop.
 //! - `flags` (feature `clap`): the daemons' shared security flags.
 //! - [`logging`]: `--log-format text|json` and colours, for every binary.
@@ -17,6 +18,7 @@
 //! - [`move_id`]: the id that follows a move through every process's logs.
 
 pub mod auth;
+pub mod capability;
 pub mod chunk_id;
 pub mod exposition;
 #[cfg(feature = "clap")]

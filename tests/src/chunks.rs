@@ -39,12 +39,14 @@ pub async fn write(
     let mut msgs = vec![WriteChunkRequest {
         header: Some(header),
         data: Default::default(),
+        capability: None,
     }];
     msgs.extend(
         data.chunks(keel_proto::FRAME_BYTES)
             .map(|d| WriteChunkRequest {
                 header: None,
                 data: d.to_vec().into(),
+                capability: None,
             }),
     );
     c.write_chunk(tokio_stream::iter(msgs))

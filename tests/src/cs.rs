@@ -40,12 +40,14 @@ pub async fn write_frames(
         .map(|h| WriteChunkRequest {
             header: Some(h),
             data: Default::default(),
+            capability: None,
         })
         .into_iter()
         .collect();
     msgs.extend(frames.into_iter().map(|data| WriteChunkRequest {
         header: None,
         data: data.into(),
+        capability: None,
     }));
     c.write_chunk(tokio_stream::iter(msgs))
         .await

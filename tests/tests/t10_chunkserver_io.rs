@@ -133,10 +133,12 @@ async fn round_trip_and_bad_input() -> Result<()> {
         WriteChunkRequest {
             header: Some(h.clone()),
             data: data[..10].to_vec().into(),
+            capability: None,
         },
         WriteChunkRequest {
             header: Some(h),
             data: data[10..].to_vec().into(),
+            capability: None,
         },
     ];
     refused(
@@ -206,11 +208,13 @@ async fn a_write_cut_by_the_client_leaves_nothing() -> Result<()> {
     tx.send(WriteChunkRequest {
         header: Some(header("cut", &data, 1)),
         data: Default::default(),
+        capability: None,
     })
     .await?;
     tx.send(WriteChunkRequest {
         header: None,
         data: data[..1 << 20].to_vec().into(),
+        capability: None,
     })
     .await?;
     let mut c = chunkserver_client(&url).await?;
@@ -339,10 +343,12 @@ async fn a_message_above_the_limit_is_refused_and_leaves_nothing() -> Result<()>
         WriteChunkRequest {
             header: Some(header("fat", &data, 1)),
             data: Default::default(),
+            capability: None,
         },
         WriteChunkRequest {
             header: None,
             data: data.into(),
+            capability: None,
         },
     ];
     let s = c

@@ -51,6 +51,7 @@ fn stall_write(
             .send(WriteChunkRequest {
                 header: Some(header),
                 data: data.into(),
+                capability: None,
             })
             .await;
         let r = client.write_chunk(ReceiverStream::new(rx)).await;

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use keel_proto::v1::chunk_server_client::ChunkServerClient;
 use keel_proto::v1::master_client::MasterClient;
-use keel_proto::v1::{AllocateChunkRequest, ChunkHeader, ReadChunkRequest, WriteChunkRequest};
+use keel_proto::v1::{
+    AllocateChunkRequest, ChunkHeader, ReadChunkRequest, WriteCapability, WriteChunkRequest,
+};
 use tonic::transport::{Channel, Endpoint};
 
 use super::{Chunk, Sample, Shared, locate, lock};
@@ -263,7 +265,8 @@ impl Client {
                 .server(&s.address)
                 .await
                 .map_err(|e| format!("{id}: {e}"))?;
-            writes.push(write_replica(cs, header.clone(), &data, &s.id));
+            let cap = alloc.capability.clone();
+            writes.push(write_replica(cs, header.clone(), cap, &data, &s.id));
         }
         for r in futures::future::join_all(writes).await {
             r.map_err(|e| format!("{id}: {e}"))?;
@@ -292,6 +295,7 @@ async fn chunkserver(url: &str) -> Result<ChunkServerClient<Channel>, tonic::tra
 async fn write_replica(
     mut cs: ChunkServerClient<Channel>,
     header: ChunkHeader,
+    capability: Option<WriteCapability>,
     data: &[u8],
     server: &str,
 ) -> Result<(), String> {
@@ -299,12 +303,14 @@ async fn write_replica(
     let first = WriteChunkRequest {
         header: Some(header),
         data: Default::default(),
+        capability,
     };
     let frames = data
         .chunks(keel_proto::FRAME_BYTES)
         .map(|d| WriteChunkRequest {
             header: None,
             data: d.to_vec().into(),
+            capability: None,
         });
     let msgs: Vec<WriteChunkRequest> = std::iter::once(first).chain(frames).collect();
     let call = cs.write_chunk(tokio_stream::iter(msgs));

@@ -213,10 +213,12 @@ async fn write_cut(env: &Env, header: &ChunkHeader, sent: usize) -> Result<Reply
     let first = WriteChunkRequest {
         header: Some(header.clone()),
         data: Default::default(),
+        capability: None,
     };
     let data = WriteChunkRequest {
         header: None,
         data: vec![0x5a; sent].into(),
+        capability: None,
     };
     let msgs = futures::stream::iter([first, data]).chain(futures::stream::pending());
     match tokio::time::timeout(Duration::from_millis(300), c.write_chunk(msgs)).await {

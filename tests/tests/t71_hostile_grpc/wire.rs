@@ -186,6 +186,7 @@ pub fn oversized(shape: Shape) -> Vec<Vec<u8>> {
                     replication: 1,
                 }),
                 data: Default::default(),
+                capability: None,
             };
             vec![head.encode_to_vec(), len_field(2, &big)]
         }
@@ -248,10 +249,12 @@ pub fn rows() -> Vec<Row> {
             replication: 1,
         }),
         data: Default::default(),
+        capability: None,
     };
     let data = WriteChunkRequest {
         header: None,
         data: b"data".to_vec().into(),
+        capability: None,
     };
     rows.push(row(
         "WriteChunk with a second header",

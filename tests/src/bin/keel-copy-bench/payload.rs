@@ -110,10 +110,12 @@ async fn upload(
     let first = WriteChunkRequest {
         header: Some(header),
         data: Default::default(),
+        capability: None,
     };
     let msgs = std::iter::once(first).chain(frames.map(|data| WriteChunkRequest {
         header: None,
         data: data.into(),
+        capability: None,
     }));
     let mut client = chunkserver_client(url).await?;
     client
