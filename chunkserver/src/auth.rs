@@ -24,6 +24,8 @@ pub struct Secured {
     pub server_tls: Option<Arc<ServerConfig>>,
     /// The cluster token and TLS of outgoing calls.
     pub outgoing: AttachToken,
+    /// The check of `WriteChunk` callers (needs `--id`, so built later).
+    pub cluster_token: Option<String>,
 }
 
 impl Secured {
@@ -40,6 +42,7 @@ impl Secured {
             server_tls: tls.server().map_err(|e| bad(&e))?,
             outgoing: AttachToken::new(cluster.as_deref())?
                 .with_tls(tls.client().map_err(|e| bad(&e))?),
+            cluster_token: cluster,
         })
     }
 }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use keel_proto::capability::CapabilityError;
 use keel_proto::chunk_id::ChunkIdError;
 use tonic::{Code, Status};
 
@@ -23,6 +24,9 @@ pub enum Error {
     /// A request field is missing or malformed.
     #[error("{0}")]
     InvalidRequest(String),
+    /// A write without a valid capability (and without the cluster token).
+    #[error(transparent)]
+    Capability(#[from] CapabilityError),
     /// The chunk is not stored here.
     #[error("chunk {id} not found")]
     NotFound {
@@ -265,6 +269,7 @@ impl Error {
             Error::CopyFailed { code, .. } => *code,
             Error::ClientAborted { code, .. } => *code,
             Error::Io { .. } => Code::Internal,
+            Error::Capability(e) => e.code(),
         }
     }
 }

@@ -17,6 +17,7 @@
 //!   reports, kept until a leader takes them.
 //! - [`fence`]: the highest master term seen; deposed masters are refused.
 //! - [`service`]: the thin gRPC layer; [`auth`]: the shared token; [`peer`]: outgoing clients.
+//! - [`write_gate`]: who may write: the cluster token or a master-signed write capability.
 //! - [`metrics`]: byte counters and `/metrics`, `/healthz` on `--http-listen`.
 //! - [`run`]: wires it all to an already-bound listener until shutdown.
 
@@ -40,6 +41,7 @@ pub mod store;
 pub mod throttle;
 pub mod transfer;
 pub mod write;
+pub mod write_gate;
 
 #[cfg(test)]
 mod store_tests;
@@ -68,6 +70,7 @@ use crate::node::{Node, Transfers};
 use crate::service::ChunkService;
 use crate::store::Store;
 use crate::throttle::Throttle;
+use crate::write_gate::WriteGate;
 
 /// Opens the store, serves gRPC on `listener` and heartbeats to the master
 /// until `shutdown` is cancelled; then lets in-flight requests finish for up
@@ -89,7 +92,18 @@ pub async fn run(
     config.check().map_err(Error::Config)?;
     let security = auth::Secured::from_config(&config)?;
     let store = open_store(&config).await?;
-    let node = Arc::new(build_node(&config, bound, store, security.outgoing)?);
+    let write_gate = WriteGate::new(
+        security.tokens.clone(),
+        security.cluster_token.as_deref(),
+        &config.id,
+    );
+    let node = Arc::new(build_node(
+        &config,
+        bound,
+        store,
+        security.outgoing,
+        write_gate,
+    )?);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     // Advertise only what this server serves (the descriptor set also holds
@@ -254,6 +268,7 @@ fn build_node(
     bound: std::net::SocketAddr,
     store: Arc<Store>,
     token: AttachToken,
+    write_gate: WriteGate,
 ) -> Result<Node, Error> {
     if config.advertise.is_none() && bound.ip().is_unspecified() {
         warn!(
@@ -313,5 +328,6 @@ fn build_node(
         master_reachable,
         fence,
         transfers: Transfers::new(config.max_transfers, config.stream_idle_timeout),
+        write_gate,
     })
 }

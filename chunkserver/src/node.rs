@@ -37,6 +37,8 @@ pub struct Node {
     pub fence: Arc<Fence>,
     /// Admission and idle timeout of writes and copies.
     pub transfers: Transfers,
+    /// Who may write: the cluster token or a write capability.
+    pub write_gate: crate::write_gate::WriteGate,
 }
 
 /// Bounds what writes and copies may hold: how many run at once

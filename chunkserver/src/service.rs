@@ -61,7 +61,9 @@ impl ChunkServer for ChunkService {
         &self,
         request: Request<Streaming<WriteChunkRequest>>,
     ) -> Result<Response<WriteChunkResponse>, Status> {
-        let r = write::write_chunk(&self.node, request.into_inner()).await;
+        let auth = request.metadata().get("authorization").cloned();
+        let auth = auth.as_ref().map(|v| v.as_bytes());
+        let r = write::write_chunk(&self.node, auth, request.into_inner()).await;
         if let Ok(w) = &r {
             Span::current().record("chunk", w.chunk.as_str());
         }

@@ -5,7 +5,9 @@
 //! header is fsynced and renamed into place. Any failure, including the client
 //! going away or sending nothing for `--stream-idle-timeout`, drops the temp
 //! file and the reservation and frees the id. At most `--max-transfers` writes
-//! and copies run at once; more are refused with RESOURCE_EXHAUSTED.
+//! and copies run at once; more are refused with RESOURCE_EXHAUSTED. A write
+//! without the cluster token must present the master's write capability
+//! ([`crate::write_gate`]); a refused one writes nothing.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,9 +22,12 @@ use crate::error::{Error, Purpose};
 use crate::node::{Node, blocking};
 use crate::sink::Sink;
 
-/// Receives one chunk and commits it.
+/// Receives one chunk and commits it. `authorization` is the caller's
+/// token header: without the cluster token the first message must carry a
+/// valid write capability, checked before anything is reserved.
 pub async fn write_chunk(
     node: &Node,
+    authorization: Option<&[u8]>,
     mut stream: Streaming<WriteChunkRequest>,
 ) -> Result<WriteChunkResponse, Error> {
     let idle = node.transfers.idle_timeout;
@@ -32,9 +37,11 @@ pub async fn write_chunk(
     let header = first
         .header
         .ok_or_else(|| missing_header("the first message carries no header"))?;
-    let id = ChunkId::new(header.chunk)?;
+    let id = ChunkId::new(header.chunk.clone())?;
     keel_proto::check_replication(header.replication)
         .map_err(|why| Error::InvalidRequest(format!("chunk {id}: {why}")))?;
+    node.write_gate
+        .admit(authorization, &header, first.capability.as_ref())?;
     let meta = ChunkMeta {
         size: header.size,
         crc32c: header.crc32c,
