@@ -195,7 +195,8 @@ async fn serve_grpc(
         max_pending_allocations: usize::try_from(config.max_pending_allocations)
             .unwrap_or(usize::MAX),
     })
-    .with_ha(core.ha.clone());
+    .with_ha(core.ha.clone())
+    .with_cluster_token(core.security.cluster_token.as_deref());
     let master = MasterServer::new(service)
         .max_decoding_message_size(keel_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(keel_proto::MAX_MESSAGE_BYTES);

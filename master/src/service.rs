@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use keel_proto::capability::{Grant, WriteKey};
 use keel_proto::v1 as pb;
 use keel_proto::v1::master_server::Master;
 use tokio::sync::Semaphore;
@@ -74,6 +75,9 @@ pub struct MasterService {
     /// The pause as last read from etcd, for a standby's status when etcd
     /// is slow to answer.
     pause_seen: Arc<std::sync::Mutex<Option<bool>>>,
+    /// Signs the write capability of each allocation; `None` on a cluster
+    /// without `--auth-token`, whose chunk servers require none.
+    write_key: Option<WriteKey>,
 }
 
 /// How long a standby's status waits for etcd's pause flag before it
@@ -127,7 +131,15 @@ impl MasterService {
             limits: Limits::default(),
             ha: Ha::single(),
             pause_seen: Arc::default(),
+            write_key: None,
         }
+    }
+
+    /// The same service signing write capabilities with the key derived
+    /// from the cluster token (`None`: an open cluster, no capabilities).
+    pub fn with_cluster_token(mut self, token: Option<&str>) -> Self {
+        self.write_key = token.map(WriteKey::from_cluster_token);
+        self
     }
 
     /// The same service as one of several masters.
@@ -363,7 +375,18 @@ impl Master for MasterService {
         };
         let on: Vec<&str> = a.servers.iter().map(|s| s.id.as_str()).collect();
         info!(chunk = %req.chunk, size = req.size, replication = a.replication, servers = ?on, "chunk placed");
-        Ok(Response::new(convert::allocation(a)))
+        let capability = self.write_key.as_ref().map(|key| {
+            let servers: Vec<String> = a.servers.iter().map(|s| s.id.clone()).collect();
+            key.grant(&Grant {
+                chunk: &req.chunk,
+                servers: &servers,
+                replication: a.replication,
+                size: req.size,
+            })
+        });
+        let mut answer = convert::allocation(a);
+        answer.capability = capability;
+        Ok(Response::new(answer))
     }
 
     #[instrument(skip_all)]

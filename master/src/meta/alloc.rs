@@ -69,6 +69,7 @@ impl Meta {
             self.pinned_servers(req)?
         };
         self.forget_pending(&req.chunk);
+        self.factors.record(&req.chunk, replication, now);
         for &no in &chosen {
             let s = &mut self.servers[no as usize];
             s.pending = s.pending.saturating_add(req.size);

@@ -9,6 +9,8 @@
 //! - [`server`]: one chunk server's record.
 //! - `heartbeat`: full reports and deltas.
 //! - `alloc`: placement of new chunks and the memory of recent allocations.
+//! - `factors`: the factor of a chunk first seen in a heartbeat (never above
+//!   what the master allocated, or `--replication` for chunks it did not).
 //! - `moves`: the gates of a move and the bookkeeping of running ones.
 //! - `upkeep`: liveness, trimming of excess replicas, repair candidates.
 //! - `view`: read-only answers (locate, list, the servers-only load view).
@@ -22,6 +24,7 @@ pub mod server;
 
 mod alloc;
 mod explain;
+mod factors;
 mod heartbeat;
 mod limits;
 mod moves;
@@ -148,6 +151,8 @@ pub struct Meta {
     chunks: store::ChunkStore,
     /// Recent allocations not yet seen in heartbeats.
     pending: HashMap<Box<str>, alloc::Pending>,
+    /// Factors of recent allocations: the ceiling of a newly seen chunk's.
+    factors: factors::AllocatedFactors,
     /// Chunks with a move, copy or delete in flight.
     busy: HashMap<Box<str>, Busy>,
     /// Chunks that may hold more whole live replicas than their factor.
@@ -267,10 +272,11 @@ impl Meta {
                         > c.replication as usize;
             }
             None => {
-                let replication = match r.replication {
-                    0 => self.settings.default_replication,
-                    n => n,
-                };
+                let policy = self.settings.default_replication;
+                let replication = self.factors.adopt(&r.chunk, r.replication, policy);
+                if replication < r.replication {
+                    tracing::warn!(chunk = %r.chunk, server = %self.servers[n].id, reported = r.replication, replication, "a replica reports a factor the master did not allocate; kept at the master's");
+                }
                 let mut c = ChunkMeta::new(r.size, r.crc32c, replication);
                 c.upsert(no, r.reads);
                 let slot = self.chunks.insert(&r.chunk, c);
