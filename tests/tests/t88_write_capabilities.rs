@@ -5,7 +5,7 @@
 //! status and a sentence naming what is wrong, when it presents no
 //! capability, an expired one, a forged one, one for another chunk, one for
 //! another server, one whose factor was altered, or a header raising the
-//! signed factor; a caller with no token at all is refused by the token check
+//! signed factor or size; a caller with no token at all is refused by the token check
 //! even with a genuine capability. None of them leaves a file on any server
 //! or a chunk in the master. The capability `AllocateChunk` returns works,
 //! also through `keelctl put` with the client token.
@@ -171,6 +171,17 @@ async fn stored(url: &str, chunk: &str) -> Result<bool> {
     }
 }
 
+/// A write expected to be refused, all to cs1: what it shows, its token,
+/// header and capability, and the status code and text expected.
+type Case<'a> = (
+    &'a str,
+    Option<&'a str>,
+    ChunkHeader,
+    Option<WriteCapability>,
+    Code,
+    &'a str,
+);
+
 /// A write refused with `code` and a message containing `text`.
 fn refused(case: &str, r: Result<WriteChunkResponse, Status>, code: Code, text: &str) {
     match r {
@@ -227,18 +238,9 @@ async fn writes_without_a_valid_capability_are_refused_and_leave_nothing() -> Re
     let genuine = |chunk| key.grant(&grant(chunk));
     let cs1 = url("cs1");
     let h = |chunk: &str| header(chunk, &data, 2);
-    let cases: Vec<(
-        &str,
-        String,
-        Option<&str>,
-        ChunkHeader,
-        Option<WriteCapability>,
-        Code,
-        &str,
-    )> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             "none",
-            cs1.clone(),
             Some(CLIENT),
             h("cap-none"),
             None,
@@ -247,7 +249,6 @@ async fn writes_without_a_valid_capability_are_refused_and_leave_nothing() -> Re
         ),
         (
             "expired",
-            cs1.clone(),
             Some(CLIENT),
             h("cap-expired"),
             Some(key.sign(
@@ -259,7 +260,6 @@ async fn writes_without_a_valid_capability_are_refused_and_leave_nothing() -> Re
         ),
         (
             "forged",
-            cs1.clone(),
             Some(CLIENT),
             h("cap-forged"),
             Some(WriteKey::from_cluster_token("a-guessed-token").grant(&grant("cap-forged"))),
@@ -268,7 +268,6 @@ async fn writes_without_a_valid_capability_are_refused_and_leave_nothing() -> Re
         ),
         (
             "another chunk",
-            cs1.clone(),
             Some(CLIENT),
             h("cap-other"),
             Some(cap.clone()),
@@ -277,7 +276,6 @@ async fn writes_without_a_valid_capability_are_refused_and_leave_nothing() -> Re
         ),
         (
             "altered factor",
-            cs1.clone(),
             Some(CLIENT),
             header("cap-altered", &data, 16),
             Some(WriteCapability {
@@ -289,7 +287,6 @@ async fn writes_without_a_valid_capability_are_refused_and_leave_nothing() -> Re
         ),
         (
             "raised factor",
-            cs1.clone(),
             Some(CLIENT),
             header("cap-raised", &data, 16),
             Some(genuine("cap-raised")),
@@ -298,7 +295,6 @@ async fn writes_without_a_valid_capability_are_refused_and_leave_nothing() -> Re
         ),
         (
             "no token",
-            cs1.clone(),
             None,
             h("cap-notoken"),
             Some(genuine("cap-notoken")),
@@ -307,11 +303,11 @@ async fn writes_without_a_valid_capability_are_refused_and_leave_nothing() -> Re
         ),
     ];
     let mut refused_ids = vec![];
-    for (case, at, token, header, cap, code, text) in cases {
+    for (case, token, header, cap, code, text) in cases {
         refused_ids.push(header.chunk.clone());
         refused(
             case,
-            write(&at, token, header, cap, &data).await,
+            write(&cs1, token, header, cap, &data).await,
             code,
             text,
         );
@@ -333,6 +329,13 @@ async fn writes_without_a_valid_capability_are_refused_and_leave_nothing() -> Re
         "does not name this server (cs2); the master placed it on cs1",
     );
     refused_ids.push("cap-pinned".into());
+    // More bytes than the master allocated room for.
+    let bigger = pattern(3, data.len() + 4096);
+    let h = header("cap-bigger", &bigger, 2);
+    let r = write(&cs1, Some(CLIENT), h, Some(genuine("cap-bigger")), &bigger).await;
+    let text = "the header's size 304096 is not the 300000 the master allocated";
+    refused("more bytes", r, Code::PermissionDenied, text);
+    refused_ids.push("cap-bigger".into());
 
     // keelctl presents the capability with a client token.
     let file = c.dir.path().join("cli.bin");
