@@ -31,20 +31,25 @@ pub const MAX_REMEMBERED: usize = 65_536;
 /// Factors of recent allocations, oldest first.
 #[derive(Debug, Default)]
 pub struct AllocatedFactors {
-    /// Chunk → (factor, when allocated).
-    by_chunk: HashMap<Box<str>, (u32, Instant)>,
-    /// Allocation order, for expiry; an entry whose time no longer matches
-    /// `by_chunk` was replaced or taken and is skipped.
-    order: VecDeque<(Box<str>, Instant)>,
+    /// Chunk → (factor, number of its allocation).
+    by_chunk: HashMap<Box<str>, (u32, u64)>,
+    /// Allocations in order, for expiry: (chunk, when, number). An entry
+    /// whose number no longer matches `by_chunk` was superseded or adopted.
+    order: VecDeque<(Box<str>, Instant, u64)>,
+    /// Numbers allocations.
+    next: u64,
 }
 
 impl AllocatedFactors {
     /// Remembers that `chunk` was allocated with `factor` at `now`.
     pub fn record(&mut self, chunk: &str, factor: u32, now: Instant) {
         self.expire(now);
-        self.by_chunk.insert(chunk.into(), (factor, now));
-        self.order.push_back((chunk.into(), now));
-        while self.by_chunk.len() > MAX_REMEMBERED {
+        self.next += 1;
+        self.by_chunk.insert(chunk.into(), (factor, self.next));
+        self.order.push_back((chunk.into(), now, self.next));
+        // Both bounds: the order also holds superseded entries of ids
+        // allocated again, which a loop of retries could pile up.
+        while self.by_chunk.len() > MAX_REMEMBERED || self.order.len() > 2 * MAX_REMEMBERED {
             self.pop_oldest();
         }
     }
@@ -68,7 +73,7 @@ impl AllocatedFactors {
     }
 
     fn expire(&mut self, now: Instant) {
-        while let Some((_, at)) = self.order.front() {
+        while let Some((_, at, _)) = self.order.front() {
             if now.saturating_duration_since(*at) < REMEMBER {
                 break;
             }
@@ -77,8 +82,8 @@ impl AllocatedFactors {
     }
 
     fn pop_oldest(&mut self) {
-        if let Some((chunk, at)) = self.order.pop_front()
-            && self.by_chunk.get(&chunk).is_some_and(|(_, t)| *t == at)
+        if let Some((chunk, _, no)) = self.order.pop_front()
+            && self.by_chunk.get(&chunk).is_some_and(|(_, n)| *n == no)
         {
             self.by_chunk.remove(&chunk);
         }
@@ -121,5 +126,13 @@ mod tests {
         assert_eq!(f.adopt("c0", 4, 3), 3, "the oldest went first");
         let last = format!("c{}", MAX_REMEMBERED + 9);
         assert_eq!(f.adopt(&last, 4, 3), 4);
+        for _ in 0..3 * MAX_REMEMBERED {
+            f.record("again", 4, t0 + REMEMBER);
+        }
+        assert!(
+            f.order.len() <= 2 * MAX_REMEMBERED,
+            "retries do not pile up"
+        );
+        assert_eq!(f.adopt("again", 4, 3), 4);
     }
 }
