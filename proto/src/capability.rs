@@ -375,6 +375,21 @@ mod tests {
     }
 
     #[test]
+    fn a_capability_costs_about_a_hundred_bytes_on_the_wire() {
+        use prost::Message;
+        let key = WriteKey::from_cluster_token("s3cret");
+        let servers: Vec<String> = ["cs1", "cs2", "cs3"].map(String::from).to_vec();
+        let cap = key.grant(&Grant {
+            chunk: "photos-000123.bin",
+            servers: &servers,
+            replication: 3,
+            size: 64 << 20,
+        });
+        let len = cap.encoded_len();
+        assert!((70..=100).contains(&len), "{len} bytes");
+    }
+
+    #[test]
     fn server_lists_cannot_be_reshuffled_into_another_signature() {
         // "ab" + "c" and "a" + "bc" must sign differently.
         let key = WriteKey::from_cluster_token("s3cret");
