@@ -59,6 +59,9 @@ pub enum RunError {
     /// `--etcd` is unusable.
     #[error(transparent)]
     Etcd(#[from] EtcdError),
+    /// `--advertise` breaks the TLS rule or names no scheme Keel speaks.
+    #[error("--advertise: {0}")]
+    Advertise(#[from] keel_proto::tls::AddressError),
 }
 
 /// The long-lived parts every front door and loop share.
@@ -128,12 +131,18 @@ impl Core {
 }
 
 /// The address this master advertises: `--advertise`, else the bound one.
-fn advertise(config: &Config, bound: std::net::SocketAddr, tls: bool) -> String {
+/// With any TLS flag set a bare `--advertise` is `https://` and `http://`
+/// is refused ([`keel_proto::tls::url`]); the bound address is `https://`
+/// when this master serves TLS.
+fn advertise(
+    config: &Config,
+    bound: std::net::SocketAddr,
+) -> Result<String, keel_proto::tls::AddressError> {
+    let tls = config.security.tls();
     match &config.advertise {
-        Some(a) if a.contains("://") => a.trim().trim_end_matches('/').to_owned(),
-        Some(a) => format!("http://{}", a.trim()),
-        None if tls => format!("https://{bound}"),
-        None => format!("http://{bound}"),
+        Some(a) => keel_proto::tls::url(a, tls.any()),
+        None if tls.cert.is_some() => Ok(format!("https://{bound}")),
+        None => Ok(format!("http://{bound}")),
     }
 }
 
@@ -301,8 +310,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let started = Instant::now();
     let bound = grpc.local_addr()?;
-    let tls = config.security.tls_cert.is_some();
-    let advertised = advertise(&config, bound, tls);
+    let advertised = advertise(&config, bound)?;
     if !config.etcd.is_empty() && config.advertise.is_none() && bound.ip().is_unspecified() {
         warn!(address = %advertised, "advertising an unspecified address; set --advertise so standbys name a leader clients can reach");
     }
