@@ -24,6 +24,8 @@ pub struct Secured {
     pub server_tls: Option<Arc<ServerConfig>>,
     /// The cluster token and TLS of outgoing calls.
     pub outgoing: AttachToken,
+    /// TLS of `--http-listen` (`/metrics`); `None` serves plaintext.
+    pub http_tls: Option<Arc<ServerConfig>>,
 }
 
 impl Secured {
@@ -38,6 +40,7 @@ impl Secured {
         Ok(Secured {
             tokens: s.tokens(cluster.as_deref()).map_err(|e| bad(&e))?,
             server_tls: tls.server().map_err(|e| bad(&e))?,
+            http_tls: tls.http_server().map_err(|e| bad(&e))?,
             outgoing: AttachToken::new(cluster.as_deref())?
                 .with_tls(tls.client().map_err(|e| bad(&e))?),
         })

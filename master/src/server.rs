@@ -2,9 +2,11 @@
 //! and HTTP on already-bound listeners (so tests can bind port 0), and shuts
 //! down gracefully within a deadline.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::serve::ListenerExt;
 use keel_proto::serving;
 use keel_proto::v1::master_server::MasterServer;
 use tokio::net::TcpListener;
@@ -237,6 +239,7 @@ fn serve_http(
     shutdown: &CancellationToken,
 ) -> Result<JoinHandle<()>, RunError> {
     let addr = listener.local_addr()?;
+    let tls = core.security.http_tls.clone();
     let router = http::router(
         Arc::clone(&core.meta),
         Arc::clone(&core.metrics),
@@ -245,17 +248,40 @@ fn serve_http(
             core.balancer.clone(),
             core.ha.leadership.clone(),
             core.security.tokens.clone(),
-        ),
+        )
+        .with_secure_cookies(tls.is_some()),
     );
-    let server =
-        axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let task = tokio::spawn(async move {
+    // The peer address keys the login limiter.
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
+    let stop = shutdown.clone().cancelled_owned();
+    let task = match tls {
+        // `tap_io` only lends the listener axum's peer-address plumbing.
+        Some(tls) => {
+            let listener = keel_proto::https::HttpsListener::new(listener, tls)?.tap_io(|_| {});
+            spawn_http(
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .into_future(),
+            )
+        }
+        None => spawn_http(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .into_future(),
+        ),
+    };
+    info!(addr = %addr, https = core.security.http_tls.is_some(), "http listening");
+    Ok(task)
+}
+
+fn spawn_http(
+    server: impl std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
         if let Err(e) = server.await {
             warn!(error = %e, "http server failed");
         }
-    });
-    info!(addr = %addr, "http listening");
-    Ok(task)
+    })
 }
 
 /// How long a server may take to close its connections once every

@@ -21,6 +21,8 @@ pub mod chunk_id;
 pub mod exposition;
 #[cfg(feature = "clap")]
 pub mod flags;
+#[cfg(feature = "https")]
+pub mod https;
 pub mod logging;
 pub mod move_id;
 pub mod rpc_timing;

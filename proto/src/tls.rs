@@ -184,6 +184,27 @@ impl TlsFiles {
         Ok(Some(Arc::new(config)))
     }
 
+    /// The server side of `--http-listen`: `None` (plaintext) without a
+    /// certificate and key; HTTP/1.1 with the same certificate, and no
+    /// client certificate asked for (see [`crate::https`]).
+    pub fn http_server(&self) -> Result<Option<Arc<ServerConfig>>, TlsError> {
+        let Some((cert, key_path)) = self.pair()? else {
+            return Ok(None);
+        };
+        let chain = certs("--tls-cert", cert)?;
+        let key = key(key_path)?;
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let rustls = |e: tokio_rustls::rustls::Error| TlsError::Rustls(e.to_string());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(rustls)?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(rustls)?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Some(Arc::new(config)))
+    }
+
     /// The client side: `None` when no TLS flag is given (then `https://`
     /// addresses are refused); otherwise the CA to verify servers against and
     /// the identity to present. The files are read and checked now.
@@ -314,6 +335,16 @@ pub enum Conn {
     Plain(TcpStream),
     /// A TLS connection whose handshake is done.
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl Conn {
+    /// The address of the other end.
+    pub fn peer(&self) -> io::Result<std::net::SocketAddr> {
+        match self {
+            Conn::Plain(s) => s.peer_addr(),
+            Conn::Tls(s) => s.get_ref().0.peer_addr(),
+        }
+    }
 }
 
 impl Connected for Conn {
