@@ -344,12 +344,14 @@ fn dev_certs_keeps_keys_and_tokens_private() -> Result<()> {
 
 #[tokio::test]
 async fn an_expired_server_certificate_is_refused() -> Result<()> {
-    let Some((mut c, certs, _)) = tls_cluster(0)? else {
+    let Some((mut c, certs, master)) = tls_cluster(0)? else {
         return Ok(());
     };
+    // Under TLS the default `--master` (`http://…`) is refused: name it.
     let mut extra = certs.daemon_flags();
     extra[1] = certs.path("expired-node.crt");
     extra[3] = certs.path("expired-node.key");
+    extra.extend(["--master".into(), master.clone()]);
     let opts = CsOpts {
         with_master: false,
         extra,
@@ -363,7 +365,8 @@ async fn an_expired_server_certificate_is_refused() -> Result<()> {
     assert!(err.to_lowercase().contains("expired"), "{err}");
     // The same server is fine once given a valid certificate: the failure
     // above was the certificate's date, nothing else.
-    let extra = certs.daemon_flags();
+    let mut extra = certs.daemon_flags();
+    extra.extend(["--master".into(), master]);
     let opts = CsOpts {
         with_master: false,
         extra,
