@@ -23,7 +23,8 @@ inside=()
 certs=""
 if [ "${KEEL_COMPOSE_TLS:-}" = 1 ]; then
   certs=$(mktemp -d)
-  scripts/dev-certs.sh "$certs"
+  # Keys and tokens are 0600: handed to the containers' user so it can read them.
+  KEEL_CERTS_OWNER=10001:10001 scripts/dev-certs.sh "$certs"
   export KEEL_CERTS="$certs"
   compose+=(-f docker-compose.yml -f docker-compose.tls.yml)
   host=(--master "https://127.0.0.1:$KEEL_MASTER_PORT" --tls-ca "$certs/ca.crt"

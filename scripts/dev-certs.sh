@@ -14,6 +14,11 @@
 #
 # For development and tests only: the keys are not encrypted, and one node
 # certificate serves every daemon. Existing certificates in DIR are replaced.
+#
+# Keys and tokens are written with mode 0600 (readable by their owner only),
+# certificates 0644. KEEL_CERTS_OWNER=UID[:GID] hands the keys and tokens to
+# that owner (e.g. 10001:10001, the containers' user, for docker-compose.tls.yml;
+# needs root or sudo).
 set -euo pipefail
 
 dir="${1:?usage: $0 DIR [DAYS]}"
@@ -21,6 +26,8 @@ days="${2:-365}"
 command -v openssl >/dev/null || { echo "dev-certs: openssl is not installed" >&2; exit 1; }
 mkdir -p "$dir"
 cd "$dir"
+# Every file made from here on starts private; certificates are opened up below.
+umask 077
 
 key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
 
@@ -52,6 +59,10 @@ rm -f ca.srl
 for t in cluster client; do
   [ -s "$t.token" ] || openssl rand -hex 32 >"$t.token"
 done
-# Readable by the containers' non-root user (uid 10001) when mounted.
-chmod 0644 ./*.crt ./*.key ./*.token
+chmod 0644 ./*.crt
+chmod 0600 ./*.key ./*.token
+if [ -n "${KEEL_CERTS_OWNER:-}" ]; then
+  if [ "$(id -u)" = 0 ]; then chown "$KEEL_CERTS_OWNER" ./*.key ./*.token
+  else sudo -n chown "$KEEL_CERTS_OWNER" ./*.key ./*.token; fi
+fi
 echo "dev-certs: CA and certificates written to $dir (valid $days days)" >&2

@@ -26,6 +26,8 @@ pub struct Secured {
     pub outgoing: AttachToken,
     /// The check of `WriteChunk` callers (needs `--id`, so built later).
     pub cluster_token: Option<String>,
+    /// TLS of `--http-listen` (`/metrics`); `None` serves plaintext.
+    pub http_tls: Option<Arc<ServerConfig>>,
 }
 
 impl Secured {
@@ -40,6 +42,7 @@ impl Secured {
         Ok(Secured {
             tokens: s.tokens(cluster.as_deref()).map_err(|e| bad(&e))?,
             server_tls: tls.server().map_err(|e| bad(&e))?,
+            http_tls: tls.http_server().map_err(|e| bad(&e))?,
             outgoing: AttachToken::new(cluster.as_deref())?
                 .with_tls(tls.client().map_err(|e| bad(&e))?),
             cluster_token: cluster,

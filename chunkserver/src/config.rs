@@ -147,6 +147,12 @@ impl Config {
         if self.stream_idle_timeout.is_zero() {
             return Err("--stream-idle-timeout must be above 0".into());
         }
+        for url in self.master.split(',').filter(|a| !a.trim().is_empty()) {
+            normalize_url(url, self.tls()).map_err(|e| format!("--master: {e}"))?;
+        }
+        if let Some(a) = &self.advertise {
+            normalize_url(a, self.tls()).map_err(|e| format!("--advertise: {e}"))?;
+        }
         if self.master_urls().is_empty() {
             return Err("--master names no master".into());
         }
@@ -163,21 +169,31 @@ impl Config {
         Ok(())
     }
 
-    /// The address to advertise, given the address actually bound.
+    /// Whether any TLS flag is set: then a bare `host:port` means `https://`
+    /// and `http://` is refused ([`keel_proto::tls::url`]).
+    pub fn tls(&self) -> bool {
+        self.security.tls().any()
+    }
+
+    /// The address to advertise, given the address actually bound
+    /// (`--advertise` is checked by [`Config::check`]).
     pub fn advertise_url(&self, bound: SocketAddr) -> String {
         match &self.advertise {
-            Some(a) => normalize_url(a),
+            Some(a) => normalize_url(a, self.tls()).unwrap_or_else(|_| a.trim().to_owned()),
             // A server with a certificate serves TLS only.
             None if self.security.tls_cert.is_some() => format!("https://{bound}"),
             None => format!("http://{bound}"),
         }
     }
 
-    /// The masters' URLs, in `--master` order (duplicates dropped).
+    /// The masters' URLs, in `--master` order (duplicates dropped; those
+    /// [`Config::check`] refuses left out).
     pub fn master_urls(&self) -> Vec<String> {
         let mut urls: Vec<String> = Vec::new();
         for url in self.master.split(',').filter(|a| !a.trim().is_empty()) {
-            let url = normalize_url(url);
+            let Ok(url) = normalize_url(url, self.tls()) else {
+                continue;
+            };
             if !urls.contains(&url) {
                 urls.push(url);
             }
@@ -205,14 +221,11 @@ pub fn parse_bandwidth(s: &str) -> Result<Bandwidth, String> {
         .map_err(|e| format!("{e} (or `auto`)"))
 }
 
-/// Accepts `host:port` or a URL and returns `scheme://host:port` without a trailing `/`.
-pub fn normalize_url(addr: &str) -> String {
-    let addr = addr.trim().trim_end_matches('/');
-    if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    }
+/// Accepts `host:port` or a URL and returns `scheme://host:port` without a
+/// trailing `/`: with `tls` (any TLS flag set) a bare address is `https://`
+/// and `http://` is refused.
+pub fn normalize_url(addr: &str, tls: bool) -> Result<String, keel_proto::tls::AddressError> {
+    keel_proto::tls::url(addr, tls)
 }
 
 #[cfg(test)]
@@ -221,9 +234,31 @@ mod tests {
 
     #[test]
     fn urls_are_normalised() {
-        assert_eq!(normalize_url("10.0.0.5:7001"), "http://10.0.0.5:7001");
-        assert_eq!(normalize_url("http://m:7000/"), "http://m:7000");
-        assert_eq!(normalize_url("https://m:7000"), "https://m:7000");
+        let n = |a| normalize_url(a, false).expect("usable");
+        assert_eq!(n("10.0.0.5:7001"), "http://10.0.0.5:7001");
+        assert_eq!(n("http://m:7000/"), "http://m:7000");
+        assert_eq!(n("https://m:7000"), "https://m:7000");
+    }
+
+    #[test]
+    fn with_tls_bare_addresses_are_https_and_http_is_refused() {
+        let mut c = Config::new("cs1", "/tmp/x");
+        c.security.tls_ca = Some("/certs/ca.crt".into());
+        c.master = "m1:7000".into();
+        assert_eq!(c.master_urls(), ["https://m1:7000"]);
+        assert_eq!(c.check(), Ok(()));
+        c.master = "m1:7000,http://m2:7000".into();
+        let err = c.check().expect_err("plaintext refused");
+        assert!(
+            err.contains("--master") && err.contains("http://m2:7000"),
+            "{err}"
+        );
+        c.master = "m1:7000".into();
+        c.advertise = Some("http://cs1:7001".into());
+        assert!(c.check().expect_err("refused").contains("--advertise"));
+        c.advertise = Some("cs1:7001".into());
+        let bound: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        assert_eq!(c.advertise_url(bound), "https://cs1:7001");
     }
 
     #[test]

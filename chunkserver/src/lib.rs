@@ -163,7 +163,10 @@ pub async fn run(
     ));
 
     let http = match config.http_listen {
-        Some(addr) => Some(serve_http(addr, Arc::clone(&node), &shutdown).await?),
+        Some(addr) => {
+            let tls = security.http_tls.clone();
+            Some(serve_http(addr, Arc::clone(&node), tls, &shutdown).await?)
+        }
         None => None,
     };
 
@@ -211,9 +214,11 @@ pub async fn run(
 }
 
 /// Binds `--http-listen` and serves `/metrics` and `/healthz` until shutdown.
+/// With a certificate (`tls`), HTTPS.
 async fn serve_http(
     addr: std::net::SocketAddr,
     node: Arc<Node>,
+    tls: Option<Arc<keel_proto::tls::ServerConfig>>,
     shutdown: &CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, Error> {
     let listener = TcpListener::bind(addr)
@@ -222,9 +227,24 @@ async fn serve_http(
     let bound = listener
         .local_addr()
         .map_err(|e| Error::io("reading the bound http address", e))?;
-    let server = axum::serve(listener, metrics::router(node))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    info!(addr = %bound, "http listening");
+    let (app, stop) = (metrics::router(node), shutdown.clone().cancelled_owned());
+    info!(addr = %bound, https = tls.is_some(), "http listening");
+    let server: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match tls {
+        Some(tls) => {
+            let listener = keel_proto::https::HttpsListener::new(listener, tls)
+                .map_err(|e| Error::io("serving HTTPS on --http-listen", e))?;
+            Box::pin(
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .into_future(),
+            )
+        }
+        None => Box::pin(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .into_future(),
+        ),
+    };
     Ok(tokio::spawn(async move {
         if let Err(e) = server.await {
             warn!(error = %e, "http server failed");

@@ -53,7 +53,10 @@ pub async fn copy_chunk(node: &Node, req: CopyChunkRequest) -> Result<CopyChunkR
             ))
         })?;
     }
-    let address = normalize_url(&req.source_address);
+    // Under TLS a bare address is https:// and http:// is refused, before
+    // anything is sent to the source.
+    let address = normalize_url(&req.source_address, node.token.tls().is_some())
+        .map_err(|e| Error::InvalidRequest(format!("copy of chunk {id}: source_address {e}")))?;
     if let Err(e) = address.parse::<tonic::codegen::http::Uri>() {
         return Err(Error::InvalidRequest(format!(
             "copy of chunk {id}: source_address {:?} is not a URL: {e}",

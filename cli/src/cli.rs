@@ -356,10 +356,8 @@ impl Cli {
         let (token, tls) = crate::tls::credentials(&self)?;
         // Built only by the commands that talk keel.v1 (health needs no token).
         let clients = || {
-            Clients::new(&self.master, token.as_deref(), self.timeout).map(|c| {
-                c.with_stream_idle(self.stream_idle_timeout)
-                    .with_tls(tls.clone())
-            })
+            Clients::new(&self.master, token.as_deref(), self.timeout, tls.clone())
+                .map(|c| c.with_stream_idle(self.stream_idle_timeout))
         };
         let json = self.json;
         match self.command {

@@ -25,6 +25,12 @@ use crate::error::{Error, Peer, root_cause};
 /// How often [`Clients::leader`] asks again while no master leads.
 pub const LEADER_POLL: Duration = Duration::from_millis(250);
 
+/// Shortest and longest pause before asking a master in safe mode again:
+/// it says how long is left, but a clock may drift and a restart may begin
+/// anew, so keelctl checks at least every few seconds.
+const SAFE_MODE_POLL_MIN: Duration = Duration::from_millis(100);
+const SAFE_MODE_POLL_MAX: Duration = Duration::from_secs(2);
+
 /// How long to wait for a TCP connection to any peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -95,31 +101,21 @@ impl Interceptor for Auth {
     }
 }
 
-/// Accepts `http://host:port`, `https://host:port` (TLS, with `--tls-ca`) or
-/// a bare `host:port` (plaintext).
-pub fn normalize_url(input: &str) -> Result<String, String> {
-    let s = input.trim();
-    let (scheme, rest) = s.split_once("://").unwrap_or(("http", s));
-    if !matches!(scheme, "http" | "https") {
-        return Err(format!(
-            "unsupported scheme {scheme:?} (use http:// or https://)"
-        ));
-    }
-    let rest = rest.trim_end_matches('/');
-    if rest.is_empty() {
-        return Err("no host given (expected HOST:PORT)".into());
-    }
-    let url = format!("{scheme}://{rest}");
+/// Accepts `https://host:port`, `http://host:port` or a bare `host:port`,
+/// by the rule of [`keel_proto::tls::url`]: with TLS set up (`tls`), a bare
+/// address means `https://` and `http://` is refused.
+pub fn normalize_url(input: &str, tls: bool) -> Result<String, String> {
+    let url = keel_proto::tls::url(input, tls).map_err(|e| e.to_string())?;
     Endpoint::from_shared(url.clone()).map_err(|e| root_cause(&e))?;
     Ok(url)
 }
 
 /// Splits `--master` into its URLs (`a,b,c`; one is the usual case).
-pub fn master_list(input: &str) -> Result<Vec<String>, String> {
+pub fn master_list(input: &str, tls: bool) -> Result<Vec<String>, String> {
     let urls = input
         .split(',')
         .filter(|s| !s.trim().is_empty())
-        .map(normalize_url)
+        .map(|u| normalize_url(u, tls))
         .collect::<Result<Vec<_>, _>>()?;
     if urls.is_empty() {
         return Err("no master given (expected HOST:PORT, or several separated by commas)".into());
@@ -141,16 +137,23 @@ pub struct Clients {
 }
 
 impl Clients {
-    /// Checks the master address and token.
-    pub fn new(master: &str, token: Option<&str>, timeout: Duration) -> Result<Self, Error> {
-        let master_urls = master_list(master)
+    /// Checks the master address and token; `tls` (any TLS flag set) makes
+    /// bare addresses `https://` and refuses `http://` ones, here and for
+    /// every address learned later (leaders, chunk servers).
+    pub fn new(
+        master: &str,
+        token: Option<&str>,
+        timeout: Duration,
+        tls: Option<ClientTlsConfig>,
+    ) -> Result<Self, Error> {
+        let master_urls = master_list(master, tls.is_some())
             .map_err(|e| Error::Usage(format!("invalid --master {master:?}: {e}")))?;
         Ok(Clients {
             master_urls,
             auth: Auth::new(token)?,
             timeout,
             stream_idle: crate::idle::DEFAULT_STREAM_IDLE,
-            tls: None,
+            tls,
         })
     }
 
@@ -165,12 +168,6 @@ impl Clients {
     /// The idle timeout of data streams.
     pub fn stream_idle(&self) -> Duration {
         self.stream_idle
-    }
-
-    /// The same, speaking TLS to `https://` addresses.
-    pub fn with_tls(mut self, tls: Option<ClientTlsConfig>) -> Self {
-        self.tls = tls;
-        self
     }
 
     /// The master (the leader, when `--master` lists several), connected;
@@ -219,13 +216,16 @@ impl Clients {
             };
             match m.leader().await {
                 Some(None) => return Ok((m, true)),
-                Some(Some(leader)) => {
-                    if let Ok(l) = self.master_at(&leader).await
-                        && l.leader().await == Some(None)
-                    {
-                        return Ok((l, true));
-                    }
-                }
+                Some(Some(leader)) => match self.master_at(&leader).await {
+                    Ok(l) if l.leader().await == Some(None) => return Ok((l, true)),
+                    // A leader address (read from etcd) that breaks the TLS
+                    // rule is never dialled; the operator hears why.
+                    Err(e @ Error::Refused { .. }) => crate::output::warn(&format!(
+                        "{} names the leader {leader}, not contacted: {e}",
+                        m.peer
+                    )),
+                    _ => {}
+                },
                 None => {}
             }
             fallback.get_or_insert(m);
@@ -239,7 +239,7 @@ impl Clients {
 
     /// The master at `url`, connected.
     async fn master_at(&self, url: &str) -> Result<Master, Error> {
-        let url = normalize_url(url).map_err(|e| Error::Unreachable {
+        let url = normalize_url(url, self.tls.is_some()).map_err(|e| Error::Refused {
             peer: format!("master {url}"),
             reason: format!("unusable address: {e}"),
         })?;
@@ -268,7 +268,7 @@ impl Clients {
 
     /// Chunk server `id` at `address` (as the master reported it), connected.
     pub async fn chunkserver(&self, id: &str, address: &str) -> Result<ChunkServer, Error> {
-        let url = normalize_url(address).map_err(|e| Error::Unreachable {
+        let url = normalize_url(address, self.tls.is_some()).map_err(|e| Error::Refused {
             peer: format!("chunk server {id}"),
             reason: format!("the master gave the unusable address {address:?}: {e}"),
         })?;
@@ -345,6 +345,72 @@ impl Master {
         }
     }
 
+    /// Awaits a control RPC that changes something (`make` builds it anew
+    /// for each try): while the master refuses it only because it is in
+    /// safe mode, says so once on stderr and asks again when safe mode ends,
+    /// for up to `--timeout` in all; then the refusal, which names safe
+    /// mode, is the error.
+    pub async fn call_changing<T, F, Fut>(&self, op: &'static str, make: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        self.out_of_safe_mode(op, make, false).await
+    }
+
+    /// [`Master::call_changing`] for an RPC that may take long (moves):
+    /// each try goes without deadline, the waiting for safe mode stays
+    /// under `--timeout`.
+    pub async fn call_long_changing<T, F, Fut>(&self, op: &'static str, make: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        self.out_of_safe_mode(op, make, true).await
+    }
+
+    async fn out_of_safe_mode<T, F, Fut>(
+        &self,
+        op: &'static str,
+        mut make: F,
+        long: bool,
+    ) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut said = false;
+        loop {
+            let answer = match long {
+                true => self.call_long(op, make()).await,
+                false => self.call(op, make()).await,
+            };
+            let err = match answer {
+                Err(e) => e,
+                ok => return ok,
+            };
+            let Some(left) = err.safe_mode_left() else {
+                return Err(err);
+            };
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(err);
+            }
+            if !said {
+                said = true;
+                crate::output::warn(&format!(
+                    "{} is in safe mode for another {} (servers are still reporting); waiting (up to --timeout {})",
+                    self.peer,
+                    crate::output::age(left),
+                    crate::output::age(self.timeout)
+                ));
+            }
+            let wake = (now + left.clamp(SAFE_MODE_POLL_MIN, SAFE_MODE_POLL_MAX)).min(deadline);
+            tokio::time::sleep_until(wake).await;
+        }
+    }
+
     /// Who leads, as this master says: `Some(None)` when it does itself,
     /// `Some(Some(address))` when another does, `None` when it knows no
     /// leader or did not answer.
@@ -398,28 +464,45 @@ mod tests {
     #[test]
     fn bare_addresses_get_a_scheme() {
         assert_eq!(
-            normalize_url("127.0.0.1:7000").as_deref(),
+            normalize_url("127.0.0.1:7000", false).as_deref(),
             Ok("http://127.0.0.1:7000")
         );
-        assert_eq!(normalize_url(" http://h:1/ ").as_deref(), Ok("http://h:1"));
-        assert_eq!(normalize_url("https://h:1").as_deref(), Ok("https://h:1"));
+        assert_eq!(
+            normalize_url(" http://h:1/ ", false).as_deref(),
+            Ok("http://h:1")
+        );
+        assert_eq!(
+            normalize_url("https://h:1", false).as_deref(),
+            Ok("https://h:1")
+        );
         assert!(
-            normalize_url("ftp://h")
+            normalize_url("ftp://h", false)
                 .expect_err("must fail")
                 .contains("ftp")
         );
-        assert!(normalize_url("").is_err());
-        assert!(normalize_url("http://").is_err());
+        assert!(normalize_url("", false).is_err());
+        assert!(normalize_url("http://", false).is_err());
+    }
+
+    #[test]
+    fn with_tls_a_bare_address_is_https_and_http_is_refused() {
+        assert_eq!(
+            normalize_url("127.0.0.1:7000", true).as_deref(),
+            Ok("https://127.0.0.1:7000")
+        );
+        let err = normalize_url("http://h:1", true).expect_err("refused");
+        assert!(err.contains("plaintext http:// is refused"), "{err}");
+        assert!(master_list("m1:7000,http://m2:7000", true).is_err());
     }
 
     #[test]
     fn several_masters_are_a_comma_separated_list() {
         assert_eq!(
-            master_list("m1:7000, http://m2:7000/").as_deref(),
+            master_list("m1:7000, http://m2:7000/", false).as_deref(),
             Ok(&["http://m1:7000".to_owned(), "http://m2:7000".to_owned()][..])
         );
-        assert!(master_list(" , ").is_err());
-        assert!(master_list("m1:7000,ftp://m2").is_err());
+        assert!(master_list(" , ", false).is_err());
+        assert!(master_list("m1:7000,ftp://m2", false).is_err());
     }
 
     #[test]

@@ -22,22 +22,23 @@ pub struct DrainJson {
 /// Runs `keelctl server ...`.
 pub async fn run(clients: &Clients, cmd: ServerCommand, json: bool) -> Result<(), Error> {
     let master = clients.leader().await?;
-    let mut c = master.client.clone();
     let resp: DrainServerResponse = match cmd {
         ServerCommand::Drain(a) => {
+            let req = DrainServerRequest { server: a.server };
             master
-                .call(
-                    "drain server",
-                    c.drain_server(DrainServerRequest { server: a.server }),
-                )
+                .call_changing("drain server", || {
+                    let (mut c, req) = (master.client.clone(), req.clone());
+                    async move { c.drain_server(req).await }
+                })
                 .await?
         }
         ServerCommand::Undrain(a) => {
+            let req = UndrainServerRequest { server: a.server };
             master
-                .call(
-                    "undrain server",
-                    c.undrain_server(UndrainServerRequest { server: a.server }),
-                )
+                .call_changing("undrain server", || {
+                    let (mut c, req) = (master.client.clone(), req.clone());
+                    async move { c.undrain_server(req).await }
+                })
                 .await?
         }
     };

@@ -40,6 +40,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// An address keelctl will not dial (e.g. `http://` with TLS set up):
+    /// nothing was sent to it.
+    #[error("refusing to contact {peer}: {reason}")]
+    Refused {
+        /// e.g. `master http://127.0.0.1:7000`.
+        peer: String,
+        /// Why, e.g. plaintext refused under TLS.
+        reason: String,
+    },
+
     /// An RPC answered with a non-OK status.
     #[error("{}", rpc_sentence(peer, op, status))]
     Rpc {
@@ -213,6 +223,15 @@ impl Error {
         }
     }
 
+    /// Time left in the master's safe mode, when this is a refusal for
+    /// that reason (the master says so in [`keel_proto::SAFE_MODE_HEADER`]).
+    pub fn safe_mode_left(&self) -> Option<std::time::Duration> {
+        let Error::Rpc { status, .. } = self else {
+            return None;
+        };
+        safe_mode_left(status)
+    }
+
     /// Process exit status for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -257,6 +276,10 @@ pub fn rpc_sentence(peer: &str, op: &str, status: &Status) -> String {
     let msg = crate::tls::annotate(peer, status_message(status));
     match status.code() {
         Code::Unimplemented => format!("{peer} does not support {op} yet (UNIMPLEMENTED)"),
+        // It answered: the refusal is no outage.
+        Code::Unavailable if safe_mode_left(status).is_some() => {
+            format!("{peer} refused {op}: {msg}")
+        }
         Code::Unavailable => format!("cannot reach {peer}: {msg}"),
         Code::Unauthenticated => format!(
             "{peer} refused {op}: {msg} (set --auth-token, KEEL_AUTH_TOKEN or --token-file to the cluster's or a client token)"
@@ -269,6 +292,13 @@ pub fn rpc_sentence(peer: &str, op: &str, status: &Status) -> String {
         Code::Ok => format!("{op} on {peer} answered OK with an error: {msg}"),
         _ => format!("{op} refused by {peer}: {msg}"),
     }
+}
+
+/// The safe-mode time left that a master's refusal carries, if any.
+fn safe_mode_left(status: &Status) -> Option<std::time::Duration> {
+    let ms = status.metadata().get(keel_proto::SAFE_MODE_HEADER)?;
+    let ms: u64 = ms.to_str().ok()?.parse().ok()?;
+    Some(std::time::Duration::from_millis(ms))
 }
 
 /// The status message on one line; for transport failures, the root cause.

@@ -137,7 +137,7 @@ async fn read_replica(
 
 /// [`Error::Stalled`] naming `server` as its other errors do.
 pub fn stalled(server: &ServerRef, op: &'static str, idle: std::time::Duration) -> Error {
-    let url = normalize_url(&server.address).unwrap_or_else(|_| server.address.clone());
+    let url = normalize_url(&server.address, false).unwrap_or_else(|_| server.address.clone());
     let peer = Peer {
         id: Some(&server.id),
         url: &url,

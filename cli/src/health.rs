@@ -32,7 +32,8 @@ pub struct HealthJson {
 
 /// Runs `keelctl health`: `url` is the daemon to check.
 pub async fn run(url: &str, json: bool, tls: Option<&ClientTlsConfig>) -> Result<(), Error> {
-    let url = normalize_url(url).map_err(|e| Error::Usage(format!("invalid URL {url:?}: {e}")))?;
+    let url = normalize_url(url, tls.is_some())
+        .map_err(|e| Error::Usage(format!("invalid URL {url:?}: {e}")))?;
     let peer = format!("the daemon at {url}");
     let status = match tokio::time::timeout(HEALTH_TIMEOUT, check(&url, &peer, tls)).await {
         Ok(r) => r?,

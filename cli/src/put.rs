@@ -98,7 +98,10 @@ pub async fn store(clients: &Clients, up: &Upload<'_>) -> Result<PutJson, Error>
         on: up.on.to_vec(),
     };
     let alloc = master
-        .call("allocate chunk", master.client.clone().allocate_chunk(req))
+        .call_changing("allocate chunk", || {
+            let (mut c, req) = (master.client.clone(), req.clone());
+            async move { c.allocate_chunk(req).await }
+        })
         .await?;
     if alloc.servers.is_empty() {
         return Err(Error::NoPlacement {

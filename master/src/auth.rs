@@ -34,6 +34,8 @@ pub struct Secured {
     pub server_tls: Option<Arc<ServerConfig>>,
     /// TLS towards `https://` chunk servers.
     pub client_tls: Option<ClientTlsConfig>,
+    /// TLS of the HTTP listener (dashboard, metrics); `None` serves plaintext.
+    pub http_tls: Option<Arc<ServerConfig>>,
 }
 
 impl Secured {
@@ -47,6 +49,7 @@ impl Secured {
             cluster_token,
             server_tls: tls.server()?,
             client_tls: tls.client()?,
+            http_tls: tls.http_server()?,
         })
     }
 }

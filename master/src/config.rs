@@ -110,6 +110,11 @@ pub struct Config {
     #[arg(long, env = "KEEL_ETCD_PREFIX", default_value = "/keel")]
     pub etcd_prefix: String,
 
+    /// etcd's TLS and authentication (`--etcd-tls-*`, `--etcd-user`,
+    /// `--etcd-password-file`).
+    #[command(flatten)]
+    pub etcd_access: crate::ha::EtcdAccessFlags,
+
     /// Distinct chunk-server ids the master will learn; heartbeats from new
     /// ids beyond it get RESOURCE_EXHAUSTED (servers are never forgotten, so
     /// bogus ids would otherwise grow memory without end).

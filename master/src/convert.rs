@@ -44,23 +44,22 @@ pub fn chunk(id: &str) -> Result<(), Error> {
     Ok(chunk_id::validate(id)?)
 }
 
-/// Turns `host:port` into `http://host:port` and checks the result is a URL
-/// with a host.
-pub fn address(server: &str, address: &str) -> Result<String, Error> {
+/// Turns `host:port` into a URL by the rule of [`keel_proto::tls::url`]
+/// (`https://` with `tls`, when `http://` is refused too: the master would
+/// never dial it) and checks the result is a URL with a host.
+pub fn address(server: &str, address: &str, tls: bool) -> Result<String, Error> {
     let bad = |why: &str| Error::BadAddress {
         server: server.to_owned(),
         address: address.to_owned(),
         why: why.to_owned(),
     };
-    let address = address.trim();
-    if address.is_empty() {
-        return Err(bad("it is empty"));
-    }
-    let url = if address.contains("://") {
-        address.to_owned()
-    } else {
-        format!("http://{address}")
-    };
+    let url = keel_proto::tls::url(address, tls).map_err(|e| match e {
+        keel_proto::tls::AddressError::Empty => bad("it is empty"),
+        keel_proto::tls::AddressError::Scheme { .. } => bad("the scheme must be http or https"),
+        keel_proto::tls::AddressError::Plaintext { .. } => bad(
+            "this cluster uses TLS: plaintext http:// is refused (advertise https:// or a bare host:port)",
+        ),
+    })?;
     let uri: tonic::codegen::http::Uri =
         url.parse().map_err(|_| bad("it does not parse as a URL"))?;
     if !matches!(uri.scheme_str(), Some("http" | "https")) {
@@ -111,10 +110,11 @@ fn refusal(server: &str, chunk: &str, e: &Error) -> pb::RefusedReplica {
     }
 }
 
-/// Validates a heartbeat: ids, address, and no chunk listed twice.
-pub fn heartbeat(req: pb::HeartbeatRequest) -> Result<Heartbeat, Error> {
+/// Validates a heartbeat: ids, address (by the TLS rule when `tls`), and
+/// no chunk listed twice.
+pub fn heartbeat(req: pb::HeartbeatRequest, tls: bool) -> Result<Heartbeat, Error> {
     server_id(&req.id)?;
-    let address = address(&req.id, &req.address)?;
+    let address = address(&req.id, &req.address, tls)?;
     let mut seen: HashSet<&str> = HashSet::with_capacity(req.chunks.len() + req.removed.len());
     for id in req
         .chunks
@@ -335,9 +335,22 @@ mod tests {
 
     #[test]
     fn a_good_heartbeat_is_normalized() {
-        let hb = heartbeat(req()).expect("valid");
+        let hb = heartbeat(req(), false).expect("valid");
         assert_eq!(hb.address, "http://127.0.0.1:7001");
         assert_eq!(hb.chunks.len(), 1);
+    }
+
+    #[test]
+    fn with_tls_an_address_is_https_and_plaintext_is_refused() {
+        let hb = heartbeat(req(), true).expect("bare is https");
+        assert_eq!(hb.address, "https://127.0.0.1:7001");
+        let mut r = req();
+        r.address = "http://127.0.0.1:7001".into();
+        let err = heartbeat(r, true).expect_err("http:// refused");
+        assert!(
+            err.to_string().contains("plaintext http:// is refused"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -345,7 +358,7 @@ mod tests {
         let bad = |f: &dyn Fn(&mut pb::HeartbeatRequest)| {
             let mut r = req();
             f(&mut r);
-            heartbeat(r).err().map(|e| e.to_string())
+            heartbeat(r, false).err().map(|e| e.to_string())
         };
         assert!(bad(&|r| r.id.clear()).is_some_and(|e| e.contains("server id")));
         assert!(bad(&|r| r.id = "a/b".into()).is_some());
@@ -387,7 +400,7 @@ mod tests {
         // What is left is a good heartbeat that still adds up.
         assert_eq!(r.chunk_count, 1);
         assert_eq!(r.removed, ["b"]);
-        let hb = heartbeat(r).expect("the rest is valid");
+        let hb = heartbeat(r, false).expect("the rest is valid");
         assert_eq!(hb.chunks.len(), 1);
         // Nothing to refuse: nothing changes.
         let mut good = req();

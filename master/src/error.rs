@@ -198,7 +198,14 @@ impl From<Error> for tonic::Status {
             Error::SafeMode { .. } => Code::Unavailable,
             Error::Planner(_) => Code::Internal,
         };
-        tonic::Status::new(code, e.to_string())
+        let mut status = tonic::Status::new(code, e.to_string());
+        if let Error::SafeMode { remaining_ms } = e {
+            // Machine-readable, so clients wait it out without parsing text.
+            status
+                .metadata_mut()
+                .insert(keel_proto::SAFE_MODE_HEADER, remaining_ms.into());
+        }
+        status
     }
 }
 
@@ -214,6 +221,8 @@ mod tests {
         let s: tonic::Status = Error::SafeMode { remaining_ms: 1500 }.into();
         assert_eq!(s.code(), tonic::Code::Unavailable);
         assert!(s.message().contains("safe mode for another 1500 ms"));
+        let left = s.metadata().get(keel_proto::SAFE_MODE_HEADER);
+        assert_eq!(left.and_then(|v| v.to_str().ok()), Some("1500"));
         let s: tonic::Status = Error::ServerDead {
             server: "cs2".into(),
         }

@@ -2,9 +2,11 @@
 //! and HTTP on already-bound listeners (so tests can bind port 0), and shuts
 //! down gracefully within a deadline.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::serve::ListenerExt;
 use keel_proto::serving;
 use keel_proto::v1::master_server::MasterServer;
 use tokio::net::TcpListener;
@@ -59,6 +61,9 @@ pub enum RunError {
     /// `--etcd` is unusable.
     #[error(transparent)]
     Etcd(#[from] EtcdError),
+    /// `--advertise` breaks the TLS rule or names no scheme Keel speaks.
+    #[error("--advertise: {0}")]
+    Advertise(#[from] keel_proto::tls::AddressError),
 }
 
 /// The long-lived parts every front door and loop share.
@@ -128,12 +133,18 @@ impl Core {
 }
 
 /// The address this master advertises: `--advertise`, else the bound one.
-fn advertise(config: &Config, bound: std::net::SocketAddr, tls: bool) -> String {
+/// With any TLS flag set a bare `--advertise` is `https://` and `http://`
+/// is refused ([`keel_proto::tls::url`]); the bound address is `https://`
+/// when this master serves TLS.
+fn advertise(
+    config: &Config,
+    bound: std::net::SocketAddr,
+) -> Result<String, keel_proto::tls::AddressError> {
+    let tls = config.security.tls();
     match &config.advertise {
-        Some(a) if a.contains("://") => a.trim().trim_end_matches('/').to_owned(),
-        Some(a) => format!("http://{}", a.trim()),
-        None if tls => format!("https://{bound}"),
-        None => format!("http://{bound}"),
+        Some(a) => keel_proto::tls::url(a, tls.any()),
+        None if tls.cert.is_some() => Ok(format!("https://{bound}")),
+        None => Ok(format!("http://{bound}")),
     }
 }
 
@@ -229,6 +240,7 @@ fn serve_http(
     shutdown: &CancellationToken,
 ) -> Result<JoinHandle<()>, RunError> {
     let addr = listener.local_addr()?;
+    let tls = core.security.http_tls.clone();
     let router = http::router(
         Arc::clone(&core.meta),
         Arc::clone(&core.metrics),
@@ -237,17 +249,40 @@ fn serve_http(
             core.balancer.clone(),
             core.ha.leadership.clone(),
             core.security.tokens.clone(),
-        ),
+        )
+        .with_secure_cookies(tls.is_some()),
     );
-    let server =
-        axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let task = tokio::spawn(async move {
+    // The peer address keys the login limiter.
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
+    let stop = shutdown.clone().cancelled_owned();
+    let task = match tls {
+        // `tap_io` only lends the listener axum's peer-address plumbing.
+        Some(tls) => {
+            let listener = keel_proto::https::HttpsListener::new(listener, tls)?.tap_io(|_| {});
+            spawn_http(
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .into_future(),
+            )
+        }
+        None => spawn_http(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .into_future(),
+        ),
+    };
+    info!(addr = %addr, https = core.security.http_tls.is_some(), "http listening");
+    Ok(task)
+}
+
+fn spawn_http(
+    server: impl std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
         if let Err(e) = server.await {
             warn!(error = %e, "http server failed");
         }
-    });
-    info!(addr = %addr, "http listening");
-    Ok(task)
+    })
 }
 
 /// How long a server may take to close its connections once every
@@ -302,8 +337,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let started = Instant::now();
     let bound = grpc.local_addr()?;
-    let tls = config.security.tls_cert.is_some();
-    let advertised = advertise(&config, bound, tls);
+    let advertised = advertise(&config, bound)?;
     if !config.etcd.is_empty() && config.advertise.is_none() && bound.ip().is_unspecified() {
         warn!(address = %advertised, "advertising an unspecified address; set --advertise so standbys name a leader clients can reach");
     }

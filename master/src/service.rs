@@ -284,7 +284,7 @@ impl Master for MasterService {
         let refused = convert::refuse_bad_entries(&mut req);
         let refused_held = (listed - req.chunks.len()) as u64;
         let reported_term = req.term;
-        let hb = convert::heartbeat(req)?;
+        let hb = convert::heartbeat(req, self.mover.tls())?;
         let server = hb.id.clone();
         let send_full_report = if hb.full_report {
             // Up to a page (or a 64 MiB message) of replicas: recorded off the

@@ -23,6 +23,8 @@ pub mod chunk_id;
 pub mod exposition;
 #[cfg(feature = "clap")]
 pub mod flags;
+#[cfg(feature = "https")]
+pub mod https;
 pub mod logging;
 pub mod move_id;
 pub mod rpc_timing;
@@ -63,6 +65,11 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 /// releasing its source; the master clamps requests to its live servers, and
 /// chunk servers refuse writes above this.
 pub const MAX_REPLICATION: u32 = 16;
+
+/// Response metadata a master in safe mode adds to the calls it refuses for
+/// that reason: the milliseconds left, so clients can wait it out instead
+/// of reading the refusal as an outage.
+pub const SAFE_MODE_HEADER: &str = "keel-safe-mode-ms";
 
 /// Checks a replication factor where it enters (a write, a copy's header, a
 /// heartbeat): `1..=MAX_REPLICATION`. The error is a sentence for the caller.

@@ -6,6 +6,10 @@
 //!   it also requires a client certificate signed by that CA (mTLS).
 //! - A client verifies `https://` servers against `--tls-ca` and presents its
 //!   own certificate and key when given.
+//! - Once any TLS flag is set, TLS cannot be skipped: [`url`] reads a bare
+//!   `host:port` as `https://host:port` and refuses `http://`, and
+//!   [`endpoint`] refuses to dial `http://` at all, so no token is ever
+//!   sent in the clear by a process set up for TLS.
 //! - [`incoming`] is the servers' accept loop: it handshakes off the accept
 //!   path, under a deadline, and says in the log when a client spoke
 //!   plaintext to a TLS port.
@@ -77,8 +81,15 @@ pub enum TlsError {
         /// The address.
         url: String,
     },
-    /// An `http://` address while this client is set up for TLS is fine; an
-    /// endpoint tonic refuses is not.
+    /// An `http://` address while this process is set up for TLS.
+    #[error(
+        "{url}: plaintext http:// is refused once TLS is set up (--tls-*): use https:// or a bare host:port"
+    )]
+    Plaintext {
+        /// The address.
+        url: String,
+    },
+    /// An endpoint tonic refuses.
     #[error("{url}: {reason}")]
     Endpoint {
         /// The address.
@@ -173,6 +184,27 @@ impl TlsFiles {
         Ok(Some(Arc::new(config)))
     }
 
+    /// The server side of `--http-listen`: `None` (plaintext) without a
+    /// certificate and key; HTTP/1.1 with the same certificate, and no
+    /// client certificate asked for (see [`crate::https`]).
+    pub fn http_server(&self) -> Result<Option<Arc<ServerConfig>>, TlsError> {
+        let Some((cert, key_path)) = self.pair()? else {
+            return Ok(None);
+        };
+        let chain = certs("--tls-cert", cert)?;
+        let key = key(key_path)?;
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let rustls = |e: tokio_rustls::rustls::Error| TlsError::Rustls(e.to_string());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(rustls)?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(rustls)?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Some(Arc::new(config)))
+    }
+
     /// The client side: `None` when no TLS flag is given (then `https://`
     /// addresses are refused); otherwise the CA to verify servers against and
     /// the identity to present. The files are read and checked now.
@@ -214,11 +246,75 @@ fn roots(ca: &Path) -> Result<RootCertStore, TlsError> {
     Ok(store)
 }
 
-/// Applies the client TLS settings to `endpoint`: `https://` needs them,
-/// `http://` ignores them.
+/// Why an address is not usable under the scheme rule of [`url`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    /// Nothing was given.
+    #[error("no address given (expected HOST:PORT)")]
+    Empty,
+    /// A scheme other than `http` and `https`.
+    #[error(
+        "{address:?}: unsupported scheme {scheme:?} (use https://, http:// or a bare host:port)"
+    )]
+    Scheme {
+        /// The address.
+        address: String,
+        /// Its scheme.
+        scheme: String,
+    },
+    /// `http://` while TLS is set up.
+    #[error(
+        "{address:?}: plaintext http:// is refused once TLS is set up (--tls-*): use https:// or a bare host:port"
+    )]
+    Plaintext {
+        /// The address.
+        address: String,
+    },
+}
+
+/// `address` as `scheme://host:port` (no trailing `/`), by the one rule all
+/// binaries share: with `tls` (any TLS flag set), a bare `host:port` means
+/// `https://host:port` and `http://` is refused; without, a bare address
+/// means `http://`. Only the scheme is checked here; the rest is left to the
+/// URI parser of the caller.
+pub fn url(address: &str, tls: bool) -> Result<String, AddressError> {
+    let s = address.trim();
+    let (scheme, rest) = match s.split_once("://") {
+        Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
+        None if tls => ("https".to_owned(), s),
+        None => ("http".to_owned(), s),
+    };
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() {
+        return Err(AddressError::Empty);
+    }
+    match scheme.as_str() {
+        "https" => {}
+        "http" if !tls => {}
+        "http" => {
+            return Err(AddressError::Plaintext {
+                address: s.to_owned(),
+            });
+        }
+        _ => {
+            return Err(AddressError::Scheme {
+                address: s.to_owned(),
+                scheme,
+            });
+        }
+    }
+    Ok(format!("{scheme}://{rest}"))
+}
+
+/// Applies the client TLS settings to `endpoint`: `https://` needs them;
+/// `http://` is dialled only by a process with no TLS set up at all (the
+/// last check before anything is sent, whatever the address came from).
 pub fn endpoint(endpoint: Endpoint, tls: Option<&ClientTlsConfig>) -> Result<Endpoint, TlsError> {
     let url = endpoint.uri().to_string();
     if endpoint.uri().scheme_str() != Some("https") {
+        if tls.is_some() {
+            return Err(TlsError::Plaintext { url });
+        }
         return Ok(endpoint);
     }
     let Some(tls) = tls else {
@@ -239,6 +335,16 @@ pub enum Conn {
     Plain(TcpStream),
     /// A TLS connection whose handshake is done.
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl Conn {
+    /// The address of the other end.
+    pub fn peer(&self) -> io::Result<std::net::SocketAddr> {
+        match self {
+            Conn::Plain(s) => s.peer_addr(),
+            Conn::Tls(s) => s.get_ref().0.peer_addr(),
+        }
+    }
 }
 
 impl Connected for Conn {
@@ -410,4 +516,45 @@ async fn refuse_plaintext(mut stream: TcpStream) {
         Ok::<_, io::Error>(())
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_address_follows_tls() {
+        assert_eq!(url("h:1", false).as_deref(), Ok("http://h:1"));
+        assert_eq!(url(" h:1/ ", true).as_deref(), Ok("https://h:1"));
+        assert_eq!(url("https://h:1", false).as_deref(), Ok("https://h:1"));
+        assert_eq!(url("http://h:1", false).as_deref(), Ok("http://h:1"));
+    }
+
+    #[test]
+    fn plaintext_is_refused_once_tls_is_set_up() {
+        assert!(matches!(
+            url("http://h:1", true),
+            Err(AddressError::Plaintext { .. })
+        ));
+        assert!(matches!(
+            url("HTTP://h:1", true),
+            Err(AddressError::Plaintext { .. })
+        ));
+        assert!(matches!(
+            url("ftp://h", false),
+            Err(AddressError::Scheme { .. })
+        ));
+        assert_eq!(url("https://", true), Err(AddressError::Empty));
+        assert_eq!(url("http://", false), Err(AddressError::Empty));
+        assert_eq!(url("  ", false), Err(AddressError::Empty));
+    }
+
+    #[test]
+    fn no_endpoint_dials_http_with_tls_set_up() {
+        let tls = ClientTlsConfig::new();
+        let http = Endpoint::from_static("http://127.0.0.1:1");
+        let err = endpoint(http.clone(), Some(&tls)).expect_err("refused");
+        assert!(err.to_string().contains("plaintext"), "{err}");
+        assert!(endpoint(http, None).is_ok());
+    }
 }

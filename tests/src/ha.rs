@@ -36,14 +36,26 @@ pub struct Etcd {
     log: PathBuf,
     /// Client address (`--listen-client-urls`).
     pub addr: SocketAddr,
+    /// Where `/health` is served in plaintext (the client address, or
+    /// `--listen-metrics-urls` when clients speak TLS).
+    health: SocketAddr,
+    /// Clients speak TLS.
+    tls: bool,
 }
 
 impl Etcd {
     /// Starts a one-member etcd with its data in `dir` and waits until it
     /// answers `/health`.
     pub async fn start(dir: &std::path::Path) -> Result<Self> {
+        Etcd::start_with(dir, None).await
+    }
+
+    /// The same; with `tls` (a dir made by `scripts/dev-certs.sh`), clients
+    /// must speak TLS and present a certificate from its CA.
+    pub async fn start_with(dir: &std::path::Path, tls: Option<&std::path::Path>) -> Result<Self> {
         let (client, peer) = (free_port()?, free_port()?);
-        let client_url = format!("http://127.0.0.1:{client}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let client_url = format!("{scheme}://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let data = dir.join("etcd-data");
         let args = vec![
@@ -62,11 +74,32 @@ impl Etcd {
             "--initial-cluster".into(),
             format!("default={peer_url}"),
         ];
+        let addr: SocketAddr = format!("127.0.0.1:{client}").parse()?;
+        let mut args = args;
+        let mut health = addr;
+        if let Some(certs) = tls {
+            let metrics = free_port()?;
+            health = format!("127.0.0.1:{metrics}").parse()?;
+            let p = |f: &str| certs.join(f).display().to_string();
+            args.extend([
+                "--cert-file".into(),
+                p("node.crt"),
+                "--key-file".into(),
+                p("node.key"),
+                "--trusted-ca-file".into(),
+                p("ca.crt"),
+                "--client-cert-auth".into(),
+                "--listen-metrics-urls".into(),
+                format!("http://{health}"),
+            ]);
+        }
         let mut e = Etcd {
             child: None,
             args,
             log: dir.join("etcd.log"),
-            addr: format!("127.0.0.1:{client}").parse()?,
+            addr,
+            health,
+            tls: tls.is_some(),
         };
         e.spawn().await?;
         Ok(e)
@@ -85,7 +118,7 @@ impl Etcd {
             .spawn()
             .with_context(|| format!("spawning {} (install etcd-server)", etcd_bin().display()))?;
         self.child = Some(child);
-        let addr = self.addr;
+        let addr = self.health;
         let ready = wait_until("etcd healthy", Duration::from_secs(20), || async move {
             matches!(http_get(addr, "/health").await, Ok((200, body)) if body.contains("true"))
         })
@@ -96,9 +129,28 @@ impl Etcd {
         Ok(())
     }
 
-    /// `http://ADDR` for `--etcd`.
+    /// `http://ADDR` (`https://` with TLS) for `--etcd`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Turns on etcd's authentication with user `root` and `password`,
+    /// through its JSON gateway (plaintext etcd only).
+    pub async fn enable_auth(&self, password: &str) -> Result<()> {
+        let user = format!(r#"{{"name":"root","password":"{password}"}}"#);
+        for (path, body) in [
+            ("/v3/auth/user/add", user.as_str()),
+            ("/v3/auth/role/add", r#"{"name":"root"}"#),
+            ("/v3/auth/user/grant", r#"{"user":"root","role":"root"}"#),
+            ("/v3/auth/enable", "{}"),
+        ] {
+            let (code, text) = crate::master::http_post(self.addr, path, body).await?;
+            if code != 200 {
+                bail!("etcd {path}: {code} {text}");
+            }
+        }
+        Ok(())
     }
 
     /// Process id of the running etcd.

@@ -169,6 +169,28 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
     Ok((code, body.to_owned()))
 }
 
+/// `POST path` with a JSON `body` over plaintext HTTP/1.0: status and body.
+pub async fn http_post(addr: SocketAddr, path: &str, body: &str) -> Result<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let req = format!(
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await?;
+    let text = String::from_utf8(raw).context("response is not UTF-8")?;
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        bail!("no header/body separator in {text:?}");
+    };
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("no status code in {head:?}"))?;
+    Ok((code, body.to_owned()))
+}
+
 /// The value of the sample `series` (name plus labels exactly as rendered,
 /// e.g. `keel_server_alive{server="cs1"}`) in a Prometheus text body.
 pub fn metric(body: &str, series: &str) -> Option<f64> {

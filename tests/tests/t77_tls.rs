@@ -311,14 +311,47 @@ async fn every_bad_way_in_fails_with_a_reason() -> Result<()> {
     Ok(())
 }
 
+/// Keys and tokens at rest: only their owner may read them; certificates
+/// are public.
+#[test]
+fn dev_certs_keeps_keys_and_tokens_private() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if openssl_missing() {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let certs = Certs::make(dir.path())?;
+    let mode = |name: &str| -> Result<u32> {
+        Ok(std::fs::metadata(certs.good.join(name))?
+            .permissions()
+            .mode()
+            & 0o777)
+    };
+    for secret in [
+        "ca.key",
+        "node.key",
+        "client.key",
+        "cluster.token",
+        "client.token",
+    ] {
+        assert_eq!(mode(secret)?, 0o600, "{secret} must be private");
+    }
+    for public in ["ca.crt", "node.crt", "client.crt"] {
+        assert_eq!(mode(public)?, 0o644, "{public}");
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn an_expired_server_certificate_is_refused() -> Result<()> {
-    let Some((mut c, certs, _)) = tls_cluster(0)? else {
+    let Some((mut c, certs, master)) = tls_cluster(0)? else {
         return Ok(());
     };
+    // Under TLS the default `--master` (`http://…`) is refused: name it.
     let mut extra = certs.daemon_flags();
     extra[1] = certs.path("expired-node.crt");
     extra[3] = certs.path("expired-node.key");
+    extra.extend(["--master".into(), master.clone()]);
     let opts = CsOpts {
         with_master: false,
         extra,
@@ -332,7 +365,8 @@ async fn an_expired_server_certificate_is_refused() -> Result<()> {
     assert!(err.to_lowercase().contains("expired"), "{err}");
     // The same server is fine once given a valid certificate: the failure
     // above was the certificate's date, nothing else.
-    let extra = certs.daemon_flags();
+    let mut extra = certs.daemon_flags();
+    extra.extend(["--master".into(), master]);
     let opts = CsOpts {
         with_master: false,
         extra,

@@ -65,7 +65,7 @@ pub async fn play(
     let specs = data::skewed(args.chunks, args.chunk_size);
     let unit = data::unit_bytes(&specs, args.chunk_size);
     let (mut stage, grpc, http) = start(cluster, args, say, unit).await?;
-    let clients = Clients::new(&stage.url, common.token, common.timeout)?;
+    let clients = Clients::new(&stage.url, common.token, common.timeout, None)?;
     let master = clients.master().await?;
     wait_alive(&master, 4).await?;
     let (stored, before) = fill(&stage, &clients, &master, &specs).await?;

@@ -88,10 +88,10 @@ pub async fn run(master: &Master, args: ExecuteArgs, json: bool) -> Result<(), E
         moves: args.moves.iter().map(to_proto).collect(),
     };
     let resp = master
-        .call_long(
-            "rebalance execute",
-            master.long.clone().rebalance_execute(req),
-        )
+        .call_long_changing("rebalance execute", || {
+            let (mut c, req) = (master.long.clone(), req.clone());
+            async move { c.rebalance_execute(req).await }
+        })
         .await?;
     let out = ExecuteJson::from(&resp);
     if json {

@@ -165,10 +165,10 @@ pub async fn status(master: &Master, json: bool) -> Result<(), Error> {
 pub async fn pause(master: &Master, json: bool) -> Result<(), Error> {
     let req = RebalancePauseRequest {};
     let resp = master
-        .call(
-            "rebalance pause",
-            master.client.clone().rebalance_pause(req),
-        )
+        .call_changing("rebalance pause", || {
+            let mut c = master.client.clone();
+            async move { c.rebalance_pause(req).await }
+        })
         .await?;
     let head = match resp.running {
         0 => "balancer paused: no new move starts\n\n".to_owned(),
@@ -184,10 +184,10 @@ pub async fn pause(master: &Master, json: bool) -> Result<(), Error> {
 pub async fn resume(master: &Master, json: bool) -> Result<(), Error> {
     let req = RebalanceResumeRequest {};
     let resp = master
-        .call(
-            "rebalance resume",
-            master.client.clone().rebalance_resume(req),
-        )
+        .call_changing("rebalance resume", || {
+            let mut c = master.client.clone();
+            async move { c.rebalance_resume(req).await }
+        })
         .await?;
     show(&resp, "balancer resumed\n\n", json)
 }

@@ -60,10 +60,10 @@ pub async fn run(master: &Master, args: RunArgs, json: bool) -> Result<(), Error
         false => None,
     };
     let resp = master
-        .call(
-            "rebalance run",
-            master.client.clone().rebalance_run(RebalanceRunRequest {}),
-        )
+        .call_changing("rebalance run", || {
+            let mut c = master.client.clone();
+            async move { c.rebalance_run(RebalanceRunRequest {}).await }
+        })
         .await?;
     if !json {
         output::print_stdout(&render_run(&resp))?;

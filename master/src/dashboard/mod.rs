@@ -12,19 +12,22 @@
 //! - `status.rs`: the `/api/status` answer (pure); `stuck.rs`: the stuck
 //!   banner's likely cause.
 //! - `session.rs`: bearer and cookie checks, the login form's sessions.
+//! - `throttle.rs`: logins limited per source address.
 //! - this file: routes and handlers.
 
 pub mod session;
 pub mod status;
 mod stuck;
+pub mod throttle;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -37,6 +40,7 @@ use crate::history::unix_ms;
 use crate::meta::lock;
 use session::{SessionError, Sessions};
 use status::{Inputs, RATE_WINDOW_MS};
+use throttle::LoginLimiter;
 
 const PAGE: &str = include_str!("../../assets/dashboard.html");
 const LOGIN: &str = include_str!("../../assets/login.html");
@@ -49,6 +53,10 @@ pub struct Dashboard {
     balancer: Balancer,
     leadership: Leadership,
     sessions: Arc<Sessions>,
+    /// Login attempts per source address.
+    logins: Arc<LoginLimiter>,
+    /// Served over HTTPS: session cookies are `Secure`.
+    secure: bool,
 }
 
 impl Dashboard {
@@ -58,7 +66,15 @@ impl Dashboard {
             balancer,
             leadership,
             sessions: Arc::new(Sessions::new(tokens)),
+            logins: Arc::new(LoginLimiter::default()),
+            secure: false,
         }
+    }
+
+    /// Marks session cookies `Secure` (the listener serves HTTPS).
+    pub fn with_secure_cookies(mut self, secure: bool) -> Self {
+        self.secure = secure;
+        self
     }
 
     /// The `/api/status` answer now.
@@ -179,9 +195,24 @@ async fn api_history(State(d): State<Dashboard>, headers: HeaderMap) -> Response
     json(&d, &headers, || to_json(&d.balancer.history().snapshot()))
 }
 
-async fn login(State(d): State<Dashboard>, body: Bytes) -> Response {
+async fn login(
+    State(d): State<Dashboard>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Response {
     if !d.sessions.enabled() {
         return redirect_home(None);
+    }
+    if let Err(wait) = d.logins.attempt(peer.ip()) {
+        tracing::warn!(%peer, "dashboard login refused: too many attempts from this address");
+        let text = format!(
+            "Too many login attempts from this address. Try again in {} s.",
+            wait.as_secs().max(1)
+        );
+        return html(
+            StatusCode::TOO_MANY_REQUESTS,
+            LOGIN.replace("{{message}}", &text),
+        );
     }
     if body.len() > session::MAX_FORM_BYTES {
         return login_page("That is too long to be a token.");
@@ -190,7 +221,7 @@ async fn login(State(d): State<Dashboard>, body: Bytes) -> Response {
         return login_page("Enter the cluster token or the read-only client token.");
     };
     match d.sessions.login(&token) {
-        Ok(id) => redirect_home(Some(session::set_cookie(&id))),
+        Ok(id) => redirect_home(Some(session::set_cookie(&id, d.secure))),
         Err(SessionError::WrongToken) => {
             login_page("Wrong token. Try the cluster token or the read-only client token.")
         }
@@ -203,7 +234,7 @@ async fn login(State(d): State<Dashboard>, body: Bytes) -> Response {
 
 async fn logout(State(d): State<Dashboard>, headers: HeaderMap) -> Response {
     d.sessions.logout(&headers);
-    redirect_home(Some(session::clear_cookie()))
+    redirect_home(Some(session::clear_cookie(d.secure)))
 }
 
 /// `303 See Other` to `/`, setting `cookie` if given.

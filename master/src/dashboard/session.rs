@@ -115,16 +115,26 @@ impl Sessions {
 }
 
 /// The `Set-Cookie` value of a new session.
-pub fn set_cookie(id: &str) -> String {
+/// `secure` (served over HTTPS) adds `Secure`: the browser then never
+/// sends the cookie in plaintext.
+pub fn set_cookie(id: &str, secure: bool) -> String {
     format!(
-        "{COOKIE_NAME}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-        SESSION_TTL.as_secs()
+        "{COOKIE_NAME}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        SESSION_TTL.as_secs(),
+        secure_attr(secure)
     )
 }
 
+fn secure_attr(secure: bool) -> &'static str {
+    if secure { "; Secure" } else { "" }
+}
+
 /// The `Set-Cookie` value that removes the session cookie.
-pub fn clear_cookie() -> String {
-    format!("{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+pub fn clear_cookie(secure: bool) -> String {
+    format!(
+        "{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        secure_attr(secure)
+    )
 }
 
 /// The session id in the request's cookies.
@@ -204,7 +214,10 @@ mod tests {
         assert!(s.admits(&h));
         h.insert(AUTHORIZATION, "Bearer read-only2".parse().expect("header"));
         assert!(!s.admits(&h));
-        assert!(set_cookie("x").contains("HttpOnly; SameSite=Strict"));
+        assert!(set_cookie("x", false).contains("HttpOnly; SameSite=Strict"));
+        assert!(!set_cookie("x", false).contains("Secure"));
+        assert!(set_cookie("x", true).ends_with("; Secure"));
+        assert!(clear_cookie(true).ends_with("; Secure"));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use keel_proto::etcd::etcdserverpb::WatchResponse;
 use tonic::Streaming;
@@ -118,6 +118,10 @@ impl Campaign {
                 Err(e) => {
                     if quiet {
                         debug!(error = %e, "etcd unreachable; campaigning again");
+                    } else if matches!(e, EtcdError::Auth { .. }) {
+                        // Not an outage: only the operator can fix it.
+                        error!(error = %e, "etcd refused this master's credentials; it stays a standby and keeps trying");
+                        quiet = true;
                     } else {
                         warn!(error = %e, "etcd unreachable; this master stays a standby and keeps trying");
                         quiet = true;

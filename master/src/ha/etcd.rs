@@ -1,19 +1,27 @@
 //! A small client of etcd's v3 KV and Lease services: what leader election
 //! and the operator state need, over lazily connected channels to every
 //! `--etcd` endpoint. A call that fails for want of a connection moves on to
-//! the next endpoint for the following call.
+//! the next endpoint for the following call. TLS and authentication: see
+//! [`super::access`].
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use keel_proto::etcd::etcdserverpb::{
-    Compare, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeRequest, PutRequest,
-    RangeRequest, RequestOp, TxnRequest, WatchCreateRequest, WatchRequest, WatchResponse, compare,
-    kv_client::KvClient, lease_client::LeaseClient, request_op, response_op,
-    watch_client::WatchClient, watch_create_request, watch_request,
+    AuthenticateRequest, Compare, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeRequest,
+    PutRequest, RangeRequest, RequestOp, TxnRequest, WatchCreateRequest, WatchRequest,
+    WatchResponse, auth_client::AuthClient, compare, kv_client::KvClient,
+    lease_client::LeaseClient, request_op, response_op, watch_client::WatchClient,
+    watch_create_request, watch_request,
 };
 use tokio_stream::StreamExt;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+use super::access::{Credentials, EtcdAccess, TokenCache, TokenHeader};
+
+/// A channel whose calls carry etcd's auth token, when there is one.
+type Authed = InterceptedService<Channel, TokenHeader>;
 
 /// How long connecting to an etcd endpoint may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -32,6 +40,24 @@ pub enum EtcdError {
     /// No endpoint was given.
     #[error("--etcd names no endpoint")]
     NoEndpoint,
+    /// A TLS or authentication flag is unusable.
+    #[error("{detail}")]
+    Access {
+        /// What is wrong, naming the flag.
+        detail: String,
+    },
+    /// etcd refused the user and password.
+    #[error(
+        "etcd at {endpoint}: authentication as user {user:?} failed: {message} (check --etcd-user and --etcd-password-file)"
+    )]
+    Auth {
+        /// The endpoint asked.
+        endpoint: String,
+        /// `--etcd-user`.
+        user: String,
+        /// etcd's answer.
+        message: String,
+    },
     /// etcd answered with an error, or could not be reached.
     #[error("etcd at {endpoint}: {op} failed: {code:?}: {message}")]
     Rpc {
@@ -93,28 +119,43 @@ pub struct Etcd {
     current: AtomicUsize,
     /// Deadline of every call.
     timeout: Duration,
+    /// `--etcd-user` and its password: calls carry a token.
+    credentials: Option<Credentials>,
+    /// The token etcd issued for them.
+    token: TokenCache,
 }
 
 impl Etcd {
-    /// Clients of `endpoints` (`http://host:port` or `host:port`); nothing
-    /// connects until the first call.
+    /// Clients of `endpoints` (`http://host:port` or `host:port`), in
+    /// plaintext and without authentication; nothing connects until the
+    /// first call.
     pub fn new(endpoints: &[String], timeout: Duration) -> Result<Self, EtcdError> {
+        Etcd::with_access(endpoints, timeout, EtcdAccess::default())
+    }
+
+    /// The same with TLS and authentication: with TLS a bare endpoint is
+    /// `https://` and `http://` is refused.
+    pub fn with_access(
+        endpoints: &[String],
+        timeout: Duration,
+        access: EtcdAccess,
+    ) -> Result<Self, EtcdError> {
         if endpoints.is_empty() {
             return Err(EtcdError::NoEndpoint);
         }
         let endpoints = endpoints
             .iter()
             .map(|e| {
-                let url = if e.contains("://") {
-                    e.trim().trim_end_matches('/').to_owned()
-                } else {
-                    format!("http://{}", e.trim())
+                let bad = |detail: String| EtcdError::BadEndpoint {
+                    endpoint: e.clone(),
+                    detail,
                 };
-                let channel = Endpoint::from_shared(url.clone())
-                    .map_err(|err| EtcdError::BadEndpoint {
-                        endpoint: e.clone(),
-                        detail: err.to_string(),
-                    })?
+                let url = keel_proto::tls::url(e, access.tls.is_some())
+                    .map_err(|err| bad(err.to_string()))?;
+                let endpoint =
+                    Endpoint::from_shared(url.clone()).map_err(|err| bad(err.to_string()))?;
+                let channel = keel_proto::tls::endpoint(endpoint, access.tls.as_ref())
+                    .map_err(|err| bad(err.to_string()))?
                     .connect_timeout(CONNECT_TIMEOUT)
                     .tcp_nodelay(true)
                     .connect_lazy();
@@ -125,7 +166,52 @@ impl Etcd {
             endpoints,
             current: AtomicUsize::new(0),
             timeout,
+            credentials: access.credentials,
+            token: TokenCache::default(),
         })
+    }
+
+    /// The token to send: none without credentials; the cached one; or a
+    /// new one from `Auth/Authenticate` at `url`.
+    async fn token(&self, url: &str, channel: Channel) -> Result<TokenHeader, EtcdError> {
+        let Some(c) = &self.credentials else {
+            return Ok(TokenHeader(None));
+        };
+        if let Some(t) = self.token.get() {
+            return Ok(TokenHeader(Some(t)));
+        }
+        let req = AuthenticateRequest {
+            name: c.user.clone(),
+            password: c.password.clone(),
+        };
+        let mut client = AuthClient::new(channel);
+        let answer = tokio::time::timeout(self.timeout, client.authenticate(req)).await;
+        let token = match answer {
+            Ok(Ok(r)) => r.into_inner().token,
+            Ok(Err(s)) if is_transport(&s) => return Err(rpc_error(url, "authenticate", &s)),
+            Ok(Err(s)) => {
+                return Err(EtcdError::Auth {
+                    endpoint: url.to_owned(),
+                    user: c.user.clone(),
+                    message: s.message().to_owned(),
+                });
+            }
+            Err(_) => {
+                return Err(EtcdError::Timeout {
+                    endpoint: url.to_owned(),
+                    op: "authenticate",
+                    timeout: self.timeout,
+                });
+            }
+        };
+        let value: tonic::metadata::MetadataValue<tonic::metadata::Ascii> =
+            token.parse().map_err(|_| EtcdError::Auth {
+                endpoint: url.to_owned(),
+                user: c.user.clone(),
+                message: "etcd issued a token that cannot be sent as metadata".into(),
+            })?;
+        self.token.set(value.clone());
+        Ok(TokenHeader(Some(value)))
     }
 
     fn pick(&self) -> (usize, &str, Channel) {
@@ -139,34 +225,50 @@ impl Etcd {
     async fn call<T, F>(
         &self,
         op: &'static str,
-        f: impl FnOnce(Channel) -> F,
+        f: impl FnOnce(Authed) -> F,
     ) -> Result<T, EtcdError>
     where
         F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let (i, url, channel) = self.pick();
-        let outcome = tokio::time::timeout(self.timeout, f(channel)).await;
+        let outcome = match self.token(url, channel.clone()).await {
+            Ok(token) => {
+                let authed = InterceptedService::new(channel, token);
+                tokio::time::timeout(self.timeout, f(authed)).await
+            }
+            Err(e) => {
+                self.next_endpoint(i);
+                return Err(e);
+            }
+        };
         let err = match outcome {
             Ok(Ok(r)) => return Ok(r.into_inner()),
-            Ok(Err(s)) => EtcdError::Rpc {
-                endpoint: url.to_owned(),
-                op,
-                code: s.code(),
-                message: s.message().to_owned(),
-            },
+            Ok(Err(s)) => {
+                if s.code() == tonic::Code::Unauthenticated {
+                    // Expired or revoked: the next call authenticates anew.
+                    self.token.clear();
+                }
+                rpc_error(url, op, &s)
+            }
             Err(_) => EtcdError::Timeout {
                 endpoint: url.to_owned(),
                 op,
                 timeout: self.timeout,
             },
         };
+        self.next_endpoint(i);
+        Err(err)
+    }
+
+    /// Sends the following calls to the endpoint after `i`, unless another
+    /// call already moved on.
+    fn next_endpoint(&self, i: usize) {
         let _ = self.current.compare_exchange(
             i,
             (i + 1) % self.endpoints.len(),
             Ordering::Relaxed,
             Ordering::Relaxed,
         );
-        Err(err)
     }
 
     /// Grants a lease of `ttl` (whole seconds, rounded up).
@@ -333,6 +435,24 @@ impl Etcd {
             .await?;
         Ok(r.succeeded)
     }
+}
+
+/// An etcd answer that is an error.
+fn rpc_error(url: &str, op: &'static str, s: &tonic::Status) -> EtcdError {
+    EtcdError::Rpc {
+        endpoint: url.to_owned(),
+        op,
+        code: s.code(),
+        message: s.message().to_owned(),
+    }
+}
+
+/// Whether `s` says etcd was not reached (rather than refusing the user).
+fn is_transport(s: &tonic::Status) -> bool {
+    matches!(
+        s.code(),
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+    )
 }
 
 /// The transaction condition "`key` was created at `revision`" (0: the key

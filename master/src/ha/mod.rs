@@ -24,9 +24,11 @@
 //! # Layout
 //! - this file: [`Leadership`], the handle every component reads.
 //! - `etcd.rs`: a small client of etcd's KV and Lease services.
+//! - `access.rs`: etcd's TLS and authentication flags, and the token.
 //! - `campaign.rs`: the election loop and the keep-alives.
 //! - `operator.rs`: operator state kept in etcd (pause), loaded by each new leader.
 
+mod access;
 mod campaign;
 mod etcd;
 mod operator;
@@ -38,6 +40,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+pub use access::{EtcdAccess, EtcdAccessFlags};
 pub use campaign::{Campaign, CampaignSettings, call_timeout};
 pub use etcd::{Etcd, EtcdError};
 pub use operator::OperatorState;
@@ -278,7 +281,8 @@ impl Ha {
             return Ok(Ha::single());
         }
         let timeout = call_timeout(config.leader_lease);
-        let etcd = Etcd::new(&config.etcd, timeout)?;
+        let access = config.etcd_access.access()?;
+        let etcd = Etcd::with_access(&config.etcd, timeout, access)?;
         Ok(Ha {
             leadership: Leadership::elected(advertise),
             etcd: Some((

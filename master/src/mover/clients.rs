@@ -114,6 +114,12 @@ impl Clients {
         self
     }
 
+    /// Whether TLS is set up: then every chunk-server address must be
+    /// `https://` (bare ones are read so), as [`keel_proto::tls::url`] says.
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// A client of the chunk server at `address` (connects on first use).
     pub fn client(&self, address: &str) -> Result<ChunkServerClient<Channel>, tonic::Status> {
         let channel = {

@@ -152,6 +152,11 @@ impl Mover {
         &self.metrics
     }
 
+    /// Whether TLS is set up towards chunk servers (see [`Clients::tls`]).
+    pub fn tls(&self) -> bool {
+        self.clients.tls()
+    }
+
     /// Whether this master leads (several masters: see [`crate::ha`]).
     pub fn leadership(&self) -> &crate::ha::Leadership {
         self.clients.leadership()
