@@ -243,6 +243,7 @@ impl Heartbeat {
                 crc32c: e.meta.crc32c,
                 replication: e.meta.replication,
                 reads: e.reads,
+                ..Default::default()
             })
             .collect();
         HeartbeatRequest {
@@ -262,6 +263,7 @@ impl Heartbeat {
             last_page: false,
             migrate_bandwidth_bytes_per_second: self.throttle.bytes_per_sec(),
             term,
+            ..Default::default()
         }
     }
 }

@@ -156,6 +156,7 @@ impl ChunkServer for ChunkService {
                         replication: e.meta.replication,
                     }),
                     reads: e.reads,
+                    ..Default::default()
                 })
             });
         reply(r)
@@ -210,18 +211,21 @@ impl ChunkServer for ChunkService {
                         crc32c: m.crc32c,
                         replication: m.replication,
                     }),
+                    ..Default::default()
                 },
                 Verdict::Corrupt(detail) => VerifyChunkResponse {
                     verdict: VerifyVerdict::Corrupt.into(),
                     detail,
                     header: None,
                     stamp,
+                    ..Default::default()
                 },
                 Verdict::Missing => VerifyChunkResponse {
                     verdict: VerifyVerdict::Missing.into(),
                     detail: "the chunk file is gone".into(),
                     header: None,
                     stamp,
+                    ..Default::default()
                 },
             })
         };

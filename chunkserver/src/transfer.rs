@@ -132,6 +132,7 @@ pub async fn copy_chunk(node: &Node, req: CopyChunkRequest) -> Result<CopyChunkR
         crc32c: meta.crc32c,
         replication: meta.replication,
         stamp: Some(crate::service::wire_stamp(node.store.stamp())),
+        ..Default::default()
     })
 }
 

@@ -302,6 +302,7 @@ impl Mover {
             DeleteChunkRequest {
                 chunk: chunk.to_owned(),
                 term: 0,
+                ..Default::default()
             },
             SMALL_RPC_TIMEOUT,
         )?;
