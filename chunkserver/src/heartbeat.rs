@@ -243,7 +243,8 @@ impl Heartbeat {
                 crc32c: e.meta.crc32c,
                 replication: e.meta.replication,
                 reads: e.reads,
-                ..Default::default()
+                replica_id: e.replica,
+                suspect: e.suspect,
             })
             .collect();
         HeartbeatRequest {
@@ -263,7 +264,7 @@ impl Heartbeat {
             last_page: false,
             migrate_bandwidth_bytes_per_second: self.throttle.bytes_per_sec(),
             term,
-            ..Default::default()
+            deleting: report.deleting,
         }
     }
 }
