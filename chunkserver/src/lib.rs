@@ -38,11 +38,14 @@ pub mod report;
 pub mod service;
 pub mod sink;
 pub mod store;
+pub mod test_hooks;
 pub mod throttle;
 pub mod transfer;
 pub mod write;
 pub mod write_gate;
 
+#[cfg(test)]
+mod store_replica_tests;
 #[cfg(test)]
 mod store_tests;
 
@@ -333,12 +336,13 @@ fn build_node(
         stream_idle_timeout = ?config.stream_idle_timeout,
         "transfer limits set"
     );
+    let reporter = MasterReporter::new(clients, &config.id).with_marks(Arc::clone(&store));
     Ok(Node {
         store,
         throttle: Arc::new(throttle),
         latency: Arc::new(latency),
         traffic: Arc::default(),
-        reporter: MasterReporter::new(clients, &config.id),
+        reporter,
         token,
         identity: Identity {
             id: config.id.clone(),

@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -18,10 +18,16 @@ use keel_proto::chunk_id::ChunkId;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::chunk_file::{AppendError, ChunkMeta, FinishError, TempChunk, open_chunk, sync_dir};
+use crate::chunk_file::{
+    AppendError, ChunkMeta, FinishError, INODE_REPLICA_BIT, TempChunk, open_chunk,
+};
 use crate::datadir::DataDir;
 use crate::error::{Error, Purpose};
 use crate::report::ChangeLog;
+
+mod removal;
+
+pub use removal::DeleteRunning;
 
 /// A committed chunk as the index knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +36,11 @@ pub struct Entry {
     pub meta: ChunkMeta,
     /// Client reads started since this process started.
     pub reads: u64,
+    /// The replica's identity, kept in its file (see `chunk_file`).
+    pub replica: u64,
+    /// Marked suspect (under verification, or its verification never
+    /// ended); the mark is kept in `suspect/` across restarts.
+    pub suspect: bool,
 }
 
 /// Totals of the store at one instant.
@@ -79,6 +90,8 @@ pub struct Report {
     pub chunks: Vec<(String, Entry)>,
     /// Ids gone since the last ack (empty for a full report).
     pub removed: Vec<String>,
+    /// Chunks with a delete running when the report was taken.
+    pub deleting: Vec<String>,
     /// Totals when the report was taken.
     pub totals: Totals,
 }
@@ -87,6 +100,10 @@ pub struct Report {
 struct State {
     chunks: HashMap<String, Entry>,
     in_flight: HashSet<String>,
+    /// Deletes running (admitted, not ended), by chunk id.
+    deleting: HashMap<String, usize>,
+    /// Identities of the copies this run moved to `damaged/`.
+    damaged: HashMap<String, u64>,
     used: u64,
     reserved: u64,
     log: ChangeLog,
@@ -106,6 +123,8 @@ pub struct Store {
     incarnation: u64,
     /// The drain mark (`DRAINING` in the data dir), mirrored in memory.
     draining: AtomicBool,
+    /// The last replica identity handed out (see [`Store::next_replica`]).
+    last_replica: AtomicU64,
 }
 
 impl Store {
@@ -117,11 +136,41 @@ impl Store {
             Some(c) => c,
             None => dir.fs_size()?,
         };
+        let suspects = dir.suspects()?;
         let chunks: HashMap<String, Entry> = dir
             .scan()?
             .into_iter()
-            .map(|(id, meta)| (id, Entry { meta, reads: 0 }))
+            .map(|(id, (meta, replica))| {
+                let suspect = suspects.get(&id) == Some(&replica);
+                let entry = Entry {
+                    meta,
+                    reads: 0,
+                    replica,
+                    suspect,
+                };
+                (id, entry)
+            })
             .collect();
+        for (id, replica) in &suspects {
+            if chunks.get(id).is_none_or(|e| e.replica != *replica) {
+                // The replica it meant is gone: nothing is left to doubt.
+                dir.clear_suspect(id)
+                    .map_err(|e| Error::io(format!("clearing the suspect mark of {id}"), e))?;
+            }
+        }
+        let suspect = chunks.values().filter(|e| e.suspect).count();
+        if suspect > 0 {
+            warn!(
+                suspect,
+                "replicas marked suspect by an unfinished verification; reported as such until a master verifies them"
+            );
+        }
+        let last_replica = chunks
+            .values()
+            .map(|e| e.replica)
+            .filter(|r| r & INODE_REPLICA_BIT == 0)
+            .max()
+            .unwrap_or(0);
         let used = chunks.values().map(|e| e.meta.size).sum();
         info!(chunks = chunks.len(), used, capacity, dir = %root.display(), "store opened");
         if used > capacity {
@@ -140,6 +189,7 @@ impl Store {
             capacity,
             incarnation: new_incarnation(),
             draining: AtomicBool::new(draining),
+            last_replica: AtomicU64::new(last_replica),
             state: Mutex::new(State {
                 chunks,
                 used,
@@ -177,6 +227,20 @@ impl Store {
         }
     }
 
+    /// A replica identity never handed out before on this data dir: the
+    /// clock in nanoseconds, or one more than the last when the clock is
+    /// behind (the largest one found at start-up seeds it). Below
+    /// [`INODE_REPLICA_BIT`], so never equal to an inode-named file's.
+    pub fn next_replica(&self) -> u64 {
+        let now = new_incarnation() & !INODE_REPLICA_BIT;
+        let next = |last: u64| Some(now.max(last + 1) & !INODE_REPLICA_BIT);
+        let prev = self
+            .last_replica
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, next)
+            .unwrap_or_else(|last| last);
+        now.max(prev + 1) & !INODE_REPLICA_BIT
+    }
+
     /// Whether the drain mark is set.
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
@@ -210,59 +274,6 @@ impl Store {
             self.note_change();
         }
         known
-    }
-
-    /// Rereads chunk `id` and checks its header, length and CRC32C. A damaged
-    /// chunk is moved to `damaged/` (kept for inspection until the master
-    /// deletes it) and a missing one forgotten; either way the next heartbeat
-    /// reports it gone. Blocking.
-    pub fn verify(&self, id: &ChunkId) -> Result<Verdict, Error> {
-        let key = id.as_str();
-        let known = self.entry(key)?.meta;
-        let path = self.dir.chunk_path(key);
-        let (mut file, meta) = match open_chunk(&path) {
-            Ok(opened) => opened,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.forget(key);
-                warn!(chunk = key, "chunk file is missing; dropped from the index");
-                return Ok(Verdict::Missing);
-            }
-            Err(e) => return Err(Error::io(format!("opening chunk {key}"), e)),
-        };
-        let problem = match meta {
-            Err(why) => Some(why),
-            Ok(m) if m != known => Some(format!(
-                "header changed on disk: indexed {known:?}, found {m:?}"
-            )),
-            Ok(m) => match crc_of(&mut file) {
-                Ok(crc) if crc == m.crc32c => None,
-                Ok(crc) => Some(format!(
-                    "CRC32C of the bytes is {crc:#010x}, the header says {:#010x}",
-                    m.crc32c
-                )),
-                Err(e) => Some(format!("reading the bytes failed: {e}")),
-            },
-        };
-        match problem {
-            None => Ok(Verdict::Whole(known)),
-            Some(why) => {
-                self.quarantine(key)?;
-                warn!(
-                    chunk = key,
-                    why, "chunk failed verification; moved to damaged/"
-                );
-                Ok(Verdict::Corrupt(why))
-            }
-        }
-    }
-
-    /// Moves a damaged chunk out of `chunks/` and out of the index.
-    fn quarantine(&self, id: &str) -> Result<(), Error> {
-        self.dir
-            .quarantine(id)
-            .map_err(|e| Error::io(format!("moving damaged chunk {id} aside"), e))?;
-        self.forget(id);
-        Ok(())
     }
 
     /// Forgets every indexed chunk whose file is gone (removed by hand, a
@@ -326,10 +337,11 @@ impl Store {
     }
 
     /// Creates the temp file a reserved chunk is written to. Blocking.
+    /// The file gets a new replica identity.
     pub fn create_temp(&self, res: &Reservation, meta: ChunkMeta) -> Result<TempChunk, Error> {
         let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.tmp.join(format!("{}.{n}.tmp", res.id));
-        TempChunk::create(path, meta)
+        TempChunk::create(path, meta, self.next_replica())
             .map_err(|e| Error::io(format!("creating temp file for chunk {}", res.id), e))
     }
 
@@ -337,6 +349,7 @@ impl Store {
     pub fn commit(&self, mut res: Reservation, temp: TempChunk) -> Result<ChunkMeta, Error> {
         let id = res.id.to_string();
         let declared = temp.meta();
+        let replica = temp.replica();
         let meta = temp
             .commit(&self.dir.chunk_path(&id))
             .map_err(|e| finish_error(&id, declared, e))?;
@@ -346,7 +359,13 @@ impl Store {
             st.reserved -= res.bytes;
             st.used += meta.size;
             st.log.touch(&id);
-            st.chunks.insert(id, Entry { meta, reads: 0 });
+            let entry = Entry {
+                meta,
+                reads: 0,
+                replica,
+                suspect: false,
+            };
+            st.chunks.insert(id, entry);
         }
         res.done = true;
         self.note_change();
@@ -398,56 +417,6 @@ impl Store {
             .ok_or_else(|| Error::NotFound { id: id.into() })
     }
 
-    /// Removes a chunk and returns the bytes freed, the stamp right after
-    /// the removal, and the file's new name under `tmp/`, which the caller
-    /// unlinks once it has answered. A read already streaming keeps its open
-    /// file and finishes. A copy moved to `damaged/` by [`Store::verify`] is
-    /// removed too. Blocking.
-    ///
-    /// The chunk leaves `chunks/` by a rename, made durable by the fsync of
-    /// `chunks/`: unlinking a large file whose pages are cached (a chunk just
-    /// copied here) takes the kernel a long time (about 0.2 s for 256 MiB on
-    /// a busy two-core machine), and a move waits for its source's delete.
-    /// A name left in `tmp/` by a crash is swept at the next start.
-    pub fn delete(&self, id: &ChunkId) -> Result<(u64, Stamp, Option<PathBuf>), Error> {
-        let key = id.as_str();
-        let damaged = self
-            .dir
-            .remove_damaged(key)
-            .map_err(|e| Error::io(format!("deleting damaged chunk {key}"), e))?;
-        if self.entry(key).is_err() {
-            return match damaged {
-                true => Ok((0, self.stamp(), None)),
-                false => Err(Error::NotFound { id: key.into() }),
-            };
-        }
-        let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
-        let trash = self.dir.tmp.join(format!("{key}.{n}.deleted.tmp"));
-        match std::fs::rename(self.dir.chunk_path(key), &trash) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.forget(key);
-                return Err(Error::NotFound { id: key.into() });
-            }
-            Err(e) => return Err(Error::io(format!("deleting chunk {key}"), e)),
-        }
-        // The file is gone: the index follows whatever the fsync says.
-        let (freed, seq) = {
-            let mut st = self.state();
-            let freed = st.chunks.remove(key).map_or(0, |e| e.meta.size);
-            st.used -= freed;
-            st.log.touch(key);
-            (freed, st.log.seq())
-        };
-        self.note_change();
-        if let Err(e) = sync_dir(&self.dir.chunks) {
-            // The chunk is gone from the index either way; its bytes go now.
-            let _ = std::fs::remove_file(&trash);
-            return Err(Error::io(format!("deleting chunk {key}"), e));
-        }
-        Ok((freed, self.stamp_at(seq), Some(trash)))
-    }
-
     /// Current totals.
     pub fn totals(&self) -> Totals {
         let st = self.state();
@@ -491,6 +460,7 @@ impl Store {
             stamp: self.stamp_at(st.log.seq()),
             chunks,
             removed,
+            deleting: st.deleting.keys().cloned().collect(),
             totals: self.totals_of(&st),
         }
     }
@@ -559,19 +529,6 @@ fn new_incarnation() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
-/// CRC32C of the rest of `file`.
-fn crc_of(file: &mut File) -> io::Result<u32> {
-    use std::io::Read;
-    let mut buf = vec![0u8; keel_proto::FRAME_BYTES];
-    let mut crc = 0u32;
-    loop {
-        match file.read(&mut buf)? {
-            0 => return Ok(crc),
-            n => crc = crc32c::crc32c_append(crc, &buf[..n]),
-        }
-    }
 }
 
 /// Appends bytes to a temp chunk, mapping failures to [`Error`]. Blocking.

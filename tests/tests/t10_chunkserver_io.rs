@@ -178,6 +178,7 @@ async fn round_trip_and_bad_input() -> Result<()> {
         .delete_chunk(DeleteChunkRequest {
             chunk: "big".into(),
             term: 0,
+            ..Default::default()
         })
         .await?;
     assert_eq!(freed.into_inner().freed_bytes, used);
@@ -185,6 +186,7 @@ async fn round_trip_and_bad_input() -> Result<()> {
         c.delete_chunk(DeleteChunkRequest {
             chunk: "big".into(),
             term: 0,
+            ..Default::default()
         })
         .await,
         Code::NotFound,
@@ -302,6 +304,7 @@ async fn a_read_in_progress_survives_a_delete() -> Result<()> {
         .delete_chunk(DeleteChunkRequest {
             chunk: "doomed".into(),
             term: 0,
+            ..Default::default()
         })
         .await?;
     assert_eq!(freed.into_inner().freed_bytes, data.len() as u64);
