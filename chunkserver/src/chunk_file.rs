@@ -1,5 +1,11 @@
 //! One chunk, one file: a fixed 64-byte header (size, CRC32C, replication,
-//! guarded by its own checksum) followed by the chunk's bytes.
+//! guarded by its own checksum; then the replica's identity with a second
+//! checksum) followed by the chunk's bytes.
+//!
+//! The replica identity names this one file: a delete carries the identity
+//! of the replica it means, so a delete meant for an older or damaged copy
+//! never removes a newer one. Files written before identities existed have
+//! zeros there; they are named by their inode instead ([`inode_replica`]).
 //!
 //! New chunks are written as [`TempChunk`]s under `tmp/`: bytes streamed in with
 //! a running CRC32C, checked against the header, fsynced, renamed into
@@ -28,8 +34,12 @@ pub struct ChunkMeta {
     pub replication: u32,
 }
 
-/// Encodes the header of a chunk file.
-pub fn encode_header(meta: &ChunkMeta) -> [u8; HEADER_LEN as usize] {
+/// Identities of files written before identities existed have this bit set
+/// (see [`inode_replica`]); identities this server assigns never do.
+pub const INODE_REPLICA_BIT: u64 = 1 << 63;
+
+/// Encodes the header of a chunk file for the replica `replica`.
+pub fn encode_header(meta: &ChunkMeta, replica: u64) -> [u8; HEADER_LEN as usize] {
     let mut h = [0u8; HEADER_LEN as usize];
     h[0..8].copy_from_slice(&MAGIC);
     h[8..16].copy_from_slice(&meta.size.to_le_bytes());
@@ -37,7 +47,34 @@ pub fn encode_header(meta: &ChunkMeta) -> [u8; HEADER_LEN as usize] {
     h[20..24].copy_from_slice(&meta.replication.to_le_bytes());
     let guard = crc32c::crc32c(&h[0..24]);
     h[24..28].copy_from_slice(&guard.to_le_bytes());
+    h[32..40].copy_from_slice(&replica.to_le_bytes());
+    let guard = crc32c::crc32c(&h[0..40]);
+    h[40..44].copy_from_slice(&guard.to_le_bytes());
     h
+}
+
+/// The replica identity a header carries: 0 for a file written before
+/// identities existed (all zeros there).
+pub fn decode_replica(h: &[u8; HEADER_LEN as usize]) -> Result<u64, String> {
+    if h[32..44].iter().all(|&b| b == 0) {
+        return Ok(0);
+    }
+    let mut guard = [0u8; 4];
+    guard.copy_from_slice(&h[40..44]);
+    if u32::from_le_bytes(guard) != crc32c::crc32c(&h[0..40]) {
+        return Err("replica identity checksum mismatch".into());
+    }
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&h[32..40]);
+    Ok(u64::from_le_bytes(id))
+}
+
+/// The identity of a file whose header carries none: its inode number with
+/// [`INODE_REPLICA_BIT`] set. Stable across restarts (the file is never
+/// rewritten) and distinct from every identity this server assigns.
+pub fn inode_replica(file: &File) -> io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(file.metadata()?.ino() | INODE_REPLICA_BIT)
 }
 
 /// Decodes a header, or says why it is not one.
@@ -65,6 +102,13 @@ pub fn decode_header(h: &[u8; HEADER_LEN as usize]) -> Result<ChunkMeta, String>
 /// Opens a stored chunk, checks its header and length, and leaves the file
 /// positioned at the first data byte.
 pub fn open_chunk(path: &Path) -> io::Result<(File, Result<ChunkMeta, String>)> {
+    let (file, found) = open_replica(path)?;
+    Ok((file, found.map(|(meta, _)| meta)))
+}
+
+/// [`open_chunk`], with the replica's identity (never 0: a file without
+/// one is named by its inode).
+pub fn open_replica(path: &Path) -> io::Result<(File, Result<(ChunkMeta, u64), String>)> {
     let mut file = File::open(path)?;
     let len = file.metadata()?.len();
     let mut h = [0u8; HEADER_LEN as usize];
@@ -86,7 +130,11 @@ pub fn open_chunk(path: &Path) -> io::Result<(File, Result<ChunkMeta, String>)> 
             ))
         }
     });
-    Ok((file, meta))
+    let found = match meta.and_then(|m| decode_replica(&h).map(|r| (m, r))) {
+        Ok((m, 0)) => Ok((m, inode_replica(&file)?)),
+        other => other,
+    };
+    Ok((file, found))
 }
 
 /// Why bytes could not be added to a [`TempChunk`].
@@ -127,6 +175,8 @@ pub struct TempChunk {
     path: PathBuf,
     /// What the header declares.
     meta: ChunkMeta,
+    /// The identity written into the header.
+    replica: u64,
     /// Data bytes written so far.
     written: u64,
     /// Running CRC32C of those bytes.
@@ -134,8 +184,8 @@ pub struct TempChunk {
 }
 
 impl TempChunk {
-    /// Creates `path` and writes the header for `meta`.
-    pub fn create(path: PathBuf, meta: ChunkMeta) -> io::Result<Self> {
+    /// Creates `path` and writes the header for `meta` and `replica`.
+    pub fn create(path: PathBuf, meta: ChunkMeta, replica: u64) -> io::Result<Self> {
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -144,10 +194,11 @@ impl TempChunk {
             file: Some(file),
             path,
             meta,
+            replica,
             written: 0,
             crc: 0,
         };
-        t.file_mut()?.write_all(&encode_header(&meta))?;
+        t.file_mut()?.write_all(&encode_header(&meta, replica))?;
         Ok(t)
     }
 
@@ -160,6 +211,11 @@ impl TempChunk {
     /// What the header declares.
     pub fn meta(&self) -> ChunkMeta {
         self.meta
+    }
+
+    /// The replica's identity.
+    pub fn replica(&self) -> u64 {
+        self.replica
     }
 
     /// Data bytes written so far.
@@ -238,24 +294,46 @@ mod tests {
     #[test]
     fn header_round_trips_and_detects_damage() {
         let m = meta(b"hello");
-        let mut h = encode_header(&m);
+        let mut h = encode_header(&m, 42);
         assert_eq!(decode_header(&h), Ok(m));
+        assert_eq!(decode_replica(&h), Ok(42));
+        h[33] ^= 1;
+        assert!(decode_replica(&h).is_err(), "a damaged identity is refused");
         h[9] ^= 1;
         assert!(decode_header(&h).is_err());
+        let mut old = encode_header(&m, 0);
+        old[32..44].fill(0);
+        assert_eq!(decode_replica(&old), Ok(0), "a file without identity");
+    }
+
+    #[test]
+    fn a_file_without_identity_is_named_by_its_inode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = b"old";
+        let mut h = encode_header(&meta(data), 0);
+        h[32..44].fill(0);
+        let path = dir.path().join("c");
+        std::fs::write(&path, [&h[..], data].concat()).expect("write");
+        let (_, found) = open_replica(&path).expect("open");
+        let (m, id) = found.expect("a whole chunk");
+        assert_eq!(m, meta(data));
+        assert_ne!(id & INODE_REPLICA_BIT, 0);
+        let (_, again) = open_replica(&path).expect("open");
+        assert_eq!(again.map(|(_, id)| id), Ok(id), "stable");
     }
 
     #[test]
     fn commit_then_open() {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = b"some chunk bytes";
-        let mut t = TempChunk::create(dir.path().join("t"), meta(data)).expect("create");
+        let mut t = TempChunk::create(dir.path().join("t"), meta(data), 7).expect("create");
         t.append(&data[..4]).expect("append");
         t.append(&data[4..]).expect("append");
         let dest = dir.path().join("c");
         t.commit(&dest).expect("commit");
         assert!(!dir.path().join("t").exists());
-        let (mut f, m) = open_chunk(&dest).expect("open");
-        assert_eq!(m, Ok(meta(data)));
+        let (mut f, m) = open_replica(&dest).expect("open");
+        assert_eq!(m, Ok((meta(data), 7)));
         let mut back = Vec::new();
         f.read_to_end(&mut back).expect("read");
         assert_eq!(back, data);
@@ -265,7 +343,7 @@ mod tests {
     fn bad_writes_leave_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = b"0123456789";
-        let mut t = TempChunk::create(dir.path().join("a"), meta(data)).expect("create");
+        let mut t = TempChunk::create(dir.path().join("a"), meta(data), 1).expect("create");
         assert!(matches!(
             t.append(b"0123456789x"),
             Err(AppendError::TooMany { received: 11 })
@@ -275,7 +353,7 @@ mod tests {
             t.commit(&dir.path().join("c")),
             Err(FinishError::TooFew { received: 3 })
         ));
-        let mut t = TempChunk::create(dir.path().join("b"), meta(data)).expect("create");
+        let mut t = TempChunk::create(dir.path().join("b"), meta(data), 2).expect("create");
         t.append(b"0123456780").expect("append");
         assert!(matches!(
             t.commit(&dir.path().join("c")),

@@ -6,6 +6,9 @@
 //! <data-dir>/chunks/<id> committed chunks (header + bytes)
 //! <data-dir>/tmp/        writes and copies in flight, swept at start-up
 //! <data-dir>/damaged/<id> chunks that failed verification, until the master deletes them
+//! <data-dir>/suspect/<id> replicas reported corrupt and not yet verified whole
+//!                        (holds the replica's identity): kept across restarts
+//!                        and failovers so no master counts them meanwhile
 //! <data-dir>/DRAINING    present while the server is marked for drain
 //! ```
 
@@ -17,7 +20,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{FlockOperation, flock};
 use tracing::{info, warn};
 
-use crate::chunk_file::{ChunkMeta, open_chunk, sync_dir};
+use crate::chunk_file::{ChunkMeta, inode_replica, open_replica, sync_dir};
 use crate::error::Error;
 
 /// File naming the server that owns the directory.
@@ -37,6 +40,8 @@ pub struct DataDir {
     pub tmp: PathBuf,
     /// `<data-dir>/damaged`.
     pub damaged: PathBuf,
+    /// `<data-dir>/suspect`.
+    pub suspect: PathBuf,
     /// Held open so the flock lasts as long as the process uses the directory.
     _lock: File,
 }
@@ -47,7 +52,8 @@ impl DataDir {
         let chunks = root.join("chunks");
         let tmp = root.join("tmp");
         let damaged = root.join("damaged");
-        for d in [root, &chunks, &tmp, &damaged] {
+        let suspect = root.join("suspect");
+        for d in [root, &chunks, &tmp, &damaged, &suspect] {
             std::fs::create_dir_all(d)
                 .map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
         }
@@ -58,6 +64,7 @@ impl DataDir {
             chunks,
             tmp,
             damaged,
+            suspect,
             _lock: lock,
         };
         dir.sweep_tmp()?;
@@ -97,6 +104,57 @@ impl DataDir {
         sync_dir(&self.chunks)
     }
 
+    /// The identity of the damaged copy of `id`, if there is one (its
+    /// header's, or its inode's when the header is unreadable).
+    pub fn damaged_replica(&self, id: &str) -> std::io::Result<Option<u64>> {
+        match open_replica(&self.damaged.join(id)) {
+            Ok((_, Ok((_, replica)))) => Ok(Some(replica)),
+            Ok((file, Err(_))) => inode_replica(&file).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Marks the replica `replica` of `id` suspect, durably.
+    pub fn mark_suspect(&self, id: &str, replica: u64) -> std::io::Result<()> {
+        let tmp = self.tmp.join(format!("{id}.suspect.tmp"));
+        let mut f = File::create(&tmp)?;
+        f.write_all(format!("{replica}\n").as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, self.suspect.join(id))?;
+        sync_dir(&self.suspect)
+    }
+
+    /// Clears the suspect mark of `id`, durably; false when there was none.
+    pub fn clear_suspect(&self, id: &str) -> std::io::Result<bool> {
+        match std::fs::remove_file(self.suspect.join(id)) {
+            Ok(()) => sync_dir(&self.suspect).map(|()| true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The suspect marks kept: chunk id → the identity of the replica meant.
+    /// A mark that cannot be read is logged and ignored.
+    pub fn suspects(&self) -> Result<HashMap<String, u64>, Error> {
+        let ctx = || format!("scanning {}", self.suspect.display());
+        let mut found = HashMap::new();
+        for entry in std::fs::read_dir(&self.suspect).map_err(|e| Error::io(ctx(), e))? {
+            let path = entry.map_err(|e| Error::io(ctx(), e))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let replica = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok());
+            match (keel_proto::chunk_id::validate(name), replica) {
+                (Ok(()), Some(r)) => {
+                    found.insert(name.to_owned(), r);
+                }
+                _ => warn!(path = %path.display(), "ignoring an unreadable suspect mark"),
+            }
+        }
+        Ok(found)
+    }
+
     /// Removes a damaged copy of `id`; false when there is none.
     pub fn remove_damaged(&self, id: &str) -> std::io::Result<bool> {
         match std::fs::remove_file(self.damaged.join(id)) {
@@ -129,7 +187,8 @@ impl DataDir {
 
     /// Reads the header of every committed chunk. Files that are not valid
     /// chunks are logged and left alone for an operator to inspect.
-    pub fn scan(&self) -> Result<HashMap<String, ChunkMeta>, Error> {
+    /// Each chunk comes with its replica identity.
+    pub fn scan(&self) -> Result<HashMap<String, (ChunkMeta, u64)>, Error> {
         let ctx = || format!("scanning {}", self.chunks.display());
         let mut found = HashMap::new();
         for entry in std::fs::read_dir(&self.chunks).map_err(|e| Error::io(ctx(), e))? {
@@ -144,10 +203,10 @@ impl DataDir {
                 warn!(path = %path.display(), "ignoring an entry that is not a regular file");
                 continue;
             }
-            match open_chunk(&path) {
-                Ok((_, Ok(m))) => match keel_proto::check_replication(m.replication) {
+            match open_replica(&path) {
+                Ok((_, Ok((m, r)))) => match keel_proto::check_replication(m.replication) {
                     Ok(()) => {
-                        found.insert(name.to_owned(), m);
+                        found.insert(name.to_owned(), (m, r));
                     }
                     Err(why) => {
                         warn!(path = %path.display(), why, "ignoring a chunk file with a bad header");

@@ -29,6 +29,19 @@ pub enum Error {
         /// The chunk asked for.
         id: String,
     },
+    /// A delete named a replica this server does not hold: it holds
+    /// another one of the chunk (a newer copy), which stays.
+    #[error(
+        "chunk {id}: replica {meant} is not held here (this server holds replica {held}, which stays)"
+    )]
+    OtherReplica {
+        /// The chunk.
+        id: String,
+        /// The replica the delete named.
+        meant: u64,
+        /// The replica held.
+        held: u64,
+    },
     /// The chunk is already stored here.
     #[error("chunk {id} already exists")]
     AlreadyExists {
@@ -245,7 +258,9 @@ impl Error {
             | Error::InvalidRequest(_)
             | Error::SizeMismatch { .. }
             | Error::Config(_) => Code::InvalidArgument,
-            Error::NotFound { .. } | Error::SourceMissing { .. } => Code::NotFound,
+            Error::NotFound { .. } | Error::OtherReplica { .. } | Error::SourceMissing { .. } => {
+                Code::NotFound
+            }
             Error::AlreadyExists { .. } => Code::AlreadyExists,
             Error::InFlight {
                 attempt: Purpose::Write,

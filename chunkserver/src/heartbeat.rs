@@ -243,6 +243,8 @@ impl Heartbeat {
                 crc32c: e.meta.crc32c,
                 replication: e.meta.replication,
                 reads: e.reads,
+                replica_id: e.replica,
+                suspect: e.suspect,
             })
             .collect();
         HeartbeatRequest {
@@ -262,6 +264,7 @@ impl Heartbeat {
             last_page: false,
             migrate_bandwidth_bytes_per_second: self.throttle.bytes_per_sec(),
             term,
+            deleting: report.deleting,
         }
     }
 }

@@ -37,10 +37,13 @@ pub mod report;
 pub mod service;
 pub mod sink;
 pub mod store;
+pub mod test_hooks;
 pub mod throttle;
 pub mod transfer;
 pub mod write;
 
+#[cfg(test)]
+mod store_replica_tests;
 #[cfg(test)]
 mod store_tests;
 

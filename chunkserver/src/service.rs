@@ -106,16 +106,24 @@ impl ChunkServer for ChunkService {
         let r = async {
             let req = request.into_inner();
             let id = ChunkId::new(req.chunk)?;
+            // Reported as running from here to its end, so a master whose
+            // call timed out learns when the replica stops being in doubt.
+            let running = self.node.store.begin_delete(&id);
             let entered = fence::enter(&self.node.fence, req.term, "a delete").await?;
             let store = Arc::clone(&self.node.store);
             let runtime = tokio::runtime::Handle::current();
+            let replica = req.replica_id;
             let (freed, stamp) = blocking("deleting chunk", move || {
+                let _running = running;
+                if let Some(hold) = crate::test_hooks::delete_hold() {
+                    std::thread::sleep(hold);
+                }
                 // Held by the delete itself until the replica is out of the
                 // index (a caller hanging up drops the handler, not this), so
                 // a newer leader's term is recorded only after (see `fence`).
                 let (freed, stamp, trash) = {
                     let _entered = entered;
-                    store.delete(&id)?
+                    store.delete_replica(&id, replica)?
                 };
                 if let Some(trash) = trash {
                     // Off the answer's path (see `Store::delete`), and
@@ -148,6 +156,7 @@ impl ChunkServer for ChunkService {
             .map_err(Error::from)
             .and_then(|id| {
                 let e = self.node.store.entry(id.as_str())?;
+                let deleting = self.node.store.is_deleting(id.as_str());
                 Ok(StatChunkResponse {
                     header: Some(ChunkHeader {
                         chunk: id.to_string(),
@@ -156,6 +165,8 @@ impl ChunkServer for ChunkService {
                         replication: e.meta.replication,
                     }),
                     reads: e.reads,
+                    replica_id: e.replica,
+                    deleting,
                 })
             });
         reply(r)
@@ -196,7 +207,16 @@ impl ChunkServer for ChunkService {
             let id = ChunkId::new(request.into_inner().chunk)?;
             let store = Arc::clone(&self.node.store);
             let id2 = id.clone();
-            let verdict = blocking("verifying chunk", move || store.verify(&id2)).await?;
+            let (replica, verdict) = blocking("verifying chunk", move || {
+                // Marked first: should this server or the master stop
+                // before the verdict, the replica stays suspect.
+                let replica = store.mark_suspect(&id2)?;
+                if let Some(hold) = crate::test_hooks::verify_hold() {
+                    std::thread::sleep(hold);
+                }
+                Ok((replica, store.verify(&id2)?))
+            })
+            .await?;
             info!(chunk = %id, ?verdict, "chunk verified");
             let stamp = Some(wire_stamp(self.node.store.stamp()));
             Ok(match verdict {
@@ -210,18 +230,21 @@ impl ChunkServer for ChunkService {
                         crc32c: m.crc32c,
                         replication: m.replication,
                     }),
+                    replica_id: replica,
                 },
                 Verdict::Corrupt(detail) => VerifyChunkResponse {
                     verdict: VerifyVerdict::Corrupt.into(),
                     detail,
                     header: None,
                     stamp,
+                    replica_id: replica,
                 },
                 Verdict::Missing => VerifyChunkResponse {
                     verdict: VerifyVerdict::Missing.into(),
                     detail: "the chunk file is gone".into(),
                     header: None,
                     stamp,
+                    replica_id: replica,
                 },
             })
         };

@@ -18,7 +18,9 @@ use keel_proto::chunk_id::ChunkId;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::chunk_file::{AppendError, ChunkMeta, FinishError, TempChunk, open_chunk, sync_dir};
+use crate::chunk_file::{
+    AppendError, ChunkMeta, FinishError, INODE_REPLICA_BIT, TempChunk, open_chunk, sync_dir,
+};
 use crate::datadir::DataDir;
 use crate::error::{Error, Purpose};
 use crate::report::ChangeLog;
@@ -30,6 +32,11 @@ pub struct Entry {
     pub meta: ChunkMeta,
     /// Client reads started since this process started.
     pub reads: u64,
+    /// The replica's identity, kept in its file (see `chunk_file`).
+    pub replica: u64,
+    /// Marked suspect (under verification, or its verification never
+    /// ended); the mark is kept in `suspect/` across restarts.
+    pub suspect: bool,
 }
 
 /// Totals of the store at one instant.
@@ -79,6 +86,8 @@ pub struct Report {
     pub chunks: Vec<(String, Entry)>,
     /// Ids gone since the last ack (empty for a full report).
     pub removed: Vec<String>,
+    /// Chunks with a delete running when the report was taken.
+    pub deleting: Vec<String>,
     /// Totals when the report was taken.
     pub totals: Totals,
 }
@@ -87,6 +96,10 @@ pub struct Report {
 struct State {
     chunks: HashMap<String, Entry>,
     in_flight: HashSet<String>,
+    /// Deletes running (admitted, not ended), by chunk id.
+    deleting: HashMap<String, usize>,
+    /// Identities of the copies this run moved to `damaged/`.
+    damaged: HashMap<String, u64>,
     used: u64,
     reserved: u64,
     log: ChangeLog,
@@ -106,6 +119,8 @@ pub struct Store {
     incarnation: u64,
     /// The drain mark (`DRAINING` in the data dir), mirrored in memory.
     draining: AtomicBool,
+    /// The last replica identity handed out (see [`Store::next_replica`]).
+    last_replica: AtomicU64,
 }
 
 impl Store {
@@ -117,11 +132,41 @@ impl Store {
             Some(c) => c,
             None => dir.fs_size()?,
         };
+        let suspects = dir.suspects()?;
         let chunks: HashMap<String, Entry> = dir
             .scan()?
             .into_iter()
-            .map(|(id, meta)| (id, Entry { meta, reads: 0 }))
+            .map(|(id, (meta, replica))| {
+                let suspect = suspects.get(&id) == Some(&replica);
+                let entry = Entry {
+                    meta,
+                    reads: 0,
+                    replica,
+                    suspect,
+                };
+                (id, entry)
+            })
             .collect();
+        for (id, replica) in &suspects {
+            if !chunks.get(id).is_some_and(|e| e.replica == *replica) {
+                // The replica it meant is gone: nothing is left to doubt.
+                dir.clear_suspect(id)
+                    .map_err(|e| Error::io(format!("clearing the suspect mark of {id}"), e))?;
+            }
+        }
+        let suspect = chunks.values().filter(|e| e.suspect).count();
+        if suspect > 0 {
+            warn!(
+                suspect,
+                "replicas marked suspect by an unfinished verification; reported as such until a master verifies them"
+            );
+        }
+        let last_replica = chunks
+            .values()
+            .map(|e| e.replica)
+            .filter(|r| r & INODE_REPLICA_BIT == 0)
+            .max()
+            .unwrap_or(0);
         let used = chunks.values().map(|e| e.meta.size).sum();
         info!(chunks = chunks.len(), used, capacity, dir = %root.display(), "store opened");
         if used > capacity {
@@ -140,6 +185,7 @@ impl Store {
             capacity,
             incarnation: new_incarnation(),
             draining: AtomicBool::new(draining),
+            last_replica: AtomicU64::new(last_replica),
             state: Mutex::new(State {
                 chunks,
                 used,
@@ -175,6 +221,20 @@ impl Store {
             incarnation: self.incarnation,
             seq,
         }
+    }
+
+    /// A replica identity never handed out before on this data dir: the
+    /// clock in nanoseconds, or one more than the last when the clock is
+    /// behind (the largest one found at start-up seeds it). Below
+    /// [`INODE_REPLICA_BIT`], so never equal to an inode-named file's.
+    pub fn next_replica(&self) -> u64 {
+        let now = new_incarnation() & !INODE_REPLICA_BIT;
+        let next = |last: u64| Some(now.max(last + 1) & !INODE_REPLICA_BIT);
+        let prev = self
+            .last_replica
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, next)
+            .unwrap_or_else(|last| last);
+        now.max(prev + 1) & !INODE_REPLICA_BIT
     }
 
     /// Whether the drain mark is set.
@@ -224,6 +284,7 @@ impl Store {
             Ok(opened) => opened,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.forget(key);
+                self.clear_suspect(key)?;
                 warn!(chunk = key, "chunk file is missing; dropped from the index");
                 return Ok(Verdict::Missing);
             }
@@ -244,7 +305,10 @@ impl Store {
             },
         };
         match problem {
-            None => Ok(Verdict::Whole(known)),
+            None => {
+                self.clear_suspect(key)?;
+                Ok(Verdict::Whole(known))
+            }
             Some(why) => {
                 self.quarantine(key)?;
                 warn!(
@@ -256,13 +320,63 @@ impl Store {
         }
     }
 
-    /// Moves a damaged chunk out of `chunks/` and out of the index.
+    /// Moves a damaged chunk out of `chunks/` and out of the index; the
+    /// damaged copy keeps its identity.
     fn quarantine(&self, id: &str) -> Result<(), Error> {
+        let replica = self.entry(id)?.replica;
         self.dir
             .quarantine(id)
             .map_err(|e| Error::io(format!("moving damaged chunk {id} aside"), e))?;
+        self.state().damaged.insert(id.to_owned(), replica);
         self.forget(id);
+        // Out of the index, it counts for nothing: the mark has done its work.
+        self.clear_suspect(id)
+    }
+
+    /// Marks the replica of `id` suspect, durably, before it is verified:
+    /// a crash or a failover meanwhile leaves it reported suspect, so no
+    /// master counts it until one has it verified. Returns its identity.
+    /// Blocking.
+    pub fn mark_suspect(&self, id: &ChunkId) -> Result<u64, Error> {
+        let key = id.as_str();
+        let e = self.entry(key)?;
+        if e.suspect {
+            return Ok(e.replica);
+        }
+        self.dir
+            .mark_suspect(key, e.replica)
+            .map_err(|err| Error::io(format!("marking chunk {key} suspect"), err))?;
+        self.set_suspect(key, e.replica, true);
+        Ok(e.replica)
+    }
+
+    /// Clears the suspect mark of `id`, on disk and in the index. Blocking.
+    fn clear_suspect(&self, key: &str) -> Result<(), Error> {
+        self.dir
+            .clear_suspect(key)
+            .map_err(|e| Error::io(format!("clearing the suspect mark of chunk {key}"), e))?;
+        let held = self.state().chunks.get(key).map(|e| e.replica);
+        if let Some(replica) = held {
+            self.set_suspect(key, replica, false);
+        }
         Ok(())
+    }
+
+    fn set_suspect(&self, key: &str, replica: u64, suspect: bool) {
+        let changed = {
+            let mut st = self.state();
+            match st.chunks.get_mut(key) {
+                Some(e) if e.replica == replica && e.suspect != suspect => {
+                    e.suspect = suspect;
+                    st.log.touch(key);
+                    true
+                }
+                _ => false,
+            }
+        };
+        if changed {
+            self.note_change();
+        }
     }
 
     /// Forgets every indexed chunk whose file is gone (removed by hand, a
@@ -326,10 +440,11 @@ impl Store {
     }
 
     /// Creates the temp file a reserved chunk is written to. Blocking.
+    /// The file gets a new replica identity.
     pub fn create_temp(&self, res: &Reservation, meta: ChunkMeta) -> Result<TempChunk, Error> {
         let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.tmp.join(format!("{}.{n}.tmp", res.id));
-        TempChunk::create(path, meta)
+        TempChunk::create(path, meta, self.next_replica())
             .map_err(|e| Error::io(format!("creating temp file for chunk {}", res.id), e))
     }
 
@@ -337,6 +452,7 @@ impl Store {
     pub fn commit(&self, mut res: Reservation, temp: TempChunk) -> Result<ChunkMeta, Error> {
         let id = res.id.to_string();
         let declared = temp.meta();
+        let replica = temp.replica();
         let meta = temp
             .commit(&self.dir.chunk_path(&id))
             .map_err(|e| finish_error(&id, declared, e))?;
@@ -346,7 +462,13 @@ impl Store {
             st.reserved -= res.bytes;
             st.used += meta.size;
             st.log.touch(&id);
-            st.chunks.insert(id, Entry { meta, reads: 0 });
+            let entry = Entry {
+                meta,
+                reads: 0,
+                replica,
+                suspect: false,
+            };
+            st.chunks.insert(id, entry);
         }
         res.done = true;
         self.note_change();
@@ -398,27 +520,61 @@ impl Store {
             .ok_or_else(|| Error::NotFound { id: id.into() })
     }
 
-    /// Removes a chunk and returns the bytes freed, the stamp right after
+    /// [`Store::delete_replica`] of whatever replica is held, whole and
+    /// damaged (a delete that names none).
+    pub fn delete(&self, id: &ChunkId) -> Result<(u64, Stamp, Option<PathBuf>), Error> {
+        self.delete_replica(id, 0)
+    }
+
+    /// The identity of the damaged copy of `key`, if there is one.
+    fn damaged_replica(&self, key: &str) -> Result<Option<u64>, Error> {
+        if let Some(&r) = self.state().damaged.get(key) {
+            return Ok(Some(r));
+        }
+        self.dir
+            .damaged_replica(key)
+            .map_err(|e| Error::io(format!("reading damaged chunk {key}"), e))
+    }
+
+    /// Removes the replica `replica` of a chunk (0: whatever is held, whole
+    /// and damaged) and returns the bytes freed, the stamp right after
     /// the removal, and the file's new name under `tmp/`, which the caller
     /// unlinks once it has answered. A read already streaming keeps its open
-    /// file and finishes. A copy moved to `damaged/` by [`Store::verify`] is
-    /// removed too. Blocking.
+    /// file and finishes. A copy moved to `damaged/` by [`Store::verify`]
+    /// keeps its identity: a delete naming it removes only it, and one
+    /// naming another replica leaves it. A replica other than the one named
+    /// stays ([`Error::OtherReplica`]). Blocking.
     ///
     /// The chunk leaves `chunks/` by a rename, made durable by the fsync of
     /// `chunks/`: unlinking a large file whose pages are cached (a chunk just
     /// copied here) takes the kernel a long time (about 0.2 s for 256 MiB on
     /// a busy two-core machine), and a move waits for its source's delete.
     /// A name left in `tmp/` by a crash is swept at the next start.
-    pub fn delete(&self, id: &ChunkId) -> Result<(u64, Stamp, Option<PathBuf>), Error> {
+    pub fn delete_replica(
+        &self,
+        id: &ChunkId,
+        replica: u64,
+    ) -> Result<(u64, Stamp, Option<PathBuf>), Error> {
         let key = id.as_str();
-        let damaged = self
-            .dir
-            .remove_damaged(key)
-            .map_err(|e| Error::io(format!("deleting damaged chunk {key}"), e))?;
-        if self.entry(key).is_err() {
-            return match damaged {
-                true => Ok((0, self.stamp(), None)),
-                false => Err(Error::NotFound { id: key.into() }),
+        let damaged_meant = replica == 0 || self.damaged_replica(key)? == Some(replica);
+        let damaged = damaged_meant
+            && self
+                .dir
+                .remove_damaged(key)
+                .map_err(|e| Error::io(format!("deleting damaged chunk {key}"), e))?;
+        if damaged {
+            self.state().damaged.remove(key);
+        }
+        let whole = self.entry(key).ok();
+        if !whole.is_some_and(|e| replica == 0 || e.replica == replica) {
+            return match (damaged, whole) {
+                (true, _) => Ok((0, self.stamp(), None)),
+                (false, Some(e)) => Err(Error::OtherReplica {
+                    id: key.into(),
+                    meant: replica,
+                    held: e.replica,
+                }),
+                (false, None) => Err(Error::NotFound { id: key.into() }),
             };
         }
         let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
@@ -432,6 +588,9 @@ impl Store {
             Err(e) => return Err(Error::io(format!("deleting chunk {key}"), e)),
         }
         // The file is gone: the index follows whatever the fsync says.
+        if let Err(e) = self.dir.clear_suspect(key) {
+            warn!(chunk = key, error = %e, "could not clear the suspect mark of a deleted chunk");
+        }
         let (freed, seq) = {
             let mut st = self.state();
             let freed = st.chunks.remove(key).map_or(0, |e| e.meta.size);
@@ -491,8 +650,24 @@ impl Store {
             stamp: self.stamp_at(st.log.seq()),
             chunks,
             removed,
+            deleting: st.deleting.keys().cloned().collect(),
             totals: self.totals_of(&st),
         }
+    }
+
+    /// Counts a delete of `id` as running until the guard is dropped:
+    /// reports and stats built meanwhile say so.
+    pub fn begin_delete(self: &Arc<Self>, id: &ChunkId) -> DeleteRunning {
+        *self.state().deleting.entry(id.to_string()).or_default() += 1;
+        DeleteRunning {
+            store: Arc::clone(self),
+            id: id.to_string(),
+        }
+    }
+
+    /// Whether a delete of `id` is running.
+    pub fn is_deleting(&self, id: &str) -> bool {
+        self.state().deleting.contains_key(id)
     }
 
     /// The master acknowledged the report built at `seq`.
@@ -508,6 +683,25 @@ impl Store {
     /// Master `consumer` acknowledged the report built at `seq`.
     pub fn ack_for(&self, consumer: usize, seq: u64) {
         self.state().log.ack_for(consumer, seq);
+    }
+}
+
+/// A delete counted as running (see [`Store::begin_delete`]).
+#[derive(Debug)]
+pub struct DeleteRunning {
+    store: Arc<Store>,
+    id: String,
+}
+
+impl Drop for DeleteRunning {
+    fn drop(&mut self) {
+        let mut st = self.store.state();
+        if let Some(n) = st.deleting.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                st.deleting.remove(&self.id);
+            }
+        }
     }
 }
 

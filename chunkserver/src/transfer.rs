@@ -115,6 +115,7 @@ pub async fn copy_chunk(node: &Node, req: CopyChunkRequest) -> Result<CopyChunkR
         .finish()
         .await
         .map_err(|e| damaged(e, &src, &id, meta.size))?;
+    let replica = temp.replica();
     let transfer_secs = started.elapsed().as_secs_f64();
     let store = Arc::clone(&node.store);
     let meta = blocking("committing chunk", move || store.commit(res, temp))
@@ -132,6 +133,7 @@ pub async fn copy_chunk(node: &Node, req: CopyChunkRequest) -> Result<CopyChunkR
         crc32c: meta.crc32c,
         replication: meta.replication,
         stamp: Some(crate::service::wire_stamp(node.store.stamp())),
+        replica_id: replica,
     })
 }
 

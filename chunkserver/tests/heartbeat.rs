@@ -242,6 +242,7 @@ async fn heartbeats_carry_full_reports_then_acknowledged_deltas() {
     c.delete_chunk(DeleteChunkRequest {
         chunk: "a".into(),
         term: 0,
+        ..Default::default()
     })
     .await
     .expect("delete");

@@ -131,6 +131,9 @@ pub fn heartbeat(req: pb::HeartbeatRequest) -> Result<Heartbeat, Error> {
         }
     }
     drop(seen);
+    for id in &req.deleting {
+        chunk(id)?;
+    }
     for c in &req.chunks {
         size(&c.chunk, c.size)?;
         // 0 is a server that stores no factor: the master's default applies.
@@ -150,6 +153,8 @@ pub fn heartbeat(req: pb::HeartbeatRequest) -> Result<Heartbeat, Error> {
             crc32c: c.crc32c,
             replication: c.replication,
             reads: c.reads,
+            replica_id: c.replica_id,
+            suspect: c.suspect,
         })
         .collect();
     Ok(Heartbeat {
@@ -165,6 +170,7 @@ pub fn heartbeat(req: pb::HeartbeatRequest) -> Result<Heartbeat, Error> {
         stamp: stamp(req.stamp),
         draining: req.draining,
         migrate_rate: req.migrate_bandwidth_bytes_per_second,
+        deleting: req.deleting,
     })
 }
 

@@ -76,9 +76,13 @@ impl Maintenance {
     /// Plans under the lock, then spawns the RPCs outside it.
     fn upkeep(&self, last_scan: &mut Option<Instant>) {
         let now = Instant::now();
-        if now < self.safe_until || !self.mover.leadership().is_leader() {
+        if now < self.safe_until {
             return;
         }
+        // Every delete this pass plans is sent under this term or not at all.
+        let Some(term) = self.mover.leadership().term_if_leading() else {
+            return;
+        };
         let generation = self.balancer.generation();
         let queued = self.balancer.urgent_copies();
         let (trims, repairs, verifies, counts) = {
@@ -107,7 +111,7 @@ impl Maintenance {
             .store(counts.unavailable, Ordering::Relaxed);
         for d in trims {
             let mover = self.mover.clone();
-            self.tracker.spawn(async move { mover.trim(d).await });
+            self.tracker.spawn(async move { mover.trim(d, term).await });
         }
         for v in verifies {
             let mover = self.mover.clone();
@@ -116,7 +120,7 @@ impl Maintenance {
         for (chunk, server) in repairs.damaged {
             let mover = self.mover.clone();
             self.tracker
-                .spawn(async move { mover.delete_damaged(&chunk, &server).await });
+                .spawn(async move { mover.delete_damaged(&chunk, &server, term).await });
         }
         self.balancer.enqueue_urgent(repairs.copies, generation);
     }

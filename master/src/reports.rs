@@ -159,11 +159,16 @@ impl Reports {
         // This page's own refusals are already off its `chunk_count`.
         let chunk_count = hb.chunk_count.saturating_sub(p.refused - refused);
         self.remember_refused(&hb.id, p.refused);
-        lock(meta).finish_paged_report(&hb.id, p.start, &p.reported, chunk_count);
+        let doubts_left = {
+            let mut m = lock(meta);
+            m.finish_paged_report(&hb.id, p.start, &p.reported, chunk_count);
+            m.settle_doubts_of(&hb.id, &hb.deleting)
+        };
         drop(p.reported);
         lock(meta).apply_report_page(&hb, Instant::now());
         info!(server = %hb.id, pages, chunks, "paged full report applied");
-        false
+        // A delete that failed still runs there: another full report after it.
+        doubts_left
     }
 
     fn held(&self) -> MutexGuard<'_, HashMap<Box<str>, u64>> {
@@ -208,6 +213,7 @@ mod tests {
                     crc32c: 0,
                     replication: 1,
                     reads: 0,
+                    ..ReplicaReport::default()
                 })
                 .collect(),
             chunk_count,

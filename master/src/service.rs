@@ -573,6 +573,7 @@ mod tests {
                 crc32c: 1,
                 replication: 1,
                 reads: 0,
+                ..Default::default()
             }],
             chunk_count: u64::from(page) + 1,
             report_id,

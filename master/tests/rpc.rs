@@ -28,6 +28,7 @@ fn heartbeat(id: &str, used: u64) -> HeartbeatRequest {
             crc32c: 1,
             replication: 1,
             reads: 0,
+            ..Default::default()
         }],
         chunk_count: 1,
         ..Default::default()

@@ -176,6 +176,7 @@ async fn round_trip_and_bad_input() -> Result<()> {
         .delete_chunk(DeleteChunkRequest {
             chunk: "big".into(),
             term: 0,
+            ..Default::default()
         })
         .await?;
     assert_eq!(freed.into_inner().freed_bytes, used);
@@ -183,6 +184,7 @@ async fn round_trip_and_bad_input() -> Result<()> {
         c.delete_chunk(DeleteChunkRequest {
             chunk: "big".into(),
             term: 0,
+            ..Default::default()
         })
         .await,
         Code::NotFound,
@@ -298,6 +300,7 @@ async fn a_read_in_progress_survives_a_delete() -> Result<()> {
         .delete_chunk(DeleteChunkRequest {
             chunk: "doomed".into(),
             term: 0,
+            ..Default::default()
         })
         .await?;
     assert_eq!(freed.into_inner().freed_bytes, data.len() as u64);

@@ -394,6 +394,7 @@ async fn a_heartbeat_built_before_a_delete_cannot_bring_the_replica_back() -> Re
         crc32c,
         replication: 1,
         reads: 0,
+        ..Default::default()
     };
     let keep_header = verified.header.context("a header")?;
     m.heartbeat(HeartbeatRequest {

@@ -116,6 +116,7 @@ async fn request_fields_cannot_forge_log_lines() -> Result<()> {
         .delete_chunk(DeleteChunkRequest {
             chunk: next(),
             term: 0,
+            ..Default::default()
         })
         .await;
     let _ = keel_tests::cs::read_raw(&cs1, &next(), false).await;

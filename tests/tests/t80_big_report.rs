@@ -32,6 +32,7 @@ fn replica(chunk: String, i: u64) -> ChunkReplica {
         crc32c: i as u32,
         replication: 1,
         reads: 0,
+        ..Default::default()
     }
 }
 

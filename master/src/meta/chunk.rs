@@ -15,6 +15,9 @@ pub struct Replica {
     /// Reads it served since its server started (saturating; only a hint for
     /// the planner, which prefers cold chunks).
     pub reads: u32,
+    /// The identity its server gave this replica's file (0: not known).
+    /// Every delete names it, so it never removes a newer copy.
+    pub id: u64,
 }
 
 /// What the master knows about one chunk: the facts every replica must agree
@@ -57,17 +60,18 @@ impl ChunkMeta {
         self.replicas.iter().find(|r| r.server == server)
     }
 
-    /// Records a replica on `server`, or refreshes its read count.
-    /// Returns true when the replica is new.
-    pub fn upsert(&mut self, server: ServerNo, reads: u64) -> bool {
+    /// Records replica `id` on `server`, or refreshes its read count and
+    /// identity. Returns true when the server held none before.
+    pub fn upsert(&mut self, server: ServerNo, reads: u64, id: u64) -> bool {
         let reads = clamp_reads(reads);
         match self.replicas.iter_mut().find(|r| r.server == server) {
             Some(r) => {
                 r.reads = reads;
+                r.id = id;
                 false
             }
             None => {
-                self.replicas.push(Replica { server, reads });
+                self.replicas.push(Replica { server, reads, id });
                 true
             }
         }
@@ -106,23 +110,25 @@ mod tests {
 
     #[test]
     fn stays_small() {
-        // Key (16 bytes) + this must stay around 64 bytes per table slot.
-        assert!(std::mem::size_of::<ChunkMeta>() <= 48);
+        // Key (16 bytes) + this must stay around 90 bytes per table slot;
+        // each inline replica carries its 8-byte identity.
+        assert!(std::mem::size_of::<ChunkMeta>() <= 72);
     }
 
     #[test]
     fn upsert_remove_and_reads() {
         let mut c = ChunkMeta::new(10, 7, 2);
-        assert!(c.upsert(1, 5));
-        assert!(!c.upsert(1, 6));
-        assert!(c.upsert(2, u64::MAX));
+        assert!(c.upsert(1, 5, 11));
+        assert!(!c.upsert(1, 6, 12));
+        assert_eq!(c.replica_on(1).map(|r| (r.reads, r.id)), Some((6, 12)));
+        assert!(c.upsert(2, u64::MAX, 0));
         assert_eq!(c.reads(), 6 + u64::from(u32::MAX));
         assert!(c.holds(2));
         assert!(c.remove(1));
         assert!(!c.remove(1));
         assert_eq!(c.servers().collect::<Vec<_>>(), [2]);
         for s in 3..10 {
-            c.upsert(s, 0);
+            c.upsert(s, 0, 0);
         }
         assert_eq!(c.replicas.len(), 8);
     }

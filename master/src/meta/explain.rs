@@ -137,7 +137,7 @@ impl Meta {
         for (no, s) in self.servers.iter().enumerate() {
             if let Some(x) = s.excluded.get(id) {
                 let health = match x {
-                    Excluded::Mismatch => "mismatch",
+                    Excluded::Mismatch { .. } => "mismatch",
                     Excluded::Corrupt => "corrupt",
                 };
                 e.replicas.push(self.info(no as ServerNo, health));

@@ -12,7 +12,7 @@ use super::server::{Fresh, Stamp};
 use super::{Excluded, Meta, ServerEntry, ServerNo, Upsert};
 
 /// One replica as a chunk server reports it (already validated).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ReplicaReport {
     /// Chunk id.
     pub chunk: String,
@@ -24,6 +24,10 @@ pub struct ReplicaReport {
     pub replication: u32,
     /// Reads served since the server started.
     pub reads: u64,
+    /// The identity the server gave this replica (0: not known).
+    pub replica_id: u64,
+    /// Its server keeps it marked suspect (a verification never ended).
+    pub suspect: bool,
 }
 
 /// A validated heartbeat.
@@ -54,6 +58,8 @@ pub struct Heartbeat {
     pub draining: bool,
     /// The server's migration rate now, bytes per second (0 = unlimited).
     pub migrate_rate: u64,
+    /// Chunks with a delete running on the server when it built the report.
+    pub deleting: Vec<String>,
 }
 
 /// What applying a heartbeat did.
@@ -69,7 +75,15 @@ pub struct HeartbeatOutcome {
 
 impl Meta {
     /// Applies one heartbeat received at `now`.
-    pub fn apply_heartbeat(&mut self, hb: Heartbeat, now: Instant) -> HeartbeatOutcome {
+    pub fn apply_heartbeat(&mut self, mut hb: Heartbeat, now: Instant) -> HeartbeatOutcome {
+        // A replica its server is deleting may vanish at any moment: it
+        // counts for nothing (as if the report lacked it).
+        if !hb.deleting.is_empty() {
+            let before = hb.chunks.len();
+            hb.chunks.retain(|r| !hb.deleting.contains(&r.chunk));
+            let dropped = (before - hb.chunks.len()) as u64;
+            hb.chunk_count = hb.chunk_count.saturating_sub(dropped);
+        }
         let (no, registered, revived) = self.touch_server(&hb, now);
         let mut out = HeartbeatOutcome {
             send_full_report: false,
@@ -96,6 +110,11 @@ impl Meta {
         if hb.full_report {
             let skew = self.apply_full(no, &hb.chunks, hb.stamp);
             self.servers[no as usize].synced = true;
+            if self.settle_doubts(no, &hb.deleting) {
+                // A delete that failed still runs: ask again after it.
+                self.servers[no as usize].synced = false;
+                out.send_full_report = true;
+            }
             let held = self.servers[no as usize].held();
             if held.wrapping_add_signed(skew) != hb.chunk_count {
                 tracing::warn!(server = %id, held, chunk_count = hb.chunk_count, "full report disagrees with its own chunk count");

@@ -35,6 +35,8 @@ mod view;
 #[cfg(test)]
 pub(crate) mod tests;
 #[cfg(test)]
+mod tests_faults;
+#[cfg(test)]
 mod tests_ops;
 #[cfg(test)]
 mod tests_redundancy;
@@ -161,6 +163,17 @@ pub struct Meta {
     suspect: ServerMarks,
     /// Verifications running now (chunk, server).
     verifying: HashSet<(Box<str>, ServerNo)>,
+    /// Identities of the copies verified corrupt, until deleted.
+    damaged_ids: HashMap<(Box<str>, ServerNo), u64>,
+    /// Servers holding a copy whose size or CRC32C disagree with its
+    /// chunk's (see [`Excluded::Mismatch`]), for the repair pass to delete.
+    mismatched: ServerMarks,
+    /// Deletes of damaged or mismatched copies running now.
+    deleting_damaged: HashSet<(Box<str>, ServerNo)>,
+    /// Replicas whose `DeleteChunk` failed or timed out: the delete may
+    /// still run, so they count for nothing and are accepted as no copy
+    /// until a full report built with no delete of them running.
+    doubted: ServerMarks,
     /// Servers that reported a replica gone without the master deleting it,
     /// until the chunk is back at its factor (for `explain`).
     missing_on: ServerMarks,
@@ -237,6 +250,9 @@ impl Meta {
         if !excluded.is_empty() && excluded.get(r.chunk.as_str()) == Some(&Excluded::Corrupt) {
             return Upsert::Excluded;
         }
+        if r.suspect {
+            self.mark_suspect(&r.chunk, no);
+        }
         let mut over = false;
         match self.chunks.find(&r.chunk) {
             Some(slot) => {
@@ -247,13 +263,13 @@ impl Meta {
                     return Upsert::Excluded;
                 }
                 // An unchanged replica leaves the balancer's view alone.
-                if c.replica_on(no)
-                    .is_some_and(|rep| rep.reads == chunk::clamp_reads(r.reads))
-                {
+                if c.replica_on(no).is_some_and(|rep| {
+                    rep.reads == chunk::clamp_reads(r.reads) && rep.id == r.replica_id
+                }) {
                     return Upsert::Refreshed;
                 }
                 let c = self.chunks.slot_meta_mut(slot);
-                if !c.upsert(no, r.reads) {
+                if !c.upsert(no, r.reads, r.replica_id) {
                     return Upsert::Refreshed;
                 }
                 let c = self.chunks.slot_meta(slot);
@@ -272,7 +288,7 @@ impl Meta {
                     n => n,
                 };
                 let mut c = ChunkMeta::new(r.size, r.crc32c, replication);
-                c.upsert(no, r.reads);
+                c.upsert(no, r.reads, r.replica_id);
                 let slot = self.chunks.insert(&r.chunk, c);
                 // First sight (a new write, or a view rebuilt after a master
                 // restart): the repair pass checks its factor once writes settle.
@@ -319,9 +335,15 @@ impl Meta {
                 self.chunks.remove(r.chunk.as_str());
             }
         }
+        let replica = r.replica_id;
         self.servers[no as usize]
             .excluded
-            .insert(r.chunk.as_str().into(), Excluded::Mismatch);
+            .insert(r.chunk.as_str().into(), Excluded::Mismatch { replica });
+        // Its next pass deletes the copy once the chunk is whole elsewhere.
+        mark(&mut self.mismatched, &r.chunk, no);
+        if self.chunks.contains_key(r.chunk.as_str()) {
+            self.chunks.add_candidate(&r.chunk);
+        }
     }
 
     /// Forgets `chunk` on `no`, whole or excluded. A chunk left with no
@@ -373,6 +395,24 @@ impl Meta {
         for n in slots {
             self.chunks.add_candidate_slot(n);
         }
+    }
+
+    /// Its server reports the replica of `chunk` on `no` suspect (its mark
+    /// outlived a verification, a restart or a failover): it counts for no
+    /// delete until verified, which the next pass asks for.
+    fn mark_suspect(&mut self, chunk: &str, no: ServerNo) {
+        if !self.is_suspect(chunk, no) {
+            tracing::warn!(chunk, server = %self.servers[no as usize].id, "replica reported suspect by its server; verified before it counts");
+            mark(&mut self.suspect, chunk, no);
+        }
+    }
+
+    /// The identity of the replica of `chunk` on `no` (0: not known).
+    pub fn replica_id(&self, chunk: &str, no: ServerNo) -> u64 {
+        self.chunks
+            .get(chunk)
+            .and_then(|c| c.replica_on(no))
+            .map_or(0, |r| r.id)
     }
 
     /// Whether the replica of `chunk` on `no` awaits verification.

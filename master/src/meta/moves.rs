@@ -13,7 +13,7 @@
 use keel_balancer::admission::{Admits, Admitted, Endpoint, MoveFacts, NamedCopy, Refusal, admit};
 
 use super::server::Stamp;
-use super::{Busy, ChunkMeta, Meta, ReplicaReport, ServerEntry, ServerNo};
+use super::{Busy, ChunkMeta, Meta, ReplicaReport, ServerEntry, ServerNo, mark};
 
 /// A server's number, id and address, copied out for RPCs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -342,9 +342,14 @@ impl Meta {
         }
     }
 
-    /// The target verified and stored its copy (its answer stamped `at`):
-    /// record it as a whole replica.
+    /// [`Meta::record_copy_of`] a replica of unknown identity.
     pub fn record_copy(&mut self, t: &MoveTicket, at: Option<Stamp>) {
+        self.record_copy_of(t, at, 0);
+    }
+
+    /// The target verified and stored its copy `replica` (its answer
+    /// stamped `at`): record it as a whole replica.
+    pub fn record_copy_of(&mut self, t: &MoveTicket, at: Option<Stamp>, replica: u64) {
         self.note_fresh(t.to.no, &t.chunk, at, true);
         if let Some(b) = self.busy.get_mut(t.chunk.as_str())
             && let Some((no, size)) = b.incoming.take()
@@ -358,6 +363,8 @@ impl Meta {
             crc32c: t.crc32c,
             replication: t.replication,
             reads: 0,
+            replica_id: replica,
+            suspect: false,
         };
         self.add_replica(t.to.no, &report);
     }
@@ -395,9 +402,45 @@ impl Meta {
     /// counts, and the server's next heartbeat must be a full report, which
     /// brings it back if it is still there. Counting it meanwhile could let a
     /// trim delete the last real copy elsewhere.
+    ///
+    /// Until then it is accepted as no copy either (see [`Meta::is_doubted`]):
+    /// a copy answered `ALREADY_EXISTS` by that server waits.
     pub fn doubt_replica(&mut self, chunk: &str, no: ServerNo) {
         self.remove_replica(no, chunk);
+        mark(&mut self.doubted, chunk, no);
         self.servers[no as usize].synced = false;
+    }
+
+    /// Whether a delete of `chunk` on `no` failed and may still run: its
+    /// server has not yet sent a full report built with no delete of it
+    /// running.
+    pub fn is_doubted(&self, chunk: &str, no: ServerNo) -> bool {
+        !self.doubted.is_empty() && self.doubted.get(chunk).is_some_and(|s| s.contains(&no))
+    }
+
+    /// A full report of `server` arrived, built while the deletes of
+    /// `deleting` ran there: every other doubted replica of it is settled
+    /// (the report said what the server holds). Returns whether some stay
+    /// in doubt (another full report is then needed).
+    pub fn settle_doubts_of(&mut self, server: &str, deleting: &[String]) -> bool {
+        match self.server_no(server) {
+            Some(no) => self.settle_doubts(no, deleting),
+            None => false,
+        }
+    }
+
+    /// [`Meta::settle_doubts_of`] by server number.
+    pub(super) fn settle_doubts(&mut self, no: ServerNo, deleting: &[String]) -> bool {
+        if self.doubted.is_empty() {
+            return false;
+        }
+        let mut left = false;
+        self.doubted.retain(|chunk, servers| {
+            servers.retain(|s| *s != no || deleting.iter().any(|d| **d == **chunk));
+            left |= servers.contains(&no);
+            !servers.is_empty()
+        });
+        left
     }
 }
 

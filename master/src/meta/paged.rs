@@ -44,7 +44,8 @@ impl Meta {
     /// except those deleted since the report was built.
     pub fn add_report_page(&mut self, hb: &Heartbeat, now: Instant) {
         if let Some(no) = self.server_no(&hb.id) {
-            for r in &hb.chunks {
+            // A replica being deleted counts for nothing (see `heartbeat`).
+            for r in hb.chunks.iter().filter(|r| !hb.deleting.contains(&r.chunk)) {
                 if !self.outdated(no, &r.chunk, true, hb.stamp) {
                     let _: Upsert = self.add_replica(no, r);
                 }

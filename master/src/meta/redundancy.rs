@@ -135,6 +135,9 @@ impl Meta {
             }
             VerifyOutcome::Corrupt(detail) => {
                 tracing::error!(chunk, server = %server, detail, "replica verified corrupt; re-created elsewhere, then deleted");
+                // The damaged copy keeps its identity: its delete names it.
+                let replica = self.replica_id(chunk, no);
+                self.damaged_ids.insert((chunk.into(), no), replica);
                 self.note_fresh(no, chunk, at, false);
                 self.remove_replica(no, chunk);
                 mark(&mut self.corrupt_on, chunk, no);

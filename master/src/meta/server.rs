@@ -6,8 +6,12 @@ use std::time::Instant;
 /// Why a replica a server reports is kept out of its chunk's replica set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Excluded {
-    /// Its size or CRC32C disagree with the chunk's known ones.
-    Mismatch,
+    /// Its size or CRC32C disagree with the chunk's known ones: deleted
+    /// (by its identity) once the chunk has a whole replica elsewhere.
+    Mismatch {
+        /// The identity its server gave it (0: not known).
+        replica: u64,
+    },
     /// Someone reported it corrupt; it is never trusted again.
     Corrupt,
 }

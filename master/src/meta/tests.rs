@@ -13,6 +13,7 @@ pub(crate) fn rep(chunk: &str, size: u64) -> ReplicaReport {
         crc32c: size as u32 ^ 0xabc,
         replication: 1,
         reads: 0,
+        ..ReplicaReport::default()
     }
 }
 
@@ -36,6 +37,7 @@ pub(crate) fn hb(
         stamp: None,
         draining: false,
         migrate_rate: 0,
+        deleting: Vec::new(),
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use keel_balancer::NamedCopy;
 
-use super::{ChunkMeta, CopyClass, Meta, PENDING_TTL, Redundancy, ServerAddr, ServerNo};
+use super::{ChunkMeta, CopyClass, Excluded, Meta, PENDING_TTL, Redundancy, ServerAddr, ServerNo};
 use crate::placement::{self, Candidate};
 
 /// Excess replicas of one chunk to delete, most utilized holder first. The
@@ -55,7 +55,8 @@ struct Planned {
 pub struct RepairPlan {
     /// Copies to start, most urgent first.
     pub copies: Vec<Repair>,
-    /// Damaged copies to delete now that their chunk is back at its factor.
+    /// Damaged copies to delete now that their chunk is back at its factor,
+    /// and mismatched ones now that it is whole elsewhere.
     pub damaged: Vec<(String, ServerAddr)>,
 }
 
@@ -226,11 +227,15 @@ impl Meta {
         };
         let mut drain_left: HashMap<ServerNo, u64> = HashMap::new();
         let mut work: Vec<(CopyClass, usize, Arc<str>)> = Vec::new();
+        let mut mismatch_due: Vec<Arc<str>> = Vec::new();
         for (slot, id) in self.chunks.take_candidates() {
             let Some(c) = self.chunks.get(&id) else {
                 continue;
             };
             let need = self.need(c, now);
+            if need.live > 0 && self.mismatched.contains_key(&*id) {
+                mismatch_due.push(id.clone());
+            }
             if need.live < need.wanted {
                 counts.under_replicated += 1;
             }
@@ -260,6 +265,9 @@ impl Meta {
                 work.push((kind, need.live, id.clone()));
             }
             self.chunks.add_candidate_slot(slot);
+        }
+        for id in mismatch_due {
+            self.plan_mismatch_deletes(&id, &mut plan);
         }
         // Copies each class may still queue: repairs, then drains.
         let mut budget = [
@@ -350,9 +358,63 @@ impl Meta {
         self.young.remove(id);
         self.missing_on.remove(id);
         if let Some(bad) = self.corrupt_on.remove(id) {
-            for no in bad.into_iter().filter(|&no| self.server(no).alive) {
-                plan.damaged.push((id.to_owned(), self.addr(no)));
+            for no in bad {
+                if self.server(no).alive {
+                    self.deleting_damaged.insert((id.into(), no));
+                    plan.damaged.push((id.to_owned(), self.addr(no)));
+                }
             }
+        }
+    }
+
+    /// Copies of `id` whose size or CRC32C disagree with the chunk's, on
+    /// live servers: the chunk is whole elsewhere, so they go (each named
+    /// by its identity), and repairs may use their servers again.
+    fn plan_mismatch_deletes(&mut self, id: &str, plan: &mut RepairPlan) {
+        let Some(servers) = self.mismatched.remove(id) else {
+            return;
+        };
+        let mut keep = smallvec::SmallVec::<[ServerNo; 2]>::new();
+        for no in servers {
+            let s = self.server(no);
+            if !matches!(s.excluded.get(id), Some(Excluded::Mismatch { .. })) {
+                continue;
+            }
+            let key = (Box::<str>::from(id), no);
+            if !s.alive || self.deleting_damaged.contains(&key) {
+                keep.push(no);
+                continue;
+            }
+            tracing::warn!(chunk = %id, server = %s.id, "deleting a copy whose size or checksum disagree with its chunk's");
+            self.deleting_damaged.insert(key);
+            plan.damaged.push((id.to_owned(), self.addr(no)));
+            keep.push(no);
+        }
+        if !keep.is_empty() {
+            self.mismatched.insert(id.into(), keep);
+        }
+    }
+
+    /// The identity of the damaged or mismatched copy of `chunk` on `no`
+    /// (0: not known).
+    pub fn damaged_replica(&self, chunk: &str, no: ServerNo) -> u64 {
+        match self.server(no).excluded.get(chunk) {
+            Some(Excluded::Mismatch { replica }) => *replica,
+            _ => self
+                .damaged_ids
+                .get(&(chunk.into(), no))
+                .copied()
+                .unwrap_or(0),
+        }
+    }
+
+    /// A delete of the damaged or mismatched copy of `chunk` on `no`
+    /// failed: a later pass tries again (a corrupt copy once its server
+    /// reports it, a mismatched one at once).
+    pub fn damaged_delete_failed(&mut self, chunk: &str, no: ServerNo) {
+        self.deleting_damaged.remove(&(chunk.into(), no));
+        if self.server(no).excluded.contains_key(chunk) {
+            self.chunks.add_candidate(chunk);
         }
     }
 
@@ -491,5 +553,18 @@ impl Meta {
     /// The bad copy of `chunk` on `no` was deleted.
     pub fn forget_excluded(&mut self, chunk: &str, no: ServerNo) {
         self.servers[no as usize].excluded.remove(chunk);
+        let key = (chunk.into(), no);
+        self.damaged_ids.remove(&key);
+        self.deleting_damaged.remove(&key);
+        if let Some(s) = self.mismatched.get_mut(chunk) {
+            s.retain(|x| *x != no);
+            if s.is_empty() {
+                self.mismatched.remove(chunk);
+            }
+        }
+        // Repairs may use that server again.
+        if self.chunks.contains_key(chunk) {
+            self.chunks.add_candidate(chunk);
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! gRPC clients of chunk servers: one lazily connected channel per address,
 //! cached, carrying the shared token and Keel's message limits; and the
-//! fencing of the requests that change data ([`Clients::fenced`]).
+//! fencing of the requests that change data ([`Clients::fenced`], and
+//! [`Clients::fenced_at`] for those a decision planned earlier).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -108,6 +109,37 @@ impl Clients {
         Ok(self.request(msg, timeout))
     }
 
+    /// Like [`Clients::fenced`] for a change decided under term `decided`:
+    /// stamped with that term, and refused here with FAILED_PRECONDITION
+    /// unless this master still leads under it. A master deposed and
+    /// elected again since the decision never carries it out under its new
+    /// term (a chunk server that saw a newer term refuses it too).
+    pub fn fenced_at<T: Fenced>(
+        &self,
+        mut msg: T,
+        timeout: Duration,
+        decided: u64,
+    ) -> Result<tonic::Request<T>, tonic::Status> {
+        match self.leadership.term_if_leading() {
+            Some(term) if term == decided => {
+                msg.set_term(decided);
+                Ok(self.request(msg, timeout))
+            }
+            Some(term) => Err(tonic::Status::failed_precondition(format!(
+                "decided under term {decided}, but this master now leads under term {term}; \
+                 the change is left to a new decision"
+            ))),
+            None => Err(tonic::Status::failed_precondition(
+                "this master is not the leader (any more); the change is left to the leader",
+            )),
+        }
+    }
+
+    /// Whether this master leads under term `decided` at this instant.
+    pub fn leads_at(&self, decided: u64) -> bool {
+        self.leadership.term_if_leading() == Some(decided)
+    }
+
     /// The same clients, speaking TLS to `https://` addresses.
     pub fn with_tls(mut self, tls: Option<ClientTlsConfig>) -> Self {
         self.tls = tls;
@@ -189,5 +221,21 @@ mod tests {
             Err(tonic::Code::FailedPrecondition)
         );
         assert!(c.client("not a url").is_err());
+    }
+
+    #[test]
+    fn a_change_is_sent_only_under_the_term_that_decided_it() {
+        let single = Clients::new(None).expect("no token");
+        let req = single
+            .fenced_at(DeleteChunkRequest::default(), Duration::from_secs(1), 0)
+            .expect("a single master leads under term 0");
+        assert_eq!(req.get_ref().term, 0);
+        let later = single.fenced_at(DeleteChunkRequest::default(), Duration::from_secs(1), 3);
+        assert_eq!(
+            later.map(|_| ()).map_err(|s| s.code()),
+            Err(tonic::Code::FailedPrecondition),
+            "decided under another term"
+        );
+        assert!(single.leads_at(0) && !single.leads_at(3));
     }
 }

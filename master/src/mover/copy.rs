@@ -44,16 +44,22 @@ fn retryable(code: Code) -> bool {
 }
 
 impl Mover {
-    /// One copy of `t`, after checking it can still run. A failure says
-    /// whether another attempt may succeed; the queue decides when.
-    pub(super) async fn copy(&self, t: &MoveTicket) -> Result<Option<Stamp>, MoveError> {
+    /// One copy of `t` decided under `term`, after checking it can still
+    /// run: the target's stamp after the commit (when it sent one) and the
+    /// new replica's identity. A failure says whether another attempt may
+    /// succeed; the queue decides when.
+    pub(super) async fn copy(
+        &self,
+        t: &MoveTicket,
+        term: u64,
+    ) -> Result<(Option<Stamp>, u64), MoveError> {
         if let Err(why) = self.still_valid(t) {
             return Err(MoveError::Failed {
                 error: why,
                 retry: false,
             });
         }
-        self.copy_once(t).await.map_err(|a| match a {
+        self.copy_once(t, term).await.map_err(|a| match a {
             Attempt::Fatal(error) => MoveError::Failed {
                 error,
                 retry: false,
@@ -79,8 +85,9 @@ impl Mover {
         Ok(())
     }
 
-    /// One attempt; the target's stamp after the commit when it sent one.
-    async fn copy_once(&self, t: &MoveTicket) -> Result<Option<Stamp>, Attempt> {
+    /// One attempt: the target's stamp after the commit when it sent one,
+    /// and the new replica's identity.
+    async fn copy_once(&self, t: &MoveTicket, term: u64) -> Result<(Option<Stamp>, u64), Attempt> {
         let deadline = copy_deadline(t.size, self.settings.copy_min_rate);
         let mut client = self
             .clients
@@ -96,7 +103,7 @@ impl Mover {
         };
         let req = self
             .clients
-            .fenced(req, deadline)
+            .fenced_at(req, deadline, term)
             .map_err(|s| Attempt::Fatal(s.message().to_owned()))?;
         let resp = match tokio::time::timeout(deadline, client.copy_chunk(req)).await {
             Err(_) => {
@@ -122,12 +129,22 @@ impl Mover {
                 t.to.id, resp.size, resp.crc32c, t.size, t.crc32c
             )));
         }
-        Ok(convert::stamp(resp.stamp))
+        Ok((convert::stamp(resp.stamp), resp.replica_id))
     }
 
     /// The target says it already holds the chunk (an earlier attempt whose
-    /// answer was lost): accept it only if its copy is the same chunk.
-    async fn verify_existing(&self, t: &MoveTicket) -> Result<Option<Stamp>, Attempt> {
+    /// answer was lost): accept it only if its copy is the same chunk and
+    /// no delete of it may still be running (a delete that failed or timed
+    /// out leaves the replica in doubt until its server reports what it
+    /// holds; accepting it meanwhile would release the source and then lose
+    /// both copies when the delete lands).
+    async fn verify_existing(&self, t: &MoveTicket) -> Result<(Option<Stamp>, u64), Attempt> {
+        if lock(&self.meta).is_doubted(&t.chunk, t.to.no) {
+            return Err(Attempt::Retry(format!(
+                "{} holds chunk {} but a delete of it may still be running; waiting until {} reports what it holds",
+                t.to.id, t.chunk, t.to.id
+            )));
+        }
         let mut client = self
             .clients
             .client(&t.to.address)
@@ -149,10 +166,16 @@ impl Mover {
             }
             Err(_) => return Err(Attempt::Retry(format!("stat on {} timed out", t.to.id))),
         };
+        if stat.deleting {
+            return Err(Attempt::Retry(format!(
+                "{} holds chunk {} but is deleting it; tried again once the delete ends",
+                t.to.id, t.chunk
+            )));
+        }
         match stat.header {
             Some(h) if h.size == t.size && h.crc32c == t.crc32c => {
                 debug!(chunk = %t.chunk, to = %t.to.id, "target already holds a matching copy");
-                Ok(None)
+                Ok((None, stat.replica_id))
             }
             _ => Err(Attempt::Fatal(format!(
                 "{} holds a different chunk under id {}",

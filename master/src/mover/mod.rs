@@ -1,14 +1,26 @@
 //! The safe move protocol, reusable by every caller that moves data
 //! (`RebalanceExecute`, the maintenance loop, the background balancer).
 //!
-//! A move of chunk `c` from `s` to `t`: the gates pass and `c` turns busy →
-//! `CopyChunk` on `t` (it pulls from `s`, checks size and CRC32C, fsyncs) →
-//! the master records `c` on `t` → only if the master itself now sees at least
-//! `replication` whole replicas on live servers without `s`, `DeleteChunk` on
-//! `s` → the removal is recorded. A failed copy leaves `s` untouched and is
-//! retried by the move queue, which also holds the copy's slot; a failed
-//! delete leaves an excess replica that trimming removes later. A crash at
-//! any point leaves a whole replica.
+//! A move of chunk `c` from `s` to `t`: the gates pass and `c` turns busy;
+//! the term this master leads under is the move's decision term →
+//! `CopyChunk` on `t` (it pulls from `s`, checks size and CRC32C, fsyncs,
+//! and answers the new replica's identity) → the master records `c` on `t`
+//! → only if the master itself now sees at least `replication` whole
+//! replicas on live servers without `s`, none suspect, `DeleteChunk` on `s`
+//! naming the replica it recorded there, under the decision term → the
+//! removal is recorded. A failed copy leaves `s` untouched and is retried by
+//! the move queue, which also holds the copy's slot; a failed delete leaves
+//! the replica in doubt (counted by nothing and accepted as no copy until
+//! its server, no longer deleting it, reports it) and an excess replica
+//! that trimming removes later. A crash at any point leaves a whole replica.
+//!
+//! Every destructive step names exactly what it destroys, under the term
+//! that decided it: a delete carries the replica's identity (the chunk
+//! server removes only that file, so a delete meant for a damaged or stale
+//! copy never removes a newer whole one) and the decision's term (a master
+//! deposed and elected again since does not send it; a chunk server that
+//! saw a newer term refuses it). Trims and deletes of damaged or mismatched
+//! copies are decided by the maintenance pass under its term.
 //!
 //! # Layout
 //! - [`clients`]: cached channels to chunk servers.
@@ -174,9 +186,17 @@ impl Mover {
         };
         let _running = Running::new(&self.metrics);
         let started = Instant::now();
-        info!(chunk = %t.chunk, from = %t.from.id, to = %t.to.id, bytes = t.size, kind = t.kind.name(), "copy started");
-        let stamp = self.copy(t).await?;
-        lock(&self.meta).record_copy(t, stamp);
+        // The decision term: the source's delete is sent under it or not at all.
+        let Some(term) = self.leadership().term_if_leading() else {
+            return Err(MoveError::Failed {
+                error: "this master is not the leader (any more); the copy is left to the leader"
+                    .into(),
+                retry: false,
+            });
+        };
+        info!(chunk = %t.chunk, from = %t.from.id, to = %t.to.id, bytes = t.size, kind = t.kind.name(), term, "copy started");
+        let (stamp, replica) = self.copy(t, term).await?;
+        lock(&self.meta).record_copy_of(t, stamp, replica);
         self.metrics.move_done(t.size);
         let mut done = MoveDone {
             bytes: t.size,
@@ -184,7 +204,7 @@ impl Mover {
             note: None,
         };
         if t.kind.deletes_source() {
-            match self.release_source(t).await {
+            match self.release_source(t, term).await {
                 Ok(()) => done.source_deleted = true,
                 Err(note) => {
                     warn!(chunk = %t.chunk, from = %t.from.id, why = %note, "source replica not released");
@@ -253,9 +273,18 @@ impl Mover {
     /// failed delete leaves the replica in doubt (see [`Meta::doubt_replica`]).
     ///
     /// [`Meta::doubt_replica`]: crate::meta::Meta::doubt_replica
-    async fn release_source(&self, t: &MoveTicket) -> Result<(), String> {
-        lock(&self.meta).source_deletable(&t.chunk, t.from.no)?;
-        match self.delete(&t.chunk, &t.from).await {
+    async fn release_source(&self, t: &MoveTicket, term: u64) -> Result<(), String> {
+        let replica = {
+            let m = lock(&self.meta);
+            m.source_deletable(&t.chunk, t.from.no)?;
+            m.replica_id(&t.chunk, t.from.no)
+        };
+        if !self.clients.leads_at(term) {
+            return Err(format!(
+                "the move was decided under term {term}, and this master no longer leads under it"
+            ));
+        }
+        match self.delete(&t.chunk, &t.from, replica, term).await {
             Ok(stamp) => {
                 lock(&self.meta).record_removal(&t.chunk, t.from.no, stamp);
                 Ok(())
@@ -290,20 +319,25 @@ impl Mover {
         }
     }
 
-    /// `DeleteChunk` on `server`; a chunk already gone counts as deleted.
-    /// Returns the server's stamp right after the delete, when it sent one.
+    /// `DeleteChunk` of replica `replica` on `server`, decided under term
+    /// `term`; a replica already gone counts as deleted. Returns the
+    /// server's stamp right after the delete, when it sent one.
     pub async fn delete(
         &self,
         chunk: &str,
         server: &ServerAddr,
+        replica: u64,
+        term: u64,
     ) -> Result<Option<Stamp>, tonic::Status> {
         let mut c = self.clients.client(&server.address)?;
-        let req = self.clients.fenced(
+        let req = self.clients.fenced_at(
             DeleteChunkRequest {
                 chunk: chunk.to_owned(),
-                term: 0,
+                term,
+                replica_id: replica,
             },
             SMALL_RPC_TIMEOUT,
+            term,
         )?;
         match tokio::time::timeout(SMALL_RPC_TIMEOUT, c.delete_chunk(req)).await {
             Ok(Ok(r)) => Ok(convert::stamp(r.into_inner().stamp)),
@@ -313,19 +347,28 @@ impl Mover {
         }
     }
 
-    /// Deletes excess replicas planned by [`crate::meta::Meta::plan_trims`],
-    /// re-checking before each that enough whole replicas remain.
-    pub async fn trim(&self, d: Deletion) {
+    /// Deletes excess replicas planned by [`crate::meta::Meta::plan_trims`]
+    /// under term `term`, re-checking before each that enough whole
+    /// replicas remain and that this master still leads under that term.
+    pub async fn trim(&self, d: Deletion, term: u64) {
         let _busy = BusyGuard {
             meta: Arc::clone(&self.meta),
             chunk: d.chunk.clone(),
         };
         for s in &d.servers {
-            if let Err(why) = lock(&self.meta).source_deletable(&d.chunk, s.no) {
-                info!(chunk = %d.chunk, server = %s.id, why = %why, "trim stopped");
+            let replica = {
+                let m = lock(&self.meta);
+                if let Err(why) = m.source_deletable(&d.chunk, s.no) {
+                    info!(chunk = %d.chunk, server = %s.id, why = %why, "trim stopped");
+                    return;
+                }
+                m.replica_id(&d.chunk, s.no)
+            };
+            if !self.clients.leads_at(term) {
+                info!(chunk = %d.chunk, term, "trim stopped: decided under a term this master no longer leads under");
                 return;
             }
-            match self.delete(&d.chunk, s).await {
+            match self.delete(&d.chunk, s, replica, term).await {
                 Ok(stamp) => {
                     lock(&self.meta).record_removal(&d.chunk, s.no, stamp);
                     info!(chunk = %d.chunk, server = %s.id, "excess replica trimmed");
@@ -340,15 +383,21 @@ impl Mover {
         }
     }
 
-    /// Deletes a copy verified corrupt, once its chunk is back at its factor.
-    pub async fn delete_damaged(&self, chunk: &str, server: &ServerAddr) {
-        match self.delete(chunk, server).await {
+    /// Deletes a copy verified corrupt (once its chunk is back at its
+    /// factor) or one whose size or CRC32C disagree with the chunk's (once
+    /// the chunk is whole elsewhere), decided under term `term`. The delete
+    /// names that copy's identity: a whole copy made since on the same
+    /// server stays.
+    pub async fn delete_damaged(&self, chunk: &str, server: &ServerAddr, term: u64) {
+        let replica = lock(&self.meta).damaged_replica(chunk, server.no);
+        match self.delete(chunk, server, replica, term).await {
             Ok(_) => {
                 lock(&self.meta).forget_excluded(chunk, server.no);
-                info!(chunk, server = %server.id, "corrupt copy deleted");
+                info!(chunk, server = %server.id, replica, "damaged or mismatched copy deleted");
             }
             Err(e) => {
-                warn!(chunk, server = %server.id, error = %e.message(), "could not delete corrupt copy")
+                lock(&self.meta).damaged_delete_failed(chunk, server.no);
+                warn!(chunk, server = %server.id, replica, error = %e.message(), "could not delete a damaged or mismatched copy; tried again later")
             }
         }
     }

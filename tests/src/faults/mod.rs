@@ -309,6 +309,7 @@ pub async fn delete_everywhere_at(cluster: &Cluster, chunk: &str, term: u64) -> 
         c.delete_chunk(DeleteChunkRequest {
             chunk: chunk.to_owned(),
             term,
+            ..Default::default()
         })
         .await?;
     }

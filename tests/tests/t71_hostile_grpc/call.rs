@@ -165,6 +165,7 @@ impl Call {
                 let req = DeleteChunkRequest {
                     chunk: chunk.clone(),
                     term: 0,
+                    ..Default::default()
                 };
                 c.delete_chunk(req).await.map(|_| Reply::Plain)
             }

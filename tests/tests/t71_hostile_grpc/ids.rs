@@ -63,6 +63,7 @@ pub fn cs1_report(env: &Env, extra: Vec<ChunkReplica>) -> HeartbeatRequest {
         crc32c: crc32c::crc32c(&good),
         replication: 2,
         reads: 0,
+        ..Default::default()
     }];
     chunks.extend(extra);
     HeartbeatRequest {

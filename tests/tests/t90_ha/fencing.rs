@@ -86,6 +86,7 @@ async fn a_frozen_leader_is_fenced_when_it_wakes() -> Result<()> {
         .delete_chunk(DeleteChunkRequest {
             chunk: "f0".into(),
             term: old_term,
+            ..Default::default()
         })
         .await
         .expect_err("a deposed term deletes nothing");
@@ -118,6 +119,7 @@ async fn a_frozen_leader_is_fenced_when_it_wakes() -> Result<()> {
         .delete_chunk(DeleteChunkRequest {
             chunk: "f1".into(),
             term: old_term,
+            ..Default::default()
         })
         .await
         .expect_err("still fenced after a restart");

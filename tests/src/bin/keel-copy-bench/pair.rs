@@ -116,6 +116,7 @@ impl Pair {
             .delete_chunk(DeleteChunkRequest {
                 chunk: id.into(),
                 term: 0,
+                ..Default::default()
             })
             .await
             .with_context(|| format!("DeleteChunk {id} on {url}"))?;

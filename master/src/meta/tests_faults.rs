@@ -1,0 +1,113 @@
+//! Double faults: every delete names the replica it means, mismatched copies
+//! go once the chunk is whole elsewhere, doubted replicas wait for their
+//! server's word, and suspect marks come back from chunk servers.
+
+use std::time::Instant;
+
+use super::tests::{apply, hb, rep};
+use super::*;
+
+/// `x` (factor 3) on a, b and c, each replica with its own identity.
+fn three_at_factor_three(now: Instant) -> Meta {
+    let mut m = Meta::new(MetaSettings::default());
+    for (i, id) in ["a", "b", "c"].into_iter().enumerate() {
+        let mut r = rep("x", 10);
+        r.replication = 3;
+        r.replica_id = 100 + i as u64;
+        apply(&mut m, hb(id, true, vec![r], &[], 1), now);
+    }
+    m
+}
+
+#[test]
+fn the_damaged_copy_is_deleted_by_its_identity_not_the_repair_on_its_server() {
+    let now = Instant::now();
+    let mut m = three_at_factor_three(now);
+    let a = m.server_no("a").expect("a");
+    m.report_corruption("x", "a").expect("reported");
+    m.verified("x", a, &VerifyOutcome::Corrupt("bad crc".into()), None);
+    // With servers = factor the repair can only go back onto a.
+    let repairs = m.start_repairs(now, 10);
+    assert_eq!(repairs.copies.len(), 1);
+    assert_eq!(repairs.copies[0].to.id, "a");
+    m.record_copy_of(&repairs.copies[0], None, 555);
+    m.end_busy("x");
+    let after = m.start_repairs(now, 10);
+    assert!(after.copies.is_empty(), "exactly one repair");
+    assert_eq!(after.damaged.len(), 1);
+    assert_eq!(after.damaged[0].1.id, "a");
+    assert_eq!(m.damaged_replica("x", a), 100, "the damaged copy, not 555");
+    assert_eq!(m.replica_id("x", a), 555);
+    m.forget_excluded("x", a);
+    assert_eq!(m.replica_id("x", a), 555, "the new copy stays counted");
+    m.check().expect("invariants");
+}
+
+#[test]
+fn a_mismatched_copy_is_deleted_once_the_chunk_is_whole_elsewhere_then_replaced() {
+    let now = Instant::now();
+    let mut m = three_at_factor_three(now);
+    let c = m.server_no("c").expect("c");
+    let mut bad = rep("x", 10);
+    bad.replication = 3;
+    bad.crc32c ^= 1;
+    bad.replica_id = 900;
+    apply(&mut m, hb("c", true, vec![bad], &[], 1), now);
+    assert!(!m.chunk("x").expect("x").holds(c));
+    let plan = m.start_repairs(now, 10);
+    assert!(plan.copies.is_empty(), "c still holds the mismatched copy");
+    assert_eq!(plan.damaged.len(), 1);
+    assert_eq!(plan.damaged[0].1.id, "c");
+    assert_eq!(m.damaged_replica("x", c), 900);
+    assert!(
+        m.start_repairs(now, 10).damaged.is_empty(),
+        "planned once while its delete runs"
+    );
+    m.forget_excluded("x", c);
+    let plan = m.start_repairs(now, 10);
+    assert_eq!(plan.copies.len(), 1, "back to its factor");
+    assert_eq!(plan.copies[0].to.id, "c");
+    m.check().expect("invariants");
+}
+
+#[test]
+fn a_doubted_replica_counts_only_once_no_delete_of_it_runs() {
+    let now = Instant::now();
+    let mut m = three_at_factor_three(now);
+    let b = m.server_no("b").expect("b");
+    m.doubt_replica("x", b);
+    assert!(m.is_doubted("x", b));
+    let mut r = rep("x", 10);
+    r.replication = 3;
+    r.replica_id = 101;
+    let mut still = hb("b", true, vec![r.clone()], &[], 1);
+    still.deleting = vec!["x".into()];
+    let out = apply(&mut m, still, now);
+    assert!(out.send_full_report, "asked again after the delete");
+    assert!(m.is_doubted("x", b));
+    assert!(!m.chunk("x").expect("x").holds(b), "not counted meanwhile");
+    apply(&mut m, hb("b", true, vec![r], &[], 1), now);
+    assert!(!m.is_doubted("x", b));
+    assert!(
+        m.chunk("x").expect("x").holds(b),
+        "its server still holds it"
+    );
+}
+
+#[test]
+fn a_replica_its_server_reports_suspect_counts_for_no_delete() {
+    let now = Instant::now();
+    let mut m = three_at_factor_three(now);
+    let a = m.server_no("a").expect("a");
+    let mut r = rep("x", 10);
+    r.replication = 3;
+    r.replica_id = 100;
+    r.suspect = true;
+    apply(&mut m, hb("a", true, vec![r], &[], 1), now);
+    assert!(m.is_suspect("x", a));
+    let due = m.verifications_due();
+    assert_eq!(due.len(), 1, "verified again by this master");
+    assert_eq!(due[0].server.id, "a");
+    let b = m.server_no("b").expect("b");
+    assert!(m.source_deletable("x", b).is_err(), "a does not count");
+}
