@@ -22,6 +22,8 @@ pub struct File {
     /// Its bytes were damaged after the commit (the header still looks fine;
     /// only rereading the data finds it).
     pub rot: bool,
+    /// Marked suspect by a verification that has not ended (kept on disk).
+    pub suspect: bool,
 }
 
 /// A simulated chunk server.
@@ -39,8 +41,10 @@ pub struct ChunkServer {
     pub term: u64,
     /// A higher term waiting for running deletes to end before it is recorded.
     pub deferred_term: u64,
-    /// Deletes whose blocking part still runs.
+    /// Deletes past the fence whose blocking part still runs.
     pub running_deletes: u32,
+    /// Deletes admitted and not ended, by chunk (reported in heartbeats).
+    pub deleting: BTreeMap<String, u32>,
     /// `chunks/`, indexed.
     pub files: BTreeMap<String, File>,
     /// `damaged/`: copies verification moved aside.
@@ -57,10 +61,12 @@ pub struct ChunkServer {
 pub enum Answer {
     /// Done; the server's stamp right after.
     Ok(Stamp),
-    /// A copy landed: its header's size and CRC, and the stamp.
-    Copied(u64, u32, Stamp),
-    /// `StatChunk`: size and CRC of the indexed copy.
-    Header(u64, u32),
+    /// A copy landed: its header's size and CRC, the stamp, the new
+    /// replica's identity.
+    Copied(u64, u32, Stamp, u64),
+    /// `StatChunk`: size and CRC of the indexed copy, its identity, and
+    /// whether a delete of it runs.
+    Header(u64, u32, u64, bool),
     /// `VerifyChunk`: whole, or corrupt (moved aside).
     Whole(Stamp),
     /// `VerifyChunk` found the data damaged and moved it to `damaged/`.
@@ -88,6 +94,7 @@ impl ChunkServer {
             term: 0,
             deferred_term: 0,
             running_deletes: 0,
+            deleting: BTreeMap::new(),
             files: BTreeMap::new(),
             damaged: BTreeMap::new(),
             touched: BTreeMap::new(),
@@ -114,6 +121,7 @@ impl ChunkServer {
         self.up = false;
         self.running_deletes = 0;
         self.deferred_term = 0;
+        self.deleting.clear();
     }
 
     /// Starts again: a new run, full reports to every master.
@@ -144,40 +152,95 @@ impl ChunkServer {
         }
     }
 
+    /// A delete of `chunk` was admitted (before the fence): reported as
+    /// running until [`ChunkServer::delete_ended`] or [`ChunkServer::delete_refused`].
+    pub fn delete_begun(&mut self, chunk: &str) {
+        *self.deleting.entry(chunk.to_owned()).or_default() += 1;
+    }
+
+    /// The fence refused a delete of `chunk`.
+    pub fn delete_refused(&mut self, chunk: &str) {
+        if let Some(n) = self.deleting.get_mut(chunk) {
+            *n -= 1;
+            if *n == 0 {
+                self.deleting.remove(chunk);
+            }
+        }
+    }
+
     /// A delete's blocking part ended.
-    pub fn delete_ended(&mut self) {
+    pub fn delete_ended(&mut self, chunk: &str) {
+        self.delete_refused(chunk);
         self.running_deletes = self.running_deletes.saturating_sub(1);
         if self.running_deletes == 0 && self.deferred_term > self.term {
             self.term = self.deferred_term;
         }
     }
 
-    /// The blocking part of `DeleteChunk`: removes `damaged/<id>` and the
-    /// indexed copy, whatever either is (the real store's rule).
-    pub fn delete(&mut self, chunk: &str) -> (Answer, Option<File>, Option<File>) {
-        let damaged = self.damaged.remove(chunk);
-        let whole = self.files.remove(chunk);
-        if whole.is_some() {
-            self.touch(chunk);
-        }
-        let answer = match (whole.is_some(), damaged.is_some()) {
-            (false, false) => Answer::NotFound,
-            _ => Answer::Ok(self.stamp()),
+    /// The blocking part of `DeleteChunk` of replica `replica` (0: whatever
+    /// is held, indexed and damaged), `Store::delete_replica`'s rule: the
+    /// damaged copy goes when it is the one named, the indexed one when it
+    /// is; another replica stays (NOT_FOUND). Returns the answer and the
+    /// indexed and damaged files removed.
+    pub fn delete(&mut self, chunk: &str, replica: u64) -> (Answer, Option<File>, Option<File>) {
+        let damaged_meant = replica == 0
+            || self
+                .damaged
+                .get(chunk)
+                .is_some_and(|f| f.generation == replica);
+        let damaged = if damaged_meant {
+            self.damaged.remove(chunk)
+        } else {
+            None
         };
-        (answer, whole, damaged)
+        let named = self
+            .files
+            .get(chunk)
+            .is_some_and(|f| replica == 0 || f.generation == replica);
+        if !named {
+            let answer = match damaged {
+                Some(_) => Answer::Ok(self.stamp()),
+                None => Answer::NotFound,
+            };
+            return (answer, None, damaged);
+        }
+        let whole = self.files.remove(chunk);
+        self.touch(chunk);
+        (Answer::Ok(self.stamp()), whole, damaged)
     }
 
-    /// `VerifyChunk`: rereads the copy; a damaged one goes to `damaged/`.
+    /// `VerifyChunk` begins: the replica is marked suspect first, durably,
+    /// so a crash before the verdict leaves it reported suspect.
+    pub fn mark_suspect(&mut self, chunk: &str) {
+        if let Some(f) = self.files.get_mut(chunk)
+            && !f.suspect
+        {
+            f.suspect = true;
+            self.touch(chunk);
+        }
+    }
+
+    /// `VerifyChunk`'s verdict: rereads the copy; a damaged one goes to
+    /// `damaged/` (keeping its identity), a whole one loses its mark.
     pub fn verify(&mut self, chunk: &str) -> Answer {
         match self.files.get(chunk).copied() {
             None => Answer::NotFound,
-            Some(f) if f.rot => {
+            Some(mut f) if f.rot => {
                 self.files.remove(chunk);
+                f.suspect = false;
                 self.damaged.insert(chunk.to_owned(), f);
                 self.touch(chunk);
                 Answer::Corrupt(self.stamp())
             }
-            Some(_) => Answer::Whole(self.stamp()),
+            Some(f) => {
+                if f.suspect {
+                    if let Some(f) = self.files.get_mut(chunk) {
+                        f.suspect = false;
+                    }
+                    self.touch(chunk);
+                }
+                Answer::Whole(self.stamp())
+            }
         }
     }
 
@@ -190,6 +253,8 @@ impl ChunkServer {
             crc32c: f.crc32c,
             replication: f.factor,
             reads: 0,
+            replica_id: f.generation,
+            suspect: f.suspect,
         };
         let mut hb = Heartbeat {
             id: self.id.clone(),
@@ -198,6 +263,7 @@ impl ChunkServer {
             used: self.files.values().map(|f| f.size).sum(),
             chunk_count: self.files.len() as u64,
             stamp: Some(self.stamp()),
+            deleting: self.deleting.keys().cloned().collect(),
             ..Heartbeat::default()
         };
         match self.cursor.get(m).copied().flatten() {

@@ -67,6 +67,9 @@ pub fn handle(w: &mut World, e: Event) {
                 let id = format!("cs{s}");
                 let mut taken = false;
                 w.with_master(l, |m, cx| taken = m.corruption_reported(cx, &chunk, &id));
+                if w.trace {
+                    eprintln!("             m{l} took the report: {taken}");
+                }
                 // From here on the protocol knows: this copy no longer
                 // counts as intact for the invariants.
                 if let Some(f) = w.servers[s].files.get(&chunk).filter(|f| f.rot && taken) {

@@ -29,8 +29,9 @@ pub struct DeleteFacts<'a> {
     pub recorded: u64,
     /// What it was decided for.
     pub intent: Intent,
-    /// Generation of the indexed copy it removed, if any.
-    pub removed: Option<u64>,
+    /// The indexed copy it removed, if any: its generation, and whether it
+    /// was intact (not known damaged, and the chunk's own bytes).
+    pub removed: Option<(u64, bool)>,
 }
 
 /// Every rule about one delete.
@@ -67,12 +68,12 @@ pub fn decided_term(f: &DeleteFacts<'_>) -> Result<(), String> {
 /// Invariant 3.
 pub fn named_replica(f: &DeleteFacts<'_>) -> Result<(), String> {
     match (f.intent, f.removed) {
-        (_, None) => Ok(()),
-        (Intent::Damaged, Some(g)) => Err(format!(
-            "wrong-replica: {} was meant for the damaged copy and removed whole copy #{g}",
+        (_, None) | (Intent::Damaged, Some((_, false))) => Ok(()),
+        (Intent::Damaged, Some((g, true))) => Err(format!(
+            "wrong-replica: {} was meant for a damaged copy and removed whole copy #{g}",
             f.what
         )),
-        (Intent::Whole(meant), Some(g)) if meant != Some(g) => Err(format!(
+        (Intent::Whole(meant), Some((g, _))) if meant != Some(g) => Err(format!(
             "wrong-replica: {} removed copy #{g}, decided for {}",
             f.what,
             meant.map_or("a copy the server did not hold".into(), |m| format!("#{m}"))

@@ -8,8 +8,9 @@
 //! # Layout
 //! - [`net`]: the scheduler, the events, the network's weather.
 //! - [`chunkserver`]: a chunk server's files in memory, with its rules.
-//! - [`master`]: a master: real `Meta`, `QueueState`, `Leadership`; the
-//!   mover's and the maintenance loop's steps as events.
+//! - [`master`]: a master: real `Meta`, `QueueState`, `Leadership`, and
+//!   the maintenance loop's steps.
+//! - [`mover`]: the mover's steps, one RPC at a time.
 //! - [`world`]: the cluster and the step loop.
 //! - [`faults`]: the fault injector and etcd's elections.
 //! - [`invariants`]: what must hold after every step, and after healing.
@@ -18,6 +19,7 @@ pub mod chunkserver;
 pub mod faults;
 pub mod invariants;
 pub mod master;
+pub mod mover;
 pub mod net;
 pub mod world;
 
@@ -52,13 +54,23 @@ pub struct Outcome {
 
 /// Runs seed `seed` to the end of its must-heal phase.
 pub fn run_seed(seed: u64) -> Outcome {
-    run_seed_traced(seed, false)
+    run_seed_with(seed, Options::default())
 }
 
-/// Runs seed `seed`, printing every event to stderr when `trace` is set.
-pub fn run_seed_traced(seed: u64, trace: bool) -> Outcome {
+/// How to run a seed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Print every event to stderr.
+    pub trace: bool,
+    /// Run to the end after a violation (the first one is still reported).
+    pub keep_going: bool,
+}
+
+/// Runs seed `seed` as `opts` say.
+pub fn run_seed_with(seed: u64, opts: Options) -> Outcome {
     let mut w = build(seed);
-    w.trace = trace;
+    w.trace = opts.trace;
+    w.keep_going = opts.keep_going;
     let result = w.run();
     Outcome {
         steps: w.steps,
@@ -97,6 +109,7 @@ fn build(seed: u64) -> World {
         applied_built: vec![vec![Duration::ZERO; n]; masters],
         steps: 0,
         trace: false,
+        keep_going: false,
         mismatches: rng.unit() < 0.3,
         accepted: Vec::new(),
         found_rotten: Default::default(),

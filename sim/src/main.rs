@@ -23,6 +23,9 @@ struct Args {
     /// With `--seed`: print every event.
     #[arg(long, requires = "seed")]
     trace: bool,
+    /// Run every seed to its end after a violation (to time full runs).
+    #[arg(long)]
+    keep_going: bool,
     /// Worker threads (default: the machine's cores).
     #[arg(long, env = "KEEL_THREADS")]
     threads: Option<usize>,
@@ -51,7 +54,11 @@ fn main() -> anyhow::Result<()> {
                     if seed >= end {
                         break;
                     }
-                    let out = keel_sim::run_seed_traced(seed, args.trace);
+                    let opts = keel_sim::Options {
+                        trace: args.trace,
+                        keep_going: args.keep_going,
+                    };
+                    let out = keel_sim::run_seed_with(seed, opts);
                     steps.fetch_add(out.steps, Ordering::Relaxed);
                     if let Err(why) = &out.result {
                         failures.fetch_add(1, Ordering::Relaxed);

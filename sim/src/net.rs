@@ -43,6 +43,8 @@ pub enum Request {
     Delete {
         /// Chunk id.
         chunk: String,
+        /// The replica named (0: whatever is held).
+        replica: u64,
         /// Term sent.
         term: u64,
         /// Term under which the delete was decided (ground truth).
@@ -132,6 +134,19 @@ pub enum Event {
         op: u64,
         /// The request.
         req: Request,
+    },
+    /// A verification's reread ends on server `on` (in run `incarnation`).
+    VerifyRuns {
+        /// Server.
+        on: usize,
+        /// Its run when the verification began.
+        incarnation: u64,
+        /// Master to answer.
+        master: usize,
+        /// Operation id.
+        op: u64,
+        /// Chunk id.
+        chunk: String,
     },
     /// Master `m`'s request `op` timed out.
     Timeout(usize, u64),

@@ -85,6 +85,8 @@ pub struct World {
     pub found_rotten: std::collections::BTreeSet<(usize, u64)>,
     /// Copies a master accepted as already there: (server, chunk).
     pub accepted: Vec<(usize, String)>,
+    /// Run to the end after a violation (to time full runs).
+    pub keep_going: bool,
     /// Print every event (`--seed S --trace`).
     pub trace: bool,
 }
@@ -133,6 +135,7 @@ impl World {
             crc32c: t.crc32c,
             factor: t.factor,
             rot: false,
+            suspect: false,
         }
     }
 
@@ -159,12 +162,22 @@ impl World {
                 eprintln!("{:>12.6} {e:?}", self.sched.now.as_secs_f64());
             }
             self.step(e);
-            if let Some(v) = self.violations.first() {
-                return Err(v.clone());
+            if let Err(v) = invariants::check_counted(self) {
+                self.violations.push(v);
             }
-            invariants::check_counted(self)?;
+            if !self.keep_going && !self.violations.is_empty() {
+                break;
+            }
         }
-        invariants::check_healed(self)
+        if self.violations.is_empty()
+            && let Err(v) = invariants::check_healed(self)
+        {
+            self.violations.push(v);
+        }
+        match self.violations.first() {
+            Some(v) => Err(v.clone()),
+            None => Ok(()),
+        }
     }
 
     /// Master `m`, when it runs (not down, not frozen) at this instant.
@@ -240,6 +253,22 @@ impl World {
                 op,
                 req,
             } => self.delete_runs(on, incarnation, master, op, req),
+            Event::VerifyRuns {
+                on,
+                incarnation,
+                master,
+                op,
+                chunk,
+            } => {
+                let srv = &mut self.servers[on];
+                if srv.up && srv.incarnation == incarnation {
+                    let a = srv.verify(&chunk);
+                    if matches!(a, Answer::Corrupt(_)) {
+                        self.note_gone(on, &chunk);
+                    }
+                    self.answer(on, master, op, a);
+                }
+            }
             Event::Timeout(m, op) => {
                 self.with_master(m, |master, cx| master.answered(cx, op, None))
             }
@@ -300,8 +329,12 @@ impl World {
                 let a = self.copy(to, &req);
                 self.answer(to, from, op, a);
             }
-            Request::Delete { term, .. } => {
+            Request::Delete {
+                term, ref chunk, ..
+            } => {
+                self.servers[to].delete_begun(chunk);
                 if !self.servers[to].admit(term) {
+                    self.servers[to].delete_refused(chunk);
                     return self.answer(to, from, op, Answer::Fenced);
                 }
                 self.servers[to].running_deletes += 1;
@@ -322,15 +355,29 @@ impl World {
                 self.sched.after(runs, e);
             }
             Request::Verify { chunk } => {
-                let a = self.servers[to].verify(&chunk);
-                if matches!(a, Answer::Corrupt(_)) {
-                    self.note_gone(to, &chunk);
-                }
-                self.answer(to, from, op, a);
+                // Marked suspect at once; the reread takes a while, and
+                // a crash meanwhile leaves the mark.
+                self.servers[to].mark_suspect(&chunk);
+                let slow = self.sched.now < self.faults_until && self.rng.unit() < 0.1;
+                let runs = if slow {
+                    Duration::from_millis(self.rng.range(2_000, 20_000))
+                } else {
+                    Duration::from_millis(self.rng.range(5, 50))
+                };
+                let e = Event::VerifyRuns {
+                    on: to,
+                    incarnation: self.servers[to].incarnation,
+                    master: from,
+                    op,
+                    chunk,
+                };
+                self.sched.after(runs, e);
             }
             Request::Stat { chunk } => {
-                let a = match self.servers[to].files.get(&chunk) {
-                    Some(f) => Answer::Header(f.size, f.crc32c),
+                let srv = &self.servers[to];
+                let deleting = srv.deleting.contains_key(&chunk);
+                let a = match srv.files.get(&chunk) {
+                    Some(f) => Answer::Header(f.size, f.crc32c, f.generation, deleting),
                     None => Answer::NotFound,
                 };
                 self.answer(to, from, op, a);
@@ -372,7 +419,7 @@ impl World {
         copy.factor = f.factor;
         self.put_file(to, chunk, copy);
         let s = &self.servers[to];
-        Answer::Copied(copy.size, copy.crc32c, s.stamp())
+        Answer::Copied(copy.size, copy.crc32c, s.stamp(), copy.generation)
     }
 
     /// A delete's blocking part runs: the invariants on deletes are
@@ -383,6 +430,7 @@ impl World {
         }
         let Request::Delete {
             chunk,
+            replica,
             term,
             decided,
             intent,
@@ -394,8 +442,15 @@ impl World {
         let was_accepted = self.accepted.contains(&(on, chunk.clone()));
         let before = self.intact_copies(&chunk);
         let recorded = self.servers[on].term;
-        let (answer, whole, _damaged) = self.servers[on].delete(&chunk);
-        self.servers[on].delete_ended();
+        let (answer, whole, _damaged) = self.servers[on].delete(&chunk, replica);
+        self.servers[on].delete_ended(&chunk);
+        let t = self.truth[&chunk];
+        let removed = whole.map(|f| {
+            let intact = f.size == t.size
+                && f.crc32c == t.crc32c
+                && !(f.rot && self.found_rotten.contains(&(on, f.generation)));
+            (f.generation, intact)
+        });
         if whole.is_some() {
             self.note_gone(on, &chunk);
         }
@@ -424,7 +479,7 @@ impl World {
             sent: term,
             recorded,
             intent,
-            removed: whole.map(|f| f.generation),
+            removed,
         };
         if let Err(v) = invariants::check_delete(&facts) {
             self.violations.push(format!("t={:?}: {v}", self.sched.now));
