@@ -27,33 +27,14 @@ pub const STORMY: Weather = Weather {
 /// Handles the events that are not the protocol's own.
 pub fn handle(w: &mut World, e: Event) {
     match e {
-        Event::Fault => {
-            if w.sched.now < w.faults_until {
-                inject(w);
-                let next = Duration::from_millis(w.rng.range(200, 1_500));
-                w.sched.after(next, Event::Fault);
-            }
+        Event::Fault if w.sched.now < w.faults_until => {
+            inject(w);
+            let next = Duration::from_millis(w.rng.range(200, 1_500));
+            w.sched.after(next, Event::Fault);
         }
         Event::Heal => heal(w),
-        Event::ServerUp(s) => {
-            if !w.servers[s].up {
-                w.servers[s].restart();
-            }
-        }
-        Event::MasterUp(m) => {
-            if w.masters[m].is_none() {
-                let master = SimMaster::new(m, w.sched.now);
-                if let Some(l) = w.etcd.leader {
-                    master
-                        .lead
-                        .observe(Some((format!("sim://m{l}"), w.etcd.term)));
-                }
-                w.masters[m] = Some(master);
-                if w.etcd.leader.is_none() {
-                    elect(w);
-                }
-            }
-        }
+        Event::ServerUp(s) if !w.servers[s].up => w.servers[s].restart(),
+        Event::MasterUp(m) if w.masters[m].is_none() => master_up(w, m),
         Event::Thaw(m) => thaw(w, m),
         Event::LeaseLapsed(term) => {
             let holder_gone = w.etcd.leader.is_none_or(|l| !runs(w, l));
@@ -78,6 +59,20 @@ pub fn handle(w: &mut World, e: Event) {
             }
         }
         _ => {}
+    }
+}
+
+/// Master `m` starts afresh: an empty view, a standby that reads who leads.
+fn master_up(w: &mut World, m: usize) {
+    let master = SimMaster::new(m, w.sched.now);
+    if let Some(l) = w.etcd.leader {
+        master
+            .lead
+            .observe(Some((format!("sim://m{l}"), w.etcd.term)));
+    }
+    w.masters[m] = Some(master);
+    if w.etcd.leader.is_none() {
+        elect(w);
     }
 }
 
@@ -331,7 +326,7 @@ fn heal(w: &mut World) {
             thaw(w, m);
         }
         if w.masters[m].is_none() {
-            handle(w, Event::MasterUp(m));
+            master_up(w, m);
         }
     }
     for s in 0..w.servers.len() {

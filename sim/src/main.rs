@@ -21,10 +21,10 @@ struct Args {
     #[arg(long, env = "KEEL_SEED", conflicts_with_all = ["seeds", "first_seed"])]
     seed: Option<u64>,
     /// With `--seed`: print every event.
-    #[arg(long, requires = "seed")]
+    #[arg(long, env = "KEEL_TRACE", requires = "seed")]
     trace: bool,
     /// Run every seed to its end after a violation (to time full runs).
-    #[arg(long)]
+    #[arg(long, env = "KEEL_KEEP_GOING")]
     keep_going: bool,
     /// Worker threads (default: the machine's cores).
     #[arg(long, env = "KEEL_THREADS")]

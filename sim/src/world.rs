@@ -226,7 +226,7 @@ impl World {
                 self.beat(s);
                 self.sched.after(HEARTBEAT_INTERVAL, Event::Beat(s));
             }
-            Event::ToServer { from, to, op, req } => self.to_server(from, to, op, req),
+            Event::ToServer { from, to, op, req } => self.deliver(from, to, op, req),
             Event::Answer { to, op, answer, .. } => {
                 self.with_master(to, |m, cx| m.answered(cx, op, Some(answer)))
             }
@@ -308,7 +308,7 @@ impl World {
 
     /// A request reaches server `to` (dropped when it is down: the master's
     /// deadline answers for it).
-    fn to_server(&mut self, from: usize, to: usize, op: u64, req: Request) {
+    fn deliver(&mut self, from: usize, to: usize, op: u64, req: Request) {
         if !self.servers[to].up {
             return;
         }
