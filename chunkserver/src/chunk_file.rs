@@ -106,9 +106,13 @@ pub fn open_chunk(path: &Path) -> io::Result<(File, Result<ChunkMeta, String>)> 
     Ok((file, found.map(|(meta, _)| meta)))
 }
 
+/// An opened chunk file: the file, and its header with the replica's
+/// identity, or why it is damaged.
+pub type OpenedReplica = (File, Result<(ChunkMeta, u64), String>);
+
 /// [`open_chunk`], with the replica's identity (never 0: a file without
 /// one is named by its inode).
-pub fn open_replica(path: &Path) -> io::Result<(File, Result<(ChunkMeta, u64), String>)> {
+pub fn open_replica(path: &Path) -> io::Result<OpenedReplica> {
     let mut file = File::open(path)?;
     let len = file.metadata()?.len();
     let mut h = [0u8; HEADER_LEN as usize];

@@ -2,7 +2,9 @@
 //! master at once, taken by the leader. A report no master takes (none
 //! leads, or none answers) is kept on this server and offered again until
 //! the leader takes it, so a replica found bad during a failover is still
-//! replaced.
+//! replaced. Before it is offered, the replica is marked suspect in the data
+//! dir ([`crate::store::Store::mark_suspect`]): a restart or a failover
+//! before any master has verified it leaves it reported suspect.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -39,6 +41,8 @@ pub struct MasterReporter {
     server_id: Arc<str>,
     /// Reports no master took yet, shared by every clone.
     pending: Arc<Mutex<PendingReports>>,
+    /// Where the suspect mark is kept, when set.
+    marks: Option<Arc<crate::store::Store>>,
 }
 
 /// Reports waiting for a master to take them, by chunk id, with the
@@ -151,14 +155,35 @@ impl MasterReporter {
             clients,
             server_id: server_id.into(),
             pending: Arc::default(),
+            marks: None,
         }
+    }
+
+    /// The same reporter, marking each reported replica suspect in `store`
+    /// first.
+    pub fn with_marks(mut self, store: Arc<crate::store::Store>) -> Self {
+        self.marks = Some(store);
+        self
     }
 
     /// Reports `id` as corrupt on this server, in the background.
     pub fn corruption(&self, id: &ChunkId, detail: &str) {
         let this = self.clone();
         let (chunk, detail) = (id.to_string(), detail.to_owned());
+        let marks = self.marks.clone().map(|store| (store, id.clone()));
         tokio::spawn(async move {
+            if let Some((store, id)) = marks {
+                let marked = tokio::task::spawn_blocking(move || store.mark_suspect(&id)).await;
+                match marked {
+                    Ok(Ok(_)) => {}
+                    // Gone or moved aside since: nothing is left to doubt.
+                    Ok(Err(crate::error::Error::NotFound { .. })) => {}
+                    Ok(Err(e)) => {
+                        warn!(chunk = %chunk, error = %e, "could not keep the suspect mark")
+                    }
+                    Err(e) => warn!(chunk = %chunk, error = %e, "could not keep the suspect mark"),
+                }
+            }
             match this.offer(&chunk, &detail).await {
                 Offer::Taken => info!(chunk = %chunk, "corruption reported to the master"),
                 Offer::Refused => {}

@@ -301,12 +301,13 @@ fn build_node(
         stream_idle_timeout = ?config.stream_idle_timeout,
         "transfer limits set"
     );
+    let reporter = MasterReporter::new(clients, &config.id).with_marks(Arc::clone(&store));
     Ok(Node {
         store,
         throttle: Arc::new(throttle),
         latency: Arc::new(latency),
         traffic: Arc::default(),
-        reporter: MasterReporter::new(clients, &config.id),
+        reporter,
         token,
         identity: Identity {
             id: config.id.clone(),

@@ -55,6 +55,8 @@ fn replica(chunk: String, crc32c: u32) -> ReplicaReport {
         crc32c,
         replication: REPLICATION as u32,
         reads: 0,
+        replica_id: u64::from(crc32c) + 1,
+        suspect: false,
     }
 }
 
@@ -72,6 +74,7 @@ fn heartbeat(server: usize, capacity: u64, full: bool, chunks: Vec<ReplicaReport
         stamp: None,
         draining: false,
         migrate_rate: 0,
+        deleting: vec![],
     }
 }
 

@@ -58,6 +58,8 @@ fn report(server: usize, chunks: usize) -> Heartbeat {
             crc32c: i as u32,
             replication: REPLICATION as u32,
             reads: 0,
+            replica_id: i as u64 + 1,
+            suspect: false,
         })
         .collect();
     Heartbeat {
@@ -73,6 +75,7 @@ fn report(server: usize, chunks: usize) -> Heartbeat {
         stamp: None,
         draining: false,
         migrate_rate: 0,
+        deleting: vec![],
     }
 }
 

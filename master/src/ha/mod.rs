@@ -17,9 +17,11 @@
 //! until a local deadline, three quarters of the lease after the send time
 //! of the last keep-alive etcd acknowledged, so it ends before etcd could
 //! let the lease go and another master win. Every `CopyChunk`, `DeleteChunk`
-//! and `SetDrain` asks for the term at the moment it is sent and carries it;
-//! chunk servers refuse terms below the highest they have seen, which fences
-//! a leader that was frozen past its deadline.
+//! and `SetDrain` asks for the term at the moment it is sent and carries it
+//! (a copy or delete: the term of the decision that planned it, and it is
+//! not sent once this master leads under another term; see
+//! `Clients::fenced_at`); chunk servers refuse terms below the highest they
+//! have seen, which fences a leader that was frozen past its deadline.
 //!
 //! # Layout
 //! - this file: [`Leadership`], the handle every component reads.

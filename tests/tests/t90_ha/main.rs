@@ -15,6 +15,9 @@
 //!   `RebalanceExecute` waiting on it is answered "no longer the leader".
 //! - `partition`: the leader cut from etcd (a relay in front of etcd) steps
 //!   down before its lease runs out in etcd, so before another master acts.
+//! - `suspect`: the leader killed while a chunk server verifies a replica
+//!   reported corrupt: the server keeps the suspect mark and reports it, so
+//!   the next leader counts the copy for nothing until it verified it.
 //! - `trials`: seeded trials that SIGKILL or SIGSTOP the leader, etcd or a
 //!   chunk server at seeded moments of a rebalance, then check the recovery
 //!   invariant of t70. `KEEL_FAULT_TRIALS=N` runs seeds 1..=N (default 20);
@@ -26,6 +29,7 @@ mod election;
 mod failover;
 mod fencing;
 mod partition;
+mod suspect;
 mod trials;
 
 use std::time::{Duration, Instant};
