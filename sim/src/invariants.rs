@@ -156,3 +156,49 @@ fn bad(f: &crate::chunkserver::File, t: &crate::world::Truth) -> &'static str {
         ""
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(intent: Intent, removed: Option<(u64, bool)>) -> DeleteFacts<'static> {
+        DeleteFacts {
+            what: "delete",
+            before: 2,
+            after: 1,
+            decided: 3,
+            sent: 3,
+            recorded: 3,
+            intent,
+            removed,
+        }
+    }
+
+    #[test]
+    fn a_delete_of_the_named_replica_holds() {
+        assert!(check_delete(&facts(Intent::Whole(Some(7)), Some((7, true)))).is_ok());
+        assert!(check_delete(&facts(Intent::Damaged, Some((7, false)))).is_ok());
+        assert!(check_delete(&facts(Intent::Damaged, None)).is_ok());
+    }
+
+    #[test]
+    fn a_delete_of_another_replica_breaks_named_replica() {
+        let newer = check_delete(&facts(Intent::Whole(Some(7)), Some((9, true))));
+        assert!(newer.is_err_and(|e| e.starts_with("wrong-replica")));
+        let whole = check_delete(&facts(Intent::Damaged, Some((9, true))));
+        assert!(whole.is_err_and(|e| e.contains("meant for a damaged copy")));
+    }
+
+    #[test]
+    fn the_last_copy_and_an_older_term_break_their_invariants() {
+        let mut f = facts(Intent::Whole(Some(7)), Some((7, true)));
+        f.after = 0;
+        assert!(check_delete(&f).is_err_and(|e| e.starts_with("last-whole-copy")));
+        let mut f = facts(Intent::Whole(Some(7)), Some((7, true)));
+        f.sent = 4;
+        assert!(check_delete(&f).is_err_and(|e| e.starts_with("stale-term")));
+        let mut f = facts(Intent::Whole(Some(7)), Some((7, true)));
+        f.recorded = 5;
+        assert!(check_delete(&f).is_err_and(|e| e.starts_with("stale-term")));
+    }
+}
