@@ -43,21 +43,7 @@ pub fn handle(w: &mut World, e: Event) {
                 elect(w);
             }
         }
-        Event::Report(chunk, s) => {
-            if let Some(l) = w.etcd.leader.filter(|&l| w.leads(l)) {
-                let id = format!("cs{s}");
-                let mut taken = false;
-                w.with_master(l, |m, cx| taken = m.corruption_reported(cx, &chunk, &id));
-                if w.trace {
-                    eprintln!("             m{l} took the report: {taken}");
-                }
-                // From here on the protocol knows: this copy no longer
-                // counts as intact for the invariants.
-                if let Some(f) = w.servers[s].files.get(&chunk).filter(|f| f.rot && taken) {
-                    w.found_rotten.insert((s, f.generation));
-                }
-            }
-        }
+        Event::Report(chunk, s) => report(w, chunk, s),
         _ => {}
     }
 }
@@ -73,6 +59,33 @@ fn master_up(w: &mut World, m: usize) {
     w.masters[m] = Some(master);
     if w.etcd.leader.is_none() {
         elect(w);
+    }
+}
+
+/// A client read `chunk` from server `s` and reports the copy bad to the
+/// leader. A rotten copy failed the read's CRC check on the server, which
+/// marks it suspect in its data dir before answering (so every master
+/// hears of it from then on); a whole one is a false report.
+fn report(w: &mut World, chunk: String, s: usize) {
+    let rot = w.servers[s].up && w.servers[s].files.get(&chunk).is_some_and(|f| f.rot);
+    if rot {
+        w.servers[s].mark_suspect(&chunk);
+        if let Some(f) = w.servers[s].files.get(&chunk) {
+            w.found_rotten.insert((s, f.generation));
+        }
+    }
+    let Some(l) = w.etcd.leader.filter(|&l| w.leads(l)) else {
+        return;
+    };
+    let id = format!("cs{s}");
+    let mut taken = false;
+    w.with_master(l, |m, cx| taken = m.corruption_reported(cx, &chunk, &id));
+    if w.trace {
+        eprintln!("             m{l} took the report: {taken}");
+    }
+    // From here on the protocol knows: this copy no longer counts as intact.
+    if let Some(f) = w.servers[s].files.get(&chunk).filter(|f| f.rot && taken) {
+        w.found_rotten.insert((s, f.generation));
     }
 }
 
