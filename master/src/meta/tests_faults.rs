@@ -38,6 +38,10 @@ fn the_damaged_copy_is_deleted_by_its_identity_not_the_repair_on_its_server() {
     assert_eq!(after.damaged[0].1.id, "a");
     assert_eq!(m.damaged_replica("x", a), 100, "the damaged copy, not 555");
     assert_eq!(m.replica_id("x", a), 555);
+    m.damaged_delete_failed("x", a);
+    let again = m.start_repairs(now, 10);
+    assert_eq!(again.damaged.len(), 1, "a failed delete is planned again");
+    assert_eq!(m.damaged_replica("x", a), 100);
     m.forget_excluded("x", a);
     assert_eq!(m.replica_id("x", a), 555, "the new copy stays counted");
     m.check().expect("invariants");

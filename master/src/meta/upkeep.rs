@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use keel_balancer::NamedCopy;
 
-use super::{ChunkMeta, CopyClass, Excluded, Meta, PENDING_TTL, Redundancy, ServerAddr, ServerNo};
+use super::{
+    ChunkMeta, CopyClass, Excluded, Meta, PENDING_TTL, Redundancy, ServerAddr, ServerNo, mark,
+};
 use crate::placement::{self, Candidate};
 
 /// Excess replicas of one chunk to delete, most utilized holder first. The
@@ -409,11 +411,14 @@ impl Meta {
     }
 
     /// A delete of the damaged or mismatched copy of `chunk` on `no`
-    /// failed: a later pass tries again (a corrupt copy once its server
-    /// reports it, a mismatched one at once).
+    /// failed: the next pass that finds the chunk whole plans it again.
     pub fn damaged_delete_failed(&mut self, chunk: &str, no: ServerNo) {
-        self.deleting_damaged.remove(&(chunk.into(), no));
-        if self.server(no).excluded.contains_key(chunk) {
+        let key = (chunk.into(), no);
+        self.deleting_damaged.remove(&key);
+        if self.damaged_ids.contains_key(&key) {
+            mark(&mut self.corrupt_on, chunk, no);
+        }
+        if self.chunks.contains_key(chunk) {
             self.chunks.add_candidate(chunk);
         }
     }
