@@ -8,6 +8,8 @@
 #   LOAD_SECS=300   seconds of 8-client load during a rebalance (t76; CI runs 60)
 #   HA_TRIALS=198   seeded kills and pauses of leaders, etcd and chunk servers
 #                   (t90; CI runs 20; the kind turns with the seed, six kinds)
+#   SIM_SEEDS=1000000  seeds of the protocol simulation after the 10,000 CI
+#                   runs (scripts/simulate.sh; about 30 minutes on 2 busy cores)
 #
 # Usage: scripts/soak.sh            (each knob can be set in the environment)
 # A failing trial prints its seed; KEEL_FAULT_SEED=S replays it alone.
@@ -19,6 +21,7 @@ repair_trials="${REPAIR_TRIALS:-100}"
 rounds="${ROUNDS:-5}"
 load_secs="${LOAD_SECS:-300}"
 ha_trials="${HA_TRIALS:-198}"
+sim_seeds="${SIM_SEEDS:-1000000}"
 
 cargo build --bins >&2
 cargo test -p keel-tests --no-run >&2
@@ -31,6 +34,7 @@ run() {
 }
 
 start=$(date +%s)
+run scripts/simulate.sh --seeds "$sim_seeds" --first-seed 10000
 KEEL_FAULT_TRIALS="$trials" run cargo test -p keel-tests --test t70_crash_points -- --nocapture
 KEEL_FAULT_TRIALS="$repair_trials" run cargo test -p keel-tests --test t27_repair_crash -- --nocapture
 for ((r = 1; r <= rounds; r++)); do

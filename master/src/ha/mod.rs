@@ -172,7 +172,7 @@ impl Leadership {
     }
 
     /// This master won `term`; it leads until `until` unless renewed.
-    pub(crate) fn lead(&self, term: u64, until: Instant) {
+    pub fn lead(&self, term: u64, until: Instant) {
         let mut v = self.view();
         v.leading = Some((term, until));
         v.leader = Some((self.inner.advertise.clone(), term));
@@ -227,7 +227,7 @@ impl Leadership {
     }
 
     /// This master no longer leads.
-    pub(crate) fn step_down(&self) {
+    pub fn step_down(&self) {
         let mut v = self.view();
         v.leading = None;
         if v.leader
@@ -239,7 +239,7 @@ impl Leadership {
     }
 
     /// Another master leads (or nobody, `None`), as read from etcd.
-    pub(crate) fn observe(&self, leader: Option<(String, u64)>) {
+    pub fn observe(&self, leader: Option<(String, u64)>) {
         self.view().leader = leader;
     }
 

@@ -1,0 +1,57 @@
+//! The protocol simulation in CI: many seeds must hold every invariant,
+//! and a seed must take exactly the same steps every time it runs.
+//!
+//! `KEEL_SIM_SEEDS` sets how many seeds run (default 10,000);
+//! `scripts/simulate.sh --seed S` replays a failing one.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Seeds CI runs when `KEEL_SIM_SEEDS` is unset.
+const CI_SEEDS: u64 = 10_000;
+
+#[test]
+fn a_seed_replays_exactly() {
+    for seed in [1, 7, 42, 1234] {
+        let a = keel_sim::run_seed(seed);
+        let b = keel_sim::run_seed(seed);
+        assert_eq!(a, b, "seed {seed} took different steps on a second run");
+        assert!(a.steps > 100, "seed {seed} ran only {} steps", a.steps);
+    }
+}
+
+#[test]
+fn every_seed_holds_the_invariants() {
+    let seeds = std::env::var("KEEL_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(CI_SEEDS);
+    let next = AtomicU64::new(0);
+    let failed = std::sync::Mutex::new(Vec::new());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed >= seeds {
+                        break;
+                    }
+                    if let Err(why) = keel_sim::run_seed(seed).result {
+                        let mut f = failed.lock().unwrap_or_else(|e| e.into_inner());
+                        f.push((seed, why));
+                    }
+                }
+            });
+        }
+    });
+    let mut failed = failed.into_inner().unwrap_or_else(|e| e.into_inner());
+    failed.sort();
+    for (seed, why) in failed.iter().take(20) {
+        eprintln!("seed {seed}: {why}\n  replay: scripts/simulate.sh --seed {seed}");
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {seeds} seeds broke an invariant (first 20 above)",
+        failed.len()
+    );
+}
