@@ -37,6 +37,10 @@ pub struct Node {
     pub fence: Arc<Fence>,
     /// Admission and idle timeout of writes and copies.
     pub transfers: Transfers,
+    /// Read slots: client reads and migration reads.
+    pub reads: crate::reads::Reads,
+    /// Verification slots and recent verdicts.
+    pub verifier: Arc<crate::verify::Verifier>,
 }
 
 /// Bounds what writes and copies may hold: how many run at once
