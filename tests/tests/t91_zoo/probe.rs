@@ -78,6 +78,7 @@ pub struct Bounds {
 impl Bounds {
     /// Whether `now` stays within these bounds over `before`.
     pub fn check(&self, what: &str, before: Usage, now: Usage) -> Result<()> {
+        println!("zoo: {what}: before {before}; now {now}");
         ensure!(
             now.fds <= before.fds + self.fds,
             "{what}: {} fds, more than {} over the {} before",
