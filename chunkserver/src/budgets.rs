@@ -7,9 +7,11 @@
 
 use keel_proto::budget::{Budgets, Method};
 
-/// Largest `WriteChunk` message: a data frame of [`keel_proto::FRAME_BYTES`]
-/// and its header, with room to spare for clients framing a little larger.
-pub const WRITE_MESSAGE_BYTES: usize = 2 * keel_proto::FRAME_BYTES;
+/// Largest `WriteChunk` message: four data frames of
+/// [`keel_proto::FRAME_BYTES`] (2 MiB), room for clients that frame larger
+/// (1 MiB frames measured as fast), while a stream that has not yet sent its
+/// header, and so holds no transfer slot, pins at most this much.
+pub const WRITE_MESSAGE_BYTES: usize = 4 * keel_proto::FRAME_BYTES;
 
 /// The chunk server's budgets.
 pub fn budgets() -> Budgets {

@@ -42,8 +42,10 @@ pub struct Cap {
 }
 
 impl Cap {
-    /// At most `limit` connections open at once.
+    /// At most `limit` connections open at once (clamped to what a
+    /// semaphore can count).
     pub fn new(limit: usize) -> Self {
+        let limit = limit.min(Semaphore::MAX_PERMITS);
         Cap {
             open: Arc::new(Semaphore::new(limit)),
             limit,
