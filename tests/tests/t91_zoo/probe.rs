@@ -78,27 +78,24 @@ pub struct Bounds {
 impl Bounds {
     /// Whether `now` stays within these bounds over `before`.
     pub fn check(&self, what: &str, before: Usage, now: Usage) -> Result<()> {
-        println!("zoo: {what}: before {before}; now {now}");
+        let fail = || format!("{what}: before {before}; now {now}");
         ensure!(
             now.fds <= before.fds + self.fds,
-            "{what}: {} fds, more than {} over the {} before",
-            now.fds,
-            self.fds,
-            before.fds
+            "{}: more than {} fds over",
+            fail(),
+            self.fds
         );
         ensure!(
             now.rss_kib <= before.rss_kib + self.rss_mib * 1024,
-            "{what}: {:.1} MiB resident, more than {} MiB over the {:.1} MiB before",
-            now.rss_kib as f64 / 1024.0,
-            self.rss_mib,
-            before.rss_kib as f64 / 1024.0
+            "{}: more than {} MiB over",
+            fail(),
+            self.rss_mib
         );
         ensure!(
             now.threads <= before.threads + self.threads,
-            "{what}: {} threads, more than {} over the {} before",
-            now.threads,
-            self.threads,
-            before.threads
+            "{}: more than {} threads over",
+            fail(),
+            self.threads
         );
         Ok(())
     }
@@ -166,6 +163,9 @@ pub type MakeOp = Box<
     dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Op>> + Send>> + Send,
 >;
 
+/// Where the client's thread answers.
+type Replies = std::sync::mpsc::Receiver<Result<Vec<Duration>>>;
+
 /// What the client's thread is asked.
 enum Ask {
     /// `n` back-to-back latencies.
@@ -182,10 +182,7 @@ enum Ask {
 /// it measures is the daemon.
 pub struct Good {
     asks: tokio::sync::mpsc::UnboundedSender<Ask>,
-    running: Option<(
-        Arc<AtomicBool>,
-        std::sync::mpsc::Receiver<Result<Vec<Duration>>>,
-    )>,
+    running: Option<(Arc<AtomicBool>, Replies)>,
 }
 
 impl Good {
