@@ -282,6 +282,7 @@ mod tests {
         assert_eq!(c.listen.port(), 7001);
         assert_eq!(c.stream_idle_timeout, Duration::from_secs(30));
         assert_eq!(c.max_transfers, 64);
+        assert_eq!(c.max_reads, 32);
         assert_eq!(c.check(), Ok(()));
     }
 
@@ -332,6 +333,8 @@ mod tests {
         assert_eq!(c.stream_idle_timeout, Duration::from_millis(1500));
         assert_eq!(c.max_transfers, 3);
         assert_eq!(c.check(), Ok(()));
+        let reads = parse(&["--max-reads", "0"]).check();
+        assert!(reads.is_err_and(|e| e.contains("--max-reads")));
         let zero = parse(&["--max-transfers", "0"])
             .check()
             .expect_err("0 transfers");
