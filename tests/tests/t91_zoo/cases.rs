@@ -9,7 +9,7 @@ use futures::future::join_all;
 use keel_proto::v1::{
     ChunkHeader, ReadChunkRequest, ReportCorruptionRequest, VerifyChunkRequest, WriteChunkRequest,
 };
-use keel_tests::chunks::pattern;
+use keel_tests::chunks::{pattern, rot};
 use keel_tests::master::metric_of;
 use keel_tests::wait_until;
 use tokio::io::AsyncReadExt;
@@ -348,7 +348,53 @@ pub async fn report_storm() -> Result<()> {
         idle,
         busy,
     );
-    check_p99("report storm", idle, busy)
+    check_p99("report storm", idle, busy)?;
+    // A read that fails on the replica voids its fresh verdict: the holder
+    // reports it and the next verification reads it again and finds it.
+    rot(&c.data_dir("cs1").join("chunks").join("hot"))?;
+    let mut reader = attack::cs(&url, Some(CLIENT)).await?;
+    let failed = attack::read_whole(&mut reader, "hot", 4 << 20).await;
+    ensure!(failed.is_err(), "a read of a rotten replica succeeded");
+    wait_until(
+        "the rotten replica reread",
+        Duration::from_secs(30),
+        || async { verify_reads().await > again },
+    )
+    .await?;
+    Ok(())
+}
+
+/// `migration: true` spends the bandwidth moves and repairs need: only the
+/// cluster token may ask for it.
+pub async fn migration_reads() -> Result<()> {
+    let mut c = cluster(true, &[]).await?;
+    let url = c.cs("cs1").url();
+    let read = |token: &'static str| {
+        let url = url.clone();
+        async move {
+            let mut cs = attack::cs(&url, Some(token)).await?;
+            let r = cs
+                .read_chunk(ReadChunkRequest {
+                    chunk: GOOD_CHUNK.into(),
+                    migration: true,
+                })
+                .await;
+            anyhow::Ok(r.err())
+        }
+    };
+    let refused = read(CLIENT).await?;
+    ensure!(
+        refused.as_ref().is_some_and(
+            |s| s.code() == Code::PermissionDenied && s.message().contains("cluster token")
+        ),
+        "a client token's migration read got {refused:?}"
+    );
+    let peer = read(CLUSTER).await?;
+    ensure!(
+        peer.is_none(),
+        "the cluster token's migration read got {peer:?}"
+    );
+    Ok(())
 }
 
 /// Doors of a chunk server: every service it serves.

@@ -1,7 +1,7 @@
 //! A zoo of misbehaving clients against real daemons, each case on its own
 //! cluster: stalled reads, stalled writes, a corruption-report storm, partial
 //! giant messages on every door of both daemons (open and with tokens), and a
-//! connection flood. For each case the attacked daemon's file descriptors
+//! connection flood; and a client asking for a migration read. For each case the attacked daemon's file descriptors
 //! (`/proc/PID/fd`), resident memory (`VmRSS`) and threads are sampled
 //! before, during (the peak) and after, and must stay under the case's stated
 //! bounds; a well-behaved client meanwhile keeps its p99 within twice its
@@ -121,6 +121,11 @@ async fn stalled_writes_are_bounded_and_released() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_storm_costs_one_verification() -> Result<()> {
     serial(cases::report_storm).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_cluster_token_may_read_for_a_migration() -> Result<()> {
+    serial(cases::migration_reads).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
