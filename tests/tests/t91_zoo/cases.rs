@@ -189,10 +189,12 @@ pub async fn stalled_writes() -> Result<()> {
     tokio::time::sleep(MIN_WINDOW).await;
     let during = sampler.peak().await?;
     let busy = busy(&mut good).await?;
+    // Each admitted write may hold a blocking thread while it creates its
+    // temp file.
     Bounds {
         fds: max_transfers + conns + 16,
         rss_mib: 64,
-        threads: 32,
+        threads: max_transfers as u64 + 16,
     }
     .check("stalled writes, during", before, during)?;
     let mut codes = vec![];
@@ -221,7 +223,7 @@ pub async fn stalled_writes() -> Result<()> {
         Bounds {
             fds: conns + 8,
             rss_mib: 48,
-            threads: 32,
+            threads: max_transfers as u64 + 16,
         },
     )
     .await?;
