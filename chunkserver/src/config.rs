@@ -85,9 +85,17 @@ pub struct Config {
     pub stream_idle_timeout: Duration,
 
     /// Writes and copies this server runs at once; more are refused with
-    /// RESOURCE_EXHAUSTED. Reads, deletes and status are not counted.
+    /// RESOURCE_EXHAUSTED. Client reads have `--max-reads`; migration reads
+    /// by peers take their own `--max-transfers` slots.
     #[arg(long, env = "KEEL_MAX_TRANSFERS", default_value_t = DEFAULT_MAX_TRANSFERS)]
     pub max_transfers: usize,
+
+    /// Client reads this server streams at once; one connection may hold a
+    /// quarter of them. More are refused with RESOURCE_EXHAUSTED. Migration
+    /// reads by peers are not counted here: they have their own
+    /// `--max-transfers` slots, so clients cannot starve moves and repairs.
+    #[arg(long, env = "KEEL_MAX_READS", default_value_t = crate::reads::DEFAULT_MAX_READS)]
+    pub max_reads: usize,
     /// Token files, the client token and TLS (see docs/security.md).
     #[command(flatten)]
     pub security: keel_proto::flags::Security,
@@ -136,6 +144,7 @@ impl Config {
             scrub_interval: Duration::from_secs(60),
             stream_idle_timeout: DEFAULT_STREAM_IDLE_TIMEOUT,
             max_transfers: DEFAULT_MAX_TRANSFERS,
+            max_reads: crate::reads::DEFAULT_MAX_READS,
         }
     }
 
@@ -143,6 +152,9 @@ impl Config {
     pub fn check(&self) -> Result<(), String> {
         if self.max_transfers == 0 {
             return Err("--max-transfers must be at least 1".into());
+        }
+        if self.max_reads == 0 {
+            return Err("--max-reads must be at least 1".into());
         }
         if self.stream_idle_timeout.is_zero() {
             return Err("--stream-idle-timeout must be above 0".into());
@@ -305,6 +317,7 @@ mod tests {
         assert_eq!(c.listen.port(), 7001);
         assert_eq!(c.stream_idle_timeout, Duration::from_secs(30));
         assert_eq!(c.max_transfers, 64);
+        assert_eq!(c.max_reads, 32);
         assert_eq!(c.check(), Ok(()));
     }
 
@@ -355,6 +368,8 @@ mod tests {
         assert_eq!(c.stream_idle_timeout, Duration::from_millis(1500));
         assert_eq!(c.max_transfers, 3);
         assert_eq!(c.check(), Ok(()));
+        let reads = parse(&["--max-reads", "0"]).check();
+        assert!(reads.is_err_and(|e| e.contains("--max-reads")));
         let zero = parse(&["--max-transfers", "0"])
             .check()
             .expect_err("0 transfers");

@@ -178,6 +178,37 @@ pub enum Error {
         /// `--max-transfers`.
         limit: usize,
     },
+    /// No read slot was free (see [`crate::reads`]).
+    #[error("read of chunk {id} refused: {why}; retry later or on another replica")]
+    TooManyReads {
+        /// The chunk.
+        id: String,
+        /// Which limit, in words.
+        why: String,
+    },
+    /// A read's client took no data for `--stream-idle-timeout`; its file
+    /// and buffers were released.
+    #[error(
+        "read of chunk {id} abandoned: the client took no data for {secs} s \
+         (--stream-idle-timeout) after {sent} bytes"
+    )]
+    ReadIdle {
+        /// The chunk.
+        id: String,
+        /// The idle timeout, in seconds.
+        secs: f64,
+        /// Bytes handed to the connection before it stalled.
+        sent: u64,
+    },
+    /// Only the cluster token may ask for a migration read.
+    #[error(
+        "read of chunk {id} refused: `migration: true` is for peers holding the cluster \
+         token (--auth-token); clients read without it"
+    )]
+    MigrationNeedsCluster {
+        /// The chunk.
+        id: String,
+    },
     /// A client's write stream sent nothing for `--stream-idle-timeout`; its
     /// temp file, reservation and id were released.
     #[error(
@@ -274,8 +305,11 @@ impl Error {
                 attempt: Purpose::Copy,
                 ..
             } => Code::Aborted,
-            Error::NoSpace { .. } | Error::TooManyTransfers { .. } => Code::ResourceExhausted,
-            Error::StreamIdle { .. } => Code::DeadlineExceeded,
+            Error::NoSpace { .. } | Error::TooManyTransfers { .. } | Error::TooManyReads { .. } => {
+                Code::ResourceExhausted
+            }
+            Error::StreamIdle { .. } | Error::ReadIdle { .. } => Code::DeadlineExceeded,
+            Error::MigrationNeedsCluster { .. } => Code::PermissionDenied,
             Error::ChecksumMismatch { .. } | Error::Corrupt { .. } => Code::DataLoss,
             Error::SourceUnavailable { .. } => Code::Unavailable,
             Error::SourceMismatch { .. } | Error::IdMismatch { .. } | Error::Fenced { .. } => {

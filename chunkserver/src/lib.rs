@@ -9,19 +9,22 @@
 //! - [`chunk_file`]: one chunk's file format and the temp → fsync → rename writer.
 //! - [`store`]: the index, capacity accounting and reservations.
 //! - [`report`]: which changes the master has not acknowledged yet.
-//! - [`mod@write`], [`read`], [`transfer`]: `WriteChunk`, `ReadChunk`, `CopyChunk`.
+//! - [`mod@write`], [`read`], [`transfer`]: `WriteChunk`, `ReadChunk`, `CopyChunk`;
+//!   [`reads`]: the read slots; [`verify`]: `VerifyChunk` at a bounded cost.
 //! - [`sink`]: the pipelined writer behind writes and copies.
 //! - [`throttle`]: the migration bandwidth bucket; [`throttle::auto`] its
 //!   controller for `--migrate-bandwidth auto`, fed by [`latency`].
 //! - [`heartbeat`]: the loops to the masters; [`corruption`]: corruption
 //!   reports, kept until a leader takes them.
 //! - [`fence`]: the highest master term seen; deposed masters are refused.
-//! - [`service`]: the thin gRPC layer; [`auth`]: the shared token; [`peer`]: outgoing clients.
+//! - [`service`]: the thin gRPC layer; [`auth`]: the shared token; [`peer`]: outgoing clients;
+//!   [`budgets`]: each method's message limit and deadline.
 //! - [`write_gate`]: who may write: the cluster token or a master-signed write capability.
 //! - [`metrics`]: byte counters and `/metrics`, `/healthz` on `--http-listen`.
 //! - [`run`]: wires it all to an already-bound listener until shutdown.
 
 pub mod auth;
+pub mod budgets;
 pub mod chunk_file;
 pub mod config;
 pub mod corruption;
@@ -34,6 +37,7 @@ pub mod metrics;
 pub mod node;
 pub mod peer;
 pub mod read;
+pub mod reads;
 pub mod report;
 pub mod service;
 pub mod sink;
@@ -41,6 +45,7 @@ pub mod store;
 pub mod test_hooks;
 pub mod throttle;
 pub mod transfer;
+pub mod verify;
 pub mod write;
 pub mod write_gate;
 
@@ -131,6 +136,8 @@ pub async fn run(
     let chunkserver =
         keel_proto::rpc_timing::Timed::new(chunkserver, Arc::clone(&node.traffic.rpc));
     let chunkserver = keel_proto::auth::Guard::new(chunkserver, security.tokens);
+    let budgets = budgets::budgets();
+    let chunkserver = budgets.wrap(chunkserver);
     health
         .set_serving::<ChunkServerServer<ChunkService>>()
         .await;
@@ -182,9 +189,9 @@ pub async fn run(
         .initial_stream_window_size(peer::STREAM_WINDOW)
         .initial_connection_window_size(peer::CONNECTION_WINDOW)
         .max_frame_size(peer::H2_FRAME)
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
+        .add_service(budgets.wrap(health_service))
+        .add_service(budgets.wrap(reflection_v1))
+        .add_service(budgets.wrap(reflection_v1alpha))
         .add_service(chunkserver)
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
     tokio::pin!(server);
@@ -333,6 +340,8 @@ fn build_node(
     };
     info!(
         max_transfers = config.max_transfers,
+        max_reads = config.max_reads,
+        reads_per_connection = crate::reads::per_connection(config.max_reads),
         stream_idle_timeout = ?config.stream_idle_timeout,
         "transfer limits set"
     );
@@ -353,5 +362,7 @@ fn build_node(
         fence,
         transfers: Transfers::new(config.max_transfers, config.stream_idle_timeout),
         write_gate,
+        reads: crate::reads::Reads::new(config.max_reads, config.max_transfers),
+        verifier: Arc::default(),
     })
 }

@@ -66,7 +66,7 @@ pub fn render(node: &Node) -> String {
         .master_reachable
         .iter()
         .any(|r| r.load(Ordering::Relaxed));
-    let families: [(&str, &str, &str, f64); 11] = [
+    let families: [(&str, &str, &str, f64); 13] = [
         (
             "keel_chunkserver_bytes_read_total",
             "counter",
@@ -108,6 +108,18 @@ pub fn render(node: &Node) -> String {
             "gauge",
             "Writes and copies running now.",
             node.transfers.in_flight() as f64,
+        ),
+        (
+            "keel_chunkserver_reads_in_flight",
+            "gauge",
+            "Client reads running now (at most --max-reads).",
+            node.reads.in_flight() as f64,
+        ),
+        (
+            "keel_chunkserver_verify_reads_total",
+            "counter",
+            "Whole-chunk reads done to verify replicas (fresh verdicts are not reread).",
+            node.verifier.reads() as f64,
         ),
         (
             "keel_chunkserver_chunks",

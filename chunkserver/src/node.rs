@@ -39,6 +39,10 @@ pub struct Node {
     pub transfers: Transfers,
     /// Who may write: the cluster token or a write capability.
     pub write_gate: crate::write_gate::WriteGate,
+    /// Read slots: client reads and migration reads.
+    pub reads: crate::reads::Reads,
+    /// Verification slots and recent verdicts.
+    pub verifier: Arc<crate::verify::Verifier>,
 }
 
 /// Bounds what writes and copies may hold: how many run at once

@@ -5,20 +5,28 @@
 //! a corrupt chunk ends in DATA_LOSS before a client has every byte, and a
 //! client that checks the stream's status never takes bad bytes as good.
 //! Migration reads draw each frame from the server's bandwidth bucket.
+//!
+//! Each read holds a slot ([`crate::reads`]) until it ends. A client that
+//! takes no frame for `--stream-idle-timeout` gets DEADLINE_EXCEEDED when it
+//! next asks; at the timeout its file, its batches and its queued frames are
+//! released at once. What one read holds is bounded: two batches of
+//! [`BATCH_FRAMES`], [`QUEUED_FRAMES`] queued, and the frame HTTP/2 is sending.
 
 use std::fs::File;
 use std::io::Read;
-use std::sync::Arc;
-use std::time::Instant;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use keel_proto::chunk_id::ChunkId;
 use keel_proto::v1::{ChunkHeader, ReadChunkResponse};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
 use tonic::Status;
-use tracing::{debug, error};
+use tracing::{debug, error, info};
 
 use crate::chunk_file::ChunkMeta;
 use crate::corruption::MasterReporter;
@@ -31,10 +39,40 @@ const QUEUED_FRAMES: usize = 2;
 
 /// Frames read from disk per blocking call: one thread handoff per batch
 /// rather than per frame, while the next batch is read as this one is sent.
-const BATCH_FRAMES: usize = 4;
+const BATCH_FRAMES: usize = 2;
+
+/// One message of a read's stream.
+type Item = Result<ReadChunkResponse, Status>;
+
+/// The queue between the reading task and the connection; the task empties
+/// it when it gives up on an idle client, so its frames are freed at once.
+type Queue = Arc<Mutex<Option<mpsc::Receiver<Item>>>>;
 
 /// The response stream of `ReadChunk`.
-pub type ReadStream = ReceiverStream<Result<ReadChunkResponse, Status>>;
+pub struct ReadStream {
+    /// Frames from the reading task; `None` once it gave up.
+    queue: Queue,
+    /// What to answer once the task gave up (said once).
+    ended: Arc<Mutex<Option<Status>>>,
+}
+
+impl Stream for ReadStream {
+    type Item = Item;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Item>> {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        match queue.as_mut() {
+            Some(rx) => rx.poll_recv(cx),
+            None => Poll::Ready(
+                self.ended
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take()
+                    .map(Err),
+            ),
+        }
+    }
+}
 
 /// One chunk read, ready to stream.
 pub struct ReadJob {
@@ -54,6 +92,14 @@ pub struct ReadJob {
     /// Client reads only: where the time to the first data frame is
     /// recorded, from `started`.
     pub latency: Option<(Arc<ClientLatency>, Instant)>,
+    /// The read's slot, held until the task ends.
+    pub slot: crate::reads::ReadSlot,
+    /// `--stream-idle-timeout`: how long the client may take no frame.
+    pub idle: Duration,
+    /// Recent verifications, forgotten for this chunk if its read fails.
+    pub verified: Arc<crate::verify::Verifier>,
+    /// Data bytes handed to the connection so far.
+    pub sent: u64,
 }
 
 impl ReadJob {
@@ -61,11 +107,25 @@ impl ReadJob {
     /// receiver goes away.
     pub fn spawn(self) -> ReadStream {
         let (tx, rx) = mpsc::channel(QUEUED_FRAMES);
-        tokio::spawn(self.run(tx));
-        ReceiverStream::new(rx)
+        let stream = ReadStream {
+            queue: Arc::new(Mutex::new(Some(rx))),
+            ended: Arc::default(),
+        };
+        let (queue, ended) = (Arc::clone(&stream.queue), Arc::clone(&stream.ended));
+        tokio::spawn(async move {
+            if let Some(status) = self.run(tx).await {
+                // Frames queued for a client that takes none are freed now;
+                // the client learns why when it next asks.
+                *ended.lock().unwrap_or_else(PoisonError::into_inner) = Some(status);
+                queue.lock().unwrap_or_else(PoisonError::into_inner).take();
+            }
+        });
+        stream
     }
 
-    async fn run(mut self, tx: mpsc::Sender<Result<ReadChunkResponse, Status>>) {
+    /// Streams the chunk; returns the status to end with when the client
+    /// went idle.
+    async fn run(mut self, tx: mpsc::Sender<Item>) -> Option<Status> {
         let header = ReadChunkResponse {
             header: Some(ChunkHeader {
                 chunk: self.id.to_string(),
@@ -76,25 +136,36 @@ impl ReadJob {
             data: Bytes::new(),
         };
         if tx.send(Ok(header)).await.is_err() {
-            return;
+            return None;
         }
         match self.frames(&tx).await {
-            Ok(()) => {}
-            Err(Stop::ReceiverGone) => debug!(chunk = %self.id, "reader went away"),
+            Ok(()) => None,
+            Err(Stop::ReceiverGone) => {
+                debug!(chunk = %self.id, "reader went away");
+                None
+            }
+            Err(Stop::Idle) => {
+                let e = Error::ReadIdle {
+                    id: self.id.to_string(),
+                    secs: self.idle.as_secs_f64(),
+                    sent: self.sent,
+                };
+                info!(chunk = %self.id, sent = self.sent, "read abandoned: the client took no data; its file and buffers are released");
+                Some(e.into())
+            }
             Err(Stop::Failed(e)) => {
                 if let Error::Corrupt { detail, .. } = &e {
                     error!(chunk = %self.id, detail, "stored chunk is corrupt");
+                    self.verified.forget(&self.id);
                     self.reporter.corruption(&self.id, detail);
                 }
                 let _ = tx.send(Err(e.into())).await;
+                None
             }
         }
     }
 
-    async fn frames(
-        &mut self,
-        tx: &mpsc::Sender<Result<ReadChunkResponse, Status>>,
-    ) -> Result<(), Stop> {
+    async fn frames(&mut self, tx: &mpsc::Sender<Item>) -> Result<(), Stop> {
         let file = self
             .file
             .try_clone()
@@ -139,11 +210,7 @@ impl ReadJob {
         Ok(())
     }
 
-    async fn send(
-        &mut self,
-        tx: &mpsc::Sender<Result<ReadChunkResponse, Status>>,
-        data: Bytes,
-    ) -> Result<(), Stop> {
+    async fn send(&mut self, tx: &mpsc::Sender<Item>, data: Bytes) -> Result<(), Stop> {
         let counter = match &self.throttle {
             Some(t) => {
                 t.consume(data.len()).await;
@@ -152,8 +219,13 @@ impl ReadJob {
             None => &self.traffic.read,
         };
         crate::metrics::Traffic::add(counter, data.len());
+        let len = data.len() as u64;
         let msg = ReadChunkResponse { header: None, data };
-        tx.send(Ok(msg)).await.map_err(|_| Stop::ReceiverGone)?;
+        match tokio::time::timeout(self.idle, tx.send(Ok(msg))).await {
+            Ok(sent) => sent.map_err(|_| Stop::ReceiverGone)?,
+            Err(_) => return Err(Stop::Idle),
+        }
+        self.sent += len;
         if let Some((latency, started)) = self.latency.take() {
             latency.record(started.elapsed());
         }
@@ -164,6 +236,8 @@ impl ReadJob {
 /// Why streaming stopped early.
 enum Stop {
     ReceiverGone,
+    /// The client took no frame for `--stream-idle-timeout`.
+    Idle,
     Failed(Error),
 }
 

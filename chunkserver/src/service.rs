@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use keel_proto::auth::Role;
 use keel_proto::chunk_id::ChunkId;
 use keel_proto::move_id;
 use keel_proto::v1::chunk_server_server::ChunkServer;
@@ -78,7 +79,10 @@ impl ChunkServer for ChunkService {
         request: Request<ReadChunkRequest>,
     ) -> Result<Response<ReadStream>, Status> {
         note_move(&request);
-        reply(self.open_read(request.into_inner()).await)
+        // An open server admits everyone as the cluster.
+        let cluster = request.extensions().get::<Role>() != Some(&Role::Client);
+        let peer = request.remote_addr();
+        reply(self.open_read(request.into_inner(), cluster, peer).await)
     }
 
     #[instrument(skip_all, fields(chunk = %request.get_ref().chunk.escape_debug(), from = %request.get_ref().source_id.escape_debug(), move_id))]
@@ -207,18 +211,7 @@ impl ChunkServer for ChunkService {
     ) -> Result<Response<VerifyChunkResponse>, Status> {
         let r = async {
             let id = ChunkId::new(request.into_inner().chunk)?;
-            let store = Arc::clone(&self.node.store);
-            let id2 = id.clone();
-            let (replica, verdict) = blocking("verifying chunk", move || {
-                // Marked first: should this server or the master stop
-                // before the verdict, the replica stays suspect.
-                let replica = store.mark_suspect(&id2)?;
-                if let Some(hold) = crate::test_hooks::verify_hold() {
-                    std::thread::sleep(hold);
-                }
-                Ok((replica, store.verify(&id2)?))
-            })
-            .await?;
+            let (replica, verdict) = self.node.verifier.verify(&self.node.store, &id).await?;
             info!(chunk = %id, ?verdict, "chunk verified");
             let stamp = Some(wire_stamp(self.node.store.stamp()));
             Ok(match verdict {
@@ -282,9 +275,18 @@ pub fn wire_stamp(s: Stamp) -> HeartbeatStamp {
 }
 
 impl ChunkService {
-    async fn open_read(&self, req: ReadChunkRequest) -> Result<ReadStream, Error> {
+    async fn open_read(
+        &self,
+        req: ReadChunkRequest,
+        cluster: bool,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Result<ReadStream, Error> {
         let started = std::time::Instant::now();
         let id = ChunkId::new(req.chunk)?;
+        if req.migration && !cluster {
+            return Err(Error::MigrationNeedsCluster { id: id.to_string() });
+        }
+        let slot = self.node.reads.admit(&id, req.migration, peer)?;
         let store = Arc::clone(&self.node.store);
         let id2 = id.clone();
         // Client reads are counted; a peer's migration read is not a use of the data.
@@ -293,6 +295,7 @@ impl ChunkService {
         let (file, meta) = match opened {
             Ok(v) => v,
             Err(Error::Corrupt { id: c, detail }) => {
+                self.node.verifier.forget(&id);
                 self.node.reporter.corruption(&id, &detail);
                 return Err(Error::Corrupt { id: c, detail });
             }
@@ -309,6 +312,10 @@ impl ChunkService {
             traffic: Arc::clone(&self.node.traffic),
             reporter: self.node.reporter.clone(),
             latency,
+            slot,
+            idle: self.node.transfers.idle_timeout,
+            verified: Arc::clone(&self.node.verifier),
+            sent: 0,
         }
         .spawn())
     }

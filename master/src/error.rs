@@ -170,6 +170,16 @@ pub enum Error {
         /// How long this request waited for it.
         waited_ms: u64,
     },
+    /// A corruption report over its rate limit (see `corruption_limits`).
+    #[error("corruption report of chunk {chunk} on {server} dropped: {why}; retry later")]
+    ReportsLimited {
+        /// The chunk.
+        chunk: String,
+        /// The reported server.
+        server: String,
+        /// Which limit, in words.
+        why: String,
+    },
 }
 
 impl From<Error> for tonic::Status {
@@ -193,7 +203,8 @@ impl From<Error> for tonic::Status {
             Error::NoSpace { .. }
             | Error::TooManyServers { .. }
             | Error::TooManyAllocations { .. }
-            | Error::PlanBusy { .. } => Code::ResourceExhausted,
+            | Error::PlanBusy { .. }
+            | Error::ReportsLimited { .. } => Code::ResourceExhausted,
             Error::NoLiveServers => Code::Unavailable,
             Error::SafeMode { .. } => Code::Unavailable,
             Error::Planner(_) => Code::Internal,

@@ -15,7 +15,8 @@
 //!   drain copies it queues.
 //! - [`service`] and [`convert`]: the gRPC front door; [`auth`]: its token check.
 //! - [`reports`]: paged full reports, applied whole; [`service::Limits`]: what
-//!   one client may cost.
+//!   one client may cost; [`corruption_limits`]: the rate of corruption
+//!   reports; [`budgets`]: each method's message limit and deadline.
 //! - [`ha`]: several masters: leadership through etcd, fencing terms.
 //! - [`http`] and [`metrics`]: `/healthz`, `/readyz` and `/metrics`;
 //!   [`dashboard`]: the operator's page at `/`, with the replay of the last
@@ -26,8 +27,10 @@
 
 pub mod auth;
 pub mod balance;
+pub mod budgets;
 pub mod config;
 pub mod convert;
+pub mod corruption_limits;
 pub mod dashboard;
 pub mod error;
 pub mod ha;

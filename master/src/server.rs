@@ -215,17 +215,26 @@ async fn serve_grpc(
     // method it names can become a metric label.
     let master = keel_proto::rpc_timing::Timed::new(master, Arc::clone(&core.metrics.rpc));
     let master = keel_proto::auth::Guard::new(master, core.security.tokens.clone());
+    let budgets = crate::budgets::budgets();
     let addr = listener.local_addr()?;
+    // Every server may hold a connection, and clients beside them.
+    let max_connections = usize::try_from(config.max_servers)
+        .unwrap_or(usize::MAX)
+        .saturating_add(serving::MAX_CONNECTIONS);
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(serving::KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(serving::KEEPALIVE_TIMEOUT))
         .max_concurrent_streams(serving::MAX_CONCURRENT_STREAMS)
-        .add_service(health_service)
-        .add_service(reflection().build_v1()?)
-        .add_service(reflection().build_v1alpha()?)
-        .add_service(master)
+        .add_service(budgets.wrap(health_service))
+        .add_service(budgets.wrap(reflection().build_v1()?))
+        .add_service(budgets.wrap(reflection().build_v1alpha()?))
+        .add_service(budgets.wrap(master))
         .serve_with_incoming_shutdown(
-            keel_proto::tls::incoming(listener, core.security.server_tls.clone()),
+            keel_proto::tls::incoming_capped(
+                listener,
+                core.security.server_tls.clone(),
+                max_connections,
+            ),
             shutdown.clone().cancelled_owned(),
         );
     let task = tokio::spawn(server);

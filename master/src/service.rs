@@ -70,6 +70,8 @@ pub struct MasterService {
     plans: Arc<Semaphore>,
     /// What one client may cost.
     limits: Limits,
+    /// Rate limits of corruption reports.
+    corruption: Arc<crate::corruption_limits::CorruptionLimits>,
     /// Who leads; etcd for the operator state.
     ha: Ha,
     /// The pause as last read from etcd, for a standby's status when etcd
@@ -129,6 +131,7 @@ impl MasterService {
             reports: Arc::default(),
             plans: Arc::new(Semaphore::new(1)),
             limits: Limits::default(),
+            corruption: Arc::default(),
             ha: Ha::single(),
             pause_seen: Arc::default(),
             write_key: None,
@@ -493,9 +496,18 @@ impl Master for MasterService {
         req: Request<pb::ReportCorruptionRequest>,
     ) -> Reply<pb::ReportCorruptionResponse> {
         self.leader_only()?;
+        // Chunk servers (the cluster token) are limited per replica only;
+        // on an open master every caller is limited.
+        let caller = match req.extensions().get::<keel_proto::auth::Role>() {
+            Some(keel_proto::auth::Role::Cluster) => None,
+            _ => req.remote_addr().map(|a| a.ip()),
+        };
         let req = req.into_inner();
         convert::chunk(&req.chunk)?;
         convert::server_id(&req.server)?;
+        lock(&self.meta).check_report(&req.chunk, &req.server)?;
+        // Checked after the replica is known: the limiters' keys are real.
+        self.corruption.admit(&req.chunk, &req.server, caller)?;
         let verify = lock(&self.meta).report_corruption(&req.chunk, &req.server)?;
         info!(chunk = %req.chunk, server = %req.server, detail = %req.detail.escape_debug(),
               verifying = verify.is_some(), "corruption reported; the server is asked to verify its replica");

@@ -5,8 +5,9 @@
 //! [`CLIENT_METHODS`]. A method not listed there, including any added later,
 //! needs the cluster token. Tokens are compared in constant time.
 //!
-//! [`Guard`] wraps one generated `keel.v1` service; health and reflection are
-//! not wrapped (they expose no data) and stay open.
+//! [`Guard`] wraps one generated `keel.v1` service and puts the admitted
+//! [`Role`] into the request's extensions (none on an open service); health and reflection are not
+//! wrapped (they expose no data) and stay open.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -179,8 +180,14 @@ impl Tokens {
 
     /// Admits or refuses a call of `path` carrying `header`.
     pub fn admit(&self, path: &str, header: Option<&[u8]>) -> Result<(), Status> {
+        self.admit_as(path, header).map(|_| ())
+    }
+
+    /// The same, returning the role admitted (`None` on an open service,
+    /// where every caller may do everything).
+    pub fn admit_as(&self, path: &str, header: Option<&[u8]>) -> Result<Option<Role>, Status> {
         if !self.enabled() {
-            return Ok(());
+            return Ok(None);
         }
         let Some(header) = header else {
             return Err(Status::unauthenticated(
@@ -188,8 +195,8 @@ impl Tokens {
             ));
         };
         match self.role(header) {
-            Some(Role::Cluster) => Ok(()),
-            Some(Role::Client) if client_may_call(path) => Ok(()),
+            Some(Role::Cluster) => Ok(Some(Role::Cluster)),
+            Some(Role::Client) if client_may_call(path) => Ok(Some(Role::Client)),
             Some(Role::Client) => Err(Status::permission_denied(format!(
                 "{path} needs the cluster token (--auth-token); a client token admits only data calls"
             ))),
@@ -234,13 +241,20 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<Body>) -> Answer {
+    fn call(&mut self, mut req: http::Request<Body>) -> Answer {
         let header = req.headers().get(http::header::AUTHORIZATION);
         match self
             .tokens
-            .admit(req.uri().path(), header.map(http::HeaderValue::as_bytes))
+            .admit_as(req.uri().path(), header.map(http::HeaderValue::as_bytes))
         {
-            Ok(()) => Box::pin(self.inner.call(req)),
+            Ok(role) => {
+                // Handlers read it to honour what only the cluster may ask
+                // (e.g. a migration read).
+                if let Some(role) = role {
+                    req.extensions_mut().insert(role);
+                }
+                Box::pin(self.inner.call(req))
+            }
             Err(status) => Box::pin(std::future::ready(Ok(status.into_http()))),
         }
     }

@@ -12,11 +12,12 @@ use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::tls::{Conn, ServerConfig};
+use crate::connections::Counted;
+use crate::tls::ServerConfig;
 
 /// An axum listener that hands over connections whose TLS handshake is done.
 pub struct HttpsListener {
-    conns: ReceiverStream<io::Result<Conn>>,
+    conns: ReceiverStream<io::Result<Counted>>,
     local: SocketAddr,
 }
 
@@ -33,10 +34,10 @@ impl HttpsListener {
 }
 
 impl axum::serve::Listener for HttpsListener {
-    type Io = Conn;
+    type Io = Counted;
     type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (Conn, SocketAddr) {
+    async fn accept(&mut self) -> (Counted, SocketAddr) {
         loop {
             match self.conns.next().await {
                 Some(Ok(conn)) => {

@@ -8,6 +8,8 @@
 //! - [`chunk_id`]: the one validation of chunk ids, applied before any path is built.
 //! - [`units`]: parsing of sizes (`64MiB`) and durations (`500ms`) for flags.
 //! - [`serving`]: keep-alive and stream limits of the daemons' gRPC servers.
+//! - [`budget`]: per-method message limits and call deadlines;
+//!   [`connections`]: the cap on open connections.
 //! - [`auth`]: bearer tokens, roles and the one token check both daemons use.
 //! - [`capability`]: write capabilities, signed by the master, checked by chunk servers.
 //! - [`tls`]: TLS and mTLS from PEM files, and the servers' accept loop.
@@ -18,8 +20,10 @@
 //! - [`move_id`]: the id that follows a move through every process's logs.
 
 pub mod auth;
+pub mod budget;
 pub mod capability;
 pub mod chunk_id;
+pub mod connections;
 pub mod exposition;
 #[cfg(feature = "clap")]
 pub mod flags;

@@ -23,3 +23,8 @@ pub const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 /// writes are bounded separately by the chunk server's `--max-transfers`).
 /// Streams beyond it wait on the client side instead of failing.
 pub const MAX_CONCURRENT_STREAMS: u32 = 256;
+
+/// Connections a server keeps open at once (the master adds one per server
+/// it accepts). Each costs a file descriptor and its HTTP/2 state; past it a
+/// new connection is told why and closed (see [`crate::connections`]).
+pub const MAX_CONNECTIONS: usize = 1024;

@@ -21,9 +21,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::RootCertStore;
 /// rustls' server configuration, as [`TlsFiles::server`] builds it.
@@ -35,6 +35,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use tracing::{info, warn};
+
+use crate::connections::{Cap, Counted, goodbye_frames};
 
 /// How long a TLS handshake may take, on either side.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -424,7 +426,18 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 pub fn incoming(
     listener: TcpListener,
     tls: Option<Arc<ServerConfig>>,
-) -> ReceiverStream<io::Result<Conn>> {
+) -> ReceiverStream<io::Result<Counted>> {
+    incoming_capped(listener, tls, crate::serving::MAX_CONNECTIONS)
+}
+
+/// [`incoming`] with at most `max_connections` open at once (see
+/// [`crate::connections`]).
+pub fn incoming_capped(
+    listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
+    max_connections: usize,
+) -> ReceiverStream<io::Result<Counted>> {
+    let cap = Cap::new(max_connections);
     let (tx, rx) = mpsc::channel(BACKLOG);
     let acceptor = tls.map(TlsAcceptor::from);
     if acceptor.is_some() {
@@ -444,17 +457,24 @@ pub fn incoming(
                     continue;
                 }
             };
+            let Some((stream, slot)) = cap.admit(stream, peer) else {
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let keepalive = socket2::TcpKeepalive::new().with_time(crate::serving::TCP_KEEPALIVE);
             let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
             match &acceptor {
                 None => {
-                    if tx.send(Ok(Conn::Plain(stream))).await.is_err() {
+                    if tx
+                        .send(Ok(Counted::new(Conn::Plain(stream), slot)))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
                 Some(a) => {
-                    tokio::spawn(handshake(a.clone(), stream, peer, tx.clone()));
+                    tokio::spawn(handshake(a.clone(), stream, peer, slot, tx.clone()));
                 }
             }
         }
@@ -469,7 +489,8 @@ async fn handshake(
     acceptor: TlsAcceptor,
     stream: TcpStream,
     peer: std::net::SocketAddr,
-    tx: mpsc::Sender<io::Result<Conn>>,
+    slot: OwnedSemaphorePermit,
+    tx: mpsc::Sender<io::Result<Counted>>,
 ) {
     let mut first = [0u8; 12];
     let peeked = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await;
@@ -483,7 +504,9 @@ async fn handshake(
     }
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => {
-            let _ = tx.send(Ok(Conn::Tls(Box::new(tls)))).await;
+            let _ = tx
+                .send(Ok(Counted::new(Conn::Tls(Box::new(tls)), slot)))
+                .await;
         }
         Ok(Err(e)) => warn!(%peer, error = %e, "TLS handshake failed"),
         Err(_) => warn!(%peer, timeout = ?HANDSHAKE_TIMEOUT, "TLS handshake timed out"),
@@ -494,28 +517,10 @@ async fn handshake(
 /// plaintext client.
 const INADEQUATE_SECURITY: u32 = 0xc;
 
-/// How long a plaintext client gets to read the goodbye.
-const GOODBYE_GRACE: Duration = Duration::from_secs(1);
-
 /// Tells a plaintext HTTP/2 client why it is refused, in words its error
-/// message shows: an empty SETTINGS frame, then a GOAWAY whose debug data is
-/// [`PLAINTEXT_HINT`]. Reads what the client sends until it hangs up (or
-/// [`GOODBYE_GRACE`]), so the close does not reset the goodbye away.
-async fn refuse_plaintext(mut stream: TcpStream) {
-    let hint = PLAINTEXT_HINT.as_bytes();
-    let len = 8 + hint.len();
-    let mut frames = vec![0, 0, 0, 0x4, 0, 0, 0, 0, 0];
-    frames.extend_from_slice(&[(len >> 16) as u8, (len >> 8) as u8, len as u8, 0x7, 0]);
-    frames.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]);
-    frames.extend_from_slice(&INADEQUATE_SECURITY.to_be_bytes());
-    frames.extend_from_slice(hint);
-    let _ = tokio::time::timeout(GOODBYE_GRACE, async {
-        stream.write_all(&frames).await?;
-        let mut sink = [0u8; 4096];
-        while stream.read(&mut sink).await? > 0 {}
-        Ok::<_, io::Error>(())
-    })
-    .await;
+/// message shows: a GOAWAY whose debug data is [`PLAINTEXT_HINT`].
+async fn refuse_plaintext(stream: TcpStream) {
+    goodbye_frames(stream, INADEQUATE_SECURITY, PLAINTEXT_HINT).await;
 }
 
 #[cfg(test)]

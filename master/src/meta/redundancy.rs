@@ -65,25 +65,35 @@ impl Meta {
         chunk: &str,
         server: &str,
     ) -> Result<Option<Verify>, Error> {
+        let Some(no) = self.check_report(chunk, server)? else {
+            return Ok(None);
+        };
+        mark(&mut self.suspect, chunk, no);
+        Ok(self.start_verify(chunk, no))
+    }
+
+    /// Whether a report of `chunk` on `server` names a replica the master
+    /// knows: its server number, `None` when the copy is already not
+    /// counted, or why the report is refused. Changes nothing.
+    pub fn check_report(&self, chunk: &str, server: &str) -> Result<Option<ServerNo>, Error> {
         let no = self.server_no(server).ok_or_else(|| Error::UnknownServer {
             server: server.to_owned(),
         })?;
-        if !self.chunks.get(chunk).is_some_and(|c| c.holds(no)) {
-            if self.server(no).excluded.contains_key(chunk) {
-                return Ok(None);
-            }
-            return Err(match self.chunks.contains_key(chunk) {
-                true => Error::NotHolder {
-                    chunk: chunk.to_owned(),
-                    server: server.to_owned(),
-                },
-                false => Error::ChunkNotFound {
-                    chunk: chunk.to_owned(),
-                },
-            });
+        if self.chunks.get(chunk).is_some_and(|c| c.holds(no)) {
+            return Ok(Some(no));
         }
-        mark(&mut self.suspect, chunk, no);
-        Ok(self.start_verify(chunk, no))
+        if self.server(no).excluded.contains_key(chunk) {
+            return Ok(None);
+        }
+        Err(match self.chunks.contains_key(chunk) {
+            true => Error::NotHolder {
+                chunk: chunk.to_owned(),
+                server: server.to_owned(),
+            },
+            false => Error::ChunkNotFound {
+                chunk: chunk.to_owned(),
+            },
+        })
     }
 
     fn start_verify(&mut self, chunk: &str, no: ServerNo) -> Option<Verify> {

@@ -130,6 +130,11 @@ pub fn lookup_rows() -> Vec<Row> {
         row(
             "ReportCorruption on a server without the chunk, 1 MiB of detail",
             corruption("solo", "cs1", "d".repeat(1 << 20)),
+            Expect::Refused(&[Code::ResourceExhausted], "over this method's limit"),
+        ),
+        row(
+            "ReportCorruption on a server without the chunk, 32 KiB of detail",
+            corruption("solo", "cs1", "d".repeat(32 << 10)),
             not_found("holds no replica"),
         ),
         row(
