@@ -93,11 +93,7 @@ impl QueueConfig {
     /// The cluster-wide cap in force with `live` servers (see
     /// [`crate::slots::effective_cap`]).
     pub fn effective_max_concurrent(&self, live: usize) -> usize {
-        crate::slots::effective_cap(
-            self.max_concurrent_moves,
-            live,
-            self.max_moves_per_server,
-        )
+        crate::slots::effective_cap(self.max_concurrent_moves, live, self.max_moves_per_server)
     }
 
     /// Whether the cluster-wide cap is `auto`.
