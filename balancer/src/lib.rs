@@ -55,7 +55,7 @@
 //!     view.apply(&mv)?;
 //!     queue.on_done(start.id, now)?;
 //! }
-//! assert_eq!(queue.totals().done, 2); // two slots on cs1
+//! assert_eq!(queue.totals().done, 3); // the plan's three moves, four slots on cs1
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

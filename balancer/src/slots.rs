@@ -3,8 +3,40 @@
 //! master's `--max-concurrent-moves` and `--max-moves-per-server`). The move
 //! queue owns the one table; every copy, whatever it is for, holds a slot
 //! from it while it runs.
+//!
+//! The binding limit is per server: a server's slots are what share its
+//! migration bucket. The cluster-wide cap defaults to [`AUTO`], which adds
+//! nothing to the per-server slots and so grows with the cluster
+//! ([`auto_cap`]); a fixed cap of 4 kept only four buckets busy however
+//! many servers had bytes to move.
 
 use std::collections::BTreeMap;
+
+/// `--max-concurrent-moves auto`: no cluster-wide cap beyond the one the
+/// per-server slots imply (see [`auto_cap`]).
+pub const AUTO: usize = usize::MAX;
+
+/// The cluster-wide cap `auto` amounts to with `live` servers and
+/// `per_server` slots each: every copy holds a slot on two servers, so no
+/// more than `live × per_server / 2` copies can ever run at once.
+///
+/// ```
+/// assert_eq!(keel_balancer::slots::auto_cap(16, 2), 16);
+/// assert_eq!(keel_balancer::slots::auto_cap(3, 1), 1);
+/// ```
+pub fn auto_cap(live: usize, per_server: usize) -> usize {
+    live.saturating_mul(per_server) / 2
+}
+
+/// The cluster-wide cap in force: `max_total`, or [`auto_cap`] when it is
+/// [`AUTO`]. What operators see; the table itself needs no server count.
+pub fn effective_cap(max_total: usize, live: usize, per_server: usize) -> usize {
+    if max_total == AUTO {
+        auto_cap(live, per_server)
+    } else {
+        max_total
+    }
+}
 
 /// Running copies against the limits. Servers are named by a key the
 /// caller chooses (a view index, the master's server number).
@@ -92,5 +124,19 @@ mod tests {
         s.release(0, 2);
         s.release(3, 4);
         assert_eq!(s, SlotTable::new(3, 2));
+    }
+
+    #[test]
+    fn auto_is_bound_by_the_servers_alone() {
+        // Eight servers with two slots each: every server in two copies
+        // makes eight copies, the most `auto` can ever see running.
+        let mut s = SlotTable::new(AUTO, 2);
+        for i in 0..8u32 {
+            assert!(s.take(i, (i + 1) % 8), "copy {i}");
+        }
+        assert_eq!(s.running(), auto_cap(8, 2));
+        assert!(!s.fits(0, 4), "every server is in two copies");
+        assert_eq!(effective_cap(AUTO, 8, 2), 8);
+        assert_eq!(effective_cap(4, 8, 2), 4, "an explicit number still caps");
     }
 }

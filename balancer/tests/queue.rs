@@ -479,3 +479,49 @@ fn repairs_of_the_chunks_closest_to_loss_go_first() {
     let starts = q.next_ready(3 * S, &v);
     assert_eq!(starts.iter().map(|s| s.id).collect::<Vec<_>>(), [two_left]);
 }
+
+#[test]
+fn default_limits_keep_every_server_busy() {
+    // Eight full servers, eight empty: each source has four chunks queued,
+    // one to each of four targets. At the defaults one pass fills every
+    // server's slots (`auto` is live × per-server ÷ 2 = 32); the old fixed
+    // cap of 4 ran one copy on half the servers and left the rest idle.
+    let mut v = ClusterView::new();
+    let servers: Vec<ServerIdx> = (0..16)
+        .map(|i| v.add_server(format!("s{i:02}"), None, 1000, true))
+        .collect();
+    let mut planned = Vec::new();
+    for (s, &from) in servers[..8].iter().enumerate() {
+        for k in 0..4 {
+            let chunk = v.add_chunk(format!("c{s}_{k}"), 5, 0, 1, &[from]);
+            let to = servers[8 + (s + k) % 8];
+            planned.push(PlannedMove {
+                chunk,
+                from,
+                to,
+                bytes: 5,
+            });
+        }
+    }
+    let started = |config: QueueConfig| {
+        let mut q = MoveQueue::new(config);
+        for mv in &planned {
+            q.enqueue_planned(*mv, S, &v).expect("enqueue");
+        }
+        let starts = q.next_ready(S, &v);
+        let busy: std::collections::BTreeSet<u32> = starts
+            .iter()
+            .flat_map(|s| [s.slot.from, s.slot.to])
+            .collect();
+        (starts.len(), busy.len())
+    };
+    let d = QueueConfig::default();
+    assert_eq!(d.effective_max_concurrent(16), 32);
+    assert_eq!(started(d), (32, 16), "every slot of every server");
+    let old = QueueConfig {
+        max_concurrent_moves: 4,
+        max_moves_per_server: 2,
+        ..d
+    };
+    assert_eq!(started(old), (4, 8));
+}

@@ -81,6 +81,9 @@ function renderChips(s) {
   if (s.servers.length) {
     c.push(chip("average " + pct(s.average_utilization_pct)));
     c.push(chip("band ±" + s.policy.threshold_pct + " pts"));
+    const cap = s.policy.max_concurrent_moves;
+    c.push(chip("moves " + (s.policy.max_concurrent_moves_auto ? "auto (" + cap + ")" : cap) +
+      " · " + s.policy.max_moves_per_server + " per server"));
     c.push(s.balanced ? chip("balanced", "good") : chip("outside the band", "warn"));
   }
   if (s.queue.paused) c.push(chip("paused", "warn"));

@@ -31,12 +31,13 @@ pub struct Config {
     #[arg(long, env = "KEEL_BALANCE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub balance_interval: Duration,
 
-    /// Moves running at once, cluster-wide.
-    #[arg(long, env = "KEEL_MAX_CONCURRENT_MOVES", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_concurrent_moves: u32,
+    /// Moves running at once, cluster-wide: a number, or `auto` (no cap beyond
+    /// the per-server slots, so it grows with the live servers).
+    #[arg(long, env = "KEEL_MAX_CONCURRENT_MOVES", default_value = "auto", value_parser = parse_move_cap)]
+    pub max_concurrent_moves: MoveCap,
 
     /// Moves running at once with one server as their source or target.
-    #[arg(long, env = "KEEL_MAX_MOVES_PER_SERVER", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "KEEL_MAX_MOVES_PER_SERVER", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_moves_per_server: u32,
 
     /// Share of a server's capacity that must stay free after a move or placement.
@@ -147,6 +148,37 @@ fn parse_lease(s: &str) -> Result<Duration, String> {
 }
 
 /// Parses a percentage in `0..=100`.
+/// `--max-concurrent-moves`: `auto` or a fixed cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoveCap {
+    /// No cap beyond the per-server slots (`keel_balancer::slots::AUTO`).
+    Auto,
+    /// At most this many copies at once, cluster-wide.
+    Max(u32),
+}
+
+impl MoveCap {
+    /// The queue's `max_concurrent_moves`.
+    pub fn slots(self) -> usize {
+        match self {
+            MoveCap::Auto => keel_balancer::slots::AUTO,
+            MoveCap::Max(n) => n as usize,
+        }
+    }
+}
+
+fn parse_move_cap(s: &str) -> Result<MoveCap, String> {
+    if s.trim().eq_ignore_ascii_case("auto") {
+        return Ok(MoveCap::Auto);
+    }
+    match s.trim().parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(MoveCap::Max(n)),
+        _ => Err(format!(
+            "expected `auto` or a whole number of at least 1, got {s:?}"
+        )),
+    }
+}
+
 fn parse_pct(s: &str) -> Result<f64, String> {
     let v: f64 = s
         .trim()
@@ -180,7 +212,10 @@ mod tests {
         assert_eq!(c.http_listen, "0.0.0.0:7080");
         assert_eq!(c.threshold_pct, 20.0);
         assert_eq!(c.balance_interval, Duration::from_secs(30));
-        assert_eq!((c.max_concurrent_moves, c.max_moves_per_server), (4, 2));
+        assert_eq!(
+            (c.max_concurrent_moves, c.max_moves_per_server),
+            (MoveCap::Auto, 4)
+        );
         assert_eq!(c.min_free_pct, 10.0);
         assert_eq!((c.move_retries, c.replication), (3, 3));
         assert_eq!(c.heartbeat_timeout, Duration::from_secs(10));
@@ -189,6 +224,26 @@ mod tests {
         assert_eq!(c.re_replicate_after, Duration::from_secs(300));
         assert!(c.etcd.is_empty() && c.advertise.is_none());
         assert_eq!(c.leader_lease, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn max_concurrent_moves_takes_auto_or_a_number() {
+        let parse = |v: &str| {
+            Config::try_parse_from(["keel-master".into(), format!("--max-concurrent-moves={v}")])
+        };
+        let cap = |v: &str| parse(v).expect("parses").max_concurrent_moves;
+        assert_eq!(cap("auto"), MoveCap::Auto);
+        assert_eq!(cap("AUTO"), MoveCap::Auto);
+        assert_eq!(cap("4"), MoveCap::Max(4));
+        assert_eq!(MoveCap::Max(4).slots(), 4);
+        assert_eq!(MoveCap::Auto.slots(), keel_balancer::slots::AUTO);
+        for bad in ["0", "-1", "many", ""] {
+            let e = parse(bad).expect_err(bad).to_string();
+            assert!(
+                e.contains("expected `auto` or a whole number"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

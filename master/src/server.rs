@@ -155,7 +155,7 @@ fn balance_settings(config: &Config) -> BalanceSettings {
         interval: config.balance_interval,
         policy: Policy::new(config.threshold_pct, config.min_free_pct),
         queue: QueueConfig {
-            max_concurrent_moves: config.max_concurrent_moves as usize,
+            max_concurrent_moves: config.max_concurrent_moves.slots(),
             max_moves_per_server: config.max_moves_per_server as usize,
             move_retries: config.move_retries,
             min_free_pct: config.min_free_pct,

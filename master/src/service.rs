@@ -442,6 +442,7 @@ impl Master for MasterService {
         resp.max_concurrent_moves = u32::try_from(q.max_concurrent_moves).unwrap_or(u32::MAX);
         resp.max_moves_per_server = u32::try_from(q.max_moves_per_server).unwrap_or(u32::MAX);
         resp.min_free_pct = q.min_free_pct;
+        resp.max_concurrent_moves_auto = q.is_auto();
         Ok(Response::new(resp))
     }
 

@@ -29,7 +29,16 @@ fn json(c: &Cluster, args: &[&str]) -> Value {
 /// cs1 and cs2 half full, cs3 and cs4 empty, every server at 4 MiB/s.
 async fn skewed_cluster() -> Result<Cluster> {
     let mut c = Cluster::new()?;
-    c.start_master(&["--threshold-pct", "5"])?;
+    // The old default limits, set explicitly: the sim must report the
+    // master's own, whatever the defaults.
+    c.start_master(&[
+        "--threshold-pct",
+        "5",
+        "--max-concurrent-moves",
+        "4",
+        "--max-moves-per-server",
+        "2",
+    ])?;
     for id in ["cs1", "cs2", "cs3", "cs4"] {
         let opts = CsOpts {
             capacity: "256MiB".into(),

@@ -10,8 +10,14 @@ use crate::sim::{SkewSpec, skewed_cluster};
 
 const MIB: u64 = 1 << 20;
 
+/// Two slots per server, as the hand arithmetic below counts them.
 fn exec(bandwidth: u64, overhead_ms: u64) -> Execution {
     Execution {
+        queue: crate::queue::QueueConfig {
+            max_concurrent_moves: 4,
+            max_moves_per_server: 2,
+            ..crate::queue::QueueConfig::default()
+        },
         default_bandwidth: bandwidth,
         move_overhead: Duration::from_millis(overhead_ms),
         ..Execution::default()

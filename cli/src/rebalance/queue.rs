@@ -85,6 +85,12 @@ pub struct StatusJson {
     pub repairs_done: u64,
     /// Repair and drain copies running now.
     pub copies: Vec<QueuedMoveJson>,
+    /// Copies at once, cluster-wide, in force (0 from an older master).
+    pub max_concurrent_moves: u32,
+    /// Whether that cap is `auto` (it follows the live servers).
+    pub max_concurrent_moves_auto: bool,
+    /// Copies at once per server (0 from an older master).
+    pub max_moves_per_server: u32,
 }
 
 /// Lower-case name of a queued move's state.
@@ -140,6 +146,9 @@ impl From<&RebalanceStatusResponse> for StatusJson {
             drains_waiting: r.drains_waiting,
             repairs_done: r.repairs_done,
             copies: r.copies.iter().map(QueuedMoveJson::from).collect(),
+            max_concurrent_moves: r.max_concurrent_moves,
+            max_concurrent_moves_auto: r.max_concurrent_moves_auto,
+            max_moves_per_server: r.max_moves_per_server,
         }
     }
 }
@@ -250,6 +259,7 @@ pub fn render(r: &RebalanceStatusResponse, width: Option<usize>) -> String {
         r.drains_waiting,
         r.repairs_done
     ));
+    out.push_str(&limits_text(r));
     // Repairs and drains are in the one queue's moves (their kind shows in
     // the state column); `copies` repeats the running ones for scripts.
     if !r.moves.is_empty() {
@@ -257,6 +267,22 @@ pub fn render(r: &RebalanceStatusResponse, width: Option<usize>) -> String {
         out.push_str(&moves_table(&r.moves, width));
     }
     out
+}
+
+/// The slot limits in force, e.g. `slots: auto (16) copies at once, 4 per
+/// server`; nothing from a master that does not report them.
+fn limits_text(r: &RebalanceStatusResponse) -> String {
+    if r.max_moves_per_server == 0 {
+        return String::new();
+    }
+    let cap = match r.max_concurrent_moves_auto {
+        true => format!("auto ({})", r.max_concurrent_moves),
+        false => r.max_concurrent_moves.to_string(),
+    };
+    format!(
+        "slots: {cap} copies at once, {} per server\n",
+        r.max_moves_per_server
+    )
 }
 
 fn moves_table(moves: &[QueuedMove], width: Option<usize>) -> String {
@@ -332,6 +358,28 @@ mod tests {
             answered_by_leader: true,
             ..RebalanceStatusResponse::default()
         }
+    }
+
+    #[test]
+    fn the_slot_limits_show_auto_and_its_value() {
+        let auto = RebalanceStatusResponse {
+            max_concurrent_moves: 16,
+            max_concurrent_moves_auto: true,
+            max_moves_per_server: 4,
+            ..status()
+        };
+        let text = render(&auto, None);
+        assert!(
+            text.contains("slots: auto (16) copies at once, 4 per server\n"),
+            "{text}"
+        );
+        let fixed = RebalanceStatusResponse {
+            max_concurrent_moves_auto: false,
+            max_concurrent_moves: 4,
+            ..auto
+        };
+        assert!(render(&fixed, None).contains("slots: 4 copies at once"));
+        assert!(!render(&status(), None).contains("slots:"), "older master");
     }
 
     #[test]

@@ -125,10 +125,30 @@ impl Default for PolicySpec {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LimitSpec {
-    max_concurrent_moves: Option<usize>,
+    max_concurrent_moves: Option<CapSpec>,
     max_moves_per_server: Option<usize>,
     migrate_bandwidth: Option<Size>,
     move_overhead: Option<String>,
+}
+
+/// `max_concurrent_moves`: a number or `"auto"`, as the master's flag.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum CapSpec {
+    Number(usize),
+    Word(String),
+}
+
+impl CapSpec {
+    fn slots(&self) -> Result<usize, String> {
+        match self {
+            CapSpec::Number(n) => Ok(*n),
+            CapSpec::Word(w) if w.eq_ignore_ascii_case("auto") => Ok(keel_balancer::slots::AUTO),
+            CapSpec::Word(w) => Err(format!(
+                "limits: max_concurrent_moves must be \"auto\" or a number, got {w:?}"
+            )),
+        }
+    }
 }
 
 /// What a file describes, ready to simulate.
@@ -198,9 +218,10 @@ fn execution(f: &SimFile, min_free_pct: f64) -> Result<Execution, String> {
     let l = &f.limits;
     let defaults = QueueConfig::default();
     let queue = QueueConfig {
-        max_concurrent_moves: l
-            .max_concurrent_moves
-            .unwrap_or(defaults.max_concurrent_moves),
+        max_concurrent_moves: match &l.max_concurrent_moves {
+            Some(cap) => cap.slots()?,
+            None => defaults.max_concurrent_moves,
+        },
         max_moves_per_server: l
             .max_moves_per_server
             .unwrap_or(defaults.max_moves_per_server),

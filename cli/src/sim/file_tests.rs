@@ -23,7 +23,8 @@ fn a_good_file_fills_each_server_to_its_used_bytes() {
             m.exec.queue.max_concurrent_moves,
             m.exec.queue.max_moves_per_server
         ),
-        (6, 2)
+        (6, 4),
+        "the file's cap, the default per-server slots"
     );
     assert_eq!(m.exec.move_overhead, Duration::from_millis(10));
     assert_eq!(m.policy.threshold_pct, 10.0);
@@ -33,6 +34,25 @@ fn a_good_file_fills_each_server_to_its_used_bytes() {
         m.view,
         "same seed, same cluster"
     );
+}
+
+#[test]
+fn the_cap_may_be_auto_and_nothing_else_in_words() {
+    let auto = GOOD.replace(
+        r#""max_concurrent_moves": 6"#,
+        r#""max_concurrent_moves": "auto""#,
+    );
+    let m = parse(&auto).expect("parses");
+    assert_eq!(
+        m.exec.queue.max_concurrent_moves,
+        keel_balancer::slots::AUTO
+    );
+    let bad = GOOD.replace(
+        r#""max_concurrent_moves": 6"#,
+        r#""max_concurrent_moves": "many""#,
+    );
+    let e = parse(&bad).expect_err("refused");
+    assert!(e.contains("\"auto\" or a number"), "{e}");
 }
 
 #[test]

@@ -113,7 +113,11 @@ fn execution(
     let or = |v: u32, default: usize| if v == 0 { default } else { v as usize };
     Execution {
         queue: QueueConfig {
-            max_concurrent_moves: or(p.max_concurrent_moves, d.max_concurrent_moves),
+            max_concurrent_moves: if p.max_concurrent_moves_auto {
+                keel_balancer::slots::AUTO
+            } else {
+                or(p.max_concurrent_moves, d.max_concurrent_moves)
+            },
             max_moves_per_server: or(p.max_moves_per_server, d.max_moves_per_server),
             min_free_pct: if p.max_concurrent_moves == 0 {
                 d.min_free_pct

@@ -57,8 +57,11 @@ pub struct SimJson {
 /// Limits in `--json`.
 #[derive(Debug, Serialize)]
 pub struct LimitsJson {
-    /// Moves at once, cluster-wide.
+    /// Moves at once, cluster-wide (with `auto`, what the live servers'
+    /// per-server slots allow).
     pub max_concurrent_moves: usize,
+    /// Whether that cap is `auto`.
+    pub max_concurrent_moves_auto: bool,
     /// Moves at once per server.
     pub max_moves_per_server: usize,
     /// The target's free-space floor.
@@ -186,7 +189,11 @@ pub fn json(i: &Input<'_>) -> SimJson {
         spread_pct_before: spread(false),
         spread_pct_after: spread(true),
         limits: LimitsJson {
-            max_concurrent_moves: i.exec.queue.max_concurrent_moves,
+            max_concurrent_moves: i
+                .exec
+                .queue
+                .effective_max_concurrent(i.view.servers.iter().filter(|s| s.alive).count()),
+            max_concurrent_moves_auto: i.exec.queue.is_auto(),
             max_moves_per_server: i.exec.queue.max_moves_per_server,
             min_free_pct: i.exec.queue.min_free_pct,
             move_overhead_seconds: i.exec.move_overhead.as_secs_f64(),
@@ -263,7 +270,10 @@ pub fn text(j: &SimJson) -> String {
     out.push_str(&format!(
         "ETA {} with {} slots, {} per server, {} overhead per move; spread {:.1} → {:.1} points\n\n",
         output::age(Duration::from_secs_f64(j.eta_seconds)),
-        j.limits.max_concurrent_moves,
+        match j.limits.max_concurrent_moves_auto {
+            true => format!("auto ({})", j.limits.max_concurrent_moves),
+            false => j.limits.max_concurrent_moves.to_string(),
+        },
         j.limits.max_moves_per_server,
         output::age(Duration::from_secs_f64(j.limits.move_overhead_seconds)),
         j.spread_pct_before,

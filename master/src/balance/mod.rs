@@ -105,6 +105,31 @@ pub struct BalanceStatus {
     pub copies: Vec<crate::meta::RunningCopy>,
     /// Repair and drain copies completed since start.
     pub repairs_done: u64,
+    /// The slot limits in force.
+    pub limits: MoveLimits,
+}
+
+/// The queue's slot limits as operators see them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MoveLimits {
+    /// The cluster-wide cap in force (with `auto`, what the live servers'
+    /// per-server slots allow).
+    pub max_concurrent_moves: usize,
+    /// Whether the cap is `auto`.
+    pub auto: bool,
+    /// Slots per server, as source or target.
+    pub max_moves_per_server: usize,
+}
+
+impl MoveLimits {
+    /// The limits of `q` with `live` servers.
+    pub fn of(q: &QueueConfig, live: usize) -> Self {
+        MoveLimits {
+            max_concurrent_moves: q.effective_max_concurrent(live),
+            auto: q.is_auto(),
+            max_moves_per_server: q.max_moves_per_server,
+        }
+    }
 }
 
 /// What a pass queued, for `RebalanceRun`.
@@ -305,7 +330,9 @@ impl Balancer {
             .metrics()
             .repairs_done
             .load(Ordering::Relaxed);
+        let limits = MoveLimits::of(&self.queue_config(), report.servers.len());
         BalanceStatus {
+            limits,
             redundancy,
             copies,
             repairs_done,

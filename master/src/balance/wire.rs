@@ -132,6 +132,9 @@ pub fn status_response(s: BalanceStatus) -> pb::RebalanceStatusResponse {
         balanced: s.balanced,
         average_utilization_pct: s.average_utilization_pct,
         safe_mode: s.safe_mode,
+        max_concurrent_moves: u32::try_from(s.limits.max_concurrent_moves).unwrap_or(u32::MAX),
+        max_concurrent_moves_auto: s.limits.auto,
+        max_moves_per_server: u32::try_from(s.limits.max_moves_per_server).unwrap_or(u32::MAX),
         ..Default::default()
     }
 }

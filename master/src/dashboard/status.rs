@@ -89,6 +89,12 @@ pub struct Policy {
     pub min_free_pct: f64,
     /// Pending this long with nothing finished counts as stuck.
     pub stuck_after_ms: u64,
+    /// Copies at once, cluster-wide, in force (`--max-concurrent-moves`).
+    pub max_concurrent_moves: usize,
+    /// Whether that cap is `auto` (it follows the live servers).
+    pub max_concurrent_moves_auto: bool,
+    /// Copies at once per server (`--max-moves-per-server`).
+    pub max_moves_per_server: usize,
 }
 
 /// One server.
@@ -233,6 +239,9 @@ pub fn build(i: Inputs) -> Status {
             threshold_pct: i.threshold_pct,
             min_free_pct: i.min_free_pct,
             stuck_after_ms: i.stuck_after_ms,
+            max_concurrent_moves: i.balance.limits.max_concurrent_moves,
+            max_concurrent_moves_auto: i.balance.limits.auto,
+            max_moves_per_server: i.balance.limits.max_moves_per_server,
         },
         average_utilization_pct: avg,
         band_low_pct: low.max(0.0),

@@ -81,6 +81,11 @@ fn inputs(moves: Vec<MoveStatus>, stuck: bool) -> Inputs {
             },
             copies: vec![],
             repairs_done: 3,
+            limits: crate::balance::MoveLimits {
+                max_concurrent_moves: 6,
+                auto: true,
+                max_moves_per_server: 4,
+            },
         },
         servers: vec![
             server("a", 780, ServerState::Alive),
@@ -124,6 +129,9 @@ fn servers_sit_against_the_band_and_the_floor() {
     }
     assert_eq!(v["redundancy"]["unavailable"], 1);
     assert_eq!(v["redundancy"]["repairs_done"], 3);
+    assert_eq!(v["policy"]["max_concurrent_moves"], 6);
+    assert_eq!(v["policy"]["max_concurrent_moves_auto"], true);
+    assert_eq!(v["policy"]["max_moves_per_server"], 4);
     let f = &v["queue"]["recent_failures"][0];
     assert_eq!(
         (&f["state"], &f["last_error"]),

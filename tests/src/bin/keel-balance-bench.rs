@@ -35,8 +35,8 @@ usage: keel-balance-bench [options]
   --min-chunk SIZE   smallest chunk (default 1MiB)
   --max-chunk SIZE   largest chunk (default 16MiB)
   --bandwidth SIZE   each server's --migrate-bandwidth (default 16MiB)
-  --moves N          the master's --max-concurrent-moves (default 16)
-  --per-server N     the master's --max-moves-per-server (default 2, its default)
+  --moves N|auto     the master's --max-concurrent-moves (default auto, its default)
+  --per-server N     the master's --max-moves-per-server (default 4, its default)
   --threshold PCT    the master's --threshold-pct (default 2)
   --rounds N         rounds, each on a fresh cluster (default 3)
   --dir DIR          where the temp dirs go (default: $TMPDIR or /tmp)
@@ -51,7 +51,7 @@ struct Opts {
     min_chunk: u64,
     max_chunk: u64,
     bandwidth: u64,
-    moves: u32,
+    moves: String,
     per_server: u32,
     threshold: f64,
     rounds: usize,
@@ -67,8 +67,8 @@ impl Opts {
             min_chunk: 1 << 20,
             max_chunk: 16 << 20,
             bandwidth: 16 << 20,
-            moves: 16,
-            per_server: 2,
+            moves: "auto".into(),
+            per_server: 4,
             threshold: 2.0,
             rounds: 3,
             dir: std::env::temp_dir(),
@@ -82,7 +82,7 @@ impl Opts {
                 "--min-chunk" => o.min_chunk = parse_size(&value()?).context("--min-chunk")?,
                 "--max-chunk" => o.max_chunk = parse_size(&value()?).context("--max-chunk")?,
                 "--bandwidth" => o.bandwidth = parse_size(&value()?).context("--bandwidth")?,
-                "--moves" => o.moves = value()?.parse().context("--moves")?,
+                "--moves" => o.moves = value()?,
                 "--per-server" => o.per_server = value()?.parse().context("--per-server")?,
                 "--threshold" => o.threshold = value()?.parse().context("--threshold")?,
                 "--rounds" => o.rounds = value()?.parse().context("--rounds")?,
@@ -100,8 +100,11 @@ impl Opts {
                 "--servers must be 4 or more, --full between 1 and --servers - 1, chunk sizes between 1 byte and --data"
             );
         }
-        if o.bandwidth == 0 || o.moves == 0 || o.per_server == 0 || o.rounds == 0 {
-            bail!("--bandwidth, --moves, --per-server and --rounds must be above 0");
+        let moves_ok = o.moves == "auto" || o.moves.parse::<u32>().is_ok_and(|n| n > 0);
+        if o.bandwidth == 0 || !moves_ok || o.per_server == 0 || o.rounds == 0 {
+            bail!(
+                "--bandwidth, --per-server and --rounds must be above 0, --moves `auto` or above 0"
+            );
         }
         Ok(Some(o))
     }
@@ -129,7 +132,7 @@ async fn start(o: &Opts) -> Result<Fresh> {
         "--balance-interval",
         "0",
     ]);
-    args.extend(["--max-concurrent-moves".into(), o.moves.to_string()]);
+    args.extend(["--max-concurrent-moves".into(), o.moves.clone()]);
     args.extend(["--max-moves-per-server".into(), o.per_server.to_string()]);
     args.extend(["--threshold-pct".into(), o.threshold.to_string()]);
     let log = c.dir.path().join("master.log");

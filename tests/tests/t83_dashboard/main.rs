@@ -127,7 +127,18 @@ fn pos(b: &mut Browser) -> Result<String> {
 /// The seeded cluster: cs1 at 50 %, the others far below, 32 MiB each.
 async fn cluster() -> Result<Cluster> {
     let mut c = Cluster::new()?;
-    c.start_master(&["--threshold-pct", "5", "--stuck-after", "2s"])?;
+    // The old slot limits, set explicitly: the page must show moves waiting
+    // for a slot.
+    c.start_master(&[
+        "--threshold-pct",
+        "5",
+        "--stuck-after",
+        "2s",
+        "--max-concurrent-moves",
+        "4",
+        "--max-moves-per-server",
+        "2",
+    ])?;
     for (id, rack, _) in SEED {
         let opts = CsOpts {
             capacity: "32MiB".into(),
