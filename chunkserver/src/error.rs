@@ -178,6 +178,15 @@ pub enum Error {
         /// `--max-transfers`.
         limit: usize,
     },
+    /// `--max-transfers` writes are already waiting for their header.
+    #[error(
+        "write refused: {limit} writes are already waiting for their first message \
+         (--max-transfers); send the header at once, retry later or on another replica"
+    )]
+    TooManyHeaders {
+        /// `--max-transfers`.
+        limit: usize,
+    },
     /// No read slot was free (see [`crate::reads`]).
     #[error("read of chunk {id} refused: {why}; retry later or on another replica")]
     TooManyReads {
@@ -305,9 +314,10 @@ impl Error {
                 attempt: Purpose::Copy,
                 ..
             } => Code::Aborted,
-            Error::NoSpace { .. } | Error::TooManyTransfers { .. } | Error::TooManyReads { .. } => {
-                Code::ResourceExhausted
-            }
+            Error::NoSpace { .. }
+            | Error::TooManyTransfers { .. }
+            | Error::TooManyHeaders { .. }
+            | Error::TooManyReads { .. } => Code::ResourceExhausted,
             Error::StreamIdle { .. } | Error::ReadIdle { .. } => Code::DeadlineExceeded,
             Error::MigrationNeedsCluster { .. } => Code::PermissionDenied,
             Error::ChecksumMismatch { .. } | Error::Corrupt { .. } => Code::DataLoss,

@@ -51,6 +51,10 @@ pub struct Node {
 pub struct Transfers {
     /// One permit per running write or copy.
     slots: Arc<Semaphore>,
+    /// One permit per write still waiting for its header: until the header
+    /// names a chunk no transfer slot is taken, yet the half-received first
+    /// message (up to the method's message limit) is already buffered.
+    headers: Arc<Semaphore>,
     /// `--max-transfers`, for messages.
     limit: usize,
     /// `--stream-idle-timeout`: a stream with no frame for this long ends
@@ -63,6 +67,7 @@ impl Transfers {
     pub fn new(limit: usize, idle_timeout: Duration) -> Self {
         Transfers {
             slots: Arc::new(Semaphore::new(limit)),
+            headers: Arc::new(Semaphore::new(limit)),
             limit,
             idle_timeout,
         }
@@ -71,6 +76,14 @@ impl Transfers {
     /// Transfers running now.
     pub fn in_flight(&self) -> usize {
         self.limit.saturating_sub(self.slots.available_permits())
+    }
+
+    /// Takes a slot for a write that has not sent its header yet, or refuses
+    /// at once; the write drops it once its header is in.
+    pub fn await_header(&self) -> Result<OwnedSemaphorePermit, Error> {
+        Arc::clone(&self.headers)
+            .try_acquire_owned()
+            .map_err(|_| Error::TooManyHeaders { limit: self.limit })
     }
 
     /// Takes a slot for a transfer of `id`, or refuses at once (never

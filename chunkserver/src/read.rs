@@ -113,19 +113,22 @@ impl ReadJob {
         };
         let (queue, ended) = (Arc::clone(&stream.queue), Arc::clone(&stream.ended));
         tokio::spawn(async move {
-            if let Some(status) = self.run(tx).await {
+            if let Some(status) = self.run(&tx).await {
                 // Frames queued for a client that takes none are freed now;
                 // the client learns why when it next asks.
                 *ended.lock().unwrap_or_else(PoisonError::into_inner) = Some(status);
                 queue.lock().unwrap_or_else(PoisonError::into_inner).take();
             }
+            // Only now: a sender dropped before the status is set would let
+            // the stream end cleanly, a truncated read looking whole.
+            drop(tx);
         });
         stream
     }
 
     /// Streams the chunk; returns the status to end with when the client
     /// went idle.
-    async fn run(mut self, tx: mpsc::Sender<Item>) -> Option<Status> {
+    async fn run(mut self, tx: &mpsc::Sender<Item>) -> Option<Status> {
         let header = ReadChunkResponse {
             header: Some(ChunkHeader {
                 chunk: self.id.to_string(),
@@ -138,7 +141,7 @@ impl ReadJob {
         if tx.send(Ok(header)).await.is_err() {
             return None;
         }
-        match self.frames(&tx).await {
+        match self.frames(tx).await {
             Ok(()) => None,
             Err(Stop::ReceiverGone) => {
                 debug!(chunk = %self.id, "reader went away");

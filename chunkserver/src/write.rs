@@ -31,9 +31,13 @@ pub async fn write_chunk(
     mut stream: Streaming<WriteChunkRequest>,
 ) -> Result<WriteChunkResponse, Error> {
     let idle = node.transfers.idle_timeout;
+    // Bounds what writes withholding their first message can pin: each may
+    // hold a nearly whole message in the decoder's buffer.
+    let waiting = node.transfers.await_header()?;
     let first = next(&mut stream, None, idle, 0)
         .await?
         .ok_or_else(|| missing_header("the stream was empty"))?;
+    drop(waiting);
     let header = first
         .header
         .ok_or_else(|| missing_header("the first message carries no header"))?;

@@ -85,10 +85,16 @@ impl EtcdAccessFlags {
         let tls = files.client().map_err(|e| EtcdError::Access {
             detail: e.to_string().replace("--tls-", "--etcd-tls-"),
         })?;
-        Ok(EtcdAccess {
-            tls,
-            credentials: self.credentials()?,
-        })
+        let credentials = self.credentials()?;
+        if let (Some(c), None) = (&credentials, &tls) {
+            // Allowed, as etcd allows it, but said: the password and the
+            // token then cross the network readable by anyone on the path.
+            tracing::warn!(
+                user = %c.user,
+                "etcd credentials are sent without TLS; set --etcd-tls-ca (and a client certificate) to protect them"
+            );
+        }
+        Ok(EtcdAccess { tls, credentials })
     }
 
     fn credentials(&self) -> Result<Option<Credentials>, EtcdError> {

@@ -604,3 +604,86 @@ pub async fn connection_flood() -> Result<()> {
     );
     check_p99("connection flood", idle, busy)
 }
+
+/// Writes that send a nearly whole first message and withhold its last byte.
+const HEADERLESS_CONNS: usize = 4;
+/// Streams per connection (the daemons allow 256).
+const HEADERLESS_PER_CONN: usize = 64;
+
+/// 256 `WriteChunk` streams over 4 connections, each sending all but the last
+/// byte of a first message just under the method's 2 MiB limit: until the
+/// header is in, no transfer slot is taken, yet the decoder buffers the
+/// message. At most `--max-transfers` (64) such writes may wait; the rest are
+/// refused at once, and the chunk server's memory stays bounded.
+pub async fn headerless_writes() -> Result<()> {
+    let mut c = cluster(true, &[]).await?;
+    let url = c.cs("cs1").url();
+    let pid = c.cs("cs1").pid().expect("running");
+    let mut good = attack::reader(&url, Some(CLIENT), GOOD_CHUNK, GOOD_SIZE)?;
+    let idle = good.idle_p99(IDLE_SAMPLES)?;
+    let before = usage(pid)?;
+    let sampler = Sampler::start(pid);
+    let started = Instant::now();
+    good.start()?;
+    let announced = 2 * 1024 * 1024 - 1024;
+    let mut calls = vec![];
+    for _ in 0..HEADERLESS_CONNS {
+        let ch = attack::channel(&url).await?;
+        for _ in 0..HEADERLESS_PER_CONN {
+            let ch = ch.clone();
+            calls.push(tokio::spawn(async move {
+                withheld(
+                    ch,
+                    "/keel.v1.ChunkServer/WriteChunk",
+                    Some(CLIENT),
+                    announced,
+                    IDLE * 4,
+                )
+                .await
+            }));
+        }
+    }
+    let answers = join_all(calls).await;
+    tokio::time::sleep(MIN_WINDOW.saturating_sub(started.elapsed())).await;
+    let during = sampler.peak().await?;
+    let busy = busy(&mut good).await?;
+    let mut exhausted = 0;
+    for a in answers {
+        if let Some(s) = a?? {
+            exhausted += usize::from(s.code() == Code::ResourceExhausted && refused(&s));
+        }
+    }
+    let total = HEADERLESS_CONNS * HEADERLESS_PER_CONN;
+    // 64 may wait; the others are refused (more, should a waiting one end
+    // early; fewer only if the limit is gone).
+    ensure!(
+        exhausted >= total / 2,
+        "only {exhausted} of {total} headerless writes were refused"
+    );
+    Bounds {
+        fds: HEADERLESS_CONNS + 16,
+        rss_mib: 200,
+        threads: 16,
+    }
+    .check("headerless writes, during", before, during)?;
+    let after = settles(
+        "headerless writes, after",
+        pid,
+        before,
+        Bounds {
+            fds: HEADERLESS_CONNS + 8,
+            rss_mib: 200,
+            threads: 16,
+        },
+    )
+    .await?;
+    figures(
+        "headerless writes (256 × 2 MiB − 1 KiB, last byte withheld)",
+        before,
+        during,
+        after,
+        idle,
+        busy,
+    );
+    check_p99("headerless writes", idle, busy)
+}

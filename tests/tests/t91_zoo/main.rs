@@ -119,6 +119,11 @@ async fn stalled_writes_are_bounded_and_released() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headerless_writes_are_bounded() -> Result<()> {
+    serial(cases::headerless_writes).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_storm_costs_one_verification() -> Result<()> {
     serial(cases::report_storm).await
 }
