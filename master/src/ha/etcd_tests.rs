@@ -70,7 +70,8 @@ async fn etcd() -> Option<(Server, Etcd)> {
         _dir: dir,
     };
     let client = Etcd::new(std::slice::from_ref(&server.url), Duration::from_secs(2)).expect("url");
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // Generous: etcd fsyncs its log on start, slow while the disk is busy.
+    let deadline = Instant::now() + Duration::from_secs(60);
     while client.grant(Duration::from_secs(1)).await.is_err() {
         assert!(Instant::now() < deadline, "etcd did not come up");
         tokio::time::sleep(Duration::from_millis(100)).await;

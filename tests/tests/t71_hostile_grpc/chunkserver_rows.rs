@@ -161,14 +161,9 @@ pub fn copy_rows(env: &Env) -> Vec<Row> {
             unavailable(),
         ),
         row(
-            "CopyChunk from an unroutable address",
-            copy("cs1", "solo", "http://192.0.2.1:7001", (0, 0)),
-            unavailable(),
-        ),
-        row(
             "CopyChunk from an ftp URL",
             copy("cs1", "solo", "ftp://127.0.0.1:1", (0, 0)),
-            unavailable(),
+            Expect::Refused(INVALID, "unsupported scheme"),
         ),
         row(
             "CopyChunk from an unclosed IPv6 URL",
