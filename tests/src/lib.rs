@@ -24,6 +24,7 @@ use keel_proto::v1::master_client::MasterClient;
 use tonic::transport::Channel;
 
 pub mod bench;
+pub mod certs;
 pub mod chunks;
 pub mod cs;
 pub mod faults;

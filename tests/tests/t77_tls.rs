@@ -16,6 +16,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
+use keel_tests::certs::openssl_missing;
 use keel_tests::{Cluster, CsOpts, wait_until};
 
 /// Certificates and tokens for one test, in the cluster's temp dir.
@@ -24,17 +25,6 @@ struct Certs {
     good: PathBuf,
     /// A second run of the script: a CA the cluster does not trust.
     other: PathBuf,
-}
-
-fn openssl_missing() -> bool {
-    let ok = Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        println!("SKIPPED: the openssl CLI is not installed (apt-get install openssl)");
-    }
-    !ok
 }
 
 fn run(cmd: &mut Command) -> Result<()> {

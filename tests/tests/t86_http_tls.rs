@@ -10,12 +10,12 @@
 //! (skips, saying so, only when `openssl` is not installed).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use keel_tests::certs::{dev_certs, openssl_missing};
 use keel_tests::{Cluster, CsOpts, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -32,27 +32,6 @@ struct Answer {
     code: u16,
     head: String,
     body: String,
-}
-
-fn openssl_missing() -> bool {
-    let ok = Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        println!("SKIPPED: the openssl CLI is not installed (apt-get install openssl)");
-    }
-    !ok
-}
-
-fn certs(dir: &Path) -> Result<PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/dev-certs.sh");
-    let out = dir.join("certs");
-    let r = Command::new("bash").arg(script).arg(&out).output()?;
-    if !r.status.success() {
-        bail!("dev-certs: {}", String::from_utf8_lossy(&r.stderr));
-    }
-    Ok(out)
 }
 
 fn daemon_tls(certs: &Path) -> Vec<String> {
@@ -146,7 +125,7 @@ async fn the_dashboard_logs_in_over_https_only_and_logins_are_throttled() -> Res
         return Ok(());
     }
     let mut c = Cluster::new()?;
-    let certs = certs(c.dir.path())?;
+    let certs = dev_certs(c.dir.path())?;
     let flags = daemon_tls(&certs);
     let m = c.start_master(&flags.iter().map(String::as_str).collect::<Vec<_>>())?;
     let http = m.http_addr.context("the master's HTTP address")?;
@@ -199,7 +178,7 @@ async fn a_chunk_servers_metrics_are_https_under_tls() -> Result<()> {
         return Ok(());
     }
     let mut c = Cluster::new()?;
-    let certs = certs(c.dir.path())?;
+    let certs = dev_certs(c.dir.path())?;
     let flags = daemon_tls(&certs);
     c.start_master(&flags.iter().map(String::as_str).collect::<Vec<_>>())?;
     let master = c

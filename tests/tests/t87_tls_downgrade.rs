@@ -9,12 +9,13 @@
 //! Certificates come from `scripts/dev-certs.sh` (skips, saying so, only when
 //! `openssl` is not installed).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
+use keel_tests::certs::{dev_certs, openssl_missing};
 use keel_tests::{Cluster, CsOpts, bin, wait_until};
 use std::io::Read;
 use std::net::TcpListener;
@@ -76,28 +77,6 @@ impl Recorder {
         }
         Ok(all.len())
     }
-}
-
-fn openssl_missing() -> bool {
-    let ok = Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        println!("SKIPPED: the openssl CLI is not installed (apt-get install openssl)");
-    }
-    !ok
-}
-
-/// Makes the dev CA and certificates in `dir/certs`.
-fn certs(dir: &Path) -> Result<PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/dev-certs.sh");
-    let out = dir.join("certs");
-    let r = Command::new("bash").arg(script).arg(&out).output()?;
-    if !r.status.success() {
-        bail!("dev-certs: {}", String::from_utf8_lossy(&r.stderr));
-    }
-    Ok(out)
 }
 
 /// The TLS flags of a daemon (serve with the node certificate, mTLS).
@@ -168,7 +147,7 @@ async fn keelctl_sends_nothing_in_the_clear_once_tls_is_set() -> Result<()> {
         return Ok(());
     }
     let dir = tempfile::tempdir()?;
-    let certs = certs(dir.path())?;
+    let certs = dev_certs(dir.path())?;
     let rec = Recorder::start()?;
     let tls = keelctl_tls(&certs);
 
@@ -205,7 +184,7 @@ async fn chunk_servers_send_nothing_in_the_clear_once_tls_is_set() -> Result<()>
         return Ok(());
     }
     let mut c = Cluster::new()?;
-    let certs = certs(c.dir.path())?;
+    let certs = dev_certs(c.dir.path())?;
     let rec = Recorder::start()?;
     let tls = daemon_tls(&certs);
     let data = c.dir.path().join("data-x").display().to_string();
@@ -254,7 +233,7 @@ async fn a_master_refuses_an_http_advertise_address_under_tls() -> Result<()> {
         return Ok(());
     }
     let dir = tempfile::tempdir()?;
-    let certs = certs(dir.path())?;
+    let certs = dev_certs(dir.path())?;
     let args = with(
         &daemon_tls(&certs),
         &[
@@ -281,7 +260,7 @@ async fn a_tls_cluster_runs_on_bare_addresses() -> Result<()> {
         return Ok(());
     }
     let mut c = Cluster::new()?;
-    let certs = certs(c.dir.path())?;
+    let certs = dev_certs(c.dir.path())?;
     let tls = daemon_tls(&certs);
     c.start_master(&tls.iter().map(String::as_str).collect::<Vec<_>>())?;
     let bare = c

@@ -10,26 +10,17 @@
 //! - a plaintext leader address written into etcd by someone else is named
 //!   by a TLS standby, and keelctl set up for TLS never contacts it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
+use keel_tests::certs::dev_certs;
 use keel_tests::ha::{Etcd, MASTER_FLAGS, list_servers};
 use keel_tests::{Cluster, wait_until};
 
 /// A generous bound for an election on a loaded machine.
 const ELECTED: Duration = Duration::from_secs(30);
-
-fn certs(dir: &Path) -> Result<PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/dev-certs.sh");
-    let out = dir.join("certs");
-    let r = Command::new("bash").arg(script).arg(&out).output()?;
-    if !r.status.success() {
-        bail!("dev-certs: {}", String::from_utf8_lossy(&r.stderr));
-    }
-    Ok(out)
-}
 
 fn start_master(c: &mut Cluster, extra: &[String]) -> Result<String> {
     let mut args: Vec<&str> = MASTER_FLAGS.to_vec();
@@ -93,7 +84,7 @@ async fn a_master_reaches_a_tls_etcd_at_a_bare_address() -> Result<()> {
         return Ok(());
     }
     let mut c = Cluster::new()?;
-    let certs = certs(c.dir.path())?;
+    let certs = dev_certs(c.dir.path())?;
     let etcd = Etcd::start_with(c.dir.path(), Some(&certs)).await?;
     let p = |f: &str| certs.join(f).display().to_string();
     let tls = vec![
@@ -163,7 +154,7 @@ async fn a_forged_plaintext_leader_gets_nothing_from_keelctl() -> Result<()> {
         return Ok(());
     }
     let mut c = Cluster::new()?;
-    let certs = certs(c.dir.path())?;
+    let certs = dev_certs(c.dir.path())?;
     let etcd = Etcd::start(c.dir.path()).await?;
     // The rogue "leader": a plaintext listener that counts connections.
     let rogue = std::net::TcpListener::bind("127.0.0.1:0")?;

@@ -1,0 +1,30 @@
+//! Certificates for the TLS tests, made by the project's own
+//! `scripts/dev-certs.sh` with the openssl CLI.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Result, bail};
+
+/// Whether the openssl CLI is missing; says so, for a test that then skips.
+pub fn openssl_missing() -> bool {
+    let ok = Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        println!("SKIPPED: the openssl CLI is not installed (apt-get install openssl)");
+    }
+    !ok
+}
+
+/// Makes the dev CA, node and client certificates and tokens in `dir/certs`.
+pub fn dev_certs(dir: &Path) -> Result<PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/dev-certs.sh");
+    let out = dir.join("certs");
+    let r = Command::new("bash").arg(script).arg(&out).output()?;
+    if !r.status.success() {
+        bail!("dev-certs: {}", String::from_utf8_lossy(&r.stderr));
+    }
+    Ok(out)
+}
