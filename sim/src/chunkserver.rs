@@ -69,8 +69,9 @@ pub enum Answer {
     Header(u64, u32, u64, bool),
     /// `VerifyChunk`: whole, or corrupt (moved aside).
     Whole(Stamp),
-    /// `VerifyChunk` found the data damaged and moved it to `damaged/`.
-    Corrupt(Stamp),
+    /// `VerifyChunk` found the data damaged and moved it to `damaged/`;
+    /// the damaged copy's identity.
+    Corrupt(Stamp, u64),
     /// NOT_FOUND.
     NotFound,
     /// ALREADY_EXISTS (a copy onto a server that holds the chunk).
@@ -230,7 +231,7 @@ impl ChunkServer {
                 f.suspect = false;
                 self.damaged.insert(chunk.to_owned(), f);
                 self.touch(chunk);
-                Answer::Corrupt(self.stamp())
+                Answer::Corrupt(self.stamp(), f.generation)
             }
             Some(f) => {
                 if f.suspect {

@@ -267,7 +267,10 @@ impl SimMaster {
             Op::Verify { v } => {
                 let (outcome, at) = match answer {
                     Some(Answer::Whole(at)) => (VerifyOutcome::Whole, Some(at)),
-                    Some(Answer::Corrupt(at)) => (VerifyOutcome::Corrupt("crc".into()), Some(at)),
+                    Some(Answer::Corrupt(at, replica)) => {
+                        let detail = "crc".into();
+                        (VerifyOutcome::Corrupt { detail, replica }, Some(at))
+                    }
                     Some(Answer::NotFound) => (VerifyOutcome::Missing, None),
                     _ => (VerifyOutcome::Failed("no answer".into()), None),
                 };

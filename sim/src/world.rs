@@ -263,7 +263,7 @@ impl World {
                 let srv = &mut self.servers[on];
                 if srv.up && srv.incarnation == incarnation {
                     let a = srv.verify(&chunk);
-                    if matches!(a, Answer::Corrupt(_)) {
+                    if matches!(a, Answer::Corrupt(..)) {
                         self.note_gone(on, &chunk);
                     }
                     self.answer(on, master, op, a);

@@ -25,7 +25,16 @@ fn the_damaged_copy_is_deleted_by_its_identity_not_the_repair_on_its_server() {
     let mut m = three_at_factor_three(now);
     let a = m.server_no("a").expect("a");
     m.report_corruption("x", "a").expect("reported");
-    m.verified("x", a, &VerifyOutcome::Corrupt("bad crc".into()), None);
+    let replica = m.replica_id("x", a);
+    m.verified(
+        "x",
+        a,
+        &VerifyOutcome::Corrupt {
+            detail: "bad crc".into(),
+            replica,
+        },
+        None,
+    );
     // With servers = factor the repair can only go back onto a.
     let repairs = m.start_repairs(now, 10);
     assert_eq!(repairs.copies.len(), 1);

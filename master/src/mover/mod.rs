@@ -260,7 +260,10 @@ impl Mover {
         let stamp = convert::stamp(resp.stamp);
         let outcome = match resp.verdict() {
             VerifyVerdict::Whole => VerifyOutcome::Whole,
-            VerifyVerdict::Corrupt => VerifyOutcome::Corrupt(resp.detail),
+            VerifyVerdict::Corrupt => VerifyOutcome::Corrupt {
+                detail: resp.detail,
+                replica: resp.replica_id,
+            },
             VerifyVerdict::Missing => VerifyOutcome::Missing,
             VerifyVerdict::Unspecified => {
                 VerifyOutcome::Failed("the server gave no verdict".into())
