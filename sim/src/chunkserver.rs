@@ -65,8 +65,8 @@ pub enum Answer {
     /// replica's identity.
     Copied(u64, u32, Stamp, u64),
     /// `StatChunk`: size and CRC of the indexed copy, its identity, and
-    /// whether a delete of it runs.
-    Header(u64, u32, u64, bool),
+    /// whether a delete of it runs, and the server's stamp before the lookup.
+    Header(u64, u32, u64, bool, Stamp),
     /// `VerifyChunk`: whole, or corrupt (moved aside).
     Whole(Stamp),
     /// `VerifyChunk` found the data damaged and moved it to `damaged/`;

@@ -298,12 +298,14 @@ impl SimMaster {
                 self.end_copy(cx, start, Err((true, "copy failed".into())))
             }
             (Stage::Copying, _) => self.end_copy(cx, start, Err((false, "refused".into()))),
-            (Stage::Stat, Some(Answer::Header(_, _, _, true))) => {
+            (Stage::Stat, Some(Answer::Header(_, _, _, true, _))) => {
                 self.end_copy(cx, start, Err((true, "the target is deleting it".into())))
             }
-            (Stage::Stat, Some(Answer::Header(s, c, replica, false))) if s == size && c == crc => {
+            (Stage::Stat, Some(Answer::Header(s, c, replica, false, at)))
+                if s == size && c == crc =>
+            {
                 cx.accepted.push((idx(&t.to), t.chunk.clone()));
-                self.copied(cx, start, None, replica, term)
+                self.copied(cx, start, Some(at), replica, term)
             }
             (Stage::Stat, Some(Answer::Header(..))) => {
                 self.end_copy(cx, start, Err((false, "different chunk".into())))
