@@ -134,6 +134,10 @@ impl Meta {
                 self.suspect.remove(chunk);
             }
         }
+        // A trim skipped while this replica was suspect is due again.
+        if self.chunks.contains_key(chunk) {
+            self.trim_candidates.insert(chunk.into());
+        }
         let server = self.server(no).id.clone();
         match outcome {
             VerifyOutcome::Whole => {
