@@ -401,6 +401,15 @@ impl Meta {
         Ok(())
     }
 
+    /// A trim of `chunk` stopped before its end (the replicas that stay
+    /// could not be confirmed, or the view changed): the next pass
+    /// considers it again.
+    pub fn trim_stopped(&mut self, chunk: &str) {
+        if self.chunks.contains_key(chunk) {
+            self.trim_candidates.insert(chunk.into());
+        }
+    }
+
     /// A replica was deleted on `no` (or found missing there); the server's
     /// answer was stamped `at`.
     pub fn record_removal(&mut self, chunk: &str, no: ServerNo, at: Option<Stamp>) {
