@@ -376,13 +376,13 @@ fn a_verified_corruption_queues_a_repair_elsewhere() {
     // Until verified the replica still counts as whole for reads.
     assert_eq!(holders(&m, "x").len(), 2);
     let a = m.server_no("a").expect("a");
-    let replica = m.replica_id("x", a);
+    // The server's verdict names the damaged copy.
     m.verified(
         "x",
         a,
         &VerifyOutcome::Corrupt {
             detail: "bad crc".into(),
-            replica,
+            replica: 7,
         },
         None,
     );
