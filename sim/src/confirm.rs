@@ -1,11 +1,13 @@
 //! `Mover::confirm_staying` (`master/src/mover/confirm.rs`), one RPC at a
 //! time: before a trim or a move's source delete, the replicas that stay
 //! are asked in turn (`StatChunk`) until the chunk's factor of them are
-//! confirmed; fewer, and the delete is not sent.
+//! confirmed, all within `CONFIRM_WITHIN`; fewer, and the delete is not sent.
 
 use keel_master::balance::Start;
 use keel_master::meta::{Deletion, Staying};
-use keel_master::mover::SMALL_RPC_TIMEOUT;
+use std::time::Duration;
+
+use keel_master::mover::{CONFIRM_WITHIN, SMALL_RPC_TIMEOUT};
 
 use crate::chunkserver::Answer;
 use crate::master::{Ctx, SimMaster};
@@ -44,6 +46,8 @@ pub struct Confirming {
     at: usize,
     /// Confirmed so far.
     confirmed: usize,
+    /// When the confirmation must be over.
+    deadline: Duration,
 }
 
 impl Then {
@@ -67,6 +71,7 @@ impl SimMaster {
             staying,
             at: 0,
             confirmed: 0,
+            deadline: cx.sched.now + CONFIRM_WITHIN,
         };
         self.confirm_step(cx, c);
     }
@@ -78,14 +83,18 @@ impl SimMaster {
                 Then::Release { start, term } => self.release(cx, start, term),
             };
         }
+        let left = c.deadline.saturating_sub(cx.sched.now);
         let Some((server, _)) = c.staying.holders.get(c.at) else {
             return self.confirm_failed(cx, c.then);
         };
+        if left.is_zero() {
+            return self.confirm_failed(cx, c.then);
+        }
         let to = idx(server);
         let req = Request::Stat {
             chunk: c.then.target().0.to_owned(),
         };
-        self.send(cx, to, Op::Confirm(c), req, SMALL_RPC_TIMEOUT);
+        self.send(cx, to, Op::Confirm(c), req, left.min(SMALL_RPC_TIMEOUT));
     }
 
     /// A holder answered its `StatChunk` (`None`: timed out).
@@ -97,6 +106,7 @@ impl SimMaster {
     ) {
         let expect = c.staying.holders[c.at].1;
         if let Some(Answer::Header(size, crc, replica, deleting, _)) = answer
+            && cx.sched.now <= c.deadline
             && c.staying.confirms(expect, size, crc, replica, deleting)
         {
             c.confirmed += 1;

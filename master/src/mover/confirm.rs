@@ -3,26 +3,35 @@
 //! master counts. The master's view is up to one heartbeat round old; a
 //! copy that vanished within it must not be the one a delete relied on.
 
+use std::time::{Duration, Instant};
+
 use keel_proto::v1::StatChunkRequest;
 use tracing::info;
 
 use super::{Mover, SMALL_RPC_TIMEOUT};
 use crate::meta::{ServerAddr, ServerNo, lock};
 
+/// How long the whole confirmation may take: an answer that took longer
+/// says what its server held too long ago to rely on.
+pub const CONFIRM_WITHIN: Duration = Duration::from_secs(1);
+
 impl Mover {
     /// Confirms with their servers that at least the chunk's factor of the
     /// replicas of `chunk` other than the one on `from` are still held,
-    /// whole-looking and not being deleted. The error says why not.
+    /// whole-looking and not being deleted, all within [`CONFIRM_WITHIN`].
+    /// The error says why not.
     pub(super) async fn confirm_staying(&self, chunk: &str, from: ServerNo) -> Result<(), String> {
         let Some(staying) = lock(&self.meta).staying(chunk, from) else {
             return Err(format!("chunk {chunk} is no longer known"));
         };
+        let deadline = Instant::now() + CONFIRM_WITHIN;
         let mut confirmed = 0;
         for (server, expect) in &staying.holders {
-            if confirmed >= staying.need {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if confirmed >= staying.need || left.is_zero() {
                 break;
             }
-            match self.stat(chunk, server).await {
+            match self.stat(chunk, server, left.min(SMALL_RPC_TIMEOUT)).await {
                 Ok((size, crc, replica, deleting))
                     if staying.confirms(*expect, size, crc, replica, deleting) =>
                 {
@@ -38,7 +47,7 @@ impl Mover {
         }
         if confirmed < staying.need {
             return Err(format!(
-                "only {confirmed} of the {} replicas that stay confirmed held, {} wanted",
+                "only {confirmed} of the {} replicas that stay confirmed held within {CONFIRM_WITHIN:?}, {} wanted",
                 staying.holders.len(),
                 staying.need
             ));
@@ -47,11 +56,12 @@ impl Mover {
     }
 
     /// `StatChunk` of `chunk` on `server`: size, CRC32C, replica identity,
-    /// whether a delete of it runs.
+    /// whether a delete of it runs; `timeout` is its deadline.
     async fn stat(
         &self,
         chunk: &str,
         server: &ServerAddr,
+        timeout: Duration,
     ) -> Result<(u64, u32, u64, bool), String> {
         let mut c = self
             .clients
@@ -61,9 +71,9 @@ impl Mover {
             StatChunkRequest {
                 chunk: chunk.to_owned(),
             },
-            SMALL_RPC_TIMEOUT,
+            timeout,
         );
-        let r = match tokio::time::timeout(SMALL_RPC_TIMEOUT, c.stat_chunk(req)).await {
+        let r = match tokio::time::timeout(timeout, c.stat_chunk(req)).await {
             Ok(Ok(r)) => r.into_inner(),
             Ok(Err(s)) => return Err(s.message().to_owned()),
             Err(_) => return Err("stat timed out".into()),

@@ -30,6 +30,8 @@
 pub mod clients;
 
 mod confirm;
+
+pub use confirm::CONFIRM_WITHIN;
 mod copy;
 
 use std::sync::Arc;
