@@ -161,6 +161,8 @@ impl ChunkServer for ChunkService {
         let r = ChunkId::new(request.into_inner().chunk)
             .map_err(Error::from)
             .and_then(|id| {
+                // Before the lookup: the replica was held at or after it.
+                let stamp = Some(wire_stamp(self.node.store.stamp()));
                 let e = self.node.store.entry(id.as_str())?;
                 let deleting = self.node.store.is_deleting(id.as_str());
                 Ok(StatChunkResponse {
@@ -173,6 +175,7 @@ impl ChunkServer for ChunkService {
                     reads: e.reads,
                     replica_id: e.replica,
                     deleting,
+                    stamp,
                 })
             });
         reply(r)

@@ -65,12 +65,13 @@ pub enum Answer {
     /// replica's identity.
     Copied(u64, u32, Stamp, u64),
     /// `StatChunk`: size and CRC of the indexed copy, its identity, and
-    /// whether a delete of it runs.
-    Header(u64, u32, u64, bool),
+    /// whether a delete of it runs, and the server's stamp before the lookup.
+    Header(u64, u32, u64, bool, Stamp),
     /// `VerifyChunk`: whole, or corrupt (moved aside).
     Whole(Stamp),
-    /// `VerifyChunk` found the data damaged and moved it to `damaged/`.
-    Corrupt(Stamp),
+    /// `VerifyChunk` found the data damaged and moved it to `damaged/`;
+    /// the damaged copy's identity.
+    Corrupt(Stamp, u64),
     /// NOT_FOUND.
     NotFound,
     /// ALREADY_EXISTS (a copy onto a server that holds the chunk).
@@ -230,7 +231,7 @@ impl ChunkServer {
                 f.suspect = false;
                 self.damaged.insert(chunk.to_owned(), f);
                 self.touch(chunk);
-                Answer::Corrupt(self.stamp())
+                Answer::Corrupt(self.stamp(), f.generation)
             }
             Some(f) => {
                 if f.suspect {

@@ -11,11 +11,13 @@
 //! - [`master`]: a master: real `Meta`, `QueueState`, `Leadership`, and
 //!   the maintenance loop's steps.
 //! - [`mover`]: the mover's steps, one RPC at a time.
+//! - [`confirm`]: the replicas a delete relies on, asked before it.
 //! - [`world`]: the cluster and the step loop.
 //! - [`faults`]: the fault injector and etcd's elections.
 //! - [`invariants`]: what must hold after every step, and after healing.
 
 pub mod chunkserver;
+pub mod confirm;
 pub mod faults;
 pub mod invariants;
 pub mod master;

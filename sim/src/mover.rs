@@ -10,6 +10,7 @@ use keel_master::meta::{Deletion, ServerAddr, Stamp, Verify, VerifyOutcome};
 use keel_master::mover::SMALL_RPC_TIMEOUT;
 
 use crate::chunkserver::{Answer, ChunkServer};
+use crate::confirm::Then;
 use crate::master::{Ctx, SimMaster};
 use crate::net::{Event, Intent, Request};
 
@@ -63,6 +64,8 @@ pub enum Op {
         /// What to verify.
         v: Verify,
     },
+    /// A `StatChunk` of a replica a delete relies on (`Mover::confirm_staying`).
+    Confirm(crate::confirm::Confirming),
 }
 
 /// A copy's failure: whether the queue may retry it, and why.
@@ -75,7 +78,14 @@ impl SimMaster {
     }
 
     /// Sends `req` to server `to` and arms its deadline.
-    fn send(&mut self, cx: &mut Ctx<'_>, to: usize, op: Op, req: Request, timeout: Duration) {
+    pub(crate) fn send(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        to: usize,
+        op: Op,
+        req: Request,
+        timeout: Duration,
+    ) {
         let id = Self::op_id(cx);
         self.ops.insert(id, op);
         let e = Event::ToServer {
@@ -142,6 +152,16 @@ impl SimMaster {
         if self.meta.source_deletable(&t.chunk, t.from.no).is_err() {
             return self.end_copy(cx, start, Ok(()));
         }
+        self.confirm(cx, Then::Release { start, term });
+    }
+
+    /// `Mover::release_source` once the replicas that stay are confirmed:
+    /// the view checked again, then the source's delete.
+    pub(crate) fn release(&mut self, cx: &mut Ctx<'_>, start: Start, term: u64) {
+        let t = &start.ticket;
+        if self.meta.source_deletable(&t.chunk, t.from.no).is_err() {
+            return self.end_copy(cx, start, Ok(()));
+        }
         let replica = self.meta.replica_id(&t.chunk, t.from.no);
         if !self.leads_at(term) {
             return self.end_copy(cx, start, Ok(()));
@@ -170,7 +190,7 @@ impl SimMaster {
 
     /// The copy task ends: busy mark off, result to the queue
     /// (`Balancer::finish_queued`).
-    fn end_copy(&mut self, cx: &mut Ctx<'_>, start: Start, result: Result<(), Failure>) {
+    pub(crate) fn end_copy(&mut self, cx: &mut Ctx<'_>, start: Start, result: Result<(), Failure>) {
         let now = cx.sched.now;
         self.meta.end_busy(&start.ticket.chunk);
         let _ = match result {
@@ -183,12 +203,30 @@ impl SimMaster {
         }
     }
 
-    /// `Mover::trim` from holder `next` on, under decision term `term`.
+    /// `Mover::trim` from holder `next` on, under decision term `term`:
+    /// the replicas that stay are confirmed first.
     pub(crate) fn trim_next(&mut self, cx: &mut Ctx<'_>, d: Deletion, next: usize, term: u64) {
         let Some(s) = d.servers.get(next).cloned() else {
             return self.meta.end_busy(&d.chunk);
         };
-        if self.meta.source_deletable(&d.chunk, s.no).is_err() || !self.leads_at(term) {
+        if self.meta.source_deletable(&d.chunk, s.no).is_err() {
+            self.meta.trim_stopped(&d.chunk);
+            return self.meta.end_busy(&d.chunk);
+        }
+        self.confirm(cx, Then::Trim { d, next, term });
+    }
+
+    /// `Mover::trim`'s delete of holder `next`, once the replicas that stay
+    /// are confirmed.
+    pub(crate) fn trim_delete(&mut self, cx: &mut Ctx<'_>, d: Deletion, next: usize, term: u64) {
+        let Some(s) = d.servers.get(next).cloned() else {
+            return self.meta.end_busy(&d.chunk);
+        };
+        if self.meta.source_deletable(&d.chunk, s.no).is_err() {
+            self.meta.trim_stopped(&d.chunk);
+            return self.meta.end_busy(&d.chunk);
+        }
+        if !self.leads_at(term) {
             return self.meta.end_busy(&d.chunk);
         }
         let req = Request::Delete {
@@ -267,12 +305,16 @@ impl SimMaster {
             Op::Verify { v } => {
                 let (outcome, at) = match answer {
                     Some(Answer::Whole(at)) => (VerifyOutcome::Whole, Some(at)),
-                    Some(Answer::Corrupt(at)) => (VerifyOutcome::Corrupt("crc".into()), Some(at)),
+                    Some(Answer::Corrupt(at, replica)) => {
+                        let detail = "crc".into();
+                        (VerifyOutcome::Corrupt { detail, replica }, Some(at))
+                    }
                     Some(Answer::NotFound) => (VerifyOutcome::Missing, None),
                     _ => (VerifyOutcome::Failed("no answer".into()), None),
                 };
                 self.meta.verified(&v.chunk, v.server.no, &outcome, at);
             }
+            Op::Confirm(c) => self.confirm_answered(cx, c, answer),
         }
     }
 
@@ -295,12 +337,14 @@ impl SimMaster {
                 self.end_copy(cx, start, Err((true, "copy failed".into())))
             }
             (Stage::Copying, _) => self.end_copy(cx, start, Err((false, "refused".into()))),
-            (Stage::Stat, Some(Answer::Header(_, _, _, true))) => {
+            (Stage::Stat, Some(Answer::Header(_, _, _, true, _))) => {
                 self.end_copy(cx, start, Err((true, "the target is deleting it".into())))
             }
-            (Stage::Stat, Some(Answer::Header(s, c, replica, false))) if s == size && c == crc => {
+            (Stage::Stat, Some(Answer::Header(s, c, replica, false, at)))
+                if s == size && c == crc =>
+            {
                 cx.accepted.push((idx(&t.to), t.chunk.clone()));
-                self.copied(cx, start, None, replica, term)
+                self.copied(cx, start, Some(at), replica, term)
             }
             (Stage::Stat, Some(Answer::Header(..))) => {
                 self.end_copy(cx, start, Err((false, "different chunk".into())))
@@ -344,7 +388,7 @@ fn copy_deadline(size: u64) -> Duration {
 
 /// The simulated server a master's address names (ids are `csN`; the
 /// master numbers servers in the order it first heard of them).
-fn idx(a: &ServerAddr) -> usize {
+pub(crate) fn idx(a: &ServerAddr) -> usize {
     crate::world::World::server_index(&a.id).unwrap_or(usize::MAX)
 }
 

@@ -263,7 +263,7 @@ impl World {
                 let srv = &mut self.servers[on];
                 if srv.up && srv.incarnation == incarnation {
                     let a = srv.verify(&chunk);
-                    if matches!(a, Answer::Corrupt(_)) {
+                    if matches!(a, Answer::Corrupt(..)) {
                         self.note_gone(on, &chunk);
                     }
                     self.answer(on, master, op, a);
@@ -377,7 +377,9 @@ impl World {
                 let srv = &self.servers[to];
                 let deleting = srv.deleting.contains_key(&chunk);
                 let a = match srv.files.get(&chunk) {
-                    Some(f) => Answer::Header(f.size, f.crc32c, f.generation, deleting),
+                    Some(f) => {
+                        Answer::Header(f.size, f.crc32c, f.generation, deleting, srv.stamp())
+                    }
                     None => Answer::NotFound,
                 };
                 self.answer(to, from, op, a);

@@ -31,6 +31,7 @@ mod moves;
 mod paged;
 mod redundancy;
 mod snapshot;
+mod staying;
 mod store;
 mod upkeep;
 mod view;
@@ -60,6 +61,7 @@ pub use paged::PagedStart;
 pub use redundancy::{FULL_SCAN_EVERY, Redundancy, Verify, VerifyOutcome};
 pub use server::{Excluded, ServerEntry, ServerState, Stamp};
 pub use snapshot::{ViewSnapshot, find_sorted};
+pub use staying::Staying;
 pub use upkeep::{Deletion, Liveness, QueuedCopies, Repair, RepairPlan};
 pub use view::{Location, ReplicaLocation, RunningCopy, ServerStatus};
 

@@ -348,15 +348,26 @@ impl Meta {
     }
 
     /// The target verified and stored its copy `replica` (its answer
-    /// stamped `at`): record it as a whole replica.
+    /// stamped `at`): record it as a whole replica, unless a report of
+    /// that server stamped at or after `at` was already applied (it said
+    /// whether the copy is still held; a late answer must not bring back a
+    /// copy the server has lost since).
     pub fn record_copy_of(&mut self, t: &MoveTicket, at: Option<Stamp>, replica: u64) {
-        self.note_fresh(t.to.no, &t.chunk, at, true);
         if let Some(b) = self.busy.get_mut(t.chunk.as_str())
             && let Some((no, size)) = b.incoming.take()
         {
             let s = &mut self.servers[no as usize];
             s.incoming = s.incoming.saturating_sub(size);
         }
+        // Copy and stat answers of this version carry a stamp; one without
+        // (an older server) is taken at its word, as before.
+        if let Some(at) = at
+            && self.server(t.to.no).stamp.is_some_and(|k| k >= at)
+        {
+            tracing::info!(chunk = %t.chunk, server = %t.to.id, "copy answer older than the server's last report: that report says whether the replica is held");
+            return;
+        }
+        self.note_fresh(t.to.no, &t.chunk, at, true);
         let report = ReplicaReport {
             chunk: t.chunk.clone(),
             size: t.size,
@@ -388,6 +399,15 @@ impl Meta {
             ));
         }
         Ok(())
+    }
+
+    /// A trim of `chunk` stopped before its end (the replicas that stay
+    /// could not be confirmed, or the view changed): the next pass
+    /// considers it again.
+    pub fn trim_stopped(&mut self, chunk: &str) {
+        if self.chunks.contains_key(chunk) {
+            self.trim_candidates.insert(chunk.into());
+        }
     }
 
     /// A replica was deleted on `no` (or found missing there); the server's

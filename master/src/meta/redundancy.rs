@@ -46,8 +46,14 @@ pub struct Verify {
 pub enum VerifyOutcome {
     /// The replica is whole: the report was wrong.
     Whole,
-    /// The replica is damaged; the server moved it aside.
-    Corrupt(String),
+    /// The replica is damaged; the server moved it aside. `replica` is the
+    /// identity the server gave the damaged copy (0: it named none).
+    Corrupt {
+        /// What was wrong.
+        detail: String,
+        /// The damaged copy's identity, from the server's answer.
+        replica: u64,
+    },
     /// The replica's file is gone.
     Missing,
     /// The server could not be asked; the replica stays under suspicion
@@ -138,16 +144,25 @@ impl Meta {
                 self.suspect.remove(chunk);
             }
         }
+        // A trim skipped while this replica was suspect is due again.
+        if self.chunks.contains_key(chunk) {
+            self.trim_candidates.insert(chunk.into());
+        }
         let server = self.server(no).id.clone();
         match outcome {
             VerifyOutcome::Whole => {
                 tracing::warn!(chunk, server = %server, "corruption report was wrong: the replica verified whole; it counts again");
             }
-            VerifyOutcome::Corrupt(detail) => {
-                tracing::error!(chunk, server = %server, detail, "replica verified corrupt; re-created elsewhere, then deleted");
-                // The damaged copy keeps its identity: its delete names it.
-                let replica = self.replica_id(chunk, no);
-                self.damaged_ids.insert((chunk.into(), no), replica);
+            VerifyOutcome::Corrupt { detail, replica } => {
+                tracing::error!(chunk, server = %server, detail, replica, "replica verified corrupt; re-created elsewhere, then deleted");
+                // The delete names the copy the server found damaged, as its
+                // answer says: the master's view may already hold a newer
+                // copy there, or none. Without a name nothing is deleted.
+                if *replica != 0 {
+                    self.damaged_ids.insert((chunk.into(), no), *replica);
+                } else {
+                    tracing::warn!(chunk, server = %server, "the server named no damaged copy: it stays in its damaged/ for an operator");
+                }
                 self.note_fresh(no, chunk, at, false);
                 self.remove_replica(no, chunk);
                 mark(&mut self.corrupt_on, chunk, no);

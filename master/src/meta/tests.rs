@@ -376,7 +376,16 @@ fn a_verified_corruption_queues_a_repair_elsewhere() {
     // Until verified the replica still counts as whole for reads.
     assert_eq!(holders(&m, "x").len(), 2);
     let a = m.server_no("a").expect("a");
-    m.verified("x", a, &VerifyOutcome::Corrupt("bad crc".into()), None);
+    // The server's verdict names the damaged copy.
+    m.verified(
+        "x",
+        a,
+        &VerifyOutcome::Corrupt {
+            detail: "bad crc".into(),
+            replica: 7,
+        },
+        None,
+    );
     m.check().expect("invariants");
     assert_eq!(holders(&m, "x"), [("b".to_string(), true)]);
     // The repair prefers c (a tie on utilization) over the server whose copy went bad.

@@ -25,7 +25,16 @@ fn the_damaged_copy_is_deleted_by_its_identity_not_the_repair_on_its_server() {
     let mut m = three_at_factor_three(now);
     let a = m.server_no("a").expect("a");
     m.report_corruption("x", "a").expect("reported");
-    m.verified("x", a, &VerifyOutcome::Corrupt("bad crc".into()), None);
+    let replica = m.replica_id("x", a);
+    m.verified(
+        "x",
+        a,
+        &VerifyOutcome::Corrupt {
+            detail: "bad crc".into(),
+            replica,
+        },
+        None,
+    );
     // With servers = factor the repair can only go back onto a.
     let repairs = m.start_repairs(now, 10);
     assert_eq!(repairs.copies.len(), 1);
@@ -114,4 +123,70 @@ fn a_replica_its_server_reports_suspect_counts_for_no_delete() {
     assert_eq!(due[0].server.id, "a");
     let b = m.server_no("b").expect("b");
     assert!(m.source_deletable("x", b).is_err(), "a does not count");
+}
+
+#[test]
+fn a_damaged_copy_delete_names_the_replica_the_verdict_named_even_when_the_view_dropped_it() {
+    let now = Instant::now();
+    let mut m = three_at_factor_three(now);
+    let a = m.server_no("a").expect("a");
+    m.report_corruption("x", "a").expect("reported");
+    // A heartbeat drops a's copy before the verdict arrives: the view no
+    // longer names it (0 would mean "whatever is held").
+    apply(&mut m, hb("a", false, vec![], &["x"], 0), now);
+    assert_eq!(m.replica_id("x", a), 0);
+    let verdict = VerifyOutcome::Corrupt {
+        detail: "bad crc".into(),
+        replica: 100,
+    };
+    m.verified("x", a, &verdict, None);
+    assert_eq!(
+        m.damaged_replica("x", a),
+        100,
+        "the verdict's replica, never 0"
+    );
+    let nameless = VerifyOutcome::Corrupt {
+        detail: "bad crc".into(),
+        replica: 0,
+    };
+    let b = m.server_no("b").expect("b");
+    m.report_corruption("x", "b").expect("reported");
+    m.verified("x", b, &nameless, None);
+    let plan = m.start_repairs(now, 10);
+    assert!(
+        plan.damaged.iter().all(|(_, s)| s.id != "b"),
+        "a damaged copy with no identity is never deleted"
+    );
+}
+
+#[test]
+fn a_copy_answer_older_than_the_last_applied_report_does_not_bring_a_replica_back() {
+    let now = Instant::now();
+    let mut m = three_at_factor_three(now);
+    let c = m.server_no("c").expect("c");
+    // c reports x gone at stamp 5; a copy answer stamped 4 arrives late.
+    let mut gone = hb("c", false, vec![], &["x"], 0);
+    gone.stamp = Some(Stamp {
+        incarnation: 1,
+        seq: 5,
+    });
+    apply(&mut m, gone, now);
+    assert!(!m.chunk("x").expect("x").holds(c));
+    let plan = m.start_repairs(now, 10);
+    let t = plan.copies.first().expect("a repair").clone();
+    let late = Some(Stamp {
+        incarnation: 1,
+        seq: 4,
+    });
+    m.record_copy_of(&t, late, 777);
+    assert!(
+        !m.chunk("x").expect("x").holds(t.to.no),
+        "the report stamped after the answer says what is held"
+    );
+    let fresh = Some(Stamp {
+        incarnation: 1,
+        seq: 6,
+    });
+    m.record_copy_of(&t, fresh, 777);
+    assert_eq!(m.replica_id("x", t.to.no), 777);
 }

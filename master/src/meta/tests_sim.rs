@@ -121,7 +121,10 @@ impl World {
                     let outcome = if rng.chance(0.5) {
                         self.disk.get_mut(&s).expect("s").remove(&c);
                         self.note_destroyed(vec![c.clone()]);
-                        VerifyOutcome::Corrupt("rot".into())
+                        VerifyOutcome::Corrupt {
+                            detail: "rot".into(),
+                            replica: 1,
+                        }
                     } else {
                         VerifyOutcome::Whole
                     };

@@ -361,7 +361,10 @@ impl Meta {
         self.missing_on.remove(id);
         if let Some(bad) = self.corrupt_on.remove(id) {
             for no in bad {
-                if self.server(no).alive {
+                // A damaged copy whose identity is unknown is never deleted:
+                // a delete naming no replica could take a whole one.
+                let named = self.damaged_ids.contains_key(&(Box::<str>::from(id), no));
+                if named && self.server(no).alive {
                     self.deleting_damaged.insert((id.into(), no));
                     plan.damaged.push((id.to_owned(), self.addr(no)));
                 }

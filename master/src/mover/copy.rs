@@ -175,7 +175,7 @@ impl Mover {
         match stat.header {
             Some(h) if h.size == t.size && h.crc32c == t.crc32c => {
                 debug!(chunk = %t.chunk, to = %t.to.id, "target already holds a matching copy");
-                Ok((None, stat.replica_id))
+                Ok((convert::stamp(stat.stamp), stat.replica_id))
             }
             _ => Err(Attempt::Fatal(format!(
                 "{} holds a different chunk under id {}",

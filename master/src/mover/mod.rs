@@ -25,9 +25,13 @@
 //! # Layout
 //! - [`clients`]: cached channels to chunk servers.
 //! - `copy`: one copy and its deadline.
+//! - `confirm`: the replicas a delete relies on, asked right before it.
 
 pub mod clients;
 
+mod confirm;
+
+pub use confirm::CONFIRM_WITHIN;
 mod copy;
 
 use std::sync::Arc;
@@ -265,7 +269,10 @@ impl Mover {
         let stamp = convert::stamp(resp.stamp);
         let outcome = match resp.verdict() {
             VerifyVerdict::Whole => VerifyOutcome::Whole,
-            VerifyVerdict::Corrupt => VerifyOutcome::Corrupt(resp.detail),
+            VerifyVerdict::Corrupt => VerifyOutcome::Corrupt {
+                detail: resp.detail,
+                replica: resp.replica_id,
+            },
             VerifyVerdict::Missing => VerifyOutcome::Missing,
             VerifyVerdict::Unspecified => {
                 VerifyOutcome::Failed("the server gave no verdict".into())
@@ -279,6 +286,8 @@ impl Mover {
     ///
     /// [`Meta::doubt_replica`]: crate::meta::Meta::doubt_replica
     async fn release_source(&self, t: &MoveTicket, term: u64) -> Result<(), String> {
+        lock(&self.meta).source_deletable(&t.chunk, t.from.no)?;
+        self.confirm_staying(&t.chunk, t.from.no).await?;
         let replica = {
             let m = lock(&self.meta);
             m.source_deletable(&t.chunk, t.from.no)?;
@@ -361,10 +370,18 @@ impl Mover {
             chunk: d.chunk.clone(),
         };
         for s in &d.servers {
+            // The view is up to a heartbeat old: the replicas that stay are
+            // asked first, and the view checked again after.
+            let deletable = lock(&self.meta).source_deletable(&d.chunk, s.no);
+            let confirmed = match deletable {
+                Ok(()) => self.confirm_staying(&d.chunk, s.no).await,
+                Err(why) => Err(why),
+            };
             let replica = {
-                let m = lock(&self.meta);
-                if let Err(why) = m.source_deletable(&d.chunk, s.no) {
+                let mut m = lock(&self.meta);
+                if let Err(why) = confirmed.and_then(|()| m.source_deletable(&d.chunk, s.no)) {
                     info!(chunk = %d.chunk, server = %s.id, why = %why, "trim stopped");
+                    m.trim_stopped(&d.chunk);
                     return;
                 }
                 m.replica_id(&d.chunk, s.no)
