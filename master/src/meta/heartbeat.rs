@@ -80,7 +80,10 @@ impl Meta {
         // counts for nothing (as if the report lacked it).
         if !hb.deleting.is_empty() {
             let before = hb.chunks.len();
-            hb.chunks.retain(|r| !hb.deleting.contains(&r.chunk));
+            // A set: a page may list many chunks and many deletes.
+            let deleting: std::collections::HashSet<&str> =
+                hb.deleting.iter().map(String::as_str).collect();
+            hb.chunks.retain(|r| !deleting.contains(r.chunk.as_str()));
             let dropped = (before - hb.chunks.len()) as u64;
             hb.chunk_count = hb.chunk_count.saturating_sub(dropped);
         }

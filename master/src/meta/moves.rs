@@ -454,9 +454,11 @@ impl Meta {
         if self.doubted.is_empty() {
             return false;
         }
+        let deleting: std::collections::HashSet<&str> =
+            deleting.iter().map(String::as_str).collect();
         let mut left = false;
         self.doubted.retain(|chunk, servers| {
-            servers.retain(|s| *s != no || deleting.iter().any(|d| **d == **chunk));
+            servers.retain(|s| *s != no || deleting.contains(&**chunk));
             left |= servers.contains(&no);
             !servers.is_empty()
         });

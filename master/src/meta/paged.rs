@@ -45,7 +45,13 @@ impl Meta {
     pub fn add_report_page(&mut self, hb: &Heartbeat, now: Instant) {
         if let Some(no) = self.server_no(&hb.id) {
             // A replica being deleted counts for nothing (see `heartbeat`).
-            for r in hb.chunks.iter().filter(|r| !hb.deleting.contains(&r.chunk)) {
+            let deleting: std::collections::HashSet<&str> =
+                hb.deleting.iter().map(String::as_str).collect();
+            for r in hb
+                .chunks
+                .iter()
+                .filter(|r| !deleting.contains(r.chunk.as_str()))
+            {
                 if !self.outdated(no, &r.chunk, true, hb.stamp) {
                     let _: Upsert = self.add_replica(no, r);
                 }
