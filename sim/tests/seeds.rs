@@ -19,13 +19,13 @@ fn a_seed_replays_exactly() {
     }
 }
 
-// Known to fail: 22 of the first 10,000 seeds still break an invariant
+// Known to fail: 20 of the first 10,000 seeds still break an invariant
 // (219 of 100,000), protocol bugs the simulation found that are not fixed
 // yet (docs/guarantees.md lists them). `.ci/run` runs the same seeds through
 // `scripts/simulate.sh` and prints the count without failing the run; drop
 // this once the count is 0.
 #[test]
-#[ignore = "22 of 10,000 seeds still fail (docs/guarantees.md); run with --ignored"]
+#[ignore = "20 of 10,000 seeds still fail (docs/guarantees.md); run with --ignored"]
 fn every_seed_holds_the_invariants() {
     let seeds = std::env::var("KEEL_SIM_SEEDS")
         .ok()
