@@ -422,7 +422,10 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Accepts connections on `listener` (with `TCP_NODELAY` and TCP keep-alive) until the returned
 /// stream is dropped; with `tls`, each is handshaken in its own task under
-/// [`HANDSHAKE_TIMEOUT`], and failures are logged, never fatal.
+/// [`HANDSHAKE_TIMEOUT`], and failures are logged, never fatal. Without, a
+/// connection must send its first bytes within [`HANDSHAKE_TIMEOUT`] (a
+/// gRPC client sends its preface at once): one that never speaks would
+/// otherwise hold a slot under the connection cap for good.
 pub fn incoming(
     listener: TcpListener,
     tls: Option<Arc<ServerConfig>>,
@@ -465,13 +468,7 @@ pub fn incoming_capped(
             let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
             match &acceptor {
                 None => {
-                    if tx
-                        .send(Ok(Counted::new(Conn::Plain(stream), slot)))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
+                    tokio::spawn(first_bytes(stream, peer, slot, tx.clone()));
                 }
                 Some(a) => {
                     tokio::spawn(handshake(a.clone(), stream, peer, slot, tx.clone()));
@@ -480,6 +477,25 @@ pub fn incoming_capped(
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// Hands over a plaintext connection once it has sent something; closes it
+/// when it sends nothing within [`HANDSHAKE_TIMEOUT`].
+async fn first_bytes(
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    slot: OwnedSemaphorePermit,
+    tx: mpsc::Sender<io::Result<Counted>>,
+) {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+        Ok(Ok(n)) if n > 0 => {
+            let _ = tx.send(Ok(Counted::new(Conn::Plain(stream), slot))).await;
+        }
+        // Closed, or failed, before a byte: nothing to serve.
+        Ok(_) => {}
+        Err(_) => info!(%peer, timeout = ?HANDSHAKE_TIMEOUT, "connection closed: it sent nothing"),
+    }
 }
 
 /// The first bytes of a plaintext HTTP/2 connection (its preface).

@@ -687,3 +687,53 @@ pub async fn headerless_writes() -> Result<()> {
     );
     check_p99("headerless writes", idle, busy)
 }
+
+/// Connections that never speak, under the connection cap.
+const SILENT: usize = 64;
+
+/// 64 TCP connections that never send a byte: each is closed once
+/// `HANDSHAKE_TIMEOUT` passes, so a flood that fills the connection cap
+/// and then waits cannot keep new clients out for good.
+pub async fn silent_connections() -> Result<()> {
+    let mut c = cluster(true, &[]).await?;
+    let addr = c.cs("cs1").addr;
+    let pid = c.cs("cs1").pid().expect("running");
+    let before = usage(pid)?;
+    let mut socks = Vec::with_capacity(SILENT);
+    for _ in 0..SILENT {
+        socks.push(tokio::net::TcpStream::connect(addr).await?);
+    }
+    let patience = keel_proto::tls::HANDSHAKE_TIMEOUT + Duration::from_secs(15);
+    let closed = join_all(socks.iter_mut().map(|s| async move {
+        let mut buf = [0u8; 64];
+        tokio::time::timeout(patience, async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .is_ok()
+    }))
+    .await;
+    let n = closed.iter().filter(|c| **c).count();
+    ensure!(
+        n == SILENT,
+        "only {n} of {SILENT} silent connections were closed within {patience:?}"
+    );
+    drop(socks);
+    settles(
+        "silent connections, after",
+        pid,
+        before,
+        Bounds {
+            fds: 8,
+            rss_mib: 32,
+            threads: 16,
+        },
+    )
+    .await?;
+    Ok(())
+}

@@ -144,6 +144,11 @@ async fn partial_giant_messages_are_refused_at_every_door_with_tokens() -> Resul
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_never_speak_are_closed() -> Result<()> {
+    serial(cases::silent_connections).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_flood_is_capped() -> Result<()> {
     serial(cases::connection_flood).await
 }
