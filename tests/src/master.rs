@@ -152,30 +152,22 @@ pub async fn view(url: &str, chunks: &[&str]) -> Result<View> {
 
 /// A minimal HTTP/1.0 GET: returns the status code and the body.
 pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    let req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-    s.write_all(req.as_bytes()).await?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await?;
-    let text = String::from_utf8(raw).context("response is not UTF-8")?;
-    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-        bail!("no header/body separator in {text:?}");
-    };
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .with_context(|| format!("no status code in {head:?}"))?;
-    Ok((code, body.to_owned()))
+    http_exchange(addr, format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")).await
 }
 
 /// `POST path` with a JSON `body` over plaintext HTTP/1.0: status and body.
 pub async fn http_post(addr: SocketAddr, path: &str, body: &str) -> Result<(u16, String)> {
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
     let req = format!(
         "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
+    http_exchange(addr, req).await
+}
+
+/// Sends one plaintext HTTP/1.0 request and reads the answer to its end:
+/// the status code and the body.
+async fn http_exchange(addr: SocketAddr, req: String) -> Result<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
     s.write_all(req.as_bytes()).await?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).await?;
