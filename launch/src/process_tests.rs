@@ -19,14 +19,11 @@ const READY: &str = "echo starting >&2\n\
     printf '{\"grpc\":\"127.0.0.1:1\",\"http\":null}' > \"$f.tmp\" && mv \"$f.tmp\" \"$f\"\n\
     exec sleep 120\n";
 
-/// Whether `pid` is a live process (a zombie counts as gone).
+/// Whether process `pid` exists (stopped children are reaped, so a gone
+/// child leaves no zombie that would still count).
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit(')')
-            .next()
-            .and_then(|rest| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z")
-    })
+    let pid = rustix::process::Pid::from_raw(i32::try_from(pid).expect("pid")).expect("pid");
+    rustix::process::test_kill_process(pid).is_ok()
 }
 
 #[test]

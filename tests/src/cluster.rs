@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -12,6 +11,20 @@ use keel_proto::v1::master_client::MasterClient;
 use tonic::transport::Channel;
 
 use crate::{Daemon, bin, chunkserver_client, master_client, wait_until};
+
+/// A test master's listeners: loopback, any free ports.
+pub const MASTER_LOOPBACK: [&str; 4] = ["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"];
+
+/// A test master's timings: dead after 3 s of silence, no safe mode, no
+/// background pass unless a test asks.
+pub const MASTER_TIMINGS: [&str; 6] = [
+    "--heartbeat-timeout",
+    "3s",
+    "--safe-mode",
+    "0s",
+    "--balance-interval",
+    "0",
+];
 
 /// Options for a chunk server started by [`Cluster::add_chunkserver`].
 #[derive(Clone, Debug)]
@@ -66,22 +79,12 @@ impl Cluster {
 
     /// Starts the master with test-friendly timings plus `extra` flags.
     pub fn start_master(&mut self, extra: &[&str]) -> Result<&mut Daemon> {
-        let mut args: Vec<String> = [
-            "--listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--heartbeat-timeout",
-            "3s",
-            "--safe-mode",
-            "0s",
-            "--balance-interval",
-            "0",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<String> = MASTER_LOOPBACK
+            .iter()
+            .chain(&MASTER_TIMINGS)
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect();
         let log = self.dir.path().join("master.log");
         let d = Daemon::start(
             "master",
@@ -186,16 +189,7 @@ impl Cluster {
 
     /// Runs `keelctl` against this cluster's master and returns (status, stdout, stderr).
     pub fn keelctl(&self, args: &[&str]) -> Result<(i32, String, String)> {
-        let out = Command::new(bin(keel_launch::bins::KEELCTL))
-            .args(args)
-            .env("KEEL_MASTER", self.master_url())
-            .stdin(Stdio::null())
-            .output()?;
-        Ok((
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ))
+        crate::keelctl::run(&self.master_url(), args)
     }
 }
 

@@ -15,6 +15,7 @@ use anyhow::{Context, Result, bail};
 use keel_launch::{Process, Spec};
 use keel_proto::v1::{ListServersRequest, ListServersResponse};
 
+use crate::cluster::{MASTER_LOOPBACK, MASTER_TIMINGS};
 use crate::faults::quick_master;
 use crate::faults::relay::Relay;
 use crate::master::http_get;
@@ -241,22 +242,12 @@ pub struct HaCluster {
     fronts: Vec<(SocketAddr, Option<Relay>)>,
 }
 
-/// Flags of every test master: the harness's usual timings and a 2 s lease.
-pub const MASTER_FLAGS: [&str; 10] = [
-    "--heartbeat-timeout",
-    "3s",
-    "--safe-mode",
-    "0s",
-    "--balance-interval",
-    "0",
-    "--leader-lease",
-    "2s",
-    "--maintenance-interval",
-    "200ms",
-];
+/// Flags every test master of several takes beside the harness's usual
+/// timings ([`MASTER_TIMINGS`]): a 2 s lease and fast upkeep.
+pub const MASTER_FLAGS: [&str; 4] = ["--leader-lease", "2s", "--maintenance-interval", "200ms"];
 
 impl HaCluster {
-    /// etcd and `n` masters with [`MASTER_FLAGS`] plus `extra`.
+    /// etcd and `n` masters with [`MASTER_TIMINGS`], [`MASTER_FLAGS`] and `extra`.
     pub async fn start(n: usize, extra: &[&str]) -> Result<Self> {
         let cluster = Cluster::new()?;
         let etcd = Etcd::start(cluster.dir.path()).await?;
@@ -321,10 +312,11 @@ impl HaCluster {
         let mut masters = Vec::new();
         for i in 0..n {
             let name = format!("master-{}", (b'a' + i as u8) as char);
-            let mut args: Vec<String> = ["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]
+            let mut args: Vec<String> = MASTER_LOOPBACK
                 .iter()
-                .chain(MASTER_FLAGS.iter())
-                .chain(extra.iter())
+                .chain(&MASTER_TIMINGS)
+                .chain(&MASTER_FLAGS)
+                .chain(extra)
                 .map(|s| s.to_string())
                 .collect();
             args.extend(["--etcd".into(), etcd_url.to_owned()]);
