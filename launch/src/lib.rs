@@ -11,15 +11,18 @@
 //!
 //! # Layout
 //! - [`ready`]: the ready file, written by the daemons and read here.
-//! - [`process`]: [`Spec`] (what to run) and [`Process`] (the running child,
-//!   stopped on drop: SIGTERM, a grace period, SIGKILL).
+//! - [`spec`]: [`Spec`], what to run and how.
+//! - [`process`]: [`Process`], the running child, stopped on drop: SIGTERM,
+//!   a grace period, SIGKILL.
 //! - [`bins`]: where `keel-master`, `keel-chunkserver` and `keelctl` are.
 
 pub mod bins;
 pub mod process;
 pub mod ready;
 mod signal;
+pub mod spec;
 
 pub use bins::{BinDir, FindError, find};
-pub use process::{LaunchError, Process, Spec, tail};
+pub use process::{LaunchError, Process, tail};
 pub use ready::{Ready, ReadyError};
+pub use spec::Spec;
