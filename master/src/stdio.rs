@@ -1,6 +1,7 @@
 //! The seed's JSON-lines front door (`keel-master --stdio`): one Maelstrom-style
 //! message per line on stdin (`{"src","dest","body"}`), one reply per line on
-//! stdout, answered through the same core as the gRPC service.
+//! stdout, answered by the same [`Front`] as the gRPC service: this module
+//! only decodes the lines and encodes the answers.
 //!
 //! Replies use the seed's exact shape — Python-style separators (`", "`,
 //! `": "`) and `type`, `in_reply_to`, `msg_id` first in the body — so a
@@ -21,16 +22,16 @@
 
 mod lines;
 
+use keel_balancer::{LoadReport, ServerLoad};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt};
-use tokio_util::task::TaskTracker;
 
-use crate::balance::Balancer;
-use crate::ha::LeaderInfo;
-use crate::meta::{Reject, lock};
-use crate::mover::{Move, Mover};
-use crate::rebalance::{self, Outcome};
+use crate::error::Error;
+use crate::front::Front;
+use crate::meta::Reject;
+use crate::mover::Move;
+use crate::rebalance::{Executed, Outcome};
 
 pub use lines::{Line, LineReader, MAX_LINE_BYTES};
 
@@ -93,17 +94,6 @@ pub struct CheckOk {
     pub underloaded: Vec<ServerPct>,
 }
 
-/// A move named in `rebalance_execute`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MoveReq {
-    /// Chunk id.
-    pub chunk: String,
-    /// Source server id.
-    pub from: String,
-    /// Target server id.
-    pub to: String,
-}
-
 /// Body of `rebalance_execute_ok`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ExecuteOk {
@@ -111,17 +101,6 @@ pub struct ExecuteOk {
     pub moved: u32,
     /// Bytes copied by the completed moves.
     pub bytes_transferred: u64,
-}
-
-/// What the protocol needs from the master: the same calls the gRPC service makes.
-pub trait Core {
-    /// `RebalanceCheck`.
-    fn check(&self) -> impl Future<Output = CheckOk> + Send;
-    /// `RebalanceExecute`; an error when no listed move could be carried out.
-    fn execute(
-        &self,
-        moves: Vec<MoveReq>,
-    ) -> impl Future<Output = Result<ExecuteOk, ProtoError>> + Send;
 }
 
 /// Writes f64s that hold whole numbers as integers (`50`, not `50.0`), as the seed does.
@@ -151,7 +130,7 @@ impl Session {
     /// Handles one line as a [`LineReader`] read it: its bytes must be
     /// UTF-8 text without NUL. Returns the reply line, if any (blank lines
     /// get none).
-    pub async fn handle_input<C: Core>(&mut self, core: &C, line: Line) -> Option<String> {
+    pub async fn handle_input(&mut self, front: &Front, line: Line) -> Option<String> {
         let bytes = match line {
             Line::Whole(bytes) => bytes,
             Line::TooLong { len, limit } => {
@@ -180,17 +159,17 @@ impl Session {
             let e = ProtoError::new(Code::MalformedRequest, text);
             return Some(self.reply(String::new(), None, Err(e)));
         }
-        self.handle_line(core, text).await
+        self.handle_line(front, text).await
     }
 
     /// Handles one input line and returns the reply line, if any (blank lines get none).
-    pub async fn handle_line<C: Core>(&mut self, core: &C, line: &str) -> Option<String> {
+    pub async fn handle_line(&mut self, front: &Front, line: &str) -> Option<String> {
         if line.trim().is_empty() {
             return None;
         }
         let (src, in_reply_to, result) = match parse(line) {
             Ok(msg) => {
-                let result = self.dispatch(core, &msg).await;
+                let result = self.dispatch(front, &msg).await;
                 (msg.src, msg.msg_id, result)
             }
             Err((src, e)) => (src.unwrap_or_default(), None, Err(e)),
@@ -222,9 +201,9 @@ impl Session {
         encode(me, &dest, &body)
     }
 
-    async fn dispatch<C: Core>(
+    async fn dispatch(
         &mut self,
-        core: &C,
+        front: &Front,
         msg: &Incoming,
     ) -> Result<(&'static str, Map<String, Value>), ProtoError> {
         let ty = field_str(&msg.body, "type")?;
@@ -238,10 +217,11 @@ impl Session {
                 Code::TemporarilyUnavailable,
                 format!("{ty:?} before init: send init first"),
             )),
-            "rebalance_check" => Ok(("rebalance_check_ok", to_map(&core.check().await))),
+            "rebalance_check" => Ok(("rebalance_check_ok", to_map(&check_ok(front.check())))),
             "rebalance_execute" => {
                 let moves = parse_moves(&msg.body)?;
-                Ok(("rebalance_execute_ok", to_map(&core.execute(moves).await?)))
+                let executed = front.execute(moves).await.map_err(refused)?;
+                Ok(("rebalance_execute_ok", to_map(&execute_ok(executed)?)))
             }
             other => Err(ProtoError::new(
                 Code::NotSupported,
@@ -266,21 +246,20 @@ pub enum SessionError {
 
 /// Runs a session until EOF on `input`, reading lines of at most `max_line`
 /// bytes ([`MAX_LINE_BYTES`] for stdin). `Ok` means EOF.
-pub async fn serve<C, R, W>(
-    core: &C,
+pub async fn serve<R, W>(
+    front: &Front,
     input: R,
     mut output: W,
     max_line: usize,
 ) -> Result<(), SessionError>
 where
-    C: Core,
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut session = Session::default();
     let mut lines = LineReader::new(input, max_line);
     while let Some(line) = lines.next_line().await.map_err(SessionError::Read)? {
-        if let Some(reply) = session.handle_input(core, line).await {
+        if let Some(reply) = session.handle_input(front, line).await {
             let written = async {
                 output.write_all(reply.as_bytes()).await?;
                 output.write_all(b"\n").await?;
@@ -376,7 +355,7 @@ fn field_str<'a>(body: &'a Map<String, Value>, key: &str) -> Result<&'a str, Pro
     }
 }
 
-fn parse_moves(body: &Map<String, Value>) -> Result<Vec<MoveReq>, ProtoError> {
+fn parse_moves(body: &Map<String, Value>) -> Result<Vec<Move>, ProtoError> {
     let list = match body.get("moves") {
         Some(Value::Array(list)) => list,
         Some(other) => {
@@ -412,7 +391,7 @@ fn parse_moves(body: &Map<String, Value>) -> Result<Vec<MoveReq>, ProtoError> {
                     .map(str::to_owned)
                     .map_err(|e| ProtoError::new(e.code, format!("moves[{i}]: {}", e.text)))
             };
-            Ok(MoveReq {
+            Ok(Move {
                 chunk: get("chunk")?,
                 from: get("from")?,
                 to: get("to")?,
@@ -495,110 +474,54 @@ fn pretty_inline(v: &Value) -> String {
     }
 }
 
-/// The master's core as the JSON-lines protocol sees it: the same metadata,
-/// utilization maths and move path as `RebalanceCheck` / `RebalanceExecute`.
-#[derive(Debug, Clone)]
-pub struct MasterCore {
-    /// Mover (and through it the metadata).
-    pub mover: Mover,
-    /// Where moves run, so shutdown waits for them.
-    pub tracker: TaskTracker,
-    /// The balancer, whose queue and limits see these moves as operator moves.
-    pub balancer: Balancer,
-    /// `--threshold-pct`.
-    pub threshold_pct: f64,
-}
-
-impl Core for MasterCore {
-    async fn check(&self) -> CheckOk {
-        let view = lock(self.mover.meta()).load_view();
-        let report = keel_balancer::load::check(&view, self.threshold_pct);
-        let pct = |l: keel_balancer::ServerLoad| ServerPct {
-            server: l.server,
-            utilization_pct: l.utilization_pct,
-        };
-        CheckOk {
-            average_utilization_pct: report.average_utilization_pct,
-            overloaded: report.overloaded.into_iter().map(pct).collect(),
-            underloaded: report.underloaded.into_iter().map(pct).collect(),
-        }
-    }
-
-    async fn execute(&self, moves: Vec<MoveReq>) -> Result<ExecuteOk, ProtoError> {
-        let leadership = self.mover.leadership();
-        let leader = leadership.leader();
-        if !leader.is_self {
-            return Err(not_leader(&leader));
-        }
-        let moves: Vec<Move> = moves
-            .into_iter()
-            .map(|m| Move {
-                chunk: m.chunk,
-                from: m.from,
-                to: m.to,
-            })
-            .collect();
-        let outcomes = rebalance::execute(&self.balancer, moves.clone())
-            .await
-            .map_err(|e| ProtoError::new(Code::MalformedRequest, e.to_string()))?;
-        if rebalance::stepped_down(&outcomes) {
-            let text = crate::service::stepped_down_text(&leadership.leader());
-            return Err(ProtoError::new(Code::TemporarilyUnavailable, text));
-        }
-        execute_reply(&moves, outcomes)
-    }
-}
-
-/// Code 11 for a change asked of a master that does not lead (a standby
-/// with `--etcd`): its own queue never runs, so it answers at once, naming
-/// the leader when one is known. Reads are answered from its own view.
-fn not_leader(leader: &LeaderInfo) -> ProtoError {
-    let text = if leader.address.is_empty() {
-        "this master is a standby and no leader is known right now; retry shortly".to_owned()
-    } else {
-        format!(
-            "this master is a standby; the leader is {} (term {}): send rebalance_execute there",
-            leader.address, leader.term
-        )
+/// `rebalance_check_ok` for the front's check.
+fn check_ok(report: LoadReport) -> CheckOk {
+    let pct = |l: ServerLoad| ServerPct {
+        server: l.server,
+        utilization_pct: l.utilization_pct,
     };
-    ProtoError::new(Code::TemporarilyUnavailable, text)
+    CheckOk {
+        average_utilization_pct: report.average_utilization_pct,
+        overloaded: report.overloaded.into_iter().map(pct).collect(),
+        underloaded: report.underloaded.into_iter().map(pct).collect(),
+    }
+}
+
+/// A refused `rebalance_execute` as a whole. Code 11 for a master that does
+/// not lead (a standby with `--etcd`, or one that stepped down while the
+/// moves waited): a standby's own queue never runs, so it answers at once,
+/// naming the leader when one is known.
+fn refused(e: Error) -> ProtoError {
+    match e {
+        Error::NotLeader(n) if !n.stepped_down && n.names_leader() => ProtoError::new(
+            Code::TemporarilyUnavailable,
+            format!("{n}: send rebalance_execute there"),
+        ),
+        Error::NotLeader(n) => ProtoError::new(Code::TemporarilyUnavailable, n.to_string()),
+        other => ProtoError::new(Code::MalformedRequest, other.to_string()),
+    }
 }
 
 /// `rebalance_execute_ok` when at least one move was carried out; otherwise
 /// the error of the first move, with the code its reason deserves.
-fn execute_reply(moves: &[Move], outcomes: Vec<Outcome>) -> Result<ExecuteOk, ProtoError> {
-    let mut ok = ExecuteOk {
-        moved: 0,
-        bytes_transferred: 0,
-    };
-    let mut first_error = None;
-    for (mv, outcome) in moves.iter().zip(outcomes) {
-        let err = match outcome {
-            Outcome::Done(d) => {
-                ok.moved += 1;
-                ok.bytes_transferred += d.bytes;
-                continue;
-            }
-            Outcome::Rejected(r) => ProtoError::new(reject_code(&r), r.to_string()),
-            Outcome::Failed(e) => ProtoError::new(Code::TemporarilyUnavailable, e),
-            Outcome::SteppedDown => ProtoError::new(
-                Code::TemporarilyUnavailable,
-                "this master is no longer the leader",
-            ),
+fn execute_ok(executed: Executed) -> Result<ExecuteOk, ProtoError> {
+    if executed.moved == 0
+        && let Some((mv, outcome)) = executed.first_failure()
+    {
+        let code = match outcome {
+            Outcome::Rejected(r) => reject_code(r),
+            _ => Code::TemporarilyUnavailable,
         };
-        let err = ProtoError::new(
-            err.code,
-            format!(
-                "move of {} from {} to {}: {}",
-                mv.chunk, mv.from, mv.to, err.text
-            ),
-        );
-        first_error.get_or_insert(err);
+        let why = outcome.failure().unwrap_or_default();
+        return Err(ProtoError::new(
+            code,
+            format!("move of {} from {} to {}: {why}", mv.chunk, mv.from, mv.to),
+        ));
     }
-    match first_error {
-        Some(e) if ok.moved == 0 => Err(e),
-        _ => Ok(ok),
-    }
+    Ok(ExecuteOk {
+        moved: executed.moved,
+        bytes_transferred: executed.bytes,
+    })
 }
 
 fn reject_code(r: &Reject) -> Code {

@@ -11,7 +11,7 @@
 //! Every master keeps a warm view from heartbeats (chunk servers heartbeat
 //! to all of them). Only the leader plans, moves, repairs, trims, places and
 //! takes operator commands; standbys answer reads from their own view and
-//! refuse the rest with the leader's address (see `service.rs`).
+//! refuse the rest with the leader's address (see `front.rs`).
 //!
 //! A leader steps down **first**: [`Leadership::term_if_leading`] holds only
 //! until a local deadline, three quarters of the lease after the send time
@@ -51,9 +51,6 @@ use crate::config::Config;
 
 /// Heartbeats a new leader waits for from every live server before it trims.
 pub const SETTLE_HEARTBEATS: u32 = 2;
-
-/// Metadata header naming the leader in a standby's refusal.
-pub const LEADER_HEADER: &str = "keel-leader";
 
 /// Who leads, as this master knows it; cheap to clone.
 #[derive(Debug, Clone)]
