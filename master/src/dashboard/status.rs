@@ -219,7 +219,7 @@ pub fn build(i: Inputs) -> Status {
         .map(|s| server(s, low, high, i.min_free_pct))
         .collect();
     let queue = queue(&i.balance);
-    let stuck = stuck(i.stuck, &queue);
+    let stuck = stuck(i.stuck, &i.balance.queue, LISTED_MOVES);
     let rates = rates(&i, queue.bytes_remaining);
     let b = &i.balance;
     let running_of = |k: CopyClass| b.copies.iter().filter(|c| c.kind == k).count() as u64;
@@ -297,7 +297,10 @@ fn queue(b: &BalanceStatus) -> Queue {
     let q = &b.queue;
     let mut reasons = BTreeMap::new();
     for m in q.moves.iter().filter(|m| m.state == MoveState::Pending) {
-        let why = m.waiting.clone().unwrap_or_else(|| "its turn".into());
+        let why = m
+            .waiting
+            .as_ref()
+            .map_or_else(|| "its turn".into(), ToString::to_string);
         *reasons.entry(why).or_insert(0) += 1;
     }
     let running = q.moves.iter().filter(|m| m.state == MoveState::Running);
@@ -316,7 +319,11 @@ fn queue(b: &BalanceStatus) -> Queue {
                 MoveState::Running => "running",
             },
             retries: m.retries,
-            waiting: m.waiting.clone().unwrap_or_default(),
+            waiting: m
+                .waiting
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             last_error: m.last_error.clone().unwrap_or_default(),
             age_ms: millis(m.age),
         })
