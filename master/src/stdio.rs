@@ -19,8 +19,17 @@
 //! to the `src` it names. A failure to read stdin or write stdout ends the
 //! session with a [`SessionError`], which the caller logs; it is never a
 //! reason to stop the gRPC side.
+//!
+//! # Layout
+//! - this file: the session, its replies' bodies, and the front's answers
+//!   as replies.
+//! - `lines.rs`: lines read as bytes with a length cap.
+//! - `parse.rs`: a line into a message and its fields.
+//! - `encode.rs`: replies in the seed's line shape.
 
+mod encode;
 mod lines;
+mod parse;
 
 use keel_balancer::{LoadReport, ServerLoad};
 use serde::Serialize;
@@ -30,9 +39,10 @@ use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt};
 use crate::error::Error;
 use crate::front::Front;
 use crate::meta::Reject;
-use crate::mover::Move;
 use crate::rebalance::{Executed, Outcome};
 
+use self::encode::{body, encode, json_map, to_map};
+use self::parse::{Incoming, field_str, parse, parse_moves, sender};
 pub use lines::{Line, LineReader, MAX_LINE_BYTES};
 
 /// Maelstrom error codes used here. With several masters, a
@@ -78,7 +88,7 @@ pub struct ServerPct {
     /// Server id.
     pub server: String,
     /// Utilization in percent.
-    #[serde(serialize_with = "number")]
+    #[serde(serialize_with = "encode::number")]
     pub utilization_pct: f64,
 }
 
@@ -86,7 +96,7 @@ pub struct ServerPct {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CheckOk {
     /// Capacity-weighted average utilization of live servers.
-    #[serde(serialize_with = "number")]
+    #[serde(serialize_with = "encode::number")]
     pub average_utilization_pct: f64,
     /// Servers above the band, most loaded first.
     pub overloaded: Vec<ServerPct>,
@@ -103,27 +113,11 @@ pub struct ExecuteOk {
     pub bytes_transferred: u64,
 }
 
-/// Writes f64s that hold whole numbers as integers (`50`, not `50.0`), as the seed does.
-fn number<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-    if v.fract() == 0.0 && v.abs() < 9.0e15 {
-        s.serialize_i64(*v as i64)
-    } else {
-        s.serialize_f64(*v)
-    }
-}
-
 /// Per-session state: our node id and the reply counter.
 #[derive(Debug, Default)]
 pub struct Session {
     node_id: Option<String>,
     next_msg_id: u64,
-}
-
-/// A parsed incoming line.
-struct Incoming {
-    src: String,
-    body: Map<String, Value>,
-    msg_id: Option<Value>,
 }
 
 impl Session {
@@ -269,209 +263,6 @@ where
         }
     }
     Ok(())
-}
-
-/// Whom to answer for a line that is refused before parsing: the `src` and
-/// `msg_id` it names, if it would parse as a message at all.
-fn sender(line: &str) -> (String, Option<Value>) {
-    match parse(line) {
-        Ok(msg) => (msg.src, msg.msg_id),
-        Err((src, _)) => (src.unwrap_or_default(), None),
-    }
-}
-
-fn parse(line: &str) -> Result<Incoming, (Option<String>, ProtoError)> {
-    let value: Value = serde_json::from_str(line).map_err(|e| {
-        (
-            None,
-            ProtoError::new(Code::MalformedRequest, format!("not a JSON message: {e}")),
-        )
-    })?;
-    let Value::Object(mut top) = value else {
-        return Err((
-            None,
-            ProtoError::new(
-                Code::MalformedRequest,
-                "a message must be a JSON object with src, dest and body",
-            ),
-        ));
-    };
-    let src = match top.remove("src") {
-        Some(Value::String(s)) => s,
-        Some(_) => {
-            return Err((
-                None,
-                ProtoError::new(Code::MalformedRequest, "\"src\" must be a string"),
-            ));
-        }
-        None => {
-            return Err((
-                None,
-                ProtoError::new(Code::MalformedRequest, "missing \"src\""),
-            ));
-        }
-    };
-    let body = match top.remove("body") {
-        Some(Value::Object(b)) => b,
-        Some(_) => {
-            return Err((
-                Some(src),
-                ProtoError::new(Code::MalformedRequest, "\"body\" must be an object"),
-            ));
-        }
-        None => {
-            return Err((
-                Some(src),
-                ProtoError::new(Code::MalformedRequest, "missing \"body\""),
-            ));
-        }
-    };
-    let msg_id = body.get("msg_id").cloned();
-    if let Some(id) = &msg_id
-        && !id.is_u64()
-    {
-        return Err((
-            Some(src),
-            ProtoError::new(
-                Code::MalformedRequest,
-                "\"msg_id\" must be a non-negative integer",
-            ),
-        ));
-    }
-    Ok(Incoming { src, body, msg_id })
-}
-
-fn field_str<'a>(body: &'a Map<String, Value>, key: &str) -> Result<&'a str, ProtoError> {
-    match body.get(key) {
-        Some(Value::String(s)) => Ok(s),
-        Some(other) => Err(ProtoError::new(
-            Code::MalformedRequest,
-            format!("\"{key}\" must be a string, not {}", kind(other)),
-        )),
-        None => Err(ProtoError::new(
-            Code::MalformedRequest,
-            format!("missing \"{key}\" in body"),
-        )),
-    }
-}
-
-fn parse_moves(body: &Map<String, Value>) -> Result<Vec<Move>, ProtoError> {
-    let list = match body.get("moves") {
-        Some(Value::Array(list)) => list,
-        Some(other) => {
-            return Err(ProtoError::new(
-                Code::MalformedRequest,
-                format!("\"moves\" must be an array, not {}", kind(other)),
-            ));
-        }
-        None => {
-            return Err(ProtoError::new(
-                Code::MalformedRequest,
-                "missing \"moves\" in body",
-            ));
-        }
-    };
-    if list.is_empty() {
-        return Err(ProtoError::new(
-            Code::MalformedRequest,
-            "\"moves\" is empty",
-        ));
-    }
-    list.iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let Value::Object(m) = m else {
-                return Err(ProtoError::new(
-                    Code::MalformedRequest,
-                    format!("moves[{i}] must be an object with chunk, from and to"),
-                ));
-            };
-            let get = |k: &str| {
-                field_str(m, k)
-                    .map(str::to_owned)
-                    .map_err(|e| ProtoError::new(e.code, format!("moves[{i}]: {}", e.text)))
-            };
-            Ok(Move {
-                chunk: get("chunk")?,
-                from: get("from")?,
-                to: get("to")?,
-            })
-        })
-        .collect()
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-fn to_map<T: Serialize>(v: &T) -> Map<String, Value> {
-    match serde_json::to_value(v) {
-        Ok(Value::Object(m)) => m,
-        _ => Map::new(),
-    }
-}
-
-fn json_map<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
-    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
-}
-
-/// Reply body with `type`, `in_reply_to`, `msg_id` first, then the payload.
-fn body(
-    ty: &str,
-    in_reply_to: Option<Value>,
-    msg_id: u64,
-    payload: Map<String, Value>,
-) -> Vec<(String, Value)> {
-    let mut out = vec![("type".to_owned(), Value::from(ty))];
-    if let Some(id) = in_reply_to {
-        out.push(("in_reply_to".to_owned(), id));
-    }
-    out.push(("msg_id".to_owned(), Value::from(msg_id)));
-    out.extend(payload);
-    out
-}
-
-/// `{"src": .., "dest": .., "body": {..}}` with Python-style separators.
-fn encode(src: &str, dest: &str, body: &[(String, Value)]) -> String {
-    let fields: Vec<String> = body
-        .iter()
-        .map(|(k, v)| format!("{}: {}", Value::from(k.as_str()), pretty_inline(v)))
-        .collect();
-    format!(
-        "{{\"src\": {}, \"dest\": {}, \"body\": {{{}}}}}",
-        Value::from(src),
-        Value::from(dest),
-        fields.join(", ")
-    )
-}
-
-/// A JSON value on one line with `", "` and `": "` separators.
-fn pretty_inline(v: &Value) -> String {
-    match v {
-        Value::Array(items) => format!(
-            "[{}]",
-            items
-                .iter()
-                .map(pretty_inline)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        Value::Object(m) => {
-            let fields: Vec<String> = m
-                .iter()
-                .map(|(k, v)| format!("{}: {}", Value::from(k.as_str()), pretty_inline(v)))
-                .collect();
-            format!("{{{}}}", fields.join(", "))
-        }
-        other => other.to_string(),
-    }
 }
 
 /// `rebalance_check_ok` for the front's check.
