@@ -22,7 +22,7 @@ use keel_balancer::queue::{HISTORY_LIMIT, QueueConfig};
 use crate::balance::{BalanceSettings, Balancer};
 use crate::config::Config;
 use crate::front::{Front, Limits};
-use crate::ha::{Campaign, CampaignSettings, EtcdError, Ha};
+use crate::ha::{Campaign, CampaignSettings, EtcdError, Ha, HaFlags};
 use crate::meta::{Meta, MetaSettings, SharedMeta};
 use crate::metrics::Metrics;
 use crate::mover::{Clients, Mover, MoverSettings, clients::BadToken};
@@ -350,7 +350,13 @@ pub async fn run(
     if !config.etcd.is_empty() && config.advertise.is_none() && bound.ip().is_unspecified() {
         warn!(address = %advertised, "advertising an unspecified address; set --advertise so standbys name a leader clients can reach");
     }
-    let ha = Ha::from_config(&config, advertised)?;
+    let flags = HaFlags {
+        etcd: &config.etcd,
+        prefix: &config.etcd_prefix,
+        leader_lease: config.leader_lease,
+        access: &config.etcd_access,
+    };
+    let ha = Ha::from_flags(&flags, advertised)?;
     let core = Parts::new(&config, ha)?;
     let front = core.front(&config);
     let (mut grpc_task, health) =
