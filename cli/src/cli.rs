@@ -156,7 +156,7 @@ impl Cli {
         if let Command::Completions(a) = &self.command {
             return completions(a.shell);
         }
-        let (token, tls) = crate::tls::credentials(&self.credentials())?;
+        let (token, tls) = crate::tls::credentials(&self.credentials()).map_err(Error::Usage)?;
         // Built only by the commands that talk keel.v1 (health needs no token).
         let clients = || {
             Clients::new(&self.master, token.as_deref(), self.timeout, tls.clone())

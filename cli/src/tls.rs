@@ -7,8 +7,6 @@ use keel_proto::auth::secret;
 use keel_proto::tls::TlsFiles;
 use tonic::transport::{ClientTlsConfig, Endpoint};
 
-use crate::error::Error;
-
 /// The global flags that name the credentials.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Credentials<'a> {
@@ -24,22 +22,23 @@ pub struct Credentials<'a> {
     pub tls_key: Option<&'a Path>,
 }
 
-/// The token to send and the TLS settings for `https://` addresses.
+/// The token to send and the TLS settings for `https://` addresses; the
+/// error says which flag or file is unusable.
 pub fn credentials(
     flags: &Credentials<'_>,
-) -> Result<(Option<String>, Option<ClientTlsConfig>), Error> {
+) -> Result<(Option<String>, Option<ClientTlsConfig>), String> {
     let token = secret(
         ("--auth-token", "--token-file"),
         flags.auth_token.map(str::trim).filter(|t| !t.is_empty()),
         flags.token_file,
     )
-    .map_err(|e| Error::Usage(e.to_string()))?;
+    .map_err(|e| e.to_string())?;
     let files = TlsFiles {
         cert: flags.tls_cert.map(Path::to_path_buf),
         key: flags.tls_key.map(Path::to_path_buf),
         ca: flags.tls_ca.map(Path::to_path_buf),
     };
-    let tls = files.client().map_err(|e| Error::Usage(e.to_string()))?;
+    let tls = files.client().map_err(|e| e.to_string())?;
     Ok((token, tls))
 }
 
