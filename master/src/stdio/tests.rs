@@ -438,7 +438,7 @@ mod properties {
 }
 
 /// The real front of a standby that knows `leader` (or none).
-fn standby_core(leader: Option<(&str, u64)>) -> Front {
+fn standby_front(leader: Option<(&str, u64)>) -> Front {
     let now = std::time::Instant::now();
     let mut m = Meta::new(MetaSettings::default());
     crate::meta::tests::put(&mut m, "a", &[("x", 10)], now);
@@ -460,12 +460,12 @@ async fn a_standby_refuses_execute_at_once_with_code_11_and_still_answers_checks
         ),
         (None, "no leader is known right now"),
     ] {
-        let core = standby_core(leader);
+        let front = standby_front(leader);
         let mut s = Session::default();
-        s.handle_line(&core, init).await;
+        s.handle_line(&front, init).await;
         let reply = tokio::time::timeout(
             std::time::Duration::from_secs(5),
-            s.handle_line(&core, exec),
+            s.handle_line(&front, exec),
         )
         .await
         .expect("answered at once, not queued on the standby");
@@ -475,8 +475,8 @@ async fn a_standby_refuses_execute_at_once_with_code_11_and_still_answers_checks
         let text = v["body"]["text"].as_str().expect("text");
         assert!(text.contains("this master is a standby"), "{text}");
         assert!(text.contains(named), "{text}");
-        assert_eq!(core.balancer().status().queue.pending, 0, "nothing queued");
-        let v = json_of(&s.handle_line(&core, check).await.expect("a reply"));
+        assert_eq!(front.balancer().status().queue.pending, 0, "nothing queued");
+        let v = json_of(&s.handle_line(&front, check).await.expect("a reply"));
         assert_eq!(v["body"]["type"], "rebalance_check_ok", "{v}");
     }
 }
