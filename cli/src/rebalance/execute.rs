@@ -2,15 +2,64 @@
 //! master's safe move protocol. The call returns when every move has finished
 //! or failed; keelctl exits non-zero unless all of them were done.
 
+use clap::Args;
 use keel_proto::v1::{
     Move, MoveOutcome, MoveResult, RebalanceExecuteRequest, RebalanceExecuteResponse,
 };
 use serde::Serialize;
 
-use crate::cli::{ExecuteArgs, MoveSpec};
 use crate::client::Master;
 use crate::error::Error;
 use crate::output::{self, Align, Table};
+
+/// `keelctl rebalance execute`.
+#[derive(Debug, Args)]
+pub struct ExecuteArgs {
+    /// A move as `CHUNK:FROM:TO` (repeatable, or several after one `--move`).
+    #[arg(
+        long = "move",
+        value_name = "CHUNK:FROM:TO",
+        env = "KEEL_MOVE",
+        value_delimiter = ',',
+        required = true,
+        num_args = 1..,
+        value_parser = parse_move
+    )]
+    pub moves: Vec<MoveSpec>,
+}
+
+/// One operator-requested move.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveSpec {
+    /// Chunk id (validated).
+    pub chunk: String,
+    /// Source server id.
+    pub from: String,
+    /// Target server id.
+    pub to: String,
+}
+
+/// Parses `CHUNK:FROM:TO`; the chunk id must pass the chunk-id rules.
+pub fn parse_move(s: &str) -> Result<MoveSpec, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let [chunk, from, to] = parts[..] else {
+        return Err(format!(
+            "expected CHUNK:FROM:TO (three fields separated by ':'), got {} field(s)",
+            parts.len()
+        ));
+    };
+    keel_proto::chunk_id::validate(chunk).map_err(|e| e.to_string())?;
+    for (name, value) in [("FROM", from), ("TO", to)] {
+        if value.trim().is_empty() {
+            return Err(format!("{name} server id is empty"));
+        }
+    }
+    Ok(MoveSpec {
+        chunk: chunk.to_owned(),
+        from: from.trim().to_owned(),
+        to: to.trim().to_owned(),
+    })
+}
 
 /// A move in `--json` output.
 #[derive(Debug, Serialize, PartialEq)]
@@ -174,6 +223,53 @@ pub fn incomplete(out: &ExecuteJson, requested: usize) -> Option<Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_a_move() {
+        let m = parse_move("ch_010:cs1:cs4").expect("valid");
+        assert_eq!(
+            m,
+            MoveSpec {
+                chunk: "ch_010".into(),
+                from: "cs1".into(),
+                to: "cs4".into()
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_bad_moves() {
+        assert!(
+            parse_move("ch_010:cs1")
+                .expect_err("must fail")
+                .contains("got 2 field")
+        );
+        assert!(
+            parse_move("a:b:c:d")
+                .expect_err("must fail")
+                .contains("got 4 field")
+        );
+        assert!(
+            parse_move("../x:cs1:cs2")
+                .expect_err("must fail")
+                .contains("starts with '.'")
+        );
+        assert!(
+            parse_move(":cs1:cs2")
+                .expect_err("must fail")
+                .contains("empty")
+        );
+        assert!(
+            parse_move("c:cs1:")
+                .expect_err("must fail")
+                .contains("TO server id")
+        );
+        assert!(
+            parse_move("c: :cs2")
+                .expect_err("must fail")
+                .contains("FROM server id")
+        );
+    }
 
     fn result(chunk: &str, outcome: MoveOutcome, error: &str) -> MoveResult {
         MoveResult {
