@@ -14,15 +14,19 @@
 //! - [`spec`]: [`Spec`], what to run and how.
 //! - [`process`]: [`Process`], the running child, stopped on drop: SIGTERM,
 //!   a grace period, SIGKILL.
+//! - [`error`]: [`LaunchError`], why a daemon did not start or become
+//!   ready.
 //! - [`bins`]: where `keel-master`, `keel-chunkserver` and `keelctl` are.
 
 pub mod bins;
+pub mod error;
 pub mod process;
 pub mod ready;
 mod signal;
 pub mod spec;
 
 pub use bins::{BinDir, FindError, find};
-pub use process::{LaunchError, Process, tail};
+pub use error::LaunchError;
+pub use process::{Process, tail};
 pub use ready::{Ready, ReadyError};
 pub use spec::Spec;

@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use crate::process::LaunchError;
+use crate::error::LaunchError;
 
 /// How to start one daemon. Cheap to clone, so a restart can reuse it.
 #[derive(Debug, Clone)]
