@@ -1,4 +1,5 @@
-//! The connection cap of the servers' accept loop ([`crate::tls::incoming`]).
+//! The connections of the servers' accept loop ([`crate::tls::incoming`]):
+//! each one, plaintext or TLS ([`Conn`]), and the cap on how many are open.
 //!
 //! Every accepted connection holds a slot until it closes. Past the cap a
 //! new connection is told why in an HTTP/2 GOAWAY (`ENHANCE_YOUR_CALM`, with
@@ -17,8 +18,6 @@ use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tracing::warn;
-
-use crate::tls::Conn;
 
 /// Refused connections being told why at once; beyond this they are simply
 /// closed (each goodbye holds its socket for up to [`GOODBYE_GRACE`]).
@@ -97,6 +96,90 @@ pub async fn goodbye_frames(mut stream: TcpStream, code: u32, text: &str) {
         Ok::<_, io::Error>(())
     })
     .await;
+}
+
+/// One accepted connection, plaintext or TLS.
+#[derive(Debug)]
+pub enum Conn {
+    /// A plaintext TCP connection (no `--tls-cert`).
+    Plain(TcpStream),
+    /// A TLS connection whose handshake is done.
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl Conn {
+    /// The address of the other end.
+    pub fn peer(&self) -> io::Result<std::net::SocketAddr> {
+        match self {
+            Conn::Plain(s) => s.peer_addr(),
+            Conn::Tls(s) => s.get_ref().0.peer_addr(),
+        }
+    }
+}
+
+impl Connected for Conn {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        match self {
+            Conn::Plain(s) => s.connect_info(),
+            Conn::Tls(s) => s.get_ref().0.connect_info(),
+        }
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, b),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, b),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        b: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write_vectored(cx, b),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, b),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Conn::Plain(s) => s.is_write_vectored(),
+            Conn::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 /// An accepted connection holding its slot until it is dropped.
