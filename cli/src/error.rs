@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use keel_proto::chunk_id::ChunkIdError;
 use tonic::{Code, Status};
 
+use crate::words::{age, count, io_message, one_line};
+
 /// Everything that makes keelctl exit with status 1.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -116,7 +118,7 @@ pub enum Error {
     /// A data stream moved nothing for `--stream-idle-timeout`.
     #[error(
         "{peer} stalled: {op} moved no bytes for {} (see --stream-idle-timeout)",
-        crate::output::age(*idle)
+        age(*idle)
     )]
     Stalled {
         /// The server.
@@ -166,7 +168,7 @@ pub enum Error {
     /// `rebalance run --wait-timeout` passed.
     #[error(
         "stopped waiting after {}: moves are still queued and go on (see `keelctl rebalance status`)",
-        crate::output::age(*after)
+        age(*after)
     )]
     WaitTimedOut {
         /// The limit.
@@ -259,7 +261,7 @@ fn moves_incomplete(requested: usize, not_done: &[String], missing: usize) -> St
     let mut line = format!(
         "{} of {} did not complete",
         not_done.len() + missing,
-        crate::output::count(requested as u64, "move")
+        count(requested as u64, "move")
     );
     if !not_done.is_empty() {
         line.push_str(": ");
@@ -349,31 +351,6 @@ pub fn root_cause(err: &(dyn StdError + 'static)) -> String {
     one_line(&last.to_string())
 }
 
-/// An I/O error without the `(os error N)` suffix, starting lower-case.
-pub fn io_message(err: &io::Error) -> String {
-    let text = err.to_string();
-    let text = match text.find(" (os error") {
-        Some(i) => &text[..i],
-        None => &text,
-    };
-    lower_first(&one_line(text))
-}
-
-fn lower_first(s: &str) -> String {
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(c) if !chars.as_str().starts_with(|n: char| n.is_uppercase()) => {
-            c.to_lowercase().chain(chars).collect()
-        }
-        _ => s.to_owned(),
-    }
-}
-
-/// Collapses whitespace runs (including newlines) to single spaces.
-pub fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 /// How a peer is named in messages.
 pub struct Peer<'a> {
     /// Server id, or `None` for the master.
@@ -410,16 +387,6 @@ mod tests {
         );
         assert!(s(Code::Unauthenticated, "missing token").contains("--auth-token"));
         assert!(s(Code::Internal, "").ends_with("failed rebalance plan: Internal error"));
-    }
-
-    #[test]
-    fn io_messages_are_short() {
-        let e = io::Error::from_raw_os_error(111);
-        assert_eq!(io_message(&e), "connection refused");
-        let e = io::Error::from_raw_os_error(2);
-        assert_eq!(io_message(&e), "no such file or directory");
-        let e = io::Error::other("TLS handshake");
-        assert_eq!(io_message(&e), "TLS handshake");
     }
 
     #[test]

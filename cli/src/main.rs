@@ -6,6 +6,7 @@
 //! - `idle`: the idle timeout of data streams.
 //! - `error`: errors as one-line sentences; exit codes.
 //! - `output`: tables, bars, progress lines, JSON.
+//! - `words`: durations, counts and I/O errors in words, for errors and output alike.
 //! - `spool`: standard input into a self-removing temp file, checksummed.
 //! - `put`, `get` (+ `fetch`), `servers`, `rebalance/`, `health`: one module per command group.
 //! - `sim/`: what-if predictions of a rebalance.
@@ -28,6 +29,7 @@ mod servers;
 mod sim;
 mod spool;
 mod tls;
+mod words;
 
 use std::process::ExitCode;
 

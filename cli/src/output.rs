@@ -3,11 +3,13 @@
 //! lookup is pure string building, so it is unit tested.
 
 use std::io::Write;
-use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::error::Error;
+/// Durations and counts in words live in a leaf module that errors share;
+/// commands reach them here, beside the rest of what is printed.
+pub use crate::words::{age, count};
 
 mod prose;
 mod table;
@@ -46,27 +48,6 @@ pub fn utilization(v: f64) -> String {
 /// Bytes for people (`64.0 MiB`).
 pub fn size(bytes: u64) -> String {
     keel_proto::units::format_size(bytes)
-}
-
-/// `850ms`, `12.3s`, `4m05s`, `2h10m`.
-pub fn age(d: Duration) -> String {
-    let ms = d.as_millis();
-    let s = d.as_secs();
-    match s {
-        _ if ms < 1000 => format!("{ms}ms"),
-        0..60 => format!("{:.1}s", d.as_secs_f64()),
-        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-    }
-}
-
-/// `1 move`, `3 moves`.
-pub fn count(n: u64, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
 }
 
 /// `yes` / `no`.
@@ -121,19 +102,5 @@ mod tests {
         assert_eq!(bar(f64::NAN, 4), "[....]");
         assert_eq!(utilization(57.0), "[#######.....]  57.0%");
         assert_eq!(utilization(100.0), "[############] 100.0%");
-    }
-
-    #[test]
-    fn counts() {
-        assert_eq!(count(1, "move"), "1 move");
-        assert_eq!(count(0, "move"), "0 moves");
-    }
-
-    #[test]
-    fn ages() {
-        assert_eq!(age(Duration::from_millis(850)), "850ms");
-        assert_eq!(age(Duration::from_millis(12_340)), "12.3s");
-        assert_eq!(age(Duration::from_secs(245)), "4m05s");
-        assert_eq!(age(Duration::from_secs(7800)), "2h10m");
     }
 }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::output::age;
+use crate::words::age;
 
 /// A demo step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +83,7 @@ pub enum DemoError {
     },
 
     /// A local set-up step failed (temp dir, log file, process, signals).
-    #[error("cannot {action}: {}", crate::error::io_message(source))]
+    #[error("cannot {action}: {}", crate::words::io_message(source))]
     Setup {
         /// What keelctl was doing, e.g. `start keel-master`.
         action: String,
