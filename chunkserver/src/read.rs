@@ -10,7 +10,8 @@
 //! takes no frame for `--stream-idle-timeout` gets DEADLINE_EXCEEDED when it
 //! next asks; at the timeout its file, its batches and its queued frames are
 //! released at once. What one read holds is bounded: two batches of
-//! [`BATCH_FRAMES`], [`QUEUED_FRAMES`] queued, and the frame HTTP/2 is sending.
+//! `BATCH_FRAMES` frames, `QUEUED_FRAMES` queued, and the frame HTTP/2 is
+//! sending.
 
 use std::fs::File;
 use std::io::Read;
