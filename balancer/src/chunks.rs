@@ -14,7 +14,23 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::model::{Chunk, ChunkIdx, ServerIdx};
+use crate::ids::{ChunkIdx, ServerIdx};
+
+/// An owned copy of one chunk's record, e.g. from [`ChunkRef::to_chunk`].
+/// The view itself stores chunks column by column (see [`crate::ClusterView::chunk`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chunk {
+    /// Chunk id.
+    pub id: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Recent reads; the planner prefers moving cold chunks.
+    pub reads: u64,
+    /// Wanted number of replicas.
+    pub replication: u32,
+    /// Servers holding a replica.
+    pub replicas: Vec<ServerIdx>,
+}
 
 /// log2 of the chunks per segment: 4,096 chunks, about 200 KiB to copy.
 const SEGMENT_BITS: usize = 12;

@@ -3,6 +3,7 @@
 //! the band `average ± threshold` (in percentage points).
 
 use crate::model::ClusterView;
+pub use crate::space::utilization_pct;
 
 /// One server's utilization.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,15 +59,6 @@ pub(crate) fn average_pct(servers: impl Iterator<Item = (u64, u64)>) -> f64 {
         0.0
     } else {
         100.0 * used as f64 / cap as f64
-    }
-}
-
-/// `100 * used / capacity`; without capacity a server counts as full.
-pub fn utilization_pct(used: u64, capacity: u64) -> f64 {
-    if capacity == 0 {
-        100.0
-    } else {
-        100.0 * used as f64 / capacity as f64
     }
 }
 

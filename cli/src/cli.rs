@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use keel_balancer::MoveRef;
 use keel_proto::units::{parse_duration, parse_size};
 
 use crate::client::Clients;
@@ -298,22 +299,11 @@ pub struct ExecuteArgs {
         num_args = 1..,
         value_parser = parse_move
     )]
-    pub moves: Vec<MoveSpec>,
-}
-
-/// One operator-requested move.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MoveSpec {
-    /// Chunk id (validated).
-    pub chunk: String,
-    /// Source server id.
-    pub from: String,
-    /// Target server id.
-    pub to: String,
+    pub moves: Vec<MoveRef>,
 }
 
 /// Parses `CHUNK:FROM:TO`; the chunk id must pass the chunk-id rules.
-pub fn parse_move(s: &str) -> Result<MoveSpec, String> {
+pub fn parse_move(s: &str) -> Result<MoveRef, String> {
     let parts: Vec<&str> = s.split(':').collect();
     let [chunk, from, to] = parts[..] else {
         return Err(format!(
@@ -327,11 +317,7 @@ pub fn parse_move(s: &str) -> Result<MoveSpec, String> {
             return Err(format!("{name} server id is empty"));
         }
     }
-    Ok(MoveSpec {
-        chunk: chunk.to_owned(),
-        from: from.trim().to_owned(),
-        to: to.trim().to_owned(),
-    })
+    Ok(MoveRef::new(chunk, from.trim(), to.trim()))
 }
 
 /// Writes the completion script for `shell` on stdout.
@@ -405,14 +391,7 @@ mod tests {
     #[test]
     fn parses_a_move() {
         let m = parse_move("ch_010:cs1:cs4").expect("valid");
-        assert_eq!(
-            m,
-            MoveSpec {
-                chunk: "ch_010".into(),
-                from: "cs1".into(),
-                to: "cs4".into()
-            }
-        );
+        assert_eq!(m, MoveRef::new("ch_010", "cs1", "cs4"));
     }
 
     #[test]

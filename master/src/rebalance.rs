@@ -6,18 +6,18 @@
 
 use std::collections::HashMap;
 
-use keel_balancer::{NamedCopy, QueueError};
+use keel_balancer::{CopyJob, MoveRef, QueueError};
 use keel_proto::v1 as pb;
 use tracing::info;
 
 use crate::balance::{Balancer, OperatorFailure};
 use crate::error::Error;
 use crate::meta::{CopyClass, Reject, lock};
-use crate::mover::{Move, MoveDone, Mover};
+use crate::mover::{MoveDone, Mover};
 
 /// How one requested move ended.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum MoveEnd {
     /// Copied, recorded (and normally deleted from the source).
     Done(MoveDone),
     /// Refused before anything happened.
@@ -31,13 +31,13 @@ pub enum Outcome {
 
 /// Whether this master stopped leading while the request waited: the
 /// front doors then refuse the request as a whole, naming the leader.
-pub fn stepped_down(outcomes: &[Outcome]) -> bool {
-    outcomes.contains(&Outcome::SteppedDown)
+pub fn stepped_down(outcomes: &[MoveEnd]) -> bool {
+    outcomes.contains(&MoveEnd::SteppedDown)
 }
 
 /// Checks every move against the request as a whole and the metadata:
 /// `None` for a move that may run, the reason otherwise.
-pub fn validate(mover: &Mover, moves: &[Move]) -> Vec<Option<Reject>> {
+pub fn validate(mover: &Mover, moves: &[MoveRef]) -> Vec<Option<Reject>> {
     let mut times: HashMap<&str, usize> = HashMap::new();
     for m in moves {
         *times.entry(m.chunk.as_str()).or_default() += 1;
@@ -65,7 +65,7 @@ pub fn validate(mover: &Mover, moves: &[Move]) -> Vec<Option<Reject>> {
 /// Queues the moves that passed [`validate`] and returns one outcome per
 /// move, in request order. The queue runs them whether or not the caller
 /// stays to hear the end.
-pub async fn execute(balancer: &Balancer, moves: Vec<Move>) -> Result<Vec<Outcome>, Error> {
+pub async fn execute(balancer: &Balancer, moves: Vec<MoveRef>) -> Result<Vec<MoveEnd>, Error> {
     if moves.is_empty() {
         return Err(Error::NoMoves);
     }
@@ -89,14 +89,7 @@ pub async fn execute(balancer: &Balancer, moves: Vec<Move>) -> Result<Vec<Outcom
             None => {
                 let chunk = mv.chunk.clone();
                 balancer
-                    .submit_operator(NamedCopy {
-                        chunk: mv.chunk,
-                        from: mv.from,
-                        to: mv.to,
-                        bytes,
-                        class: CopyClass::Operator,
-                        rank: 0,
-                    })
+                    .submit_operator(CopyJob::new(mv, bytes, CopyClass::Operator))
                     .map_err(|e| match e {
                         QueueError::ChunkBusy { .. } => Reject::AlreadyMoving { chunk },
                         other => Reject::Queue(other.to_string()),
@@ -107,12 +100,12 @@ pub async fn execute(balancer: &Balancer, moves: Vec<Move>) -> Result<Vec<Outcom
     let mut out = Vec::with_capacity(queued.len());
     for q in queued {
         out.push(match q {
-            Err(reason) => Outcome::Rejected(reason),
+            Err(reason) => MoveEnd::Rejected(reason),
             Ok(rx) => match rx.await {
-                Ok(Ok(done)) => Outcome::Done(done),
-                Ok(Err(OperatorFailure::Failed(e))) => Outcome::Failed(e),
-                Ok(Err(OperatorFailure::SteppedDown)) => Outcome::SteppedDown,
-                Err(_) => Outcome::Failed("the master stopped before the move ended".into()),
+                Ok(Ok(done)) => MoveEnd::Done(done),
+                Ok(Err(OperatorFailure::Failed(e))) => MoveEnd::Failed(e),
+                Ok(Err(OperatorFailure::SteppedDown)) => MoveEnd::SteppedDown,
+                Err(_) => MoveEnd::Failed("the master stopped before the move ended".into()),
             },
         });
     }
@@ -120,18 +113,18 @@ pub async fn execute(balancer: &Balancer, moves: Vec<Move>) -> Result<Vec<Outcom
 }
 
 /// The response for `requested` moves and their outcomes.
-pub fn response(requested: Vec<pb::Move>, outcomes: Vec<Outcome>) -> pb::RebalanceExecuteResponse {
+pub fn response(requested: Vec<pb::Move>, outcomes: Vec<MoveEnd>) -> pb::RebalanceExecuteResponse {
     let mut resp = pb::RebalanceExecuteResponse::default();
     for (mv, outcome) in requested.into_iter().zip(outcomes) {
         let (state, bytes, error) = match outcome {
-            Outcome::Done(d) => {
+            MoveEnd::Done(d) => {
                 resp.moved += 1;
                 resp.bytes_transferred += d.bytes;
                 (pb::MoveOutcome::Done, d.bytes, d.note.unwrap_or_default())
             }
-            Outcome::Rejected(e) => (pb::MoveOutcome::Rejected, 0, e.to_string()),
-            Outcome::Failed(e) => (pb::MoveOutcome::Failed, 0, e),
-            Outcome::SteppedDown => (
+            MoveEnd::Rejected(e) => (pb::MoveOutcome::Rejected, 0, e.to_string()),
+            MoveEnd::Failed(e) => (pb::MoveOutcome::Failed, 0, e),
+            MoveEnd::SteppedDown => (
                 pb::MoveOutcome::Failed,
                 0,
                 "this master is no longer the leader".to_owned(),
@@ -145,18 +138,6 @@ pub fn response(requested: Vec<pb::Move>, outcomes: Vec<Outcome>) -> pb::Rebalan
         });
     }
     resp
-}
-
-/// Domain moves from the request (a missing field reads as empty).
-pub fn moves(requested: &[pb::Move]) -> Vec<Move> {
-    requested
-        .iter()
-        .map(|m| Move {
-            chunk: m.chunk.clone(),
-            from: m.from.clone(),
-            to: m.to.clone(),
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -218,12 +199,8 @@ pub(crate) mod tests {
         Balancer::new(mover, tokio_util::task::TaskTracker::new(), settings)
     }
 
-    pub fn mv(c: &str, f: &str, t: &str) -> Move {
-        Move {
-            chunk: c.into(),
-            from: f.into(),
-            to: t.into(),
-        }
+    pub fn mv(c: &str, f: &str, t: &str) -> MoveRef {
+        MoveRef::new(c, f, t)
     }
 
     #[test]
@@ -264,7 +241,7 @@ pub(crate) mod tests {
         let out = execute(&b, vec![mv("x", "a", "b")]).await.expect("ok");
         assert_eq!(
             out,
-            [Outcome::Rejected(Reject::UnknownServer {
+            [MoveEnd::Rejected(Reject::UnknownServer {
                 server: "a".into()
             })]
         );
@@ -311,13 +288,13 @@ mod step_down_tests {
             .expect("the waiting operator is answered at once")
             .expect("joins")
             .expect("ok");
-        assert_eq!(out, [Outcome::SteppedDown]);
+        assert_eq!(out, [MoveEnd::SteppedDown]);
         assert!(stepped_down(&out));
         assert_eq!(pending(&b), 0, "the queue is cleared");
 
         // While standing by, an operator's move is refused at once.
         let out = execute(&b, vec![mv("y", "a", "b")]).await.expect("ok");
-        assert_eq!(out, [Outcome::SteppedDown]);
+        assert_eq!(out, [MoveEnd::SteppedDown]);
         assert_eq!(pending(&b), 0);
 
         // Leading again: an empty queue that takes moves.
@@ -341,13 +318,9 @@ mod step_down_tests {
         l.lead(5, now + Duration::from_secs(60));
         let b = elected_balancer(m, l.clone());
         let repair = || {
-            vec![NamedCopy {
-                chunk: "x".into(),
-                from: "a".into(),
-                to: "b".into(),
-                bytes: 10,
-                class: CopyClass::Repair,
+            vec![CopyJob {
                 rank: 1,
+                ..CopyJob::new(MoveRef::new("x", "a", "b"), 10, CopyClass::Repair)
             }]
         };
         // Planned in one term; the master steps down and wins again before

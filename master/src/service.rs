@@ -409,7 +409,7 @@ impl Master for MasterService {
     ) -> Reply<pb::RebalanceExecuteResponse> {
         self.leader_only()?;
         let requested = req.into_inner().moves;
-        let moves = rebalance::moves(&requested);
+        let moves = convert::moves(&requested);
         let outcomes = rebalance::execute(&self.balancer, moves).await?;
         if rebalance::stepped_down(&outcomes) {
             return Err(self.stepped_down());

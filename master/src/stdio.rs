@@ -21,6 +21,7 @@
 
 mod lines;
 
+use keel_balancer::MoveRef;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt};
@@ -29,8 +30,8 @@ use tokio_util::task::TaskTracker;
 use crate::balance::Balancer;
 use crate::ha::LeaderInfo;
 use crate::meta::{Reject, lock};
-use crate::mover::{Move, Mover};
-use crate::rebalance::{self, Outcome};
+use crate::mover::Mover;
+use crate::rebalance::{self, MoveEnd};
 
 pub use lines::{Line, LineReader, MAX_LINE_BYTES};
 
@@ -93,17 +94,6 @@ pub struct CheckOk {
     pub underloaded: Vec<ServerPct>,
 }
 
-/// A move named in `rebalance_execute`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MoveReq {
-    /// Chunk id.
-    pub chunk: String,
-    /// Source server id.
-    pub from: String,
-    /// Target server id.
-    pub to: String,
-}
-
 /// Body of `rebalance_execute_ok`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ExecuteOk {
@@ -120,7 +110,7 @@ pub trait Core {
     /// `RebalanceExecute`; an error when no listed move could be carried out.
     fn execute(
         &self,
-        moves: Vec<MoveReq>,
+        moves: Vec<MoveRef>,
     ) -> impl Future<Output = Result<ExecuteOk, ProtoError>> + Send;
 }
 
@@ -376,7 +366,7 @@ fn field_str<'a>(body: &'a Map<String, Value>, key: &str) -> Result<&'a str, Pro
     }
 }
 
-fn parse_moves(body: &Map<String, Value>) -> Result<Vec<MoveReq>, ProtoError> {
+fn parse_moves(body: &Map<String, Value>) -> Result<Vec<MoveRef>, ProtoError> {
     let list = match body.get("moves") {
         Some(Value::Array(list)) => list,
         Some(other) => {
@@ -412,11 +402,7 @@ fn parse_moves(body: &Map<String, Value>) -> Result<Vec<MoveReq>, ProtoError> {
                     .map(str::to_owned)
                     .map_err(|e| ProtoError::new(e.code, format!("moves[{i}]: {}", e.text)))
             };
-            Ok(MoveReq {
-                chunk: get("chunk")?,
-                from: get("from")?,
-                to: get("to")?,
-            })
+            Ok(MoveRef::new(get("chunk")?, get("from")?, get("to")?))
         })
         .collect()
 }
@@ -524,20 +510,12 @@ impl Core for MasterCore {
         }
     }
 
-    async fn execute(&self, moves: Vec<MoveReq>) -> Result<ExecuteOk, ProtoError> {
+    async fn execute(&self, moves: Vec<MoveRef>) -> Result<ExecuteOk, ProtoError> {
         let leadership = self.mover.leadership();
         let leader = leadership.leader();
         if !leader.is_self {
             return Err(not_leader(&leader));
         }
-        let moves: Vec<Move> = moves
-            .into_iter()
-            .map(|m| Move {
-                chunk: m.chunk,
-                from: m.from,
-                to: m.to,
-            })
-            .collect();
         let outcomes = rebalance::execute(&self.balancer, moves.clone())
             .await
             .map_err(|e| ProtoError::new(Code::MalformedRequest, e.to_string()))?;
@@ -566,7 +544,7 @@ fn not_leader(leader: &LeaderInfo) -> ProtoError {
 
 /// `rebalance_execute_ok` when at least one move was carried out; otherwise
 /// the error of the first move, with the code its reason deserves.
-fn execute_reply(moves: &[Move], outcomes: Vec<Outcome>) -> Result<ExecuteOk, ProtoError> {
+fn execute_reply(moves: &[MoveRef], outcomes: Vec<MoveEnd>) -> Result<ExecuteOk, ProtoError> {
     let mut ok = ExecuteOk {
         moved: 0,
         bytes_transferred: 0,
@@ -574,14 +552,14 @@ fn execute_reply(moves: &[Move], outcomes: Vec<Outcome>) -> Result<ExecuteOk, Pr
     let mut first_error = None;
     for (mv, outcome) in moves.iter().zip(outcomes) {
         let err = match outcome {
-            Outcome::Done(d) => {
+            MoveEnd::Done(d) => {
                 ok.moved += 1;
                 ok.bytes_transferred += d.bytes;
                 continue;
             }
-            Outcome::Rejected(r) => ProtoError::new(reject_code(&r), r.to_string()),
-            Outcome::Failed(e) => ProtoError::new(Code::TemporarilyUnavailable, e),
-            Outcome::SteppedDown => ProtoError::new(
+            MoveEnd::Rejected(r) => ProtoError::new(reject_code(&r), r.to_string()),
+            MoveEnd::Failed(e) => ProtoError::new(Code::TemporarilyUnavailable, e),
+            MoveEnd::SteppedDown => ProtoError::new(
                 Code::TemporarilyUnavailable,
                 "this master is no longer the leader",
             ),

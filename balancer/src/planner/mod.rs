@@ -21,8 +21,9 @@ use std::collections::BTreeMap;
 
 use crate::band::{Band, Bounds};
 use crate::chunks::ChunkTable;
+use crate::ids::ServerIdx;
 use crate::load::{Position, average_pct, position, utilization_pct};
-use crate::model::{ClusterView, ServerIdx};
+use crate::model::ClusterView;
 use crate::notes::Notes;
 use crate::plan::{InFlight, Plan, PlannedMove, Policy};
 use crate::targets::Targets;

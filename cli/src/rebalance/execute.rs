@@ -2,12 +2,13 @@
 //! master's safe move protocol. The call returns when every move has finished
 //! or failed; keelctl exits non-zero unless all of them were done.
 
+use keel_balancer::MoveRef;
 use keel_proto::v1::{
     Move, MoveOutcome, MoveResult, RebalanceExecuteRequest, RebalanceExecuteResponse,
 };
 use serde::Serialize;
 
-use crate::cli::{ExecuteArgs, MoveSpec};
+use crate::cli::ExecuteArgs;
 use crate::client::Master;
 use crate::error::Error;
 use crate::output::{self, Align, Table};
@@ -105,7 +106,7 @@ pub async fn run(master: &Master, args: ExecuteArgs, json: bool) -> Result<(), E
     }
 }
 
-fn to_proto(m: &MoveSpec) -> Move {
+fn to_proto(m: &MoveRef) -> Move {
     Move {
         chunk: m.chunk.clone(),
         from: m.from.clone(),

@@ -53,7 +53,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 pub use alloc::{AllocRequest, Allocation, PENDING_TTL};
-pub use chunk::{ChunkMeta, Replica, ServerNo};
+pub use chunk::{ChunkRecord, Replica, ServerNo};
 pub use explain::{ChunkJobInfo, Explanation, ReplicaInfo};
 pub use heartbeat::{Heartbeat, HeartbeatOutcome, ReplicaReport};
 pub use moves::{CopyClass, Job, MoveTicket, Reject, ServerAddr};
@@ -229,7 +229,7 @@ impl Meta {
     }
 
     /// A chunk by id.
-    pub fn chunk(&self, id: &str) -> Option<&ChunkMeta> {
+    pub fn chunk(&self, id: &str) -> Option<&ChunkRecord> {
         self.chunks.get(id)
     }
 
@@ -244,7 +244,7 @@ impl Meta {
     }
 
     /// Whole replicas of `c` on live servers.
-    fn live_replicas(&self, c: &ChunkMeta) -> usize {
+    fn live_replicas(&self, c: &ChunkRecord) -> usize {
         c.servers().filter(|s| self.server(*s).alive).count()
     }
 
@@ -295,7 +295,7 @@ impl Meta {
                 if replication < r.replication {
                     tracing::warn!(chunk = %r.chunk, server = %self.servers[n].id, reported = r.replication, replication, "a replica reports a factor the master did not allocate; kept at the master's");
                 }
-                let mut c = ChunkMeta::new(r.size, r.crc32c, replication);
+                let mut c = ChunkRecord::new(r.size, r.crc32c, replication);
                 c.upsert(no, r.reads, r.replica_id);
                 let slot = self.chunks.insert(&r.chunk, c);
                 // First sight (a new write, or a view rebuilt after a master

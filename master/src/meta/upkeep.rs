@@ -6,12 +6,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use keel_balancer::NamedCopy;
+use keel_balancer::placement::{self, Candidate};
+use keel_balancer::{CopyJob, MoveRef};
 
 use super::{
-    ChunkMeta, CopyClass, Excluded, Meta, PENDING_TTL, Redundancy, ServerAddr, ServerNo, mark,
+    ChunkRecord, CopyClass, Excluded, Meta, PENDING_TTL, Redundancy, ServerAddr, ServerNo, mark,
 };
-use crate::placement::{self, Candidate};
 
 /// Excess replicas of one chunk to delete, most utilized holder first. The
 /// chunk is busy until the caller calls [`Meta::end_busy`].
@@ -25,7 +25,7 @@ pub struct Deletion {
 
 /// A copy that restores a missing replica or empties a draining server (a
 /// [`CopyClass::Repair`] or [`CopyClass::Drain`] copy, for the move queue).
-pub type Repair = NamedCopy;
+pub type Repair = CopyJob;
 
 /// Repair and drain copies already in the move queue (pending or running),
 /// so a pass plans around them.
@@ -321,7 +321,7 @@ impl Meta {
             .copies
             .iter()
             .map(|c| {
-                self.begin_move(&c.chunk, &c.from, &c.to, c.class)
+                self.begin_move(c.chunk(), c.from(), c.to(), c.class)
                     .expect("a planned copy begins")
             })
             .collect();
@@ -427,7 +427,7 @@ impl Meta {
     }
 
     /// `c`'s replicas against its factor at `now`.
-    pub(super) fn need(&self, c: &ChunkMeta, now: Instant) -> Need {
+    pub(super) fn need(&self, c: &ChunkRecord, now: Instant) -> Need {
         let grace = self.settings.re_replicate_after;
         let mut need = Need {
             live: 0,
@@ -499,13 +499,9 @@ impl Meta {
         let t = self
             .check_move(id, &from, &to, kind)
             .map_err(|r| r.to_string())?;
-        let copy = NamedCopy {
-            chunk: t.chunk,
-            from,
-            to,
-            bytes: t.size,
-            class: kind,
+        let copy = CopyJob {
             rank: u32::try_from(whole).unwrap_or(u32::MAX),
+            ..CopyJob::new(MoveRef::new(t.chunk, from, to), t.size, kind)
         };
         Ok((copy, source, target))
     }
@@ -517,7 +513,7 @@ impl Meta {
     fn repair_target(
         &self,
         id: &str,
-        c: &ChunkMeta,
+        c: &ChunkRecord,
         planned: &HashMap<ServerNo, u64>,
     ) -> Option<ServerNo> {
         let racks: Vec<&str> = c

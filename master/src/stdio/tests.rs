@@ -15,7 +15,7 @@ impl Core for Empty {
             underloaded: vec![],
         }
     }
-    async fn execute(&self, moves: Vec<MoveReq>) -> Result<ExecuteOk, ProtoError> {
+    async fn execute(&self, moves: Vec<MoveRef>) -> Result<ExecuteOk, ProtoError> {
         Err(ProtoError::new(
             Code::KeyDoesNotExist,
             format!("unknown chunk {}", moves[0].chunk),
