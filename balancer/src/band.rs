@@ -2,9 +2,9 @@
 //! the exact comparison of [`crate::load::position`], so that the planner's
 //! arithmetic in bytes and the percentage check can never disagree.
 
-use crate::load::utilization_pct;
 use crate::model::Server;
 use crate::space::fill_limit;
+use crate::space::utilization_pct;
 
 /// Byte bounds of one server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,6 @@
 //! the band `average ± threshold` (in percentage points).
 
 use crate::model::ClusterView;
-pub use crate::space::utilization_pct;
 
 /// One server's utilization.
 #[derive(Debug, Clone, PartialEq)]
