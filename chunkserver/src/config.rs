@@ -105,6 +105,12 @@ pub struct Config {
     #[arg(long, env = "KEEL_HTTP_LISTEN")]
     pub http_listen: Option<std::net::SocketAddr>,
 
+    /// Once serving, write `{"grpc": ADDR, "http": ADDR|null}` to this file
+    /// (atomically: a temp file beside it, fsync, rename), for whoever
+    /// started this process to learn the bound ports.
+    #[arg(long, env = "KEEL_READY_FILE")]
+    pub ready_file: Option<std::path::PathBuf>,
+
     /// Log lines as `text`, or `json`: one object per line on stderr, with
     /// the event's fields and its spans, for log shippers.
     #[arg(long, env = "KEEL_LOG_FORMAT", value_enum, default_value_t = keel_proto::logging::LogFormat::Text)]
@@ -140,6 +146,7 @@ impl Config {
             security: keel_proto::flags::Security::default(),
             log_format: keel_proto::logging::LogFormat::Text,
             http_listen: None,
+            ready_file: None,
             shutdown_timeout: Duration::from_secs(8),
             scrub_interval: Duration::from_secs(60),
             stream_idle_timeout: DEFAULT_STREAM_IDLE_TIMEOUT,

@@ -172,12 +172,13 @@ pub async fn run(
         beats.clone(),
     ));
 
-    let http = match config.http_listen {
+    let (http, http_bound) = match config.http_listen {
         Some(addr) => {
             let tls = security.http_tls.clone();
-            Some(serve_http(addr, Arc::clone(&node), tls, &shutdown).await?)
+            let (task, bound) = serve_http(addr, Arc::clone(&node), tls, &shutdown).await?;
+            (Some(task), Some(bound))
         }
-        None => None,
+        None => (None, None),
     };
 
     info!(addr = %bound, "grpc listening");
@@ -195,6 +196,18 @@ pub async fn run(
         .add_service(chunkserver)
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
     tokio::pin!(server);
+    if let Some(path) = &config.ready_file {
+        // The listener is bound (connections wait in its backlog) and the
+        // server is polled from the next line on: a launcher may connect.
+        let ready = keel_launch::Ready {
+            grpc: bound,
+            http: http_bound,
+        };
+        ready
+            .write(path)
+            .map_err(|e| Error::io("writing --ready-file", std::io::Error::other(e)))?;
+        info!(path = %path.display(), "ready file written");
+    }
     let served = tokio::select! {
         r = &mut server => r,
         () = shutdown.cancelled() => {
@@ -224,13 +237,13 @@ pub async fn run(
 }
 
 /// Binds `--http-listen` and serves `/metrics` and `/healthz` until shutdown.
-/// With a certificate (`tls`), HTTPS.
+/// With a certificate (`tls`), HTTPS. Returns the task and the bound address.
 async fn serve_http(
     addr: std::net::SocketAddr,
     node: Arc<Node>,
     tls: Option<Arc<keel_proto::tls::ServerConfig>>,
     shutdown: &CancellationToken,
-) -> Result<tokio::task::JoinHandle<()>, Error> {
+) -> Result<(tokio::task::JoinHandle<()>, std::net::SocketAddr), Error> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| Error::io(format!("binding --http-listen {addr}"), e))?;
@@ -255,11 +268,12 @@ async fn serve_http(
                 .into_future(),
         ),
     };
-    Ok(tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         if let Err(e) = server.await {
             warn!(error = %e, "http server failed");
         }
-    }))
+    });
+    Ok((task, bound))
 }
 
 /// Every `interval`, forgets indexed chunks whose file is gone.

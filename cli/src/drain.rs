@@ -49,7 +49,7 @@ pub async fn run(clients: &Clients, cmd: ServerCommand, json: bool) -> Result<()
             chunks_left: resp.chunks_left,
         });
     }
-    output::print_stdout(&sentence(&resp))
+    output::print_prose(&sentence(&resp))
 }
 
 /// What the operator reads.

@@ -176,7 +176,7 @@ fn print(chunk: &str, loc: &LocateChunkResponse, server: String, json: bool) -> 
     if json {
         output::print_json(&out)
     } else {
-        output::print_stdout(&format!(
+        output::print_prose(&format!(
             "fetched chunk {:?} ({}, crc32c {:#010x}) from {}\n",
             out.chunk,
             output::size(out.size),

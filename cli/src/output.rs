@@ -1,6 +1,6 @@
-//! What keelctl prints: aligned tables, utilization bars, progress lines and
-//! JSON, fitted to the terminal. Everything but the width lookup is pure
-//! string building, so it is unit tested.
+//! What keelctl prints: aligned tables, utilization bars, progress lines,
+//! sentences and JSON, fitted to the terminal. Everything but the width
+//! lookup is pure string building, so it is unit tested.
 
 use std::io::Write;
 use std::time::Duration;
@@ -9,9 +9,11 @@ use serde::Serialize;
 
 use crate::error::Error;
 
+mod prose;
 mod table;
 mod term;
 
+pub use prose::{stderr_prose_width, stdout_prose_width, wrap};
 pub use table::{Align, Cell, Narrow, Table};
 pub use term::{
     MoveCounts, Parts, Progress, Rate, cut, progress_line, redraws, stderr_width, stdout_width,
@@ -72,9 +74,17 @@ pub fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
 
-/// A `keelctl: ...` warning line on stderr (errors are printed by `main`).
+/// A `keelctl: ...` warning on stderr (errors are printed by `main`),
+/// wrapped to the terminal.
 pub fn warn(msg: &str) {
-    let _ = writeln!(std::io::stderr(), "keelctl: {msg}");
+    let text = wrap(&format!("keelctl: {msg}"), stderr_prose_width());
+    let _ = writeln!(std::io::stderr(), "{text}");
+}
+
+/// Writes to stderr as is (log tails, which are not sentences).
+pub fn print_stderr(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes()).and_then(|()| err.flush());
 }
 
 /// Prints `value` as pretty JSON on stdout.
@@ -84,7 +94,13 @@ pub fn print_json<T: Serialize>(value: &T) -> Result<(), Error> {
     print_stdout(&format!("{text}\n"))
 }
 
-/// Writes to stdout; a closed pipe is not worth a panic.
+/// Writes sentences to stdout, wrapped on word boundaries to the terminal
+/// (see [`wrap`]); tables go through [`print_stdout`] as they are.
+pub fn print_prose(text: &str) -> Result<(), Error> {
+    print_stdout(&wrap(text, stdout_prose_width()))
+}
+
+/// Writes to stdout as is; a closed pipe is not worth a panic.
 pub fn print_stdout(text: &str) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())

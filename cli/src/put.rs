@@ -77,7 +77,7 @@ pub async fn run(clients: &Clients, args: PutArgs, json: bool) -> Result<(), Err
     if json {
         output::print_json(&out)
     } else {
-        output::print_stdout(&format!(
+        output::print_prose(&format!(
             "stored chunk {:?} ({}, crc32c {:#010x}) on {}\n",
             out.chunk,
             output::size(out.size),

@@ -61,6 +61,12 @@ pub struct Config {
     #[arg(long, env = "KEEL_SAFE_MODE", default_value = "10s", value_parser = parse_duration)]
     pub safe_mode: Duration,
 
+    /// Once serving, write `{"grpc": ADDR, "http": ADDR|null}` to this file
+    /// (atomically: a temp file beside it, fsync, rename), for whoever
+    /// started this process to learn the bound ports.
+    #[arg(long, env = "KEEL_READY_FILE")]
+    pub ready_file: Option<std::path::PathBuf>,
+
     /// Also speak the seed's JSON-lines protocol on stdin/stdout (gRPC keeps serving; EOF stops the master).
     #[arg(long, env = "KEEL_STDIO")]
     pub stdio: bool,

@@ -64,6 +64,9 @@ pub enum RunError {
     /// `--advertise` breaks the TLS rule or names no scheme Keel speaks.
     #[error("--advertise: {0}")]
     Advertise(#[from] keel_proto::tls::AddressError),
+    /// `--ready-file` could not be written.
+    #[error(transparent)]
+    Ready(#[from] keel_launch::ReadyError),
 }
 
 /// The long-lived parts every front door and loop share.
@@ -346,6 +349,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let started = Instant::now();
     let bound = grpc.local_addr()?;
+    let http_bound = http.local_addr()?;
     let advertised = advertise(&config, bound)?;
     if !config.etcd.is_empty() && config.advertise.is_none() && bound.ip().is_unspecified() {
         warn!(address = %advertised, "advertising an unspecified address; set --advertise so standbys name a leader clients can reach");
@@ -367,6 +371,15 @@ pub async fn run(
     info!(safe_mode = ?config.safe_mode, replication = config.replication, balance_interval = ?config.balance_interval, auth = core.security.tokens.enabled(), tls = core.security.server_tls.is_some(), "master ready");
     if config.stdio {
         serve_stdio(&core, &config, &shutdown);
+    }
+    if let Some(path) = &config.ready_file {
+        // Every listener is bound and served: a launcher may connect now.
+        keel_launch::Ready {
+            grpc: bound,
+            http: Some(http_bound),
+        }
+        .write(path)?;
+        info!(path = %path.display(), "ready file written");
     }
 
     tokio::select! {

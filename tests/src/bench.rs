@@ -1,5 +1,5 @@
 //! What the benchmark binaries share: finding the daemons built beside
-//! them, a cluster per round that cleans up after itself, and a `main` that
+//! them (through the launcher, [`keel_launch`]), a cluster per round that cleans up after itself, and a `main` that
 //! prints usage, stops cleanly on SIGINT/SIGTERM and maps the outcome to an
 //! exit code.
 
@@ -8,7 +8,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{Cluster, Daemon};
@@ -43,24 +43,11 @@ pub fn strings(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
 }
 
-/// The binary `name` from `KEEL_BIN_DIR`, or else from the directory of the
-/// running benchmark (`target/release`); an error says how to build it.
+/// The binary `name` from the launcher's finder: `KEEL_BIN_DIR`, or else
+/// the directory of the running benchmark (`target/release`); an error says
+/// how to build it.
 pub fn sibling_bin(name: &str) -> Result<PathBuf> {
-    let dir = match std::env::var_os("KEEL_BIN_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => std::env::current_exe()?
-            .parent()
-            .context("executable has no directory")?
-            .to_path_buf(),
-    };
-    let bin = dir.join(name);
-    if !bin.exists() {
-        bail!(
-            "{} is missing: build it with `cargo build --release --bins` (or set KEEL_BIN_DIR)",
-            bin.display()
-        );
-    }
-    Ok(bin)
+    Ok(keel_launch::find(name)?)
 }
 
 /// Runs a benchmark: `parsed` is its options (`None` asks for `usage`);

@@ -16,6 +16,17 @@ use tonic::Status;
 
 use crate::chunkserver_client;
 
+/// Asserts `r` failed with `code` and a message containing `needle`.
+pub fn refused<T: std::fmt::Debug>(r: Result<T, Status>, code: tonic::Code, needle: &str) {
+    let s = r.expect_err("request should be refused");
+    assert_eq!(s.code(), code, "message: {}", s.message());
+    assert!(
+        s.message().contains(needle),
+        "{:?} does not contain {needle:?}",
+        s.message()
+    );
+}
+
 /// A header describing `data` correctly.
 pub fn header(id: &str, data: &[u8], replication: u32) -> ChunkHeader {
     ChunkHeader {

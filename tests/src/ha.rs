@@ -2,21 +2,24 @@
 //! `KEEL_ETCD_BIN`) on free loopback ports, masters started with `--etcd`,
 //! and chunk servers that heartbeat to all of them.
 //!
-//! etcd runs as a [`Daemon`]-like child with its own data dir under the
-//! cluster's temp dir; it is killed when dropped, like every daemon.
+//! etcd is started by the same launcher as Keel's daemons
+//! ([`keel_launch`]), with its own data dir and log under the cluster's
+//! temp dir; it is ready once it answers `/health`, and stopped when
+//! dropped, like every daemon.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use keel_launch::{Process, Spec};
 use keel_proto::v1::{ListServersRequest, ListServersResponse};
 
+use crate::cluster::{MASTER_LOOPBACK, MASTER_TIMINGS};
 use crate::faults::quick_master;
 use crate::faults::relay::Relay;
 use crate::master::http_get;
-use crate::{Cluster, CsOpts, Daemon, bin, tail, wait_until};
+use crate::{Cluster, CsOpts, Daemon, bin, wait_until};
 
 /// Path of the etcd binary.
 pub fn etcd_bin() -> PathBuf {
@@ -29,11 +32,13 @@ fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
+/// How long etcd may take to answer `/health` after it starts.
+const ETCD_START: Duration = Duration::from_secs(20);
+
 /// A running etcd.
 pub struct Etcd {
-    child: Option<Child>,
-    args: Vec<String>,
-    log: PathBuf,
+    spec: Spec,
+    process: Option<Process>,
     /// Client address (`--listen-client-urls`).
     pub addr: SocketAddr,
     /// Where `/health` is served in plaintext (the client address, or
@@ -94,9 +99,8 @@ impl Etcd {
             ]);
         }
         let mut e = Etcd {
-            child: None,
-            args,
-            log: dir.join("etcd.log"),
+            spec: Spec::new("etcd", etcd_bin(), dir.join("etcd.log")).args(args),
+            process: None,
             addr,
             health,
             tls: tls.is_some(),
@@ -105,28 +109,34 @@ impl Etcd {
         Ok(e)
     }
 
+    /// Starts etcd and waits until `/health` says so; an exit or a timeout
+    /// is an error carrying etcd's log tail.
     async fn spawn(&mut self) -> Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)?;
-        let child = Command::new(etcd_bin())
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone()?))
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("spawning {} (install etcd-server)", etcd_bin().display()))?;
-        self.child = Some(child);
-        let addr = self.health;
-        let ready = wait_until("etcd healthy", Duration::from_secs(20), || async move {
-            matches!(http_get(addr, "/health").await, Ok((200, body)) if body.contains("true"))
-        })
-        .await;
-        if let Err(e) = ready {
-            bail!("{e:#}; etcd log:\n{}", tail(&self.log, 30));
+        let process = Process::spawn(&self.spec)
+            .context("starting etcd (install etcd-server, or set KEEL_ETCD_BIN)")?;
+        let process = self.process.insert(process);
+        let deadline = Instant::now() + ETCD_START;
+        loop {
+            let healthy = matches!(
+                http_get(self.health, "/health").await,
+                Ok((200, body)) if body.contains("true")
+            );
+            if healthy {
+                return Ok(());
+            }
+            process.check_running()?;
+            if Instant::now() >= deadline {
+                return Err(process.timed_out(ETCD_START).into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Ok(())
+    }
+
+    /// The last `n` lines of etcd's log.
+    pub fn tail(&self, n: usize) -> String {
+        self.process
+            .as_ref()
+            .map_or_else(String::new, |p| p.tail(n))
     }
 
     /// `http://ADDR` (`https://` with TLS) for `--etcd`.
@@ -155,27 +165,20 @@ impl Etcd {
 
     /// Process id of the running etcd.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process.as_ref().and_then(Process::pid)
     }
 
     /// SIGKILL.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(p) = self.process.as_mut() {
+            p.kill();
         }
     }
 
     /// Starts it again on the same ports and data after [`Etcd::kill9`].
     pub async fn start_again(&mut self) -> Result<()> {
-        assert!(self.child.is_none(), "etcd is still running");
+        assert!(self.pid().is_none(), "etcd is still running");
         self.spawn().await
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        self.kill9();
     }
 }
 
@@ -239,22 +242,12 @@ pub struct HaCluster {
     fronts: Vec<(SocketAddr, Option<Relay>)>,
 }
 
-/// Flags of every test master: the harness's usual timings and a 2 s lease.
-pub const MASTER_FLAGS: [&str; 10] = [
-    "--heartbeat-timeout",
-    "3s",
-    "--safe-mode",
-    "0s",
-    "--balance-interval",
-    "0",
-    "--leader-lease",
-    "2s",
-    "--maintenance-interval",
-    "200ms",
-];
+/// Flags every test master of several takes beside the harness's usual
+/// timings ([`MASTER_TIMINGS`]): a 2 s lease and fast upkeep.
+pub const MASTER_FLAGS: [&str; 4] = ["--leader-lease", "2s", "--maintenance-interval", "200ms"];
 
 impl HaCluster {
-    /// etcd and `n` masters with [`MASTER_FLAGS`] plus `extra`.
+    /// etcd and `n` masters with [`MASTER_TIMINGS`], [`MASTER_FLAGS`] and `extra`.
     pub async fn start(n: usize, extra: &[&str]) -> Result<Self> {
         let cluster = Cluster::new()?;
         let etcd = Etcd::start(cluster.dir.path()).await?;
@@ -319,10 +312,11 @@ impl HaCluster {
         let mut masters = Vec::new();
         for i in 0..n {
             let name = format!("master-{}", (b'a' + i as u8) as char);
-            let mut args: Vec<String> = ["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]
+            let mut args: Vec<String> = MASTER_LOOPBACK
                 .iter()
-                .chain(MASTER_FLAGS.iter())
-                .chain(extra.iter())
+                .chain(&MASTER_TIMINGS)
+                .chain(&MASTER_FLAGS)
+                .chain(extra)
                 .map(|s| s.to_string())
                 .collect();
             args.extend(["--etcd".into(), etcd_url.to_owned()]);
@@ -411,11 +405,7 @@ impl HaCluster {
     pub fn tails(&self) -> String {
         let mut out = String::new();
         for m in &self.masters {
-            out.push_str(&format!(
-                "----- {} -----\n{}\n",
-                m.name,
-                tail(m.log_path(), 25)
-            ));
+            out.push_str(&format!("----- {} -----\n{}\n", m.name, m.tail(25)));
         }
         out
     }
@@ -425,7 +415,7 @@ impl Drop for HaCluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprint!("{}", self.tails());
-            eprintln!("----- etcd -----\n{}", tail(&self.etcd.log, 15));
+            eprintln!("----- etcd -----\n{}", self.etcd.tail(15));
         }
     }
 }

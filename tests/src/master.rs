@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use anyhow::{Context, Result, bail};
 use keel_proto::v1::master_client::MasterClient;
 use keel_proto::v1::{
-    ListServersRequest, LocateChunkRequest, RebalanceCheckRequest, RebalanceStatusRequest,
+    ListServersRequest, LocateChunkRequest, Move, RebalanceCheckRequest, RebalanceStatusRequest,
     RebalanceStatusResponse, ServerInfo, ServerState,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -112,6 +112,42 @@ pub async fn locate(url: &str, chunk: &str) -> Result<Replicas> {
         )),
         Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
         Err(s) => Err(s.into()),
+    }
+}
+
+/// Replicas at `servers`, given as `(server, alive)`, in that order.
+pub fn at(servers: &[(&str, bool)]) -> Replicas {
+    Some(servers.iter().map(|(s, a)| (s.to_string(), *a)).collect())
+}
+
+/// Waits up to `within` until the master at `url` locates `chunk` as `want`.
+pub async fn wait_located(
+    url: &str,
+    chunk: &str,
+    want: Replicas,
+    within: std::time::Duration,
+) -> Result<()> {
+    wait_until(&format!("{chunk} located as {want:?}"), within, || {
+        let (url, want) = (url.to_owned(), want.clone());
+        async move { locate(&url, chunk).await.ok() == Some(want) }
+    })
+    .await
+}
+
+/// `RebalanceStatus` of the master at `url`.
+pub async fn status(url: &str) -> Result<RebalanceStatusResponse> {
+    let mut m = master_client(url).await?;
+    Ok(m.rebalance_status(RebalanceStatusRequest {})
+        .await?
+        .into_inner())
+}
+
+/// A move of `chunk` from `from` to `to`, for `RebalanceExecute`.
+pub fn mv(chunk: &str, from: &str, to: &str) -> Move {
+    Move {
+        chunk: chunk.into(),
+        from: from.into(),
+        to: to.into(),
     }
 }
 

@@ -9,20 +9,9 @@ use std::time::Duration;
 use anyhow::Result;
 use keel_proto::v1::{DeleteChunkRequest, ReadChunkRequest, WriteChunkRequest};
 use keel_tests::chunks::{pattern, read, write};
-use keel_tests::cs::{self, header, no_master, write_frames};
+use keel_tests::cs::{self, header, no_master, refused, write_frames};
 use keel_tests::{Cluster, chunkserver_client, wait_until};
 use tonic::Code;
-
-/// Asserts `r` failed with `code` and a message containing `needle`.
-fn refused<T: std::fmt::Debug>(r: Result<T, tonic::Status>, code: Code, needle: &str) {
-    let s = r.expect_err("request should be refused");
-    assert_eq!(s.code(), code, "message: {}", s.message());
-    assert!(
-        s.message().contains(needle),
-        "{:?} does not contain {needle:?}",
-        s.message()
-    );
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trip_and_bad_input() -> Result<()> {

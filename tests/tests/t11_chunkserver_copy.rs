@@ -9,19 +9,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use keel_tests::chunks::{pattern, read, write};
-use keel_tests::cs::{self, no_master};
+use keel_tests::cs::{self, no_master, refused};
 use keel_tests::{Cluster, wait_until};
 use tonic::Code;
-
-fn refused<T: std::fmt::Debug>(r: Result<T, tonic::Status>, code: Code, needle: &str) {
-    let s = r.expect_err("request should be refused");
-    assert_eq!(s.code(), code, "message: {}", s.message());
-    assert!(
-        s.message().contains(needle),
-        "{:?} does not contain {needle:?}",
-        s.message()
-    );
-}
 
 /// Asserts the target holds nothing of `id`: no chunk, no temp file, no space held.
 async fn left_nothing(url: &str, dir: &Path, id: &str) -> Result<()> {

@@ -10,16 +10,8 @@ use std::time::Duration;
 use anyhow::Result;
 use keel_proto::v1::{Move, MoveOutcome, RebalanceExecuteRequest, RebalanceExecuteResponse};
 use keel_tests::chunks::{pattern, read, write};
-use keel_tests::master::{View, locate, metric_of, view};
+use keel_tests::master::{View, at, locate, metric_of, mv, view, wait_located};
 use keel_tests::{Cluster, CsOpts, master_client, wait_until};
-
-fn mv(chunk: &str, from: &str, to: &str) -> Move {
-    Move {
-        chunk: chunk.into(),
-        from: from.into(),
-        to: to.into(),
-    }
-}
 
 async fn execute(url: &str, moves: Vec<Move>) -> Result<RebalanceExecuteResponse> {
     let mut m = master_client(url).await?;
@@ -28,26 +20,15 @@ async fn execute(url: &str, moves: Vec<Move>) -> Result<RebalanceExecuteResponse
         .into_inner())
 }
 
+/// How long the master may take to locate a chunk as written.
+const LOCATED: Duration = Duration::from_secs(15);
+
 fn opts(capacity: &str, bandwidth: Option<&str>) -> CsOpts {
     CsOpts {
         capacity: capacity.into(),
         bandwidth: bandwidth.map(Into::into),
         ..CsOpts::default()
     }
-}
-
-/// Waits until the master locates `chunk` on exactly `servers` (all alive).
-async fn wait_located(url: &str, chunk: &str, servers: &[&str]) -> Result<()> {
-    let want: Vec<(String, bool)> = servers.iter().map(|s| (s.to_string(), true)).collect();
-    wait_until(
-        &format!("{chunk} on {servers:?}"),
-        Duration::from_secs(15),
-        || {
-            let (url, want) = (url.to_owned(), want.clone());
-            async move { locate(&url, chunk).await.ok().flatten() == Some(want) }
-        },
-    )
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,7 +41,7 @@ async fn a_move_reads_back_from_the_target_and_is_gone_from_the_source() -> Resu
     let (url, cs1, cs4) = (c.master_url(), c.cs("cs1").url(), c.cs("cs4").url());
     let data = pattern(10, 64 << 20);
     write(&cs1, "ch_010", &data, 1).await?;
-    wait_located(&url, "ch_010", &["cs1"]).await?;
+    wait_located(&url, "ch_010", at(&[("cs1", true)]), LOCATED).await?;
 
     let r = execute(&url, vec![mv("ch_010", "cs1", "cs4")]).await?;
     assert_eq!((r.moved, r.bytes_transferred), (1, 67_108_864));
@@ -135,7 +116,8 @@ async fn every_invalid_move_has_its_reason_and_changes_nothing() -> Result<()> {
     }
     c.cs("cs5").kill9();
     for (id, _, on, _) in CHUNKS {
-        wait_located(&url, id, on).await?;
+        let on: Vec<(&str, bool)> = on.iter().map(|s| (*s, true)).collect();
+        wait_located(&url, id, at(&on), LOCATED).await?;
     }
     let u = url.clone();
     wait_until("cs5 to be marked dead", Duration::from_secs(10), || {

@@ -9,25 +9,11 @@ use std::time::Duration;
 
 use anyhow::Result;
 use keel_tests::chunks::{pattern, read, write};
-use keel_tests::master::{Replicas, View, locate, metric_of, servers, view};
+use keel_tests::master::{View, at, locate, metric_of, servers, view, wait_located};
 use keel_tests::{Cluster, CsOpts, wait_until};
 
-fn at(servers: &[(&str, bool)]) -> Replicas {
-    Some(servers.iter().map(|(s, a)| (s.to_string(), *a)).collect())
-}
-
-/// Waits until the master locates `chunk` as `want`.
-async fn wait_located(url: &str, chunk: &str, want: Replicas) -> Result<()> {
-    wait_until(
-        &format!("{chunk} located as {want:?}"),
-        Duration::from_secs(15),
-        || {
-            let (url, want) = (url.to_owned(), want.clone());
-            async move { locate(&url, chunk).await.ok() == Some(want) }
-        },
-    )
-    .await
-}
+/// How long the master may take to locate a chunk as expected.
+const LOCATED: Duration = Duration::from_secs(15);
 
 async fn wait_state(url: &str, id: &str, alive: bool) -> Result<()> {
     wait_until(
@@ -57,7 +43,7 @@ async fn a_killed_server_is_dead_then_alive_again() -> Result<()> {
     for s in ["cs1", "cs2"] {
         write(&c.cs(s).url(), "k", &data, 2).await?;
     }
-    wait_located(&url, "k", at(&[("cs1", true), ("cs2", true)])).await?;
+    wait_located(&url, "k", at(&[("cs1", true), ("cs2", true)]), LOCATED).await?;
 
     c.cs("cs1").kill9();
     wait_state(&url, "cs1", false).await?;
@@ -78,7 +64,7 @@ async fn a_killed_server_is_dead_then_alive_again() -> Result<()> {
 
     c.cs("cs1").start_again()?;
     wait_state(&url, "cs1", true).await?;
-    wait_located(&url, "k", at(&[("cs1", true), ("cs2", true)])).await?;
+    wait_located(&url, "k", at(&[("cs1", true), ("cs2", true)]), LOCATED).await?;
     let log = c.master.as_ref().map(|m| m.log_text()).unwrap_or_default();
     assert!(
         log.contains("server marked dead") && log.contains("server=cs1"),
@@ -122,7 +108,7 @@ async fn a_restarted_master_rebuilds_the_same_view() -> Result<()> {
     for (id, _, on, _) in LAYOUT {
         let mut want: Vec<(&str, bool)> = on.iter().map(|s| (*s, true)).collect();
         want.sort();
-        wait_located(&url, id, at(&want)).await?;
+        wait_located(&url, id, at(&want), LOCATED).await?;
     }
     let before: View = view(&url, &names).await?;
     assert_eq!(
@@ -166,8 +152,8 @@ async fn an_interrupted_move_is_trimmed_to_its_factor() -> Result<()> {
     for url in [&cs1, &cs2, &cs3] {
         write(url, "tri", &tri, 2).await?;
     }
-    wait_located(&url, "dup", at(&[("cs2", true)])).await?;
-    wait_located(&url, "tri", at(&[("cs2", true), ("cs3", true)])).await?;
+    wait_located(&url, "dup", at(&[("cs2", true)]), LOCATED).await?;
+    wait_located(&url, "tri", at(&[("cs2", true), ("cs3", true)]), LOCATED).await?;
     let gone = |e: anyhow::Error| {
         e.downcast_ref::<tonic::Status>().map(tonic::Status::code) == Some(tonic::Code::NotFound)
     };

@@ -10,24 +10,11 @@ use std::time::Duration;
 use anyhow::Result;
 use keel_proto::v1::ReportCorruptionRequest;
 use keel_tests::chunks::{pattern, read, rot, write};
-use keel_tests::master::{Replicas, locate};
+use keel_tests::master::{at, locate, wait_located};
 use keel_tests::{Cluster, CsOpts, wait_until};
 
-fn at(servers: &[(&str, bool)]) -> Replicas {
-    Some(servers.iter().map(|(s, a)| (s.to_string(), *a)).collect())
-}
-
-async fn wait_located(url: &str, chunk: &str, want: Replicas) -> Result<()> {
-    wait_until(
-        &format!("{chunk} located as {want:?}"),
-        Duration::from_secs(20),
-        || {
-            let (url, want) = (url.to_owned(), want.clone());
-            async move { locate(&url, chunk).await.ok() == Some(want) }
-        },
-    )
-    .await
-}
+/// How long a repair may take to show in the master's locations.
+const LOCATED: Duration = Duration::from_secs(20);
 
 fn not_found(r: Result<Vec<u8>>) -> bool {
     r.err()
@@ -53,7 +40,7 @@ async fn a_corrupt_replica_is_replaced() -> Result<()> {
     for s in ["cs1", "cs2"] {
         write(&c.cs(s).url(), "c", &data, 2).await?;
     }
-    wait_located(&url, "c", at(&[("cs1", true), ("cs2", true)])).await?;
+    wait_located(&url, "c", at(&[("cs1", true), ("cs2", true)]), LOCATED).await?;
 
     let mut m = c.master_client().await?;
     let report = |chunk: &str, server: &str| ReportCorruptionRequest {
@@ -64,7 +51,7 @@ async fn a_corrupt_replica_is_replaced() -> Result<()> {
     // The report is a hint: cs1 verifies its copy, which rotted on disk.
     rot(&c.data_dir("cs1").join("chunks").join("c"))?;
     m.report_corruption(report("c", "cs1")).await?;
-    wait_located(&url, "c", at(&[("cs2", true), ("cs3", true)])).await?;
+    wait_located(&url, "c", at(&[("cs2", true), ("cs3", true)]), LOCATED).await?;
     assert!(read(&c.cs("cs3").url(), "c").await? == data);
     let cs1 = c.cs("cs1").url();
     wait_until(
@@ -95,11 +82,11 @@ async fn a_long_dead_server_is_re_replicated_then_trimmed_on_return() -> Result<
     for s in ["cs1", "cs2"] {
         write(&c.cs(s).url(), "r", &data, 2).await?;
     }
-    wait_located(&url, "r", at(&[("cs1", true), ("cs2", true)])).await?;
+    wait_located(&url, "r", at(&[("cs1", true), ("cs2", true)]), LOCATED).await?;
 
     c.cs("cs2").kill9();
     let want = at(&[("cs1", true), ("cs3", true), ("cs2", false)]);
-    wait_located(&url, "r", want).await?;
+    wait_located(&url, "r", want, LOCATED).await?;
     assert!(read(&c.cs("cs3").url(), "r").await? == data);
 
     c.cs("cs2").start_again()?;

@@ -24,10 +24,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use keel_proto::v1::{
     ChunkReplica, ExplainChunkRequest, HeartbeatRequest, HeartbeatStamp, ListServersRequest,
-    RebalanceStatusRequest, RebalanceStatusResponse, ReportCorruptionRequest, VerifyChunkRequest,
+    ReportCorruptionRequest, VerifyChunkRequest,
 };
 use keel_tests::chunks::{pattern, read, rot, write};
-use keel_tests::master::locate;
+use keel_tests::master::{locate, status};
 use keel_tests::{Cluster, CsOpts, cs, wait_until};
 
 const NO_GRACE_REPAIR: &[&str] = &["--re-replicate-after", "1h"];
@@ -110,13 +110,6 @@ async fn check_bytes(c: &mut Cluster, chunk: &str, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
-async fn status(c: &Cluster) -> Result<RebalanceStatusResponse> {
-    let mut m = c.master_client().await?;
-    Ok(m.rebalance_status(RebalanceStatusRequest {})
-        .await?
-        .into_inner())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_disk_is_repaired_without_waiting_for_the_grace_period() -> Result<()> {
     let mut c = cluster(&["cs1", "cs2", "cs3"], NO_GRACE_REPAIR, CsOpts::default()).await?;
@@ -138,7 +131,7 @@ async fn a_wiped_disk_is_repaired_without_waiting_for_the_grace_period() -> Resu
         check_bytes(&mut c, id, d).await?;
     }
     wait_until("the counts to settle", Duration::from_secs(10), || async {
-        status(&c)
+        status(&c.master_url())
             .await
             .is_ok_and(|s| s.under_replicated == 0 && s.repairs_done >= 6)
     })
@@ -187,7 +180,7 @@ async fn false_reports_on_every_replica_delete_nothing() -> Result<()> {
         anyhow::ensure!(path.exists(), "{} is gone", path.display());
     }
     check_bytes(&mut c, "f", &data).await?;
-    anyhow::ensure!(status(&c).await?.under_replicated == 0);
+    anyhow::ensure!(status(&c.master_url()).await?.under_replicated == 0);
     Ok(())
 }
 
@@ -250,7 +243,9 @@ async fn a_master_killed_mid_repair_finds_the_shortfall_again() -> Result<()> {
     std::fs::remove_dir_all(c.data_dir("cs2"))?;
     c.cs("cs2").start_again()?;
     wait_until("a first repair", Duration::from_secs(30), || async {
-        status(&c).await.is_ok_and(|s| s.repairs_done >= 1)
+        status(&c.master_url())
+            .await
+            .is_ok_and(|s| s.repairs_done >= 1)
     })
     .await?;
     let master = c.master.as_mut().context("master")?;

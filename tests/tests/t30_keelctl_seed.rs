@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use keel_proto::v1::LocateChunkRequest;
 use keel_tests::chunks::pattern;
+use keel_tests::keelctl::{ctl, json};
 use keel_tests::{Cluster, CsOpts, wait_until};
 use serde_json::Value;
 
@@ -26,11 +27,6 @@ const SEED: [(&str, &[u64]); 4] = [
     ("cs4", &[1500]),
 ];
 
-/// Runs keelctl; returns (exit code, stdout, stderr).
-fn ctl(c: &Cluster, args: &[&str]) -> (i32, String, String) {
-    c.keelctl(args).expect("keelctl runs")
-}
-
 /// Runs keelctl expecting success; returns stdout.
 fn ok(c: &Cluster, args: &[&str]) -> String {
     let (code, out, err) = ctl(c, args);
@@ -39,11 +35,6 @@ fn ok(c: &Cluster, args: &[&str]) -> String {
         "keelctl {args:?} failed:\nstdout: {out}\nstderr: {err}"
     );
     out
-}
-
-fn json(c: &Cluster, args: &[&str]) -> Value {
-    let out = ok(c, args);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("keelctl {args:?}: bad JSON {e}: {out}"))
 }
 
 /// Asserts exit 1 and exactly one `keelctl: ...` line on stderr containing `needle`.

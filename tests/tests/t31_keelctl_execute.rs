@@ -8,12 +8,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use keel_proto::v1::LocateChunkRequest;
 use keel_tests::chunks::pattern;
+use keel_tests::keelctl::ctl;
 use keel_tests::{Cluster, CsOpts, wait_until};
 use serde_json::Value;
-
-fn ctl(c: &Cluster, args: &[&str]) -> (i32, String, String) {
-    c.keelctl(args).expect("keelctl runs")
-}
 
 /// Ids of the servers the master lists for `chunk`.
 async fn replicas(c: &Cluster, chunk: &str) -> Result<Vec<String>> {

@@ -7,14 +7,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use keel_tests::chunks::pattern;
+use keel_tests::keelctl::ctl;
 use keel_tests::{Cluster, CsOpts, wait_until};
 use serde_json::Value;
 
 const TOKEN: &str = "s3cret-token";
-
-fn ctl(c: &Cluster, args: &[&str]) -> (i32, String, String) {
-    c.keelctl(args).expect("keelctl runs")
-}
 
 fn refused(c: &Cluster, args: &[&str]) {
     let (code, out, err) = ctl(c, args);

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use keel_tests::chunks::pattern;
+use keel_tests::keelctl::json;
 use keel_tests::{Cluster, CsOpts, wait_until};
 use serde_json::Value;
 
@@ -21,12 +22,6 @@ const SEED: [(&str, &[u64]); 4] = [
     ("cs3", &[3000, 2700]),
     ("cs4", &[1500]),
 ];
-
-fn json(c: &Cluster, args: &[&str]) -> Value {
-    let (code, out, err) = c.keelctl(args).expect("keelctl runs");
-    assert_eq!(code, 0, "keelctl {args:?}: stdout {out:?} stderr {err:?}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("keelctl {args:?}: {e}: {out}"))
-}
 
 /// The seed cluster, every chunk pinned with one replica and known to the master.
 async fn seed_cluster() -> Result<Cluster> {

@@ -18,10 +18,9 @@ use anyhow::{Context, Result, bail};
 use keel_proto::v1::master_client::MasterClient;
 use keel_proto::v1::{
     LocateChunkRequest, RebalanceCheckRequest, RebalancePauseRequest, RebalanceResumeRequest,
-    RebalanceStatusRequest, RebalanceStatusResponse,
 };
 use keel_tests::chunks::{pattern, read, write};
-use keel_tests::master::{balanced_and_idle, metric_of, servers, wait_used};
+use keel_tests::master::{balanced_and_idle, metric_of, servers, status, wait_used};
 use keel_tests::{Cluster, CsOpts, master_client, wait_until};
 use tonic::transport::Channel;
 
@@ -139,13 +138,6 @@ async fn reader(master: String, expected: Arc<Expected>, stop: Arc<AtomicBool>, 
             }
         }
     }
-}
-
-async fn status(url: &str) -> Result<RebalanceStatusResponse> {
-    let mut m = master_client(url).await?;
-    Ok(m.rebalance_status(RebalanceStatusRequest {})
-        .await?
-        .into_inner())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

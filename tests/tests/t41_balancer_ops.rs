@@ -12,17 +12,11 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use keel_proto::v1::{QueuedMoveState, RebalanceStatusRequest, RebalanceStatusResponse};
+use keel_proto::v1::{QueuedMoveState, RebalanceStatusResponse};
 use keel_tests::chunks::{pattern, read};
-use keel_tests::master::{locate, metric_of, servers, view};
-use keel_tests::{Cluster, CsOpts, master_client, wait_until};
-use serde_json::Value;
-
-fn json(c: &Cluster, args: &[&str]) -> Value {
-    let (code, out, err) = c.keelctl(args).expect("keelctl runs");
-    assert_eq!(code, 0, "keelctl {args:?}: stdout {out:?} stderr {err:?}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("keelctl {args:?}: {e}: {out}"))
-}
+use keel_tests::keelctl::json;
+use keel_tests::master::{locate, metric_of, servers, status, view};
+use keel_tests::{Cluster, CsOpts, wait_until};
 
 /// How the cluster of a test starts.
 struct Setup<'a> {
@@ -83,13 +77,6 @@ async fn cluster(setup: Setup<'_>) -> Result<(Cluster, Vec<String>)> {
         chunks.push(chunk);
     }
     Ok((c, chunks))
-}
-
-async fn status(url: &str) -> Result<RebalanceStatusResponse> {
-    let mut m = master_client(url).await?;
-    Ok(m.rebalance_status(RebalanceStatusRequest {})
-        .await?
-        .into_inner())
 }
 
 async fn status_is(url: &str, cond: impl Fn(&RebalanceStatusResponse) -> bool) -> bool {

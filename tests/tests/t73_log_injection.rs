@@ -1,9 +1,9 @@
 //! Log injection: request fields that end up in daemon logs (chunk ids,
 //! server ids, copy sources, corruption details) carrying a newline and a
 //! forged log line. Whatever the daemons answer, no forged line may appear
-//! at the start of a line in any log — operators and the test harness read
-//! those lines (the harness finds a daemon's address in its
-//! `grpc listening addr=` line).
+//! at the start of a line in any log — operators and log shippers read
+//! those lines (a forged `grpc listening addr=` line would mislead anyone
+//! looking for a daemon's address there).
 
 use std::time::Duration;
 

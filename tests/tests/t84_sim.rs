@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use keel_tests::chunks::pattern;
+use keel_tests::keelctl::json;
 use keel_tests::{Cluster, CsOpts};
 use serde_json::Value;
 
@@ -19,12 +20,6 @@ const CHUNK: u64 = 8 * MIB;
 /// Slow enough that the run takes about 15 s and per-move overheads (tens
 /// of milliseconds) are small beside the transfers.
 const BANDWIDTH: &str = "4MiB";
-
-fn json(c: &Cluster, args: &[&str]) -> Value {
-    let (code, out, err) = c.keelctl(args).expect("keelctl runs");
-    assert_eq!(code, 0, "keelctl {args:?}: stdout {out:?} stderr {err:?}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("keelctl {args:?}: {e}: {out}"))
-}
 
 /// cs1 and cs2 half full, cs3 and cs4 empty, every server at 4 MiB/s.
 async fn skewed_cluster() -> Result<Cluster> {

@@ -1,21 +1,20 @@
-//! Finding `keel-master` and `keel-chunkserver`: next to keelctl's own
-//! executable (or in `KEEL_BIN_DIR`). `cargo run -p keelctl` builds only
-//! keelctl, so when they are missing and cargo started this process (it sets
-//! `CARGO` and `CARGO_MANIFEST_DIR` for the programs it runs), they are built
-//! with the same profile first.
+//! Finding `keel-master` and `keel-chunkserver` with the launcher's finder
+//! ([`keel_launch::bins`]): next to keelctl's own executable, or in
+//! `KEEL_BIN_DIR`. `cargo run -p keelctl` builds only keelctl, so when they
+//! are missing and cargo started this process (it sets `CARGO` and
+//! `CARGO_MANIFEST_DIR` for the programs it runs), they are built with the
+//! same profile first.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use keel_launch::BinDir;
+use keel_launch::bins::{CHUNKSERVER, MASTER, profile_args};
+
 use super::error::DemoError;
 use super::show::Narrator;
 use crate::error::Error;
-
-/// The master's binary.
-pub const MASTER: &str = "keel-master";
-/// The chunk server's binary.
-pub const CHUNKSERVER: &str = "keel-chunkserver";
 
 /// Paths of the daemons' binaries.
 #[derive(Debug, Clone)]
@@ -27,10 +26,10 @@ pub struct Bins {
 }
 
 impl Bins {
-    fn in_dir(dir: &Path) -> Self {
+    fn in_dir(dir: &BinDir) -> Self {
         Bins {
-            master: dir.join(MASTER),
-            chunkserver: dir.join(CHUNKSERVER),
+            master: dir.path_of(MASTER),
+            chunkserver: dir.path_of(CHUNKSERVER),
         }
     }
 
@@ -51,13 +50,11 @@ struct CargoRun {
 
 /// Finds the binaries, building them when cargo started keelctl.
 pub async fn locate(say: &Narrator) -> Result<Bins, Error> {
-    if let Some(dir) = std::env::var_os("KEEL_BIN_DIR") {
-        let dir = PathBuf::from(dir);
+    let dir = BinDir::locate()
+        .map_err(|e| DemoError::setup("find keelctl's own executable", std::io::Error::other(e)))?;
+    if dir.from_env {
         return found(&dir, "KEEL_BIN_DIR names a folder without them".into());
     }
-    let exe = std::env::current_exe()
-        .map_err(|e| DemoError::setup("find keelctl's own executable", e))?;
-    let dir = exe.parent().unwrap_or(Path::new(".")).to_path_buf();
     let bins = Bins::in_dir(&dir);
     if bins.missing().is_empty() {
         return Ok(bins);
@@ -75,7 +72,7 @@ pub async fn locate(say: &Narrator) -> Result<Bins, Error> {
             return found(&dir, hint.into());
         }
     };
-    build(&cargo_run, &dir, say).await?;
+    build(&cargo_run, &dir.path, say).await?;
     found(
         &dir,
         "cargo built them somewhere else (is CARGO_TARGET_DIR set differently?); set KEEL_BIN_DIR"
@@ -83,28 +80,18 @@ pub async fn locate(say: &Narrator) -> Result<Bins, Error> {
     )
 }
 
-fn found(dir: &Path, hint: String) -> Result<Bins, Error> {
+fn found(dir: &BinDir, hint: String) -> Result<Bins, Error> {
     let bins = Bins::in_dir(dir);
     let missing = bins.missing();
     if missing.is_empty() {
         return Ok(bins);
     }
     Err(DemoError::BinariesMissing {
-        dir: dir.to_path_buf(),
+        dir: dir.path.clone(),
         missing,
         hint,
     }
     .into())
-}
-
-/// `cargo build` flags for the profile whose output folder is `dir`.
-pub fn profile_args(dir: &Path) -> Vec<String> {
-    match dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") => vec![],
-        Some("release") => vec!["--release".into()],
-        Some(other) => vec!["--profile".into(), other.into()],
-        None => vec!["--release".into()],
-    }
 }
 
 /// Runs `cargo build [profile] -p keel-master -p keel-chunkserver`, its
@@ -140,20 +127,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn profile_follows_the_output_folder() {
-        assert!(profile_args(Path::new("/t/target/debug")).is_empty());
-        assert_eq!(profile_args(Path::new("/t/target/release")), ["--release"]);
-        assert_eq!(
-            profile_args(Path::new("/t/target/bench-fast")),
-            ["--profile", "bench-fast"]
-        );
-    }
-
-    #[test]
     fn missing_binaries_are_named_with_the_folder() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join(MASTER), b"").expect("touch");
-        let err = found(dir.path(), "build them".into()).expect_err("one missing");
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::write(tmp.path().join(MASTER), b"").expect("touch");
+        let dir = BinDir {
+            path: tmp.path().to_path_buf(),
+            from_env: false,
+        };
+        let err = found(&dir, "build them".into()).expect_err("one missing");
         let text = err.to_string();
         assert!(
             text.starts_with("keel-chunkserver not found in /"),

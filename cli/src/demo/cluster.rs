@@ -1,33 +1,33 @@
 //! The demo's daemons as child processes, and the guard that always stops
 //! them.
 //!
-//! Every daemon runs in its own process group (a Ctrl-C in the terminal
-//! reaches only keelctl, which then stops them in order), gets SIGTERM from
-//! the kernel if keelctl dies without cleaning up (`PR_SET_PDEATHSIG`), logs
-//! to its own file in the demo's temp dir, and is found by the
-//! `grpc listening addr=` line it logs once bound. [`Cluster::shutdown`]
-//! stops them gracefully; [`Drop`] does the same synchronously on error and
-//! panic paths; `kill_on_drop` is the last resort.
+//! The daemons are started by the launcher ([`keel_launch`]): each runs in
+//! its own process group (a Ctrl-C in the terminal reaches only keelctl,
+//! which then stops them in order), gets SIGTERM from the kernel if keelctl
+//! dies without cleaning up (`PR_SET_PDEATHSIG`), logs to its own file in
+//! the demo's temp dir, and tells its addresses through its ready file
+//! (`--ready-file`). [`Cluster::shutdown`] stops them gracefully; [`Drop`]
+//! does the same synchronously on error and panic paths; each process's own
+//! guard is the last resort.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use keel_launch::{LaunchError, Process, Spec};
 use tempfile::TempDir;
-use tokio::process::{Child, Command};
 
 use super::bins::Bins;
 use super::error::DemoError;
 use crate::error::Error;
 
-/// How long a daemon may take to log its address.
+/// How long a daemon may take to write its ready file.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a daemon may take to stop after SIGTERM (theirs is 8 s).
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// The same on panic and error paths, where keelctl blocks while it waits.
 const DROP_GRACE: Duration = Duration::from_secs(5);
-/// Polling period while waiting for log lines and exits.
+/// Polling period while waiting for exits.
 const POLL: Duration = Duration::from_millis(50);
 /// Any free port on loopback.
 pub const ANY_PORT: &str = "127.0.0.1:0";
@@ -42,8 +42,7 @@ pub struct Daemon {
     pub addr: SocketAddr,
     /// The master's HTTP address.
     pub http: Option<SocketAddr>,
-    child: Child,
-    log: PathBuf,
+    process: Process,
 }
 
 /// The demo's daemons and their temp dir (data and logs), removed on drop.
@@ -104,10 +103,7 @@ impl Cluster {
         ];
         args.extend_from_slice(flags);
         let bin = self.bins.master.clone();
-        self.spawn("master", &bin, args).await?;
-        let d = self.daemons.last_mut().ok_or_else(no_daemon)?;
-        d.http = Some(wait_for_addr(d, "http listening addr=").await?);
-        Ok(())
+        self.spawn("master", &bin, args).await
     }
 
     /// Starts chunk server `id` reporting to `master`, with `flags` after the
@@ -139,47 +135,37 @@ impl Cluster {
         self.daemons.last().ok_or_else(no_daemon)
     }
 
-    /// Spawns `bin` as `name` and waits for its gRPC address.
+    /// Spawns `bin` as `name` and waits for its ready file. The daemon is
+    /// tracked from the moment it runs, so every exit path stops it.
     async fn spawn(&mut self, name: &str, bin: &Path, args: Vec<String>) -> Result<(), Error> {
         let log = self.dir.path().join(format!("{name}.log"));
-        let out = std::fs::File::create(&log)
-            .map_err(|e| DemoError::setup(format!("create {}", log.display()), e))?;
-        let err = out
-            .try_clone()
-            .map_err(|e| DemoError::setup(format!("open {}", log.display()), e))?;
-        let mut cmd = Command::new(bin);
-        cmd.args(&args)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .env("RUST_LOG", "info")
-            .kill_on_drop(true)
-            .process_group(0);
         // The operator's KEEL_* settings are for keelctl, not the demo's daemons.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("KEEL_") {
-                cmd.env_remove(key);
-            }
-        }
+        let mut spec = Spec::new(name, bin, log)
+            .args(args)
+            .keel_daemon()
+            .env("RUST_LOG", "info")
+            .without_keel_env()
+            .own_process_group()
+            .die_with_parent();
         // Through the environment, never the command line (`ps` shows that).
         if let Some(t) = &self.token {
-            cmd.env("KEEL_AUTH_TOKEN", t);
+            spec = spec.env("KEEL_AUTH_TOKEN", t);
         }
-        die_with_parent(&mut cmd);
-        let child = cmd
-            .spawn()
-            .map_err(|e| DemoError::setup(format!("start {}", bin.display()), e))?;
-        let pid = child.id().unwrap_or_default();
+        let process = Process::spawn(&spec).map_err(launch_error)?;
         self.daemons.push(Daemon {
             name: name.to_owned(),
-            pid,
+            pid: process.pid().unwrap_or_default(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             http: None,
-            child,
-            log,
+            process,
         });
         let d = self.daemons.last_mut().ok_or_else(no_daemon)?;
-        d.addr = wait_for_addr(d, "grpc listening addr=").await?;
+        let ready = d
+            .process
+            .wait_ready_async(START_TIMEOUT)
+            .await
+            .map_err(launch_error)?;
+        (d.addr, d.http) = (ready.grpc, ready.http);
         Ok(())
     }
 
@@ -204,12 +190,11 @@ impl Cluster {
     pub fn log_tails(&self, n: usize) -> String {
         let mut out = String::new();
         for d in &self.daemons {
-            let text = std::fs::read_to_string(&d.log).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(n)..];
-            out.push_str(&format!("----- {} ({}) -----\n", d.name, d.log.display()));
-            for l in tail {
-                out.push_str(l);
+            let log = d.process.log_path().display();
+            out.push_str(&format!("----- {} ({log}) -----\n", d.name));
+            let tail = d.process.tail(n);
+            if !tail.is_empty() {
+                out.push_str(&tail);
                 out.push('\n');
             }
         }
@@ -220,15 +205,13 @@ impl Cluster {
     /// SIGKILL. Returns the names of those that had to be killed.
     pub async fn shutdown(&mut self) -> Vec<String> {
         for d in &self.daemons {
-            terminate(d.pid);
+            d.process.terminate();
         }
-        let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        let deadline = Instant::now() + STOP_GRACE;
         let mut killed = Vec::new();
         for mut d in self.daemons.drain(..) {
-            let waited = tokio::time::timeout_at(deadline, d.child.wait()).await;
-            if !matches!(waited, Ok(Ok(_))) {
-                let _ = d.child.start_kill();
-                let _ = d.child.wait().await;
+            if d.process.pid().is_some() && d.process.wait_exit_async(deadline).await.is_none() {
+                d.process.kill();
                 killed.push(d.name);
             }
         }
@@ -240,30 +223,14 @@ impl Drop for Cluster {
     /// The error and panic path: the same as [`Cluster::shutdown`], blocking.
     fn drop(&mut self) {
         for d in &self.daemons {
-            terminate(d.pid);
+            d.process.terminate();
         }
         let deadline = Instant::now() + DROP_GRACE;
-        while Instant::now() < deadline
-            && self
-                .daemons
-                .iter_mut()
-                .any(|d| matches!(d.child.try_wait(), Ok(None)))
-        {
+        while Instant::now() < deadline && self.daemons.iter_mut().any(|d| d.process.is_running()) {
             std::thread::sleep(POLL);
         }
         for d in &mut self.daemons {
-            if matches!(d.child.try_wait(), Ok(None)) {
-                let _ = d.child.start_kill();
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(1);
-        while Instant::now() < deadline
-            && self
-                .daemons
-                .iter_mut()
-                .any(|d| matches!(d.child.try_wait(), Ok(None)))
-        {
-            std::thread::sleep(POLL);
+            d.process.kill();
         }
         // The temp dir is removed when the `dir` field drops, after this.
     }
@@ -288,75 +255,35 @@ fn free_or_any(addr: &str) -> String {
 /// How `d` ended, if it has.
 fn exited(d: &mut Daemon) -> Result<Option<String>, Error> {
     let status = d
-        .child
-        .try_wait()
+        .process
+        .try_exit()
         .map_err(|e| DemoError::setup(format!("check on {}", d.name), e))?;
     Ok(status.map(|s| s.to_string()))
 }
 
-/// Waits for `marker` followed by an address in `d`'s log.
-async fn wait_for_addr(d: &mut Daemon, marker: &str) -> Result<SocketAddr, Error> {
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        let text = tokio::fs::read_to_string(&d.log).await.unwrap_or_default();
-        if let Some(addr) = find_addr(&text, marker) {
-            return Ok(addr);
+/// The demo's sentence for a daemon that did not start; its log's tail is
+/// printed with every daemon's when the demo fails, so it is left out here.
+fn launch_error(e: LaunchError) -> Error {
+    match e {
+        LaunchError::Exited { name, status, .. } => DemoError::DaemonExited {
+            name,
+            status: status.to_string(),
+            during: "before it was listening",
         }
-        if let Some(status) = exited(d)? {
-            return Err(DemoError::DaemonExited {
-                name: d.name.clone(),
-                status,
-                during: "before it was listening",
-            }
-            .into());
+        .into(),
+        LaunchError::Timeout { name, after, .. } => DemoError::DaemonSilent { name, after }.into(),
+        LaunchError::Log { path, source, .. } => {
+            DemoError::setup(format!("create {}", path.display()), source).into()
         }
-        if Instant::now() >= deadline {
-            return Err(DemoError::DaemonSilent {
-                name: d.name.clone(),
-                after: START_TIMEOUT,
-            }
-            .into());
+        LaunchError::Spawn {
+            program, source, ..
+        } => DemoError::setup(format!("start {}", program.display()), source).into(),
+        LaunchError::Wait { name, source } => {
+            DemoError::setup(format!("check on {name}"), source).into()
         }
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-/// The address after the first `marker` in a log, e.g.
-/// `grpc listening addr=127.0.0.1:7000`.
-pub fn find_addr(log: &str, marker: &str) -> Option<SocketAddr> {
-    let rest = &log[log.find(marker)? + marker.len()..];
-    let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-    addr.parse().ok()
-}
-
-/// SIGTERM to `pid` (a child not yet reaped, so the pid is still ours).
-fn terminate(pid: u32) {
-    let pid = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw);
-    if let Some(pid) = pid {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-    }
-}
-
-/// Asks the kernel to SIGTERM the child when keelctl's thread that spawned
-/// it dies (keelctl spawns from the thread that runs `block_on`, which lives
-/// as long as the process). Covers a SIGKILLed keelctl, which no guard can.
-#[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut Command) {
-    let parent = i32::try_from(std::process::id()).unwrap_or_default();
-    // SAFETY: the closure runs in the forked child before exec; it only makes
-    // two system calls (prctl, getppid) and builds an io::Error from an errno
-    // without allocating, all async-signal-safe.
-    unsafe {
-        cmd.pre_exec(move || {
-            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))?;
-            // keelctl may have died between fork and prctl.
-            if rustix::process::Pid::as_raw(rustix::process::getppid()) != parent {
-                return Err(rustix::io::Errno::SRCH.into());
-            }
-            Ok(())
-        });
+        other => {
+            DemoError::setup("start a daemon", std::io::Error::other(other.to_string())).into()
+        }
     }
 }
 

@@ -1,18 +1,19 @@
 //! The guard's promises, kept with stand-in daemons (a shell script that
-//! logs the listening lines and sleeps): every exit path — shutdown, drop,
+//! writes its ready file and sleeps): every exit path — shutdown, drop,
 //! panic — leaves no process and no temp dir; a daemon that dies is noticed.
 
 use super::*;
 
-/// A stand-in daemon: logs both listening lines, then sleeps until killed.
+/// A stand-in daemon: writes its ready file, then sleeps until killed.
 fn fake_bins(dir: &Path, exit_at_once: bool) -> Bins {
     use std::os::unix::fs::PermissionsExt;
     let path = dir.join(if exit_at_once { "dies" } else { "sleeps" });
     let body = if exit_at_once {
         "#!/bin/sh\necho 'cannot bind' >&2\nexit 3\n"
     } else {
-        "#!/bin/sh\necho 'grpc listening addr=127.0.0.1:1' >&2\n\
-         echo 'http listening addr=127.0.0.1:2' >&2\nexec sleep 120\n"
+        "#!/bin/sh\nwhile [ $# -gt 0 ]; do [ \"$1\" = --ready-file ] && f=$2; shift; done\n\
+         printf '{\"grpc\":\"127.0.0.1:1\",\"http\":\"127.0.0.1:2\"}' > \"$f.tmp\"\n\
+         mv \"$f.tmp\" \"$f\"\nexec sleep 120\n"
     };
     std::fs::write(&path, body).expect("write script");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -93,7 +94,8 @@ async fn a_panic_stops_everything() {
 async fn a_dying_daemon_is_noticed() {
     let scripts = tempfile::tempdir().expect("tempdir");
     let (mut c, pids) = started(fake_bins(scripts.path(), false)).await;
-    terminate(pids[1]);
+    let cs1 = rustix::process::Pid::from_raw(i32::try_from(pids[1]).expect("pid")).expect("pid");
+    rustix::process::kill_process(cs1, rustix::process::Signal::TERM).expect("SIGTERM");
     let err = tokio::time::timeout(Duration::from_secs(10), c.watch())
         .await
         .expect("noticed in time")
@@ -113,25 +115,6 @@ async fn a_dying_daemon_is_noticed() {
         "{err}"
     );
     assert!(c.log_tails(5).contains("cannot bind"));
-}
-
-#[test]
-fn finds_the_address_after_the_marker() {
-    let log = "2026-01-01T00:00:00Z  INFO keel_master::server: grpc listening addr=127.0.0.1:7000\n\
-               2026-01-01T00:00:00Z  INFO keel_master::server: http listening addr=127.0.0.1:7080\n";
-    assert_eq!(
-        find_addr(log, "grpc listening addr="),
-        Some("127.0.0.1:7000".parse().expect("addr"))
-    );
-    assert_eq!(
-        find_addr(log, "http listening addr="),
-        Some("127.0.0.1:7080".parse().expect("addr"))
-    );
-    assert_eq!(find_addr("starting\n", "grpc listening addr="), None);
-    assert_eq!(
-        find_addr("grpc listening addr=nope", "grpc listening addr="),
-        None
-    );
 }
 
 #[test]

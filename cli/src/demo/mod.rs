@@ -73,10 +73,8 @@ pub async fn run(args: DemoArgs, common: Common<'_>) -> Result<(), Error> {
     if let Err(e) = &outcome
         && !matches!(e, Error::Interrupted)
     {
-        output::warn(&format!(
-            "the demo failed; the daemons' logs end with:\n{}",
-            cluster.log_tails(TAIL_LINES)
-        ));
+        output::warn("the demo failed; the daemons' logs end with:");
+        output::print_stderr(&cluster.log_tails(TAIL_LINES));
     }
     let killed = cluster.shutdown().await;
     if !killed.is_empty() {

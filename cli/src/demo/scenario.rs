@@ -89,12 +89,8 @@ pub async fn play(
         return print_json(common, &summary);
     }
     print_json(common, &summary)?;
-    say.text(&show::poke(
-        grpc,
-        http,
-        stage.cluster.dir(),
-        &show::keelctl_command(),
-    ))?;
+    say.line(&show::poke_intro(stage.cluster.dir()))?;
+    say.text(&show::poke(grpc, http, &show::keelctl_command()))?;
     running.set(true);
     stage.cluster.watch().await
 }
@@ -117,7 +113,10 @@ async fn start<'a>(
         .await?;
     let (grpc, http, pid) = (m.addr, m.http, m.pid);
     let http_note = http.map(|h| format!("http {h}")).unwrap_or_default();
-    say.line(&daemon_line("master", pid, grpc, &http_note))?;
+    say.text(&format!(
+        "{}\n",
+        daemon_line("master", pid, grpc, &http_note)
+    ))?;
     let mut stage = Stage {
         cluster,
         args,
@@ -254,7 +253,8 @@ async fn start_server(stage: &mut Stage<'_>, id: &str, capacity: u64) -> Result<
         &format!("capacity {}", output::size(capacity)),
     );
     stage.pids.insert(id.to_owned(), d.pid);
-    stage.say.line(&line)
+    // Aligned with the master's line above: a table row, not a sentence.
+    stage.say.text(&format!("{line}\n"))
 }
 
 /// Waits until the master lists `n` alive chunk servers.

@@ -1,7 +1,6 @@
 //! What the demo prints: its narration, the servers table before and after,
 //! the band, how to poke the running cluster, and the `--json` summary.
 
-use std::io::Write;
 use std::net::SocketAddr;
 
 use keel_proto::v1::{
@@ -28,21 +27,24 @@ impl Narrator {
         Narrator { json }
     }
 
-    /// Prints `text` as is.
+    /// Prints `text` as is: tables, commands to copy.
     pub fn text(&self, text: &str) -> Result<(), Error> {
         if self.json {
-            let mut err = std::io::stderr().lock();
-            let _ = err.write_all(text.as_bytes());
-            let _ = err.flush();
+            output::print_stderr(text);
             Ok(())
         } else {
             output::print_stdout(text)
         }
     }
 
-    /// Prints one line.
+    /// Prints one sentence, wrapped on word boundaries to the terminal.
     pub fn line(&self, line: &str) -> Result<(), Error> {
-        self.text(&format!("{line}\n"))
+        let width = if self.json {
+            output::stderr_prose_width()
+        } else {
+            output::stdout_prose_width()
+        };
+        self.text(&format!("{}\n", output::wrap(line, width)))
     }
 }
 
@@ -129,24 +131,26 @@ pub fn keelctl_command() -> String {
     exe.strip_prefix(&cwd).unwrap_or(&exe).display().to_string()
 }
 
-/// How to poke the running cluster; `keelctl` is the command that runs keelctl.
-pub fn poke(
-    grpc: SocketAddr,
-    http: Option<SocketAddr>,
-    dir: &std::path::Path,
-    keelctl: &str,
-) -> String {
+/// The sentence before [`poke`]'s commands.
+pub fn poke_intro(dir: &std::path::Path) -> String {
+    format!(
+        "\ncluster is running (data and logs in {}, removed on exit). Try, in another terminal:",
+        dir.display()
+    )
+}
+
+/// How to poke the running cluster, one command a line, never wrapped (they
+/// are there to be copied); `keelctl` is the command that runs keelctl.
+pub fn poke(grpc: SocketAddr, http: Option<SocketAddr>, keelctl: &str) -> String {
     let master_flag = if grpc.port() == 7000 && grpc.ip().is_loopback() {
         String::new()
     } else {
         format!(" --master http://{grpc}")
     };
     let mut out = format!(
-        "\ncluster is running (data and logs in {}, removed on exit). Try, in another terminal:\n\
-         \x20 grpcurl -plaintext -d '{{}}' {grpc} keel.v1.Master/RebalanceCheck\n\
+        "  grpcurl -plaintext -d '{{}}' {grpc} keel.v1.Master/RebalanceCheck\n\
          \x20 {keelctl}{master_flag} servers\n\
-         \x20 {keelctl}{master_flag} rebalance status\n",
-        dir.display()
+         \x20 {keelctl}{master_flag} rebalance status\n"
     );
     if let Some(h) = http {
         out.push_str(&format!("  curl -s http://{h}/metrics\n"));
@@ -220,23 +224,17 @@ mod tests {
     #[test]
     fn poke_names_the_master_only_off_the_default_port() {
         let dir = std::path::Path::new("/tmp/d");
-        let text = poke(
-            "127.0.0.1:7000".parse().expect("addr"),
-            None,
-            dir,
-            "keelctl",
-        );
+        let text = poke("127.0.0.1:7000".parse().expect("addr"), None, "keelctl");
         assert!(
             text.contains(
                 "grpcurl -plaintext -d '{}' 127.0.0.1:7000 keel.v1.Master/RebalanceCheck"
             )
         );
         assert!(text.contains("  keelctl servers\n"), "{text}");
-        assert!(text.contains("cluster is running"));
+        assert!(poke_intro(dir).contains("cluster is running (data and logs in /tmp/d,"));
         let text = poke(
             "127.0.0.1:4100".parse().expect("addr"),
             Some("127.0.0.1:4101".parse().expect("addr")),
-            dir,
             "keelctl",
         );
         assert!(

@@ -19,7 +19,7 @@ pub fn stderr_width() -> Option<usize> {
     width_of(std::io::stderr())
 }
 
-fn width_of<S: IsTerminal + AsFd>(stream: S) -> Option<usize> {
+pub(super) fn width_of<S: IsTerminal + AsFd>(stream: S) -> Option<usize> {
     let asked = std::env::var("COLUMNS")
         .ok()
         .and_then(|c| c.trim().parse::<usize>().ok())

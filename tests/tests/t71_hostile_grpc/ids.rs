@@ -2,10 +2,11 @@
 //! characters — in every field that takes a chunk id or a server id.
 
 use keel_proto::v1::{
-    AllocateChunkRequest, ChunkReplica, CopyChunkRequest, HeartbeatRequest, Move, ReadChunkRequest,
+    AllocateChunkRequest, ChunkReplica, CopyChunkRequest, HeartbeatRequest, ReadChunkRequest,
     ReportCorruptionRequest,
 };
 use keel_tests::cs::header;
+use keel_tests::master::mv;
 use tonic::Code;
 
 use crate::call::{Call, Env};
@@ -75,14 +76,6 @@ pub fn cs1_report(env: &Env, extra: Vec<ChunkReplica>) -> HeartbeatRequest {
         chunk_count: chunks.len() as u64,
         chunks,
         ..Default::default()
-    }
-}
-
-fn mv(chunk: &str, from: &str, to: &str) -> Move {
-    Move {
-        chunk: chunk.into(),
-        from: from.into(),
-        to: to.into(),
     }
 }
 

@@ -5,6 +5,7 @@
 use keel_proto::v1::{
     AllocateChunkRequest, ChunkReplica, HeartbeatRequest, Move, ReportCorruptionRequest,
 };
+use keel_tests::master::mv;
 use tonic::Code;
 
 use crate::call::{Call, Env};
@@ -12,14 +13,6 @@ use crate::ids::cs1_report;
 use crate::{Expect, Row, row};
 
 const INVALID: &[Code] = &[Code::InvalidArgument];
-
-fn mv(chunk: &str, from: &str, to: &str) -> Move {
-    Move {
-        chunk: chunk.into(),
-        from: from.into(),
-        to: to.into(),
-    }
-}
 
 fn alloc(chunk: &str, size: u64, replication: u32, on: &[&str]) -> Call {
     Call::Allocate(AllocateChunkRequest {

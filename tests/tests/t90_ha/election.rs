@@ -3,30 +3,16 @@
 //! the leader in a `--master` list; the pause lives in etcd, standbys report
 //! it, and it survives a failover.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use keel_proto::v1::{AllocateChunkRequest, ListServersRequest, LocateChunkRequest};
 use keel_tests::faults::quick_master;
+use keel_tests::keelctl::run as keelctl;
 use keel_tests::master::{http_get, metric_of};
-use keel_tests::{bin, wait_until};
+use keel_tests::wait_until;
 
 use super::{HEARTBEAT, LEASE, SLACK, cluster, status, write_chunks};
-
-/// Runs keelctl with `--master` set to `masters`.
-fn keelctl(masters: &str, args: &[&str]) -> Result<(i32, String, String)> {
-    let out = Command::new(bin("keelctl"))
-        .args(args)
-        .env("KEEL_MASTER", masters)
-        .stdin(Stdio::null())
-        .output()?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_leader_and_standbys_that_read_and_redirect() -> Result<()> {

@@ -33,7 +33,7 @@ use super::{LEASE, RECOVERY, cluster, healed, wait_copying};
 const SERVERS: [&str; 4] = ["cs1", "cs2", "cs3", "cs4"];
 const DEFAULT_TRIALS: u64 = 20;
 
-/// `--heartbeat-timeout` of the test masters (`keel_tests::ha::MASTER_FLAGS`).
+/// `--heartbeat-timeout` of the test masters (`keel_tests::cluster::MASTER_TIMINGS`).
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What goes wrong in one trial.

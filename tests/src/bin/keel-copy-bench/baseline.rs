@@ -6,10 +6,11 @@ use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use keel_launch::{Process, Spec};
 use keel_tests::wait_until;
 
 use crate::sample::cpu_times;
@@ -117,10 +118,10 @@ pub fn rsync_info() -> Option<RsyncInfo> {
 }
 
 /// An `rsync --daemon --no-detach` on loopback serving one directory as
-/// module `bench`; killed when dropped.
+/// module `bench`; started and stopped by the launcher like Keel's daemons.
 pub struct RsyncDaemon {
     /// The daemon process.
-    child: Child,
+    process: Process,
     /// Port it listens on.
     port: u16,
 }
@@ -131,31 +132,25 @@ impl RsyncDaemon {
         let port = free_port()?;
         let conf = work.join("rsyncd.conf");
         std::fs::write(&conf, config(dir, work)?)?;
-        let child = Command::new("rsync")
-            .arg("--daemon")
-            .arg("--no-detach")
-            .arg(format!("--config={}", conf.display()))
-            .arg(format!("--port={port}"))
-            .arg("--address=127.0.0.1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(work.join("rsyncd.stderr"))?)
-            .spawn()
-            .context("starting rsync --daemon")?;
-        let mut d = RsyncDaemon { child, port };
+        let spec = Spec::new("rsync --daemon", "rsync", work.join("rsyncd.stderr")).args([
+            "--daemon".to_owned(),
+            "--no-detach".to_owned(),
+            format!("--config={}", conf.display()),
+            format!("--port={port}"),
+            "--address=127.0.0.1".to_owned(),
+        ]);
+        let mut d = RsyncDaemon {
+            process: Process::spawn(&spec)?,
+            port,
+        };
         let ready = wait_until(
             "the rsync daemon to accept",
             Duration::from_secs(10),
             || async move { TcpStream::connect(("127.0.0.1", port)).is_ok() },
         )
         .await;
-        if let Some(status) = d.child.try_wait()? {
-            bail!(
-                "rsync --daemon exited with {status}; see {}",
-                work.display()
-            );
-        }
-        ready?;
+        d.process.check_running()?;
+        ready.with_context(|| format!("see {}", work.display()))?;
         Ok(d)
     }
 
@@ -169,7 +164,11 @@ impl RsyncDaemon {
         dest: &Path,
         fsync: bool,
     ) -> Result<(Duration, Option<f64>)> {
-        let pid = self.child.id().to_string();
+        let pid = self
+            .process
+            .pid()
+            .context("the rsync daemon is not running")?
+            .to_string();
         let daemon = || cpu_times(&pid).map(|c| c.own + c.children);
         let (client0, daemon0) = (cpu_times("self")?.children, daemon()?);
         let mut cmd = tokio::process::Command::new("rsync");
@@ -207,13 +206,6 @@ impl RsyncDaemon {
             .ok()
             .and_then(|()| Some(client + daemon().ok()? - daemon0));
         Ok((took, cpu))
-    }
-}
-
-impl Drop for RsyncDaemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -3,11 +3,11 @@
 //! (addresses, data dirs, capacities, a short balancer interval and a narrow
 //! band), the preload, and the CPU time each process has used.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use keel_proto::v1::RebalancePauseRequest;
+use keel_tests::bench::{Fresh, strings};
 use keel_tests::faults::Rng;
 use keel_tests::load::{self, Chunk};
 use keel_tests::{Cluster, Daemon, master_client};
@@ -34,30 +34,11 @@ const MASTER_FLAGS: [&str; 6] = [
     "2",
 ];
 
-/// A cluster whose daemons stop before its directory is removed.
-pub struct Fresh(pub Cluster);
-
-impl Drop for Fresh {
-    fn drop(&mut self) {
-        let c = &mut self.0;
-        c.chunkservers.values_mut().for_each(Daemon::stop);
-        c.master.iter_mut().for_each(Daemon::stop);
-    }
-}
-
 /// A fresh cluster with the balancer paused: cs1 and cs2 preloaded with the
 /// same chunks, cs3 joined empty. Returns the preloaded chunks.
 pub async fn start(opts: &Opts, no: usize, cs_flags: &[String]) -> Result<(Fresh, Vec<Chunk>)> {
-    let dir = tempfile::Builder::new()
-        .prefix("keel-load-bench-")
-        .tempdir_in(&opts.dir)
+    let mut fresh = Fresh::new("keel-load-bench-", &opts.dir)
         .with_context(|| format!("creating a temp dir in {}", opts.dir.display()))?;
-    let mut fresh = Fresh(Cluster {
-        dir,
-        master: None,
-        chunkservers: BTreeMap::new(),
-        envs: vec![],
-    });
     let c = &mut fresh.0;
     let mut args = strings(&["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]);
     args.extend(strings(&MASTER_FLAGS));
@@ -174,8 +155,4 @@ fn cpu_secs(pid: &str) -> f64 {
         .filter_map(|v| v.parse::<f64>().ok())
         .sum();
     ticks / 100.0
-}
-
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| s.to_string()).collect()
 }
