@@ -12,7 +12,8 @@
 //! - `factors`: the factor of a chunk first seen in a heartbeat (never above
 //!   what the master allocated, or `--replication` for chunks it did not).
 //! - `moves`: the gates of a move and the bookkeeping of running ones.
-//! - `upkeep`: liveness, trimming of excess replicas, repair candidates.
+//! - `liveness`: servers marked dead when silent; `trims`: excess replicas
+//!   to delete; `repairs`: repair and drain copies, and damaged copies to delete.
 //! - `view`: read-only answers (locate, list, the servers-only load view).
 //! - `store`: the chunk table in numbered slots, and the balancer's view
 //!   of it kept up to date as it changes (lent to a pass in O(servers)).
@@ -27,13 +28,15 @@ mod explain;
 mod factors;
 mod heartbeat;
 mod limits;
+mod liveness;
 mod moves;
 mod paged;
 mod redundancy;
+mod repairs;
 mod snapshot;
 mod staying;
 mod store;
-mod upkeep;
+mod trims;
 mod view;
 
 #[cfg(test)]
@@ -56,13 +59,15 @@ pub use alloc::{AllocRequest, Allocation, PENDING_TTL};
 pub use chunk::{ChunkRecord, Replica, ServerNo};
 pub use explain::{ChunkJobInfo, Explanation, ReplicaInfo};
 pub use heartbeat::{Heartbeat, HeartbeatOutcome, ReplicaReport};
+pub use liveness::Liveness;
 pub use moves::{CopyClass, Job, MoveTicket, Reject, ServerAddr};
 pub use paged::PagedStart;
 pub use redundancy::{FULL_SCAN_EVERY, Redundancy, Verify, VerifyOutcome};
+pub use repairs::{QueuedCopies, Repair, RepairPlan};
 pub use server::{Excluded, ServerEntry, ServerState, Stamp};
 pub use snapshot::{ViewSnapshot, find_sorted};
 pub use staying::Staying;
-pub use upkeep::{Deletion, Liveness, QueuedCopies, Repair, RepairPlan};
+pub use trims::Deletion;
 pub use view::{Location, ReplicaLocation, RunningCopy, ServerStatus};
 
 /// The metadata as every component shares it. Hold the lock briefly and

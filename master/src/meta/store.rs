@@ -57,7 +57,7 @@ pub struct ChunkStore {
     dirty_bits: Vec<u64>,
     /// The balancer's chunk table: slot `n` is chunk `n`.
     mirror: ChunkTable,
-    /// One bit per slot: the chunk is a repair candidate (see `upkeep`).
+    /// One bit per slot: the chunk is a repair candidate (see `repairs`).
     /// A bit per chunk rather than a set of ids: at ten million chunks,
     /// all of them candidates after a restart, that is 1 MiB, not 500.
     candidates: Vec<u64>,
