@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use keel_balancer::queue::{
-    AfterFailure, MoveQueue, MoveState, Outcome, QueueConfig, RETRY_CAP, backoff,
+    AfterFailure, MoveQueue, MoveState, Outcome, QueueConfig, RETRY_CAP, WaitReason, backoff,
 };
 use keel_balancer::{ClusterView, CopyClass, CopyJob, MoveRef, PlannedMove, QueueError, ServerIdx};
 
@@ -32,7 +32,7 @@ fn mv(v: &ClusterView, chunk: &str, to: u32) -> PlannedMove {
     }
 }
 
-fn waiting(q: &MoveQueue, now: Duration) -> Vec<Option<String>> {
+fn waiting(q: &MoveQueue, now: Duration) -> Vec<Option<WaitReason>> {
     q.status(now)
         .moves
         .iter()
@@ -54,10 +54,7 @@ fn a_blocked_head_does_not_block_the_rest() {
     q.enqueue_planned(mv(&v, "c2", 3), S, &v).expect("enqueue");
     let started: Vec<_> = q.next_ready(2 * S, &v).iter().map(|s| s.slot.to).collect();
     assert_eq!(started, [2, 3]);
-    assert_eq!(
-        waiting(&q, 2 * S),
-        [Some("target free space at floor".to_owned())]
-    );
+    assert_eq!(waiting(&q, 2 * S), [Some(WaitReason::TargetAtFloor)]);
     let st = q.status(10 * S);
     assert_eq!(
         (st.pending, st.running, st.oldest_pending_age),
@@ -77,18 +74,12 @@ fn running_moves_count_against_the_target_floor() {
     q.enqueue_planned(mv(&v, "c0", 1), S, &v).expect("enqueue");
     q.enqueue_planned(mv(&v, "c1", 1), S, &v).expect("enqueue");
     assert_eq!(q.next_ready(S, &v).len(), 1);
-    assert_eq!(
-        waiting(&q, S),
-        [Some("target free space at floor".to_owned())]
-    );
+    assert_eq!(waiting(&q, S), [Some(WaitReason::TargetAtFloor)]);
     // The caller records the running copy's bytes as incoming (the master
     // does when it marks the copy begun): still blocked on the next pass.
     v.servers[1].incoming += 5;
     assert!(q.next_ready(2 * S, &v).is_empty());
-    assert_eq!(
-        waiting(&q, 2 * S),
-        [Some("target free space at floor".to_owned())]
-    );
+    assert_eq!(waiting(&q, 2 * S), [Some(WaitReason::TargetAtFloor)]);
 }
 
 #[test]
@@ -107,7 +98,7 @@ fn slots_are_limited_cluster_wide_and_per_server() {
     assert_eq!(q.next_ready(S, &v).len(), 2);
     assert_eq!(
         waiting(&q, S),
-        [Some("no slot".to_owned()), Some("no slot".to_owned())]
+        [Some(WaitReason::NoSlot), Some(WaitReason::NoSlot)]
     );
     let mut q = MoveQueue::new(QueueConfig {
         max_concurrent_moves: 0,
@@ -118,7 +109,7 @@ fn slots_are_limited_cluster_wide_and_per_server() {
         q.next_ready(S, &v).is_empty(),
         "no slots means nothing runs"
     );
-    assert_eq!(waiting(&q, S), [Some("no slot".to_owned())]);
+    assert_eq!(waiting(&q, S), [Some(WaitReason::NoSlot)]);
 }
 
 #[test]
@@ -147,8 +138,8 @@ fn failures_back_off_then_drop_with_the_last_error() {
                 .is_empty()
         );
         let status = q.status(now);
-        let expected = format!("retrying: copy failed #{attempt}");
-        assert_eq!(status.moves[0].waiting.as_deref(), Some(expected.as_str()));
+        let expected = WaitReason::Retrying(format!("copy failed #{attempt}"));
+        assert_eq!(status.moves[0].waiting, Some(expected));
         assert_eq!(status.moves[0].retries, attempt);
         now += delay;
     }
@@ -232,7 +223,7 @@ fn pause_resume_cancel_and_duplicates() {
     ));
     q.pause();
     assert!(q.next_ready(S, &v).is_empty());
-    assert_eq!(waiting(&q, S), [Some("paused".to_owned())]);
+    assert_eq!(waiting(&q, S), [Some(WaitReason::Paused)]);
     q.resume();
     let other = q.enqueue_planned(mv(&v, "c2", 1), S, &v).expect("enqueue");
     q.cancel(other, S).expect("pending");

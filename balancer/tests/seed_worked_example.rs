@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use keel_balancer::load::check;
-use keel_balancer::queue::{MoveQueue, QueueConfig, StartMove};
+use keel_balancer::queue::{MoveQueue, QueueConfig, StartMove, WaitReason};
 use keel_balancer::{ClusterView, InFlight, Policy, ServerIdx, plan};
 
 const CAPACITY: u64 = 10_000;
@@ -100,10 +100,7 @@ fn the_queue_drains_past_a_target_at_its_floor() {
     let status = q.status(now + Duration::from_secs(60));
     assert_eq!((status.pending, status.running, status.done), (1, 0, 11));
     assert_eq!(v.planned(&status.moves[0].copy), Some(m6));
-    assert_eq!(
-        status.moves[0].waiting.as_deref(),
-        Some("target free space at floor")
-    );
+    assert_eq!(status.moves[0].waiting, Some(WaitReason::TargetAtFloor));
     assert!(status.oldest_pending_age > q.status(stuck_at).oldest_pending_age);
 
     // The next pass sees node 4 overloaded, counting move 6 as landed, and

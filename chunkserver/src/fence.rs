@@ -29,9 +29,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 use tracing::info;
 
+use crate::blocking::blocking;
 use crate::chunk_file::sync_dir;
 use crate::error::Error;
-use crate::node::blocking;
 
 /// File holding the highest term seen, in decimal.
 pub const TERM_FILE: &str = "TERM";

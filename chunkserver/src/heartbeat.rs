@@ -29,6 +29,7 @@ use keel_proto::v1::{ChunkReplica, HeartbeatRequest};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::convert;
 use crate::fence::{self, Fence};
 use crate::peer::{MasterLink, error_chain};
 use crate::store::{Report, Store};
@@ -237,15 +238,7 @@ impl Heartbeat {
         let chunks = report
             .chunks
             .into_iter()
-            .map(|(chunk, e)| ChunkReplica {
-                chunk,
-                size: e.meta.size,
-                crc32c: e.meta.crc32c,
-                replication: e.meta.replication,
-                reads: e.reads,
-                replica_id: e.replica,
-                suspect: e.suspect,
-            })
+            .map(|(chunk, e)| convert::replica(chunk, e))
             .collect();
         HeartbeatRequest {
             id: self.identity.id.clone(),
@@ -257,7 +250,7 @@ impl Heartbeat {
             chunks,
             removed: report.removed,
             chunk_count: report.totals.chunks,
-            stamp: Some(crate::service::wire_stamp(report.stamp)),
+            stamp: Some(convert::stamp(report.stamp)),
             draining: self.store.is_draining(),
             report_id: 0,
             page: 0,

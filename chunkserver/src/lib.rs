@@ -17,16 +17,23 @@
 //! - [`heartbeat`]: the loops to the masters; [`corruption`]: corruption
 //!   reports, kept until a leader takes them.
 //! - [`fence`]: the highest master term seen; deposed masters are refused.
-//! - [`service`]: the thin gRPC layer; [`auth`]: the shared token; [`peer`]: outgoing clients;
-//!   [`budgets`]: each method's message limit and deadline.
+//! - [`service`]: the thin gRPC layer; [`convert`]: every wire message it,
+//!   the heartbeats, reads and copies build; [`auth`]: the shared token;
+//!   [`peer`]: outgoing clients; [`budgets`]: each method's message limit
+//!   and deadline.
 //! - [`write_gate`]: who may write: the cluster token or a master-signed write capability.
-//! - [`metrics`]: byte counters and `/metrics`, `/healthz` on `--http-listen`.
+//! - [`traffic`]: byte counters; [`metrics`]: `/metrics`, `/healthz` on
+//!   `--http-listen`.
+//! - [`node`]: what requests share; [`blocking`]: file work off the async
+//!   threads.
 //! - [`run`]: wires it all to an already-bound listener until shutdown.
 
 pub mod auth;
+pub mod blocking;
 pub mod budgets;
 pub mod chunk_file;
 pub mod config;
+pub mod convert;
 pub mod corruption;
 pub mod datadir;
 pub mod error;
@@ -44,6 +51,7 @@ pub mod sink;
 pub mod store;
 pub mod test_hooks;
 pub mod throttle;
+pub mod traffic;
 pub mod transfer;
 pub mod verify;
 pub mod write;
@@ -287,7 +295,8 @@ async fn scrub_missing(store: Arc<Store>, interval: Duration, stop: Cancellation
             () = tokio::time::sleep(interval) => {}
         }
         let store = Arc::clone(&store);
-        let gone = node::blocking("checking chunk files", move || Ok(store.forget_missing())).await;
+        let gone =
+            blocking::blocking("checking chunk files", move || Ok(store.forget_missing())).await;
         if let Ok(n) = gone
             && n > 0
         {
@@ -301,7 +310,7 @@ async fn scrub_missing(store: Arc<Store>, interval: Duration, stop: Cancellation
 
 async fn open_store(config: &Config) -> Result<Arc<Store>, Error> {
     let (dir, id, capacity) = (config.data_dir.clone(), config.id.clone(), config.capacity);
-    node::blocking("opening the store", move || {
+    blocking::blocking("opening the store", move || {
         Store::open(&dir, &id, capacity)
     })
     .await

@@ -17,28 +17,6 @@ use keel_proto::exposition;
 
 use crate::node::Node;
 
-/// Bytes moved, by direction and purpose.
-#[derive(Debug, Default)]
-pub struct Traffic {
-    /// Sent to clients by `ReadChunk`.
-    pub read: AtomicU64,
-    /// Received from clients by `WriteChunk`.
-    pub written: AtomicU64,
-    /// Received by `CopyChunk` from a peer.
-    pub migrated_in: AtomicU64,
-    /// Sent to peers by migration reads.
-    pub migrated_out: AtomicU64,
-    /// Latency of the gRPC calls this server answers, by method.
-    pub rpc: Arc<keel_proto::rpc_timing::RpcTimes>,
-}
-
-impl Traffic {
-    /// Adds `n` bytes to `counter`.
-    pub fn add(counter: &AtomicU64, n: usize) {
-        counter.fetch_add(n as u64, Ordering::Relaxed);
-    }
-}
-
 /// The HTTP routes of a running server.
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()

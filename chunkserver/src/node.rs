@@ -24,7 +24,7 @@ pub struct Node {
     /// Client service times (fed to the controller with `--migrate-bandwidth auto`).
     pub latency: Arc<crate::latency::ClientLatency>,
     /// Bytes moved, for `/metrics`.
-    pub traffic: Arc<crate::metrics::Traffic>,
+    pub traffic: Arc<crate::traffic::Traffic>,
     /// Corruption reports to the master.
     pub reporter: MasterReporter,
     /// Attached to calls to peers.
@@ -98,15 +98,4 @@ impl Transfers {
                 limit: self.limit,
             })
     }
-}
-
-/// Runs blocking file work off the async threads.
-pub async fn blocking<T, F>(what: &str, f: F) -> Result<T, Error>
-where
-    F: FnOnce() -> Result<T, Error> + Send + 'static,
-    T: Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::io(what.to_owned(), std::io::Error::other(e)))?
 }

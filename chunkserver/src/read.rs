@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use keel_proto::chunk_id::ChunkId;
-use keel_proto::v1::{ChunkHeader, ReadChunkResponse};
+use keel_proto::v1::ReadChunkResponse;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::Stream;
@@ -86,7 +86,7 @@ pub struct ReadJob {
     /// Bucket to draw from (migration reads only).
     pub throttle: Option<Arc<Throttle>>,
     /// Where the bytes sent are counted.
-    pub traffic: Arc<crate::metrics::Traffic>,
+    pub traffic: Arc<crate::traffic::Traffic>,
     /// Where corruption is reported.
     pub reporter: MasterReporter,
     /// Client reads only: where the time to the first data frame is
@@ -130,12 +130,7 @@ impl ReadJob {
     /// went idle.
     async fn run(mut self, tx: &mpsc::Sender<Item>) -> Option<Status> {
         let header = ReadChunkResponse {
-            header: Some(ChunkHeader {
-                chunk: self.id.to_string(),
-                size: self.meta.size,
-                crc32c: self.meta.crc32c,
-                replication: self.meta.replication,
-            }),
+            header: Some(crate::convert::header(self.id.to_string(), &self.meta)),
             data: Bytes::new(),
         };
         if tx.send(Ok(header)).await.is_err() {
@@ -221,7 +216,7 @@ impl ReadJob {
             }
             None => &self.traffic.read,
         };
-        crate::metrics::Traffic::add(counter, data.len());
+        crate::traffic::Traffic::add(counter, data.len());
         let len = data.len() as u64;
         let msg = ReadChunkResponse { header: None, data };
         match tokio::time::timeout(self.idle, tx.send(Ok(msg))).await {

@@ -9,19 +9,19 @@ use keel_proto::chunk_id::ChunkId;
 use keel_proto::move_id;
 use keel_proto::v1::chunk_server_server::ChunkServer;
 use keel_proto::v1::{
-    ChunkHeader, CopyChunkRequest, CopyChunkResponse, DeleteChunkRequest, DeleteChunkResponse,
-    HeartbeatStamp, ReadChunkRequest, ServerStatusRequest, ServerStatusResponse, SetDrainRequest,
-    SetDrainResponse, StatChunkRequest, StatChunkResponse, VerifyChunkRequest, VerifyChunkResponse,
-    VerifyVerdict, WriteChunkRequest, WriteChunkResponse,
+    CopyChunkRequest, CopyChunkResponse, DeleteChunkRequest, DeleteChunkResponse, ReadChunkRequest,
+    ServerStatusRequest, ServerStatusResponse, SetDrainRequest, SetDrainResponse, StatChunkRequest,
+    StatChunkResponse, VerifyChunkRequest, VerifyChunkResponse, WriteChunkRequest,
+    WriteChunkResponse,
 };
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Span, info, instrument, warn};
 
+use crate::blocking::blocking;
 use crate::error::Error;
-use crate::node::{Node, blocking};
+use crate::node::Node;
 use crate::read::{ReadJob, ReadStream};
-use crate::store::{Stamp, Verdict};
-use crate::{fence, transfer, write};
+use crate::{convert, fence, transfer, write};
 
 /// The gRPC face of a [`Node`].
 pub struct ChunkService {
@@ -147,7 +147,7 @@ impl ChunkServer for ChunkService {
             info!(freed, "chunk deleted");
             Ok(DeleteChunkResponse {
                 freed_bytes: freed,
-                stamp: Some(wire_stamp(stamp)),
+                stamp: Some(convert::stamp(stamp)),
             })
         };
         reply(r.await)
@@ -162,21 +162,10 @@ impl ChunkServer for ChunkService {
             .map_err(Error::from)
             .and_then(|id| {
                 // Before the lookup: the replica was held at or after it.
-                let stamp = Some(wire_stamp(self.node.store.stamp()));
+                let stamp = self.node.store.stamp();
                 let e = self.node.store.entry(id.as_str())?;
                 let deleting = self.node.store.is_deleting(id.as_str());
-                Ok(StatChunkResponse {
-                    header: Some(ChunkHeader {
-                        chunk: id.to_string(),
-                        size: e.meta.size,
-                        crc32c: e.meta.crc32c,
-                        replication: e.meta.replication,
-                    }),
-                    reads: e.reads,
-                    replica_id: e.replica,
-                    deleting,
-                    stamp,
-                })
+                Ok(convert::stat(id.to_string(), &e, deleting, stamp))
             });
         reply(r)
     }
@@ -216,35 +205,8 @@ impl ChunkServer for ChunkService {
             let id = ChunkId::new(request.into_inner().chunk)?;
             let (replica, verdict) = self.node.verifier.verify(&self.node.store, &id).await?;
             info!(chunk = %id, ?verdict, "chunk verified");
-            let stamp = Some(wire_stamp(self.node.store.stamp()));
-            Ok(match verdict {
-                Verdict::Whole(m) => VerifyChunkResponse {
-                    verdict: VerifyVerdict::Whole.into(),
-                    detail: String::new(),
-                    stamp,
-                    header: Some(ChunkHeader {
-                        chunk: id.to_string(),
-                        size: m.size,
-                        crc32c: m.crc32c,
-                        replication: m.replication,
-                    }),
-                    replica_id: replica,
-                },
-                Verdict::Corrupt(detail) => VerifyChunkResponse {
-                    verdict: VerifyVerdict::Corrupt.into(),
-                    detail,
-                    header: None,
-                    stamp,
-                    replica_id: replica,
-                },
-                Verdict::Missing => VerifyChunkResponse {
-                    verdict: VerifyVerdict::Missing.into(),
-                    detail: "the chunk file is gone".into(),
-                    header: None,
-                    stamp,
-                    replica_id: replica,
-                },
-            })
+            let stamp = self.node.store.stamp();
+            Ok(convert::verified(id.to_string(), replica, verdict, stamp))
         };
         reply(r.await)
     }
@@ -266,14 +228,6 @@ impl ChunkServer for ChunkService {
             .map(|()| SetDrainResponse { draining })
         };
         reply(r.await)
-    }
-}
-
-/// A store stamp as the wire carries it.
-pub fn wire_stamp(s: Stamp) -> HeartbeatStamp {
-    HeartbeatStamp {
-        incarnation: s.incarnation,
-        seq: s.seq,
     }
 }
 

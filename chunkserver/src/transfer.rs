@@ -19,10 +19,11 @@ use keel_proto::v1::{
 use tonic::{Code, Status, Streaming};
 use tracing::info;
 
+use crate::blocking::blocking;
 use crate::chunk_file::ChunkMeta;
 use crate::config::normalize_url;
 use crate::error::{Error, Purpose};
-use crate::node::{Node, blocking};
+use crate::node::Node;
 use crate::peer::connect_peer;
 use crate::sink::Sink;
 
@@ -109,7 +110,7 @@ pub async fn copy_chunk(node: &Node, req: CopyChunkRequest) -> Result<CopyChunkR
     while let Some(data) = next_frame(&mut stream, &src, &id, received).await? {
         received += data.len() as u64;
         node.throttle.consume(data.len()).await;
-        crate::metrics::Traffic::add(&node.traffic.migrated_in, data.len());
+        crate::traffic::Traffic::add(&node.traffic.migrated_in, data.len());
         sink.write(data)
             .await
             .map_err(|e| damaged(e, &src, &id, meta.size))?;
@@ -135,7 +136,7 @@ pub async fn copy_chunk(node: &Node, req: CopyChunkRequest) -> Result<CopyChunkR
         size: meta.size,
         crc32c: meta.crc32c,
         replication: meta.replication,
-        stamp: Some(crate::service::wire_stamp(node.store.stamp())),
+        stamp: Some(crate::convert::stamp(node.store.stamp())),
         replica_id: replica,
     })
 }

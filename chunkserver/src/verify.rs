@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use keel_proto::chunk_id::ChunkId;
 use tokio::sync::Semaphore;
 
+use crate::blocking::blocking;
 use crate::chunk_file::ChunkMeta;
 use crate::error::Error;
-use crate::node::blocking;
 use crate::store::{Store, Verdict};
 
 /// Verifications reading at once: each reads a whole chunk, so a few keep

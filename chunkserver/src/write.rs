@@ -17,9 +17,10 @@ use keel_proto::v1::{WriteChunkRequest, WriteChunkResponse};
 use tonic::{Code, Streaming};
 use tracing::info;
 
+use crate::blocking::blocking;
 use crate::chunk_file::ChunkMeta;
 use crate::error::{Error, Purpose};
-use crate::node::{Node, blocking};
+use crate::node::Node;
 use crate::sink::Sink;
 
 /// Receives one chunk and commits it. `authorization` is the caller's
@@ -62,7 +63,7 @@ pub async fn write_chunk(
     let mut sink = Sink::new(temp, id.clone());
     let mut received = first.data.len() as u64;
     let mut last_frame = Instant::now();
-    crate::metrics::Traffic::add(&node.traffic.written, first.data.len());
+    crate::traffic::Traffic::add(&node.traffic.written, first.data.len());
     if !first.data.is_empty() {
         sink.write(first.data).await?;
     }
@@ -75,7 +76,7 @@ pub async fn write_chunk(
         }
         if !msg.data.is_empty() {
             received += msg.data.len() as u64;
-            crate::metrics::Traffic::add(&node.traffic.written, msg.data.len());
+            crate::traffic::Traffic::add(&node.traffic.written, msg.data.len());
             sink.write(msg.data).await?;
         }
     }

@@ -1,18 +1,26 @@
-//! Command-line arguments: the global flags, one subcommand enum, and the
-//! parsing of `--move CHUNK:FROM:TO`.
+//! Command-line arguments: the global flags and one subcommand enum composed
+//! of the commands' own arguments, each defined in its command's module.
 //!
-//! A new command group is one more variant of [`Command`], one more module,
-//! and one more arm in [`Cli::run`].
+//! A new command group is one more module owning its clap `Args` (or
+//! `Subcommand`), one more variant of [`Command`], and one more arm in
+//! [`Cli::run`].
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use keel_balancer::MoveRef;
-use keel_proto::units::{parse_duration, parse_size};
+use keel_proto::units::parse_duration;
 
 use crate::client::Clients;
+use crate::demo::DemoArgs;
+use crate::drain::ServerCommand;
 use crate::error::Error;
+use crate::explain::ExplainArgs;
+use crate::get::GetArgs;
+use crate::health::HealthArgs;
+use crate::put::PutArgs;
+use crate::rebalance::RebalanceCommand;
+use crate::sim::SimArgs;
 use crate::{demo, drain, explain, get, health, put, rebalance, servers, sim};
 
 /// keelctl: operate a Keel cluster and move chunks in and out of it.
@@ -110,26 +118,6 @@ pub enum Command {
     Completions(CompletionsArgs),
 }
 
-/// `keelctl sim`.
-#[derive(Debug, Args)]
-pub struct SimArgs {
-    /// A cluster described in JSON (servers, chunk sizes, limits; see
-    /// docs/sim.md); `-` reads standard input.
-    #[arg(
-        required_unless_present = "from_master",
-        conflicts_with = "from_master"
-    )]
-    pub file: Option<PathBuf>,
-    /// Predict the master's own plan for the live cluster, with the
-    /// master's queue limits and each chunk server's migration bandwidth.
-    #[arg(long)]
-    pub from_master: bool,
-    /// Time a move holds its slot beyond its transfer (RPCs, fsyncs,
-    /// records); default 40ms.
-    #[arg(long, value_parser = parse_duration)]
-    pub move_overhead: Option<Duration>,
-}
-
 /// `keelctl completions`.
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
@@ -147,177 +135,6 @@ pub enum Shell {
     Zsh,
     /// Fish.
     Fish,
-}
-
-/// `keelctl demo`.
-#[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// Once balanced, read every chunk back and check it, check every
-    /// server is inside the band, stop the cluster and exit (1 if anything
-    /// is off).
-    #[arg(long, env = "KEEL_EXIT_WHEN_BALANCED")]
-    pub exit_when_balanced: bool,
-    /// Chunks in the skewed data set.
-    #[arg(long, env = "KEEL_CHUNKS", default_value_t = 48, hide = true,
-          value_parser = clap::value_parser!(u32).range(3..=100_000))]
-    pub chunks: u32,
-    /// Largest chunk; each is between half this and this.
-    #[arg(long, env = "KEEL_CHUNK_SIZE", default_value = "8MiB", hide = true, value_parser = parse_size)]
-    pub chunk_size: u64,
-    /// Each chunk server's migration bandwidth (in and out together).
-    #[arg(long, env = "KEEL_MIGRATE_BANDWIDTH", default_value = "10MiB", hide = true, value_parser = parse_size)]
-    pub migrate_bandwidth: u64,
-    /// The master's band half-width, in percentage points.
-    #[arg(long, env = "KEEL_THRESHOLD_PCT", default_value_t = 10.0, hide = true)]
-    pub threshold_pct: f64,
-    /// The master's gRPC address when free (any free port otherwise).
-    #[arg(
-        long,
-        env = "KEEL_MASTER_LISTEN",
-        default_value = "127.0.0.1:7000",
-        hide = true
-    )]
-    pub master_listen: String,
-    /// The master's HTTP address when free (any free port otherwise).
-    #[arg(
-        long,
-        env = "KEEL_HTTP_LISTEN",
-        default_value = "127.0.0.1:7080",
-        hide = true
-    )]
-    pub http_listen: String,
-    /// Give up when the cluster is not balanced after this long.
-    #[arg(long, env = "KEEL_BALANCE_TIMEOUT", default_value = "120s", hide = true, value_parser = parse_duration)]
-    pub balance_timeout: Duration,
-}
-
-/// `keelctl server ...`.
-#[derive(Debug, Subcommand)]
-pub enum ServerCommand {
-    /// Copy every chunk off a server (it takes no new data meanwhile); its
-    /// state turns `drained` when it holds nothing the cluster still needs.
-    /// The mark is kept by the chunk server across restarts.
-    Drain(ServerArgs),
-    /// Clear the drain mark: the server takes placements and moves again.
-    Undrain(ServerArgs),
-}
-
-/// A chunk server named by id.
-#[derive(Debug, Args)]
-pub struct ServerArgs {
-    /// Chunk server id, e.g. `cs3`.
-    pub server: String,
-}
-
-/// `keelctl explain`.
-#[derive(Debug, Args)]
-pub struct ExplainArgs {
-    /// Chunk id.
-    pub chunk: String,
-}
-
-/// `keelctl health`.
-#[derive(Debug, Args)]
-pub struct HealthArgs {
-    /// gRPC address of the daemon to check (default: `--master`).
-    pub url: Option<String>,
-}
-
-/// `keelctl put`.
-#[derive(Debug, Args)]
-pub struct PutArgs {
-    /// Chunk id: 1–128 characters of `[A-Za-z0-9._-]`, not starting with `.`.
-    pub chunk: String,
-    /// File whose bytes become the chunk; `-` reads standard input (a file
-    /// named `-` is `./-`).
-    pub file: PathBuf,
-    /// Number of replicas (default: the master's `--replication`).
-    #[arg(long, env = "KEEL_REPLICATION", value_parser = clap::value_parser!(u32).range(1..=i64::from(keel_proto::MAX_REPLICATION)))]
-    pub replication: Option<u32>,
-    /// Pin placement to this chunk server id (repeatable).
-    #[arg(
-        long = "on",
-        value_name = "SERVER",
-        env = "KEEL_ON",
-        value_delimiter = ','
-    )]
-    pub on: Vec<String>,
-}
-
-/// `keelctl get`.
-#[derive(Debug, Args)]
-pub struct GetArgs {
-    /// Chunk id to fetch.
-    pub chunk: String,
-    /// Destination file (replaced atomically once the bytes are verified).
-    pub file: PathBuf,
-}
-
-/// `keelctl rebalance ...`.
-#[derive(Debug, Subcommand)]
-pub enum RebalanceCommand {
-    /// Average utilization and the servers outside the threshold band.
-    Check,
-    /// Dry run: the moves the balancer would make now, changing nothing.
-    Plan,
-    /// Plan now and queue the moves for the background mover.
-    Run(RunArgs),
-    /// Run the given moves now and wait for each to finish or fail.
-    Execute(ExecuteArgs),
-    /// The move queue: counts, oldest pending move, and each move's state.
-    Status,
-    /// Stop starting new moves (running ones finish).
-    Pause,
-    /// Start moves again.
-    Resume,
-}
-
-/// `keelctl rebalance run`.
-#[derive(Debug, Args)]
-pub struct RunArgs {
-    /// Show progress until no move is pending or running, then a summary.
-    #[arg(long, env = "KEEL_WAIT")]
-    pub wait: bool,
-    /// With `--wait`: give up waiting after this long (the moves go on).
-    #[arg(long = "wait-timeout", env = "KEEL_WAIT_TIMEOUT", value_parser = parse_duration, requires = "wait")]
-    pub wait_timeout: Option<Duration>,
-    /// With `--wait`: how often to poll the master.
-    #[arg(long, env = "KEEL_POLL_INTERVAL", default_value = "500ms", value_parser = parse_duration)]
-    pub poll_interval: Duration,
-}
-
-/// `keelctl rebalance execute`.
-#[derive(Debug, Args)]
-pub struct ExecuteArgs {
-    /// A move as `CHUNK:FROM:TO` (repeatable, or several after one `--move`).
-    #[arg(
-        long = "move",
-        value_name = "CHUNK:FROM:TO",
-        env = "KEEL_MOVE",
-        value_delimiter = ',',
-        required = true,
-        num_args = 1..,
-        value_parser = parse_move
-    )]
-    pub moves: Vec<MoveRef>,
-}
-
-/// Parses `CHUNK:FROM:TO`; the chunk id must pass the chunk-id rules.
-pub fn parse_move(s: &str) -> Result<MoveRef, String> {
-    let parts: Vec<&str> = s.split(':').collect();
-    let [chunk, from, to] = parts[..] else {
-        return Err(format!(
-            "expected CHUNK:FROM:TO (three fields separated by ':'), got {} field(s)",
-            parts.len()
-        ));
-    };
-    keel_proto::chunk_id::validate(chunk).map_err(|e| e.to_string())?;
-    for (name, value) in [("FROM", from), ("TO", to)] {
-        if value.trim().is_empty() {
-            return Err(format!("{name} server id is empty"));
-        }
-    }
-    Ok(MoveRef::new(chunk, from.trim(), to.trim()))
 }
 
 /// Writes the completion script for `shell` on stdout.
@@ -339,7 +156,7 @@ impl Cli {
         if let Command::Completions(a) = &self.command {
             return completions(a.shell);
         }
-        let (token, tls) = crate::tls::credentials(&self)?;
+        let (token, tls) = crate::tls::credentials(&self.credentials()).map_err(Error::Usage)?;
         // Built only by the commands that talk keel.v1 (health needs no token).
         let clients = || {
             Clients::new(&self.master, token.as_deref(), self.timeout, tls.clone())
@@ -371,6 +188,17 @@ impl Cli {
         }
     }
 
+    /// The flags naming the token and the TLS files.
+    fn credentials(&self) -> crate::tls::Credentials<'_> {
+        crate::tls::Credentials {
+            auth_token: self.auth_token.as_deref(),
+            token_file: self.token_file.as_deref(),
+            tls_ca: self.tls_ca.as_deref(),
+            tls_cert: self.tls_cert.as_deref(),
+            tls_key: self.tls_key.as_deref(),
+        }
+    }
+
     /// Whether the command handles Ctrl-C and SIGTERM itself (it has
     /// children to stop first).
     pub fn handles_signals(&self) -> bool {
@@ -386,46 +214,6 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn parses_a_move() {
-        let m = parse_move("ch_010:cs1:cs4").expect("valid");
-        assert_eq!(m, MoveRef::new("ch_010", "cs1", "cs4"));
-    }
-
-    #[test]
-    fn refuses_bad_moves() {
-        assert!(
-            parse_move("ch_010:cs1")
-                .expect_err("must fail")
-                .contains("got 2 field")
-        );
-        assert!(
-            parse_move("a:b:c:d")
-                .expect_err("must fail")
-                .contains("got 4 field")
-        );
-        assert!(
-            parse_move("../x:cs1:cs2")
-                .expect_err("must fail")
-                .contains("starts with '.'")
-        );
-        assert!(
-            parse_move(":cs1:cs2")
-                .expect_err("must fail")
-                .contains("empty")
-        );
-        assert!(
-            parse_move("c:cs1:")
-                .expect_err("must fail")
-                .contains("TO server id")
-        );
-        assert!(
-            parse_move("c: :cs2")
-                .expect_err("must fail")
-                .contains("FROM server id")
-        );
     }
 
     #[test]

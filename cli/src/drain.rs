@@ -1,12 +1,30 @@
 //! `keelctl server drain|undrain <id>`.
 
+use clap::{Args, Subcommand};
 use keel_proto::v1::{DrainServerRequest, DrainServerResponse, UndrainServerRequest};
 use serde::Serialize;
 
-use crate::cli::ServerCommand;
 use crate::client::Clients;
 use crate::error::Error;
 use crate::output;
+
+/// `keelctl server ...`.
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// Copy every chunk off a server (it takes no new data meanwhile); its
+    /// state turns `drained` when it holds nothing the cluster still needs.
+    /// The mark is kept by the chunk server across restarts.
+    Drain(ServerArgs),
+    /// Clear the drain mark: the server takes placements and moves again.
+    Undrain(ServerArgs),
+}
+
+/// A chunk server named by id.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Chunk server id, e.g. `cs3`.
+    pub server: String,
+}
 
 /// `--json` output.
 #[derive(Debug, Serialize, PartialEq)]

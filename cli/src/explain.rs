@@ -1,12 +1,20 @@
 //! `keelctl explain <chunk>`: one chunk's replicas, their health, the jobs
 //! on it, and why it is or is not being repaired or moved.
 
+use clap::Args;
 use keel_proto::v1::{ExplainChunkRequest, ExplainChunkResponse};
 use serde::Serialize;
 
 use crate::client::Clients;
 use crate::error::Error;
 use crate::output::{self, Align, Table};
+
+/// `keelctl explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Chunk id.
+    pub chunk: String,
+}
 
 /// `--json` output: the response's fields in snake_case.
 #[derive(Debug, Serialize, PartialEq)]

@@ -7,18 +7,27 @@
 //! chunk may have just moved) and new locations are tried.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use clap::Args;
 use keel_proto::v1::{LocateChunkRequest, LocateChunkResponse, ReportCorruptionRequest, ServerRef};
 use serde::Serialize;
 use tonic::Code;
 use tracing::debug;
 
-use crate::cli::GetArgs;
 use crate::client::{Clients, Master};
 use crate::error::Error;
 use crate::fetch::{Attempt, Failure, fetch};
 use crate::output;
+
+/// `keelctl get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Chunk id to fetch.
+    pub chunk: String,
+    /// Destination file (replaced atomically once the bytes are verified).
+    pub file: PathBuf,
+}
 
 /// How many times the master is asked where the chunk is.
 const LOCATE_ROUNDS: usize = 2;

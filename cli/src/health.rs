@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use clap::Args;
 use serde::Serialize;
 use tonic::transport::{ClientTlsConfig, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
@@ -16,6 +17,13 @@ use tonic_health::pb::health_client::HealthClient;
 use crate::client::normalize_url;
 use crate::error::{Error, root_cause};
 use crate::output;
+
+/// `keelctl health`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// gRPC address of the daemon to check (default: `--master`).
+    pub url: Option<String>,
+}
 
 /// Connect plus answer must fit in this: a health check that hangs is a
 /// failed health check.

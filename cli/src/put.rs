@@ -4,10 +4,11 @@
 //! no answer for `--stream-idle-timeout` fails that replica.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use clap::Args;
 use futures::{Stream, StreamExt, future, stream};
 use keel_proto::v1::{
     AllocateChunkRequest, ChunkHeader, LocateChunkRequest, ServerRef, WriteCapability,
@@ -18,11 +19,31 @@ use tokio::fs::File;
 use tokio::io::AsyncReadExt;
 use tonic::Code;
 
-use crate::cli::PutArgs;
 use crate::client::{Clients, Master};
 use crate::error::Error;
 use crate::idle::{self, Progress};
 use crate::{output, spool};
+
+/// `keelctl put`.
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    /// Chunk id: 1–128 characters of `[A-Za-z0-9._-]`, not starting with `.`.
+    pub chunk: String,
+    /// File whose bytes become the chunk; `-` reads standard input (a file
+    /// named `-` is `./-`).
+    pub file: PathBuf,
+    /// Number of replicas (default: the master's `--replication`).
+    #[arg(long, env = "KEEL_REPLICATION", value_parser = clap::value_parser!(u32).range(1..=i64::from(keel_proto::MAX_REPLICATION)))]
+    pub replication: Option<u32>,
+    /// Pin placement to this chunk server id (repeatable).
+    #[arg(
+        long = "on",
+        value_name = "SERVER",
+        env = "KEEL_ON",
+        value_delimiter = ','
+    )]
+    pub on: Vec<String>,
+}
 
 /// `--json` output of a successful put.
 #[derive(Debug, Serialize, PartialEq)]

@@ -1,30 +1,44 @@
 //! keelctl's credentials: the token (`--auth-token` or `--token-file`) and TLS
 //! (`--tls-ca`, `--tls-cert`, `--tls-key`), read once before any connection.
 
+use std::path::Path;
+
 use keel_proto::auth::secret;
 use keel_proto::tls::TlsFiles;
 use tonic::transport::{ClientTlsConfig, Endpoint};
 
-use crate::cli::Cli;
-use crate::error::Error;
+/// The global flags that name the credentials.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Credentials<'a> {
+    /// `--auth-token`.
+    pub auth_token: Option<&'a str>,
+    /// `--token-file`.
+    pub token_file: Option<&'a Path>,
+    /// `--tls-ca`.
+    pub tls_ca: Option<&'a Path>,
+    /// `--tls-cert`.
+    pub tls_cert: Option<&'a Path>,
+    /// `--tls-key`.
+    pub tls_key: Option<&'a Path>,
+}
 
-/// The token to send and the TLS settings for `https://` addresses.
-pub fn credentials(cli: &Cli) -> Result<(Option<String>, Option<ClientTlsConfig>), Error> {
+/// The token to send and the TLS settings for `https://` addresses; the
+/// error says which flag or file is unusable.
+pub fn credentials(
+    flags: &Credentials<'_>,
+) -> Result<(Option<String>, Option<ClientTlsConfig>), String> {
     let token = secret(
         ("--auth-token", "--token-file"),
-        cli.auth_token
-            .as_deref()
-            .map(str::trim)
-            .filter(|t| !t.is_empty()),
-        cli.token_file.as_deref(),
+        flags.auth_token.map(str::trim).filter(|t| !t.is_empty()),
+        flags.token_file,
     )
-    .map_err(|e| Error::Usage(e.to_string()))?;
+    .map_err(|e| e.to_string())?;
     let files = TlsFiles {
-        cert: cli.tls_cert.clone(),
-        key: cli.tls_key.clone(),
-        ca: cli.tls_ca.clone(),
+        cert: flags.tls_cert.map(Path::to_path_buf),
+        key: flags.tls_key.map(Path::to_path_buf),
+        ca: flags.tls_ca.map(Path::to_path_buf),
     };
-    let tls = files.client().map_err(|e| Error::Usage(e.to_string()))?;
+    let tls = files.client().map_err(|e| e.to_string())?;
     Ok((token, tls))
 }
 

@@ -2,6 +2,66 @@
 
 use keel_proto::chunk_id::ChunkIdError;
 
+/// Metadata header naming the leader in a refusal from a master that does
+/// not lead, so clients retry there without parsing the text.
+pub const LEADER_HEADER: &str = "keel-leader";
+
+/// A call that changes something, refused because this master does not
+/// lead. Each front door words it for its callers; the gRPC code and the
+/// leader header come from here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotLeader {
+    /// The leader's advertised address as known now; empty when none is.
+    pub leader: String,
+    /// Its term (0 when none is known).
+    pub term: u64,
+    /// Whether this master leads again (it stepped down and won anew).
+    pub leads_again: bool,
+    /// Whether this master led when the call came and stopped while it
+    /// waited; otherwise it was a standby from the start.
+    pub stepped_down: bool,
+}
+
+impl NotLeader {
+    /// Whether a leader other than this master is known, so a caller can
+    /// be sent there.
+    pub fn names_leader(&self) -> bool {
+        !self.leads_again && !self.leader.is_empty()
+    }
+}
+
+impl From<NotLeader> for Error {
+    fn from(n: NotLeader) -> Self {
+        Error::NotLeader(n)
+    }
+}
+
+impl std::fmt::Display for NotLeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (leader, term) = (&self.leader, self.term);
+        if !self.stepped_down {
+            return if leader.is_empty() {
+                f.write_str(
+                    "this master is a standby and no leader is known right now; retry shortly",
+                )
+            } else {
+                write!(
+                    f,
+                    "this master is a standby; the leader is {leader} (term {term})"
+                )
+            };
+        }
+        f.write_str("this master is no longer the leader: it stepped down while the request waited; its queued moves were dropped, and any already copying end on their own (done, or fenced and cleaned up)")?;
+        if self.leads_again {
+            write!(f, "; it leads again at term {term}: send the request again")
+        } else if leader.is_empty() {
+            f.write_str("; no leader is known right now: retry shortly")
+        } else {
+            write!(f, "; the leader is {leader} (term {term})")
+        }
+    }
+}
+
 /// Why a request was refused. Each variant maps to one gRPC code in
 /// `impl From<Error> for tonic::Status`; the message is the `Display` text.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -170,6 +230,21 @@ pub enum Error {
         /// How long this request waited for it.
         waited_ms: u64,
     },
+    /// A change asked of a master that does not lead (see [`NotLeader`]).
+    #[error("{0}")]
+    NotLeader(NotLeader),
+    /// etcd did not take the pause, so neither did the queue.
+    #[error("could not record the pause in etcd, so nothing changed: {detail}")]
+    PauseNotRecorded {
+        /// etcd's answer.
+        detail: String,
+    },
+    /// The task applying a full report ended without an answer (a bug).
+    #[error("applying a full report failed: {detail}")]
+    ReportTask {
+        /// How the task ended.
+        detail: String,
+    },
     /// A corruption report over its rate limit (see `corruption_limits`).
     #[error("corruption report of chunk {chunk} on {server} dropped: {why}; retry later")]
     ReportsLimited {
@@ -207,14 +282,26 @@ impl From<Error> for tonic::Status {
             | Error::ReportsLimited { .. } => Code::ResourceExhausted,
             Error::NoLiveServers => Code::Unavailable,
             Error::SafeMode { .. } => Code::Unavailable,
-            Error::Planner(_) => Code::Internal,
+            Error::Planner(_) | Error::ReportTask { .. } => Code::Internal,
+            Error::PauseNotRecorded { .. } => Code::Unavailable,
+            // A standby that knows no leader cannot send the caller anywhere.
+            Error::NotLeader(n) if !n.stepped_down && n.leader.is_empty() => Code::Unavailable,
+            Error::NotLeader(_) => Code::FailedPrecondition,
         };
         let mut status = tonic::Status::new(code, e.to_string());
-        if let Error::SafeMode { remaining_ms } = e {
-            // Machine-readable, so clients wait it out without parsing text.
-            status
-                .metadata_mut()
-                .insert(keel_proto::SAFE_MODE_HEADER, remaining_ms.into());
+        match e {
+            Error::SafeMode { remaining_ms } => {
+                // Machine-readable, so clients wait it out without parsing text.
+                status
+                    .metadata_mut()
+                    .insert(keel_proto::SAFE_MODE_HEADER, remaining_ms.into());
+            }
+            Error::NotLeader(n) if n.names_leader() => {
+                if let Ok(v) = n.leader.parse() {
+                    status.metadata_mut().insert(LEADER_HEADER, v);
+                }
+            }
+            _ => {}
         }
         status
     }
@@ -239,5 +326,55 @@ mod tests {
         }
         .into();
         assert_eq!(s.code(), tonic::Code::FailedPrecondition);
+    }
+
+    fn not_leader(leader: &str, term: u64, stepped_down: bool) -> tonic::Status {
+        Error::NotLeader(NotLeader {
+            leader: leader.into(),
+            term,
+            leads_again: false,
+            stepped_down,
+        })
+        .into()
+    }
+
+    #[test]
+    fn the_step_down_refusal_names_what_is_known() {
+        let s = not_leader("http://m2:7000", 8, true);
+        assert_eq!(s.code(), tonic::Code::FailedPrecondition);
+        assert!(
+            s.message().contains("no longer the leader"),
+            "{}",
+            s.message()
+        );
+        assert!(
+            s.message()
+                .contains("the leader is http://m2:7000 (term 8)")
+        );
+        assert_eq!(
+            s.metadata()
+                .get(LEADER_HEADER)
+                .and_then(|v| v.to_str().ok()),
+            Some("http://m2:7000")
+        );
+        let s = not_leader("", 0, true);
+        assert_eq!(s.code(), tonic::Code::FailedPrecondition);
+        assert!(s.message().contains("no leader is known right now"));
+        assert!(s.metadata().get(LEADER_HEADER).is_none());
+    }
+
+    #[test]
+    fn a_standby_refers_callers_to_the_leader_it_knows() {
+        let s = not_leader("http://m1:7000", 4, false);
+        assert_eq!(s.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(
+            s.message(),
+            "this master is a standby; the leader is http://m1:7000 (term 4)"
+        );
+        let header = s.metadata().get(LEADER_HEADER);
+        assert_eq!(header.and_then(|v| v.to_str().ok()), Some("http://m1:7000"));
+        let s = not_leader("", 0, false);
+        assert_eq!(s.code(), tonic::Code::Unavailable);
+        assert!(s.metadata().get(LEADER_HEADER).is_none());
     }
 }

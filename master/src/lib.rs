@@ -12,16 +12,20 @@
 //! - [`rebalance`]: `RebalanceExecute`, operator moves through that queue.
 //! - [`maintenance`]: liveness, trimming, verification, and the repair and
 //!   drain copies it queues.
-//! - [`service`] and [`convert`]: the gRPC front door; [`auth`]: its token check.
-//! - [`reports`]: paged full reports, applied whole; [`service::Limits`]: what
-//!   one client may cost; [`corruption_limits`]: the rate of corruption
-//!   reports; [`budgets`]: each method's message limit and deadline.
+//! - [`front`]: what a request means, whichever door it came in by: the
+//!   one leader gate (a typed [`error::NotLeader`]), [`front::Limits`] on
+//!   what one client may cost, the pause kept in etcd, the planning permit.
+//! - [`service`] and [`convert`]: the gRPC front door, which only encodes
+//!   and decodes; [`auth`]: its token check.
+//! - [`stdio`]: the seed's JSON-lines door (`--stdio`) onto the same front.
+//! - [`reports`]: paged full reports, applied whole; [`corruption_limits`]:
+//!   the rate of corruption reports; [`budgets`]: each method's message
+//!   limit and deadline.
 //! - [`ha`]: several masters: leadership through etcd, fencing terms.
 //! - [`http`] and [`metrics`]: `/healthz`, `/readyz` and `/metrics`;
 //!   [`dashboard`]: the operator's page at `/`, with the replay of the last
 //!   rebalance that [`history`] keeps.
 //! - [`error`]: request errors and their gRPC codes.
-//! - [`stdio`]: the seed's JSON-lines protocol (`--stdio`) on the same core.
 //! - [`server`]: [`run`], which wires all of the above together.
 
 pub mod auth;
@@ -32,6 +36,7 @@ pub mod convert;
 pub mod corruption_limits;
 pub mod dashboard;
 pub mod error;
+pub mod front;
 pub mod ha;
 pub mod history;
 pub mod http;

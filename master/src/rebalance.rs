@@ -29,10 +29,61 @@ pub enum MoveEnd {
     SteppedDown,
 }
 
+impl MoveEnd {
+    /// Why the move did not complete, in the words both front doors use;
+    /// `None` when it did.
+    pub fn failure(&self) -> Option<String> {
+        match self {
+            MoveEnd::Done(_) => None,
+            MoveEnd::Rejected(e) => Some(e.to_string()),
+            MoveEnd::Failed(e) => Some(e.clone()),
+            MoveEnd::SteppedDown => Some("this master is no longer the leader".to_owned()),
+        }
+    }
+}
+
 /// Whether this master stopped leading while the request waited: the
 /// front doors then refuse the request as a whole, naming the leader.
 pub fn stepped_down(outcomes: &[MoveEnd]) -> bool {
     outcomes.contains(&MoveEnd::SteppedDown)
+}
+
+/// A finished `RebalanceExecute`: each move with its outcome, in request
+/// order, and the totals of the moves that completed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Executed {
+    /// Every requested move and how it ended.
+    pub results: Vec<(MoveRef, MoveEnd)>,
+    /// Moves that completed.
+    pub moved: u32,
+    /// Bytes copied by the moves that completed.
+    pub bytes: u64,
+}
+
+impl Executed {
+    /// Pairs `moves` with their `outcomes` and adds up the completed ones.
+    pub fn new(moves: Vec<MoveRef>, outcomes: Vec<MoveEnd>) -> Self {
+        let (mut moved, mut bytes) = (0, 0);
+        for outcome in &outcomes {
+            if let MoveEnd::Done(d) = outcome {
+                moved += 1;
+                bytes += d.bytes;
+            }
+        }
+        Executed {
+            results: moves.into_iter().zip(outcomes).collect(),
+            moved,
+            bytes,
+        }
+    }
+
+    /// The first move that did not complete, with why.
+    pub fn first_failure(&self) -> Option<(&MoveRef, &MoveEnd)> {
+        self.results
+            .iter()
+            .find(|(_, o)| !matches!(o, MoveEnd::Done(_)))
+            .map(|(m, o)| (m, o))
+    }
 }
 
 /// Checks every move against the request as a whole and the metadata:
@@ -112,23 +163,21 @@ pub async fn execute(balancer: &Balancer, moves: Vec<MoveRef>) -> Result<Vec<Mov
     Ok(out)
 }
 
-/// The response for `requested` moves and their outcomes.
-pub fn response(requested: Vec<pb::Move>, outcomes: Vec<MoveEnd>) -> pb::RebalanceExecuteResponse {
-    let mut resp = pb::RebalanceExecuteResponse::default();
-    for (mv, outcome) in requested.into_iter().zip(outcomes) {
+/// The response for `requested` moves, in the order [`Executed`] holds them.
+pub fn response(requested: Vec<pb::Move>, executed: Executed) -> pb::RebalanceExecuteResponse {
+    let mut resp = pb::RebalanceExecuteResponse {
+        moved: executed.moved,
+        bytes_transferred: executed.bytes,
+        ..Default::default()
+    };
+    for (mv, (_, outcome)) in requested.into_iter().zip(executed.results) {
+        let error = outcome.failure();
         let (state, bytes, error) = match outcome {
-            MoveEnd::Done(d) => {
-                resp.moved += 1;
-                resp.bytes_transferred += d.bytes;
-                (pb::MoveOutcome::Done, d.bytes, d.note.unwrap_or_default())
+            MoveEnd::Done(d) => (pb::MoveOutcome::Done, d.bytes, d.note.unwrap_or_default()),
+            MoveEnd::Rejected(_) => (pb::MoveOutcome::Rejected, 0, error.unwrap_or_default()),
+            MoveEnd::Failed(_) | MoveEnd::SteppedDown => {
+                (pb::MoveOutcome::Failed, 0, error.unwrap_or_default())
             }
-            MoveEnd::Rejected(e) => (pb::MoveOutcome::Rejected, 0, e.to_string()),
-            MoveEnd::Failed(e) => (pb::MoveOutcome::Failed, 0, e),
-            MoveEnd::SteppedDown => (
-                pb::MoveOutcome::Failed,
-                0,
-                "this master is no longer the leader".to_owned(),
-            ),
         };
         resp.results.push(pb::MoveResult {
             r#move: Some(mv),
@@ -245,7 +294,10 @@ pub(crate) mod tests {
                 server: "a".into()
             })]
         );
-        let resp = response(vec![pb::Move::default()], out);
+        let resp = response(
+            vec![pb::Move::default()],
+            Executed::new(vec![mv("x", "a", "b")], out),
+        );
         assert_eq!((resp.moved, resp.bytes_transferred), (0, 0));
         assert_eq!(resp.results[0].outcome, pb::MoveOutcome::Rejected as i32);
     }

@@ -21,7 +21,8 @@ use keel_balancer::queue::{HISTORY_LIMIT, QueueConfig};
 
 use crate::balance::{BalanceSettings, Balancer};
 use crate::config::Config;
-use crate::ha::{Campaign, CampaignSettings, EtcdError, Ha};
+use crate::front::{Front, Limits};
+use crate::ha::{Campaign, CampaignSettings, EtcdError, Ha, HaFlags};
 use crate::meta::{Meta, MetaSettings, SharedMeta};
 use crate::metrics::Metrics;
 use crate::mover::{Clients, Mover, MoverSettings, clients::BadToken};
@@ -70,7 +71,7 @@ pub enum RunError {
 }
 
 /// The long-lived parts every front door and loop share.
-struct Core {
+struct Parts {
     meta: SharedMeta,
     metrics: Arc<Metrics>,
     mover: Mover,
@@ -84,7 +85,7 @@ struct Core {
     ha: Ha,
 }
 
-impl Core {
+impl Parts {
     fn new(config: &Config, ha: Ha) -> Result<Self, RunError> {
         let meta: SharedMeta = Arc::new(Mutex::new(Meta::new(MetaSettings {
             default_replication: config.replication,
@@ -105,7 +106,7 @@ impl Core {
         let mover = Mover::new(Arc::clone(&meta), clients, Arc::clone(&metrics), settings);
         let tracker = TaskTracker::new();
         let balancer = Balancer::new(mover.clone(), tracker.clone(), balance_settings(config));
-        Ok(Core {
+        Ok(Parts {
             meta,
             metrics,
             mover,
@@ -114,6 +115,22 @@ impl Core {
             security,
             ha,
         })
+    }
+
+    /// What requests mean, for both front doors.
+    fn front(&self, config: &Config) -> Front {
+        Front::new(
+            self.balancer.clone(),
+            self.tracker.clone(),
+            config.threshold_pct,
+        )
+        .with_limits(Limits {
+            max_servers: usize::try_from(config.max_servers).unwrap_or(usize::MAX),
+            max_pending_allocations: usize::try_from(config.max_pending_allocations)
+                .unwrap_or(usize::MAX),
+        })
+        .with_ha(self.ha.clone())
+        .with_cluster_token(self.security.cluster_token.as_deref())
     }
 
     /// With `--etcd`: starts the election loop.
@@ -186,7 +203,8 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
 /// Starts the gRPC server: health, reflection (v1 and v1alpha) and the
 /// token-checked `keel.v1.Master`.
 async fn serve_grpc(
-    core: &Core,
+    core: &Parts,
+    front: Front,
     config: &Config,
     listener: TcpListener,
     shutdown: &CancellationToken,
@@ -199,19 +217,7 @@ async fn serve_grpc(
 > {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<MasterServer<MasterService>>().await;
-    let service = MasterService::new(
-        core.balancer.clone(),
-        core.tracker.clone(),
-        config.threshold_pct,
-    )
-    .with_limits(crate::service::Limits {
-        max_servers: usize::try_from(config.max_servers).unwrap_or(usize::MAX),
-        max_pending_allocations: usize::try_from(config.max_pending_allocations)
-            .unwrap_or(usize::MAX),
-    })
-    .with_ha(core.ha.clone())
-    .with_cluster_token(core.security.cluster_token.as_deref());
-    let master = MasterServer::new(service)
+    let master = MasterServer::new(MasterService::new(front))
         .max_decoding_message_size(keel_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(keel_proto::MAX_MESSAGE_BYTES);
     // Timed inside the token check: a caller must be admitted before the
@@ -247,7 +253,7 @@ async fn serve_grpc(
 
 /// Starts the HTTP server (`/healthz`, `/metrics`, the dashboard).
 fn serve_http(
-    core: &Core,
+    core: &Parts,
     listener: TcpListener,
     shutdown: &CancellationToken,
 ) -> Result<JoinHandle<()>, RunError> {
@@ -316,19 +322,13 @@ async fn finish<T>(mut task: JoinHandle<T>, what: &str) -> Result<Option<T>, Run
 /// Speaks the seed's JSON-lines protocol on stdin/stdout beside the gRPC
 /// listener. EOF on stdin stops the master; no input does. A broken stdin or
 /// stdout ends the session alone: gRPC goes on until SIGTERM.
-fn serve_stdio(core: &Core, config: &Config, shutdown: &CancellationToken) {
-    let session = crate::stdio::MasterCore {
-        mover: core.mover.clone(),
-        tracker: core.tracker.clone(),
-        balancer: core.balancer.clone(),
-        threshold_pct: config.threshold_pct,
-    };
+fn serve_stdio(front: Front, shutdown: &CancellationToken) {
     let stop = shutdown.clone();
     tokio::spawn(async move {
         let input = tokio::io::BufReader::new(tokio::io::stdin());
         let output = tokio::io::stdout();
         let max = crate::stdio::MAX_LINE_BYTES;
-        match crate::stdio::serve(&session, input, output, max).await {
+        match crate::stdio::serve(&front, input, output, max).await {
             Ok(()) => {
                 info!("stdin closed; stopping");
                 stop.cancel();
@@ -354,9 +354,17 @@ pub async fn run(
     if !config.etcd.is_empty() && config.advertise.is_none() && bound.ip().is_unspecified() {
         warn!(address = %advertised, "advertising an unspecified address; set --advertise so standbys name a leader clients can reach");
     }
-    let ha = Ha::from_config(&config, advertised)?;
-    let core = Core::new(&config, ha)?;
-    let (mut grpc_task, health) = serve_grpc(&core, &config, grpc, &shutdown).await?;
+    let flags = HaFlags {
+        etcd: &config.etcd,
+        prefix: &config.etcd_prefix,
+        leader_lease: config.leader_lease,
+        access: &config.etcd_access,
+    };
+    let ha = Ha::from_flags(&flags, advertised)?;
+    let core = Parts::new(&config, ha)?;
+    let front = core.front(&config);
+    let (mut grpc_task, health) =
+        serve_grpc(&core, front.clone(), &config, grpc, &shutdown).await?;
     let http_task = serve_http(&core, http, &shutdown)?;
     let upkeep = maintenance::Maintenance {
         mover: core.mover.clone(),
@@ -370,7 +378,7 @@ pub async fn run(
     core.campaign(&config, &shutdown);
     info!(safe_mode = ?config.safe_mode, replication = config.replication, balance_interval = ?config.balance_interval, auth = core.security.tokens.enabled(), tls = core.security.server_tls.is_some(), "master ready");
     if config.stdio {
-        serve_stdio(&core, &config, &shutdown);
+        serve_stdio(front, &shutdown);
     }
     if let Some(path) = &config.ready_file {
         // Every listener is bound and served: a launcher may connect now.

@@ -1,6 +1,7 @@
 //! The seed's JSON-lines front door (`keel-master --stdio`): one Maelstrom-style
 //! message per line on stdin (`{"src","dest","body"}`), one reply per line on
-//! stdout, answered through the same core as the gRPC service.
+//! stdout, answered by the same [`Front`] as the gRPC service: this module
+//! only decodes the lines and encodes the answers.
 //!
 //! Replies use the seed's exact shape — Python-style separators (`", "`,
 //! `": "`) and `type`, `in_reply_to`, `msg_id` first in the body — so a
@@ -18,21 +19,30 @@
 //! to the `src` it names. A failure to read stdin or write stdout ends the
 //! session with a [`SessionError`], which the caller logs; it is never a
 //! reason to stop the gRPC side.
+//!
+//! # Layout
+//! - this file: the session, its replies' bodies, and the front's answers
+//!   as replies.
+//! - `lines.rs`: lines read as bytes with a length cap.
+//! - `parse.rs`: a line into a message and its fields.
+//! - `encode.rs`: replies in the seed's line shape.
 
+mod encode;
 mod lines;
+mod parse;
 
-use keel_balancer::MoveRef;
+use keel_balancer::{LoadReport, ServerLoad};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt};
-use tokio_util::task::TaskTracker;
 
-use crate::balance::Balancer;
-use crate::ha::LeaderInfo;
-use crate::meta::{Reject, lock};
-use crate::mover::Mover;
-use crate::rebalance::{self, MoveEnd};
+use crate::error::Error;
+use crate::front::Front;
+use crate::meta::Reject;
+use crate::rebalance::{Executed, MoveEnd};
 
+use self::encode::{body, encode, json_map, to_map};
+use self::parse::{Incoming, field_str, parse, parse_moves, sender};
 pub use lines::{Line, LineReader, MAX_LINE_BYTES};
 
 /// Maelstrom error codes used here. With several masters, a
@@ -78,7 +88,7 @@ pub struct ServerPct {
     /// Server id.
     pub server: String,
     /// Utilization in percent.
-    #[serde(serialize_with = "number")]
+    #[serde(serialize_with = "encode::number")]
     pub utilization_pct: f64,
 }
 
@@ -86,7 +96,7 @@ pub struct ServerPct {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CheckOk {
     /// Capacity-weighted average utilization of live servers.
-    #[serde(serialize_with = "number")]
+    #[serde(serialize_with = "encode::number")]
     pub average_utilization_pct: f64,
     /// Servers above the band, most loaded first.
     pub overloaded: Vec<ServerPct>,
@@ -103,26 +113,6 @@ pub struct ExecuteOk {
     pub bytes_transferred: u64,
 }
 
-/// What the protocol needs from the master: the same calls the gRPC service makes.
-pub trait Core {
-    /// `RebalanceCheck`.
-    fn check(&self) -> impl Future<Output = CheckOk> + Send;
-    /// `RebalanceExecute`; an error when no listed move could be carried out.
-    fn execute(
-        &self,
-        moves: Vec<MoveRef>,
-    ) -> impl Future<Output = Result<ExecuteOk, ProtoError>> + Send;
-}
-
-/// Writes f64s that hold whole numbers as integers (`50`, not `50.0`), as the seed does.
-fn number<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-    if v.fract() == 0.0 && v.abs() < 9.0e15 {
-        s.serialize_i64(*v as i64)
-    } else {
-        s.serialize_f64(*v)
-    }
-}
-
 /// Per-session state: our node id and the reply counter.
 #[derive(Debug, Default)]
 pub struct Session {
@@ -130,18 +120,11 @@ pub struct Session {
     next_msg_id: u64,
 }
 
-/// A parsed incoming line.
-struct Incoming {
-    src: String,
-    body: Map<String, Value>,
-    msg_id: Option<Value>,
-}
-
 impl Session {
     /// Handles one line as a [`LineReader`] read it: its bytes must be
     /// UTF-8 text without NUL. Returns the reply line, if any (blank lines
     /// get none).
-    pub async fn handle_input<C: Core>(&mut self, core: &C, line: Line) -> Option<String> {
+    pub async fn handle_input(&mut self, front: &Front, line: Line) -> Option<String> {
         let bytes = match line {
             Line::Whole(bytes) => bytes,
             Line::TooLong { len, limit } => {
@@ -170,17 +153,17 @@ impl Session {
             let e = ProtoError::new(Code::MalformedRequest, text);
             return Some(self.reply(String::new(), None, Err(e)));
         }
-        self.handle_line(core, text).await
+        self.handle_line(front, text).await
     }
 
     /// Handles one input line and returns the reply line, if any (blank lines get none).
-    pub async fn handle_line<C: Core>(&mut self, core: &C, line: &str) -> Option<String> {
+    pub async fn handle_line(&mut self, front: &Front, line: &str) -> Option<String> {
         if line.trim().is_empty() {
             return None;
         }
         let (src, in_reply_to, result) = match parse(line) {
             Ok(msg) => {
-                let result = self.dispatch(core, &msg).await;
+                let result = self.dispatch(front, &msg).await;
                 (msg.src, msg.msg_id, result)
             }
             Err((src, e)) => (src.unwrap_or_default(), None, Err(e)),
@@ -212,9 +195,9 @@ impl Session {
         encode(me, &dest, &body)
     }
 
-    async fn dispatch<C: Core>(
+    async fn dispatch(
         &mut self,
-        core: &C,
+        front: &Front,
         msg: &Incoming,
     ) -> Result<(&'static str, Map<String, Value>), ProtoError> {
         let ty = field_str(&msg.body, "type")?;
@@ -228,10 +211,11 @@ impl Session {
                 Code::TemporarilyUnavailable,
                 format!("{ty:?} before init: send init first"),
             )),
-            "rebalance_check" => Ok(("rebalance_check_ok", to_map(&core.check().await))),
+            "rebalance_check" => Ok(("rebalance_check_ok", to_map(&check_ok(front.check())))),
             "rebalance_execute" => {
                 let moves = parse_moves(&msg.body)?;
-                Ok(("rebalance_execute_ok", to_map(&core.execute(moves).await?)))
+                let executed = front.execute(moves).await.map_err(refused)?;
+                Ok(("rebalance_execute_ok", to_map(&execute_ok(executed)?)))
             }
             other => Err(ProtoError::new(
                 Code::NotSupported,
@@ -256,21 +240,20 @@ pub enum SessionError {
 
 /// Runs a session until EOF on `input`, reading lines of at most `max_line`
 /// bytes ([`MAX_LINE_BYTES`] for stdin). `Ok` means EOF.
-pub async fn serve<C, R, W>(
-    core: &C,
+pub async fn serve<R, W>(
+    front: &Front,
     input: R,
     mut output: W,
     max_line: usize,
 ) -> Result<(), SessionError>
 where
-    C: Core,
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut session = Session::default();
     let mut lines = LineReader::new(input, max_line);
     while let Some(line) = lines.next_line().await.map_err(SessionError::Read)? {
-        if let Some(reply) = session.handle_input(core, line).await {
+        if let Some(reply) = session.handle_input(front, line).await {
             let written = async {
                 output.write_all(reply.as_bytes()).await?;
                 output.write_all(b"\n").await?;
@@ -282,301 +265,54 @@ where
     Ok(())
 }
 
-/// Whom to answer for a line that is refused before parsing: the `src` and
-/// `msg_id` it names, if it would parse as a message at all.
-fn sender(line: &str) -> (String, Option<Value>) {
-    match parse(line) {
-        Ok(msg) => (msg.src, msg.msg_id),
-        Err((src, _)) => (src.unwrap_or_default(), None),
-    }
-}
-
-fn parse(line: &str) -> Result<Incoming, (Option<String>, ProtoError)> {
-    let value: Value = serde_json::from_str(line).map_err(|e| {
-        (
-            None,
-            ProtoError::new(Code::MalformedRequest, format!("not a JSON message: {e}")),
-        )
-    })?;
-    let Value::Object(mut top) = value else {
-        return Err((
-            None,
-            ProtoError::new(
-                Code::MalformedRequest,
-                "a message must be a JSON object with src, dest and body",
-            ),
-        ));
+/// `rebalance_check_ok` for the front's check.
+fn check_ok(report: LoadReport) -> CheckOk {
+    let pct = |l: ServerLoad| ServerPct {
+        server: l.server,
+        utilization_pct: l.utilization_pct,
     };
-    let src = match top.remove("src") {
-        Some(Value::String(s)) => s,
-        Some(_) => {
-            return Err((
-                None,
-                ProtoError::new(Code::MalformedRequest, "\"src\" must be a string"),
-            ));
-        }
-        None => {
-            return Err((
-                None,
-                ProtoError::new(Code::MalformedRequest, "missing \"src\""),
-            ));
-        }
-    };
-    let body = match top.remove("body") {
-        Some(Value::Object(b)) => b,
-        Some(_) => {
-            return Err((
-                Some(src),
-                ProtoError::new(Code::MalformedRequest, "\"body\" must be an object"),
-            ));
-        }
-        None => {
-            return Err((
-                Some(src),
-                ProtoError::new(Code::MalformedRequest, "missing \"body\""),
-            ));
-        }
-    };
-    let msg_id = body.get("msg_id").cloned();
-    if let Some(id) = &msg_id
-        && !id.is_u64()
-    {
-        return Err((
-            Some(src),
-            ProtoError::new(
-                Code::MalformedRequest,
-                "\"msg_id\" must be a non-negative integer",
-            ),
-        ));
-    }
-    Ok(Incoming { src, body, msg_id })
-}
-
-fn field_str<'a>(body: &'a Map<String, Value>, key: &str) -> Result<&'a str, ProtoError> {
-    match body.get(key) {
-        Some(Value::String(s)) => Ok(s),
-        Some(other) => Err(ProtoError::new(
-            Code::MalformedRequest,
-            format!("\"{key}\" must be a string, not {}", kind(other)),
-        )),
-        None => Err(ProtoError::new(
-            Code::MalformedRequest,
-            format!("missing \"{key}\" in body"),
-        )),
+    CheckOk {
+        average_utilization_pct: report.average_utilization_pct,
+        overloaded: report.overloaded.into_iter().map(pct).collect(),
+        underloaded: report.underloaded.into_iter().map(pct).collect(),
     }
 }
 
-fn parse_moves(body: &Map<String, Value>) -> Result<Vec<MoveRef>, ProtoError> {
-    let list = match body.get("moves") {
-        Some(Value::Array(list)) => list,
-        Some(other) => {
-            return Err(ProtoError::new(
-                Code::MalformedRequest,
-                format!("\"moves\" must be an array, not {}", kind(other)),
-            ));
-        }
-        None => {
-            return Err(ProtoError::new(
-                Code::MalformedRequest,
-                "missing \"moves\" in body",
-            ));
-        }
-    };
-    if list.is_empty() {
-        return Err(ProtoError::new(
-            Code::MalformedRequest,
-            "\"moves\" is empty",
-        ));
-    }
-    list.iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let Value::Object(m) = m else {
-                return Err(ProtoError::new(
-                    Code::MalformedRequest,
-                    format!("moves[{i}] must be an object with chunk, from and to"),
-                ));
-            };
-            let get = |k: &str| {
-                field_str(m, k)
-                    .map(str::to_owned)
-                    .map_err(|e| ProtoError::new(e.code, format!("moves[{i}]: {}", e.text)))
-            };
-            Ok(MoveRef::new(get("chunk")?, get("from")?, get("to")?))
-        })
-        .collect()
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-fn to_map<T: Serialize>(v: &T) -> Map<String, Value> {
-    match serde_json::to_value(v) {
-        Ok(Value::Object(m)) => m,
-        _ => Map::new(),
-    }
-}
-
-fn json_map<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
-    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
-}
-
-/// Reply body with `type`, `in_reply_to`, `msg_id` first, then the payload.
-fn body(
-    ty: &str,
-    in_reply_to: Option<Value>,
-    msg_id: u64,
-    payload: Map<String, Value>,
-) -> Vec<(String, Value)> {
-    let mut out = vec![("type".to_owned(), Value::from(ty))];
-    if let Some(id) = in_reply_to {
-        out.push(("in_reply_to".to_owned(), id));
-    }
-    out.push(("msg_id".to_owned(), Value::from(msg_id)));
-    out.extend(payload);
-    out
-}
-
-/// `{"src": .., "dest": .., "body": {..}}` with Python-style separators.
-fn encode(src: &str, dest: &str, body: &[(String, Value)]) -> String {
-    let fields: Vec<String> = body
-        .iter()
-        .map(|(k, v)| format!("{}: {}", Value::from(k.as_str()), pretty_inline(v)))
-        .collect();
-    format!(
-        "{{\"src\": {}, \"dest\": {}, \"body\": {{{}}}}}",
-        Value::from(src),
-        Value::from(dest),
-        fields.join(", ")
-    )
-}
-
-/// A JSON value on one line with `", "` and `": "` separators.
-fn pretty_inline(v: &Value) -> String {
-    match v {
-        Value::Array(items) => format!(
-            "[{}]",
-            items
-                .iter()
-                .map(pretty_inline)
-                .collect::<Vec<_>>()
-                .join(", ")
+/// A refused `rebalance_execute` as a whole. Code 11 for a master that does
+/// not lead (a standby with `--etcd`, or one that stepped down while the
+/// moves waited): a standby's own queue never runs, so it answers at once,
+/// naming the leader when one is known.
+fn refused(e: Error) -> ProtoError {
+    match e {
+        Error::NotLeader(n) if !n.stepped_down && n.names_leader() => ProtoError::new(
+            Code::TemporarilyUnavailable,
+            format!("{n}: send rebalance_execute there"),
         ),
-        Value::Object(m) => {
-            let fields: Vec<String> = m
-                .iter()
-                .map(|(k, v)| format!("{}: {}", Value::from(k.as_str()), pretty_inline(v)))
-                .collect();
-            format!("{{{}}}", fields.join(", "))
-        }
-        other => other.to_string(),
+        Error::NotLeader(n) => ProtoError::new(Code::TemporarilyUnavailable, n.to_string()),
+        other => ProtoError::new(Code::MalformedRequest, other.to_string()),
     }
-}
-
-/// The master's core as the JSON-lines protocol sees it: the same metadata,
-/// utilization maths and move path as `RebalanceCheck` / `RebalanceExecute`.
-#[derive(Debug, Clone)]
-pub struct MasterCore {
-    /// Mover (and through it the metadata).
-    pub mover: Mover,
-    /// Where moves run, so shutdown waits for them.
-    pub tracker: TaskTracker,
-    /// The balancer, whose queue and limits see these moves as operator moves.
-    pub balancer: Balancer,
-    /// `--threshold-pct`.
-    pub threshold_pct: f64,
-}
-
-impl Core for MasterCore {
-    async fn check(&self) -> CheckOk {
-        let view = lock(self.mover.meta()).load_view();
-        let report = keel_balancer::load::check(&view, self.threshold_pct);
-        let pct = |l: keel_balancer::ServerLoad| ServerPct {
-            server: l.server,
-            utilization_pct: l.utilization_pct,
-        };
-        CheckOk {
-            average_utilization_pct: report.average_utilization_pct,
-            overloaded: report.overloaded.into_iter().map(pct).collect(),
-            underloaded: report.underloaded.into_iter().map(pct).collect(),
-        }
-    }
-
-    async fn execute(&self, moves: Vec<MoveRef>) -> Result<ExecuteOk, ProtoError> {
-        let leadership = self.mover.leadership();
-        let leader = leadership.leader();
-        if !leader.is_self {
-            return Err(not_leader(&leader));
-        }
-        let outcomes = rebalance::execute(&self.balancer, moves.clone())
-            .await
-            .map_err(|e| ProtoError::new(Code::MalformedRequest, e.to_string()))?;
-        if rebalance::stepped_down(&outcomes) {
-            let text = crate::service::stepped_down_text(&leadership.leader());
-            return Err(ProtoError::new(Code::TemporarilyUnavailable, text));
-        }
-        execute_reply(&moves, outcomes)
-    }
-}
-
-/// Code 11 for a change asked of a master that does not lead (a standby
-/// with `--etcd`): its own queue never runs, so it answers at once, naming
-/// the leader when one is known. Reads are answered from its own view.
-fn not_leader(leader: &LeaderInfo) -> ProtoError {
-    let text = if leader.address.is_empty() {
-        "this master is a standby and no leader is known right now; retry shortly".to_owned()
-    } else {
-        format!(
-            "this master is a standby; the leader is {} (term {}): send rebalance_execute there",
-            leader.address, leader.term
-        )
-    };
-    ProtoError::new(Code::TemporarilyUnavailable, text)
 }
 
 /// `rebalance_execute_ok` when at least one move was carried out; otherwise
 /// the error of the first move, with the code its reason deserves.
-fn execute_reply(moves: &[MoveRef], outcomes: Vec<MoveEnd>) -> Result<ExecuteOk, ProtoError> {
-    let mut ok = ExecuteOk {
-        moved: 0,
-        bytes_transferred: 0,
-    };
-    let mut first_error = None;
-    for (mv, outcome) in moves.iter().zip(outcomes) {
-        let err = match outcome {
-            MoveEnd::Done(d) => {
-                ok.moved += 1;
-                ok.bytes_transferred += d.bytes;
-                continue;
-            }
-            MoveEnd::Rejected(r) => ProtoError::new(reject_code(&r), r.to_string()),
-            MoveEnd::Failed(e) => ProtoError::new(Code::TemporarilyUnavailable, e),
-            MoveEnd::SteppedDown => ProtoError::new(
-                Code::TemporarilyUnavailable,
-                "this master is no longer the leader",
-            ),
+fn execute_ok(executed: Executed) -> Result<ExecuteOk, ProtoError> {
+    if executed.moved == 0
+        && let Some((mv, outcome)) = executed.first_failure()
+    {
+        let code = match outcome {
+            MoveEnd::Rejected(r) => reject_code(r),
+            _ => Code::TemporarilyUnavailable,
         };
-        let err = ProtoError::new(
-            err.code,
-            format!(
-                "move of {} from {} to {}: {}",
-                mv.chunk, mv.from, mv.to, err.text
-            ),
-        );
-        first_error.get_or_insert(err);
+        let why = outcome.failure().unwrap_or_default();
+        return Err(ProtoError::new(
+            code,
+            format!("move of {} from {} to {}: {why}", mv.chunk, mv.from, mv.to),
+        ));
     }
-    match first_error {
-        Some(e) if ok.moved == 0 => Err(e),
-        _ => Ok(ok),
-    }
+    Ok(ExecuteOk {
+        moved: executed.moved,
+        bytes_transferred: executed.bytes,
+    })
 }
 
 fn reject_code(r: &Reject) -> Code {

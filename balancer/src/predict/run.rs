@@ -326,7 +326,9 @@ impl<'e> Sim<'e> {
             .unwrap_or_default();
         let status = self.queue.status(now);
         let waiting = status.moves.into_iter().map(|m| NotStarted {
-            reason: m.waiting.unwrap_or_else(|| "not started".into()),
+            reason: m
+                .waiting
+                .map_or_else(|| "not started".into(), |w| w.to_string()),
             chunk: m.copy.mv.chunk,
             from: m.copy.mv.from,
             to: m.copy.mv.to,

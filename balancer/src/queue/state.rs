@@ -62,7 +62,7 @@ impl Entry {
             state,
             retries: self.retries,
             last_error: self.last_error.clone(),
-            waiting: waiting.map(|w| w.to_string()),
+            waiting,
             age: now.saturating_sub(self.enqueued_at),
             running_for: self.started_at.map(|t| now.saturating_sub(t)),
         }

@@ -57,9 +57,9 @@ pub struct MoveStatus {
     pub retries: u32,
     /// The last failure.
     pub last_error: Option<String>,
-    /// Why a pending move waits: "target free space at floor", "no slot",
-    /// "another job runs on the chunk", `retrying: <error>` or "paused".
-    pub waiting: Option<String>,
+    /// Why a pending move waits; callers word it with its `Display` and
+    /// match on the variant, never on the words.
+    pub waiting: Option<WaitReason>,
     /// Time since it was queued.
     pub age: Duration,
     /// Time since the current attempt started, while running.

@@ -15,6 +15,7 @@
 //! - [`verify`]: reading every chunk back.
 //! - [`error`]: the demo's own failures.
 
+mod args;
 pub mod bins;
 pub mod cluster;
 pub mod data;
@@ -27,10 +28,10 @@ use std::time::Duration;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
+pub use self::args::DemoArgs;
 use self::cluster::Cluster;
 use self::error::DemoError;
 use self::show::Narrator;
-use crate::cli::DemoArgs;
 use crate::error::Error;
 use crate::output;
 

@@ -11,12 +11,12 @@ use keel_proto::v1::{
     ServerState,
 };
 
+use super::DemoArgs;
 use super::cluster::Cluster;
 use super::data::{self, CAPACITY_UNITS, REPLICATION};
 use super::error::DemoError;
 use super::show::{self, DemoJson, Narrator, daemon_line};
 use super::{Common, verify};
-use crate::cli::DemoArgs;
 use crate::client::{Clients, Master};
 use crate::error::Error;
 use crate::output;

@@ -2,16 +2,50 @@
 //! master's safe move protocol. The call returns when every move has finished
 //! or failed; keelctl exits non-zero unless all of them were done.
 
+use clap::Args;
 use keel_balancer::MoveRef;
 use keel_proto::v1::{
     Move, MoveOutcome, MoveResult, RebalanceExecuteRequest, RebalanceExecuteResponse,
 };
 use serde::Serialize;
 
-use crate::cli::ExecuteArgs;
 use crate::client::Master;
 use crate::error::Error;
 use crate::output::{self, Align, Table};
+
+/// `keelctl rebalance execute`.
+#[derive(Debug, Args)]
+pub struct ExecuteArgs {
+    /// A move as `CHUNK:FROM:TO` (repeatable, or several after one `--move`).
+    #[arg(
+        long = "move",
+        value_name = "CHUNK:FROM:TO",
+        env = "KEEL_MOVE",
+        value_delimiter = ',',
+        required = true,
+        num_args = 1..,
+        value_parser = parse_move
+    )]
+    pub moves: Vec<MoveRef>,
+}
+
+/// Parses `CHUNK:FROM:TO`; the chunk id must pass the chunk-id rules.
+pub fn parse_move(s: &str) -> Result<MoveRef, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let [chunk, from, to] = parts[..] else {
+        return Err(format!(
+            "expected CHUNK:FROM:TO (three fields separated by ':'), got {} field(s)",
+            parts.len()
+        ));
+    };
+    keel_proto::chunk_id::validate(chunk).map_err(|e| e.to_string())?;
+    for (name, value) in [("FROM", from), ("TO", to)] {
+        if value.trim().is_empty() {
+            return Err(format!("{name} server id is empty"));
+        }
+    }
+    Ok(MoveRef::new(chunk, from.trim(), to.trim()))
+}
 
 /// A move in `--json` output.
 #[derive(Debug, Serialize, PartialEq)]
@@ -175,6 +209,46 @@ pub fn incomplete(out: &ExecuteJson, requested: usize) -> Option<Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_a_move() {
+        let m = parse_move("ch_010:cs1:cs4").expect("valid");
+        assert_eq!(m, MoveRef::new("ch_010", "cs1", "cs4"));
+    }
+
+    #[test]
+    fn refuses_bad_moves() {
+        assert!(
+            parse_move("ch_010:cs1")
+                .expect_err("must fail")
+                .contains("got 2 field")
+        );
+        assert!(
+            parse_move("a:b:c:d")
+                .expect_err("must fail")
+                .contains("got 4 field")
+        );
+        assert!(
+            parse_move("../x:cs1:cs2")
+                .expect_err("must fail")
+                .contains("starts with '.'")
+        );
+        assert!(
+            parse_move(":cs1:cs2")
+                .expect_err("must fail")
+                .contains("empty")
+        );
+        assert!(
+            parse_move("c:cs1:")
+                .expect_err("must fail")
+                .contains("TO server id")
+        );
+        assert!(
+            parse_move("c: :cs2")
+                .expect_err("must fail")
+                .contains("FROM server id")
+        );
+    }
 
     fn result(chunk: &str, outcome: MoveOutcome, error: &str) -> MoveResult {
         MoveResult {

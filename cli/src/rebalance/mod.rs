@@ -11,9 +11,31 @@ pub mod execute;
 pub mod queue;
 pub mod run;
 
-use crate::cli::RebalanceCommand;
+use clap::Subcommand;
+
+use self::execute::ExecuteArgs;
+use self::run::RunArgs;
 use crate::client::Clients;
 use crate::error::Error;
+
+/// `keelctl rebalance ...`.
+#[derive(Debug, Subcommand)]
+pub enum RebalanceCommand {
+    /// Average utilization and the servers outside the threshold band.
+    Check,
+    /// Dry run: the moves the balancer would make now, changing nothing.
+    Plan,
+    /// Plan now and queue the moves for the background mover.
+    Run(RunArgs),
+    /// Run the given moves now and wait for each to finish or fail.
+    Execute(ExecuteArgs),
+    /// The move queue: counts, oldest pending move, and each move's state.
+    Status,
+    /// Stop starting new moves (running ones finish).
+    Pause,
+    /// Start moves again.
+    Resume,
+}
 
 /// Runs one `rebalance` subcommand.
 pub async fn run(clients: &Clients, cmd: RebalanceCommand, json: bool) -> Result<(), Error> {

@@ -5,15 +5,30 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use clap::Args;
+use keel_proto::units::parse_duration;
 use keel_proto::v1::{RebalanceRunRequest, RebalanceRunResponse, RebalanceStatusResponse};
 use serde::Serialize;
 use tonic::Code;
 
 use super::queue;
-use crate::cli::RunArgs;
 use crate::client::Master;
 use crate::error::Error;
 use crate::output::{self, MoveCounts, Progress, Rate};
+
+/// `keelctl rebalance run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Show progress until no move is pending or running, then a summary.
+    #[arg(long, env = "KEEL_WAIT")]
+    pub wait: bool,
+    /// With `--wait`: give up waiting after this long (the moves go on).
+    #[arg(long = "wait-timeout", env = "KEEL_WAIT_TIMEOUT", value_parser = parse_duration, requires = "wait")]
+    pub wait_timeout: Option<Duration>,
+    /// With `--wait`: how often to poll the master.
+    #[arg(long, env = "KEEL_POLL_INTERVAL", default_value = "500ms", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+}
 
 /// Lines on a non-terminal stderr come at most this often.
 const PLAIN_EVERY: Duration = Duration::from_secs(3);

@@ -13,12 +13,35 @@ pub mod file;
 pub mod live;
 pub mod render;
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::cli::SimArgs;
+use clap::Args;
+use keel_proto::units::parse_duration;
+
 use crate::client::Clients;
 use crate::error::Error;
 use crate::output;
+
+/// `keelctl sim`.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// A cluster described in JSON (servers, chunk sizes, limits; see
+    /// docs/sim.md); `-` reads standard input.
+    #[arg(
+        required_unless_present = "from_master",
+        conflicts_with = "from_master"
+    )]
+    pub file: Option<PathBuf>,
+    /// Predict the master's own plan for the live cluster, with the
+    /// master's queue limits and each chunk server's migration bandwidth.
+    #[arg(long)]
+    pub from_master: bool,
+    /// Time a move holds its slot beyond its transfer (RPCs, fsyncs,
+    /// records); default 40ms.
+    #[arg(long, value_parser = parse_duration)]
+    pub move_overhead: Option<Duration>,
+}
 
 /// Runs `keelctl sim`; `clients` is only built for `--from-master`.
 pub async fn run(

@@ -109,13 +109,15 @@ pub struct BalanceStatus {
     pub limits: MoveLimits,
 }
 
-/// The queue's slot limits as operators see them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The queue's slot limits as operators see them (the dashboard shows
+/// them as they are, under the flags' names).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct MoveLimits {
     /// The cluster-wide cap in force (with `auto`, what the live servers'
     /// per-server slots allow).
     pub max_concurrent_moves: usize,
     /// Whether the cap is `auto`.
+    #[serde(rename = "max_concurrent_moves_auto")]
     pub auto: bool,
     /// Slots per server, as source or target.
     pub max_moves_per_server: usize,

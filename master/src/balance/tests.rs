@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use keel_balancer::Policy;
-use keel_balancer::queue::{AfterFailure, QueueConfig, backoff};
+use keel_balancer::queue::{AfterFailure, QueueConfig, WaitReason, backoff};
 
 use super::pass::{PassInput, plan_pass};
 use keel_balancer::{CopyClass, CopyJob, MoveRef};
@@ -107,7 +107,7 @@ fn starts_respect_the_limits_and_done_moves_free_slots() {
     assert!(
         st.moves
             .iter()
-            .any(|mv| mv.waiting.as_deref() == Some("no slot"))
+            .any(|mv| mv.waiting == Some(WaitReason::NoSlot))
     );
 
     q.finish(starts[0].id, Ok(()), secs(2)).expect("running");
@@ -154,8 +154,8 @@ fn failures_back_off_then_drop_and_cool_down() {
                 assert!(q.start_ready(&mut m, now).is_empty(), "backing off");
                 let st = q.status(now);
                 assert_eq!(
-                    st.moves[0].waiting.as_deref(),
-                    Some("retrying: b unreachable")
+                    st.moves[0].waiting,
+                    Some(WaitReason::Retrying("b unreachable".into()))
                 );
                 now = not_before;
             }
@@ -197,7 +197,7 @@ fn paused_moves_wait_and_resume_starts_them() {
     );
     let st = q.status(secs(1));
     assert!(st.paused);
-    assert_eq!(st.moves[0].waiting.as_deref(), Some("paused"));
+    assert_eq!(st.moves[0].waiting, Some(WaitReason::Paused));
     q.resume();
     assert_eq!(q.start_ready(&mut m, secs(2)).len(), 1);
 }

@@ -153,7 +153,7 @@ fn queued_move(m: MoveStatus) -> pb::QueuedMove {
         state: state as i32,
         retries: m.retries,
         last_error: m.last_error.unwrap_or_default(),
-        waiting_reason: m.waiting.unwrap_or_default(),
+        waiting_reason: m.waiting.map(|w| w.to_string()).unwrap_or_default(),
         age_ms: millis(m.age),
         kind,
     }
@@ -192,7 +192,11 @@ pub fn explain_queued(s: &BalanceStatus, e: &mut crate::meta::Explanation) {
             MoveState::Pending => "pending",
             MoveState::Running => "running",
         };
-        let detail = m.waiting.clone().unwrap_or_default();
+        let detail = m
+            .waiting
+            .as_ref()
+            .map(|w| w.to_string())
+            .unwrap_or_default();
         if m.state == MoveState::Pending {
             let why = match c.class {
                 CopyClass::Repair => "to restore its replication factor",

@@ -8,9 +8,9 @@ use serde::Serialize;
 
 pub use super::stuck::Stuck;
 use super::stuck::stuck;
-use crate::balance::BalanceStatus;
+use crate::balance::{BalanceStatus, MoveLimits};
 use crate::history::Summary as HistorySummary;
-use crate::meta::{CopyClass, ServerState, ServerStatus};
+use crate::meta::{self, CopyClass, ServerState, ServerStatus};
 
 /// Pending and running moves listed; the counts cover them all.
 pub const LISTED_MOVES: usize = 200;
@@ -89,12 +89,10 @@ pub struct Policy {
     pub min_free_pct: f64,
     /// Pending this long with nothing finished counts as stuck.
     pub stuck_after_ms: u64,
-    /// Copies at once, cluster-wide, in force (`--max-concurrent-moves`).
-    pub max_concurrent_moves: usize,
-    /// Whether that cap is `auto` (it follows the live servers).
-    pub max_concurrent_moves_auto: bool,
-    /// Copies at once per server (`--max-moves-per-server`).
-    pub max_moves_per_server: usize,
+    /// The queue's slot limits in force (`--max-concurrent-moves`, whether
+    /// it is `auto`, `--max-moves-per-server`), as the queue reports them.
+    #[serde(flatten)]
+    pub limits: MoveLimits,
 }
 
 /// One server.
@@ -193,18 +191,13 @@ pub struct Rates {
 /// Chunks short of replicas, and repairs.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Redundancy {
-    /// Chunks below their factor on live servers.
-    pub under_replicated: u64,
-    /// Chunks with no whole replica on a live server.
-    pub unavailable: u64,
+    /// The metadata's counts; its waiting copies include those queued.
+    #[serde(flatten)]
+    pub counts: meta::Redundancy,
     /// Repair copies running.
     pub repairs_running: u64,
-    /// Repair copies waiting (queued or not yet planned).
-    pub repairs_waiting: u64,
     /// Drain copies running.
     pub drains_running: u64,
-    /// Drain copies waiting.
-    pub drains_waiting: u64,
     /// Repair and drain copies completed since start.
     pub repairs_done: u64,
 }
@@ -219,7 +212,7 @@ pub fn build(i: Inputs) -> Status {
         .map(|s| server(s, low, high, i.min_free_pct))
         .collect();
     let queue = queue(&i.balance);
-    let stuck = stuck(i.stuck, &queue);
+    let stuck = stuck(i.stuck, &i.balance.queue, LISTED_MOVES);
     let rates = rates(&i, queue.bytes_remaining);
     let b = &i.balance;
     let running_of = |k: CopyClass| b.copies.iter().filter(|c| c.kind == k).count() as u64;
@@ -239,9 +232,7 @@ pub fn build(i: Inputs) -> Status {
             threshold_pct: i.threshold_pct,
             min_free_pct: i.min_free_pct,
             stuck_after_ms: i.stuck_after_ms,
-            max_concurrent_moves: i.balance.limits.max_concurrent_moves,
-            max_concurrent_moves_auto: i.balance.limits.auto,
-            max_moves_per_server: i.balance.limits.max_moves_per_server,
+            limits: i.balance.limits,
         },
         average_utilization_pct: avg,
         band_low_pct: low.max(0.0),
@@ -250,12 +241,13 @@ pub fn build(i: Inputs) -> Status {
         safe_mode: b.safe_mode,
         servers,
         redundancy: Redundancy {
-            under_replicated: r.under_replicated,
-            unavailable: r.unavailable,
+            counts: meta::Redundancy {
+                repairs_waiting: r.repairs_waiting + pending_of(CopyClass::Repair),
+                drains_waiting: r.drains_waiting + pending_of(CopyClass::Drain),
+                ..r
+            },
             repairs_running: running_of(CopyClass::Repair),
-            repairs_waiting: r.repairs_waiting + pending_of(CopyClass::Repair),
             drains_running: running_of(CopyClass::Drain),
-            drains_waiting: r.drains_waiting + pending_of(CopyClass::Drain),
             repairs_done: b.repairs_done,
         },
         queue,
@@ -297,7 +289,10 @@ fn queue(b: &BalanceStatus) -> Queue {
     let q = &b.queue;
     let mut reasons = BTreeMap::new();
     for m in q.moves.iter().filter(|m| m.state == MoveState::Pending) {
-        let why = m.waiting.clone().unwrap_or_else(|| "its turn".into());
+        let why = m
+            .waiting
+            .as_ref()
+            .map_or_else(|| "its turn".into(), ToString::to_string);
         *reasons.entry(why).or_insert(0) += 1;
     }
     let running = q.moves.iter().filter(|m| m.state == MoveState::Running);
@@ -316,7 +311,11 @@ fn queue(b: &BalanceStatus) -> Queue {
                 MoveState::Running => "running",
             },
             retries: m.retries,
-            waiting: m.waiting.clone().unwrap_or_default(),
+            waiting: m
+                .waiting
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             last_error: m.last_error.clone().unwrap_or_default(),
             age_ms: millis(m.age),
         })

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use keel_balancer::queue::{FinishedMove, MoveId, MoveStatus, QueueStatus};
+use keel_balancer::queue::{FinishedMove, MoveId, MoveStatus, QueueStatus, WaitReason};
 use keel_balancer::{CopyJob, MoveRef};
 use serde_json::Value;
 
@@ -22,21 +22,21 @@ fn server(id: &str, used: u64, state: ServerState) -> ServerStatus {
     }
 }
 
-fn pending(chunk: &str, to: &str, waiting: &str) -> MoveStatus {
+fn pending(chunk: &str, to: &str, waiting: WaitReason) -> MoveStatus {
     MoveStatus {
         id: MoveId(0),
         copy: CopyJob::new(MoveRef::new(chunk, "a", to), 100, CopyClass::Balance),
         state: MoveState::Pending,
         retries: 0,
         last_error: None,
-        waiting: Some(waiting.into()),
+        waiting: Some(waiting),
         age: Duration::from_secs(90),
         running_for: None,
     }
 }
 
 fn failed_copy() -> CopyJob {
-    pending("f1", "b", "").copy
+    pending("f1", "b", WaitReason::NoSlot).copy
 }
 
 fn inputs(moves: Vec<MoveStatus>, stuck: bool) -> Inputs {
@@ -136,7 +136,10 @@ fn servers_sit_against_the_band_and_the_floor() {
 #[test]
 fn rates_cover_the_window_or_the_rebalance_if_shorter() {
     // 400 bytes in the 10 s since the rebalance began; 200 bytes left.
-    let s = build(inputs(vec![pending("x", "c", "no slot"); 2], false));
+    let s = build(inputs(
+        vec![pending("x", "c", WaitReason::NoSlot); 2],
+        false,
+    ));
     assert_eq!(s.rates.bytes_per_sec, 40.0);
     assert_eq!(s.rates.moves_per_sec, 0.2);
     assert_eq!(s.rates.eta_secs, Some(5.0));
@@ -149,10 +152,10 @@ fn rates_cover_the_window_or_the_rebalance_if_shorter() {
 #[test]
 fn a_stuck_queue_names_the_most_common_reason() {
     let moves = vec![
-        pending("x1", "c", "target free space at floor"),
-        pending("x2", "b", "target free space at floor"),
-        pending("x3", "c", "no slot"),
-        pending("x4", "c", "retrying: copy failed"),
+        pending("x1", "c", WaitReason::TargetAtFloor),
+        pending("x2", "b", WaitReason::TargetAtFloor),
+        pending("x3", "c", WaitReason::NoSlot),
+        pending("x4", "c", WaitReason::Retrying("copy failed".into())),
     ];
     let s = build(inputs(moves.clone(), true));
     assert!(s.stuck.stuck);
@@ -168,11 +171,48 @@ fn a_stuck_queue_names_the_most_common_reason() {
     // A tie goes to the floor before a retry; a retry names its chunk.
     let s = build(inputs(moves[1..].to_vec(), true));
     assert_eq!(s.stuck.cause, "target at floor");
-    let s = build(inputs(vec![pending("x9", "c", "retrying: boom")], true));
+    let s = build(inputs(
+        vec![pending("x9", "c", WaitReason::Retrying("boom".into()))],
+        true,
+    ));
     assert_eq!(s.stuck.cause, "a move retrying");
     assert!(s.stuck.detail.contains("x9"), "{}", s.stuck.detail);
     // The verdict is the queue's: reasons alone do not make it stuck.
     assert!(!build(inputs(moves, false)).stuck.stuck);
+}
+
+/// The cause comes from the reason's variant, not its words: every reason
+/// the queue gives names its own cause, whatever its text says (a retry's
+/// error can say anything, e.g. "no slot").
+#[test]
+fn every_wait_reason_names_its_cause_whatever_its_words() {
+    let cases = [
+        (WaitReason::TargetAtFloor, "target at floor"),
+        (WaitReason::NoSlot, "no slot"),
+        (WaitReason::ChunkBusy, "chunk busy"),
+        (WaitReason::Paused, "paused"),
+        (WaitReason::Retrying(String::new()), "a move retrying"),
+        (WaitReason::Retrying("no slot".into()), "a move retrying"),
+        (WaitReason::Retrying("paused".into()), "a move retrying"),
+    ];
+    for (reason, cause) in cases {
+        let words = reason.to_string();
+        let s = build(inputs(vec![pending("x", "c", reason)], true));
+        assert_eq!(s.stuck.cause, cause, "{words}");
+        assert!(
+            s.stuck
+                .detail
+                .starts_with("1 of 1 pending moves wait because")
+        );
+        // The page still shows the queue's own words.
+        assert_eq!(s.queue.reasons.get(&words), Some(&1), "{words}");
+    }
+    // Only a move waiting for its turn has no cause.
+    let mut turn = pending("x", "c", WaitReason::NoSlot);
+    turn.waiting = None;
+    let s = build(inputs(vec![turn], true));
+    assert_eq!(s.stuck.cause, "unknown");
+    assert_eq!(s.queue.reasons.get("its turn"), Some(&1));
 }
 
 #[test]

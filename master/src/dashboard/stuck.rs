@@ -1,10 +1,13 @@
 //! The stuck banner's words: the queue's own verdict (`keel_queue_stuck`,
 //! set where the queue publishes its gauges) with the likely cause named
 //! from the waiting reasons of the pending moves.
+//!
+//! Causes are read from the queue's [`WaitReason`] variants, never from
+//! their words: rewording a reason cannot turn a cause into `unknown`, and a
+//! new reason does not compile until it is given a cause here.
 
+use keel_balancer::queue::{MoveState, MoveStatus, QueueStatus, WaitReason};
 use serde::Serialize;
-
-use super::status::Queue;
 
 /// The stuck verdict and its likely cause.
 #[derive(Debug, Clone, Serialize)]
@@ -18,41 +21,80 @@ pub struct Stuck {
     pub detail: String,
 }
 
-/// Causes in the order a tie is broken, with what operators can do.
-const CAUSES: [(&str, &str); 5] = [
-    (
-        "target at floor",
-        "their target's free space is at the --min-free-pct floor",
-    ),
-    (
-        "a move retrying",
-        "a copy failed and backs off before its next attempt",
-    ),
-    (
-        "no slot",
-        "every slot is taken (--max-concurrent-moves, --max-moves-per-server) by copies that do not finish",
-    ),
-    ("chunk busy", "another job runs on their chunk"),
-    (
-        "paused",
-        "the balancer is paused (keelctl rebalance resume)",
-    ),
-];
+/// Why pending moves wait, as the banner groups them; in the order a tie is
+/// broken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    TargetAtFloor,
+    Retrying,
+    NoSlot,
+    ChunkBusy,
+    Paused,
+}
 
-fn cause_of(waiting: &str) -> &'static str {
-    match waiting {
-        "target free space at floor" => CAUSES[0].0,
-        w if w.starts_with("retrying") => CAUSES[1].0,
-        "no slot" => CAUSES[2].0,
-        "another job runs on the chunk" => CAUSES[3].0,
-        "paused" => CAUSES[4].0,
-        _ => "unknown",
+impl Cause {
+    /// Every cause, in the order a tie is broken.
+    const ALL: [Cause; 5] = [
+        Cause::TargetAtFloor,
+        Cause::Retrying,
+        Cause::NoSlot,
+        Cause::ChunkBusy,
+        Cause::Paused,
+    ];
+
+    fn of(reason: &WaitReason) -> Cause {
+        match reason {
+            WaitReason::TargetAtFloor => Cause::TargetAtFloor,
+            WaitReason::Retrying(_) => Cause::Retrying,
+            WaitReason::NoSlot => Cause::NoSlot,
+            WaitReason::ChunkBusy => Cause::ChunkBusy,
+            WaitReason::Paused => Cause::Paused,
+        }
+    }
+
+    /// The banner's name for it.
+    fn name(self) -> &'static str {
+        match self {
+            Cause::TargetAtFloor => "target at floor",
+            Cause::Retrying => "a move retrying",
+            Cause::NoSlot => "no slot",
+            Cause::ChunkBusy => "chunk busy",
+            Cause::Paused => "paused",
+        }
+    }
+
+    /// What holds the moves, with what operators can do.
+    fn detail(self) -> &'static str {
+        match self {
+            Cause::TargetAtFloor => "their target's free space is at the --min-free-pct floor",
+            Cause::Retrying => "a copy failed and backs off before its next attempt",
+            Cause::NoSlot => {
+                "every slot is taken (--max-concurrent-moves, --max-moves-per-server) by copies that do not finish"
+            }
+            Cause::ChunkBusy => "another job runs on their chunk",
+            Cause::Paused => "the balancer is paused (keelctl rebalance resume)",
+        }
+    }
+
+    /// The names the banner lists for a move held by this cause.
+    fn named(self, m: &MoveStatus) -> Option<&str> {
+        match self {
+            Cause::TargetAtFloor => Some(&m.copy.mv.to),
+            Cause::Retrying => Some(&m.copy.mv.chunk),
+            _ => None,
+        }
     }
 }
 
+/// The cause a pending move waits for, if it waits for one (not its turn).
+fn cause_of(m: &MoveStatus) -> Option<Cause> {
+    m.waiting.as_ref().map(Cause::of)
+}
+
 /// Names the likely cause from the pending moves' reasons: the most common
-/// one, ties broken in the order of [`CAUSES`].
-pub fn stuck(stuck: bool, q: &Queue) -> Stuck {
+/// one, ties broken in the order of [`Cause::ALL`]. The names it lists come
+/// from the first `listed` moves (running first), the ones the page shows.
+pub fn stuck(stuck: bool, q: &QueueStatus, listed: usize) -> Stuck {
     if !stuck {
         return Stuck {
             stuck,
@@ -60,21 +102,15 @@ pub fn stuck(stuck: bool, q: &Queue) -> Stuck {
             detail: String::new(),
         };
     }
-    let mut counts: Vec<(usize, usize, &str)> = CAUSES
+    let pending = || q.moves.iter().filter(|m| m.state == MoveState::Pending);
+    let count = |c: Cause| pending().filter(|m| cause_of(m) == Some(c)).count();
+    let mut counts: Vec<(usize, usize, Cause)> = Cause::ALL
         .iter()
         .enumerate()
-        .map(|(rank, (cause, _))| {
-            let n = q
-                .reasons
-                .iter()
-                .filter(|(w, _)| cause_of(w) == *cause)
-                .map(|(_, n)| n)
-                .sum();
-            (n, rank, *cause)
-        })
+        .map(|(rank, &c)| (count(c), rank, c))
         .collect();
     counts.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    let (n, rank, cause) = counts[0];
+    let (n, _, cause) = counts[0];
     if n == 0 {
         return Stuck {
             stuck,
@@ -85,18 +121,13 @@ pub fn stuck(stuck: bool, q: &Queue) -> Stuck {
             ),
         };
     }
-    let pending = q.moves.iter().filter(|m| m.state == "pending");
-    let mut names: Vec<&str> = match cause {
-        "target at floor" => pending
-            .filter(|m| cause_of(&m.waiting) == cause)
-            .map(|m| m.to.as_str())
-            .collect(),
-        "a move retrying" => pending
-            .filter(|m| cause_of(&m.waiting) == cause)
-            .map(|m| m.chunk.as_str())
-            .collect(),
-        _ => vec![],
-    };
+    let running = q.moves.iter().filter(|m| m.state == MoveState::Running);
+    let mut names: Vec<&str> = running
+        .chain(pending())
+        .take(listed)
+        .filter(|m| m.state == MoveState::Pending && cause_of(m) == Some(cause))
+        .filter_map(|m| cause.named(m))
+        .collect();
     names.sort_unstable();
     names.dedup();
     names.truncate(5);
@@ -107,10 +138,11 @@ pub fn stuck(stuck: bool, q: &Queue) -> Stuck {
     };
     Stuck {
         stuck,
-        cause: cause.into(),
+        cause: cause.name().into(),
         detail: format!(
             "{n} of {} pending moves wait because {}{which}",
-            q.pending, CAUSES[rank].1
+            q.pending,
+            cause.detail()
         ),
     }
 }

@@ -11,7 +11,7 @@
 //! Every master keeps a warm view from heartbeats (chunk servers heartbeat
 //! to all of them). Only the leader plans, moves, repairs, trims, places and
 //! takes operator commands; standbys answer reads from their own view and
-//! refuse the rest with the leader's address (see `service.rs`).
+//! refuse the rest with the leader's address (see `front.rs`).
 //!
 //! A leader steps down **first**: [`Leadership::term_if_leading`] holds only
 //! until a local deadline, three quarters of the lease after the send time
@@ -47,13 +47,8 @@ pub use campaign::{Campaign, CampaignSettings, call_timeout};
 pub use etcd::{Etcd, EtcdError};
 pub use operator::OperatorState;
 
-use crate::config::Config;
-
 /// Heartbeats a new leader waits for from every live server before it trims.
 pub const SETTLE_HEARTBEATS: u32 = 2;
-
-/// Metadata header naming the leader in a standby's refusal.
-pub const LEADER_HEADER: &str = "keel-leader";
 
 /// Who leads, as this master knows it; cheap to clone.
 #[derive(Debug, Clone)]
@@ -259,6 +254,19 @@ impl Leadership {
     }
 }
 
+/// The flags that make a master one of several (`--etcd` and its kin).
+#[derive(Debug, Clone, Copy)]
+pub struct HaFlags<'a> {
+    /// `--etcd`: the endpoints; empty for a single master.
+    pub etcd: &'a [String],
+    /// `--etcd-prefix`.
+    pub prefix: &'a str,
+    /// `--leader-lease`.
+    pub leader_lease: Duration,
+    /// etcd's TLS and authentication flags.
+    pub access: &'a EtcdAccessFlags,
+}
+
 /// Leadership, and etcd when several masters share the cluster.
 #[derive(Debug, Clone)]
 pub struct Ha {
@@ -278,18 +286,18 @@ impl Ha {
     }
 
     /// From the flags; `advertise` is this master's gRPC address.
-    pub fn from_config(config: &Config, advertise: String) -> Result<Self, EtcdError> {
-        if config.etcd.is_empty() {
+    pub fn from_flags(flags: &HaFlags<'_>, advertise: String) -> Result<Self, EtcdError> {
+        if flags.etcd.is_empty() {
             return Ok(Ha::single());
         }
-        let timeout = call_timeout(config.leader_lease);
-        let access = config.etcd_access.access()?;
-        let etcd = Etcd::with_access(&config.etcd, timeout, access)?;
+        let timeout = call_timeout(flags.leader_lease);
+        let access = flags.access.access()?;
+        let etcd = Etcd::with_access(flags.etcd, timeout, access)?;
         Ok(Ha {
             leadership: Leadership::elected(advertise),
             etcd: Some((
                 Arc::new(etcd),
-                config.etcd_prefix.trim_end_matches('/').to_owned(),
+                flags.prefix.trim_end_matches('/').to_owned(),
             )),
         })
     }

@@ -18,8 +18,9 @@ use crate::error::Error;
 /// How often every chunk is checked against its factor, whatever happened.
 pub const FULL_SCAN_EVERY: Duration = Duration::from_secs(300);
 
-/// Redundancy as of the last maintenance pass.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Redundancy as of the last maintenance pass (the dashboard shows it as
+/// it is, with the queued copies counted in).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Redundancy {
     /// Chunks with fewer whole replicas on live servers than their factor.
     pub under_replicated: u64,

@@ -1,41 +1,56 @@
 //! Unit and property tests of the JSON-lines session.
 
+use tokio_util::task::TaskTracker;
+
 use super::*;
+use crate::meta::{Meta, MetaSettings};
 
-struct Empty;
+/// The real front over `meta`, leading as a single master. No mover loop
+/// runs: a move that passed its checks would wait, so tests name only moves
+/// the metadata refuses.
+fn front_over(meta: Meta, leadership: crate::ha::Leadership) -> Front {
+    let mover = crate::rebalance::tests::mover_under(meta, leadership.clone());
+    let balancer = crate::rebalance::tests::balancer_of(mover);
+    Front::new(balancer, TaskTracker::new(), 10.0).with_ha(crate::ha::Ha {
+        leadership,
+        etcd: None,
+    })
+}
 
-impl Core for Empty {
-    async fn check(&self) -> CheckOk {
-        CheckOk {
-            average_utilization_pct: 57.5,
-            overloaded: vec![ServerPct {
-                server: "cs1".into(),
-                utilization_pct: 78.0,
-            }],
-            underloaded: vec![],
-        }
+/// A front over empty metadata: every move is refused at once.
+fn empty() -> Front {
+    front_over(
+        Meta::new(MetaSettings::default()),
+        crate::ha::Leadership::single(),
+    )
+}
+
+/// A front over four servers of 1,000 bytes: cs1 at 78 %, the others
+/// inside the band around the average of 57.5 %.
+fn loaded() -> Front {
+    let now = std::time::Instant::now();
+    let mut m = Meta::new(MetaSettings::default());
+    for (server, used) in [("cs1", 780), ("cs2", 510), ("cs3", 510), ("cs4", 500)] {
+        let chunk = format!("{server}-data");
+        crate::meta::tests::put(&mut m, server, &[(&chunk, used)], now);
     }
-    async fn execute(&self, moves: Vec<MoveRef>) -> Result<ExecuteOk, ProtoError> {
-        Err(ProtoError::new(
-            Code::KeyDoesNotExist,
-            format!("unknown chunk {}", moves[0].chunk),
-        ))
-    }
+    front_over(m, crate::ha::Leadership::single())
 }
 
 #[tokio::test]
 async fn replies_in_the_seed_shape() {
+    let front = loaded();
     let mut s = Session::default();
     let init = r#"{"src":"c0","dest":"n1","body":{"type":"init","msg_id":1,"node_id":"n1","node_ids":["n1"]}}"#;
     assert_eq!(
-        s.handle_line(&Empty, init).await.as_deref(),
+        s.handle_line(&front, init).await.as_deref(),
         Some(
             r#"{"src": "n1", "dest": "c0", "body": {"type": "init_ok", "in_reply_to": 1, "msg_id": 0}}"#
         )
     );
     let check = s
         .handle_line(
-            &Empty,
+            &front,
             r#"{"src":"c1","body":{"type":"rebalance_check","msg_id":2}}"#,
         )
         .await;
@@ -46,15 +61,15 @@ async fn replies_in_the_seed_shape() {
         )
     );
     let exec = s
-        .handle_line(&Empty, r#"{"src":"c1","body":{"type":"rebalance_execute","msg_id":3,"moves":[{"chunk":"x","from":"a","to":"b"}]}}"#)
+        .handle_line(&front, r#"{"src":"c1","body":{"type":"rebalance_execute","msg_id":3,"moves":[{"chunk":"x","from":"a","to":"b"}]}}"#)
         .await;
     assert_eq!(
         exec.as_deref(),
         Some(
-            r#"{"src": "n1", "dest": "c1", "body": {"type": "error", "in_reply_to": 3, "msg_id": 2, "code": 20, "text": "unknown chunk x"}}"#
+            r#"{"src": "n1", "dest": "c1", "body": {"type": "error", "in_reply_to": 3, "msg_id": 2, "code": 20, "text": "move of x from a to b: unknown server a"}}"#
         )
     );
-    assert_eq!(s.handle_line(&Empty, "   ").await, None);
+    assert_eq!(s.handle_line(&front, "   ").await, None);
 }
 
 #[tokio::test]
@@ -62,7 +77,7 @@ async fn texts_escape_hostile_input() {
     let mut s = Session::default();
     let reply = s
         .handle_line(
-            &Empty,
+            &empty(),
             r#"{"src":"c\"1","body":{"type":"a\nb","msg_id":1}}"#,
         )
         .await
@@ -76,7 +91,7 @@ async fn texts_escape_hostile_input() {
 /// returns the reply lines.
 async fn session(input: &[u8], cap: usize) -> Vec<String> {
     let mut out = Vec::new();
-    serve(&Empty, input, &mut out, cap)
+    serve(&empty(), input, &mut out, cap)
         .await
         .expect("in-memory input and output never fail");
     let out = String::from_utf8(out).expect("replies are UTF-8");
@@ -161,11 +176,11 @@ impl AsyncWrite for ClosedPipe {
 #[tokio::test]
 async fn only_eof_is_an_ordinary_end_and_a_broken_stdout_is_an_error() {
     let mut out = Vec::new();
-    let ended = serve(&Empty, &b"\xff\n"[..], &mut out, 64).await;
+    let ended = serve(&empty(), &b"\xff\n"[..], &mut out, 64).await;
     assert!(ended.is_ok() && !out.is_empty(), "{ended:?}");
     // Blank input needs no reply, so a closed stdout goes unnoticed.
-    assert!(serve(&Empty, &b"\n \n"[..], ClosedPipe, 64).await.is_ok());
-    let ended = serve(&Empty, &b"\xff\n"[..], ClosedPipe, 64).await;
+    assert!(serve(&empty(), &b"\n \n"[..], ClosedPipe, 64).await.is_ok());
+    let ended = serve(&empty(), &b"\xff\n"[..], ClosedPipe, 64).await;
     assert!(matches!(ended, Err(SessionError::Write(_))), "{ended:?}");
 }
 
@@ -253,10 +268,11 @@ mod properties {
             .build()
             .expect("runtime");
         rt.block_on(async {
+            let front = empty();
             let mut s = Session::default();
             let mut out = Vec::with_capacity(lines.len());
             for l in lines {
-                out.push(s.handle_line(&Empty, l).await);
+                out.push(s.handle_line(&front, l).await);
             }
             out
         })
@@ -421,22 +437,15 @@ mod properties {
     }
 }
 
-/// A session over the real core of a standby that knows `leader` (or none).
-fn standby_core(leader: Option<(&str, u64)>) -> MasterCore {
+/// The real front of a standby that knows `leader` (or none).
+fn standby_front(leader: Option<(&str, u64)>) -> Front {
     let now = std::time::Instant::now();
-    let mut m = crate::meta::Meta::new(crate::meta::MetaSettings::default());
+    let mut m = Meta::new(MetaSettings::default());
     crate::meta::tests::put(&mut m, "a", &[("x", 10)], now);
     crate::meta::tests::put(&mut m, "b", &[], now);
     let l = crate::ha::Leadership::elected("http://m2:7000".into());
     l.observe(leader.map(|(a, t)| (a.to_owned(), t)));
-    let mover = crate::rebalance::tests::mover_under(m, l);
-    let balancer = crate::rebalance::tests::balancer_of(mover.clone());
-    MasterCore {
-        mover,
-        tracker: TaskTracker::new(),
-        balancer,
-        threshold_pct: 10.0,
-    }
+    front_over(m, l)
 }
 
 #[tokio::test]
@@ -451,12 +460,12 @@ async fn a_standby_refuses_execute_at_once_with_code_11_and_still_answers_checks
         ),
         (None, "no leader is known right now"),
     ] {
-        let core = standby_core(leader);
+        let front = standby_front(leader);
         let mut s = Session::default();
-        s.handle_line(&core, init).await;
+        s.handle_line(&front, init).await;
         let reply = tokio::time::timeout(
             std::time::Duration::from_secs(5),
-            s.handle_line(&core, exec),
+            s.handle_line(&front, exec),
         )
         .await
         .expect("answered at once, not queued on the standby");
@@ -466,8 +475,8 @@ async fn a_standby_refuses_execute_at_once_with_code_11_and_still_answers_checks
         let text = v["body"]["text"].as_str().expect("text");
         assert!(text.contains("this master is a standby"), "{text}");
         assert!(text.contains(named), "{text}");
-        assert_eq!(core.balancer.status().queue.pending, 0, "nothing queued");
-        let v = json_of(&s.handle_line(&core, check).await.expect("a reply"));
+        assert_eq!(front.balancer().status().queue.pending, 0, "nothing queued");
+        let v = json_of(&s.handle_line(&front, check).await.expect("a reply"));
         assert_eq!(v["body"]["type"], "rebalance_check_ok", "{v}");
     }
 }
