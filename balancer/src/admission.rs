@@ -22,47 +22,11 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::model::{ChunkIdx, ClusterView, ServerIdx};
-
-/// What a copy is for, in the order the queue serves them: restoring
-/// redundancy first, then emptying draining servers, then an operator's
-/// explicit moves, then balancing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub enum CopyClass {
-    /// Copy only: the chunk is below its factor.
-    Repair,
-    /// Copy only: a replica sits on a draining server.
-    Drain,
-    /// Copy, then delete the source: asked for by an operator.
-    Operator,
-    /// Copy, then delete the source: planned by the balancer.
-    #[default]
-    Balance,
-}
-
-impl CopyClass {
-    /// Whether the source replica is deleted once the copy is recorded.
-    pub fn deletes_source(self) -> bool {
-        matches!(self, CopyClass::Operator | CopyClass::Balance)
-    }
-
-    /// Whether it restores or protects redundancy: such copies take slots
-    /// ahead of every other class, and are never held back by a failed
-    /// chunk's cool-down.
-    pub fn is_urgent(self) -> bool {
-        matches!(self, CopyClass::Repair | CopyClass::Drain)
-    }
-
-    /// The name operators see.
-    pub fn name(self) -> &'static str {
-        match self {
-            CopyClass::Repair => "repair",
-            CopyClass::Drain => "drain",
-            CopyClass::Operator => "operator",
-            CopyClass::Balance => "balance",
-        }
-    }
-}
+pub use crate::ids::CopyClass;
+use crate::ids::{ChunkIdx, CopyJob, ServerIdx};
+use crate::model::ClusterView;
+use crate::plan::PlannedMove;
+use crate::space::fits_floor;
 
 /// One end of a copy, as far as the rule cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -192,67 +156,6 @@ where
     Ok(())
 }
 
-/// The most bytes a server of `capacity` may hold as a copy's target:
-/// capacity minus the floor of `min_free_pct` percent of it.
-pub fn fill_limit(capacity: u64, min_free_pct: f64) -> u64 {
-    let floor = (capacity as f64 * min_free_pct.clamp(0.0, 100.0) / 100.0).ceil();
-    capacity.saturating_sub(floor as u64)
-}
-
-/// Whether a server of `capacity` with `committed` bytes can take `bytes`
-/// more and keep its free-space floor.
-pub fn fits_floor(capacity: u64, committed: u64, bytes: u64, min_free_pct: f64) -> bool {
-    committed.saturating_add(bytes) <= fill_limit(capacity, min_free_pct)
-}
-
-/// A copy named by ids: what the queue holds and the master runs.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct NamedCopy {
-    /// Chunk id.
-    pub chunk: String,
-    /// Source server id.
-    pub from: String,
-    /// Target server id.
-    pub to: String,
-    /// The chunk's size.
-    pub bytes: u64,
-    /// What it is for.
-    pub class: CopyClass,
-    /// Its place within its class, lower first: for a repair or drain copy,
-    /// the whole replicas its chunk has on live servers, so the chunks
-    /// closest to being lost are copied first; 0 for moves.
-    pub rank: u32,
-}
-
-impl NamedCopy {
-    /// `mv`, planned on `view` by index, named by ids; `None` if an index is
-    /// out of range or the byte count is not the chunk's size.
-    pub fn of(view: &ClusterView, mv: &crate::PlannedMove, class: CopyClass) -> Option<Self> {
-        let chunk = view.get_chunk(mv.chunk).filter(|c| c.size() == mv.bytes)?;
-        Some(NamedCopy {
-            chunk: chunk.id().to_owned(),
-            from: view.get_server(mv.from)?.id.clone(),
-            to: view.get_server(mv.to)?.id.clone(),
-            bytes: mv.bytes,
-            class,
-            rank: 0,
-        })
-    }
-}
-
-impl NamedCopy {
-    /// The copy in `view`'s indices, found by linear scans (for tests and
-    /// small views; [`ViewAdmits::planned`] indexes the view once).
-    pub fn planned_in(&self, view: &ClusterView) -> Option<crate::PlannedMove> {
-        Some(crate::PlannedMove {
-            chunk: view.chunk_by_id(&self.chunk)?,
-            from: view.server_by_id(&self.from)?,
-            to: view.server_by_id(&self.to)?,
-            bytes: self.bytes,
-        })
-    }
-}
-
 /// A copy [`Admits::check`] let through, with the slot-table keys of its
 /// two servers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,7 +171,7 @@ pub struct Admitted {
 pub trait Admits {
     /// Applies [`admit`] to `copy`, with `extra` bytes promised to its
     /// target beyond what the state records (copies started a moment ago).
-    fn check(&self, copy: &NamedCopy, extra: u64, min_free_pct: f64) -> Result<Admitted, Refusal>;
+    fn check(&self, copy: &CopyJob, extra: u64, min_free_pct: f64) -> Result<Admitted, Refusal>;
 }
 
 /// [`Admits`] over a view, finding ids through maps built once.
@@ -305,18 +208,18 @@ impl<'v> ViewAdmits<'v> {
     }
 
     /// `copy` in the view's indices.
-    pub fn planned(&self, copy: &NamedCopy) -> Option<crate::PlannedMove> {
-        Some(crate::PlannedMove {
-            chunk: self.chunk(&copy.chunk)?,
-            from: self.server(&copy.from)?,
-            to: self.server(&copy.to)?,
+    pub fn planned(&self, copy: &CopyJob) -> Option<PlannedMove> {
+        Some(PlannedMove {
+            chunk: self.chunk(copy.chunk())?,
+            from: self.server(copy.from())?,
+            to: self.server(copy.to())?,
             bytes: copy.bytes,
         })
     }
 }
 
 impl Admits for ViewAdmits<'_> {
-    fn check(&self, copy: &NamedCopy, extra: u64, min_free_pct: f64) -> Result<Admitted, Refusal> {
+    fn check(&self, copy: &CopyJob, extra: u64, min_free_pct: f64) -> Result<Admitted, Refusal> {
         let mv = self.planned(copy).ok_or(Refusal::Unknown)?;
         check_in_view(self.view, &mv, copy.class, extra, min_free_pct)?;
         Ok(Admitted {
@@ -329,13 +232,8 @@ impl Admits for ViewAdmits<'_> {
 /// [`Admits`] straight on a view, finding ids by linear scans: for tests
 /// and small views ([`ViewAdmits`] indexes them once).
 impl Admits for ClusterView {
-    fn check(&self, copy: &NamedCopy, extra: u64, min_free_pct: f64) -> Result<Admitted, Refusal> {
-        let mv = crate::PlannedMove {
-            chunk: self.chunk_by_id(&copy.chunk).ok_or(Refusal::Unknown)?,
-            from: self.server_by_id(&copy.from).ok_or(Refusal::Unknown)?,
-            to: self.server_by_id(&copy.to).ok_or(Refusal::Unknown)?,
-            bytes: copy.bytes,
-        };
+    fn check(&self, copy: &CopyJob, extra: u64, min_free_pct: f64) -> Result<Admitted, Refusal> {
+        let mv = self.planned(copy).ok_or(Refusal::Unknown)?;
         check_in_view(self, &mv, copy.class, extra, min_free_pct)?;
         Ok(Admitted {
             from: mv.from.0,
@@ -348,7 +246,7 @@ impl Admits for ClusterView {
 /// bytes are its `used` plus its `incoming` plus `extra`.
 pub fn check_in_view(
     view: &ClusterView,
-    mv: &crate::PlannedMove,
+    mv: &PlannedMove,
     class: CopyClass,
     extra: u64,
     min_free_pct: f64,

@@ -2,9 +2,9 @@
 //! the exact comparison of [`crate::load::position`], so that the planner's
 //! arithmetic in bytes and the percentage check can never disagree.
 
-use crate::load::utilization_pct;
 use crate::model::Server;
-use crate::placement::fill_limit;
+use crate::space::fill_limit;
+use crate::space::utilization_pct;
 
 /// Byte bounds of one server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +58,7 @@ impl Band {
             hi_aim: max_at_most(c, a + (t - m)).max(lo_edge),
             lo_aim: min_at_least(c, a - (t - m)).min(hi_edge),
             average: max_at_most(c, a).max(lo_edge).min(hi_edge),
-            limit: fill_limit(server, self.min_free_pct),
+            limit: fill_limit(server.capacity, self.min_free_pct),
         }
     }
 }

@@ -6,7 +6,7 @@
 //! reference counts, and a changed chunk cost one segment copy at most: the
 //! master keeps one view up to date as its metadata changes and hands the
 //! planner a clone of it. Slots may be rewritten in place
-//! ([`crate::ClusterView::put_chunk`]) and emptied (an empty slot has no
+//! ([`ChunkTable::put`]) and emptied (an empty slot has no
 //! replicas and size 0, so the planner never looks at it). Up to three
 //! replicas are held inline; a chunk with more keeps them in a small side
 //! table.
@@ -14,7 +14,23 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::model::{Chunk, ChunkIdx, ServerIdx};
+use crate::ids::{ChunkIdx, ServerIdx};
+
+/// An owned copy of one chunk's record, e.g. from [`ChunkRef::to_chunk`].
+/// The view itself stores chunks column by column (see [`crate::ClusterView::chunk`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chunk {
+    /// Chunk id.
+    pub id: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Recent reads; the planner prefers moving cold chunks.
+    pub reads: u64,
+    /// Wanted number of replicas.
+    pub replication: u32,
+    /// Servers holding a replica.
+    pub replicas: Vec<ServerIdx>,
+}
 
 /// log2 of the chunks per segment: 4,096 chunks, about 200 KiB to copy.
 const SEGMENT_BITS: usize = 12;
@@ -76,7 +92,7 @@ impl Segment {
 
 /// Column-wise storage of all chunks of a [`crate::ClusterView`]. Read it
 /// through [`crate::ClusterView::chunk`]; change it through
-/// [`crate::ClusterView::add_chunk`] and [`crate::ClusterView::put_chunk`].
+/// [`crate::ClusterView::add_chunk`] and [`ChunkTable::put`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChunkTable {
     /// Segments of [`SEGMENT`] chunks, shared between clones.

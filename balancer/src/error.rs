@@ -1,9 +1,8 @@
 //! Errors of the balancer's bookkeeping. They are caller mistakes or races
 //! with the rest of the cluster, reported with the indices involved.
 
-use crate::model::{ChunkIdx, ServerIdx};
+use crate::ids::{ChunkIdx, MoveId, ServerIdx};
 use crate::plan::PlannedMove;
-use crate::queue::MoveId;
 
 /// Why [`crate::ClusterView::apply`] refused a move.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -3,7 +3,8 @@
 //! two replicas of one chunk, no server is over capacity, and no chunk lost a
 //! replica between two views.
 
-use crate::model::{ChunkIdx, ClusterView};
+use crate::ids::ChunkIdx;
+use crate::model::ClusterView;
 
 impl ClusterView {
     /// Checks the view on its own: every replica names a real server, no

@@ -5,14 +5,17 @@
 //! asks this crate what to do, and performs the RPCs itself.
 //!
 //! # Layout
+//! - [`ids`]: the move vocabulary: indices, queue ids, [`MoveRef`] (a move
+//!   named by ids) and [`CopyJob`] (one copy as the queue holds it).
 //! - [`model`]: the cluster as the balancer sees it (servers, chunks,
 //!   replicas), [`ClusterView::apply`] for a finished move; `chunks.rs` stores
 //!   the chunks column by column; `invariants.rs` checks a view.
-//! - [`load`]: utilization maths shared by every front door (`RebalanceCheck`).
+//! - [`space`]: utilization and the one free-space floor; [`load`]: the
+//!   load report shared by every front door (`RebalanceCheck`).
 //! - [`admission`]: the one rule every copy obeys (alive, idle chunk,
-//!   anti-affinity, not draining, racks, floor against committed bytes),
+//!   anti-affinity, not draining, [`racks`], floor against committed bytes),
 //!   used by the planner, the queue and the master alike; [`placement`]:
-//!   space helpers over servers.
+//!   where new replicas and repair copies go.
 //! - [`mod@plan`]: the planner's inputs and outputs, [`plan()`] the planner
 //!   (`planner/`: the phases in `mod.rs`, one source shedding in `shed.rs`;
 //!   with `band.rs` for byte bounds, `targets.rs` for picking targets and
@@ -25,8 +28,9 @@
 //! - [`predict`]: a timed prediction of a rebalance (the real planner and
 //!   queue in simulated time against the servers' migration buckets), for
 //!   `keelctl sim` and the ETA of `keelctl rebalance plan`.
-//! - [`sim`]: seeded cluster generators and a drain simulation, for tests
-//!   and the benchmark.
+//! - `sim` (cargo feature `sim`): seeded cluster generators, a drain
+//!   simulation and the seeded `Rng`, for simulations, tests and the
+//!   benchmark.
 //! - [`error`]: what the bookkeeping refuses.
 //!
 //! # One balancer pass, as the master runs it
@@ -63,6 +67,7 @@ pub mod admission;
 mod band;
 mod chunks;
 pub mod error;
+pub mod ids;
 mod invariants;
 pub mod load;
 pub mod model;
@@ -73,14 +78,17 @@ mod planner;
 pub mod predict;
 pub mod queue;
 pub mod racks;
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod slots;
+pub mod space;
 mod targets;
 
-pub use admission::{Admits, CopyClass, NamedCopy, Refusal, admit};
-pub use chunks::{ChunkRef, ChunkTable};
+pub use admission::{Admits, Refusal, admit};
+pub use chunks::{Chunk, ChunkRef, ChunkTable};
 pub use error::{ApplyError, QueueError};
+pub use ids::{ChunkIdx, CopyClass, CopyJob, MoveId, MoveRef, ServerIdx};
 pub use load::{LoadReport, ServerLoad};
-pub use model::{Chunk, ChunkIdx, ClusterView, Server, ServerIdx};
+pub use model::{ClusterView, Server};
 pub use plan::{InFlight, Plan, PlannedMove, Policy};
 pub use planner::plan;

@@ -61,15 +61,6 @@ pub(crate) fn average_pct(servers: impl Iterator<Item = (u64, u64)>) -> f64 {
     }
 }
 
-/// `100 * used / capacity`; without capacity a server counts as full.
-pub fn utilization_pct(used: u64, capacity: u64) -> f64 {
-    if capacity == 0 {
-        100.0
-    } else {
-        100.0 * used as f64 / capacity as f64
-    }
-}
-
 /// Where a utilization lies relative to the band `average ± threshold_pct`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Position {

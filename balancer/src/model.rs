@@ -12,15 +12,8 @@ use std::sync::Arc;
 
 use crate::chunks::{ChunkRef, ChunkTable};
 use crate::error::ApplyError;
+use crate::ids::{ChunkIdx, CopyClass, CopyJob, MoveRef, ServerIdx};
 use crate::plan::PlannedMove;
-
-/// Index of a server in [`ClusterView::servers`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ServerIdx(pub u32);
-
-/// Index of a chunk in a [`ClusterView`] (see [`ClusterView::chunk`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ChunkIdx(pub u32);
 
 /// A chunk server.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,22 +32,6 @@ pub struct Server {
     /// Whether the master hears its heartbeats. Dead servers are neither
     /// sources nor targets and do not count towards the average.
     pub alive: bool,
-}
-
-/// An owned copy of one chunk's record, e.g. from [`ChunkRef::to_chunk`].
-/// The view itself stores chunks column by column (see [`ClusterView::chunk`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Chunk {
-    /// Chunk id.
-    pub id: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Recent reads; the planner prefers moving cold chunks.
-    pub reads: u64,
-    /// Wanted number of replicas.
-    pub replication: u32,
-    /// Servers holding a replica.
-    pub replicas: Vec<ServerIdx>,
 }
 
 /// Servers and chunks. `used` of each server must equal the sum of the sizes
@@ -195,6 +172,31 @@ impl ClusterView {
         servers + self.servers.capacity() * std::mem::size_of::<Server>() + self.chunks.heap_bytes()
     }
 
+    /// `mv`, planned on this view by index, named by ids as a job of
+    /// `class`; `None` if an index is out of range or the byte count is not
+    /// the chunk's size.
+    pub fn job_of(&self, mv: &PlannedMove, class: CopyClass) -> Option<CopyJob> {
+        let chunk = self.get_chunk(mv.chunk).filter(|c| c.size() == mv.bytes)?;
+        let named = MoveRef::new(
+            chunk.id(),
+            self.get_server(mv.from)?.id.as_str(),
+            self.get_server(mv.to)?.id.as_str(),
+        );
+        Some(CopyJob::new(named, mv.bytes, class))
+    }
+
+    /// `job` in this view's indices, found by linear scans (for tests and
+    /// small views; [`crate::admission::ViewAdmits::planned`] indexes the
+    /// view once).
+    pub fn planned(&self, job: &CopyJob) -> Option<PlannedMove> {
+        Some(PlannedMove {
+            chunk: self.chunk_by_id(job.chunk())?,
+            from: self.server_by_id(job.from())?,
+            to: self.server_by_id(job.to())?,
+            bytes: job.bytes,
+        })
+    }
+
     /// Records a finished move: the replica slot of `mv.chunk` on `mv.from`
     /// now names `mv.to`, and both servers' `used` follow. Refuses, changing
     /// nothing, a move that does not fit the view (unknown chunk or server,
@@ -241,6 +243,6 @@ impl ClusterView {
 impl Server {
     /// `100 * used / capacity`; a server without capacity counts as full.
     pub fn utilization_pct(&self) -> f64 {
-        crate::load::utilization_pct(self.used, self.capacity)
+        crate::space::utilization_pct(self.used, self.capacity)
     }
 }

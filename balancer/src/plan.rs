@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{ChunkIdx, ServerIdx};
+use crate::ids::{ChunkIdx, ServerIdx};
 
 /// Margin inside the band the planner aims for by default, in percentage
 /// points: servers land a little inside the edges, so that the next pass,

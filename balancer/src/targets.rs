@@ -17,7 +17,7 @@ use std::cmp::Reverse;
 use std::collections::BTreeSet;
 
 use crate::band::Bounds;
-use crate::model::ServerIdx;
+use crate::ids::ServerIdx;
 
 /// One ordered tier: (room, server), largest room first.
 type Tier = BTreeSet<(Reverse<u64>, u32)>;

@@ -3,9 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use keel_balancer::admission::{
-    CopyClass, Endpoint, MoveFacts, Refusal, admit, check_in_view, fill_limit,
-};
+use keel_balancer::admission::{CopyClass, Endpoint, MoveFacts, Refusal, admit, check_in_view};
+use keel_balancer::space::fill_limit;
 use keel_balancer::{ClusterView, PlannedMove, ServerIdx};
 use proptest::prelude::*;
 

@@ -5,7 +5,7 @@
 
 use keel_balancer::admission::check_in_view;
 use keel_balancer::load::check;
-use keel_balancer::placement::fill_limit;
+use keel_balancer::space::fill_limit;
 use keel_balancer::{ClusterView, CopyClass, InFlight, Plan, Policy, ServerIdx, plan};
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -96,7 +96,7 @@ fn apply_checked(
         );
         let to = v.server(m.to);
         prop_assert!(
-            to.used <= fill_limit(to, policy.min_free_pct),
+            to.used <= fill_limit(to.capacity, policy.min_free_pct),
             "floor broken by {m:?}"
         );
         v.check_invariants().map_err(TestCaseError::fail)?;

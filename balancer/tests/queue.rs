@@ -6,7 +6,7 @@ use std::time::Duration;
 use keel_balancer::queue::{
     AfterFailure, MoveQueue, MoveState, Outcome, QueueConfig, RETRY_CAP, WaitReason, backoff,
 };
-use keel_balancer::{ClusterView, CopyClass, NamedCopy, PlannedMove, QueueError, ServerIdx};
+use keel_balancer::{ClusterView, CopyClass, CopyJob, MoveRef, PlannedMove, QueueError, ServerIdx};
 
 const S: Duration = Duration::from_secs(1);
 
@@ -235,15 +235,8 @@ fn pause_resume_cancel_and_duplicates() {
     assert_eq!(q.totals().bytes_moved, 5);
 }
 
-fn copy(chunk: &str, to: &str, class: CopyClass) -> NamedCopy {
-    NamedCopy {
-        chunk: chunk.into(),
-        from: "a".into(),
-        to: to.into(),
-        bytes: 5,
-        class,
-        rank: 0,
-    }
+fn copy(chunk: &str, to: &str, class: CopyClass) -> CopyJob {
+    CopyJob::new(MoveRef::new(chunk, "a", to), 5, class)
 }
 
 #[test]
@@ -380,11 +373,8 @@ fn copies_follow_their_ids_across_renumbered_views() {
     assert_eq!(starts.len(), 1);
     assert_eq!(q.totals().obsolete, 1);
     let c = &starts[0].copy;
-    assert_eq!(
-        (c.chunk.as_str(), c.from.as_str(), c.to.as_str()),
-        ("c3", "a", "b")
-    );
-    let planned = c.planned_in(&w).expect("in w");
+    assert_eq!((c.chunk(), c.from(), c.to()), ("c3", "a", "b"));
+    let planned = w.planned(c).expect("in w");
     assert_eq!(w.chunk(planned.chunk).id(), "c3");
     assert!(q.busy(S, &w).contains(planned.chunk));
 }
@@ -448,7 +438,7 @@ fn repairs_of_the_chunks_closest_to_loss_go_first() {
     // Queued first, but its chunk still has two whole replicas.
     let two_left = q
         .enqueue(
-            NamedCopy {
+            CopyJob {
                 rank: 2,
                 ..copy("c0", "b", CopyClass::Repair)
             },
@@ -457,7 +447,7 @@ fn repairs_of_the_chunks_closest_to_loss_go_first() {
         .expect("enqueue");
     let one_left = q
         .enqueue(
-            NamedCopy {
+            CopyJob {
                 rank: 1,
                 ..copy("c1", "c", CopyClass::Repair)
             },

@@ -31,7 +31,7 @@ fn cluster() -> ClusterView {
 
 /// Runs one move to completion, checking invariants.
 fn complete(v: &mut ClusterView, q: &mut MoveQueue, s: &StartMove, now: Duration) {
-    let mv = s.copy.planned_in(v).expect("in the view");
+    let mv = v.planned(&s.copy).expect("in the view");
     v.apply(&mv).expect("move applies");
     v.check_invariants().expect("invariants");
     q.on_done(s.id, now).expect("running");
@@ -99,7 +99,7 @@ fn the_queue_drains_past_a_target_at_its_floor() {
     let stuck_at = now;
     let status = q.status(now + Duration::from_secs(60));
     assert_eq!((status.pending, status.running, status.done), (1, 0, 11));
-    assert_eq!(status.moves[0].copy.planned_in(&v), Some(m6));
+    assert_eq!(v.planned(&status.moves[0].copy), Some(m6));
     assert_eq!(status.moves[0].waiting, Some(WaitReason::TargetAtFloor));
     assert!(status.oldest_pending_age > q.status(stuck_at).oldest_pending_age);
 

@@ -126,7 +126,7 @@ fn a_permanently_failing_move_is_dropped_and_the_rest_complete() {
             .all(|p| p.moves.iter().all(|m| m.chunk != bad))
     );
     let dropped = &report.failed[0];
-    assert_eq!(view.chunk_by_id(&dropped.copy.chunk), Some(bad));
+    assert_eq!(view.chunk_by_id(&dropped.copy.mv.chunk), Some(bad));
     assert_eq!(dropped.retries, QueueConfig::default().move_retries);
     assert_eq!(
         dropped.outcome,

@@ -21,8 +21,7 @@ use std::time::{Duration, Instant};
 use keel_balancer::queue::QueueConfig;
 use keel_balancer::{InFlight, PlannedMove, Policy, plan};
 use keel_master::balance::{
-    ENQUEUE_BATCH, Enqueued, InFlightNames, MAX_QUEUED, NamedMove, PassInput, QueueState, named,
-    plan_pass,
+    ENQUEUE_BATCH, Enqueued, InFlightNames, MAX_QUEUED, PassInput, QueueState, named, plan_pass,
 };
 use keel_master::meta::{Heartbeat, Meta, MetaSettings, ReplicaReport, find_sorted, lock};
 
@@ -241,7 +240,7 @@ fn old_pass(meta: &Mutex<Meta>, names: &InFlightNames) -> (Instant, Instant) {
         }
     }
     let p = plan(&view, &Policy::default(), &in_flight);
-    let moves: Vec<NamedMove> = p.moves.iter().map(|m| named(&view, m)).collect();
+    let moves: Vec<keel_balancer::CopyJob> = p.moves.iter().map(|m| named(&view, m)).collect();
     println!(
         "baseline pass (full copy): whole pass {:.2} s (under the lock: copy {:.1} ms; outside it: view {:.2} s, plan {:.2} s): {} moves planned",
         secs(started.elapsed()),

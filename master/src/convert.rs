@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use keel_balancer::LoadReport;
+use keel_balancer::{LoadReport, MoveRef};
 use keel_proto::chunk_id;
 use keel_proto::v1 as pb;
 
@@ -268,6 +268,15 @@ fn server_load(s: keel_balancer::ServerLoad) -> pb::ServerLoad {
         used_bytes: s.used,
         capacity_bytes: s.capacity,
     }
+}
+
+/// An operator's moves from `RebalanceExecute` (a missing field reads as
+/// empty: the checks that follow refuse it with its reason).
+pub fn moves(requested: &[pb::Move]) -> Vec<MoveRef> {
+    requested
+        .iter()
+        .map(|m| MoveRef::new(m.chunk.as_str(), m.from.as_str(), m.to.as_str()))
+        .collect()
 }
 
 /// `RebalanceCheckResponse` from the balancer's load report.

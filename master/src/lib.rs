@@ -4,7 +4,6 @@
 //! # Layout
 //! - [`config`]: flags (every one also read from `KEEL_<FLAG>`).
 //! - [`meta`]: the metadata (pure; one mutex around it).
-//! - [`placement`]: choosing servers for new replicas (pure).
 //! - [`mover`]: the safe move protocol and the RPCs to chunk servers.
 //! - [`balance`]: the one move queue (balance, operator, repair and drain
 //!   copies under one admission rule, slot table and retry policy) drained
@@ -45,7 +44,6 @@ pub mod maintenance;
 pub mod meta;
 pub mod metrics;
 pub mod mover;
-pub mod placement;
 pub mod rebalance;
 pub mod reports;
 pub mod server;

@@ -6,18 +6,18 @@
 
 use std::collections::HashMap;
 
-use keel_balancer::{NamedCopy, QueueError};
+use keel_balancer::{CopyJob, MoveRef, QueueError};
 use keel_proto::v1 as pb;
 use tracing::info;
 
 use crate::balance::{Balancer, OperatorFailure};
 use crate::error::Error;
 use crate::meta::{CopyClass, Reject, lock};
-use crate::mover::{Move, MoveDone, Mover};
+use crate::mover::{MoveDone, Mover};
 
 /// How one requested move ended.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum MoveEnd {
     /// Copied, recorded (and normally deleted from the source).
     Done(MoveDone),
     /// Refused before anything happened.
@@ -29,23 +29,23 @@ pub enum Outcome {
     SteppedDown,
 }
 
-impl Outcome {
+impl MoveEnd {
     /// Why the move did not complete, in the words both front doors use;
     /// `None` when it did.
     pub fn failure(&self) -> Option<String> {
         match self {
-            Outcome::Done(_) => None,
-            Outcome::Rejected(e) => Some(e.to_string()),
-            Outcome::Failed(e) => Some(e.clone()),
-            Outcome::SteppedDown => Some("this master is no longer the leader".to_owned()),
+            MoveEnd::Done(_) => None,
+            MoveEnd::Rejected(e) => Some(e.to_string()),
+            MoveEnd::Failed(e) => Some(e.clone()),
+            MoveEnd::SteppedDown => Some("this master is no longer the leader".to_owned()),
         }
     }
 }
 
 /// Whether this master stopped leading while the request waited: the
 /// front doors then refuse the request as a whole, naming the leader.
-pub fn stepped_down(outcomes: &[Outcome]) -> bool {
-    outcomes.contains(&Outcome::SteppedDown)
+pub fn stepped_down(outcomes: &[MoveEnd]) -> bool {
+    outcomes.contains(&MoveEnd::SteppedDown)
 }
 
 /// A finished `RebalanceExecute`: each move with its outcome, in request
@@ -53,7 +53,7 @@ pub fn stepped_down(outcomes: &[Outcome]) -> bool {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Executed {
     /// Every requested move and how it ended.
-    pub results: Vec<(Move, Outcome)>,
+    pub results: Vec<(MoveRef, MoveEnd)>,
     /// Moves that completed.
     pub moved: u32,
     /// Bytes copied by the moves that completed.
@@ -62,10 +62,10 @@ pub struct Executed {
 
 impl Executed {
     /// Pairs `moves` with their `outcomes` and adds up the completed ones.
-    pub fn new(moves: Vec<Move>, outcomes: Vec<Outcome>) -> Self {
+    pub fn new(moves: Vec<MoveRef>, outcomes: Vec<MoveEnd>) -> Self {
         let (mut moved, mut bytes) = (0, 0);
         for outcome in &outcomes {
-            if let Outcome::Done(d) = outcome {
+            if let MoveEnd::Done(d) = outcome {
                 moved += 1;
                 bytes += d.bytes;
             }
@@ -78,17 +78,17 @@ impl Executed {
     }
 
     /// The first move that did not complete, with why.
-    pub fn first_failure(&self) -> Option<(&Move, &Outcome)> {
+    pub fn first_failure(&self) -> Option<(&MoveRef, &MoveEnd)> {
         self.results
             .iter()
-            .find(|(_, o)| !matches!(o, Outcome::Done(_)))
+            .find(|(_, o)| !matches!(o, MoveEnd::Done(_)))
             .map(|(m, o)| (m, o))
     }
 }
 
 /// Checks every move against the request as a whole and the metadata:
 /// `None` for a move that may run, the reason otherwise.
-pub fn validate(mover: &Mover, moves: &[Move]) -> Vec<Option<Reject>> {
+pub fn validate(mover: &Mover, moves: &[MoveRef]) -> Vec<Option<Reject>> {
     let mut times: HashMap<&str, usize> = HashMap::new();
     for m in moves {
         *times.entry(m.chunk.as_str()).or_default() += 1;
@@ -116,7 +116,7 @@ pub fn validate(mover: &Mover, moves: &[Move]) -> Vec<Option<Reject>> {
 /// Queues the moves that passed [`validate`] and returns one outcome per
 /// move, in request order. The queue runs them whether or not the caller
 /// stays to hear the end.
-pub async fn execute(balancer: &Balancer, moves: Vec<Move>) -> Result<Vec<Outcome>, Error> {
+pub async fn execute(balancer: &Balancer, moves: Vec<MoveRef>) -> Result<Vec<MoveEnd>, Error> {
     if moves.is_empty() {
         return Err(Error::NoMoves);
     }
@@ -140,14 +140,7 @@ pub async fn execute(balancer: &Balancer, moves: Vec<Move>) -> Result<Vec<Outcom
             None => {
                 let chunk = mv.chunk.clone();
                 balancer
-                    .submit_operator(NamedCopy {
-                        chunk: mv.chunk,
-                        from: mv.from,
-                        to: mv.to,
-                        bytes,
-                        class: CopyClass::Operator,
-                        rank: 0,
-                    })
+                    .submit_operator(CopyJob::new(mv, bytes, CopyClass::Operator))
                     .map_err(|e| match e {
                         QueueError::ChunkBusy { .. } => Reject::AlreadyMoving { chunk },
                         other => Reject::Queue(other.to_string()),
@@ -158,12 +151,12 @@ pub async fn execute(balancer: &Balancer, moves: Vec<Move>) -> Result<Vec<Outcom
     let mut out = Vec::with_capacity(queued.len());
     for q in queued {
         out.push(match q {
-            Err(reason) => Outcome::Rejected(reason),
+            Err(reason) => MoveEnd::Rejected(reason),
             Ok(rx) => match rx.await {
-                Ok(Ok(done)) => Outcome::Done(done),
-                Ok(Err(OperatorFailure::Failed(e))) => Outcome::Failed(e),
-                Ok(Err(OperatorFailure::SteppedDown)) => Outcome::SteppedDown,
-                Err(_) => Outcome::Failed("the master stopped before the move ended".into()),
+                Ok(Ok(done)) => MoveEnd::Done(done),
+                Ok(Err(OperatorFailure::Failed(e))) => MoveEnd::Failed(e),
+                Ok(Err(OperatorFailure::SteppedDown)) => MoveEnd::SteppedDown,
+                Err(_) => MoveEnd::Failed("the master stopped before the move ended".into()),
             },
         });
     }
@@ -180,9 +173,9 @@ pub fn response(requested: Vec<pb::Move>, executed: Executed) -> pb::RebalanceEx
     for (mv, (_, outcome)) in requested.into_iter().zip(executed.results) {
         let error = outcome.failure();
         let (state, bytes, error) = match outcome {
-            Outcome::Done(d) => (pb::MoveOutcome::Done, d.bytes, d.note.unwrap_or_default()),
-            Outcome::Rejected(_) => (pb::MoveOutcome::Rejected, 0, error.unwrap_or_default()),
-            Outcome::Failed(_) | Outcome::SteppedDown => {
+            MoveEnd::Done(d) => (pb::MoveOutcome::Done, d.bytes, d.note.unwrap_or_default()),
+            MoveEnd::Rejected(_) => (pb::MoveOutcome::Rejected, 0, error.unwrap_or_default()),
+            MoveEnd::Failed(_) | MoveEnd::SteppedDown => {
                 (pb::MoveOutcome::Failed, 0, error.unwrap_or_default())
             }
         };
@@ -194,18 +187,6 @@ pub fn response(requested: Vec<pb::Move>, executed: Executed) -> pb::RebalanceEx
         });
     }
     resp
-}
-
-/// Domain moves from the request (a missing field reads as empty).
-pub fn moves(requested: &[pb::Move]) -> Vec<Move> {
-    requested
-        .iter()
-        .map(|m| Move {
-            chunk: m.chunk.clone(),
-            from: m.from.clone(),
-            to: m.to.clone(),
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -267,12 +248,8 @@ pub(crate) mod tests {
         Balancer::new(mover, tokio_util::task::TaskTracker::new(), settings)
     }
 
-    pub fn mv(c: &str, f: &str, t: &str) -> Move {
-        Move {
-            chunk: c.into(),
-            from: f.into(),
-            to: t.into(),
-        }
+    pub fn mv(c: &str, f: &str, t: &str) -> MoveRef {
+        MoveRef::new(c, f, t)
     }
 
     #[test]
@@ -313,7 +290,7 @@ pub(crate) mod tests {
         let out = execute(&b, vec![mv("x", "a", "b")]).await.expect("ok");
         assert_eq!(
             out,
-            [Outcome::Rejected(Reject::UnknownServer {
+            [MoveEnd::Rejected(Reject::UnknownServer {
                 server: "a".into()
             })]
         );
@@ -363,13 +340,13 @@ mod step_down_tests {
             .expect("the waiting operator is answered at once")
             .expect("joins")
             .expect("ok");
-        assert_eq!(out, [Outcome::SteppedDown]);
+        assert_eq!(out, [MoveEnd::SteppedDown]);
         assert!(stepped_down(&out));
         assert_eq!(pending(&b), 0, "the queue is cleared");
 
         // While standing by, an operator's move is refused at once.
         let out = execute(&b, vec![mv("y", "a", "b")]).await.expect("ok");
-        assert_eq!(out, [Outcome::SteppedDown]);
+        assert_eq!(out, [MoveEnd::SteppedDown]);
         assert_eq!(pending(&b), 0);
 
         // Leading again: an empty queue that takes moves.
@@ -393,13 +370,9 @@ mod step_down_tests {
         l.lead(5, now + Duration::from_secs(60));
         let b = elected_balancer(m, l.clone());
         let repair = || {
-            vec![NamedCopy {
-                chunk: "x".into(),
-                from: "a".into(),
-                to: "b".into(),
-                bytes: 10,
-                class: CopyClass::Repair,
+            vec![CopyJob {
                 rank: 1,
+                ..CopyJob::new(MoveRef::new("x", "a", "b"), 10, CopyClass::Repair)
             }]
         };
         // Planned in one term; the master steps down and wins again before

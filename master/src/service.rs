@@ -125,7 +125,7 @@ impl Master for MasterService {
         req: Request<pb::RebalanceExecuteRequest>,
     ) -> Reply<pb::RebalanceExecuteResponse> {
         let requested = req.into_inner().moves;
-        let executed = self.front.execute(rebalance::moves(&requested)).await?;
+        let executed = self.front.execute(convert::moves(&requested)).await?;
         Ok(Response::new(rebalance::response(requested, executed)))
     }
 

@@ -39,7 +39,7 @@ use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt};
 use crate::error::Error;
 use crate::front::Front;
 use crate::meta::Reject;
-use crate::rebalance::{Executed, Outcome};
+use crate::rebalance::{Executed, MoveEnd};
 
 use self::encode::{body, encode, json_map, to_map};
 use self::parse::{Incoming, field_str, parse, parse_moves, sender};
@@ -300,7 +300,7 @@ fn execute_ok(executed: Executed) -> Result<ExecuteOk, ProtoError> {
         && let Some((mv, outcome)) = executed.first_failure()
     {
         let code = match outcome {
-            Outcome::Rejected(r) => reject_code(r),
+            MoveEnd::Rejected(r) => reject_code(r),
             _ => Code::TemporarilyUnavailable,
         };
         let why = outcome.failure().unwrap_or_default();

@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use keel_balancer::NamedCopy;
 use keel_balancer::admission::CopyClass;
 use keel_balancer::queue::QueueConfig;
 use keel_balancer::sim::Rng;
+use keel_balancer::{CopyJob, MoveRef};
 use keel_master::balance::QueueState;
 use keel_master::ha::Leadership;
 use keel_master::maintenance::{REPAIRS_IN_FLIGHT, TRIMS_PER_PASS};
@@ -171,14 +171,7 @@ impl SimMaster {
         let Some(size) = self.meta.chunk(chunk).map(|c| c.size) else {
             return;
         };
-        let copy = NamedCopy {
-            chunk: chunk.to_owned(),
-            from: from.to_owned(),
-            to: to.to_owned(),
-            bytes: size,
-            class: CopyClass::Operator,
-            rank: 0,
-        };
+        let copy = CopyJob::new(MoveRef::new(chunk, from, to), size, CopyClass::Operator);
         if self.lead.is_leader() && self.queue.enqueue_urgent(copy, cx.sched.now).is_ok() {
             self.start_ready(cx);
         }
@@ -254,14 +247,14 @@ fn urgent_copies(queue: &QueueState) -> QueuedCopies {
     let pending = q.pending().map(|(_, c)| (c, true));
     let running = q.running().map(|(_, c)| (c, false));
     for (c, pending) in pending.chain(running).filter(|(c, _)| c.class.is_urgent()) {
-        out.chunks.insert(c.chunk.clone());
+        out.chunks.insert(c.mv.chunk.clone());
         match c.class {
             CopyClass::Drain => out.drains += 1,
             _ => out.repairs += 1,
         }
-        *out.outgoing.entry(c.from.clone()).or_default() += 1;
+        *out.outgoing.entry(c.mv.from.clone()).or_default() += 1;
         if pending {
-            *out.incoming.entry(c.to.clone()).or_default() += c.bytes;
+            *out.incoming.entry(c.mv.to.clone()).or_default() += c.bytes;
         }
     }
     out

@@ -21,10 +21,12 @@ use std::collections::BTreeMap;
 
 use crate::band::{Band, Bounds};
 use crate::chunks::ChunkTable;
-use crate::load::{Position, average_pct, position, utilization_pct};
-use crate::model::{ClusterView, ServerIdx};
+use crate::ids::ServerIdx;
+use crate::load::{Position, average_pct, position};
+use crate::model::ClusterView;
 use crate::notes::Notes;
 use crate::plan::{InFlight, Plan, PlannedMove, Policy};
+use crate::space::utilization_pct;
 use crate::targets::Targets;
 
 /// Plans moves that bring every live server of `view` inside the band of

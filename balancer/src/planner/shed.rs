@@ -8,7 +8,7 @@ use std::collections::BinaryHeap;
 use super::Planner;
 use crate::admission::{CopyClass, Endpoint, MoveFacts, admit};
 use crate::band::Bounds;
-use crate::model::{ChunkIdx, ServerIdx};
+use crate::ids::{ChunkIdx, ServerIdx};
 use crate::plan::PlannedMove;
 use crate::targets::Targets;
 
@@ -141,7 +141,7 @@ impl Planner<'_> {
             };
             admit(&facts).is_ok()
         };
-        let racks = self.allowed_racks(replicas, from);
+        let racks = allowed_racks(&self.rack_of, self.racks, replicas, from);
         let to = match targets.pick(size, racks.as_deref(), allowed) {
             Ok(to) => to,
             Err(had_room) => {
@@ -165,25 +165,96 @@ impl Planner<'_> {
         });
         true
     }
+}
 
-    /// The racks a replica on `from` may move to, when that is a short
-    /// list: `from`'s own rack plus racks no other replica uses, if `from`
-    /// alone spans its rack. `None` when any rack will do, or when so many
-    /// racks qualify that scanning all servers is cheaper.
-    fn allowed_racks(&self, replicas: &[ServerIdx], from: ServerIdx) -> Option<Vec<u32>> {
-        let own = self.rack_of[from.0 as usize]?;
-        let others: Vec<u32> = replicas
-            .iter()
-            .filter(|&&s| s != from)
-            .filter_map(|s| self.rack_of[s.0 as usize])
-            .collect();
-        if others.contains(&own) || self.racks > MAX_RACK_LIST {
-            return None;
+/// The racks a replica on `from` may move to, when that is a short list: a
+/// pre-filter for the rack rule ([`crate::racks::move_keeps_racks`]), so
+/// that a chunk whose rule binds looks at a few racks' servers instead of
+/// all of them. `from`'s own rack plus racks no other replica uses, if
+/// `from` alone spans its rack. `None` when any rack will do, or when so
+/// many racks qualify that scanning all servers is cheaper. Never rules out
+/// a target the rule allows (tested below); the rule itself still runs on
+/// every target picked.
+fn allowed_racks(
+    rack_of: &[Option<u32>],
+    racks: u32,
+    replicas: &[ServerIdx],
+    from: ServerIdx,
+) -> Option<Vec<u32>> {
+    let own = rack_of[from.0 as usize]?;
+    let others: Vec<u32> = replicas
+        .iter()
+        .filter(|&&s| s != from)
+        .filter_map(|s| rack_of[s.0 as usize])
+        .collect();
+    if others.contains(&own) || racks > MAX_RACK_LIST {
+        return None;
+    }
+    Some(
+        (0..racks)
+            .filter(|r| *r == own || !others.contains(r))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::racks::move_keeps_racks;
+
+    /// Servers' racks (numbered as the planner numbers them, `None` for
+    /// none), the replicas of one chunk, and the position of its source
+    /// among them. Up to 12 racks, so both sides of `MAX_RACK_LIST` occur.
+    fn cluster() -> impl Strategy<Value = (Vec<Option<u32>>, Vec<usize>, usize)> {
+        (1usize..12, 1u32..13).prop_flat_map(|(servers, racks)| {
+            let rack_of = prop::collection::vec(prop::option::weighted(0.8, 0..racks), servers);
+            let replicas = prop::sample::subsequence((0..servers).collect::<Vec<_>>(), 1..=servers);
+            (rack_of, replicas, any::<prop::sample::Index>()).prop_map(|(r, reps, i)| {
+                let from = i.index(reps.len());
+                (r, reps, from)
+            })
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn the_prefilter_never_rules_out_a_target_the_rack_rule_allows(
+            (rack_of, replicas, from) in cluster(),
+        ) {
+            let racks = rack_of.iter().flatten().max().map_or(0, |&r| r + 1);
+            let replicas: Vec<ServerIdx> = replicas.iter().map(|&s| ServerIdx(s as u32)).collect();
+            let from = replicas[from];
+            let names: Vec<Option<String>> =
+                rack_of.iter().map(|r| r.map(|r| format!("r{r}"))).collect();
+            let name = |s: ServerIdx| names[s.0 as usize].as_deref();
+            let others = replicas.iter().filter(|&&s| s != from).map(|&s| name(s));
+            let list = allowed_racks(&rack_of, racks, &replicas, from);
+            for t in (0..rack_of.len() as u32).map(ServerIdx) {
+                if replicas.contains(&t) || !move_keeps_racks(others.clone(), name(from), name(t)) {
+                    continue;
+                }
+                let passes = match &list {
+                    None => true,
+                    Some(list) => rack_of[t.0 as usize].is_some_and(|r| list.contains(&r)),
+                };
+                prop_assert!(passes, "target {t:?} allowed by the rule, filtered out by {list:?}");
+            }
         }
-        Some(
-            (0..self.racks)
-                .filter(|r| *r == own || !others.contains(r))
-                .collect(),
-        )
+    }
+
+    #[test]
+    fn a_source_alone_in_its_rack_lists_its_rack_and_the_unused_ones() {
+        // Racks 0, 1, 2, 0: the chunk is on servers 0 (rack 0) and 1 (rack 1).
+        let rack_of = [Some(0), Some(1), Some(2), Some(0)];
+        let replicas = [ServerIdx(0), ServerIdx(1)];
+        assert_eq!(
+            allowed_racks(&rack_of, 3, &replicas, ServerIdx(0)),
+            Some(vec![0, 2])
+        );
+        // Rack 0 is also held elsewhere: any rack will do.
+        let replicas = [ServerIdx(0), ServerIdx(3)];
+        assert_eq!(allowed_racks(&rack_of, 3, &replicas, ServerIdx(0)), None);
     }
 }

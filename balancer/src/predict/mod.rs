@@ -7,7 +7,7 @@
 //! What is modelled, and why it is enough:
 //! - **Bandwidth.** Each server has one bucket for migration bytes in and out
 //!   together; copies share buckets max-min fairly ([`fair_rates`]).
-//! - **Slots.** The queue's own [`MoveQueue::next_ready`] decides what starts,
+//! - **Slots.** The queue's own [`crate::queue::MoveQueue::next_ready`] decides what starts,
 //!   at each move's end, exactly as the master's mover loop does (it wakes
 //!   when a copy ends), so slot limits, floors and class order are the real
 //!   ones.

@@ -11,8 +11,10 @@ use std::time::Duration;
 use super::flow::fair_rates;
 use super::timeline::TimelinePoint;
 use super::{Execution, NotStarted, PredictError, Prediction, TimedMove};
-use crate::admission::{Admits, Admitted, NamedCopy, Refusal, check_in_view};
-use crate::model::{ChunkIdx, ClusterView, ServerIdx};
+use crate::admission::{Admits, Admitted, Refusal, check_in_view};
+use crate::ids::CopyJob;
+use crate::ids::{ChunkIdx, ServerIdx};
+use crate::model::ClusterView;
 use crate::plan::{Plan, PlannedMove};
 use crate::queue::{MoveId, MoveQueue, Outcome};
 
@@ -43,11 +45,11 @@ impl Ids {
         }
     }
 
-    fn planned(&self, copy: &NamedCopy) -> Option<PlannedMove> {
+    fn planned(&self, copy: &CopyJob) -> Option<PlannedMove> {
         Some(PlannedMove {
-            chunk: *self.chunks.get(&copy.chunk)?,
-            from: *self.servers.get(&copy.from)?,
-            to: *self.servers.get(&copy.to)?,
+            chunk: *self.chunks.get(&copy.mv.chunk)?,
+            from: *self.servers.get(&copy.mv.from)?,
+            to: *self.servers.get(&copy.mv.to)?,
             bytes: copy.bytes,
         })
     }
@@ -60,7 +62,7 @@ struct Now<'a> {
 }
 
 impl Admits for Now<'_> {
-    fn check(&self, copy: &NamedCopy, extra: u64, min_free_pct: f64) -> Result<Admitted, Refusal> {
+    fn check(&self, copy: &CopyJob, extra: u64, min_free_pct: f64) -> Result<Admitted, Refusal> {
         let mv = self.ids.planned(copy).ok_or(Refusal::Unknown)?;
         check_in_view(self.view, &mv, copy.class, extra, min_free_pct)?;
         Ok(Admitted {
@@ -285,7 +287,7 @@ impl<'e> Sim<'e> {
     }
 
     fn record(&mut self, r: &Running) {
-        let name = |s: crate::model::ServerIdx| self.view.server(s).id.clone();
+        let name = |s: crate::ids::ServerIdx| self.view.server(s).id.clone();
         self.out.moves.push(TimedMove {
             chunk: self.view.chunk(r.mv.chunk).id().to_owned(),
             from: name(r.mv.from),
@@ -327,9 +329,9 @@ impl<'e> Sim<'e> {
             reason: m
                 .waiting
                 .map_or_else(|| "not started".into(), |w| w.to_string()),
-            chunk: m.copy.chunk,
-            from: m.copy.from,
-            to: m.copy.to,
+            chunk: m.copy.mv.chunk,
+            from: m.copy.mv.from,
+            to: m.copy.mv.to,
             bytes: m.copy.bytes,
         });
         let obsolete = self
@@ -337,9 +339,9 @@ impl<'e> Sim<'e> {
             .history()
             .filter(|h| h.outcome == Outcome::Obsolete)
             .map(|h| NotStarted {
-                chunk: h.copy.chunk.clone(),
-                from: h.copy.from.clone(),
-                to: h.copy.to.clone(),
+                chunk: h.copy.mv.chunk.clone(),
+                from: h.copy.mv.from.clone(),
+                to: h.copy.mv.to.clone(),
                 bytes: h.copy.bytes,
                 reason: "dropped as obsolete".into(),
             })

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::model::ServerIdx;
+use crate::ids::ServerIdx;
 use crate::plan::PlannedMove;
 use crate::sim::{SkewSpec, skewed_cluster};
 

@@ -3,8 +3,10 @@
 use std::time::Duration;
 
 use super::status::{FinishedMove, MoveState, QueueStatus, Totals};
-use super::{FAILED_CHUNK_COOLDOWN, MoveId, MoveQueue};
-use crate::admission::{NamedCopy, ViewAdmits};
+use super::{FAILED_CHUNK_COOLDOWN, MoveQueue};
+use crate::admission::ViewAdmits;
+use crate::ids::CopyJob;
+use crate::ids::MoveId;
 use crate::model::ClusterView;
 use crate::plan::InFlight;
 
@@ -51,28 +53,28 @@ impl MoveQueue {
     }
 
     /// Running copies, oldest first.
-    pub fn running(&self) -> impl Iterator<Item = (MoveId, &NamedCopy)> + '_ {
+    pub fn running(&self) -> impl Iterator<Item = (MoveId, &CopyJob)> + '_ {
         self.running.iter().map(|(&id, e)| (id, &e.copy))
     }
 
     /// Pending copies with their ids, oldest first, without building a
     /// status record for each.
-    pub fn pending(&self) -> impl Iterator<Item = (MoveId, &NamedCopy)> + '_ {
+    pub fn pending(&self) -> impl Iterator<Item = (MoveId, &CopyJob)> + '_ {
         self.pending.iter().map(|(&id, e)| (id, &e.copy))
     }
 
     /// Every pending and running copy.
-    pub fn copies(&self) -> impl Iterator<Item = (MoveId, &NamedCopy)> + '_ {
+    pub fn copies(&self) -> impl Iterator<Item = (MoveId, &CopyJob)> + '_ {
         self.pending().chain(self.running())
     }
 
     /// Chunk ids of every pending and running copy.
     pub fn chunk_ids(&self) -> impl Iterator<Item = &str> + '_ {
-        self.copies().map(|(_, c)| c.chunk.as_str())
+        self.copies().map(|(_, c)| c.chunk())
     }
 
     /// The copy queued or running for `chunk`, if any.
-    pub fn of_chunk(&self, chunk: &str) -> Option<(MoveId, &NamedCopy)> {
+    pub fn of_chunk(&self, chunk: &str) -> Option<(MoveId, &CopyJob)> {
         let id = *self.by_chunk.get(chunk)?;
         let e = self.pending.get(&id).or_else(|| self.running.get(&id))?;
         Some((id, &e.copy))

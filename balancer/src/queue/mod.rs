@@ -2,7 +2,7 @@
 //! an operator's moves and the balancer's — that turns queued copies into
 //! started ones without ever head-of-line blocking.
 //!
-//! Copies are named by ids ([`NamedCopy`]), never by indices into a view, so
+//! Copies are named by ids ([`CopyJob`]), never by indices into a view, so
 //! nothing needs renumbering when the cluster changes. Every pass of
 //! [`MoveQueue::next_ready`] considers every pending copy, the most urgent
 //! class first ([`CopyClass`]: repairs, drains, operator moves, balance
@@ -26,8 +26,10 @@ mod status;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
-use crate::admission::{Admits, Admitted, CopyClass, NamedCopy};
+use crate::admission::{Admits, Admitted};
 use crate::error::QueueError;
+pub use crate::ids::MoveId;
+use crate::ids::{CopyClass, CopyJob};
 use crate::model::ClusterView;
 use crate::plan::PlannedMove;
 use crate::slots::SlotTable;
@@ -50,10 +52,6 @@ pub fn backoff(retries: u32) -> Duration {
     let doublings = retries.saturating_sub(1).min(16);
     (RETRY_BASE * (1u32 << doublings)).min(RETRY_CAP)
 }
-
-/// Identifies a move for the lifetime of its queue; ids grow with time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct MoveId(pub u64);
 
 /// Limits of the queue (the master's flags of the same names).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -108,7 +106,7 @@ pub struct StartMove {
     /// Report its end with this id.
     pub id: MoveId,
     /// What to copy.
-    pub copy: NamedCopy,
+    pub copy: CopyJob,
     /// 1 for the first attempt, 2 for the first retry, ...
     pub attempt: u32,
     /// The slot it holds (until [`MoveQueue::on_done`] or
@@ -182,22 +180,22 @@ impl MoveQueue {
 
     /// Queues `copy`. Refused if it names one server twice, or if its chunk
     /// already has a copy queued or running.
-    pub fn enqueue(&mut self, copy: NamedCopy, now: Duration) -> Result<MoveId, QueueError> {
-        if copy.from == copy.to {
+    pub fn enqueue(&mut self, copy: CopyJob, now: Duration) -> Result<MoveId, QueueError> {
+        if copy.mv.from == copy.mv.to {
             return Err(QueueError::SameServer {
-                chunk: copy.chunk,
-                server: copy.from,
+                chunk: copy.mv.chunk,
+                server: copy.mv.from,
             });
         }
-        if let Some(&existing) = self.by_chunk.get(&copy.chunk) {
+        if let Some(&existing) = self.by_chunk.get(&copy.mv.chunk) {
             return Err(QueueError::ChunkBusy {
-                chunk: copy.chunk,
+                chunk: copy.mv.chunk,
                 existing,
             });
         }
         let id = MoveId(self.next_id);
         self.next_id += 1;
-        self.by_chunk.insert(copy.chunk.clone(), id);
+        self.by_chunk.insert(copy.mv.chunk.clone(), id);
         self.pending.insert(id, Entry::new(copy, now));
         Ok(id)
     }
@@ -210,16 +208,17 @@ impl MoveQueue {
         now: Duration,
         view: &ClusterView,
     ) -> Result<MoveId, QueueError> {
-        let copy =
-            NamedCopy::of(view, &mv, CopyClass::Balance).ok_or(QueueError::NotInView { mv })?;
+        let copy = view
+            .job_of(&mv, CopyClass::Balance)
+            .ok_or(QueueError::NotInView { mv })?;
         self.enqueue(copy, now)
     }
 
     /// Queues `copy` ahead of a less urgent copy of the same chunk: one
     /// still pending is cancelled for it. A running one keeps the chunk
     /// (`ChunkBusy`), as does a pending one at least as urgent.
-    pub fn enqueue_over(&mut self, copy: NamedCopy, now: Duration) -> Result<MoveId, QueueError> {
-        if let Some(&existing) = self.by_chunk.get(&copy.chunk)
+    pub fn enqueue_over(&mut self, copy: CopyJob, now: Duration) -> Result<MoveId, QueueError> {
+        if let Some(&existing) = self.by_chunk.get(&copy.mv.chunk)
             && self
                 .pending
                 .get(&existing)
@@ -285,7 +284,7 @@ impl MoveQueue {
             .map(|(class, id)| {
                 let round = match (class, self.pending.get(&id)) {
                     (CopyClass::Balance, Some(e)) => {
-                        let n = seen.entry(e.copy.from.as_str()).or_default();
+                        let n = seen.entry(e.copy.mv.from.as_str()).or_default();
                         *n += 1;
                         *n
                     }
@@ -395,13 +394,13 @@ impl MoveQueue {
 
     /// Frees the chunk, counts the outcome and keeps it in the history.
     fn finish(&mut self, id: MoveId, entry: Entry, outcome: Outcome, now: Duration) {
-        self.by_chunk.remove(&entry.copy.chunk);
+        self.by_chunk.remove(&entry.copy.mv.chunk);
         if let Outcome::Failed { .. } = outcome
             && !entry.copy.class.is_urgent()
         {
             self.failed_at
                 .retain(|_, at| now.saturating_sub(*at) < FAILED_CHUNK_COOLDOWN);
-            self.failed_at.insert(entry.copy.chunk.clone(), now);
+            self.failed_at.insert(entry.copy.mv.chunk.clone(), now);
         }
         self.totals.count(&outcome);
         self.history.push_back(FinishedMove {

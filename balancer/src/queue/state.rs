@@ -3,16 +3,17 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use super::MoveId;
 use super::status::{MoveState, MoveStatus, WaitReason};
-use crate::admission::{Admits, Admitted, CopyClass, NamedCopy, Refusal};
+use crate::admission::{Admits, Admitted, Refusal};
+use crate::ids::MoveId;
+use crate::ids::{CopyClass, CopyJob};
 use crate::slots::SlotTable;
 
 /// A pending or running copy.
 #[derive(Debug, Clone)]
 pub(super) struct Entry {
     /// What to copy.
-    pub copy: NamedCopy,
+    pub copy: CopyJob,
     /// When it was queued.
     pub enqueued_at: Duration,
     /// When the current attempt started, while running.
@@ -30,7 +31,7 @@ pub(super) struct Entry {
 }
 
 impl Entry {
-    pub fn new(copy: NamedCopy, now: Duration) -> Self {
+    pub fn new(copy: CopyJob, now: Duration) -> Self {
         Self {
             copy,
             enqueued_at: now,
@@ -97,7 +98,7 @@ impl<'a, A: Admits> Gates<'a, A> {
     pub fn admit(&mut self, entry: &Entry, now: Duration) -> Result<Option<Admitted>, WaitReason> {
         let copy = &entry.copy;
         let urgent = copy.class.is_urgent();
-        let extra = self.incoming.get(&copy.to).copied().unwrap_or(0);
+        let extra = self.incoming.get(&copy.mv.to).copied().unwrap_or(0);
         let slot = match self.cluster.check(copy, extra, self.min_free_pct) {
             Ok(slot) => slot,
             Err(Refusal::Busy) => return Err(WaitReason::ChunkBusy),
@@ -119,7 +120,7 @@ impl<'a, A: Admits> Gates<'a, A> {
             }
             return Err(WaitReason::NoSlot);
         }
-        *self.incoming.entry(copy.to.clone()).or_default() += copy.bytes;
+        *self.incoming.entry(copy.mv.to.clone()).or_default() += copy.bytes;
         Ok(Some(slot))
     }
 }

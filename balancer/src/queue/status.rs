@@ -4,8 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::MoveId;
-use crate::admission::NamedCopy;
+use crate::ids::CopyJob;
+use crate::ids::MoveId;
 
 /// Why a pending move did not start at the last pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +50,7 @@ pub struct MoveStatus {
     /// Its id.
     pub id: MoveId,
     /// What it copies, and what for.
-    pub copy: NamedCopy,
+    pub copy: CopyJob,
     /// Pending or running.
     pub state: MoveState,
     /// Failed attempts so far.
@@ -110,7 +110,7 @@ pub struct FinishedMove {
     /// Its id.
     pub id: MoveId,
     /// What it copied (or was to copy).
-    pub copy: NamedCopy,
+    pub copy: CopyJob,
     /// How it ended.
     pub outcome: Outcome,
     /// Failed attempts before the end.

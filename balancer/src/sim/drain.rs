@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use super::Rng;
 use crate::admission::ViewAdmits;
-use crate::model::{ChunkIdx, ClusterView, ServerIdx};
-use crate::placement::fill_limit;
+use crate::ids::{ChunkIdx, ServerIdx};
+use crate::model::ClusterView;
 use crate::plan::{Plan, PlannedMove, Policy};
 use crate::planner::plan;
 use crate::queue::{FinishedMove, MoveId, MoveQueue, Outcome, QueueConfig, Totals};
+use crate::space::fill_limit;
 
 /// Which moves fail.
 #[derive(Debug, Clone, Default)]
@@ -205,7 +206,7 @@ impl Sim<'_> {
         }
         for t in new_targets {
             let server = view.server(*t);
-            if server.used + incoming[t] > fill_limit(server, q.min_free_pct) {
+            if server.used + incoming[t] > fill_limit(server.capacity, q.min_free_pct) {
                 return Err(format!(
                     "moves into {} pass its free-space floor",
                     server.id

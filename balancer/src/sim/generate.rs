@@ -3,7 +3,8 @@
 //! for property tests and simulations.
 
 use super::Rng;
-use crate::model::{ClusterView, ServerIdx};
+use crate::ids::ServerIdx;
+use crate::model::ClusterView;
 
 /// A large skewed cluster: most servers near the middle, some hot, some
 /// nearly empty. With replication above 1, each chunk's first replica fills

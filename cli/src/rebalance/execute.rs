@@ -3,6 +3,7 @@
 //! or failed; keelctl exits non-zero unless all of them were done.
 
 use clap::Args;
+use keel_balancer::MoveRef;
 use keel_proto::v1::{
     Move, MoveOutcome, MoveResult, RebalanceExecuteRequest, RebalanceExecuteResponse,
 };
@@ -25,22 +26,11 @@ pub struct ExecuteArgs {
         num_args = 1..,
         value_parser = parse_move
     )]
-    pub moves: Vec<MoveSpec>,
-}
-
-/// One operator-requested move.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MoveSpec {
-    /// Chunk id (validated).
-    pub chunk: String,
-    /// Source server id.
-    pub from: String,
-    /// Target server id.
-    pub to: String,
+    pub moves: Vec<MoveRef>,
 }
 
 /// Parses `CHUNK:FROM:TO`; the chunk id must pass the chunk-id rules.
-pub fn parse_move(s: &str) -> Result<MoveSpec, String> {
+pub fn parse_move(s: &str) -> Result<MoveRef, String> {
     let parts: Vec<&str> = s.split(':').collect();
     let [chunk, from, to] = parts[..] else {
         return Err(format!(
@@ -54,11 +44,7 @@ pub fn parse_move(s: &str) -> Result<MoveSpec, String> {
             return Err(format!("{name} server id is empty"));
         }
     }
-    Ok(MoveSpec {
-        chunk: chunk.to_owned(),
-        from: from.trim().to_owned(),
-        to: to.trim().to_owned(),
-    })
+    Ok(MoveRef::new(chunk, from.trim(), to.trim()))
 }
 
 /// A move in `--json` output.
@@ -154,7 +140,7 @@ pub async fn run(master: &Master, args: ExecuteArgs, json: bool) -> Result<(), E
     }
 }
 
-fn to_proto(m: &MoveSpec) -> Move {
+fn to_proto(m: &MoveRef) -> Move {
     Move {
         chunk: m.chunk.clone(),
         from: m.from.clone(),
@@ -227,14 +213,7 @@ mod tests {
     #[test]
     fn parses_a_move() {
         let m = parse_move("ch_010:cs1:cs4").expect("valid");
-        assert_eq!(
-            m,
-            MoveSpec {
-                chunk: "ch_010".into(),
-                from: "cs1".into(),
-                to: "cs4".into()
-            }
-        );
+        assert_eq!(m, MoveRef::new("ch_010", "cs1", "cs4"));
     }
 
     #[test]

@@ -251,8 +251,8 @@ fn servers(i: &Input<'_>) -> Vec<ServerJson> {
                 capacity_bytes: v.capacity,
                 used_bytes_before: v.used,
                 used_bytes_after: after,
-                utilization_pct_before: keel_balancer::load::utilization_pct(v.used, v.capacity),
-                utilization_pct_after: keel_balancer::load::utilization_pct(after, v.capacity),
+                utilization_pct_before: keel_balancer::space::utilization_pct(v.used, v.capacity),
+                utilization_pct_after: keel_balancer::space::utilization_pct(after, v.capacity),
             }
         })
         .collect()

@@ -9,13 +9,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::pass::{PassInput, plan_pass};
-use super::state::{Enqueued, NamedMove, Start};
+use super::state::{Enqueued, Start};
 use super::{
     Balancer, ENQUEUE_BATCH, MAX_QUEUED, OperatorFailure, PassPlan, PassReport, REFILL_BELOW, TICK,
 };
 use crate::error::Error;
 use crate::meta::lock;
 use crate::mover::{MoveDone, MoveError};
+use keel_balancer::CopyJob;
 
 /// What started a pass, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +115,7 @@ impl Balancer {
     /// between batches: checking ten thousand moves against the metadata
     /// takes tens of milliseconds, which heartbeats should not wait for in
     /// one piece.
-    fn enqueue_in_batches(&self, moves: &[NamedMove], generation: u64) -> Enqueued {
+    fn enqueue_in_batches(&self, moves: &[CopyJob], generation: u64) -> Enqueued {
         let mut out = Enqueued::default();
         for batch in moves.chunks(ENQUEUE_BATCH) {
             let now = self.now();

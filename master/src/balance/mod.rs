@@ -42,13 +42,13 @@ use std::time::{Duration, Instant};
 use std::collections::HashMap;
 
 use keel_balancer::queue::{FinishedMove, MoveId, Outcome, QueueConfig, QueueStatus};
-use keel_balancer::{CopyClass, NamedCopy, Policy, QueueError, load};
+use keel_balancer::{CopyClass, CopyJob, Policy, QueueError, load};
 use tokio::sync::{Notify, oneshot};
 use tokio_util::task::TaskTracker;
 
 pub use drive::Trigger;
 pub use pass::{PassInput, PassPlan, named, plan_pass};
-pub use state::{Enqueued, InFlightNames, NamedMove, QueueState, Start};
+pub use state::{Enqueued, InFlightNames, QueueState, Start};
 pub use wire::{MAX_LISTED, explain_queued, plan_response, run_response, status_response};
 
 use crate::meta::lock;
@@ -362,15 +362,15 @@ impl Balancer {
         let pending = q.pending().map(|(_, c)| (c, true));
         let running = q.running().map(|(_, c)| (c, false));
         for (c, pending) in pending.chain(running).filter(|(c, _)| c.class.is_urgent()) {
-            out.chunks.insert(c.chunk.clone());
+            out.chunks.insert(c.mv.chunk.clone());
             match c.class {
                 CopyClass::Drain => out.drains += 1,
                 _ => out.repairs += 1,
             }
-            *out.outgoing.entry(c.from.clone()).or_default() += 1;
+            *out.outgoing.entry(c.mv.from.clone()).or_default() += 1;
             // A running copy's bytes are already committed in the metadata.
             if pending {
-                *out.incoming.entry(c.to.clone()).or_default() += c.bytes;
+                *out.incoming.entry(c.mv.to.clone()).or_default() += c.bytes;
             }
         }
         out
@@ -385,7 +385,7 @@ impl Balancer {
     /// Queues repair and drain copies planned by the maintenance loop in
     /// `generation`, each ahead of a pending balance move of its chunk;
     /// returns how many were queued (a chunk with a copy running keeps it).
-    pub fn enqueue_urgent(&self, copies: Vec<NamedCopy>, generation: u64) -> usize {
+    pub fn enqueue_urgent(&self, copies: Vec<CopyJob>, generation: u64) -> usize {
         let now = self.now();
         let mut queued = 0;
         {
@@ -416,7 +416,7 @@ impl Balancer {
     /// queued.
     pub fn submit_operator(
         &self,
-        mv: NamedCopy,
+        mv: CopyJob,
     ) -> Result<oneshot::Receiver<OperatorEnd>, QueueError> {
         let (tx, rx) = oneshot::channel();
         {
@@ -428,7 +428,7 @@ impl Balancer {
                 let _ = tx.send(Err(OperatorFailure::SteppedDown));
                 return Ok(rx);
             }
-            let copy = NamedCopy {
+            let copy = CopyJob {
                 class: CopyClass::Operator,
                 rank: 0,
                 ..mv

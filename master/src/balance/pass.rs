@@ -4,12 +4,13 @@
 //! are found in it by id there, the planner runs outside every lock, and its
 //! moves come back named by ids, so the view can go.
 
-use keel_balancer::{ClusterView, InFlight, PlannedMove, Policy, ServerIdx, plan};
+use keel_balancer::{
+    ClusterView, CopyClass, CopyJob, InFlight, MoveRef, PlannedMove, Policy, ServerIdx, plan,
+};
 
-use super::state::{InFlightNames, NamedMove};
+use super::state::InFlightNames;
 use super::wire::MAX_LISTED;
 use crate::meta::Meta;
-use crate::mover::Move;
 
 /// What the planner makes of the cluster, by id.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -17,7 +18,7 @@ pub struct PassPlan {
     /// Moves in the order they should be queued, the first
     /// [`MAX_LISTED`] of them (naming more than anyone lists or queues
     /// would cost seconds at a million moves).
-    pub moves: Vec<NamedMove>,
+    pub moves: Vec<CopyJob>,
     /// Moves planned in all.
     pub planned: usize,
     /// Bytes of `moves`.
@@ -90,7 +91,7 @@ pub fn plan_pass(input: PassInput, policy: &Policy) -> PassPlan {
     let view = &input.view;
     let p = plan(view, policy, &input.in_flight);
     let listed = p.moves.iter().take(MAX_LISTED);
-    let moves: Vec<NamedMove> = listed.map(|m| named(view, m)).collect();
+    let moves: Vec<CopyJob> = listed.map(|m| named(view, m)).collect();
     PassPlan {
         moves,
         planned: p.moves.len(),
@@ -104,14 +105,8 @@ pub fn plan_pass(input: PassInput, policy: &Policy) -> PassPlan {
 }
 
 /// A planned move by the ids of its chunk and servers.
-pub fn named(view: &ClusterView, m: &PlannedMove) -> NamedMove {
-    let server = |s: ServerIdx| view.server(s).id.clone();
-    NamedMove {
-        mv: Move {
-            chunk: view.chunk(m.chunk).id().to_owned(),
-            from: server(m.from),
-            to: server(m.to),
-        },
-        bytes: m.bytes,
-    }
+pub fn named(view: &ClusterView, m: &PlannedMove) -> CopyJob {
+    let server = |s: ServerIdx| view.server(s).id.as_str();
+    let mv = MoveRef::new(view.chunk(m.chunk).id(), server(m.from), server(m.to));
+    CopyJob::new(mv, m.bytes, CopyClass::Balance)
 }

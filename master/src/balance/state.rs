@@ -9,19 +9,9 @@
 use std::time::Duration;
 
 use keel_balancer::queue::{AfterFailure, MoveId, MoveQueue, QueueConfig, QueueStatus};
-use keel_balancer::{Admits, CopyClass, NamedCopy, QueueError, Refusal};
+use keel_balancer::{Admits, CopyClass, CopyJob, QueueError, Refusal};
 
 use crate::meta::{Meta, MoveTicket};
-use crate::mover::Move;
-
-/// A move named by ids, with the chunk's size.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NamedMove {
-    /// Chunk and servers.
-    pub mv: Move,
-    /// The chunk's size.
-    pub bytes: u64,
-}
 
 /// A queued copy to start now; the metadata already counts it as begun.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,7 +48,7 @@ impl std::ops::AddAssign for Enqueued {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InFlightNames {
     /// Pending and running moves: the planner counts them as done.
-    pub moves: Vec<NamedMove>,
+    pub moves: Vec<CopyJob>,
     /// Chunks whose move recently failed for good.
     pub chunks: Vec<String>,
 }
@@ -162,7 +152,7 @@ impl QueueState {
         let mut out = Vec::with_capacity(starts.len());
         for s in starts {
             let c = &s.copy;
-            match meta.begin_move(&c.chunk, &c.from, &c.to, c.class) {
+            match meta.begin_move(c.chunk(), c.from(), c.to(), c.class) {
                 Ok(ticket) => out.push(Start {
                     id: s.id,
                     ticket,
@@ -179,11 +169,14 @@ impl QueueState {
     }
 
     /// Queues planned balance moves that can still run, in order.
-    pub fn enqueue(&mut self, meta: &Meta, moves: &[NamedMove], now: Duration) -> Enqueued {
+    pub fn enqueue(&mut self, meta: &Meta, moves: &[CopyJob], now: Duration) -> Enqueued {
         let mut out = Enqueued::default();
         let min_free = self.queue.config().min_free_pct;
         for m in moves {
-            let copy = m.copy(CopyClass::Balance);
+            let copy = CopyJob {
+                class: CopyClass::Balance,
+                ..m.clone()
+            };
             // Left out when it could never run as named (its chunk moved
             // meanwhile); waiting for room or for the chunk is fine.
             let runnable = match Admits::check(meta, &copy, 0, min_free) {
@@ -203,7 +196,7 @@ impl QueueState {
 
     /// Queues a repair, drain or operator copy ahead of a pending copy of
     /// the same chunk that is less urgent.
-    pub fn enqueue_urgent(&mut self, copy: NamedCopy, now: Duration) -> Result<MoveId, QueueError> {
+    pub fn enqueue_urgent(&mut self, copy: CopyJob, now: Duration) -> Result<MoveId, QueueError> {
         self.queue.enqueue_over(copy, now)
     }
 
@@ -238,16 +231,9 @@ impl QueueState {
         let mut out = InFlightNames::default();
         for (_, c) in self.queue.copies() {
             if c.class.deletes_source() {
-                out.moves.push(NamedMove {
-                    mv: Move {
-                        chunk: c.chunk.clone(),
-                        from: c.from.clone(),
-                        to: c.to.clone(),
-                    },
-                    bytes: c.bytes,
-                });
+                out.moves.push(c.clone());
             } else {
-                out.chunks.push(c.chunk.clone());
+                out.chunks.push(c.mv.chunk.clone());
             }
         }
         out.chunks
@@ -263,19 +249,5 @@ impl QueueState {
     /// Bytes of the moves pending or running.
     pub fn bytes_remaining(status: &QueueStatus) -> u64 {
         status.moves.iter().map(|m| m.copy.bytes).sum()
-    }
-}
-
-impl NamedMove {
-    /// This move as a queue entry of `class`.
-    pub fn copy(&self, class: CopyClass) -> NamedCopy {
-        NamedCopy {
-            chunk: self.mv.chunk.clone(),
-            from: self.mv.from.clone(),
-            to: self.mv.to.clone(),
-            bytes: self.bytes,
-            class,
-            rank: 0,
-        }
     }
 }

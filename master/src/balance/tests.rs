@@ -9,26 +9,18 @@ use keel_balancer::Policy;
 use keel_balancer::queue::{AfterFailure, QueueConfig, WaitReason, backoff};
 
 use super::pass::{PassInput, plan_pass};
-use keel_balancer::{CopyClass, NamedCopy};
+use keel_balancer::{CopyClass, CopyJob, MoveRef};
 
-use super::state::{InFlightNames, NamedMove, QueueState, Start};
+use super::state::{InFlightNames, QueueState, Start};
 use crate::meta::tests::put;
 use crate::meta::{Meta, MetaSettings};
-use crate::mover::Move;
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-fn named(chunk: &str, from: &str, to: &str, bytes: u64) -> NamedMove {
-    NamedMove {
-        mv: Move {
-            chunk: chunk.into(),
-            from: from.into(),
-            to: to.into(),
-        },
-        bytes,
-    }
+fn named(chunk: &str, from: &str, to: &str, bytes: u64) -> CopyJob {
+    CopyJob::new(MoveRef::new(chunk, from, to), bytes, CopyClass::Balance)
 }
 
 /// `a` holds ten chunks of 50 bytes (500 of 1000), `b` and `c` nothing.
@@ -53,8 +45,8 @@ fn queue() -> QueueState {
 }
 
 /// What a started copy moves.
-fn mv_of(s: &Start) -> Move {
-    Move {
+fn mv_of(s: &Start) -> MoveRef {
+    MoveRef {
         chunk: s.ticket.chunk.clone(),
         from: s.ticket.from.id.clone(),
         to: s.ticket.to.id.clone(),
@@ -93,7 +85,7 @@ fn a_pass_names_moves_and_leaves_queued_chunks_alone() {
 fn starts_respect_the_limits_and_done_moves_free_slots() {
     let mut m = cluster();
     let mut q = queue();
-    let moves: Vec<NamedMove> = (0..4)
+    let moves: Vec<CopyJob> = (0..4)
         .map(|i| {
             named(
                 &format!("k{i}"),
@@ -193,7 +185,10 @@ fn paused_moves_wait_and_resume_starts_them() {
     q.pause();
     q.enqueue(&m, &[named("k0", "a", "b", 50)], secs(0));
     // A repair is not held by the pause.
-    let repair = named("k1", "a", "c", 50).copy(CopyClass::Repair);
+    let repair = CopyJob {
+        class: CopyClass::Repair,
+        ..named("k1", "a", "c", 50)
+    };
     q.enqueue_urgent(repair, secs(0)).expect("queued");
     let started = q.start_ready(&mut m, secs(1));
     assert_eq!(
@@ -220,9 +215,15 @@ fn operator_moves_and_repairs_displace_pending_moves_and_go_first() {
         ],
         secs(0),
     );
-    let op: NamedCopy = named("k0", "a", "c", 50).copy(CopyClass::Operator);
+    let op: CopyJob = CopyJob {
+        class: CopyClass::Operator,
+        ..named("k0", "a", "c", 50)
+    };
     let op_id = q.enqueue_urgent(op, secs(0)).expect("queued");
-    let repair = named("k2", "a", "b", 50).copy(CopyClass::Repair);
+    let repair = CopyJob {
+        class: CopyClass::Repair,
+        ..named("k2", "a", "b", 50)
+    };
     q.enqueue_urgent(repair, secs(0)).expect("queued");
     let st = q.status(secs(0));
     assert_eq!(
@@ -242,8 +243,14 @@ fn operator_moves_and_repairs_displace_pending_moves_and_go_first() {
     ));
     // A chunk with a running copy cannot take another.
     assert!(
-        q.enqueue_urgent(named("k2", "a", "c", 50).copy(CopyClass::Operator), secs(1))
-            .is_err()
+        q.enqueue_urgent(
+            CopyJob {
+                class: CopyClass::Operator,
+                ..named("k2", "a", "c", 50)
+            },
+            secs(1)
+        )
+        .is_err()
     );
 }
 
@@ -262,7 +269,7 @@ fn the_queue_follows_chunks_when_the_metadata_renumbers_them() {
     let early: Vec<(&str, u64)> = early.iter().map(|(c, s)| (c.as_str(), *s)).collect();
     put(&mut m, "b", &early, now);
     let starts = q.start_ready(&mut m, secs(1));
-    let got: Vec<Move> = starts.iter().map(mv_of).collect();
+    let got: Vec<MoveRef> = starts.iter().map(mv_of).collect();
     assert_eq!(
         got,
         [named("k5", "a", "b", 50).mv, named("k6", "a", "c", 50).mv]

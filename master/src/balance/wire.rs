@@ -146,9 +146,9 @@ fn queued_move(m: MoveStatus) -> pb::QueuedMove {
     };
     let kind = m.copy.class.name().to_owned();
     pb::QueuedMove {
-        chunk: m.copy.chunk,
-        from: m.copy.from,
-        to: m.copy.to,
+        chunk: m.copy.mv.chunk,
+        from: m.copy.mv.from,
+        to: m.copy.mv.to,
         bytes: m.copy.bytes,
         state: state as i32,
         retries: m.retries,
@@ -166,9 +166,9 @@ fn failed_move(f: FinishedMove, now: Duration) -> pb::QueuedMove {
     };
     let kind = f.copy.class.name().to_owned();
     pb::QueuedMove {
-        chunk: f.copy.chunk,
-        from: f.copy.from,
-        to: f.copy.to,
+        chunk: f.copy.mv.chunk,
+        from: f.copy.mv.from,
+        to: f.copy.mv.to,
         bytes: f.copy.bytes,
         state: pb::QueuedMoveState::Failed as i32,
         retries: f.retries,
@@ -182,7 +182,7 @@ fn failed_move(f: FinishedMove, now: Duration) -> pb::QueuedMove {
 /// Adds the queue's pending or running copies of `e.chunk`, and why a
 /// pending one waits, to an explanation.
 pub fn explain_queued(s: &BalanceStatus, e: &mut crate::meta::Explanation) {
-    for m in s.queue.moves.iter().filter(|m| m.copy.chunk == e.chunk) {
+    for m in s.queue.moves.iter().filter(|m| m.copy.mv.chunk == e.chunk) {
         let c = &m.copy;
         // A running copy is in the metadata's busy jobs too.
         if m.state == MoveState::Running && e.jobs.iter().any(|j| j.state == "running") {
@@ -211,8 +211,8 @@ pub fn explain_queued(s: &BalanceStatus, e: &mut crate::meta::Explanation) {
             };
             e.reasons.push(format!(
                 "queued to {verb} from {} to {} {why}; waiting: {}",
-                c.from,
-                c.to,
+                c.mv.from,
+                c.mv.to,
                 if detail.is_empty() {
                     "for its turn"
                 } else {
@@ -222,8 +222,8 @@ pub fn explain_queued(s: &BalanceStatus, e: &mut crate::meta::Explanation) {
         }
         e.jobs.push(crate::meta::ChunkJobInfo {
             kind: c.class.name().into(),
-            from: c.from.clone(),
-            to: c.to.clone(),
+            from: c.mv.from.clone(),
+            to: c.mv.to.clone(),
             state: state.into(),
             detail,
         });

@@ -273,7 +273,7 @@ fn server(s: &ServerStatus, low: f64, high: f64, min_free_pct: f64) -> Server {
         capacity_bytes: s.capacity,
         used_bytes: s.used,
         free_bytes: s.capacity.saturating_sub(s.used),
-        floor_bytes: (s.capacity as f64 * min_free_pct / 100.0).ceil() as u64,
+        floor_bytes: keel_balancer::space::floor_bytes(s.capacity, min_free_pct),
         utilization_pct: u,
         band,
         chunks: s.chunks,
@@ -301,9 +301,9 @@ fn queue(b: &BalanceStatus) -> Queue {
         .chain(pending)
         .take(LISTED_MOVES)
         .map(|m| QueuedMove {
-            chunk: m.copy.chunk.clone(),
-            from: m.copy.from.clone(),
-            to: m.copy.to.clone(),
+            chunk: m.copy.mv.chunk.clone(),
+            from: m.copy.mv.from.clone(),
+            to: m.copy.mv.to.clone(),
             bytes: m.copy.bytes,
             kind: m.copy.class.name(),
             state: match m.state {
@@ -324,9 +324,9 @@ fn queue(b: &BalanceStatus) -> Queue {
         .recent_failures
         .iter()
         .map(|f| QueuedMove {
-            chunk: f.copy.chunk.clone(),
-            from: f.copy.from.clone(),
-            to: f.copy.to.clone(),
+            chunk: f.copy.mv.chunk.clone(),
+            from: f.copy.mv.from.clone(),
+            to: f.copy.mv.to.clone(),
             bytes: f.copy.bytes,
             kind: f.copy.class.name(),
             state: "failed",

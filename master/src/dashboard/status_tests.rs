@@ -1,7 +1,7 @@
 use std::time::Duration;
 
-use keel_balancer::NamedCopy;
 use keel_balancer::queue::{FinishedMove, MoveId, MoveStatus, QueueStatus, WaitReason};
+use keel_balancer::{CopyJob, MoveRef};
 use serde_json::Value;
 
 use super::*;
@@ -25,14 +25,7 @@ fn server(id: &str, used: u64, state: ServerState) -> ServerStatus {
 fn pending(chunk: &str, to: &str, waiting: WaitReason) -> MoveStatus {
     MoveStatus {
         id: MoveId(0),
-        copy: NamedCopy {
-            chunk: chunk.into(),
-            from: "a".into(),
-            to: to.into(),
-            bytes: 100,
-            class: CopyClass::Balance,
-            rank: 0,
-        },
+        copy: CopyJob::new(MoveRef::new(chunk, "a", to), 100, CopyClass::Balance),
         state: MoveState::Pending,
         retries: 0,
         last_error: None,
@@ -42,7 +35,7 @@ fn pending(chunk: &str, to: &str, waiting: WaitReason) -> MoveStatus {
     }
 }
 
-fn failed_copy() -> NamedCopy {
+fn failed_copy() -> CopyJob {
     pending("f1", "b", WaitReason::NoSlot).copy
 }
 

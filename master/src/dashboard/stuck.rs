@@ -79,8 +79,8 @@ impl Cause {
     /// The names the banner lists for a move held by this cause.
     fn named(self, m: &MoveStatus) -> Option<&str> {
         match self {
-            Cause::TargetAtFloor => Some(&m.copy.to),
-            Cause::Retrying => Some(&m.copy.chunk),
+            Cause::TargetAtFloor => Some(&m.copy.mv.to),
+            Cause::Retrying => Some(&m.copy.mv.chunk),
             _ => None,
         }
     }

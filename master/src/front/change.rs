@@ -14,8 +14,8 @@ use crate::convert;
 use crate::error::Error;
 use crate::ha::OperatorState;
 use crate::meta::{AllocRequest, Allocation, lock};
-use crate::mover::Move;
 use crate::rebalance::{self, Executed};
+use keel_balancer::MoveRef;
 
 /// A chunk placed: its servers, and the capability its writes present.
 #[derive(Debug, Clone)]
@@ -76,7 +76,7 @@ impl Front {
 
     /// Operator moves through the one queue (see [`rebalance`]); refused as
     /// a whole when this master stops leading while they wait.
-    pub async fn execute(&self, moves: Vec<Move>) -> Result<Executed, Error> {
+    pub async fn execute(&self, moves: Vec<MoveRef>) -> Result<Executed, Error> {
         self.leading()?;
         let outcomes = rebalance::execute(&self.balancer, moves.clone()).await?;
         if rebalance::stepped_down(&outcomes) {

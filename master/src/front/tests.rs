@@ -8,7 +8,7 @@ use tokio_util::task::TaskTracker;
 use super::*;
 use crate::ha::Leadership;
 use crate::meta::{AllocRequest, Meta, MetaSettings};
-use crate::mover::Move;
+use keel_balancer::MoveRef;
 
 /// The front of a standby that knows `leader` (or none), over servers `a`
 /// (holding chunk `x`) and `b`.
@@ -29,11 +29,7 @@ fn standby(leader: Option<(&str, u64)>) -> Front {
 
 /// Every call that changes something, each answered with its error.
 async fn changes(f: &Front) -> Vec<(&'static str, Option<Error>)> {
-    let mv = Move {
-        chunk: "x".into(),
-        from: "a".into(),
-        to: "b".into(),
-    };
+    let mv = MoveRef::new("x", "a", "b");
     let alloc = AllocRequest {
         chunk: "y".into(),
         size: 1,

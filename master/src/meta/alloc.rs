@@ -8,7 +8,7 @@ use smallvec::SmallVec;
 
 use super::{Meta, ServerAddr, ServerNo};
 use crate::error::Error;
-use crate::placement::{self, Candidate};
+use keel_balancer::placement::{self, Candidate};
 
 /// How long an allocation counts against its servers before a heartbeat
 /// shows the chunk (a few heartbeats at the default interval).

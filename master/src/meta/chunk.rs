@@ -23,7 +23,7 @@ pub struct Replica {
 /// What the master knows about one chunk: the facts every replica must agree
 /// on, and the servers holding a whole (size and CRC32C matching) replica.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ChunkMeta {
+pub struct ChunkRecord {
     /// Size in bytes.
     pub size: u64,
     /// CRC32C of the whole chunk.
@@ -34,10 +34,10 @@ pub struct ChunkMeta {
     pub replicas: SmallVec<[Replica; 3]>,
 }
 
-impl ChunkMeta {
+impl ChunkRecord {
     /// A chunk with no replica recorded yet.
     pub fn new(size: u64, crc32c: u32, replication: u32) -> Self {
-        ChunkMeta {
+        ChunkRecord {
             size,
             crc32c,
             replication: replication.max(1),
@@ -112,12 +112,12 @@ mod tests {
     fn stays_small() {
         // Key (16 bytes) + this must stay around 90 bytes per table slot;
         // each inline replica carries its 8-byte identity.
-        assert!(std::mem::size_of::<ChunkMeta>() <= 72);
+        assert!(std::mem::size_of::<ChunkRecord>() <= 72);
     }
 
     #[test]
     fn upsert_remove_and_reads() {
-        let mut c = ChunkMeta::new(10, 7, 2);
+        let mut c = ChunkRecord::new(10, 7, 2);
         assert!(c.upsert(1, 5, 11));
         assert!(!c.upsert(1, 6, 12));
         assert_eq!(c.replica_on(1).map(|r| (r.reads, r.id)), Some((6, 12)));
@@ -135,6 +135,6 @@ mod tests {
 
     #[test]
     fn replication_is_at_least_one() {
-        assert_eq!(ChunkMeta::new(1, 1, 0).replication, 1);
+        assert_eq!(ChunkRecord::new(1, 1, 0).replication, 1);
     }
 }

@@ -184,7 +184,7 @@ impl Meta {
         }
     }
 
-    fn reasons_for(&self, id: &str, need: super::upkeep::Need, now: Instant, e: &mut Explanation) {
+    fn reasons_for(&self, id: &str, need: super::repairs::Need, now: Instant, e: &mut Explanation) {
         let r = &mut e.reasons;
         let (live, wanted) = (need.live, need.wanted);
         if let Some(b) = self.busy.get(id) {

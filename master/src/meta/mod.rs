@@ -12,7 +12,8 @@
 //! - `factors`: the factor of a chunk first seen in a heartbeat (never above
 //!   what the master allocated, or `--replication` for chunks it did not).
 //! - `moves`: the gates of a move and the bookkeeping of running ones.
-//! - `upkeep`: liveness, trimming of excess replicas, repair candidates.
+//! - `liveness`: servers marked dead when silent; `trims`: excess replicas
+//!   to delete; `repairs`: repair and drain copies, and damaged copies to delete.
 //! - `view`: read-only answers (locate, list, the servers-only load view).
 //! - `store`: the chunk table in numbered slots, and the balancer's view
 //!   of it kept up to date as it changes (lent to a pass in O(servers)).
@@ -27,13 +28,15 @@ mod explain;
 mod factors;
 mod heartbeat;
 mod limits;
+mod liveness;
 mod moves;
 mod paged;
 mod redundancy;
+mod repairs;
 mod snapshot;
 mod staying;
 mod store;
-mod upkeep;
+mod trims;
 mod view;
 
 #[cfg(test)]
@@ -53,16 +56,18 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 pub use alloc::{AllocRequest, Allocation, PENDING_TTL};
-pub use chunk::{ChunkMeta, Replica, ServerNo};
+pub use chunk::{ChunkRecord, Replica, ServerNo};
 pub use explain::{ChunkJobInfo, Explanation, ReplicaInfo};
 pub use heartbeat::{Heartbeat, HeartbeatOutcome, ReplicaReport};
+pub use liveness::Liveness;
 pub use moves::{CopyClass, Job, MoveTicket, Reject, ServerAddr};
 pub use paged::PagedStart;
 pub use redundancy::{FULL_SCAN_EVERY, Redundancy, Verify, VerifyOutcome};
+pub use repairs::{QueuedCopies, Repair, RepairPlan};
 pub use server::{Excluded, ServerEntry, ServerState, Stamp};
 pub use snapshot::{ViewSnapshot, find_sorted};
 pub use staying::Staying;
-pub use upkeep::{Deletion, Liveness, QueuedCopies, Repair, RepairPlan};
+pub use trims::Deletion;
 pub use view::{Location, ReplicaLocation, RunningCopy, ServerStatus};
 
 /// The metadata as every component shares it. Hold the lock briefly and
@@ -229,7 +234,7 @@ impl Meta {
     }
 
     /// A chunk by id.
-    pub fn chunk(&self, id: &str) -> Option<&ChunkMeta> {
+    pub fn chunk(&self, id: &str) -> Option<&ChunkRecord> {
         self.chunks.get(id)
     }
 
@@ -244,7 +249,7 @@ impl Meta {
     }
 
     /// Whole replicas of `c` on live servers.
-    fn live_replicas(&self, c: &ChunkMeta) -> usize {
+    fn live_replicas(&self, c: &ChunkRecord) -> usize {
         c.servers().filter(|s| self.server(*s).alive).count()
     }
 
@@ -295,7 +300,7 @@ impl Meta {
                 if replication < r.replication {
                     tracing::warn!(chunk = %r.chunk, server = %self.servers[n].id, reported = r.replication, replication, "a replica reports a factor the master did not allocate; kept at the master's");
                 }
-                let mut c = ChunkMeta::new(r.size, r.crc32c, replication);
+                let mut c = ChunkRecord::new(r.size, r.crc32c, replication);
                 c.upsert(no, r.reads, r.replica_id);
                 let slot = self.chunks.insert(&r.chunk, c);
                 // First sight (a new write, or a view rebuilt after a master

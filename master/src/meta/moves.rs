@@ -10,10 +10,11 @@
 //! so the two never disagree. While a copy runs, `c` is busy (trimming and
 //! other copies leave it alone) and its bytes count against `t`.
 
-use keel_balancer::admission::{Admits, Admitted, Endpoint, MoveFacts, NamedCopy, Refusal, admit};
+use keel_balancer::CopyJob;
+use keel_balancer::admission::{Admits, Admitted, Endpoint, MoveFacts, Refusal, admit};
 
 use super::server::Stamp;
-use super::{Busy, ChunkMeta, Meta, ReplicaReport, ServerEntry, ServerNo, mark};
+use super::{Busy, ChunkRecord, Meta, ReplicaReport, ServerEntry, ServerNo, mark};
 
 /// A server's number, id and address, copied out for RPCs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,14 +182,14 @@ fn rack(s: &ServerEntry) -> Option<&str> {
 impl Meta {
     /// The admission rule on what the metadata knows of copying `chunk`
     /// (`c`) from `f` to `t`, with `extra` bytes promised to `t` beyond its
-    /// committed bytes.
+    /// committed bytes and a floor of `min_free_pct`.
     fn admit_copy(
         &self,
         chunk: &str,
-        c: &ChunkMeta,
+        c: &ChunkRecord,
         (f, t): (ServerNo, ServerNo),
-        class: CopyClass,
-        extra: u64,
+        (class, extra): (CopyClass, u64),
+        min_free_pct: f64,
     ) -> Result<(), Refusal> {
         let (fs, ts) = (self.server(f), self.server(t));
         let others: smallvec::SmallVec<[Option<&str>; 4]> = c
@@ -218,7 +219,7 @@ impl Meta {
             others: others.iter().copied(),
             to_capacity: ts.capacity,
             to_committed: ts.committed_bytes().saturating_add(extra),
-            min_free_pct: self.settings.min_free_pct,
+            min_free_pct,
         };
         admit(&facts)
     }
@@ -246,7 +247,7 @@ impl Meta {
         })?;
         let ts = self.server(t);
         let (chunk_s, from_s, to_s) = (chunk.to_owned(), from.to_owned(), to.to_owned());
-        self.admit_copy(chunk, c, (f, t), kind, 0)
+        self.admit_copy(chunk, c, (f, t), (kind, 0), self.settings.min_free_pct)
             .map_err(|r| match r {
                 Refusal::SameServer => Reject::SameServer { server: from_s },
                 Refusal::Unknown => Reject::UnknownChunk { chunk: chunk_s },
@@ -466,17 +467,20 @@ impl Meta {
     }
 }
 
-/// The metadata answers the admission rule for the move queue.
+/// The metadata answers the admission rule for the move queue, with the
+/// queue's floor (the master gives its queue and its metadata the same
+/// `--min-free-pct`).
 impl Admits for Meta {
-    fn check(&self, copy: &NamedCopy, extra: u64, _min_free_pct: f64) -> Result<Admitted, Refusal> {
-        let f = self.server_no(&copy.from).ok_or(Refusal::Unknown)?;
-        let t = self.server_no(&copy.to).ok_or(Refusal::Unknown)?;
+    fn check(&self, copy: &CopyJob, extra: u64, min_free_pct: f64) -> Result<Admitted, Refusal> {
+        let f = self.server_no(copy.from()).ok_or(Refusal::Unknown)?;
+        let t = self.server_no(copy.to()).ok_or(Refusal::Unknown)?;
         let c = self
             .chunks
-            .get(copy.chunk.as_str())
+            .get(copy.chunk())
             .filter(|c| c.size == copy.bytes)
             .ok_or(Refusal::Unknown)?;
-        self.admit_copy(&copy.chunk, c, (f, t), copy.class, extra)?;
+        let job = (copy.class, extra);
+        self.admit_copy(copy.chunk(), c, (f, t), job, min_free_pct)?;
         Ok(Admitted { from: f, to: t })
     }
 }

@@ -7,7 +7,7 @@
 //! `--re-replicate-after`, a verified-corrupt replica, a drain mark, and the
 //! first sight of a chunk (a partial write, or a view rebuilt after a master
 //! restart). A full scan after safe mode and every [`FULL_SCAN_EVERY`] is
-//! the backstop. The maintenance pass (`upkeep.rs`) works the candidates.
+//! the backstop. The maintenance pass (`repairs.rs`) works the candidates.
 
 use std::time::Duration;
 

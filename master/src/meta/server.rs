@@ -179,15 +179,11 @@ impl ServerEntry {
             .saturating_add(self.incoming)
     }
 
-    /// Bytes that must stay free: `min_free_pct` of the capacity.
-    pub fn floor_bytes(&self, min_free_pct: f64) -> u64 {
-        (self.capacity as f64 * min_free_pct / 100.0).ceil() as u64
-    }
-
-    /// Whether `size` more bytes fit above the free-space floor.
+    /// Whether `size` more bytes fit above the free-space floor, counting
+    /// the committed bytes ([`keel_balancer::space::fits_floor`], the floor
+    /// every caller applies).
     pub fn fits(&self, size: u64, min_free_pct: f64) -> bool {
-        let limit = self.capacity.saturating_sub(self.floor_bytes(min_free_pct));
-        self.committed_bytes().saturating_add(size) <= limit
+        keel_balancer::space::fits_floor(self.capacity, self.committed_bytes(), size, min_free_pct)
     }
 
     /// Free bytes as recorded (capacity minus recorded use).

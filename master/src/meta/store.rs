@@ -19,7 +19,7 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use keel_balancer::{ChunkIdx, ChunkTable, ServerIdx};
 use smallvec::SmallVec;
 
-use super::ChunkMeta;
+use super::ChunkRecord;
 
 /// log2 of the slots per segment.
 const SEGMENT_BITS: usize = 12;
@@ -32,7 +32,7 @@ struct Slot {
     /// The chunk's id, shared with the balancer's mirror.
     id: Option<Arc<str>>,
     /// Its record.
-    meta: ChunkMeta,
+    meta: ChunkRecord,
 }
 
 /// Chunks by id in numbered slots, with the balancer's mirror. See the
@@ -57,7 +57,7 @@ pub struct ChunkStore {
     dirty_bits: Vec<u64>,
     /// The balancer's chunk table: slot `n` is chunk `n`.
     mirror: ChunkTable,
-    /// One bit per slot: the chunk is a repair candidate (see `upkeep`).
+    /// One bit per slot: the chunk is a repair candidate (see `repairs`).
     /// A bit per chunk rather than a set of ids: at ten million chunks,
     /// all of them candidates after a restart, that is 1 MiB, not 500.
     candidates: Vec<u64>,
@@ -83,25 +83,25 @@ impl ChunkStore {
     }
 
     /// Chunk `id`'s record.
-    pub fn get(&self, id: &str) -> Option<&ChunkMeta> {
+    pub fn get(&self, id: &str) -> Option<&ChunkRecord> {
         self.find(id).map(|n| &self.slot(n).meta)
     }
 
     /// Chunk `id`'s record, to change (its slot is marked for the mirror).
-    pub fn get_mut(&mut self, id: &str) -> Option<&mut ChunkMeta> {
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut ChunkRecord> {
         let n = self.find(id)?;
         self.mark(n);
         Some(&mut self.slot_mut(n).meta)
     }
 
     /// The record in slot `n`, to change (marked for the mirror).
-    pub fn slot_meta_mut(&mut self, n: u32) -> &mut ChunkMeta {
+    pub fn slot_meta_mut(&mut self, n: u32) -> &mut ChunkRecord {
         self.mark(n);
         &mut self.slot_mut(n).meta
     }
 
     /// The record in slot `n`.
-    pub fn slot_meta(&self, n: u32) -> &ChunkMeta {
+    pub fn slot_meta(&self, n: u32) -> &ChunkRecord {
         &self.slot(n).meta
     }
 
@@ -116,7 +116,7 @@ impl ChunkStore {
     }
 
     /// Adds chunk `id`, which must be absent; returns its slot.
-    pub fn insert(&mut self, id: &str, meta: ChunkMeta) -> u32 {
+    pub fn insert(&mut self, id: &str, meta: ChunkRecord) -> u32 {
         let n = match self.free.pop() {
             Some(n) => n,
             None => {
@@ -126,7 +126,7 @@ impl ChunkStore {
                 let seg = self.segments.last_mut().expect("a segment");
                 seg.push(Slot {
                     id: None,
-                    meta: ChunkMeta::new(0, 0, 1),
+                    meta: ChunkRecord::new(0, 0, 1),
                 });
                 self.slots += 1;
                 (self.slots - 1) as u32
@@ -149,7 +149,7 @@ impl ChunkStore {
     }
 
     /// Forgets chunk `id`; returns its record.
-    pub fn remove(&mut self, id: &str) -> Option<ChunkMeta> {
+    pub fn remove(&mut self, id: &str) -> Option<ChunkRecord> {
         let hash = self.hasher.hash_one(id);
         let segments = &self.segments;
         let entry = self
@@ -164,7 +164,7 @@ impl ChunkStore {
             self.slot_mut(n),
             Slot {
                 id: None,
-                meta: ChunkMeta::new(0, 0, 1),
+                meta: ChunkRecord::new(0, 0, 1),
             },
         );
         self.free.push(n);
@@ -174,7 +174,7 @@ impl ChunkStore {
     }
 
     /// Every chunk with its record, in slot order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &ChunkMeta)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &ChunkRecord)> + '_ {
         self.segments
             .iter()
             .flatten()
@@ -182,7 +182,7 @@ impl ChunkStore {
     }
 
     /// Every chunk with its slot and record, in slot order.
-    pub fn iter_slots(&self) -> impl Iterator<Item = (u32, &str, &ChunkMeta)> + '_ {
+    pub fn iter_slots(&self) -> impl Iterator<Item = (u32, &str, &ChunkRecord)> + '_ {
         self.segments
             .iter()
             .flatten()

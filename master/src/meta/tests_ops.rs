@@ -154,6 +154,22 @@ fn every_move_gate_has_its_reason() {
 }
 
 #[test]
+fn the_queue_is_answered_with_the_floor_it_asks_for() {
+    use keel_balancer::{Admits, CopyJob, MoveRef, Refusal};
+    let now = Instant::now();
+    let m = cluster(&[("a", &[("big", 500)]), ("b", &[])], now);
+    let job = CopyJob::new(MoveRef::new("big", "a", "b"), 500, CopyClass::Balance);
+    // b (1000 bytes) keeps 500 free after the copy: enough for 10 %, not 60 %.
+    assert!(Admits::check(&m, &job, 0, 10.0).is_ok());
+    assert_eq!(
+        Admits::check(&m, &job, 0, 60.0).err(),
+        Some(Refusal::BelowFloor)
+    );
+    // The master's own last check uses its settings (10 %).
+    assert!(m.check_move("big", "a", "b", CopyClass::Balance).is_ok());
+}
+
+#[test]
 fn a_move_keeps_racks_diverse() {
     let now = Instant::now();
     let mut m = Meta::new(MetaSettings::default());

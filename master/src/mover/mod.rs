@@ -52,17 +52,6 @@ use crate::metrics::Metrics;
 /// Deadline of a `DeleteChunk` or `StatChunk`.
 pub const SMALL_RPC_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A move as an operator or the planner names it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Move {
-    /// Chunk id.
-    pub chunk: String,
-    /// Source server id.
-    pub from: String,
-    /// Target server id.
-    pub to: String,
-}
-
 /// A completed move or copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MoveDone {

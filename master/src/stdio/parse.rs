@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::{Code, ProtoError};
-use crate::mover::Move;
+use keel_balancer::MoveRef;
 
 /// A parsed incoming line.
 pub(super) struct Incoming {
@@ -103,7 +103,7 @@ pub(super) fn field_str<'a>(
     }
 }
 
-pub(super) fn parse_moves(body: &Map<String, Value>) -> Result<Vec<Move>, ProtoError> {
+pub(super) fn parse_moves(body: &Map<String, Value>) -> Result<Vec<MoveRef>, ProtoError> {
     let list = match body.get("moves") {
         Some(Value::Array(list)) => list,
         Some(other) => {
@@ -139,11 +139,7 @@ pub(super) fn parse_moves(body: &Map<String, Value>) -> Result<Vec<Move>, ProtoE
                     .map(str::to_owned)
                     .map_err(|e| ProtoError::new(e.code, format!("moves[{i}]: {}", e.text)))
             };
-            Ok(Move {
-                chunk: get("chunk")?,
-                from: get("from")?,
-                to: get("to")?,
-            })
+            Ok(MoveRef::new(get("chunk")?, get("from")?, get("to")?))
         })
         .collect()
 }

@@ -1,31 +1,22 @@
-//! Upkeep decisions: which servers are dead, which excess replicas to trim,
-//! and which chunks to copy — repairs first (fewest whole replicas first),
-//! then drains. Decisions only; the maintenance loop performs the RPCs.
+//! Repair planning: which chunks to copy, repairs first (fewest whole
+//! replicas first), then drains, and where each copy reads and lands;
+//! damaged copies to delete once their chunk is whole again. Decisions only,
+//! as in `liveness.rs` and `trims.rs`: the maintenance loop performs the RPCs.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use keel_balancer::NamedCopy;
+use keel_balancer::placement::{self, Candidate};
+use keel_balancer::{CopyJob, MoveRef};
 
 use super::{
-    ChunkMeta, CopyClass, Excluded, Meta, PENDING_TTL, Redundancy, ServerAddr, ServerNo, mark,
+    ChunkRecord, CopyClass, Excluded, Meta, PENDING_TTL, Redundancy, ServerAddr, ServerNo, mark,
 };
-use crate::placement::{self, Candidate};
-
-/// Excess replicas of one chunk to delete, most utilized holder first. The
-/// chunk is busy until the caller calls [`Meta::end_busy`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct Deletion {
-    /// Chunk id.
-    pub chunk: String,
-    /// Holders to delete from, in order.
-    pub servers: Vec<ServerAddr>,
-}
 
 /// A copy that restores a missing replica or empties a draining server (a
 /// [`CopyClass::Repair`] or [`CopyClass::Drain`] copy, for the move queue).
-pub type Repair = NamedCopy;
+pub type Repair = CopyJob;
 
 /// Repair and drain copies already in the move queue (pending or running),
 /// so a pass plans around them.
@@ -99,108 +90,7 @@ impl Need {
     }
 }
 
-/// Servers whose liveness changed in a sweep.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Liveness {
-    /// Ids marked dead by this sweep.
-    pub died: Vec<String>,
-}
-
 impl Meta {
-    /// Marks servers silent for longer than the heartbeat timeout as dead;
-    /// their chunks are checked by the next repair pass (for the counts:
-    /// copies wait for `--re-replicate-after`).
-    pub fn sweep_liveness(&mut self, now: Instant) -> Liveness {
-        let timeout = self.settings.heartbeat_timeout;
-        let mut out = Liveness::default();
-        let mut died = Vec::new();
-        for (no, s) in self.servers.iter_mut().enumerate().filter(|(_, s)| s.alive) {
-            let silent = now.saturating_duration_since(s.last_heartbeat);
-            if silent > timeout {
-                s.alive = false;
-                s.dead_since = Some(now);
-                tracing::warn!(server = %s.id, silent_ms = silent.as_millis() as u64, "server marked dead");
-                out.died.push(s.id.to_string());
-                died.push(no as ServerNo);
-            }
-        }
-        for no in died {
-            self.queue_chunks_of(no);
-        }
-        out
-    }
-
-    /// Chunks with more whole replicas on live servers than their factor and
-    /// nothing running on them, up to `max`; marks each busy. Replicas on
-    /// draining servers go first, then the most utilized holders', never so
-    /// that the chunk spans fewer racks than its factor can use, and never a
-    /// replica under suspicion (it does not count as whole for deletes).
-    pub fn plan_trims(&mut self, max: usize) -> Vec<Deletion> {
-        if std::mem::take(&mut self.rescan_for_trim) {
-            let over: Vec<Box<str>> = self
-                .chunks
-                .iter()
-                .filter(|(_, c)| self.live_replicas(c) > c.replication as usize)
-                .map(|(id, _)| id.into())
-                .collect();
-            self.trim_candidates.extend(over);
-        }
-        let mut out = Vec::new();
-        let candidates: Vec<Box<str>> = self.trim_candidates.drain().collect();
-        for id in candidates {
-            if out.len() >= max || self.busy.contains_key(&id) {
-                self.trim_candidates.insert(id);
-                continue;
-            }
-            let Some(servers) = self.excess_of(&id) else {
-                continue;
-            };
-            self.begin_delete(&id);
-            out.push(Deletion {
-                chunk: id.to_string(),
-                servers,
-            });
-        }
-        out
-    }
-
-    /// The replicas of `id` to delete, in order; `None` when none may go.
-    fn excess_of(&self, id: &str) -> Option<Vec<ServerAddr>> {
-        let c = self.chunks.get(id)?;
-        let mut holders: Vec<ServerNo> = c
-            .servers()
-            .filter(|&s| self.server(s).alive && !self.is_suspect(id, s))
-            .collect();
-        let wanted = c.replication as usize;
-        holders.len().checked_sub(wanted).filter(|&e| e > 0)?;
-        holders.sort_by(|&a, &b| {
-            let (a, b) = (self.server(a), self.server(b));
-            b.draining
-                .cmp(&a.draining)
-                .then_with(|| b.utilization_pct().total_cmp(&a.utilization_pct()))
-                .then_with(|| a.id.cmp(&b.id))
-        });
-        // A draining holder's rack does not count: it is leaving, and
-        // keeping it for its rack would trim the copy that replaced it.
-        let rack = |s: ServerNo| {
-            let s = self.server(s);
-            (s.has_rack() && !s.draining).then_some(s.rack.as_str())
-        };
-        let mut drop = Vec::new();
-        let mut i = 0;
-        while holders.len() > wanted && i < holders.len() {
-            let h = holders[i];
-            let others = holders.iter().filter(|&&s| s != h).map(|&s| rack(s));
-            if keel_balancer::racks::drop_keeps_racks(others, rack(h), wanted) {
-                holders.remove(i);
-                drop.push(self.addr(h));
-            } else {
-                i += 1;
-            }
-        }
-        (!drop.is_empty()).then_some(drop)
-    }
-
     /// Queues the chunks of servers dead for longer than the grace period,
     /// then works the repair candidates: counts what is under-replicated or
     /// unavailable, and plans copies, repairs before drains and the chunks
@@ -321,7 +211,7 @@ impl Meta {
             .copies
             .iter()
             .map(|c| {
-                self.begin_move(&c.chunk, &c.from, &c.to, c.class)
+                self.begin_move(c.chunk(), c.from(), c.to(), c.class)
                     .expect("a planned copy begins")
             })
             .collect();
@@ -427,7 +317,7 @@ impl Meta {
     }
 
     /// `c`'s replicas against its factor at `now`.
-    pub(super) fn need(&self, c: &ChunkMeta, now: Instant) -> Need {
+    pub(super) fn need(&self, c: &ChunkRecord, now: Instant) -> Need {
         let grace = self.settings.re_replicate_after;
         let mut need = Need {
             live: 0,
@@ -499,13 +389,9 @@ impl Meta {
         let t = self
             .check_move(id, &from, &to, kind)
             .map_err(|r| r.to_string())?;
-        let copy = NamedCopy {
-            chunk: t.chunk,
-            from,
-            to,
-            bytes: t.size,
-            class: kind,
+        let copy = CopyJob {
             rank: u32::try_from(whole).unwrap_or(u32::MAX),
+            ..CopyJob::new(MoveRef::new(t.chunk, from, to), t.size, kind)
         };
         Ok((copy, source, target))
     }
@@ -517,7 +403,7 @@ impl Meta {
     fn repair_target(
         &self,
         id: &str,
-        c: &ChunkMeta,
+        c: &ChunkRecord,
         planned: &HashMap<ServerNo, u64>,
     ) -> Option<ServerNo> {
         let racks: Vec<&str> = c
