@@ -23,6 +23,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // handed to the encoder without another allocation.
         .bytes(".keel.v1.WriteChunkRequest.data")
         .bytes(".keel.v1.ReadChunkResponse.data")
+        // Encode and decode buffers sized for chunk streams (src/codec.rs).
+        .codec_path("crate::codec::FrameCodec")
         .compile_fds(fds)?;
     compile_etcd()
 }

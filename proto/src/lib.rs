@@ -5,6 +5,7 @@
 //! - [`v1`]: code generated from `keel/v1/*.proto` at build time.
 //! - [`etcd`]: a client of etcd's v3 KV and Lease services (leader election).
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, served by gRPC reflection.
+//! - [`codec`]: prost's gRPC codec with buffers sized for chunk streams.
 //! - [`chunk_id`]: the one validation of chunk ids, applied before any path is built.
 //! - [`units`]: parsing of sizes (`64MiB`) and durations (`500ms`) for flags.
 //! - [`serving`]: keep-alive and stream limits of the daemons' gRPC servers.
@@ -23,6 +24,7 @@ pub mod auth;
 pub mod budget;
 pub mod capability;
 pub mod chunk_id;
+pub mod codec;
 pub mod connections;
 pub mod exposition;
 #[cfg(feature = "clap")]

@@ -35,7 +35,8 @@ usage: keel-repair-bench [options]
   --data SIZE       bytes held by the server that is lost (default 1GiB)
   --chunk SIZE      chunk size (default 16MiB)
   --bandwidth SIZE  each server's --migrate-bandwidth (default 64MiB, the chunk server's default)
-  --moves N         the master's --max-concurrent-moves (default 4, its default)
+  --moves N|auto    the master's --max-concurrent-moves (default auto, its default)
+  --per-server N    the master's --max-moves-per-server (default 4, its default)
   --dir DIR         where the temp dir goes (default: $TMPDIR or /tmp); needs about 3 x --data
 ";
 
@@ -46,7 +47,8 @@ struct Opts {
     data: u64,
     chunk: u64,
     bandwidth: u64,
-    moves: u32,
+    moves: String,
+    per_server: u32,
     dir: std::path::PathBuf,
 }
 
@@ -57,7 +59,8 @@ impl Opts {
             data: 1 << 30,
             chunk: 16 << 20,
             bandwidth: 64 << 20,
-            moves: 4,
+            moves: "auto".into(),
+            per_server: 4,
             dir: std::env::temp_dir(),
         };
         while let Some(arg) = args.next() {
@@ -67,15 +70,18 @@ impl Opts {
                 "--data" => o.data = parse_size(&value()?).context("--data")?,
                 "--chunk" => o.chunk = parse_size(&value()?).context("--chunk")?,
                 "--bandwidth" => o.bandwidth = parse_size(&value()?).context("--bandwidth")?,
-                "--moves" => o.moves = value()?.parse().context("--moves")?,
+                "--moves" => o.moves = value()?,
+                "--per-server" => o.per_server = value()?.parse().context("--per-server")?,
                 "--dir" => o.dir = value()?.into(),
                 "-h" | "--help" => return Ok(None),
                 _ => bail!("unknown argument {arg:?}\n{USAGE}"),
             }
         }
-        if o.servers < 4 || o.chunk == 0 || o.data < o.chunk || o.bandwidth == 0 || o.moves == 0 {
+        let moves_ok = o.moves == "auto" || o.moves.parse::<u32>().is_ok_and(|n| n > 0);
+        let sizes_ok = o.chunk > 0 && o.data >= o.chunk && o.bandwidth > 0;
+        if o.servers < 4 || !sizes_ok || !moves_ok || o.per_server == 0 {
             bail!(
-                "--servers must be 4 or more, --data at least one --chunk, --bandwidth and --moves above 0"
+                "--servers must be 4 or more, --data at least one --chunk, --bandwidth and --per-server above 0, --moves `auto` or above 0"
             );
         }
         Ok(Some(o))
@@ -108,7 +114,8 @@ async fn start(o: &Opts) -> Result<Fresh> {
         "--balance-interval",
         "0",
     ]);
-    args.extend(["--max-concurrent-moves".into(), o.moves.to_string()]);
+    args.extend(["--max-concurrent-moves".into(), o.moves.clone()]);
+    args.extend(["--max-moves-per-server".into(), o.per_server.to_string()]);
     let log = c.dir.path().join("master.log");
     let bin = keel_tests::bench::sibling_bin("keel-master")?;
     c.master = Some(Daemon::start("master", bin, args, vec![], log)?);
@@ -275,8 +282,9 @@ async fn run(o: &Opts) -> Result<()> {
     );
     println!();
     println!(
-        "From the drain request to `drained`: {:.1} s (the first drain copy ran {:.1} s after the request).",
+        "From the drain request to `drained`: {:.1} s, **{:.2} ×** the ideal (the first drain copy ran {:.1} s after the request).",
         (dend - requested).as_secs_f64(),
+        (dend - requested).as_secs_f64() / drain_ideal,
         (dfirst - requested).as_secs_f64(),
     );
     Ok(())

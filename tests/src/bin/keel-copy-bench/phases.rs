@@ -196,7 +196,7 @@ fn comparison(
             name: format!("rsync daemon, `--whole-file{fsync}` ({})", i.version),
             secs: rs.iter().map(|r| r.0).collect(),
             cpu: rs.iter().filter_map(|r| r.1).collect(),
-            target: Some(1.5),
+            target: None,
         });
     }
     let rates = |secs: &[f64]| secs.iter().map(|s| rate(size, *s)).collect::<Vec<_>>();
