@@ -190,3 +190,34 @@ fn a_copy_answer_older_than_the_last_applied_report_does_not_bring_a_replica_bac
     m.record_copy_of(&t, fresh, 777);
     assert_eq!(m.replica_id("x", t.to.no), 777);
 }
+
+#[test]
+fn a_lost_chunk_is_not_redefined_by_a_mismatched_copy_heard_first() {
+    // Seed 422: x (factor 1) on a; a's copy turns into other bytes, so x is
+    // lost; a's odd copy, reported again, must not become x, or the real
+    // copy b brings back would be deleted as the mismatched one.
+    let now = Instant::now();
+    let mut m = Meta::new(MetaSettings::default());
+    let mut good = rep("x", 10);
+    good.replica_id = 100;
+    apply(&mut m, hb("a", true, vec![good.clone()], &[], 1), now);
+    let mut odd = rep("x", 17);
+    odd.replica_id = 200;
+    apply(&mut m, hb("a", false, vec![odd.clone()], &[], 1), now);
+    assert!(m.chunk("x").is_none());
+    assert!(m.lost_chunks().contains_key("x"), "remembered as lost");
+    apply(&mut m, hb("a", false, vec![odd], &[], 1), now);
+    assert!(m.chunk("x").is_none(), "the odd copy is not the chunk");
+    good.replica_id = 300;
+    apply(&mut m, hb("b", true, vec![good], &[], 1), now);
+    let b = m.server_no("b").expect("b");
+    assert_eq!(m.chunk("x").map(|c| c.size), Some(10), "the real chunk");
+    assert_eq!(m.replica_id("x", b), 300);
+    assert!(!m.lost_chunks().contains_key("x"));
+    let plan = m.start_repairs(now, 10);
+    assert!(
+        plan.damaged.iter().all(|(_, s)| s.id != "b"),
+        "the real copy is never deleted as mismatched"
+    );
+    m.check().expect("invariants");
+}
