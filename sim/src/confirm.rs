@@ -48,6 +48,8 @@ pub struct Confirming {
     confirmed: usize,
     /// When the confirmation must be over.
     deadline: Duration,
+    /// The copies confirmed: generation, and when (for the invariants).
+    relied: Vec<(u64, Duration)>,
 }
 
 impl Then {
@@ -72,6 +74,7 @@ impl SimMaster {
             at: 0,
             confirmed: 0,
             deadline: cx.sched.now + CONFIRM_WITHIN,
+            relied: Vec::new(),
         };
         self.confirm_step(cx, c);
     }
@@ -79,8 +82,8 @@ impl SimMaster {
     fn confirm_step(&mut self, cx: &mut Ctx<'_>, c: Confirming) {
         if c.confirmed >= c.staying.need {
             return match c.then {
-                Then::Trim { d, next, term } => self.trim_delete(cx, d, next, term),
-                Then::Release { start, term } => self.release(cx, start, term),
+                Then::Trim { d, next, term } => self.trim_delete(cx, d, next, term, c.relied),
+                Then::Release { start, term } => self.release(cx, start, term, c.relied),
             };
         }
         let left = c.deadline.saturating_sub(cx.sched.now);
@@ -110,6 +113,7 @@ impl SimMaster {
             && c.staying.confirms(expect, size, crc, replica, deleting)
         {
             c.confirmed += 1;
+            c.relied.push((replica, cx.sched.now));
         }
         c.at += 1;
         self.confirm_step(cx, c);
