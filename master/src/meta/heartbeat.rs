@@ -98,6 +98,10 @@ impl Meta {
             tracing::info!(server = %id, "report from an earlier run of the server arrived late; ignored");
             return out;
         }
+        if self.switch_to_older_run(no, hb.stamp, now) {
+            out.send_full_report = true;
+            return out;
+        }
         // A chunk server sends its reports one after another: one stamped
         // before a report already applied was overtaken on the way, and its
         // chunk list is older than what the master knows (a replica deleted
@@ -164,6 +168,28 @@ impl Meta {
             .stamp_seen
             .is_some_and(|t| now.saturating_duration_since(t) <= self.settings.heartbeat_timeout);
         recent && matches!((stamp, s.stamp), (Some(s), Some(k)) if s.incarnation < k.incarnation)
+    }
+
+    /// A report from a run older than the last applied one, taken only
+    /// because that run went silent: a restart whose clock stepped back, or
+    /// a report of a dead run delayed past a newer one's (its list would
+    /// bring back replicas lost since). Either way its list is not applied:
+    /// its run becomes the one whose reports count, and a full report is
+    /// asked for (a late report's run never sends it). Returns whether so.
+    fn switch_to_older_run(&mut self, no: ServerNo, stamp: Option<Stamp>, now: Instant) -> bool {
+        let s = &mut self.servers[no as usize];
+        let (Some(got), Some(known)) = (stamp, s.stamp) else {
+            return false;
+        };
+        if got.incarnation >= known.incarnation {
+            return false;
+        }
+        tracing::info!(server = %s.id, "report from an older run after the newer one went silent; asking for a full report before counting it");
+        s.stamp = Some(got);
+        s.stamp_seen = Some(now);
+        s.fresh.clear();
+        s.synced = false;
+        true
     }
 
     /// Whether what a report stamped `stamp` says of `chunk` (`listed`: it

@@ -221,3 +221,32 @@ fn a_lost_chunk_is_not_redefined_by_a_mismatched_copy_heard_first() {
     );
     m.check().expect("invariants");
 }
+
+#[test]
+fn a_late_report_of_a_dead_run_brings_no_replica_back() {
+    // Seed 17907: a full report of an earlier run, held up on the way,
+    // arrived after the newer run had gone silent (it crashed); applied,
+    // it counted a replica lost since.
+    let t0 = Instant::now();
+    let mut m = Meta::new(MetaSettings::default());
+    let run = |incarnation, seq| Some(Stamp { incarnation, seq });
+    let mut old = hb("a", true, vec![rep("x", 10)], &[], 1);
+    old.stamp = run(3, 1);
+    apply(&mut m, old.clone(), t0);
+    assert!(m.chunk("x").is_some());
+    let mut newer = hb("a", true, vec![], &[], 0);
+    newer.stamp = run(4, 1);
+    apply(&mut m, newer, t0);
+    assert!(m.chunk("x").is_none(), "the newer run lost it");
+    let later = t0 + MetaSettings::default().heartbeat_timeout * 2;
+    let out = apply(&mut m, old, later);
+    assert!(out.send_full_report, "asked for a full report first");
+    assert!(m.chunk("x").is_none(), "the late list is not applied");
+    // A run whose clock stepped back is counted from its next full report.
+    let mut again = hb("a", true, vec![rep("x", 10)], &[], 1);
+    again.stamp = run(3, 2);
+    let out = apply(&mut m, again, later);
+    assert!(!out.send_full_report);
+    assert!(m.chunk("x").is_some());
+    m.check().expect("invariants");
+}
