@@ -250,3 +250,37 @@ fn a_late_report_of_a_dead_run_brings_no_replica_back() {
     assert!(m.chunk("x").is_some());
     m.check().expect("invariants");
 }
+
+#[test]
+fn a_whole_verdict_older_than_the_last_report_clears_no_suspect_mark() {
+    // Seed 30778: a verdict of the server's previous run, held up on the
+    // way, cleared the suspect mark its new run had reported after a read
+    // found rot; a trim then relied on the rotten copy.
+    let now = Instant::now();
+    let mut m = three_at_factor_three(now);
+    let a = m.server_no("a").expect("a");
+    m.report_corruption("x", "a").expect("reported");
+    let mut r = rep("x", 10);
+    r.replication = 3;
+    r.replica_id = 100;
+    r.suspect = true;
+    let mut report = hb("a", true, vec![r], &[], 1);
+    report.stamp = Some(Stamp {
+        incarnation: 2,
+        seq: 1,
+    });
+    apply(&mut m, report, now);
+    let late = Some(Stamp {
+        incarnation: 1,
+        seq: 11,
+    });
+    m.verified("x", a, &VerifyOutcome::Whole, late);
+    assert!(m.is_suspect("x", a), "the late verdict clears nothing");
+    assert_eq!(m.verifications_due().len(), 1, "verified again");
+    let fresh = Some(Stamp {
+        incarnation: 2,
+        seq: 2,
+    });
+    m.verified("x", a, &VerifyOutcome::Whole, fresh);
+    assert!(!m.is_suspect("x", a));
+}
