@@ -1,6 +1,8 @@
 //! The invariants, one function each, garage style: `Ok(())` or what broke.
 //!
-//! 1. [`last_copy`]: no delete ever removes the last whole copy of a chunk.
+//! 1. [`last_copy`]: no delete ever removes the last whole copy of a chunk,
+//!    unless every copy it was confirmed to rely on was lost to a fault
+//!    after that confirmation (a double fault no step can see).
 //! 2. [`decided_term`]: no delete decided under an older term is carried out.
 //! 3. [`named_replica`]: a delete removes only the replica it was decided
 //!    for (never a newer copy, never a whole one when it meant a damaged one).
