@@ -31,7 +31,7 @@ pub mod clients;
 
 mod confirm;
 
-pub use confirm::CONFIRM_WITHIN;
+pub use confirm::{CONFIRM_WITHIN, ConfirmStep, Confirmation};
 mod copy;
 
 use std::sync::Arc;
