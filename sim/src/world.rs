@@ -259,6 +259,9 @@ impl World {
                 if applied {
                     self.applied_built[to][from] = self.applied_built[to][from].max(built);
                 }
+                if self.trace {
+                    eprintln!("             applied: {applied}");
+                }
             }
             Event::DeleteRuns {
                 on,

@@ -152,11 +152,29 @@ impl Meta {
                 self.servers[no as usize].synced = false;
                 out.send_full_report = true;
             }
+            out.send_full_report |= self.doubt_deleting(no, &hb.deleting);
         }
         self.advance_stamp(no, hb.stamp, now);
         // The balancer's view follows now, unless a pass holds it.
         self.chunks.flush(false);
         out
+    }
+
+    /// A delta lists deletes running on `no`: each replica of them the
+    /// master counts there counts for nothing until a full report built
+    /// with no delete of it running (as a full report drops it, and as a
+    /// failed delete's replica waits, see [`Meta::doubt_replica`]); the
+    /// delta's own entry for such a chunk was dropped, so the replica it
+    /// replaced would stay counted. Returns whether any did.
+    fn doubt_deleting(&mut self, no: ServerNo, deleting: &[String]) -> bool {
+        let mut any = false;
+        for chunk in deleting {
+            if self.chunks.get(chunk).is_some_and(|c| c.holds(no)) {
+                self.doubt_replica(chunk, no);
+                any = true;
+            }
+        }
+        any
     }
 
     /// Whether `stamp` comes from a run of the server older than the one

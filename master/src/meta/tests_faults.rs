@@ -284,3 +284,22 @@ fn a_whole_verdict_older_than_the_last_report_clears_no_suspect_mark() {
     m.verified("x", a, &VerifyOutcome::Whole, fresh);
     assert!(!m.is_suspect("x", a));
 }
+
+#[test]
+fn a_replica_a_delta_reports_being_deleted_counts_for_nothing() {
+    // Seed 80432: while a delete of x ran on c, c's copy turned into other
+    // bytes; the delta listing it was dropped (a delete runs), and the
+    // master went on counting the whole replica it had replaced.
+    let now = Instant::now();
+    let mut m = three_at_factor_three(now);
+    let c = m.server_no("c").expect("c");
+    let mut odd = rep("x", 11);
+    odd.replication = 3;
+    odd.replica_id = 900;
+    let mut delta = hb("c", false, vec![odd], &[], 1);
+    delta.deleting = vec!["x".into()];
+    let out = apply(&mut m, delta, now);
+    assert!(out.send_full_report, "asked for a full report");
+    assert!(!m.chunk("x").expect("x").holds(c), "counted for nothing");
+    assert!(m.is_doubted("x", c));
+}
