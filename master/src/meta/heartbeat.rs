@@ -71,6 +71,9 @@ pub struct HeartbeatOutcome {
     pub registered: bool,
     /// The server had been marked dead and is alive again.
     pub revived: bool,
+    /// The report was older than what the master already applied (it
+    /// arrived late) and was ignored, but as a sign of life.
+    pub stale: bool,
 }
 
 impl Meta {
@@ -92,10 +95,12 @@ impl Meta {
             send_full_report: false,
             registered,
             revived,
+            stale: false,
         };
         let id = self.servers[no as usize].id.clone();
         if self.is_from_older_run(no, hb.stamp, now) {
             tracing::info!(server = %id, "report from an earlier run of the server arrived late; ignored");
+            out.stale = true;
             return out;
         }
         if self.switch_to_older_run(no, hb.stamp, now) {
@@ -111,6 +116,7 @@ impl Meta {
             && got < known
         {
             tracing::info!(server = %id, "report older than one already applied arrived late; ignored");
+            out.stale = true;
             return out;
         }
         self.set_drain_mark(no, hb.draining);

@@ -303,3 +303,23 @@ fn a_replica_a_delta_reports_being_deleted_counts_for_nothing() {
     assert!(!m.chunk("x").expect("x").holds(c), "counted for nothing");
     assert!(m.is_doubted("x", c));
 }
+
+#[test]
+fn a_report_older_than_one_applied_says_it_was_ignored() {
+    let now = Instant::now();
+    let mut m = Meta::new(MetaSettings::default());
+    let mut newer = hb("a", true, vec![], &[], 0);
+    newer.stamp = Some(Stamp {
+        incarnation: 1,
+        seq: 5,
+    });
+    assert!(!apply(&mut m, newer, now).stale);
+    let mut late = hb("a", true, vec![rep("x", 10)], &[], 1);
+    late.stamp = Some(Stamp {
+        incarnation: 1,
+        seq: 4,
+    });
+    let out = apply(&mut m, late, now);
+    assert!(out.stale && !out.send_full_report);
+    assert!(m.chunk("x").is_none());
+}
