@@ -241,6 +241,7 @@ impl SimMaster {
             return self.meta.end_busy(&d.chunk);
         }
         if !self.leads_at(term) {
+            self.meta.trim_stopped(&d.chunk);
             return self.meta.end_busy(&d.chunk);
         }
         let req = Request::Delete {

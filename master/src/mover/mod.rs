@@ -388,6 +388,9 @@ impl Mover {
             };
             if !self.clients.leads_at(term) {
                 info!(chunk = %d.chunk, term, "trim stopped: decided under a term this master no longer leads under");
+                // Reconsidered should this master lead again: nothing else
+                // makes an excess replica a trim candidate once more.
+                lock(&self.meta).trim_stopped(&d.chunk);
                 return;
             }
             match self.delete(&d.chunk, s, replica, term).await {
