@@ -101,7 +101,7 @@ impl SimMaster {
             }
             _ => None,
         };
-        if c.steps.answered(header)
+        if c.steps.answered(cx.instant(), header)
             && let Some((_, _, replica, _)) = header
         {
             c.relied.push((replica, cx.sched.now));

@@ -60,16 +60,17 @@ fn every_seed_holds_the_invariants() {
 /// Seeds that each found a bug fixed since (docs/guarantees.md, section
 /// Simulation): each must keep holding.
 const FOUND: &[u64] = &[
-    422,   // a lost chunk redefined by a mismatched copy
-    1071,  // a restarted master inheriting its previous run's reports (sim)
-    4595,  // the same lost-chunk redefinition, a damaged-copy delete
-    6926,  // a staying copy's rot found while the delete was on its way
-    9703,  // a StatChunk overtaking a DeleteChunk on one connection (sim)
-    17907, // a late report of a dead run
-    30778, // a late whole verdict clearing a suspect mark
-    53975, // an ignored late report taken as applied (sim)
-    56305, // a trim stopped by a term change never reconsidered
-    80432, // a delta's copy dropped while a delete ran
+    422,    // a lost chunk redefined by a mismatched copy
+    1071,   // a restarted master inheriting its previous run's reports (sim)
+    4595,   // the same lost-chunk redefinition, a damaged-copy delete
+    6926,   // a staying copy's rot found while the delete was on its way
+    9703,   // a StatChunk overtaking a DeleteChunk on one connection (sim)
+    17907,  // a late report of a dead run
+    30778,  // a late whole verdict clearing a suspect mark
+    53975,  // an ignored late report taken as applied (sim)
+    56305,  // a trim stopped by a term change never reconsidered
+    80432,  // a delta's copy dropped while a delete ran
+    113451, // a confirmation answer taken after a freeze, past its deadline
 ];
 
 #[test]

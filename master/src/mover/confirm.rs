@@ -74,17 +74,21 @@ impl Confirmation {
         }
     }
 
-    /// The holder last asked answered (size, CRC32C, replica identity,
-    /// whether a delete of it runs), or did not (`None`). Returns whether
-    /// the answer confirmed it.
-    pub fn answered(&mut self, answer: Option<(u64, u32, u64, bool)>) -> bool {
+    /// The holder last asked answered at `now` (size, CRC32C, replica
+    /// identity, whether a delete of it runs), or did not (`None`). Returns
+    /// whether the answer confirmed it. An answer taken after the deadline
+    /// confirms nothing, whatever the call's own timeout said: a master
+    /// frozen meanwhile finds the answer and the expired timer ready at
+    /// once, and the answer says what was held too long ago.
+    pub fn answered(&mut self, now: Instant, answer: Option<(u64, u32, u64, bool)>) -> bool {
         let Some(&(_, expect)) = self.staying.holders.get(self.at) else {
             return false;
         };
         self.at += 1;
-        let ok = answer.is_some_and(|(size, crc, replica, deleting)| {
-            self.staying.confirms(expect, size, crc, replica, deleting)
-        });
+        let ok = now <= self.deadline
+            && answer.is_some_and(|(size, crc, replica, deleting)| {
+                self.staying.confirms(expect, size, crc, replica, deleting)
+            });
         self.confirmed += usize::from(ok);
         ok
     }
@@ -108,12 +112,12 @@ impl Mover {
             };
             match self.stat(chunk, &server, timeout).await {
                 Ok(answer) => {
-                    if !c.answered(Some(answer)) {
+                    if !c.answered(Instant::now(), Some(answer)) {
                         info!(chunk, server = %server.id, "a replica a delete relied on is not the one counted")
                     }
                 }
                 Err(e) => {
-                    c.answered(None);
+                    c.answered(Instant::now(), None);
                     info!(chunk, server = %server.id, error = %e, "a replica a delete relied on could not be confirmed")
                 }
             }
@@ -174,9 +178,9 @@ mod tests {
         let t0 = Instant::now();
         let mut c = Confirmation::new(staying(1), t0);
         assert!(matches!(c.next(t0), ConfirmStep::Ask { server, .. } if server.id == "a"));
-        assert!(!c.answered(Some((10, 99, 6, false))), "another replica");
+        assert!(!c.answered(t0, Some((10, 99, 6, false))), "another replica");
         assert!(matches!(c.next(t0), ConfirmStep::Ask { server, .. } if server.id == "b"));
-        assert!(c.answered(Some((10, 99, 8, false))));
+        assert!(c.answered(t0, Some((10, 99, 8, false))));
         assert_eq!(c.next(t0), ConfirmStep::Confirmed);
     }
 
@@ -184,8 +188,8 @@ mod tests {
     fn too_few_or_too_late_refuse() {
         let t0 = Instant::now();
         let mut c = Confirmation::new(staying(2), t0);
-        c.answered(Some((10, 99, 7, true)));
-        c.answered(None);
+        c.answered(t0, Some((10, 99, 7, true)));
+        c.answered(t0, None);
         assert!(
             matches!(c.next(t0), ConfirmStep::Refused(_)),
             "a delete running, no answer"
@@ -200,5 +204,12 @@ mod tests {
             panic!("asks first");
         };
         assert_eq!(timeout, CONFIRM_WITHIN);
+        // Seed 113451: the answer was on time, the frozen master took it late.
+        let mut c = c;
+        let late = t0 + CONFIRM_WITHIN + Duration::from_millis(1);
+        assert!(
+            !c.answered(late, Some((10, 99, 7, false))),
+            "taken too late"
+        );
     }
 }
