@@ -70,6 +70,7 @@ const FOUND: &[u64] = &[
     53975,  // an ignored late report taken as applied (sim)
     56305,  // a trim stopped by a term change never reconsidered
     80432,  // a delta's copy dropped while a delete ran
+    107589, // a delta applied on a full report of another run
     113451, // a confirmation answer taken after a freeze, past its deadline
 ];
 

@@ -133,7 +133,9 @@ impl Meta {
                 tracing::warn!(server = %id, held, chunk_count = hb.chunk_count, "full report disagrees with its own chunk count");
             }
             tracing::debug!(server = %id, chunks = hb.chunks.len(), "full report applied");
-        } else if !self.servers[no as usize].synced {
+        } else if !self.servers[no as usize].synced || self.delta_of_other_run(no, hb.stamp) {
+            // A delta builds on the last full report of its own run only.
+            self.servers[no as usize].synced = false;
             out.send_full_report = true;
             tracing::debug!(server = %id, "delta ignored until a full report arrives");
         } else {
@@ -214,6 +216,15 @@ impl Meta {
         s.fresh.clear();
         s.synced = false;
         true
+    }
+
+    /// Whether a delta stamped `stamp` comes from another run than the
+    /// report last applied (seed 107589: a restarted master took a late
+    /// full report of the server's previous run, then the current run's
+    /// deltas, which build on what the master's previous process had).
+    fn delta_of_other_run(&self, no: ServerNo, stamp: Option<Stamp>) -> bool {
+        matches!((stamp, self.servers[no as usize].stamp),
+            (Some(g), Some(k)) if g.incarnation != k.incarnation)
     }
 
     /// Whether what a report stamped `stamp` says of `chunk` (`listed`: it

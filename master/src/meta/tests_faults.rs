@@ -323,3 +323,34 @@ fn a_report_older_than_one_applied_says_it_was_ignored() {
     assert!(out.stale && !out.send_full_report);
     assert!(m.chunk("x").is_none());
 }
+
+#[test]
+fn a_delta_of_another_run_than_the_last_full_report_is_not_applied() {
+    // Seed 107589: a fresh master's first report was a late full one of
+    // the server's previous run; the current run's deltas build on what
+    // the master's previous process had, not on it.
+    let now = Instant::now();
+    let mut m = Meta::new(MetaSettings::default());
+    let mut late = hb("a", true, vec![rep("x", 10)], &[], 1);
+    late.stamp = Some(Stamp {
+        incarnation: 2,
+        seq: 0,
+    });
+    apply(&mut m, late, now);
+    let mut delta = hb("a", false, vec![], &[], 1);
+    delta.stamp = Some(Stamp {
+        incarnation: 3,
+        seq: 3,
+    });
+    assert!(apply(&mut m, delta, now).send_full_report);
+    let mut full = hb("a", true, vec![], &[], 0);
+    full.stamp = Some(Stamp {
+        incarnation: 3,
+        seq: 3,
+    });
+    apply(&mut m, full, now);
+    assert!(
+        m.chunk("x").is_none(),
+        "the current run's full report counts"
+    );
+}
