@@ -1,13 +1,14 @@
 //! `Mover::confirm_staying` (`master/src/mover/confirm.rs`), one RPC at a
-//! time: before a trim or a move's source delete, the replicas that stay
-//! are asked in turn (`StatChunk`) until the chunk's factor of them are
-//! confirmed, all within `CONFIRM_WITHIN`; fewer, and the delete is not sent.
+//! time: the master's own [`Confirmation`] says which holder of the
+//! replicas that stay to ask next (`StatChunk`) and within what time, and
+//! whether the chunk's factor of them confirmed within `CONFIRM_WITHIN`;
+//! fewer, and the delete is not sent. Only the RPCs are simulated.
 
-use keel_master::balance::Start;
-use keel_master::meta::{Deletion, Staying};
 use std::time::Duration;
 
-use keel_master::mover::{CONFIRM_WITHIN, SMALL_RPC_TIMEOUT};
+use keel_master::balance::Start;
+use keel_master::meta::Deletion;
+use keel_master::mover::{ConfirmStep, Confirmation};
 
 use crate::chunkserver::Answer;
 use crate::master::{Ctx, SimMaster};
@@ -40,14 +41,11 @@ pub enum Then {
 pub struct Confirming {
     /// What follows it.
     then: Then,
-    /// The replicas that stay.
-    staying: Staying,
-    /// The holder asked now.
-    at: usize,
-    /// Confirmed so far.
-    confirmed: usize,
-    /// When the confirmation must be over.
-    deadline: Duration,
+    /// The master's confirmation.
+    steps: Confirmation,
+    /// The copies confirmed: generation, and when (ground truth for the
+    /// invariants; the master never sees it).
+    relied: Vec<(u64, Duration)>,
 }
 
 impl Then {
@@ -68,33 +66,26 @@ impl SimMaster {
         };
         let c = Confirming {
             then,
-            staying,
-            at: 0,
-            confirmed: 0,
-            deadline: cx.sched.now + CONFIRM_WITHIN,
+            steps: Confirmation::new(staying, cx.instant()),
+            relied: Vec::new(),
         };
         self.confirm_step(cx, c);
     }
 
     fn confirm_step(&mut self, cx: &mut Ctx<'_>, c: Confirming) {
-        if c.confirmed >= c.staying.need {
-            return match c.then {
-                Then::Trim { d, next, term } => self.trim_delete(cx, d, next, term),
-                Then::Release { start, term } => self.release(cx, start, term),
-            };
+        match c.steps.next(cx.instant()) {
+            ConfirmStep::Confirmed => match c.then {
+                Then::Trim { d, next, term } => self.trim_delete(cx, d, next, term, c.relied),
+                Then::Release { start, term } => self.release(cx, start, term, c.relied),
+            },
+            ConfirmStep::Refused(_) => self.confirm_failed(cx, c.then),
+            ConfirmStep::Ask { server, timeout } => {
+                let req = Request::Stat {
+                    chunk: c.then.target().0.to_owned(),
+                };
+                self.send(cx, idx(&server), Op::Confirm(c), req, timeout);
+            }
         }
-        let left = c.deadline.saturating_sub(cx.sched.now);
-        let Some((server, _)) = c.staying.holders.get(c.at) else {
-            return self.confirm_failed(cx, c.then);
-        };
-        if left.is_zero() {
-            return self.confirm_failed(cx, c.then);
-        }
-        let to = idx(server);
-        let req = Request::Stat {
-            chunk: c.then.target().0.to_owned(),
-        };
-        self.send(cx, to, Op::Confirm(c), req, left.min(SMALL_RPC_TIMEOUT));
     }
 
     /// A holder answered its `StatChunk` (`None`: timed out).
@@ -104,14 +95,17 @@ impl SimMaster {
         mut c: Confirming,
         answer: Option<Answer>,
     ) {
-        let expect = c.staying.holders[c.at].1;
-        if let Some(Answer::Header(size, crc, replica, deleting, _)) = answer
-            && cx.sched.now <= c.deadline
-            && c.staying.confirms(expect, size, crc, replica, deleting)
+        let header = match answer {
+            Some(Answer::Header(size, crc, replica, deleting, _)) => {
+                Some((size, crc, replica, deleting))
+            }
+            _ => None,
+        };
+        if c.steps.answered(cx.instant(), header)
+            && let Some((_, _, replica, _)) = header
         {
-            c.confirmed += 1;
+            c.relied.push((replica, cx.sched.now));
         }
-        c.at += 1;
         self.confirm_step(cx, c);
     }
 

@@ -51,6 +51,11 @@ pub fn handle(w: &mut World, e: Event) {
 /// Master `m` starts afresh: an empty view, a standby that reads who leads.
 fn master_up(w: &mut World, m: usize) {
     let master = SimMaster::new(m, w.sched.now);
+    // A fresh process has applied no report yet: what its previous run
+    // applied says nothing of what this one counts.
+    w.applied_built[m]
+        .iter_mut()
+        .for_each(|b| *b = Duration::ZERO);
     if let Some(l) = w.etcd.leader {
         master
             .lead
@@ -70,8 +75,9 @@ fn report(w: &mut World, chunk: String, s: usize) {
     let rot = w.servers[s].up && w.servers[s].files.get(&chunk).is_some_and(|f| f.rot);
     if rot {
         w.servers[s].mark_suspect(&chunk);
-        if let Some(f) = w.servers[s].files.get(&chunk) {
-            w.found_rotten.insert((s, f.generation));
+        if let Some(g) = w.servers[s].files.get(&chunk).map(|f| f.generation) {
+            w.found_rotten.insert((s, g));
+            w.note_fault(g);
         }
     }
     let Some(l) = w.etcd.leader.filter(|&l| w.leads(l)) else {
@@ -84,8 +90,14 @@ fn report(w: &mut World, chunk: String, s: usize) {
         eprintln!("             m{l} took the report: {taken}");
     }
     // From here on the protocol knows: this copy no longer counts as intact.
-    if let Some(f) = w.servers[s].files.get(&chunk).filter(|f| f.rot && taken) {
-        w.found_rotten.insert((s, f.generation));
+    if let Some(g) = w.servers[s]
+        .files
+        .get(&chunk)
+        .filter(|f| f.rot && taken)
+        .map(|f| f.generation)
+    {
+        w.found_rotten.insert((s, g));
+        w.note_fault(g);
     }
 }
 
@@ -204,7 +216,7 @@ fn lose_key(w: &mut World) {
     w.sched.after(d, Event::LeaseLapsed(w.etcd.term));
 }
 
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 enum Damage {
     Rot,
     Vanish,
@@ -259,6 +271,9 @@ fn damage(w: &mut World, kind: Damage) {
         return;
     };
     let (s, chunk) = whole[i].clone();
+    if w.trace {
+        eprintln!("             {kind:?} of {chunk} on cs{s}");
+    }
     match kind {
         Damage::Rot => {
             if let Some(f) = w.servers[s].files.get_mut(&chunk) {
@@ -266,13 +281,18 @@ fn damage(w: &mut World, kind: Damage) {
             }
         }
         Damage::Vanish => {
-            w.servers[s].files.remove(&chunk);
+            if let Some(f) = w.servers[s].files.remove(&chunk) {
+                w.note_fault(f.generation);
+            }
             w.servers[s].touch(&chunk);
             w.note_gone(s, &chunk);
         }
         Damage::Mismatch => {
             // Bytes of another write under the same id: never the same
             // twice, so two damaged copies never agree with each other.
+            if let Some(g) = w.servers[s].files.get(&chunk).map(|f| f.generation) {
+                w.note_fault(g);
+            }
             let mut f = w.new_file(&chunk);
             f.size += 1 + f.generation % 97;
             f.crc32c ^= 0x5eed_0000 | f.generation as u32;

@@ -1,6 +1,8 @@
 //! The invariants, one function each, garage style: `Ok(())` or what broke.
 //!
-//! 1. [`last_copy`]: no delete ever removes the last whole copy of a chunk.
+//! 1. [`last_copy`]: no delete ever removes the last whole copy of a chunk,
+//!    unless every copy it was confirmed to rely on was lost to a fault
+//!    after that confirmation (a double fault no step can see).
 //! 2. [`decided_term`]: no delete decided under an older term is carried out.
 //! 3. [`named_replica`]: a delete removes only the replica it was decided
 //!    for (never a newer copy, never a whole one when it meant a damaged one).
@@ -32,6 +34,9 @@ pub struct DeleteFacts<'a> {
     /// The indexed copy it removed, if any: its generation, and whether it
     /// was intact (not known damaged, and the chunk's own bytes).
     pub removed: Option<(u64, bool)>,
+    /// Every copy its master confirmed it relies on was lost to a fault
+    /// after that confirmation (a second fault the master could not see).
+    pub double_fault: bool,
 }
 
 /// Every rule about one delete.
@@ -41,9 +46,14 @@ pub fn check_delete(f: &DeleteFacts<'_>) -> Result<(), String> {
     named_replica(f)
 }
 
-/// Invariant 1.
+/// Invariant 1: no delete removes the last intact copy, unless every copy
+/// its master confirmed right before it (`StatChunk`: held, this replica,
+/// the chunk's header, no delete running) was then lost to a fault — its
+/// rot found, its file vanished — while the delete was on its way. No
+/// protocol step can see that: it is the double fault this rule excludes.
+/// A copy the protocol itself deleted is never such a fault.
 pub fn last_copy(f: &DeleteFacts<'_>) -> Result<(), String> {
-    if f.before > 0 && f.after == 0 {
+    if f.before > 0 && f.after == 0 && !f.double_fault {
         return Err(format!(
             "last-whole-copy: {} removed the last whole copy",
             f.what
@@ -171,6 +181,7 @@ mod tests {
             recorded: 3,
             intent,
             removed,
+            double_fault: false,
         }
     }
 
@@ -194,6 +205,8 @@ mod tests {
         let mut f = facts(Intent::Whole(Some(7)), Some((7, true)));
         f.after = 0;
         assert!(check_delete(&f).is_err_and(|e| e.starts_with("last-whole-copy")));
+        f.double_fault = true;
+        assert!(check_delete(&f).is_ok(), "a fault after the confirmation");
         let mut f = facts(Intent::Whole(Some(7)), Some((7, true)));
         f.sent = 4;
         assert!(check_delete(&f).is_err_and(|e| e.starts_with("stale-term")));

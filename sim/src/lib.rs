@@ -115,6 +115,8 @@ fn build(seed: u64) -> World {
         mismatches: rng.unit() < 0.3,
         accepted: Vec::new(),
         found_rotten: Default::default(),
+        faulted_at: BTreeMap::new(),
+        double_faults: 0,
     };
     for i in 0..rng.range(1, 4) {
         let factor = match rng.range(0, 3) {

@@ -204,7 +204,7 @@ impl SimMaster {
     /// A heartbeat arrives (the `Heartbeat` handler): applied, counted
     /// towards settling when built under this leader's term, answered.
     /// Returns whether the master now holds what it said (no full report
-    /// asked for instead).
+    /// asked for instead, not ignored as older than one applied).
     pub fn heartbeat(
         &mut self,
         cx: &mut Ctx<'_>,
@@ -231,7 +231,9 @@ impl SimMaster {
             },
         };
         cx.sched.send(cx.rng, &cx.weather, answer);
-        !out.send_full_report
+        // A late report the master ignored applied nothing (it may still
+        // count towards settling, as the `Heartbeat` handler counts it).
+        !out.send_full_report && !out.stale
     }
 
     /// Whether any RPC is in flight.

@@ -157,7 +157,13 @@ impl SimMaster {
 
     /// `Mover::release_source` once the replicas that stay are confirmed:
     /// the view checked again, then the source's delete.
-    pub(crate) fn release(&mut self, cx: &mut Ctx<'_>, start: Start, term: u64) {
+    pub(crate) fn release(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        start: Start,
+        term: u64,
+        relied: Vec<(u64, Duration)>,
+    ) {
         let t = &start.ticket;
         if self.meta.source_deletable(&t.chunk, t.from.no).is_err() {
             return self.end_copy(cx, start, Ok(()));
@@ -174,6 +180,7 @@ impl SimMaster {
             decided: term,
             intent: intent_whole(cx.servers, from, &t.chunk),
             kind: "move source",
+            relied,
         };
         let op = Op::Copy {
             start,
@@ -218,7 +225,14 @@ impl SimMaster {
 
     /// `Mover::trim`'s delete of holder `next`, once the replicas that stay
     /// are confirmed.
-    pub(crate) fn trim_delete(&mut self, cx: &mut Ctx<'_>, d: Deletion, next: usize, term: u64) {
+    pub(crate) fn trim_delete(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        d: Deletion,
+        next: usize,
+        term: u64,
+        relied: Vec<(u64, Duration)>,
+    ) {
         let Some(s) = d.servers.get(next).cloned() else {
             return self.meta.end_busy(&d.chunk);
         };
@@ -227,6 +241,7 @@ impl SimMaster {
             return self.meta.end_busy(&d.chunk);
         }
         if !self.leads_at(term) {
+            self.meta.trim_stopped(&d.chunk);
             return self.meta.end_busy(&d.chunk);
         }
         let req = Request::Delete {
@@ -236,6 +251,7 @@ impl SimMaster {
             decided: term,
             intent: intent_whole(cx.servers, idx(&s), &d.chunk),
             kind: "trim",
+            relied,
         };
         let op = Op::Trim { d, next, term };
         self.send(cx, idx(&s), op, req, SMALL_RPC_TIMEOUT);
@@ -259,6 +275,7 @@ impl SimMaster {
             decided: term,
             intent: Intent::Damaged,
             kind: "damaged copy",
+            relied: Vec::new(),
         };
         let to = idx(&server);
         self.send(

@@ -53,6 +53,9 @@ pub enum Request {
         intent: Intent,
         /// Which step decided it: `trim`, `move source`, `damaged copy`.
         kind: &'static str,
+        /// The copies its master confirmed it relies on (ground truth):
+        /// each one's generation and when its confirmation arrived.
+        relied: Vec<(u64, Duration)>,
     },
     /// `VerifyChunk`.
     Verify {
@@ -196,6 +199,23 @@ pub struct Scheduler {
     pub now: Duration,
     queue: BTreeMap<(Duration, u64), Event>,
     next_seq: u64,
+    /// The last delivery time on each ordered link (see [`link`]).
+    links: BTreeMap<(u8, usize, usize), Duration>,
+}
+
+/// The connection a message travels on, when it keeps its order: a
+/// master's requests to a chunk server and their answers share the one
+/// HTTP/2 connection the master's `Clients` keeps per server, and TCP
+/// delivers it in order, so a stalled connection holds up what follows
+/// instead of letting it overtake (a `StatChunk` never arrives before a
+/// `DeleteChunk` sent earlier). Heartbeats go over the chunk server's own
+/// connections and may still arrive in any order.
+fn link(e: &Event) -> Option<(u8, usize, usize)> {
+    match e {
+        Event::ToServer { from, to, op, .. } if *op != 0 => Some((0, *from, *to)),
+        Event::Answer { to, from, .. } => Some((1, *from, *to)),
+        _ => None,
+    }
 }
 
 impl Scheduler {
@@ -205,13 +225,19 @@ impl Scheduler {
             now: Duration::ZERO,
             queue: BTreeMap::new(),
             next_seq: 0,
+            links: BTreeMap::new(),
         }
     }
 
     /// Schedules `e` after `delay`.
     pub fn after(&mut self, delay: Duration, e: Event) {
+        self.at(self.now + delay, e);
+    }
+
+    /// Schedules `e` at `when`.
+    fn at(&mut self, when: Duration, e: Event) {
         self.next_seq += 1;
-        self.queue.insert((self.now + delay, self.next_seq), e);
+        self.queue.insert((when, self.next_seq), e);
     }
 
     /// Every event still to come, in order.
@@ -227,7 +253,8 @@ impl Scheduler {
     }
 
     /// Sends a message through the network: lost, delivered once or twice,
-    /// promptly or late, as `w` and `rng` decide.
+    /// promptly or late, as `w` and `rng` decide; never before a message
+    /// sent earlier on the same ordered link.
     pub fn send(&mut self, rng: &mut Rng, w: &Weather, e: Event) {
         if rng.unit() < w.loss {
             return;
@@ -239,7 +266,13 @@ impl Scheduler {
             } else {
                 Duration::from_micros(rng.range(200, 5_000))
             };
-            self.after(delay, e.clone());
+            let mut when = self.now + delay;
+            if let Some(key) = link(&e) {
+                let last = self.links.entry(key).or_default();
+                when = when.max(*last);
+                *last = when;
+            }
+            self.at(when, e.clone());
         }
     }
 }

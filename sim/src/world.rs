@@ -83,6 +83,14 @@ pub struct World {
     pub mismatches: bool,
     /// Rotten copies a client has read and reported: (server, generation).
     pub found_rotten: std::collections::BTreeSet<(usize, u64)>,
+    /// When each copy (by generation) was lost to a fault as far as anyone
+    /// could tell: its rot found by a read, its file vanished, its bytes
+    /// replaced.
+    pub faulted_at: BTreeMap<u64, Duration>,
+    /// Deletes that removed the last intact copy only because every copy
+    /// they were confirmed to rely on was lost to a fault after its
+    /// confirmation (see [`invariants::last_copy`]).
+    pub double_faults: u64,
     /// Copies a master accepted as already there: (server, chunk).
     pub accepted: Vec<(usize, String)>,
     /// Run to the end after a violation (to time full runs).
@@ -144,6 +152,12 @@ impl World {
         self.servers[s].files.insert(chunk.to_owned(), f);
         self.servers[s].touch(chunk);
         self.gone_at.remove(&(s, chunk.to_owned()));
+    }
+
+    /// Notes that copy `generation` was lost to a fault now (the first
+    /// time counts).
+    pub fn note_fault(&mut self, generation: u64) {
+        self.faulted_at.entry(generation).or_insert(self.sched.now);
     }
 
     /// Notes that `chunk`'s indexed copy on `s` is gone (or no longer the chunk).
@@ -244,6 +258,9 @@ impl World {
                 });
                 if applied {
                     self.applied_built[to][from] = self.applied_built[to][from].max(built);
+                }
+                if self.trace {
+                    eprintln!("             applied: {applied}");
                 }
             }
             Event::DeleteRuns {
@@ -437,10 +454,17 @@ impl World {
             decided,
             intent,
             kind,
+            relied,
         } = req
         else {
             return;
         };
+        // Lost to faults the master could not see: every copy it confirmed
+        // went, by a fault, after it was confirmed.
+        let double_fault = !relied.is_empty()
+            && relied
+                .iter()
+                .all(|(g, at)| self.faulted_at.get(g).is_some_and(|f| f > at));
         let was_accepted = self.accepted.contains(&(on, chunk.clone()));
         let before = self.intact_copies(&chunk);
         let recorded = self.servers[on].term;
@@ -482,7 +506,16 @@ impl World {
             recorded,
             intent,
             removed,
+            double_fault,
         };
+        if double_fault && before > 0 && after == 0 {
+            self.double_faults += 1;
+            if self.trace {
+                eprintln!(
+                    "             double fault: {what}: every copy it relied on was lost to a fault after its confirmation"
+                );
+            }
+        }
         if let Err(v) = invariants::check_delete(&facts) {
             self.violations.push(format!("t={:?}: {v}", self.sched.now));
         }

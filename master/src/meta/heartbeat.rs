@@ -71,6 +71,9 @@ pub struct HeartbeatOutcome {
     pub registered: bool,
     /// The server had been marked dead and is alive again.
     pub revived: bool,
+    /// The report was older than what the master already applied (it
+    /// arrived late) and was ignored, but as a sign of life.
+    pub stale: bool,
 }
 
 impl Meta {
@@ -92,10 +95,16 @@ impl Meta {
             send_full_report: false,
             registered,
             revived,
+            stale: false,
         };
         let id = self.servers[no as usize].id.clone();
         if self.is_from_older_run(no, hb.stamp, now) {
             tracing::info!(server = %id, "report from an earlier run of the server arrived late; ignored");
+            out.stale = true;
+            return out;
+        }
+        if self.switch_to_older_run(no, hb.stamp, now) {
+            out.send_full_report = true;
             return out;
         }
         // A chunk server sends its reports one after another: one stamped
@@ -107,6 +116,7 @@ impl Meta {
             && got < known
         {
             tracing::info!(server = %id, "report older than one already applied arrived late; ignored");
+            out.stale = true;
             return out;
         }
         self.set_drain_mark(no, hb.draining);
@@ -123,7 +133,9 @@ impl Meta {
                 tracing::warn!(server = %id, held, chunk_count = hb.chunk_count, "full report disagrees with its own chunk count");
             }
             tracing::debug!(server = %id, chunks = hb.chunks.len(), "full report applied");
-        } else if !self.servers[no as usize].synced {
+        } else if !self.servers[no as usize].synced || self.delta_of_other_run(no, hb.stamp) {
+            // A delta builds on the last full report of its own run only.
+            self.servers[no as usize].synced = false;
             out.send_full_report = true;
             tracing::debug!(server = %id, "delta ignored until a full report arrives");
         } else {
@@ -148,11 +160,29 @@ impl Meta {
                 self.servers[no as usize].synced = false;
                 out.send_full_report = true;
             }
+            out.send_full_report |= self.doubt_deleting(no, &hb.deleting);
         }
         self.advance_stamp(no, hb.stamp, now);
         // The balancer's view follows now, unless a pass holds it.
         self.chunks.flush(false);
         out
+    }
+
+    /// A delta lists deletes running on `no`: each replica of them the
+    /// master counts there counts for nothing until a full report built
+    /// with no delete of it running (as a full report drops it, and as a
+    /// failed delete's replica waits, see [`Meta::doubt_replica`]); the
+    /// delta's own entry for such a chunk was dropped, so the replica it
+    /// replaced would stay counted. Returns whether any did.
+    fn doubt_deleting(&mut self, no: ServerNo, deleting: &[String]) -> bool {
+        let mut any = false;
+        for chunk in deleting {
+            if self.chunks.get(chunk).is_some_and(|c| c.holds(no)) {
+                self.doubt_replica(chunk, no);
+                any = true;
+            }
+        }
+        any
     }
 
     /// Whether `stamp` comes from a run of the server older than the one
@@ -164,6 +194,37 @@ impl Meta {
             .stamp_seen
             .is_some_and(|t| now.saturating_duration_since(t) <= self.settings.heartbeat_timeout);
         recent && matches!((stamp, s.stamp), (Some(s), Some(k)) if s.incarnation < k.incarnation)
+    }
+
+    /// A report from a run older than the last applied one, taken only
+    /// because that run went silent: a restart whose clock stepped back, or
+    /// a report of a dead run delayed past a newer one's (its list would
+    /// bring back replicas lost since). Either way its list is not applied:
+    /// its run becomes the one whose reports count, and a full report is
+    /// asked for (a late report's run never sends it). Returns whether so.
+    fn switch_to_older_run(&mut self, no: ServerNo, stamp: Option<Stamp>, now: Instant) -> bool {
+        let s = &mut self.servers[no as usize];
+        let (Some(got), Some(known)) = (stamp, s.stamp) else {
+            return false;
+        };
+        if got.incarnation >= known.incarnation {
+            return false;
+        }
+        tracing::info!(server = %s.id, "report from an older run after the newer one went silent; asking for a full report before counting it");
+        s.stamp = Some(got);
+        s.stamp_seen = Some(now);
+        s.fresh.clear();
+        s.synced = false;
+        true
+    }
+
+    /// Whether a delta stamped `stamp` comes from another run than the
+    /// report last applied (seed 107589: a restarted master took a late
+    /// full report of the server's previous run, then the current run's
+    /// deltas, which build on what the master's previous process had).
+    fn delta_of_other_run(&self, no: ServerNo, stamp: Option<Stamp>) -> bool {
+        matches!((stamp, self.servers[no as usize].stamp),
+            (Some(g), Some(k)) if g.incarnation != k.incarnation)
     }
 
     /// Whether what a report stamped `stamp` says of `chunk` (`listed`: it

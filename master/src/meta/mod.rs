@@ -295,6 +295,16 @@ impl Meta {
                         > c.replication as usize;
             }
             None => {
+                // A lost chunk keeps its facts: a copy that disagrees with
+                // them is a mismatched copy, never the chunk redefined (the
+                // real chunk's copy, heard later, would be taken for the odd one).
+                if let Some(l) = self.lost.get(r.chunk.as_str())
+                    && (l.size, l.crc32c) != (r.size, r.crc32c)
+                {
+                    let (size, crc32c) = (l.size, l.crc32c);
+                    self.exclude_mismatch(no, r, size, crc32c);
+                    return Upsert::Excluded;
+                }
                 let policy = self.settings.default_replication;
                 let replication = self.factors.adopt(&r.chunk, r.replication, policy);
                 if replication < r.replication {
@@ -345,7 +355,14 @@ impl Meta {
             server.used -= c.size;
             server.replicas -= 1;
             if c.replicas.is_empty() {
+                let lost = LostChunk {
+                    size: c.size,
+                    crc32c: c.crc32c,
+                    replication: c.replication,
+                };
                 self.chunks.remove(r.chunk.as_str());
+                tracing::error!(chunk = %r.chunk, last_server = %server_id, "chunk lost: its last replica disagrees with it");
+                self.lost.insert(r.chunk.as_str().into(), lost);
             }
         }
         let replica = r.replica_id;

@@ -139,6 +139,16 @@ impl Meta {
         if matches!(outcome, VerifyOutcome::Failed(_)) {
             return;
         }
+        // A whole verdict older than a report already applied says nothing
+        // of now: the server may have marked the replica suspect since (a
+        // read found rot). The mark stays and the replica is verified again.
+        if matches!(outcome, VerifyOutcome::Whole)
+            && let Some(at) = at
+            && self.server(no).stamp.is_some_and(|k| k > at)
+        {
+            tracing::info!(chunk, server = %self.server(no).id, "a whole verdict older than the server's last report; verified again");
+            return;
+        }
         if let Some(s) = self.suspect.get_mut(chunk) {
             s.retain(|&mut x| x != no);
             if s.is_empty() {

@@ -190,3 +190,167 @@ fn a_copy_answer_older_than_the_last_applied_report_does_not_bring_a_replica_bac
     m.record_copy_of(&t, fresh, 777);
     assert_eq!(m.replica_id("x", t.to.no), 777);
 }
+
+#[test]
+fn a_lost_chunk_is_not_redefined_by_a_mismatched_copy_heard_first() {
+    // Seed 422: x (factor 1) on a; a's copy turns into other bytes, so x is
+    // lost; a's odd copy, reported again, must not become x, or the real
+    // copy b brings back would be deleted as the mismatched one.
+    let now = Instant::now();
+    let mut m = Meta::new(MetaSettings::default());
+    let mut good = rep("x", 10);
+    good.replica_id = 100;
+    apply(&mut m, hb("a", true, vec![good.clone()], &[], 1), now);
+    let mut odd = rep("x", 17);
+    odd.replica_id = 200;
+    apply(&mut m, hb("a", false, vec![odd.clone()], &[], 1), now);
+    assert!(m.chunk("x").is_none());
+    assert!(m.lost_chunks().contains_key("x"), "remembered as lost");
+    apply(&mut m, hb("a", false, vec![odd], &[], 1), now);
+    assert!(m.chunk("x").is_none(), "the odd copy is not the chunk");
+    good.replica_id = 300;
+    apply(&mut m, hb("b", true, vec![good], &[], 1), now);
+    let b = m.server_no("b").expect("b");
+    assert_eq!(m.chunk("x").map(|c| c.size), Some(10), "the real chunk");
+    assert_eq!(m.replica_id("x", b), 300);
+    assert!(!m.lost_chunks().contains_key("x"));
+    let plan = m.start_repairs(now, 10);
+    assert!(
+        plan.damaged.iter().all(|(_, s)| s.id != "b"),
+        "the real copy is never deleted as mismatched"
+    );
+    m.check().expect("invariants");
+}
+
+#[test]
+fn a_late_report_of_a_dead_run_brings_no_replica_back() {
+    // Seed 17907: a full report of an earlier run, held up on the way,
+    // arrived after the newer run had gone silent (it crashed); applied,
+    // it counted a replica lost since.
+    let t0 = Instant::now();
+    let mut m = Meta::new(MetaSettings::default());
+    let run = |incarnation, seq| Some(Stamp { incarnation, seq });
+    let mut old = hb("a", true, vec![rep("x", 10)], &[], 1);
+    old.stamp = run(3, 1);
+    apply(&mut m, old.clone(), t0);
+    assert!(m.chunk("x").is_some());
+    let mut newer = hb("a", true, vec![], &[], 0);
+    newer.stamp = run(4, 1);
+    apply(&mut m, newer, t0);
+    assert!(m.chunk("x").is_none(), "the newer run lost it");
+    let later = t0 + MetaSettings::default().heartbeat_timeout * 2;
+    let out = apply(&mut m, old, later);
+    assert!(out.send_full_report, "asked for a full report first");
+    assert!(m.chunk("x").is_none(), "the late list is not applied");
+    // A run whose clock stepped back is counted from its next full report.
+    let mut again = hb("a", true, vec![rep("x", 10)], &[], 1);
+    again.stamp = run(3, 2);
+    let out = apply(&mut m, again, later);
+    assert!(!out.send_full_report);
+    assert!(m.chunk("x").is_some());
+    m.check().expect("invariants");
+}
+
+#[test]
+fn a_whole_verdict_older_than_the_last_report_clears_no_suspect_mark() {
+    // Seed 30778: a verdict of the server's previous run, held up on the
+    // way, cleared the suspect mark its new run had reported after a read
+    // found rot; a trim then relied on the rotten copy.
+    let now = Instant::now();
+    let mut m = three_at_factor_three(now);
+    let a = m.server_no("a").expect("a");
+    m.report_corruption("x", "a").expect("reported");
+    let mut r = rep("x", 10);
+    r.replication = 3;
+    r.replica_id = 100;
+    r.suspect = true;
+    let mut report = hb("a", true, vec![r], &[], 1);
+    report.stamp = Some(Stamp {
+        incarnation: 2,
+        seq: 1,
+    });
+    apply(&mut m, report, now);
+    let late = Some(Stamp {
+        incarnation: 1,
+        seq: 11,
+    });
+    m.verified("x", a, &VerifyOutcome::Whole, late);
+    assert!(m.is_suspect("x", a), "the late verdict clears nothing");
+    assert_eq!(m.verifications_due().len(), 1, "verified again");
+    let fresh = Some(Stamp {
+        incarnation: 2,
+        seq: 2,
+    });
+    m.verified("x", a, &VerifyOutcome::Whole, fresh);
+    assert!(!m.is_suspect("x", a));
+}
+
+#[test]
+fn a_replica_a_delta_reports_being_deleted_counts_for_nothing() {
+    // Seed 80432: while a delete of x ran on c, c's copy turned into other
+    // bytes; the delta listing it was dropped (a delete runs), and the
+    // master went on counting the whole replica it had replaced.
+    let now = Instant::now();
+    let mut m = three_at_factor_three(now);
+    let c = m.server_no("c").expect("c");
+    let mut odd = rep("x", 11);
+    odd.replication = 3;
+    odd.replica_id = 900;
+    let mut delta = hb("c", false, vec![odd], &[], 1);
+    delta.deleting = vec!["x".into()];
+    let out = apply(&mut m, delta, now);
+    assert!(out.send_full_report, "asked for a full report");
+    assert!(!m.chunk("x").expect("x").holds(c), "counted for nothing");
+    assert!(m.is_doubted("x", c));
+}
+
+#[test]
+fn a_report_older_than_one_applied_says_it_was_ignored() {
+    let now = Instant::now();
+    let mut m = Meta::new(MetaSettings::default());
+    let mut newer = hb("a", true, vec![], &[], 0);
+    newer.stamp = Some(Stamp {
+        incarnation: 1,
+        seq: 5,
+    });
+    assert!(!apply(&mut m, newer, now).stale);
+    let mut late = hb("a", true, vec![rep("x", 10)], &[], 1);
+    late.stamp = Some(Stamp {
+        incarnation: 1,
+        seq: 4,
+    });
+    let out = apply(&mut m, late, now);
+    assert!(out.stale && !out.send_full_report);
+    assert!(m.chunk("x").is_none());
+}
+
+#[test]
+fn a_delta_of_another_run_than_the_last_full_report_is_not_applied() {
+    // Seed 107589: a fresh master's first report was a late full one of
+    // the server's previous run; the current run's deltas build on what
+    // the master's previous process had, not on it.
+    let now = Instant::now();
+    let mut m = Meta::new(MetaSettings::default());
+    let mut late = hb("a", true, vec![rep("x", 10)], &[], 1);
+    late.stamp = Some(Stamp {
+        incarnation: 2,
+        seq: 0,
+    });
+    apply(&mut m, late, now);
+    let mut delta = hb("a", false, vec![], &[], 1);
+    delta.stamp = Some(Stamp {
+        incarnation: 3,
+        seq: 3,
+    });
+    assert!(apply(&mut m, delta, now).send_full_report);
+    let mut full = hb("a", true, vec![], &[], 0);
+    full.stamp = Some(Stamp {
+        incarnation: 3,
+        seq: 3,
+    });
+    apply(&mut m, full, now);
+    assert!(
+        m.chunk("x").is_none(),
+        "the current run's full report counts"
+    );
+}

@@ -9,11 +9,90 @@ use keel_proto::v1::StatChunkRequest;
 use tracing::info;
 
 use super::{Mover, SMALL_RPC_TIMEOUT};
-use crate::meta::{ServerAddr, ServerNo, lock};
+use crate::meta::{ServerAddr, ServerNo, Staying, lock};
 
 /// How long the whole confirmation may take: an answer that took longer
 /// says what its server held too long ago to rely on.
 pub const CONFIRM_WITHIN: Duration = Duration::from_secs(1);
+
+/// The steps of one confirmation without its I/O: which holder to ask
+/// next and within what time, and whether enough have confirmed. The
+/// mover drives it with real `StatChunk` calls, the simulation (`sim/`)
+/// with simulated ones, so both take the same decisions.
+#[derive(Debug, Clone)]
+pub struct Confirmation {
+    staying: Staying,
+    deadline: Instant,
+    at: usize,
+    confirmed: usize,
+}
+
+/// What a [`Confirmation`] wants next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfirmStep {
+    /// Ask this holder (`StatChunk`), waiting at most `timeout`.
+    Ask {
+        /// The holder.
+        server: ServerAddr,
+        /// How long its answer may take.
+        timeout: Duration,
+    },
+    /// Enough replicas confirmed: the delete may go once the view agrees.
+    Confirmed,
+    /// Too few confirmed within [`CONFIRM_WITHIN`]; why.
+    Refused(String),
+}
+
+impl Confirmation {
+    /// A confirmation of `staying` starting at `now`.
+    pub fn new(staying: Staying, now: Instant) -> Self {
+        Confirmation {
+            staying,
+            deadline: now + CONFIRM_WITHIN,
+            at: 0,
+            confirmed: 0,
+        }
+    }
+
+    /// The next step at `now`.
+    pub fn next(&self, now: Instant) -> ConfirmStep {
+        if self.confirmed >= self.staying.need {
+            return ConfirmStep::Confirmed;
+        }
+        let left = self.deadline.saturating_duration_since(now);
+        match self.staying.holders.get(self.at) {
+            Some((server, _)) if !left.is_zero() => ConfirmStep::Ask {
+                server: server.clone(),
+                timeout: left.min(SMALL_RPC_TIMEOUT),
+            },
+            _ => ConfirmStep::Refused(format!(
+                "only {} of the {} replicas that stay confirmed held within {CONFIRM_WITHIN:?}, {} wanted",
+                self.confirmed,
+                self.staying.holders.len(),
+                self.staying.need
+            )),
+        }
+    }
+
+    /// The holder last asked answered at `now` (size, CRC32C, replica
+    /// identity, whether a delete of it runs), or did not (`None`). Returns
+    /// whether the answer confirmed it. An answer taken after the deadline
+    /// confirms nothing, whatever the call's own timeout said: a master
+    /// frozen meanwhile finds the answer and the expired timer ready at
+    /// once, and the answer says what was held too long ago.
+    pub fn answered(&mut self, now: Instant, answer: Option<(u64, u32, u64, bool)>) -> bool {
+        let Some(&(_, expect)) = self.staying.holders.get(self.at) else {
+            return false;
+        };
+        self.at += 1;
+        let ok = now <= self.deadline
+            && answer.is_some_and(|(size, crc, replica, deleting)| {
+                self.staying.confirms(expect, size, crc, replica, deleting)
+            });
+        self.confirmed += usize::from(ok);
+        ok
+    }
+}
 
 impl Mover {
     /// Confirms with their servers that at least the chunk's factor of the
@@ -24,35 +103,25 @@ impl Mover {
         let Some(staying) = lock(&self.meta).staying(chunk, from) else {
             return Err(format!("chunk {chunk} is no longer known"));
         };
-        let deadline = Instant::now() + CONFIRM_WITHIN;
-        let mut confirmed = 0;
-        for (server, expect) in &staying.holders {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if confirmed >= staying.need || left.is_zero() {
-                break;
-            }
-            match self.stat(chunk, server, left.min(SMALL_RPC_TIMEOUT)).await {
-                Ok((size, crc, replica, deleting))
-                    if staying.confirms(*expect, size, crc, replica, deleting) =>
-                {
-                    confirmed += 1
-                }
-                Ok(_) => {
-                    info!(chunk, server = %server.id, "a replica a delete relied on is not the one counted")
+        let mut c = Confirmation::new(staying, Instant::now());
+        loop {
+            let (server, timeout) = match c.next(Instant::now()) {
+                ConfirmStep::Confirmed => return Ok(()),
+                ConfirmStep::Refused(why) => return Err(why),
+                ConfirmStep::Ask { server, timeout } => (server, timeout),
+            };
+            match self.stat(chunk, &server, timeout).await {
+                Ok(answer) => {
+                    if !c.answered(Instant::now(), Some(answer)) {
+                        info!(chunk, server = %server.id, "a replica a delete relied on is not the one counted")
+                    }
                 }
                 Err(e) => {
+                    c.answered(Instant::now(), None);
                     info!(chunk, server = %server.id, error = %e, "a replica a delete relied on could not be confirmed")
                 }
             }
         }
-        if confirmed < staying.need {
-            return Err(format!(
-                "only {confirmed} of the {} replicas that stay confirmed held within {CONFIRM_WITHIN:?}, {} wanted",
-                staying.holders.len(),
-                staying.need
-            ));
-        }
-        Ok(())
     }
 
     /// `StatChunk` of `chunk` on `server`: size, CRC32C, replica identity,
@@ -80,5 +149,67 @@ impl Mover {
         };
         let h = r.header.ok_or("the answer has no header")?;
         Ok((h.size, h.crc32c, r.replica_id, r.deleting))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn staying(need: usize) -> Staying {
+        let holder = |id: &str, replica| {
+            let addr = ServerAddr {
+                no: 0,
+                id: id.into(),
+                address: format!("http://{id}:1"),
+            };
+            (addr, replica)
+        };
+        Staying {
+            holders: vec![holder("a", 7), holder("b", 8)],
+            size: 10,
+            crc32c: 99,
+            need,
+        }
+    }
+
+    #[test]
+    fn enough_answers_of_the_counted_replicas_confirm() {
+        let t0 = Instant::now();
+        let mut c = Confirmation::new(staying(1), t0);
+        assert!(matches!(c.next(t0), ConfirmStep::Ask { server, .. } if server.id == "a"));
+        assert!(!c.answered(t0, Some((10, 99, 6, false))), "another replica");
+        assert!(matches!(c.next(t0), ConfirmStep::Ask { server, .. } if server.id == "b"));
+        assert!(c.answered(t0, Some((10, 99, 8, false))));
+        assert_eq!(c.next(t0), ConfirmStep::Confirmed);
+    }
+
+    #[test]
+    fn too_few_or_too_late_refuse() {
+        let t0 = Instant::now();
+        let mut c = Confirmation::new(staying(2), t0);
+        c.answered(t0, Some((10, 99, 7, true)));
+        c.answered(t0, None);
+        assert!(
+            matches!(c.next(t0), ConfirmStep::Refused(_)),
+            "a delete running, no answer"
+        );
+        let c = Confirmation::new(staying(1), t0);
+        let late = t0 + CONFIRM_WITHIN;
+        assert!(
+            matches!(c.next(late), ConfirmStep::Refused(_)),
+            "past CONFIRM_WITHIN"
+        );
+        let ConfirmStep::Ask { timeout, .. } = c.next(t0) else {
+            panic!("asks first");
+        };
+        assert_eq!(timeout, CONFIRM_WITHIN);
+        // Seed 113451: the answer was on time, the frozen master took it late.
+        let mut c = c;
+        let late = t0 + CONFIRM_WITHIN + Duration::from_millis(1);
+        assert!(
+            !c.answered(late, Some((10, 99, 7, false))),
+            "taken too late"
+        );
     }
 }

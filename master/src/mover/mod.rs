@@ -31,7 +31,7 @@ pub mod clients;
 
 mod confirm;
 
-pub use confirm::CONFIRM_WITHIN;
+pub use confirm::{CONFIRM_WITHIN, ConfirmStep, Confirmation};
 mod copy;
 
 use std::sync::Arc;
@@ -377,6 +377,9 @@ impl Mover {
             };
             if !self.clients.leads_at(term) {
                 info!(chunk = %d.chunk, term, "trim stopped: decided under a term this master no longer leads under");
+                // Reconsidered should this master lead again: nothing else
+                // makes an excess replica a trim candidate once more.
+                lock(&self.meta).trim_stopped(&d.chunk);
                 return;
             }
             match self.delete(&d.chunk, s, replica, term).await {
