@@ -80,6 +80,17 @@ pub struct Reports {
     refused_held: Mutex<HashMap<Box<str>, u64>>,
 }
 
+/// What applying one heartbeat (or one page of a report) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Applied {
+    /// The server should send a full report next.
+    pub send_full_report: bool,
+    /// The report arrived after a newer one of its server was applied and
+    /// was ignored but as a sign of life: it tells nothing of what the
+    /// server holds now, so it must not count towards a leader's settling.
+    pub stale: bool,
+}
+
 impl Reports {
     /// Applies one validated heartbeat, with its paging fields and the
     /// number of its listed entries refused one by one; returns whether the
@@ -87,11 +98,25 @@ impl Reports {
     pub fn apply(
         &self,
         meta: &Mutex<Meta>,
-        mut hb: Heartbeat,
+        hb: Heartbeat,
         page: Page,
         refused: u64,
         now: Instant,
     ) -> bool {
+        self.apply_report(meta, hb, page, refused, now)
+            .send_full_report
+    }
+
+    /// [`Reports::apply`], also saying whether the report was ignored as
+    /// late.
+    pub fn apply_report(
+        &self,
+        meta: &Mutex<Meta>,
+        mut hb: Heartbeat,
+        page: Page,
+        refused: u64,
+        now: Instant,
+    ) -> Applied {
         let mut partial = self.partial.lock().unwrap_or_else(PoisonError::into_inner);
         partial.retain(|_, p| now.saturating_duration_since(p.updated) < PARTIAL_TTL);
         if !hb.full_report || page.report_id == 0 {
@@ -103,7 +128,11 @@ impl Reports {
                 hb.chunk_count = hb.chunk_count.saturating_sub(earlier);
             }
             drop(partial);
-            return lock(meta).apply_heartbeat(hb, now).send_full_report;
+            let out = lock(meta).apply_heartbeat(hb, now);
+            return Applied {
+                send_full_report: out.send_full_report,
+                stale: out.stale,
+            };
         }
         let id: Box<str> = hb.id.as_str().into();
         if page.page == 0 {
@@ -126,12 +155,12 @@ impl Reports {
         let Some(p) = partial.get_mut(&id).filter(|p| follows(p)) else {
             let expected = partial.remove(&id).map(|p| (p.report_id, p.next_page));
             warn!(server = %hb.id, report = page.report_id, page = page.page, ?expected, "report page out of order; dropping the partial report and asking for a full report");
-            return broken(meta, hb, now);
+            return full(broken(meta, hb, now));
         };
         if p.reported.len() + hb.chunks.len() > MAX_REPORT_REPLICAS {
             partial.remove(&id);
             warn!(server = %hb.id, max = MAX_REPORT_REPLICAS, "paged report too large; dropped");
-            return broken(meta, hb, now);
+            return full(broken(meta, hb, now));
         }
         hb.chunks.retain(|c| {
             let first = p.reported.insert(c.chunk.as_str().into());
@@ -149,10 +178,10 @@ impl Reports {
         p.updated = now;
         p.refused += refused;
         if !page.last {
-            return false;
+            return full(false);
         }
         let Some(p) = partial.remove(&id) else {
-            return true;
+            return full(true);
         };
         drop(partial);
         let (pages, chunks) = (p.next_page, p.reported.len());
@@ -168,7 +197,7 @@ impl Reports {
         lock(meta).apply_report_page(&hb, Instant::now());
         info!(server = %hb.id, pages, chunks, "paged full report applied");
         // A delete that failed still runs there: another full report after it.
-        doubts_left
+        full(doubts_left)
     }
 
     fn held(&self) -> MutexGuard<'_, HashMap<Box<str>, u64>> {
@@ -184,6 +213,14 @@ impl Reports {
         } else {
             self.held().insert(server.into(), refused);
         }
+    }
+}
+
+/// A page's answer: whether to ask for a full report (pages are never late).
+fn full(send_full_report: bool) -> Applied {
+    Applied {
+        send_full_report,
+        stale: false,
     }
 }
 
@@ -298,5 +335,29 @@ mod tests {
         let (r, m, now) = setup(&[]);
         r.apply(&m, hb(&["a"], 2), page(7, 0, false), 0, now);
         assert!(r.apply(&m, hb(&["b"], 2), page(7, 1, true), 0, now + PARTIAL_TTL));
+    }
+
+    #[test]
+    fn a_report_overtaken_on_the_way_is_applied_as_stale() {
+        let (r, m, now) = (
+            Reports::default(),
+            Mutex::new(Meta::new(MetaSettings::default())),
+            Instant::now(),
+        );
+        let stamped = |seq, chunks: &[&str]| Heartbeat {
+            stamp: Some(crate::meta::Stamp {
+                incarnation: 1,
+                seq,
+            }),
+            ..hb(chunks, chunks.len() as u64)
+        };
+        let first = r.apply_report(&m, stamped(5, &["a"]), Page::default(), 0, now);
+        assert!(!first.stale);
+        let late = r.apply_report(&m, stamped(4, &["a", "b"]), Page::default(), 0, now);
+        assert!(
+            late.stale,
+            "a report stamped before the applied one is late"
+        );
+        assert!(!late.send_full_report);
     }
 }

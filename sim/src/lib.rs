@@ -43,7 +43,7 @@ pub const HEAL_PHASE: Duration = Duration::from_secs(90);
 
 /// What one seed did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
+pub struct SeedRun {
     /// Events run.
     pub steps: u64,
     /// The first invariant broken, if any.
@@ -55,7 +55,7 @@ pub struct Outcome {
 }
 
 /// Runs seed `seed` to the end of its must-heal phase.
-pub fn run_seed(seed: u64) -> Outcome {
+pub fn run_seed(seed: u64) -> SeedRun {
     run_seed_with(seed, Options::default())
 }
 
@@ -69,12 +69,12 @@ pub struct Options {
 }
 
 /// Runs seed `seed` as `opts` say.
-pub fn run_seed_with(seed: u64, opts: Options) -> Outcome {
+pub fn run_seed_with(seed: u64, opts: Options) -> SeedRun {
     let mut w = build(seed);
     w.trace = opts.trace;
     w.keep_going = opts.keep_going;
     let result = w.run();
-    Outcome {
+    SeedRun {
         steps: w.steps,
         result,
         digest: digest(&w),

@@ -33,7 +33,7 @@ use crate::error::{Error, NotLeader};
 use crate::ha::{Ha, LeaderInfo, OperatorState};
 use crate::meta::{Explanation, Heartbeat, Location, ServerStatus, SharedMeta, lock};
 use crate::mover::Mover;
-use crate::reports::{Page, Reports};
+use crate::reports::{Applied, Page, Reports};
 
 pub use change::{Drained, Placed};
 
@@ -210,7 +210,7 @@ impl Front {
         reported_term: u64,
     ) -> Result<HeartbeatAnswer, Error> {
         let server = hb.id.clone();
-        let send_full_report = if hb.full_report {
+        let applied = if hb.full_report {
             // Up to a page (or a 64 MiB message) of replicas: recorded off the
             // async threads, so other requests stay prompt meanwhile.
             let front = self.clone();
@@ -227,8 +227,11 @@ impl Front {
         // a full report: it holds no whole view of the server then), and
         // only when built under this leader's term: then it lists every
         // delete an earlier leader made.
+        // A report ignored as late says nothing of the server's disk now.
         let leadership = &self.ha.leadership;
+        let send_full_report = applied.send_full_report;
         if !send_full_report
+            && !applied.stale
             && (page.report_id == 0 || page.last)
             && reported_term >= leadership.known_term()
         {
@@ -240,7 +243,7 @@ impl Front {
         })
     }
 
-    fn apply_heartbeat(&self, hb: Heartbeat, page: Page, refused: u64) -> Result<bool, Error> {
+    fn apply_heartbeat(&self, hb: Heartbeat, page: Page, refused: u64) -> Result<Applied, Error> {
         let now = Instant::now();
         {
             let m = lock(&self.meta);
@@ -251,7 +254,9 @@ impl Front {
                 });
             }
         }
-        Ok(self.reports.apply(&self.meta, hb, page, refused, now))
+        Ok(self
+            .reports
+            .apply_report(&self.meta, hb, page, refused, now))
     }
 
     /// Every known server, with the cluster's average utilization.
