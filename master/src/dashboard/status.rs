@@ -95,33 +95,20 @@ pub struct Policy {
     pub limits: MoveLimits,
 }
 
-/// One server.
+/// One server: the metadata's own status, plus what the dashboard derives
+/// from the band and the floor.
 #[derive(Debug, Clone, Serialize)]
 pub struct Server {
-    /// Server id.
-    pub id: String,
-    /// gRPC address.
-    pub address: String,
-    /// Rack label, empty when unset.
-    pub rack: String,
-    /// `alive`, `dead`, `draining` or `drained`.
-    pub state: &'static str,
-    /// Bytes counted as 100 %.
-    pub capacity_bytes: u64,
-    /// Bytes of the replicas it holds.
-    pub used_bytes: u64,
+    /// Id, address, rack, state, capacity, used, utilization, chunks and
+    /// last heartbeat, as `ListServers` reports them.
+    #[serde(flatten)]
+    pub status: ServerStatus,
     /// Capacity minus used.
     pub free_bytes: u64,
     /// Free bytes no move may go below.
     pub floor_bytes: u64,
-    /// `100 * used / capacity`.
-    pub utilization_pct: f64,
     /// `over`, `under` or `within` the band (`none` when not counted).
     pub band: &'static str,
-    /// Replicas held.
-    pub chunks: u64,
-    /// Milliseconds since its last heartbeat.
-    pub last_heartbeat_ms: u64,
 }
 
 /// The queue's counts and its first [`LISTED_MOVES`] moves.
@@ -203,12 +190,11 @@ pub struct Redundancy {
 }
 
 /// Builds the answer.
-pub fn build(i: Inputs) -> Status {
+pub fn build(mut i: Inputs) -> Status {
     let avg = i.balance.average_utilization_pct;
     let (low, high) = (avg - i.threshold_pct, avg + i.threshold_pct);
-    let servers = i
-        .servers
-        .iter()
+    let servers = std::mem::take(&mut i.servers)
+        .into_iter()
         .map(|s| server(s, low, high, i.min_free_pct))
         .collect();
     let queue = queue(&i.balance);
@@ -257,7 +243,7 @@ pub fn build(i: Inputs) -> Status {
     }
 }
 
-fn server(s: &ServerStatus, low: f64, high: f64, min_free_pct: f64) -> Server {
+fn server(s: ServerStatus, low: f64, high: f64, min_free_pct: f64) -> Server {
     let u = s.utilization_pct;
     let band = match s.state {
         ServerState::Alive if u > high => "over",
@@ -266,18 +252,10 @@ fn server(s: &ServerStatus, low: f64, high: f64, min_free_pct: f64) -> Server {
         _ => "none",
     };
     Server {
-        id: s.id.clone(),
-        address: s.address.clone(),
-        rack: s.rack.clone(),
-        state: s.state.name(),
-        capacity_bytes: s.capacity,
-        used_bytes: s.used,
         free_bytes: s.capacity.saturating_sub(s.used),
         floor_bytes: keel_balancer::space::floor_bytes(s.capacity, min_free_pct),
-        utilization_pct: u,
         band,
-        chunks: s.chunks,
-        last_heartbeat_ms: s.last_heartbeat_ms,
+        status: s,
     }
 }
 

@@ -106,7 +106,7 @@ fn servers_sit_against_the_band_and_the_floor() {
     assert_eq!((s.band_low_pct, s.band_high_pct), (30.0, 70.0));
     let a = &s.servers[0];
     assert_eq!((a.free_bytes, a.floor_bytes), (220, 100));
-    assert_eq!(s.servers[3].state, "dead");
+    assert_eq!(s.servers[3].status.state, ServerState::Dead);
     assert!(!s.stuck.stuck && s.stuck.cause.is_empty());
     let v: Value = serde_json::to_value(&s).expect("json");
     for key in [
@@ -131,6 +131,42 @@ fn servers_sit_against_the_band_and_the_floor() {
         (&"failed".into(), &"disk full".into())
     );
     assert_eq!(f["age_ms"], 60_000);
+}
+
+/// The row the page reads keeps its names and values: the metadata's
+/// `ServerStatus` under the dashboard's names (`alive` left out, `state` as
+/// its word), plus the dashboard's free space, floor and band.
+#[test]
+fn a_server_row_keeps_its_json_shape() {
+    let s = build(inputs(vec![], false));
+    let rows = serde_json::to_value(&s.servers).expect("json");
+    let row = |id: &str, state: &str, used: u64, util: f64, band: &str| {
+        serde_json::json!({
+            "id": id, "address": format!("http://{id}"), "rack": "r1",
+            "state": state, "capacity_bytes": 1000, "used_bytes": used,
+            "free_bytes": 1000 - used, "floor_bytes": 100,
+            "utilization_pct": util, "band": band, "chunks": 1,
+            "last_heartbeat_ms": 5,
+        })
+    };
+    let want = serde_json::json!([
+        row("a", "alive", 780, 78.0, "over"),
+        row("b", "alive", 500, 50.0, "within"),
+        row("c", "alive", 150, 15.0, "under"),
+        row("d", "dead", 0, 0.0, "none"),
+    ]);
+    assert_eq!(rows, want);
+    // Every state is its lowercase word.
+    for (state, word) in [
+        (ServerState::Draining, "draining"),
+        (ServerState::Drained, "drained"),
+    ] {
+        let mut i = inputs(vec![], false);
+        i.servers = vec![server("e", 10, state)];
+        let v = serde_json::to_value(build(i)).expect("json");
+        assert_eq!(v["servers"][0]["state"], word);
+        assert_eq!(v["servers"][0]["band"], "none");
+    }
 }
 
 #[test]

@@ -41,6 +41,14 @@ impl ServerState {
     }
 }
 
+/// Serialized as its [`name`](ServerState::name), the word the dashboard
+/// and `keelctl` show.
+impl serde::Serialize for ServerState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 /// Orders a server's reports against its commits and deletes (see
 /// `keel.v1.HeartbeatStamp`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

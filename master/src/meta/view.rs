@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use keel_balancer::ClusterView;
+use serde::Serialize;
 
 use super::{CopyClass, Job, Meta, ServerState};
 use crate::error::Error;
@@ -34,8 +35,9 @@ pub struct Location {
     pub replicas: Vec<ReplicaLocation>,
 }
 
-/// One server's state for `ListServers`.
-#[derive(Debug, Clone, PartialEq)]
+/// One server's state for `ListServers`, and the dashboard's server row
+/// (its JSON names are the dashboard's: `capacity_bytes`, `used_bytes`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServerStatus {
     /// Server id.
     pub id: String,
@@ -43,20 +45,23 @@ pub struct ServerStatus {
     pub address: String,
     /// Rack label, empty when unset.
     pub rack: String,
+    /// Alive, dead, draining or drained (serialized as the word).
+    pub state: ServerState,
     /// Bytes counted as 100 %.
+    #[serde(rename = "capacity_bytes")]
     pub capacity: u64,
     /// Bytes of the whole replicas it holds.
+    #[serde(rename = "used_bytes")]
     pub used: u64,
     /// `100 * used / capacity`.
     pub utilization_pct: f64,
     /// Whole replicas it holds.
     pub chunks: u64,
-    /// Whether it is alive.
-    pub alive: bool,
-    /// Alive, dead, draining or drained.
-    pub state: ServerState,
     /// Milliseconds since its last heartbeat.
     pub last_heartbeat_ms: u64,
+    /// Whether it is alive (left out of JSON: `state` already says so).
+    #[serde(skip)]
+    pub alive: bool,
 }
 
 /// A repair or drain copy running now.
