@@ -336,6 +336,13 @@ impl Meta {
         if over {
             self.trim_candidates.insert(r.chunk.as_str().into());
         }
+        // A replica learned on a draining server needs its drain copy: the
+        // mark may have been followed before this replica was known (a
+        // server's first report to a restarted master sets the mark, then
+        // lists its chunks), and the drain counts only candidates.
+        if self.servers[n].draining {
+            self.chunks.add_candidate(&r.chunk);
+        }
         Upsert::Added
     }
 

@@ -142,6 +142,33 @@ fn repairs_come_before_drains_and_fewest_replicas_first() {
 }
 
 #[test]
+fn a_draining_servers_first_report_to_a_fresh_master_queues_its_drain() {
+    // A restarted master has scanned its view; then a draining server's
+    // first full report arrives: its mark is followed before its chunks
+    // are known. It held the only copy of x (factor 1) and a copy of y,
+    // already whole on a: it is not drained until x is copied elsewhere.
+    let now = Instant::now();
+    let mut m = Meta::new(MetaSettings::default());
+    let y = factor("y", 10, 1);
+    cluster(&mut m, &[("a", vec![y.clone()]), ("c", vec![])], now);
+    m.scan_redundancy();
+    let _ = m.start_repairs(now, 10);
+    let mut first = hb("b", true, vec![factor("x", 10, 1), y], &[], 2);
+    first.draining = true;
+    apply(&mut m, first, now);
+    let p = m.start_repairs(now, 10);
+    let b = m.server_no("b").expect("b");
+    assert_eq!(m.drain_state(b), ("draining", 1));
+    let copies: Vec<(&str, CopyClass)> = p
+        .copies
+        .iter()
+        .map(|t| (t.chunk.as_str(), t.kind))
+        .collect();
+    assert_eq!(copies, [("x", CopyClass::Drain)]);
+    m.check().expect("invariants");
+}
+
+#[test]
 fn a_drained_server_holds_nothing_needed_and_its_copies_are_trimmed_first() {
     let now = Instant::now();
     let mut m = Meta::new(MetaSettings::default());
