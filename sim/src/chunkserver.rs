@@ -54,6 +54,9 @@ pub struct ChunkServer {
     /// Per master: the sequence its last answered report covered, or
     /// `None` when the next report to it must be full.
     pub cursor: Vec<Option<u64>>,
+    /// The drain mark (the `DRAINING` file: survives restarts), reported
+    /// in every heartbeat.
+    pub draining: bool,
 }
 
 /// A chunk server's answer to the master's requests, as gRPC codes go.
@@ -100,6 +103,7 @@ impl ChunkServer {
             damaged: BTreeMap::new(),
             touched: BTreeMap::new(),
             cursor: vec![None; masters],
+            draining: false,
         }
     }
 
@@ -151,6 +155,15 @@ impl ChunkServer {
         } else {
             self.term = self.term.max(term);
         }
+    }
+
+    /// `SetDrain` under `term`: the fence, then the mark, durably.
+    pub fn set_drain(&mut self, draining: bool, term: u64) -> Answer {
+        if !self.admit(term) {
+            return Answer::Fenced;
+        }
+        self.draining = draining;
+        Answer::Ok(self.stamp())
     }
 
     /// A delete of `chunk` was admitted (before the fence): reported as
@@ -265,6 +278,7 @@ impl ChunkServer {
             chunk_count: self.files.len() as u64,
             stamp: Some(self.stamp()),
             deleting: self.deleting.keys().cloned().collect(),
+            draining: self.draining,
             ..Heartbeat::default()
         };
         match self.cursor.get(m).copied().flatten() {

@@ -5,7 +5,8 @@
 //! key and an election follows (sometimes won by the same master again, on
 //! a later term); bytes of a copy rot, a file vanishes, a file turns into a
 //! different chunk's bytes under the same id; clients read copies and report
-//! the bad ones (and now and then a good one); operators move chunks. The
+//! the bad ones (and now and then a good one); operators move chunks and
+//! drain servers ([`crate::drain`]). The
 //! network loses, duplicates and holds messages ([`crate::net::Weather`]),
 //! and a delete may still run long after its answer timed out.
 
@@ -164,7 +165,8 @@ fn inject(w: &mut World) {
         6 if w.mismatches => damage(w, Damage::Mismatch),
         6 => damage(w, Damage::Vanish),
         7 | 8 => client_read(w),
-        _ => operator_move(w),
+        9 | 10 => operator_move(w),
+        _ => crate::drain::operator_drain(w),
     }
 }
 

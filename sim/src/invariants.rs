@@ -10,6 +10,8 @@
 //!    holds as whole for longer than one heartbeat round.
 //! 5. [`check_healed`]: once faults stop and room exists, every chunk that
 //!    still has a whole copy returns to its factor.
+//! 6. [`crate::drain::check_drained`]: once faults stop, a server marked
+//!    draining ends `drained`, every chunk at its factor on other servers.
 
 use crate::net::Intent;
 use crate::world::{HEARTBEAT_INTERVAL, World};

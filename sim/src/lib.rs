@@ -12,12 +12,14 @@
 //!   the maintenance loop's steps.
 //! - [`mover`]: the mover's steps, one RPC at a time.
 //! - [`confirm`]: the replicas a delete relies on, asked before it.
+//! - [`drain`]: an operator's drains and undrains, and what a drain must end in.
 //! - [`world`]: the cluster and the step loop.
 //! - [`faults`]: the fault injector and etcd's elections.
 //! - [`invariants`]: what must hold after every step, and after healing.
 
 pub mod chunkserver;
 pub mod confirm;
+pub mod drain;
 pub mod faults;
 pub mod invariants;
 pub mod master;

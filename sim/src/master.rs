@@ -16,6 +16,7 @@ use keel_master::balance::QueueState;
 use keel_master::ha::Leadership;
 use keel_master::maintenance::{REPAIRS_IN_FLIGHT, TRIMS_PER_PASS};
 use keel_master::meta::{FULL_SCAN_EVERY, Meta, MetaSettings, QueuedCopies};
+use keel_master::mover::SMALL_RPC_TIMEOUT;
 
 use crate::chunkserver::ChunkServer;
 use crate::net::{Event, Request, Scheduler, Weather};
@@ -175,6 +176,30 @@ impl SimMaster {
         if self.lead.is_leader() && self.queue.enqueue_urgent(copy, cx.sched.now).is_ok() {
             self.start_ready(cx);
         }
+    }
+
+    /// An operator drains or undrains `server` (`Front::drain`): the
+    /// chunk server's mark first, under the term this master leads at now.
+    pub fn operator_drain(&mut self, cx: &mut Ctx<'_>, server: &str, draining: bool) {
+        let Some(term) = self.lead.term_if_leading() else {
+            return;
+        };
+        let Ok(addr) = self.meta.drain_target(server) else {
+            return;
+        };
+        let to = crate::mover::idx(&addr);
+        let op = crate::mover::Op::Drain {
+            server: addr,
+            draining,
+        };
+        let req = Request::SetDrain { draining, term };
+        self.send(cx, to, op, req, SMALL_RPC_TIMEOUT);
+    }
+
+    /// The chunk server set its mark: `Front::drain`'s second half, the
+    /// metadata follows it before the next heartbeat says so.
+    pub(crate) fn drain_set(&mut self, no: keel_master::meta::ServerNo, draining: bool) {
+        self.meta.drain_marked(no, draining);
     }
 
     /// A client reports a corrupt copy (`ReportCorruption`); returns

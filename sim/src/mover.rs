@@ -66,6 +66,13 @@ pub enum Op {
     },
     /// A `StatChunk` of a replica a delete relies on (`Mover::confirm_staying`).
     Confirm(crate::confirm::Confirming),
+    /// The drain mark sent to a server (`Mover::set_drain`, from `Front::drain`).
+    Drain {
+        /// The server.
+        server: ServerAddr,
+        /// The mark sent.
+        draining: bool,
+    },
 }
 
 /// A copy's failure: whether the queue may retry it, and why.
@@ -332,6 +339,11 @@ impl SimMaster {
                 self.meta.verified(&v.chunk, v.server.no, &outcome, at);
             }
             Op::Confirm(c) => self.confirm_answered(cx, c, answer),
+            Op::Drain { server, draining } => {
+                if let Some(Answer::Ok(_)) = answer {
+                    self.drain_set(server.no, draining);
+                }
+            }
         }
     }
 

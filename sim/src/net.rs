@@ -67,6 +67,13 @@ pub enum Request {
         /// Chunk id.
         chunk: String,
     },
+    /// `SetDrain`: set or clear the drain mark.
+    SetDrain {
+        /// The mark wanted.
+        draining: bool,
+        /// Term sent.
+        term: u64,
+    },
     /// A heartbeat's answer: the master's known term, and whether it wants
     /// a full report next; `covers` is the sequence the report covered.
     HeartbeatAnswer {

@@ -107,12 +107,19 @@ impl World {
 
     /// The whole copies of `chunk` on every disk, up or down.
     pub fn whole_copies(&self, chunk: &str) -> usize {
+        self.whole_copies_off(chunk, &[])
+    }
+
+    /// The whole copies of `chunk` on every disk but those of `except`.
+    pub fn whole_copies_off(&self, chunk: &str, except: &[usize]) -> usize {
         let Some(t) = self.truth.get(chunk) else {
             return 0;
         };
         self.servers
             .iter()
-            .filter_map(|s| s.files.get(chunk))
+            .enumerate()
+            .filter(|(s, _)| !except.contains(s))
+            .filter_map(|(_, s)| s.files.get(chunk))
             .filter(|f| !f.rot && f.size == t.size && f.crc32c == t.crc32c)
             .count()
     }
@@ -184,7 +191,8 @@ impl World {
             }
         }
         if self.violations.is_empty()
-            && let Err(v) = invariants::check_healed(self)
+            && let Err(v) =
+                invariants::check_healed(self).and_then(|()| crate::drain::check_drained(self))
         {
             self.violations.push(v);
         }
@@ -341,6 +349,10 @@ impl World {
                 if incarnation == s.incarnation {
                     s.cursor[from] = if full { None } else { Some(covers) };
                 }
+            }
+            Request::SetDrain { draining, term } => {
+                let a = self.servers[to].set_drain(draining, term);
+                self.answer(to, from, op, a);
             }
             Request::Copy { .. } => {
                 let a = self.copy(to, &req);
