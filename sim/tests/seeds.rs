@@ -62,8 +62,10 @@ fn every_seed_holds_the_invariants() {
 const FOUND: &[u64] = &[
     422,    // a lost chunk redefined by a mismatched copy
     1071,   // a restarted master inheriting its previous run's reports (sim)
+    1297,   // a draining server's replicas learned after its mark: no drain copy
     4595,   // the same lost-chunk redefinition, a damaged-copy delete
     6926,   // a staying copy's rot found while the delete was on its way
+    9046,   // the same unplanned drain, reported drained (3 servers, 2 masters)
     9703,   // a StatChunk overtaking a DeleteChunk on one connection (sim)
     17907,  // a late report of a dead run
     30778,  // a late whole verdict clearing a suspect mark
