@@ -28,3 +28,17 @@ pub fn dev_certs(dir: &Path) -> Result<PathBuf> {
     }
     Ok(out)
 }
+
+/// A daemon's TLS flags over the dev certificates in `certs`: serve with the
+/// node certificate and ask peers for one signed by the dev CA. The caller
+/// adds the token flag it needs.
+pub fn node_tls_flags(certs: &Path) -> Vec<String> {
+    [
+        ("--tls-cert", "node.crt"),
+        ("--tls-key", "node.key"),
+        ("--tls-ca", "ca.crt"),
+    ]
+    .iter()
+    .flat_map(|(flag, file)| [flag.to_string(), certs.join(file).display().to_string()])
+    .collect()
+}

@@ -96,6 +96,22 @@ impl Cluster {
         Ok(self.master.insert(d))
     }
 
+    /// [`Cluster::start_master`] with owned flags, as the TLS tests build
+    /// them.
+    pub fn start_master_with(&mut self, extra: &[String]) -> Result<&mut Daemon> {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        self.start_master(&extra)
+    }
+
+    /// The master's bound gRPC address, bare (`host:port`).
+    pub fn master_addr(&self) -> String {
+        self.master
+            .as_ref()
+            .expect("master started")
+            .addr
+            .to_string()
+    }
+
     /// Master gRPC URL.
     pub fn master_url(&self) -> String {
         self.master.as_ref().expect("master started").url()

@@ -143,7 +143,7 @@ fn tls_cluster(servers: usize) -> Result<Option<(Cluster, Certs, String)>> {
     let mut c = Cluster::new()?;
     let certs = Certs::make(c.dir.path())?;
     let flags = certs.daemon_flags();
-    c.start_master(&flags.iter().map(String::as_str).collect::<Vec<_>>())?;
+    c.start_master_with(&flags)?;
     let master = c.master_url().replace("http://", "https://");
     for i in 1..=servers {
         let mut extra = flags.clone();

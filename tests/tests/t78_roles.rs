@@ -104,7 +104,7 @@ fn cluster() -> Result<Cluster> {
         "--client-token-file".to_owned(),
         client,
     ];
-    c.start_master(&flags.iter().map(String::as_str).collect::<Vec<_>>())?;
+    c.start_master_with(&flags)?;
     let opts = CsOpts {
         extra: flags.to_vec(),
         ..CsOpts::default()

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use keel_tests::certs::{dev_certs, openssl_missing};
+use keel_tests::certs::{dev_certs, node_tls_flags, openssl_missing};
 use keel_tests::{Cluster, CsOpts, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -34,18 +34,14 @@ struct Answer {
     body: String,
 }
 
+/// The daemons' TLS flags, with the cluster token from its file.
 fn daemon_tls(certs: &Path) -> Vec<String> {
-    let p = |f: &str| certs.join(f).display().to_string();
-    vec![
-        "--tls-cert".into(),
-        p("node.crt"),
-        "--tls-key".into(),
-        p("node.key"),
-        "--tls-ca".into(),
-        p("ca.crt"),
+    let mut flags = node_tls_flags(certs);
+    flags.extend([
         "--auth-token-file".into(),
-        p("cluster.token"),
-    ]
+        certs.join("cluster.token").display().to_string(),
+    ]);
+    flags
 }
 
 fn parse(raw: &[u8]) -> Result<Answer> {
@@ -127,7 +123,7 @@ async fn the_dashboard_logs_in_over_https_only_and_logins_are_throttled() -> Res
     let mut c = Cluster::new()?;
     let certs = dev_certs(c.dir.path())?;
     let flags = daemon_tls(&certs);
-    let m = c.start_master(&flags.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let m = c.start_master_with(&flags)?;
     let http = m.http_addr.context("the master's HTTP address")?;
     let ca = certs.join("ca.crt");
     let token = std::fs::read_to_string(certs.join("cluster.token"))?;
@@ -180,12 +176,8 @@ async fn a_chunk_servers_metrics_are_https_under_tls() -> Result<()> {
     let mut c = Cluster::new()?;
     let certs = dev_certs(c.dir.path())?;
     let flags = daemon_tls(&certs);
-    c.start_master(&flags.iter().map(String::as_str).collect::<Vec<_>>())?;
-    let master = c
-        .master
-        .as_ref()
-        .map(|m| m.addr.to_string())
-        .unwrap_or_default();
+    c.start_master_with(&flags)?;
+    let master = c.master_addr();
     let mut extra = flags.clone();
     extra.extend([
         "--master".into(),

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use keel_tests::certs::{dev_certs, openssl_missing};
+use keel_tests::certs::{dev_certs, node_tls_flags, openssl_missing};
 use keel_tests::{Cluster, CsOpts, bin, wait_until};
 use std::io::Read;
 use std::net::TcpListener;
@@ -79,19 +79,12 @@ impl Recorder {
     }
 }
 
-/// The TLS flags of a daemon (serve with the node certificate, mTLS).
+/// The TLS flags of a daemon (serve with the node certificate, mTLS),
+/// with this test's token.
 fn daemon_tls(certs: &Path) -> Vec<String> {
-    let p = |f: &str| certs.join(f).display().to_string();
-    vec![
-        "--tls-cert".into(),
-        p("node.crt"),
-        "--tls-key".into(),
-        p("node.key"),
-        "--tls-ca".into(),
-        p("ca.crt"),
-        "--auth-token".into(),
-        TOKEN.into(),
-    ]
+    let mut flags = node_tls_flags(certs);
+    flags.extend(["--auth-token".into(), TOKEN.into()]);
+    flags
 }
 
 /// keelctl's TLS flags and token.
@@ -262,12 +255,8 @@ async fn a_tls_cluster_runs_on_bare_addresses() -> Result<()> {
     let mut c = Cluster::new()?;
     let certs = dev_certs(c.dir.path())?;
     let tls = daemon_tls(&certs);
-    c.start_master(&tls.iter().map(String::as_str).collect::<Vec<_>>())?;
-    let bare = c
-        .master
-        .as_ref()
-        .map(|m| m.addr.to_string())
-        .unwrap_or_default();
+    c.start_master_with(&tls)?;
+    let bare = c.master_addr();
     let opts = CsOpts {
         with_master: false,
         extra: with(&tls, &["--master", &bare]),
