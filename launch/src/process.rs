@@ -62,9 +62,16 @@ impl Process {
     /// Blocks until the ready file appears, the child exits, or `timeout`
     /// passes.
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<Ready, LaunchError> {
+        let path = self.ready_path()?;
+        self.wait_ready_at(&path, timeout)
+    }
+
+    /// [`Process::wait_ready`] on a ready file the child was told of some
+    /// other way than the spec (its environment, say).
+    pub fn wait_ready_at(&mut self, path: &Path, timeout: Duration) -> Result<Ready, LaunchError> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(ready) = self.poll_ready(deadline, timeout)? {
+            if let Some(ready) = self.poll_ready(path, deadline, timeout)? {
                 return Ok(ready);
             }
             std::thread::sleep(POLL);
@@ -74,27 +81,33 @@ impl Process {
     /// [`Process::wait_ready`] for async callers: sleeps without blocking
     /// the runtime, so the caller can select on signals meanwhile.
     pub async fn wait_ready_async(&mut self, timeout: Duration) -> Result<Ready, LaunchError> {
+        let path = self.ready_path()?;
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(ready) = self.poll_ready(deadline, timeout)? {
+            if let Some(ready) = self.poll_ready(&path, deadline, timeout)? {
                 return Ok(ready);
             }
             tokio::time::sleep(POLL).await;
         }
     }
 
+    /// The ready file the spec named.
+    fn ready_path(&self) -> Result<PathBuf, LaunchError> {
+        self.ready_file
+            .clone()
+            .ok_or_else(|| LaunchError::NoReadyFile {
+                name: self.name.clone(),
+            })
+    }
+
     /// One look: the ready file if written, an error if the child exited or
     /// the deadline passed, else `None`.
     fn poll_ready(
         &mut self,
+        path: &Path,
         deadline: Instant,
         timeout: Duration,
     ) -> Result<Option<Ready>, LaunchError> {
-        let Some(path) = &self.ready_file else {
-            return Err(LaunchError::NoReadyFile {
-                name: self.name.clone(),
-            });
-        };
         match Ready::read(path) {
             Ok(Some(ready)) => return Ok(Some(ready)),
             Ok(None) => {}

@@ -4,11 +4,10 @@
 //! as the flag does; a file that cannot be written stops the daemon with a
 //! sentence naming it.
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use keel_launch::{Process, Ready, Spec};
+use keel_launch::{Process, Spec};
 use keel_tests::master::http_get;
 use keel_tests::{Cluster, CsOpts, bin, cs};
 use serde_json::{Value, json};
@@ -65,7 +64,7 @@ fn the_environment_names_the_file_too() -> Result<()> {
         .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
         .env("KEEL_READY_FILE", &path);
     let mut p = Process::spawn(&spec)?;
-    let ready = wait_for_file(&mut p, &path)?;
+    let ready = p.wait_ready_at(&path, Duration::from_secs(20))?;
     assert_ne!(ready.grpc.port(), 0);
     assert!(ready.http.is_some());
     Ok(())
@@ -97,19 +96,4 @@ fn an_unwritable_ready_file_stops_the_daemon() -> Result<()> {
         "{log}"
     );
     Ok(())
-}
-
-/// Polls `path` until the daemon writes it (or fails).
-fn wait_for_file(p: &mut Process, path: &Path) -> Result<Ready> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(ready) = Ready::read(path)? {
-            return Ok(ready);
-        }
-        p.check_running()?;
-        if std::time::Instant::now() >= deadline {
-            return Err(p.timed_out(Duration::from_secs(20)).into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
