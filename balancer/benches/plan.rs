@@ -188,7 +188,7 @@ fn ratios(n: u64, margin_pct: f64) -> (f64, f64, usize, usize) {
 
 fn balanced_after(view: &ClusterView, p: &Plan) -> bool {
     let mut v = view.clone();
-    p.moves.iter().all(|m| v.apply(m).is_ok()) && check(&v, 20.0).balanced()
+    p.moves.iter().all(|m| v.apply(m).is_ok()) && check(&v, 20.0, 0.0).balanced()
 }
 
 fn main() {

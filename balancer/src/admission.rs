@@ -214,6 +214,7 @@ impl<'v> ViewAdmits<'v> {
             from: self.server(copy.from())?,
             to: self.server(copy.to())?,
             bytes: copy.bytes,
+            reason: crate::MoveReason::Capacity,
         })
     }
 }

@@ -123,6 +123,7 @@ mod tests {
             used: 0,
             incoming: 0,
             alive: true,
+            reads: crate::ReadRate::default(),
         }
     }
 

@@ -12,6 +12,8 @@
 //!   the chunks column by column; `invariants.rs` checks a view.
 //! - [`space`]: utilization and the one free-space floor; [`load`]: the
 //!   load report shared by every front door (`RebalanceCheck`).
+//! - [`traffic`]: read rates (per server, per hot replica) and the load
+//!   band, [`load_position`], the one comparison for hot and cold servers.
 //! - [`admission`]: the one rule every copy obeys (alive, idle chunk,
 //!   anti-affinity, not draining, [`racks`], floor against committed bytes),
 //!   used by the planner, the queue and the master alike; [`placement`]:
@@ -83,6 +85,7 @@ pub mod sim;
 pub mod slots;
 pub mod space;
 mod targets;
+pub mod traffic;
 
 pub use admission::{Admits, Refusal, admit};
 pub use chunks::{Chunk, ChunkRef, ChunkTable};
@@ -90,5 +93,6 @@ pub use error::{ApplyError, QueueError};
 pub use ids::{ChunkIdx, CopyClass, CopyJob, MoveId, MoveRef, ServerIdx};
 pub use load::{LoadReport, ServerLoad};
 pub use model::{ClusterView, Server};
-pub use plan::{InFlight, Plan, PlannedMove, Policy};
+pub use plan::{InFlight, MoveReason, Plan, PlannedMove, Policy};
 pub use planner::plan;
+pub use traffic::{Heat, LoadPosition, ReadRate, load_position};

@@ -1,8 +1,11 @@
 //! Utilization maths, the one definition every front door uses:
 //! the capacity-weighted average over live servers, and the servers outside
-//! the band `average ± threshold` (in percentage points).
+//! the band `average ± threshold` (in percentage points). Beside it, the
+//! same report by read load: the servers outside the load band
+//! ([`crate::traffic::load_position`]).
 
 use crate::model::ClusterView;
+use crate::traffic::{LoadPosition, ReadRate, load_position};
 
 /// One server's utilization.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,6 +18,8 @@ pub struct ServerLoad {
     pub used: u64,
     /// Capacity in bytes.
     pub capacity: u64,
+    /// Its client read rate.
+    pub reads: ReadRate,
 }
 
 /// Result of a rebalance check.
@@ -30,13 +35,38 @@ pub struct LoadReport {
     pub underloaded: Vec<ServerLoad>,
     /// Every live server, in id order.
     pub servers: Vec<ServerLoad>,
+    /// Mean reads/s over live servers.
+    pub average_reads_per_sec: f64,
+    /// Load band half-width used, in percent of the mean; 0: off.
+    pub load_threshold_pct: f64,
+    /// Live servers above the load band, hottest first.
+    pub hot: Vec<ServerLoad>,
+    /// Live servers below the load band, coldest first.
+    pub cold: Vec<ServerLoad>,
 }
 
 impl LoadReport {
-    /// True when no live server lies outside the band.
+    /// True when no live server lies outside the (capacity) band.
     pub fn balanced(&self) -> bool {
         self.overloaded.is_empty() && self.underloaded.is_empty()
     }
+
+    /// True when no live server lies outside the load band.
+    pub fn load_balanced(&self) -> bool {
+        self.hot.is_empty() && self.cold.is_empty()
+    }
+}
+
+/// Mean reads/s of the live servers; 0 without any.
+pub fn average_reads_per_sec(view: &ClusterView) -> f64 {
+    let (sum, n) = view
+        .servers
+        .iter()
+        .filter(|s| s.alive)
+        .fold((0.0, 0usize), |(sum, n), s| {
+            (sum + s.reads.reads_per_sec, n + 1)
+        });
+    if n == 0 { 0.0 } else { sum / n as f64 }
 }
 
 /// Capacity-weighted average utilization of the live servers.
@@ -83,8 +113,9 @@ pub fn position(utilization_pct: f64, average: f64, threshold_pct: f64) -> Posit
     }
 }
 
-/// Classifies every live server against the band `average ± threshold_pct`.
-pub fn check(view: &ClusterView, threshold_pct: f64) -> LoadReport {
+/// Classifies every live server against the band `average ± threshold_pct`,
+/// and by reads/s against the load band of `load_threshold_pct` (0: off).
+pub fn check(view: &ClusterView, threshold_pct: f64, load_threshold_pct: f64) -> LoadReport {
     let average = average_utilization_pct(view);
     let mut servers: Vec<ServerLoad> = view
         .servers
@@ -95,6 +126,7 @@ pub fn check(view: &ClusterView, threshold_pct: f64) -> LoadReport {
             utilization_pct: s.utilization_pct(),
             used: s.used,
             capacity: s.capacity,
+            reads: s.reads,
         })
         .collect();
     servers.sort_by(|a, b| a.server.cmp(&b.server));
@@ -109,12 +141,29 @@ pub fn check(view: &ClusterView, threshold_pct: f64) -> LoadReport {
     let mut underloaded = at(Position::Under);
     overloaded.sort_by(|a, b| b.utilization_pct.total_cmp(&a.utilization_pct));
     underloaded.sort_by(|a, b| a.utilization_pct.total_cmp(&b.utilization_pct));
+    let mean = average_reads_per_sec(view);
+    let by_load = |p: LoadPosition| {
+        servers
+            .iter()
+            .filter(move |s| load_position(s.reads.reads_per_sec, mean, load_threshold_pct) == p)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let rate = |s: &ServerLoad| s.reads.reads_per_sec;
+    let mut hot = by_load(LoadPosition::Hot);
+    let mut cold = by_load(LoadPosition::Cold);
+    hot.sort_by(|a, b| rate(b).total_cmp(&rate(a)));
+    cold.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
     LoadReport {
         average_utilization_pct: average,
         threshold_pct,
         overloaded,
         underloaded,
         servers,
+        average_reads_per_sec: mean,
+        load_threshold_pct,
+        hot,
+        cold,
     }
 }
 
@@ -130,7 +179,7 @@ mod tests {
             let s = v.add_server(id, None, 100, true);
             v.add_chunk(format!("{id}-data"), pct, 0, 1, &[s]);
         }
-        let r = check(&v, 20.0);
+        let r = check(&v, 20.0, 25.0);
         assert_eq!(r.average_utilization_pct, 50.0);
         assert_eq!(
             r.overloaded
@@ -159,6 +208,6 @@ mod tests {
         v.add_chunk("y", 100, 0, 1, &[b]);
         v.add_chunk("z", 1000, 0, 1, &[d]);
         assert_eq!(average_utilization_pct(&v), 50.0);
-        assert!(check(&ClusterView::new(), 20.0).balanced());
+        assert!(check(&ClusterView::new(), 20.0, 25.0).balanced());
     }
 }

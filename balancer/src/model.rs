@@ -14,6 +14,7 @@ use crate::chunks::{ChunkRef, ChunkTable};
 use crate::error::ApplyError;
 use crate::ids::{ChunkIdx, CopyClass, CopyJob, MoveRef, ServerIdx};
 use crate::plan::PlannedMove;
+use crate::traffic::{Heat, ReadRate};
 
 /// A chunk server.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +33,8 @@ pub struct Server {
     /// Whether the master hears its heartbeats. Dead servers are neither
     /// sources nor targets and do not count towards the average.
     pub alive: bool,
+    /// Its client read rate, as it last reported it.
+    pub reads: ReadRate,
 }
 
 /// Servers and chunks. `used` of each server must equal the sum of the sizes
@@ -44,6 +47,8 @@ pub struct ClusterView {
     pub servers: Vec<Server>,
     /// All known chunks, column-wise (read through [`ClusterView::chunk`]).
     pub chunks: ChunkTable,
+    /// Read rates of the replicas the servers reported as their hottest.
+    pub heat: Heat,
 }
 
 impl ClusterView {
@@ -59,6 +64,7 @@ impl ClusterView {
         Self {
             servers: Vec::new(),
             chunks: ChunkTable::with_capacity(chunks, id_bytes, replicas),
+            heat: Heat::new(),
         }
     }
 
@@ -78,6 +84,7 @@ impl ClusterView {
             used: 0,
             incoming: 0,
             alive,
+            reads: ReadRate::default(),
         });
         idx
     }
@@ -194,11 +201,13 @@ impl ClusterView {
             from: self.server_by_id(job.from())?,
             to: self.server_by_id(job.to())?,
             bytes: job.bytes,
+            reason: crate::MoveReason::Capacity,
         })
     }
 
     /// Records a finished move: the replica slot of `mv.chunk` on `mv.from`
-    /// now names `mv.to`, and both servers' `used` follow. Refuses, changing
+    /// now names `mv.to`, and both servers' `used` follow, and so do the
+    /// replica's reads (its heat and both servers' read rates). Refuses, changing
     /// nothing, a move that does not fit the view (unknown chunk or server,
     /// chunk not on the source, already on the target, or a size that
     /// disagrees with the chunk's). Capacity and liveness are the caller's
@@ -236,6 +245,15 @@ impl ClusterView {
         let from = &mut self.servers[mv.from.0 as usize];
         from.used = from.used.saturating_sub(mv.bytes);
         self.servers[mv.to.0 as usize].used += mv.bytes;
+        if let Some(rate) = self.heat.remove(mv.from, mv.chunk) {
+            self.heat.set(mv.to, mv.chunk, rate);
+            let from = &mut self.servers[mv.from.0 as usize].reads;
+            from.reads_per_sec = (from.reads_per_sec - rate.reads_per_sec).max(0.0);
+            from.bytes_per_sec = (from.bytes_per_sec - rate.bytes_per_sec).max(0.0);
+            let to = &mut self.servers[mv.to.0 as usize].reads;
+            to.reads_per_sec += rate.reads_per_sec;
+            to.bytes_per_sec += rate.bytes_per_sec;
+        }
         Ok(())
     }
 }

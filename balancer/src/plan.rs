@@ -3,7 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use std::collections::BTreeSet;
+
 use crate::ids::{ChunkIdx, ServerIdx};
+use crate::traffic::DEFAULT_LOAD_THRESHOLD_PCT;
 
 /// Margin inside the band the planner aims for by default, in percentage
 /// points: servers land a little inside the edges, so that the next pass,
@@ -21,6 +24,10 @@ pub struct Policy {
     /// How far inside the band edges servers are aimed, in percentage
     /// points; clamped to half the threshold.
     pub margin_pct: f64,
+    /// Load band half-width, in percent of the mean reads/s of the live
+    /// servers (see [`crate::traffic::load_position`]); 0 balances bytes
+    /// only.
+    pub load_threshold_pct: f64,
 }
 
 impl Policy {
@@ -30,14 +37,35 @@ impl Policy {
             threshold_pct,
             min_free_pct,
             margin_pct: DEFAULT_MARGIN_PCT,
+            load_threshold_pct: DEFAULT_LOAD_THRESHOLD_PCT,
         }
     }
 }
 
 impl Default for Policy {
-    /// The master's defaults: threshold 20, floor 10 %.
+    /// The master's defaults: threshold 20, floor 10 %, load band 25 %.
     fn default() -> Self {
         Self::new(20.0, 10.0)
+    }
+}
+
+/// Why the planner chose a move.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MoveReason {
+    /// To bring utilization inside the capacity band (cold chunks first).
+    #[default]
+    Capacity,
+    /// To bring read load inside the load band (hot chunks off hot servers).
+    Load,
+}
+
+impl MoveReason {
+    /// `capacity` or `load`, as operators read it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MoveReason::Capacity => "capacity",
+            MoveReason::Load => "load",
+        }
     }
 }
 
@@ -52,6 +80,8 @@ pub struct PlannedMove {
     pub to: ServerIdx,
     /// The chunk's size.
     pub bytes: u64,
+    /// Why it was planned.
+    pub reason: MoveReason,
 }
 
 /// Chunks the planner must leave alone because they are queued, moving, or
@@ -61,6 +91,9 @@ pub struct PlannedMove {
 pub struct InFlight {
     /// Busy chunks, with the move they are in when there is one.
     chunks: BTreeMap<ChunkIdx, Option<PlannedMove>>,
+    /// Chunks moved for load not long ago: not moved for load again until
+    /// they cool down (hysteresis), though capacity may still move them.
+    cooling: BTreeSet<ChunkIdx>,
 }
 
 impl InFlight {
@@ -77,6 +110,16 @@ impl InFlight {
     /// Marks a chunk busy for a reason other than a move.
     pub fn add_chunk(&mut self, chunk: ChunkIdx) {
         self.chunks.entry(chunk).or_insert(None);
+    }
+
+    /// Marks a chunk recently moved for load (see [`InFlight::is_cooling`]).
+    pub fn add_cooling(&mut self, chunk: ChunkIdx) {
+        self.cooling.insert(chunk);
+    }
+
+    /// Whether `chunk` was moved for load too recently to move for load again.
+    pub fn is_cooling(&self, chunk: ChunkIdx) -> bool {
+        self.cooling.contains(&chunk)
     }
 
     /// Whether `chunk` is busy.
@@ -120,6 +163,9 @@ pub struct Plan {
     pub band_reached: bool,
     /// Capacity-weighted average utilization the band is centred on.
     pub average_utilization_pct: f64,
+    /// Whether every live server's reads/s lie inside the load band once the
+    /// moves are done (true when load balancing is off).
+    pub load_band_reached: bool,
     /// Decisions explained, for operators.
     pub notes: Vec<String>,
 }

@@ -133,7 +133,7 @@ proptest! {
         let n = v.servers.len() as u32;
         let (from, to) = (ServerIdx(from % n), ServerIdx(to % n));
         let chunk = v.chunk(keel_balancer::ChunkIdx(c % v.chunk_count() as u32));
-        let mv = PlannedMove { chunk: chunk.idx(), from, to, bytes: chunk.size() };
+        let mv = PlannedMove { chunk: chunk.idx(), from, to, bytes: chunk.size(), reason: keel_balancer::MoveReason::Capacity, };
         let verdict = check_in_view(&v, &mv, CopyClass::Balance, 0, floor);
         let (src, dst) = (v.server(from), v.server(to));
         let holds = |s| chunk.replicas().contains(&s);

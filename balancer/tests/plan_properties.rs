@@ -118,7 +118,7 @@ proptest! {
         let p = plan(&view, &policy, &busy);
         prop_assert_eq!(p.bytes, p.moves.iter().map(|m| m.bytes).sum::<u64>());
         let after = apply_checked(&view, &p, &busy, &policy)?;
-        prop_assert_eq!(p.band_reached, check(&after, threshold).balanced(), "notes: {:?}", p.notes);
+        prop_assert_eq!(p.band_reached, check(&after, threshold, 0.0).balanced(), "notes: {:?}", p.notes);
         if p.band_reached {
             prop_assert!(p.bytes >= p.lower_bound_bytes);
             let again = plan(&after, &policy, &busy);
@@ -162,7 +162,7 @@ proptest! {
         let p = plan(&v, &policy, &InFlight::new());
         prop_assert!(p.band_reached, "notes: {:?}", p.notes);
         let after = apply_checked(&v, &p, &InFlight::new(), &policy)?;
-        prop_assert!(check(&after, policy.threshold_pct).balanced());
+        prop_assert!(check(&after, policy.threshold_pct, 0.0).balanced());
         prop_assert!(plan(&after, &policy, &InFlight::new()).moves.is_empty());
     }
 }

@@ -67,7 +67,7 @@ fn cold_chunks_that_fit_the_excess_go_first() {
     assert_eq!((p.bytes, p.lower_bound_bytes), (250, 200));
     assert!(p.band_reached);
     apply(&mut v, &p);
-    assert!(check(&v, 20.0).balanced());
+    assert!(check(&v, 20.0, 0.0).balanced());
     let again = plan(&v, &Policy::default(), &InFlight::new());
     assert!(again.moves.is_empty());
     assert_eq!(again.notes, ["cluster balanced"]);
@@ -106,7 +106,7 @@ fn the_seed_example_fills_the_underloaded_server() {
     let first: Vec<_> = named(&v, &p).into_iter().take(3).map(|m| m.0).collect();
     assert_eq!(first, ["x000", "x001", "x002"]);
     apply(&mut v, &p);
-    let r = check(&v, 20.0);
+    let r = check(&v, 20.0, 0.0);
     assert!(r.balanced(), "{r:?}");
     assert_eq!(v.servers[3].used, 31);
 }
@@ -128,7 +128,7 @@ fn unequal_capacities_balance_by_percentage() {
     assert_eq!(p.lower_bound_bytes, 400);
     assert_eq!(p.moves.len(), 41);
     apply(&mut v, &p);
-    let r = check(&v, 20.0);
+    let r = check(&v, 20.0, 0.0);
     assert!(r.balanced(), "{r:?}");
     assert_eq!((v.servers[0].used, v.servers[1].used), (490, 710));
 }
@@ -201,7 +201,7 @@ fn racks_never_narrow() {
     }
     apply(&mut v, &p);
     assert!(p.band_reached, "{:?}", p.notes);
-    assert!(check(&v, 20.0).balanced());
+    assert!(check(&v, 20.0, 0.0).balanced());
     let _ = d;
 }
 
@@ -245,6 +245,7 @@ fn moves_in_flight_count_as_done() {
         from: ServerIdx(0),
         to: ServerIdx(1),
         bytes: 30,
+        reason: keel_balancer::MoveReason::Capacity,
     });
     let p = plan(&v, &Policy::default(), &busy);
     // Once m lands, a and b are at 30 % each: nothing more to do.
@@ -274,6 +275,7 @@ fn moves_in_flight_are_projected_by_stage() {
         from: a,
         to: b,
         bytes: 40,
+        reason: keel_balancer::MoveReason::Capacity,
     });
     let p = plan(&v, &Policy::default(), &busy);
     assert!(p.moves.is_empty() && p.band_reached, "{:?}", p.notes);
@@ -288,6 +290,7 @@ fn moves_in_flight_are_projected_by_stage() {
         from: a,
         to: c,
         bytes: 40,
+        reason: keel_balancer::MoveReason::Capacity,
     });
     let p = plan(&v, &Policy::default(), &busy);
     assert!(p.moves.is_empty() && p.band_reached, "{:?}", p.notes);

@@ -29,6 +29,7 @@ fn mv(v: &ClusterView, chunk: &str, to: u32) -> PlannedMove {
         from: ServerIdx(0),
         to: ServerIdx(to),
         bytes: 5,
+        reason: keel_balancer::MoveReason::Capacity,
     }
 }
 
@@ -339,6 +340,7 @@ fn history_is_bounded_and_totals_are_not() {
             from: a,
             to: b,
             bytes: 1,
+            reason: keel_balancer::MoveReason::Capacity,
         };
         let id = q.enqueue_planned(mv, S, &v).expect("enqueue");
         assert_eq!(q.next_ready(S, &v)[0].id, id);
@@ -421,6 +423,7 @@ fn limited_slots_spread_over_the_sources() {
             from: ServerIdx(1),
             to: ServerIdx(to),
             bytes: 5,
+            reason: keel_balancer::MoveReason::Capacity,
         };
         q.enqueue_planned(m, S, &v).expect("enqueue");
     }
@@ -481,6 +484,7 @@ fn default_limits_keep_every_server_busy() {
                 from,
                 to,
                 bytes: 5,
+                reason: keel_balancer::MoveReason::Capacity,
             });
         }
     }

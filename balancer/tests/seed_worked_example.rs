@@ -124,7 +124,7 @@ fn the_queue_drains_past_a_target_at_its_floor() {
     assert_eq!(q.totals().done as usize, 12 + second.moves.len());
     assert_eq!(q.totals().failed, 0);
     assert!(v.chunk(m6.chunk).is_on(node4));
-    let report = check(&v, policy.threshold_pct);
+    let report = check(&v, policy.threshold_pct, 0.0);
     assert!(report.balanced(), "{report:?}");
     assert!((report.average_utilization_pct - 52.9).abs() < 0.1);
     let third = plan(&v, &policy, &q.busy(now, &v));

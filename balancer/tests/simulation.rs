@@ -61,7 +61,7 @@ fn run(seed: u64) -> Result<(ClusterView, SimReport), String> {
         ));
     }
     let reachable = report.plans.iter().any(|p| p.band_reached);
-    if reachable && !check(&view, cfg.policy.threshold_pct).balanced() {
+    if reachable && !check(&view, cfg.policy.threshold_pct, 0.0).balanced() {
         return Err("a plan promised the band, the cluster did not get there".into());
     }
     Ok((view, report))
@@ -74,7 +74,7 @@ fn random_clusters_drain_with_failures_and_keep_every_invariant() {
     for seed in seeds() {
         match run(seed) {
             Ok((view, report)) => {
-                balanced += usize::from(check(&view, 20.0).balanced());
+                balanced += usize::from(check(&view, 20.0, 0.0).balanced());
                 failed_moves += report.totals.failed;
             }
             Err(e) => panic!("seed {seed}: {e}\nreplay with KEEL_SIM_SEED={seed}"),
@@ -117,7 +117,10 @@ fn a_permanently_failing_move_is_dropped_and_the_rest_complete() {
         view.chunk(bad).is_on(first.moves[0].from),
         "the failed chunk stays where it was"
     );
-    assert!(check(&view, 20.0).balanced(), "other chunks made up for it");
+    assert!(
+        check(&view, 20.0, 0.0).balanced(),
+        "other chunks made up for it"
+    );
     assert!(
         report
             .plans
@@ -191,5 +194,5 @@ fn concurrency_limits_hold_at_every_step() {
     let report = simulate(&mut view, &cfg).expect("simulation");
     assert_eq!(report.max_running, 3, "the limit was reached, never passed");
     assert!(report.totals.done > 20);
-    assert!(check(&view, 20.0).balanced());
+    assert!(check(&view, 20.0, 0.0).balanced());
 }

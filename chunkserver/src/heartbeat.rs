@@ -258,6 +258,8 @@ impl Heartbeat {
             migrate_bandwidth_bytes_per_second: self.throttle.bytes_per_sec(),
             term,
             deleting: report.deleting,
+            hot_chunks: Default::default(),
+            load: Default::default(),
         }
     }
 }

@@ -104,6 +104,7 @@ pub async fn run(clients: &Clients, args: GetArgs, json: bool) -> Result<(), Err
 async fn locate(master: &Master, chunk: &str) -> Result<LocateChunkResponse, Error> {
     let req = LocateChunkRequest {
         chunk: chunk.to_owned(),
+        rack: Default::default(),
     };
     match master
         .call("locate chunk", master.client.clone().locate_chunk(req))

@@ -182,6 +182,7 @@ async fn wait_registered(master: &Master, chunk: &str, stored: &[String]) -> Res
     loop {
         let req = LocateChunkRequest {
             chunk: chunk.to_owned(),
+            rack: Default::default(),
         };
         match master
             .call("locate chunk", master.client.clone().locate_chunk(req))

@@ -178,6 +178,10 @@ mod tests {
             state: state as i32,
             last_heartbeat_ms: 5,
             migrate_bandwidth_bytes_per_second: 0,
+            load: Default::default(),
+            read_bytes_per_sec: Default::default(),
+            read_p99_ms: Default::default(),
+            reads_per_sec: Default::default(),
         }
     }
 

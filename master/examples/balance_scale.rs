@@ -231,6 +231,7 @@ fn old_pass(meta: &Mutex<Meta>, names: &InFlightNames) -> (Instant, Instant) {
                 from,
                 to,
                 bytes: m.bytes,
+                reason: keel_balancer::MoveReason::Capacity,
             });
         }
     }

@@ -258,6 +258,10 @@ pub fn server_info(s: ServerStatus, migrate_rate: u64) -> pb::ServerInfo {
         state: state as i32,
         last_heartbeat_ms: s.last_heartbeat_ms,
         migrate_bandwidth_bytes_per_second: migrate_rate,
+        load: Default::default(),
+        read_bytes_per_sec: Default::default(),
+        read_p99_ms: Default::default(),
+        reads_per_sec: Default::default(),
     }
 }
 
@@ -267,6 +271,8 @@ fn server_load(s: keel_balancer::ServerLoad) -> pb::ServerLoad {
         utilization_pct: s.utilization_pct,
         used_bytes: s.used,
         capacity_bytes: s.capacity,
+        read_bytes_per_sec: Default::default(),
+        reads_per_sec: Default::default(),
     }
 }
 
@@ -289,6 +295,11 @@ pub fn check_response(r: LoadReport) -> pb::RebalanceCheckResponse {
         threshold_pct: r.threshold_pct,
         servers: r.servers.into_iter().map(server_load).collect(),
         balanced,
+        average_reads_per_sec: Default::default(),
+        cold: Default::default(),
+        hot: Default::default(),
+        load_balanced: Default::default(),
+        load_threshold_pct: Default::default(),
     }
 }
 

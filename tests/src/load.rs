@@ -315,7 +315,10 @@ impl Drop for Load {
 
 /// Live replica addresses of `id`, as the master lists them.
 pub(crate) async fn locate(m: &mut MasterClient<Channel>, id: &str) -> Result<Vec<String>, String> {
-    let req = LocateChunkRequest { chunk: id.into() };
+    let req = LocateChunkRequest {
+        chunk: id.into(),
+        rack: Default::default(),
+    };
     let loc = m
         .locate_chunk(req)
         .await

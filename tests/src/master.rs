@@ -101,6 +101,7 @@ pub async fn locate(url: &str, chunk: &str) -> Result<Replicas> {
     let mut m = master_client(url).await?;
     let req = LocateChunkRequest {
         chunk: chunk.to_owned(),
+        rack: Default::default(),
     };
     match m.locate_chunk(req).await {
         Ok(r) => Ok(Some(

@@ -141,9 +141,12 @@ async fn token_guards_every_call_and_travels_with_moves() -> Result<()> {
             let Ok(mut m) = master(&u, Some(TOKEN)).await else {
                 return false;
             };
-            m.locate_chunk(LocateChunkRequest { chunk: "t".into() })
-                .await
-                .is_ok()
+            m.locate_chunk(LocateChunkRequest {
+                chunk: "t".into(),
+                rack: Default::default(),
+            })
+            .await
+            .is_ok()
         }
     })
     .await?;

@@ -203,6 +203,7 @@ async fn seed_example_check_and_servers() -> Result<()> {
 async fn first_replica(c: &Cluster, chunk: &str) -> Result<String> {
     let req = LocateChunkRequest {
         chunk: chunk.into(),
+        rack: Default::default(),
     };
     let resp = c
         .master_client()

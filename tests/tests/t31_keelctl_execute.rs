@@ -16,6 +16,7 @@ use serde_json::Value;
 async fn replicas(c: &Cluster, chunk: &str) -> Result<Vec<String>> {
     let req = LocateChunkRequest {
         chunk: chunk.into(),
+        rack: Default::default(),
     };
     let resp = c
         .master_client()

@@ -91,7 +91,10 @@ async fn client_read(
                 // The master hears of a finished move within a heartbeat.
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            let req = LocateChunkRequest { chunk: id.into() };
+            let req = LocateChunkRequest {
+                chunk: id.into(),
+                ..Default::default()
+            };
             let loc = m.locate_chunk(req).await?.into_inner();
             let live = loc.replicas.into_iter().filter(|r| r.alive);
             cache.insert(id.into(), live.map(|r| (r.id, r.address)).collect());
@@ -212,7 +215,10 @@ async fn a_joining_server_is_filled_while_clients_read() -> Result<()> {
     assert_eq!(used, total, "every replica still counted once");
     for (id, &(len, crc, replication)) in expected.iter() {
         let loc = m
-            .locate_chunk(LocateChunkRequest { chunk: id.clone() })
+            .locate_chunk(LocateChunkRequest {
+                chunk: id.clone(),
+                ..Default::default()
+            })
             .await?
             .into_inner();
         assert_eq!(loc.replicas.len(), replication as usize, "{id}: {loc:?}");

@@ -146,6 +146,7 @@ async fn session_against_a_real_cluster() -> Result<()> {
     let loc = client
         .locate_chunk(LocateChunkRequest {
             chunk: "ch_010".into(),
+            rack: Default::default(),
         })
         .await?
         .into_inner();

@@ -50,7 +50,12 @@ async fn request_fields_cannot_forge_log_lines() -> Result<()> {
     };
 
     // Answers do not matter here (t71 checks them); only the logs do.
-    let _ = m.locate_chunk(LocateChunkRequest { chunk: next() }).await;
+    let _ = m
+        .locate_chunk(LocateChunkRequest {
+            chunk: next(),
+            rack: Default::default(),
+        })
+        .await;
     let _ = m
         .allocate_chunk(AllocateChunkRequest {
             chunk: next(),

@@ -143,6 +143,7 @@ async fn five_million_chunks_register_and_stay_alive() -> Result<()> {
     let loc = m
         .locate_chunk(LocateChunkRequest {
             chunk: "chunk-04999999".into(),
+            rack: Default::default(),
         })
         .await?
         .into_inner();
@@ -185,7 +186,10 @@ async fn partial_and_bad_reports_forget_nothing() -> Result<()> {
     let s = server(&mut m, "gap").await?;
     assert!(alive(&s) && s.chunks == 3, "{s:?}");
     let missing = m
-        .locate_chunk(LocateChunkRequest { chunk: "g4".into() })
+        .locate_chunk(LocateChunkRequest {
+            chunk: "g4".into(),
+            rack: Default::default(),
+        })
         .await
         .expect_err("g4 came on a broken report");
     assert_eq!(missing.code(), Code::NotFound);

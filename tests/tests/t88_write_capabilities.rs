@@ -150,6 +150,7 @@ async fn locate(
     let mut m = master_client(url).await?;
     let req = LocateChunkRequest {
         chunk: chunk.into(),
+        rack: Default::default(),
     };
     match m.locate_chunk(with_token(req, token)).await {
         Ok(r) => Ok(Some(r.into_inner())),

@@ -253,6 +253,7 @@ impl<'a> Planner<'a> {
             band_reached: outside.is_empty(),
             average_utilization_pct: self.band.average,
             notes: self.notes.into_lines(),
+            load_band_reached: true,
         }
     }
 }

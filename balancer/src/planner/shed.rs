@@ -162,6 +162,7 @@ impl Planner<'_> {
             from,
             to,
             bytes: size,
+            reason: crate::MoveReason::Capacity,
         });
         true
     }

@@ -51,6 +51,7 @@ impl Ids {
             from: *self.servers.get(&copy.mv.from)?,
             to: *self.servers.get(&copy.mv.to)?,
             bytes: copy.bytes,
+            reason: crate::MoveReason::Capacity,
         })
     }
 }

@@ -48,6 +48,7 @@ fn one_move_takes_bytes_over_bandwidth_plus_overhead() {
             from: ServerIdx(0),
             to: ServerIdx(1),
             bytes: 8 * MIB,
+            reason: crate::MoveReason::Capacity,
         }],
         bytes: 8 * MIB,
         ..Plan::default()

@@ -195,6 +195,8 @@ mod tests {
             utilization_pct: pct,
             used_bytes: 0,
             capacity_bytes: 0,
+            read_bytes_per_sec: Default::default(),
+            reads_per_sec: Default::default(),
         }
     }
 

@@ -51,6 +51,7 @@ async fn one(
 ) -> Result<(), Error> {
     let req = LocateChunkRequest {
         chunk: chunk.id.clone(),
+        rack: Default::default(),
     };
     let loc = master
         .call("locate chunk", master.client.clone().locate_chunk(req))

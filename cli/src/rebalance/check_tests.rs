@@ -11,6 +11,8 @@ fn load(server: &str, pct: f64) -> ServerLoad {
         utilization_pct: pct,
         used_bytes: (pct as u64) << 20,
         capacity_bytes: 100 << 20,
+        read_bytes_per_sec: Default::default(),
+        reads_per_sec: Default::default(),
     }
 }
 
@@ -27,6 +29,11 @@ fn seed() -> RebalanceCheckResponse {
             load("cs4", 15.0),
         ],
         balanced: false,
+        average_reads_per_sec: Default::default(),
+        cold: Default::default(),
+        hot: Default::default(),
+        load_balanced: Default::default(),
+        load_threshold_pct: Default::default(),
     }
 }
 
@@ -82,6 +89,7 @@ fn plan_json_shape() {
             from: "cs1".into(),
             to: "cs4".into(),
             bytes: 64 << 20,
+            reason: "capacity".into(),
         }],
         bytes: 64 << 20,
         lower_bound_bytes: 28 << 20,

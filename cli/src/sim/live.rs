@@ -84,6 +84,11 @@ pub fn model(live: &Live, overhead: Option<std::time::Duration>) -> (ClusterView
             from,
             to,
             bytes: m.bytes,
+            reason: if m.reason == "load" {
+                keel_balancer::MoveReason::Load
+            } else {
+                keel_balancer::MoveReason::Capacity
+            },
         });
     }
     // Used bytes as the master counts them, not just the planned chunks:
@@ -98,6 +103,7 @@ pub fn model(live: &Live, overhead: Option<std::time::Duration>) -> (ClusterView
         band_reached: live.plan.reaches_band,
         average_utilization_pct: live.plan.average_utilization_pct,
         notes,
+        load_band_reached: true,
     };
     (view, plan, execution(&live.plan, bandwidth, overhead))
 }
@@ -179,6 +185,7 @@ mod tests {
             from: from.into(),
             to: to.into(),
             bytes: 8 << 20,
+            reason: "capacity".into(),
         }
     }
 

@@ -325,7 +325,11 @@ impl Balancer {
             let m = lock(self.inner.mover.meta());
             (m.load_view(), m.redundancy(), m.running_copies())
         };
-        let report = load::check(&view, self.inner.settings.policy.threshold_pct);
+        let report = load::check(
+            &view,
+            self.inner.settings.policy.threshold_pct,
+            self.inner.settings.policy.load_threshold_pct,
+        );
         let repairs_done = self
             .inner
             .mover

@@ -68,6 +68,7 @@ impl PassInput {
                     from,
                     to,
                     bytes: m.bytes,
+                    reason: keel_balancer::MoveReason::Capacity,
                 });
             }
         }

@@ -35,6 +35,7 @@ pub fn plan_response(mut p: PassPlan) -> pb::RebalancePlanResponse {
                 from: m.mv.from,
                 to: m.mv.to,
                 bytes: m.bytes,
+                reason: String::new(),
             })
             .collect(),
         bytes: p.bytes,

@@ -289,7 +289,11 @@ impl Front {
     /// average: `RebalanceCheck` and the seed's `rebalance_check`.
     pub fn check(&self) -> LoadReport {
         let view = lock(&self.meta).load_view();
-        keel_balancer::load::check(&view, self.threshold_pct)
+        keel_balancer::load::check(
+            &view,
+            self.threshold_pct,
+            keel_balancer::traffic::DEFAULT_LOAD_THRESHOLD_PCT,
+        )
     }
 
     /// Why a chunk is where it is, and what is queued for it.

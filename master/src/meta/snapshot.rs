@@ -59,11 +59,13 @@ impl Meta {
                 // its bytes count twice at the floor: the safe side.)
                 incoming: s.committed_bytes().saturating_sub(s.used),
                 alive: s.takes_data(),
+                reads: keel_balancer::ReadRate::default(),
             })
             .collect();
         ClusterView {
             servers,
             chunks: self.chunks.mirror(),
+            heat: keel_balancer::Heat::new(),
         }
     }
 

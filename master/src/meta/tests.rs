@@ -250,7 +250,7 @@ fn seed_example_via_heartbeats() {
             now,
         );
     }
-    let r = keel_balancer::load::check(&m.load_view(), 20.0);
+    let r = keel_balancer::load::check(&m.load_view(), 20.0, 0.0);
     assert_eq!(r.average_utilization_pct, 50.0);
     assert_eq!(
         r.overloaded

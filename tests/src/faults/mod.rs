@@ -209,6 +209,7 @@ pub async fn placement_ok_at(
     for k in known {
         let req = LocateChunkRequest {
             chunk: k.id.clone(),
+            rack: Default::default(),
         };
         let loc = m
             .locate_chunk(req)
@@ -342,6 +343,7 @@ pub async fn snapshot(cluster: &Cluster, chunks: &[&str]) -> Result<Snapshot> {
     for c in chunks {
         let req = LocateChunkRequest {
             chunk: (*c).to_owned(),
+            rack: Default::default(),
         };
         let replicas = match m.locate_chunk(req).await {
             Ok(r) => Some(

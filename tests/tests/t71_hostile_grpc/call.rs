@@ -124,6 +124,7 @@ impl Call {
                 let mut m = master_client(&env.master).await.map_err(unavailable)?;
                 let req = LocateChunkRequest {
                     chunk: chunk.clone(),
+                    rack: Default::default(),
                 };
                 m.locate_chunk(req).await.map(|_| Reply::Plain)
             }

@@ -27,7 +27,10 @@ async fn one_leader_and_standbys_that_read_and_redirect() -> Result<()> {
     wait_until("the standby locates e0", Duration::from_secs(10), || {
         let mut s = s.clone();
         async move {
-            let req = LocateChunkRequest { chunk: "e0".into() };
+            let req = LocateChunkRequest {
+                chunk: "e0".into(),
+                rack: Default::default(),
+            };
             s.locate_chunk(req)
                 .await
                 .is_ok_and(|r| r.into_inner().replicas.len() == 2)

@@ -133,7 +133,11 @@ pub fn locator(url: &str, token: Option<&str>, id: &str) -> Result<Good> {
             let op: Op = Arc::new(move || {
                 let (mut m, id) = (m.clone(), id.clone());
                 Box::pin(async move {
-                    m.locate_chunk(LocateChunkRequest { chunk: id }).await?;
+                    m.locate_chunk(LocateChunkRequest {
+                        chunk: id,
+                        rack: Default::default(),
+                    })
+                    .await?;
                     Ok(())
                 })
             });

@@ -262,6 +262,7 @@ pub async fn report_storm() -> Result<()> {
             async move {
                 m.locate_chunk(keel_proto::v1::LocateChunkRequest {
                     chunk: "hot".into(),
+                    rack: Default::default(),
                 })
                 .await
                 .is_ok_and(|r| !r.into_inner().replicas.is_empty())

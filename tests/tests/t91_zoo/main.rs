@@ -88,6 +88,7 @@ pub async fn cluster(tokens: bool, cs_extra: &[&str]) -> Result<Cluster> {
             async move {
                 m.locate_chunk(LocateChunkRequest {
                     chunk: GOOD_CHUNK.into(),
+                    rack: Default::default(),
                 })
                 .await
                 .is_ok_and(|r| !r.into_inner().replicas.is_empty())
