@@ -14,6 +14,13 @@
 //! page with `send_full_report` (it lost track, e.g. a page went missing) the
 //! report starts over with a new id.
 //!
+//! Every heartbeat, full or delta, carries this server's client read load
+//! (`ReadLoad`: decayed reads/s and bytes/s, and the read p99 of the recent
+//! window) and its [`HOT_CHUNKS`] hottest replicas by reads/s, hottest
+//! first, each list replacing the one before ([`crate::heat`]). A paged
+//! report carries them on every page: they are small, and each page then
+//! stands alone.
+//!
 //! With several masters (`--master a,b,c`) one such loop runs per master,
 //! each with its own acknowledgements ([`Store::report_for`]), so a slow or
 //! absent master never delays the others. Every answer carries the term of
@@ -25,12 +32,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use keel_proto::v1::{ChunkReplica, HeartbeatRequest};
+use keel_proto::v1::{ChunkReplica, HeartbeatRequest, HotChunk, ReadLoad};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::convert;
 use crate::fence::{self, Fence};
+use crate::heat::HOT_CHUNKS;
+use crate::latency::ClientLatency;
 use crate::peer::{MasterLink, error_chain};
 use crate::store::{Report, Store};
 
@@ -88,6 +97,8 @@ pub struct Heartbeat {
     pub changes: tokio::sync::watch::Receiver<u64>,
     /// The migration bucket, whose current rate every heartbeat reports.
     pub throttle: Arc<crate::throttle::Throttle>,
+    /// Client service times, whose read p99 every heartbeat reports.
+    pub latency: Arc<ClientLatency>,
 }
 
 impl Heartbeat {
@@ -240,6 +251,7 @@ impl Heartbeat {
             .into_iter()
             .map(|(chunk, e)| convert::replica(chunk, e))
             .collect();
+        let (load, hot_chunks) = read_load(&self.store, &self.latency, Instant::now());
         HeartbeatRequest {
             id: self.identity.id.clone(),
             address: self.identity.address.clone(),
@@ -258,10 +270,37 @@ impl Heartbeat {
             migrate_bandwidth_bytes_per_second: self.throttle.bytes_per_sec(),
             term,
             deleting: report.deleting,
-            hot_chunks: Default::default(),
-            load: Default::default(),
+            hot_chunks,
+            load: Some(load),
         }
     }
+}
+
+/// This server's client read load at `now` and its hottest replicas,
+/// hottest first, as a heartbeat carries them.
+pub fn read_load(
+    store: &Store,
+    latency: &ClientLatency,
+    now: Instant,
+) -> (ReadLoad, Vec<HotChunk>) {
+    let rate = store.heat.server(now);
+    let load = ReadLoad {
+        read_bytes_per_sec: rate.bytes_per_sec,
+        reads_per_sec: rate.reads_per_sec,
+        read_p99_ms: latency.read_p99(now).map_or(0.0, |d| d.as_secs_f64() * 1e3),
+    };
+    let hot = store
+        .heat
+        .hottest(now, HOT_CHUNKS)
+        .into_iter()
+        .filter(|(_, r)| r.reads_per_sec > 0.0)
+        .map(|(chunk, r)| HotChunk {
+            chunk,
+            read_bytes_per_sec: r.bytes_per_sec,
+            reads_per_sec: r.reads_per_sec,
+        })
+        .collect();
+    (load, hot)
 }
 
 /// Splits `chunks` into pages of at most [`PAGE_REPLICAS`] replicas and
