@@ -357,6 +357,46 @@ mod tests {
     }
 
     #[test]
+    fn the_read_load_and_the_hottest_replicas_are_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), "cs1", Some(1 << 20)).expect("open");
+        let latency = ClientLatency::off();
+        let now = Instant::now();
+        // Nothing read yet: a zero load, no hot replica.
+        let (load, hot) = read_load(&store, &latency, now);
+        assert_eq!(load, ReadLoad::default());
+        assert!(hot.is_empty());
+
+        for i in 0..100 {
+            let chunk = format!("c{i:03}");
+            for _ in 0..=i {
+                let mut r = store.heat.start(&chunk, now);
+                r.sent(1000);
+            }
+            latency.record_read(Duration::from_millis(if i == 99 { 80 } else { 2 }));
+        }
+        let (load, hot) = read_load(&store, &latency, now);
+        let tau = crate::heat::TIME_CONSTANT.as_secs_f64();
+        let reads: f64 = (1..=100).map(f64::from).sum();
+        // Within 1 %: the guards count their bytes, and decay, at their own now.
+        assert!(
+            (load.reads_per_sec / (reads / tau) - 1.0).abs() < 0.01,
+            "{load:?}"
+        );
+        assert!(load.read_bytes_per_sec > 999.0 * load.reads_per_sec);
+        // 1 of 100 samples slow: the p99 is the fast time (rounded up).
+        assert!((2.0..2.2).contains(&load.read_p99_ms), "{load:?}");
+        assert_eq!(hot.len(), HOT_CHUNKS);
+        assert_eq!(hot[0].chunk, "c099");
+        assert_eq!(hot[HOT_CHUNKS - 1].chunk, "c036");
+        assert!((hot[0].reads_per_sec / (100.0 / tau) - 1.0).abs() < 0.01);
+        assert!(
+            hot.windows(2)
+                .all(|w| w[0].reads_per_sec > w[1].reads_per_sec)
+        );
+    }
+
+    #[test]
     fn small_reports_are_one_page() {
         assert_eq!(page_bounds(&[]), vec![0..0]);
         assert_eq!(page_bounds(&replicas(10, 8)), vec![0..10]);
