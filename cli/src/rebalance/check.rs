@@ -118,19 +118,27 @@ pub fn render_check(r: &RebalanceCheckResponse) -> String {
         (avg - th).max(0.0),
         avg + th,
     );
-    let with_load = load::shown(r);
-    // Older masters may leave `servers` empty: show the outliers then.
-    let rows = if r.servers.is_empty() {
-        let mut all: Vec<&ServerLoad> = r.overloaded.iter().chain(&r.underloaded).collect();
-        for l in r.hot.iter().chain(&r.cold) {
-            if !all.iter().any(|a| a.server == l.server) {
-                all.push(l);
-            }
+    let t = check_table(r, load::shown(r));
+    if !t.is_empty() {
+        out.push_str(&t.render());
+        out.push('\n');
+    }
+    out.push_str(&verdict(r));
+    out.push('\n');
+    if load::shown(r) {
+        out.push_str(&load::band(r.average_reads_per_sec, r.load_threshold_pct));
+        out.push('\n');
+        if let Some(v) = load::verdict(r) {
+            out.push_str(&v);
+            out.push('\n');
         }
-        all
-    } else {
-        r.servers.iter().collect()
-    };
+    }
+    out
+}
+
+/// Every live server (or, from older masters that leave `servers` empty,
+/// the outliers) against the band, and against the load band `with_load`.
+fn check_table(r: &RebalanceCheckResponse, with_load: bool) -> Table {
     let mut columns = vec![
         ("SERVER", Align::Left),
         ("CAPACITY", Align::Right),
@@ -142,7 +150,7 @@ pub fn render_check(r: &RebalanceCheckResponse) -> String {
         columns.extend([("READS", Align::Right), ("LOAD", Align::Left)]);
     }
     let mut t = Table::new(&columns);
-    for l in rows {
+    for l in check_rows(r) {
         let mut row = vec![
             l.server.clone(),
             output::size(l.capacity_bytes),
@@ -158,21 +166,27 @@ pub fn render_check(r: &RebalanceCheckResponse) -> String {
         }
         t.row(row);
     }
-    if !t.is_empty() {
-        out.push_str(&t.render());
-        out.push('\n');
+    t
+}
+
+/// The servers a check lists: all of them, or each outlier once.
+fn check_rows(r: &RebalanceCheckResponse) -> Vec<&ServerLoad> {
+    if !r.servers.is_empty() {
+        return r.servers.iter().collect();
     }
-    out.push_str(&verdict(r));
-    out.push('\n');
-    if with_load {
-        out.push_str(&load::band(r.average_reads_per_sec, r.load_threshold_pct));
-        out.push('\n');
-        if let Some(v) = load::verdict(r) {
-            out.push_str(&v);
-            out.push('\n');
+    let mut all: Vec<&ServerLoad> = Vec::new();
+    for l in r
+        .overloaded
+        .iter()
+        .chain(&r.underloaded)
+        .chain(&r.hot)
+        .chain(&r.cold)
+    {
+        if !all.iter().any(|a| a.server == l.server) {
+            all.push(l);
         }
     }
-    out
+    all
 }
 
 fn band_status(r: &RebalanceCheckResponse, server: &str) -> &'static str {

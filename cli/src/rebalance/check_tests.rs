@@ -139,6 +139,8 @@ fn seed_with_reads() -> RebalanceCheckResponse {
             reads(load("cs3", 57.0), 30.0),
             reads(load("cs4", 15.0), 0.0),
         ],
+        overloaded: vec![reads(load("cs1", 78.0), 120.0)],
+        underloaded: vec![reads(load("cs4", 15.0), 0.0)],
         average_reads_per_sec: 45.0,
         load_threshold_pct: 25.0,
         hot: vec![reads(load("cs1", 78.0), 120.0)],
@@ -262,4 +264,17 @@ fn plan_moves_say_why_and_the_split_is_counted() {
         ),
         "{text}"
     );
+}
+
+#[test]
+fn without_a_server_list_each_outlier_is_one_row() {
+    let r = RebalanceCheckResponse {
+        servers: vec![],
+        ..seed_with_reads()
+    };
+    let text = render_check(&r);
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("cs")).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert!(rows[0].ends_with("overloaded   120.0/s  hot"), "{text}");
+    assert!(rows[1].ends_with("underloaded    0.0/s  cold"), "{text}");
 }
