@@ -234,7 +234,8 @@ impl Planner<'_> {
 
     /// Phase 2's first step on a source both over its capacity band and
     /// hot: its hot chunks go first, as long as each fits what is left to
-    /// shed, so the bytes it must lose anyway cool it too.
+    /// shed, so the bytes it must lose anyway cool it too. Each goes to the
+    /// coolest of the phase's targets with room for it.
     pub(super) fn shed_hot_first(&mut self, src: usize, fit: &mut ChunkFit, targets: &mut Targets) {
         let Some(band) = self.load else { return };
         if self.load_pos(src, &band) != LoadPosition::Hot {
@@ -248,18 +249,29 @@ impl Planner<'_> {
             if !fit.fits(size) || self.reads[src] - rate < band.cold_edge() {
                 continue;
             }
-            if self.place(c, src, targets, MoveReason::Load) {
-                fit.take(size);
-            }
+            let room = |t: usize| targets.room(&self.bounds[t], self.used[t]);
+            let Ok(t) = self.coolest(self.by_reads(), src, c, rate, &band, room) else {
+                continue;
+            };
+            targets.remove(ServerIdx(t as u32), &self.bounds[t], self.used[t]);
+            self.record(c, src, ServerIdx(t as u32), MoveReason::Load);
+            targets.insert(ServerIdx(t as u32), &self.bounds[t], self.used[t]);
+            fit.take(size);
         }
+    }
+
+    /// Live servers, coolest first.
+    fn by_reads(&self) -> BTreeSet<(u64, u32)> {
+        self.live().map(|i| key(self.reads[i], i)).collect()
     }
 
     /// Phase 4 of the module doc: each hot server, hottest first, gives its
     /// densest hot chunks to the coolest servers that can take them.
     pub(super) fn cool_hot_servers(&mut self) {
         let Some(band) = self.load else { return };
-        let mut order: BTreeSet<(u64, u32)> = self.live().map(|i| key(self.reads[i], i)).collect();
+        let mut order = self.by_reads();
         for src in self.at_load(LoadPosition::Hot) {
+            let mut too_hot = Vec::new();
             for (rate, c) in self.hot_chunks(src) {
                 if self.reads[src] <= band.aim() {
                     break;
@@ -269,8 +281,18 @@ impl Planner<'_> {
                 if !keeps_band || self.reads[src] - rate < band.cold_edge() {
                     continue;
                 }
-                let Some(t) = self.coolest_target(&order, src, c, rate, &band) else {
-                    continue;
+                let room = |t: usize| {
+                    let b = &self.bounds[t];
+                    b.hi_edge.min(b.limit).saturating_sub(self.used[t])
+                };
+                let t = match self.coolest(order.iter().copied(), src, c, rate, &band, room) {
+                    Ok(t) => t,
+                    Err(cool_enough) => {
+                        if !cool_enough {
+                            too_hot.push((c, rate));
+                        }
+                        continue;
+                    }
                 };
                 order.remove(&key(self.reads[src], src));
                 order.remove(&key(self.reads[t], t));
@@ -278,23 +300,32 @@ impl Planner<'_> {
                 order.insert(key(self.reads[src], src));
                 order.insert(key(self.reads[t], t));
             }
+            // Only worth saying when it is why the source stays hot.
+            if self.reads[src] > band.hot_edge() {
+                for (c, rate) in too_hot {
+                    self.notes.too_hot(self.table.id(c as usize), rate);
+                }
+            }
         }
     }
 
-    /// The coolest server that may take chunk `c` (at `rate` reads/s) from
-    /// `src` and stay inside both bands; notes a chunk even the coolest
-    /// server could not take.
-    fn coolest_target(
-        &mut self,
-        order: &BTreeSet<(u64, u32)>,
+    /// The coolest server of `order` that may take chunk `c` (at `rate`
+    /// reads/s) from `src`, stay under the load aim and has `room` for it.
+    /// `Err(false)` when even the coolest server would end above the aim,
+    /// `Err(true)` when cool servers were ruled out by bytes, replicas or
+    /// racks.
+    fn coolest(
+        &self,
+        order: impl IntoIterator<Item = (u64, u32)>,
         src: usize,
         c: u32,
         rate: f64,
         band: &LoadBand,
-    ) -> Option<usize> {
+        room: impl Fn(usize) -> u64,
+    ) -> Result<usize, bool> {
         let size = self.table.size(c as usize);
         let mut cool_enough = false;
-        for &(_, t) in order {
+        for (_, t) in order {
             let t = t as usize;
             if t == src {
                 continue;
@@ -303,15 +334,12 @@ impl Planner<'_> {
                 break;
             }
             cool_enough = true;
-            let b = &self.bounds[t];
-            let room = self.used[t] + size <= b.hi_edge.min(b.limit);
-            if room && self.admits(c as usize, ServerIdx(src as u32), ServerIdx(t as u32)) {
-                return Some(t);
+            if room(t) >= size
+                && self.admits(c as usize, ServerIdx(src as u32), ServerIdx(t as u32))
+            {
+                return Ok(t);
             }
         }
-        if !cool_enough {
-            self.notes.too_hot(self.table.id(c as usize), rate);
-        }
-        None
+        Err(cool_enough)
     }
 }
