@@ -7,6 +7,8 @@
 //! - the target ends at most [`LOAD_AIM_FRACTION`] of the band's half-width
 //!   above the mean, so a move never makes a server hot, and noise in the
 //!   measured rates does not send the chunk on again;
+//! - the target ends no hotter than the source it leaves, so the pair never
+//!   swaps places and the next pass has no reason to move the chunk back;
 //! - the source does not turn cold, nor drop below its capacity band's lower
 //!   edge; the target stays under its upper edge and its free-space floor;
 //! - chunks are taken densest first (reads/s per byte), so the source cools
@@ -56,6 +58,12 @@ impl LoadBand {
     /// Where sources are brought down to and targets may rise to.
     fn aim(&self) -> f64 {
         self.mean + self.slack * LOAD_AIM_FRACTION
+    }
+
+    /// Where a cold server is brought up to, and the least a donor may
+    /// keep: the mirror of [`LoadBand::aim`].
+    fn cold_aim(&self) -> f64 {
+        self.mean - self.slack * LOAD_AIM_FRACTION
     }
 
     /// Below this a server is cold.
@@ -309,6 +317,47 @@ impl Planner<'_> {
         }
     }
 
+    /// Phase 4's second half: servers still cold, coldest first, take hot
+    /// chunks from the hottest servers above the mean, up to the cold aim,
+    /// on the same rules (no donor turns cold or cooler than the target).
+    pub(super) fn warm_cold_servers(&mut self) {
+        let Some(band) = self.load else { return };
+        let mut cold = self.at_load(LoadPosition::Cold);
+        cold.reverse();
+        'target: for t in cold {
+            let donors: Vec<usize> = self
+                .at_load(LoadPosition::Hot)
+                .into_iter()
+                .chain(self.at_load(LoadPosition::Inside))
+                .filter(|&d| self.reads[d] > band.mean)
+                .collect();
+            for d in donors {
+                for (rate, c) in self.hot_chunks(d) {
+                    if self.reads[t] >= band.cold_aim() {
+                        continue 'target;
+                    }
+                    if self.can_give(d, t, c, rate, &band) {
+                        self.record(c, d, ServerIdx(t as u32), MoveReason::Load);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether chunk `c` (at `rate` reads/s) may move for load from `d` to
+    /// `t` on every rule of the module doc.
+    fn can_give(&self, d: usize, t: usize, c: u32, rate: f64, band: &LoadBand) -> bool {
+        let size = self.table.size(c as usize);
+        let (bd, bt) = (&self.bounds[d], &self.bounds[t]);
+        let (after_d, after_t) = (self.reads[d] - rate, self.reads[t] + rate);
+        after_t <= band.aim()
+            && after_d >= band.cold_aim()
+            && after_t <= after_d
+            && self.used[d].saturating_sub(size) >= bd.lo_edge
+            && self.used[t] + size <= bt.hi_edge.min(bt.limit)
+            && self.admits(c as usize, ServerIdx(d as u32), ServerIdx(t as u32))
+    }
+
     /// The coolest server of `order` that may take chunk `c` (at `rate`
     /// reads/s) from `src`, stay under the load aim and has `room` for it.
     /// `Err(false)` when even the coolest server would end above the aim,
@@ -334,6 +383,9 @@ impl Planner<'_> {
                 break;
             }
             cool_enough = true;
+            if self.reads[t] + rate > self.reads[src] - rate {
+                continue;
+            }
             if room(t) >= size
                 && self.admits(c as usize, ServerIdx(src as u32), ServerIdx(t as u32))
             {

@@ -14,7 +14,8 @@
 //! 4. With a load band ([`Policy::load_threshold_pct`] above 0) and some
 //!    replicas reported hot, servers still hot by reads/s give their hot
 //!    chunks to the coolest servers that stay well inside the load band and
-//!    inside the capacity band (`heat.rs`). A source that is both over its
+//!    inside the capacity band; then servers still cold take hot chunks
+//!    from servers above the mean (`heat.rs`). A source that is both over its
 //!    capacity band and hot already sheds its hot chunks first in phase 2,
 //!    so that the bytes it must lose anyway also cool it.
 //!
@@ -150,6 +151,7 @@ impl<'a> Planner<'a> {
         self.drain_overloaded();
         self.fill_underloaded();
         self.cool_hot_servers();
+        self.warm_cold_servers();
         self.finish(lower_bound_bytes)
     }
 
