@@ -40,24 +40,48 @@ pub fn zipf_heat(seed: u64, view: &mut ClusterView, spec: &HeatSpec) -> Vec<f64>
         .iter()
         .map(|s| if s.alive { per_server } else { 0.0 })
         .collect();
+    let hot_total = spec.total_reads_per_sec - per_server * live as f64;
+    hot_set(
+        &mut rng,
+        view,
+        spec.on,
+        spec.hot_chunks,
+        hot_total,
+        spec.exponent,
+    );
+    refresh_reads(view, &background);
+    background
+}
+
+/// Makes `chunks` chunks hot (with a replica on `on` when given, their
+/// reads on that replica), drawn with `rng` without repetition, with
+/// Zipf-like rates of exponent `exponent` summing to `reads_per_sec`; adds
+/// to `view.heat` only (see [`refresh_reads`]). Returns how many chunks it
+/// made hot: fewer than asked when fewer qualify.
+pub fn hot_set(
+    rng: &mut Rng,
+    view: &mut ClusterView,
+    on: Option<ServerIdx>,
+    chunks: usize,
+    reads_per_sec: f64,
+    exponent: f64,
+) -> usize {
     let mut pool: Vec<ChunkIdx> = view
         .chunks()
         .filter(|c| c.size() > 0)
-        .filter(|c| spec.on.is_none_or(|s| c.is_on(s)))
+        .filter(|c| on.is_none_or(|s| c.is_on(s)))
         .map(|c| c.idx())
         .collect();
-    let n = spec.hot_chunks.min(pool.len());
-    let weights: Vec<f64> = (1..=n).map(|k| (k as f64).powf(-spec.exponent)).collect();
-    let hot_total = spec.total_reads_per_sec - per_server * live as f64;
-    let scale = hot_total / weights.iter().sum::<f64>().max(f64::MIN_POSITIVE);
+    let n = chunks.min(pool.len());
+    let weights: Vec<f64> = (1..=n).map(|k| (k as f64).powf(-exponent)).collect();
+    let scale = reads_per_sec / weights.iter().sum::<f64>().max(f64::MIN_POSITIVE);
     for (k, w) in weights.iter().enumerate() {
         // A partial Fisher–Yates shuffle: the k-th draw comes from the rest.
         let j = rng.range(k as u64, pool.len() as u64 - 1) as usize;
         pool.swap(k, j);
-        place_rate(view, pool[k], w * scale, spec.on);
+        place_rate(view, pool[k], w * scale, on);
     }
-    refresh_reads(view, &background);
-    background
+    n
 }
 
 /// Sets the heat of `chunk` to `rate` reads/s, on `on` or split evenly

@@ -10,7 +10,7 @@ mod heat;
 
 pub use drain::{FailureModel, SimConfig, SimReport, simulate};
 pub use generate::{RandomSpec, SkewSpec, random_cluster, skewed_cluster};
-pub use heat::{HeatSpec, refresh_reads, zipf_heat};
+pub use heat::{HeatSpec, hot_set, refresh_reads, zipf_heat};
 
 /// SplitMix64: small, fast and good enough for generating test clusters.
 #[derive(Debug, Clone)]
