@@ -30,15 +30,16 @@ use std::time::{Duration, Instant};
 /// Time constant of every decayed rate: a rate that stops falls to 1/e of
 /// itself after this long. A minute smooths the second-to-second noise of
 /// reads while a burst still shows within a heartbeat or two, and a chunk
-/// that stops being read is cool within a few minutes.
-pub const TIME_CONSTANT: Duration = Duration::from_secs(60);
+/// that stops being read is cool within a few minutes. Shared with the
+/// master, which ages finished load moves by it.
+pub const TIME_CONSTANT: Duration = keel_proto::READ_RATE_TIME_CONSTANT;
 
 /// Entries below this many reads/s are forgotten: one read leaves about
 /// 0.017 reads/s, which decays below this in under three minutes.
 pub const PRUNE_BELOW_READS_PER_SEC: f64 = 1e-3;
 
 /// How many of the hottest replicas a heartbeat carries.
-pub const HOT_CHUNKS: usize = 64;
+pub const HOT_CHUNKS: usize = keel_proto::HOT_CHUNKS_MAX;
 
 /// A client read rate.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

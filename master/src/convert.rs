@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use keel_balancer::{LoadReport, MoveRef, ReadRate};
+use keel_balancer::{LoadReport, MoveRef};
 use keel_proto::chunk_id;
 use keel_proto::v1 as pb;
 
@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::meta::Explanation;
 use crate::meta::{
     AllocRequest, Allocation, Heartbeat, Location, MAX_HOT_CHUNKS, ReadReport, ReplicaReport,
-    ServerAddr, ServerReads, ServerState, ServerStatus, Stamp, clamp_rate,
+    ServerAddr, ServerReads, ServerState, ServerStatus, Stamp, clamp_rate, sane_rate,
 };
 
 /// Largest chunk the master accepts (1 TiB). Far above any sane chunk, and
@@ -177,16 +177,15 @@ pub fn heartbeat(req: pb::HeartbeatRequest, tls: bool) -> Result<Heartbeat, Erro
 }
 
 /// A heartbeat's read figures, made safe to sum: non-finite or negative
-/// server figures read as 0; a hot entry with a bad chunk id, a non-finite
+/// server figures read as 0 and huge ones are capped ([`sane_rate`]), so
+/// one hostile server cannot make the cluster's mean infinite; a hot entry with a bad chunk id, a non-finite
 /// or negative rate, or a chunk listed before is dropped (logged); only the
-/// first [`MAX_HOT_CHUNKS`] are kept. The rest of the heartbeat stands.
+/// first [`MAX_HOT_CHUNKS`] are kept, their rates capped too. The rest of
+/// the heartbeat stands.
 pub fn read_report(server: &str, load: Option<pb::ReadLoad>, hot: Vec<pb::HotChunk>) -> ReadReport {
     let load = load.unwrap_or_default();
     let load = ServerReads {
-        rate: ReadRate::new(
-            clamp_rate(load.reads_per_sec),
-            clamp_rate(load.read_bytes_per_sec),
-        ),
+        rate: sane_rate(load.reads_per_sec, load.read_bytes_per_sec),
         p99_ms: clamp_rate(load.read_p99_ms),
     };
     let sane = |v: f64| v.is_finite() && v >= 0.0;
@@ -202,10 +201,7 @@ pub fn read_report(server: &str, load: Option<pb::ReadLoad>, hot: Vec<pb::HotChu
             tracing::debug!(server = %server.escape_debug(), chunk = %h.chunk.escape_debug(), "hot chunk entry ignored");
             continue;
         }
-        kept.push((
-            h.chunk,
-            ReadRate::new(h.reads_per_sec, h.read_bytes_per_sec),
-        ));
+        kept.push((h.chunk, sane_rate(h.reads_per_sec, h.read_bytes_per_sec)));
     }
     ReadReport { load, hot: kept }
 }
@@ -380,6 +376,7 @@ pub fn explanation(e: Explanation) -> pb::ExplainChunkResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keel_balancer::ReadRate;
 
     fn req() -> pb::HeartbeatRequest {
         pb::HeartbeatRequest {
@@ -514,6 +511,43 @@ mod tests {
         assert_eq!(r.hot[1].0, "z0");
         // A server that predates load reports none.
         assert_eq!(read_report("cs1", None, Vec::new()), ReadReport::default());
+    }
+
+    #[test]
+    fn huge_finite_rates_are_capped_and_the_mean_stays_finite() {
+        let load = pb::ReadLoad {
+            reads_per_sec: 1e308,
+            read_bytes_per_sec: f64::MAX,
+            read_p99_ms: 1.0,
+        };
+        let hot = vec![pb::HotChunk {
+            chunk: "a".into(),
+            reads_per_sec: 1e308,
+            read_bytes_per_sec: 1e308,
+        }];
+        let r = read_report("cs1", Some(load), hot);
+        assert_eq!(
+            r.load.rate,
+            ReadRate::new(
+                crate::meta::MAX_READS_PER_SEC,
+                crate::meta::MAX_READ_BYTES_PER_SEC
+            )
+        );
+        assert_eq!(r.hot[0].1.reads_per_sec, crate::meta::MAX_READS_PER_SEC);
+        // Two hostile servers and one honest one: the mean is finite and
+        // the honest one is cold, not "inside" an infinite band.
+        let mut v = keel_balancer::ClusterView::new();
+        for (id, rate) in [
+            ("a", r.load.rate),
+            ("b", r.load.rate),
+            ("c", ReadRate::new(10.0, 1.0)),
+        ] {
+            let s = v.add_server(id, None, 100, true);
+            v.servers[s.0 as usize].reads = rate;
+        }
+        let c = keel_balancer::load::check(&v, 20.0, 25.0);
+        assert!(c.average_reads_per_sec.is_finite());
+        assert_eq!(c.cold.len(), 1);
     }
 
     #[test]

@@ -92,3 +92,14 @@ pub fn check_replication(replication: u32) -> Result<(), String> {
 /// Payload bytes per data frame of chunk streams. 256 KiB–1 MiB measured fastest
 /// on loopback; see the benchmark in the README.
 pub const FRAME_BYTES: usize = 512 * 1024;
+
+/// Most hot replicas one heartbeat carries (`HeartbeatRequest.hot_chunks`):
+/// chunk servers send their hottest this many, and the master cuts a longer
+/// list rather than trust it. Enough for the planner to find a hot server's
+/// few hot chunks; small enough that a heartbeat stays small.
+pub const HOT_CHUNKS_MAX: usize = 64;
+
+/// Time constant of the chunk servers' decayed read rates: a rate that stops
+/// falls to 1/e of itself after this long. The master uses the same figure
+/// to age what a finished load move took from its source's reported rate.
+pub const READ_RATE_TIME_CONSTANT: std::time::Duration = std::time::Duration::from_secs(60);

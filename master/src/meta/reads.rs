@@ -13,9 +13,8 @@ use keel_balancer::{ChunkIdx, Heat, ReadRate, ServerIdx};
 use super::view::ReplicaLocation;
 use super::{Meta, ServerNo};
 
-/// Hot replicas kept per server. The chunk servers send at most this many
-/// (a bounded top-K); the master cuts a longer list rather than trust it.
-pub const MAX_HOT_CHUNKS: usize = 64;
+/// Hot replicas kept per server: the one limit chunk servers send by.
+pub const MAX_HOT_CHUNKS: usize = keel_proto::HOT_CHUNKS_MAX;
 
 /// A server's client reads as its last heartbeat reported them.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -41,6 +40,25 @@ pub struct ReadReport {
 /// figures (a buggy or hostile server) read as 0 rather than poison sums.
 pub fn clamp_rate(v: f64) -> f64 {
     if v.is_finite() && v > 0.0 { v } else { 0.0 }
+}
+
+/// Most reads/s one report may claim. Far above any real server, low enough
+/// that the sum of a million such servers stays finite: one server reporting
+/// 1e308 would otherwise make the mean infinite and every server "inside"
+/// the band, turning load balancing off for all.
+pub const MAX_READS_PER_SEC: f64 = 1e9;
+
+/// Most read bytes/s one report may claim (a petabyte a second), for the
+/// same reason as [`MAX_READS_PER_SEC`].
+pub const MAX_READ_BYTES_PER_SEC: f64 = 1e15;
+
+/// A reported rate made safe to sum: each figure through [`clamp_rate`],
+/// then capped at [`MAX_READS_PER_SEC`] and [`MAX_READ_BYTES_PER_SEC`].
+pub fn sane_rate(reads_per_sec: f64, bytes_per_sec: f64) -> ReadRate {
+    ReadRate::new(
+        clamp_rate(reads_per_sec).min(MAX_READS_PER_SEC),
+        clamp_rate(bytes_per_sec).min(MAX_READ_BYTES_PER_SEC),
+    )
 }
 
 /// The step in which `LocateChunk` compares holders' reads/s: the load
@@ -70,8 +88,18 @@ pub struct Holder {
 
 /// Orders a chunk's holders for a reader in `rack` (may be empty): live
 /// first; then least loaded, in steps of `step` reads/s so that noise does
-/// not flap the order; then holders in the reader's rack; then by id.
-pub fn order_replicas(mut holders: Vec<Holder>, rack: &str, step: f64) -> Vec<ReplicaLocation> {
+/// not flap the order; then holders in the reader's rack; then, with
+/// `spread` naming the chunk, by [`tie_hash`] of chunk and holder; then by id.
+///
+/// The hash shares reads among equally loaded holders: by id alone, every
+/// reader of every chunk would go to the lowest id. It is fixed, so one
+/// chunk's order stays the same from call to call (and master to master).
+pub fn order_replicas(
+    mut holders: Vec<Holder>,
+    rack: &str,
+    step: f64,
+    spread: Option<&str>,
+) -> Vec<ReplicaLocation> {
     let step = if step.is_finite() && step > 0.0 {
         step
     } else {
@@ -81,15 +109,27 @@ pub fn order_replicas(mut holders: Vec<Holder>, rack: &str, step: f64) -> Vec<Re
     // and saturates otherwise.
     let bucket = |h: &Holder| (clamp_rate(h.reads_per_sec) / step).floor() as u64;
     let far = |h: &Holder| rack.is_empty() || h.rack != rack;
+    let tie = |h: &Holder| spread.map_or(0, |c| tie_hash(c, &h.replica.id));
     holders.sort_by(|a, b| {
         b.replica
             .alive
             .cmp(&a.replica.alive)
             .then_with(|| bucket(a).cmp(&bucket(b)))
             .then_with(|| far(a).cmp(&far(b)))
+            .then_with(|| tie(a).cmp(&tie(b)))
             .then_with(|| a.replica.id.cmp(&b.replica.id))
     });
     holders.into_iter().map(|h| h.replica).collect()
+}
+
+/// FNV-1a of `chunk`, a separator and `server`: a fixed hash (not
+/// `RandomState`), so the order it gives is the same on every call and
+/// every master.
+pub fn tie_hash(chunk: &str, server: &str) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let bytes = chunk.bytes().chain([0xff]).chain(server.bytes());
+    bytes.fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME))
 }
 
 impl Meta {
@@ -225,23 +265,57 @@ mod tests {
         ];
         // Step 25: b (10) and d (14) are equals; d is in the reader's rack.
         assert_eq!(
-            ids(order_replicas(hs.clone(), "r2", 25.0)),
+            ids(order_replicas(hs.clone(), "r2", 25.0, None)),
             ["d", "b", "a", "c"]
         );
         // No rack: the id breaks the tie.
         assert_eq!(
-            ids(order_replicas(hs.clone(), "", 25.0)),
+            ids(order_replicas(hs.clone(), "", 25.0, None)),
             ["b", "d", "a", "c"]
         );
         // A fine step tells 10 from 14.
-        assert_eq!(ids(order_replicas(hs, "r2", 2.0)), ["b", "d", "a", "c"]);
+        assert_eq!(
+            ids(order_replicas(hs, "r2", 2.0, None)),
+            ["b", "d", "a", "c"]
+        );
     }
 
     #[test]
     fn noise_inside_a_step_does_not_flap_the_order() {
         for (a, b) in [(40.0, 41.0), (41.0, 40.0), (44.9, 40.1)] {
             let hs = vec![holder("x", true, a, ""), holder("y", true, b, "")];
-            assert_eq!(ids(order_replicas(hs, "", 25.0)), ["x", "y"]);
+            assert_eq!(ids(order_replicas(hs, "", 25.0, None)), ["x", "y"]);
+        }
+    }
+
+    #[test]
+    fn equal_holders_share_the_readers_of_many_chunks() {
+        let hs = vec![holder("cs1", true, 40.0, ""), holder("cs2", true, 44.0, "")];
+        let n = 10_000;
+        let firsts = (0..n)
+            .filter(|i| {
+                let chunk = format!("chunk-{i}");
+                let order = ids(order_replicas(hs.clone(), "", 25.0, Some(&chunk)));
+                // One chunk's order is the same on every call.
+                assert_eq!(
+                    order,
+                    ids(order_replicas(hs.clone(), "", 25.0, Some(&chunk)))
+                );
+                order[0] == "cs1"
+            })
+            .count();
+        let share = firsts as f64 / n as f64;
+        assert!((0.45..=0.55).contains(&share), "cs1 first for {share:.3}");
+        // Load still comes first: a holder a step hotter is never first.
+        let hot = vec![holder("cs1", true, 90.0, ""), holder("cs2", true, 40.0, "")];
+        for i in 0..100 {
+            let order = ids(order_replicas(
+                hot.clone(),
+                "",
+                25.0,
+                Some(&format!("c{i}")),
+            ));
+            assert_eq!(order, ["cs2", "cs1"]);
         }
     }
 
@@ -253,7 +327,7 @@ mod tests {
             holder("c", true, -5.0, ""),
         ];
         for step in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e-300] {
-            assert_eq!(order_replicas(hs.clone(), "", step).len(), 3);
+            assert_eq!(order_replicas(hs.clone(), "", step, Some("k")).len(), 3);
         }
     }
 

@@ -105,20 +105,27 @@ impl Meta {
     /// Where `chunk` is, holders in id order after the live ones.
     pub fn locate(&self, chunk: &str) -> Result<Location, Error> {
         // A step this wide puts every live holder in one load step.
-        self.locate_for(chunk, "", f64::MAX)
+        self.locate_for(chunk, "", f64::MAX, false)
     }
 
     /// Where `chunk` is, holders in the order a reader in `rack` (may be
     /// empty) should try them: live first, least loaded in steps of the
-    /// load band (see [`super::load_step`]), the reader's rack, then id
+    /// load band (see [`super::load_step`]), the reader's rack, then a
+    /// fixed hash of chunk and holder so equal holders share the readers
     /// (see [`super::order_replicas`]).
     pub fn locate_by_load(&self, chunk: &str, rack: &str) -> Result<Location, Error> {
         let pct = self.settings.load_threshold_pct;
         let step = super::load_step(self.mean_reads_per_sec(), pct);
-        self.locate_for(chunk, rack, step)
+        self.locate_for(chunk, rack, step, true)
     }
 
-    fn locate_for(&self, chunk: &str, rack: &str, step: f64) -> Result<Location, Error> {
+    fn locate_for(
+        &self,
+        chunk: &str,
+        rack: &str,
+        step: f64,
+        spread: bool,
+    ) -> Result<Location, Error> {
         let c = self.chunks.get(chunk).ok_or_else(|| Error::ChunkNotFound {
             chunk: chunk.to_owned(),
         })?;
@@ -142,7 +149,7 @@ impl Meta {
             size: c.size,
             crc32c: c.crc32c,
             replication: c.replication,
-            replicas: super::order_replicas(holders, rack, step),
+            replicas: super::order_replicas(holders, rack, step, spread.then_some(chunk)),
         })
     }
 
