@@ -6,10 +6,20 @@
 //! finished; it cools down `--load-cooldown` after the later stamp. Time
 //! comes in as an argument (the queue's clock). The map is bounded: expired
 //! entries are pruned as new ones come, and past [`MAX_COOLING`] the oldest
-//! goes first (it is the one closest to expiring anyway).
+//! goes first (it is the one closest to expiring anyway). An index by stamp
+//! finds the oldest in O(log n), so a large pass into a full map stays
+//! O(n log n) under the lock.
+//!
+//! A finished move also corrects the rates the planner sees ([`Cooling::linger`]):
+//! chunk servers report decayed averages, so for minutes after a move the
+//! source still shows the moved chunk's past reads and the target lacks them.
+//! Without the correction the next passes would move more hot chunks the
+//! same way and overshoot.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
+
+use keel_balancer::{ClusterView, ReadRate};
 
 /// Chunks remembered at most. A pass moves far fewer chunks for load than
 /// this within any sane cooldown (the hottest replicas of each server, at
@@ -27,6 +37,9 @@ pub struct LoadMove {
     pub from_reads_per_sec: f64,
     /// The top of the load band then, reads/s.
     pub band_high: f64,
+    /// The chunk's own client rate on `from` when planned (its heat): what
+    /// the move takes along.
+    pub rate: ReadRate,
     /// When it was queued, or finished once it has.
     pub at: Duration,
     /// Whether it has finished.
@@ -39,6 +52,8 @@ pub struct Cooling {
     cooldown: Duration,
     cap: usize,
     moves: HashMap<Box<str>, LoadMove>,
+    /// `(at, chunk)` of every entry in `moves`: oldest first.
+    by_time: BTreeSet<(Duration, Box<str>)>,
 }
 
 impl Cooling {
@@ -53,6 +68,7 @@ impl Cooling {
             cooldown,
             cap: cap.max(1),
             moves: HashMap::new(),
+            by_time: BTreeSet::new(),
         }
     }
 
@@ -73,15 +89,47 @@ impl Cooling {
                 self.evict_oldest();
             }
         }
-        self.moves.insert(chunk.into(), mv);
+        self.by_time.insert((mv.at, chunk.into()));
+        if let Some(old) = self.moves.insert(chunk.into(), mv) {
+            self.by_time.remove(&(old.at, chunk.into()));
+        }
     }
 
-    /// `chunk`'s move finished at `now`: its cooldown counts from here. A
-    /// chunk not remembered (a capacity move) is left alone.
-    pub fn finished(&mut self, chunk: &str, now: Duration) {
-        if let Some(m) = self.moves.get_mut(chunk) {
-            m.at = now;
-            m.finished = true;
+    /// A move of `chunk` from `from` to `to` finished at `now`: if it is the
+    /// remembered load move, its cooldown counts from here. Any other copy
+    /// of the chunk (a repair, a capacity move) is left alone.
+    pub fn finished(&mut self, chunk: &str, from: &str, to: &str, now: Duration) {
+        let Some(m) = self.moves.get_mut(chunk) else {
+            return;
+        };
+        if m.finished || m.from != from || m.to != to {
+            return;
+        }
+        let key: Box<str> = chunk.into();
+        self.by_time.remove(&(m.at, key.clone()));
+        m.at = now;
+        m.finished = true;
+        self.by_time.insert((now, key));
+    }
+
+    /// Corrects `view`'s server rates for the load moves finished by `now`:
+    /// the source's reported rate still holds the moved chunk's past reads,
+    /// decayed by `exp(-t/τ)` (t since the move finished, τ the chunk
+    /// servers' [`keel_proto::READ_RATE_TIME_CONSTANT`]); the target's lacks
+    /// as much. So each source loses and each target gains `rate·exp(-t/τ)`
+    /// (never below zero). Moves still running are projected by the planner
+    /// already and are left out.
+    pub fn linger(&self, view: &mut ClusterView, now: Duration) {
+        let tau = keel_proto::READ_RATE_TIME_CONSTANT.as_secs_f64();
+        for m in self.moves.values().filter(|m| m.finished) {
+            let f = (-now.saturating_sub(m.at).as_secs_f64() / tau).exp();
+            let moved = ReadRate::new(m.rate.reads_per_sec * f, m.rate.bytes_per_sec * f);
+            if let Some(s) = view.server_by_id(&m.from) {
+                shift(&mut view.servers[s.0 as usize].reads, moved, -1.0);
+            }
+            if let Some(t) = view.server_by_id(&m.to) {
+                shift(&mut view.servers[t.0 as usize].reads, moved, 1.0);
+            }
         }
     }
 
@@ -110,9 +158,12 @@ impl Cooling {
 
     /// Forgets the entries cooled down by `now`.
     pub fn prune(&mut self, now: Duration) {
-        let cooldown = self.cooldown;
-        self.moves
-            .retain(|_, m| now < m.at.saturating_add(cooldown));
+        while let Some((at, _)) = self.by_time.first() {
+            if now < at.saturating_add(self.cooldown) {
+                break;
+            }
+            self.evict_oldest();
+        }
     }
 
     /// Entries remembered (cooled-down ones included until pruned).
@@ -151,16 +202,18 @@ impl Cooling {
         }
     }
 
+    /// Forgets the entry with the oldest stamp (ties by chunk id).
     fn evict_oldest(&mut self) {
-        let oldest = self
-            .moves
-            .iter()
-            .min_by(|a, b| a.1.at.cmp(&b.1.at).then_with(|| a.0.cmp(b.0)))
-            .map(|(c, _)| c.clone());
-        if let Some(c) = oldest {
+        if let Some((_, c)) = self.by_time.pop_first() {
             self.moves.remove(&c);
         }
     }
+}
+
+/// Adds `sign·d` to `r`, floored at zero.
+fn shift(r: &mut ReadRate, d: ReadRate, sign: f64) {
+    r.reads_per_sec = (r.reads_per_sec + sign * d.reads_per_sec).max(0.0);
+    r.bytes_per_sec = (r.bytes_per_sec + sign * d.bytes_per_sec).max(0.0);
 }
 
 /// `d` in whole seconds rounded up, as `1h 2m 3s` (units that are 0 left
@@ -190,6 +243,7 @@ mod tests {
             to: "b".into(),
             from_reads_per_sec: 120.0,
             band_high: 94.0,
+            rate: ReadRate::new(30.0, 3000.0),
             at: Duration::from_secs(at),
             finished: false,
         }
@@ -204,8 +258,8 @@ mod tests {
         let mut c = Cooling::new(secs(600));
         c.queued("x", mv(10));
         assert!(c.get("x", secs(11)).is_some() && c.in_flight("x"));
-        c.finished("x", secs(100));
-        c.finished("capacity-move", secs(100));
+        c.finished("x", "a", "b", secs(100));
+        c.finished("capacity-move", "a", "b", secs(100));
         assert_eq!(c.len(), 1);
         assert!(!c.in_flight("x"));
         assert!(c.get("x", secs(699)).is_some());
@@ -252,7 +306,7 @@ mod tests {
                 "queued to move for load: a is hot at 120 reads/s, band ≤ 94; then not moved for load again for 9m 50s"
             ]
         );
-        c.finished("x", secs(30));
+        c.finished("x", "a", "b", secs(30));
         e.reasons.clear();
         c.explain(secs(90), &mut e);
         assert_eq!(
@@ -264,6 +318,77 @@ mod tests {
         e.reasons.clear();
         c.explain(secs(630), &mut e);
         assert!(e.reasons.is_empty());
+    }
+
+    #[test]
+    fn only_the_load_move_itself_ends_its_cooling() {
+        let mut c = Cooling::new(secs(600));
+        c.queued("x", mv(10));
+        // A repair of `x` to elsewhere, or a copy the other way: not it.
+        c.finished("x", "a", "c", secs(20));
+        c.finished("x", "b", "a", secs(20));
+        assert!(c.in_flight("x"));
+        c.finished("x", "a", "b", secs(30));
+        assert!(!c.in_flight("x"));
+        // A later copy with the same ends does not stretch the cooldown.
+        c.finished("x", "a", "b", secs(500));
+        assert!(c.get("x", secs(629)).is_some() && c.get("x", secs(630)).is_none());
+    }
+
+    #[test]
+    fn a_finished_move_shifts_its_rate_decaying_with_time() {
+        let mut view = ClusterView::new();
+        for id in ["a", "b", "c"] {
+            let s = view.add_server(id, None, 100, true);
+            view.servers[s.0 as usize].reads = ReadRate::new(100.0, 10_000.0);
+        }
+        let mut c = Cooling::new(secs(600));
+        c.queued("x", mv(10));
+        // In flight: the planner projects it; no correction yet.
+        let mut v = view.clone();
+        c.linger(&mut v, secs(20));
+        assert_eq!(v.servers[0].reads, view.servers[0].reads);
+        c.finished("x", "a", "b", secs(40));
+        // Just finished: the whole rate (30 reads/s) moves over.
+        let mut v = view.clone();
+        c.linger(&mut v, secs(40));
+        assert_eq!(v.servers[0].reads, ReadRate::new(70.0, 7_000.0));
+        assert_eq!(v.servers[1].reads, ReadRate::new(130.0, 13_000.0));
+        assert_eq!(v.servers[2].reads, view.servers[2].reads);
+        // One time constant later, 1/e of it.
+        let mut v = view.clone();
+        c.linger(&mut v, secs(100));
+        let left = 30.0 * (-1.0f64).exp();
+        assert!((v.servers[0].reads.reads_per_sec - (100.0 - left)).abs() < 1e-9);
+        assert!((v.servers[1].reads.reads_per_sec - (100.0 + left)).abs() < 1e-9);
+        // Never below zero, and servers no longer in the view are skipped.
+        let mut v = view.clone();
+        v.servers[0].reads = ReadRate::new(5.0, 0.0);
+        c.linger(&mut v, secs(40));
+        assert_eq!(v.servers[0].reads, ReadRate::default());
+    }
+
+    #[test]
+    fn a_full_memory_evicts_by_its_time_index() {
+        let cap = 1_000;
+        let mut c = Cooling::with_cap(secs(1_000_000), cap);
+        for i in 0..100_000u64 {
+            c.queued(&format!("c{i}"), mv(i));
+            // The index holds exactly the entries: the oldest is found in
+            // it, not by a scan of the map.
+            assert_eq!(c.by_time.len(), c.moves.len());
+        }
+        assert_eq!(c.len(), cap);
+        let oldest = c.by_time.first().map(|(at, id)| (*at, id.to_string()));
+        assert_eq!(oldest, Some((secs(99_000), "c99000".into())));
+        // Re-queuing and finishing move an entry in the index, not copy it.
+        c.queued("c99000", mv(100_000));
+        c.finished("c99000", "a", "b", secs(100_001));
+        assert_eq!(c.by_time.len(), cap);
+        assert_eq!(c.by_time.last().map(|(at, _)| *at), Some(secs(100_001)));
+        c.prune(secs(1_099_500));
+        assert_eq!(c.len(), 500);
+        assert_eq!(c.by_time.len(), 500);
     }
 
     #[test]

@@ -46,7 +46,9 @@ impl Balancer {
         // source in the snapshot, which the planner's projection skips.
         let in_flight = self.state().in_flight(now);
         let cooling = self.cooling_chunks();
-        let input = PassInput::take(&mut lock(self.inner.mover.meta()), &in_flight, &cooling);
+        let mut input = PassInput::take(&mut lock(self.inner.mover.meta()), &in_flight, &cooling);
+        // Finished load moves still linger in the reported rates.
+        self.cooling().linger(&mut input.view, now);
         let policy = self.inner.settings.policy;
         let mut plan = tokio::task::spawn_blocking(move || plan_pass(input, &policy))
             .await
@@ -73,10 +75,8 @@ impl Balancer {
         let mut plan = self.plan().await?;
         let room = MAX_QUEUED - queued;
         let take = plan.moves.len().min(room);
-        let enqueued = self.enqueue_in_batches(&plan.moves[..take], generation);
-        if enqueued.moves > 0 {
-            self.remember_load_moves(&plan, take);
-        }
+        let (enqueued, queued_at) = self.enqueue_in_batches(&plan.moves[..take], generation);
+        self.remember_load_moves(&plan, &queued_at);
         let cut = take < plan.planned;
         self.inner.cut_short.store(cut, Ordering::Relaxed);
         if cut {
@@ -115,21 +115,19 @@ impl Balancer {
         Ok(PassReport { plan, enqueued })
     }
 
-    /// Remembers the load moves among the first `take` of `plan` as queued
-    /// now (they cool from here) and counts them. A move the queue found
-    /// stale is remembered too: it was a load move for this chunk all the
-    /// same, and cooling it a while longer is the safe side.
-    fn remember_load_moves(&self, plan: &PassPlan, take: usize) {
+    /// Remembers the load moves of `plan` the queue took (indices `queued`)
+    /// as queued now (they cool from here) and counts them. A move the
+    /// queue left out as stale never runs, so it is neither counted nor
+    /// remembered.
+    fn remember_load_moves(&self, plan: &PassPlan, queued: &[usize]) {
         let now = self.now();
-        let load = plan
-            .moves
+        let load = queued
             .iter()
-            .zip(&plan.reasons)
-            .take(take)
-            .filter(|(_, r)| **r == keel_balancer::MoveReason::Load);
+            .filter(|&&i| plan.reasons.get(i) == Some(&keel_balancer::MoveReason::Load))
+            .filter_map(|&i| Some((plan.moves.get(i)?, plan.rates.get(i).copied()?)));
         let mut cooling = self.cooling();
         let mut n = 0u64;
-        for (m, _) in load {
+        for (m, rate) in load {
             let from_reads = plan.source_reads.get(&m.mv.from).copied().unwrap_or(0.0);
             info!(chunk = %m.mv.chunk, from = %m.mv.from, to = %m.mv.to, from_reads_per_sec = from_reads, band_high = plan.load_band_high, "queued to move for load");
             cooling.queued(
@@ -139,6 +137,7 @@ impl Balancer {
                     to: m.mv.to.clone(),
                     from_reads_per_sec: from_reads,
                     band_high: plan.load_band_high,
+                    rate,
                     at: now,
                     finished: false,
                 },
@@ -154,18 +153,22 @@ impl Balancer {
     /// between batches: checking ten thousand moves against the metadata
     /// takes tens of milliseconds, which heartbeats should not wait for in
     /// one piece.
-    fn enqueue_in_batches(&self, moves: &[CopyJob], generation: u64) -> Enqueued {
+    /// Also returns the indices in `moves` of the moves queued.
+    fn enqueue_in_batches(&self, moves: &[CopyJob], generation: u64) -> (Enqueued, Vec<usize>) {
         let mut out = Enqueued::default();
-        for batch in moves.chunks(ENQUEUE_BATCH) {
+        let mut queued = Vec::new();
+        for (n, batch) in moves.chunks(ENQUEUE_BATCH).enumerate() {
             let now = self.now();
             let mut st = self.state();
             // A pass that outlived the term it was planned in queues nothing.
             if !st.admits_work_of(generation) {
                 break;
             }
-            out += st.enqueue(&lock(self.inner.mover.meta()), batch, now);
+            let first = n * ENQUEUE_BATCH;
+            let meta = lock(self.inner.mover.meta());
+            out += st.enqueue_each(&meta, batch, now, |i| queued.push(first + i));
         }
-        out
+        (out, queued)
     }
 
     async fn pass_loop(self, shutdown: CancellationToken) {
@@ -289,8 +292,9 @@ impl Balancer {
         match &after {
             Ok(None) => {
                 if result.is_ok() {
-                    // A load move's cooldown counts from its end.
-                    self.cooling().finished(chunk, now);
+                    // A load move's cooldown counts from its end (only
+                    // that move's: a repair of the chunk is not it).
+                    self.cooling().finished(chunk, from, to, now);
                 }
                 if t.kind.is_urgent() {
                     info!(%chunk, %from, %to, kind, "replica restored");

@@ -242,6 +242,14 @@ impl Balancer {
             .collect()
     }
 
+    /// Corrects `view`'s server rates for finished load moves whose reads
+    /// still linger in the reported averages (see [`Cooling::linger`]).
+    /// Call without the metadata lock held.
+    pub fn linger(&self, view: &mut keel_balancer::ClusterView) {
+        let now = self.now();
+        self.cooling().linger(view, now);
+    }
+
     /// Adds what the memory of load moves says of `e.chunk`.
     pub fn explain_load(&self, e: &mut crate::meta::Explanation) {
         let now = self.now();
@@ -356,10 +364,11 @@ impl Balancer {
                 .collect();
             (st.status(now), failures)
         };
-        let (view, redundancy, copies) = {
+        let (mut view, redundancy, copies) = {
             let m = lock(self.inner.mover.meta());
             (m.load_view(), m.redundancy(), m.running_copies())
         };
+        self.linger(&mut view);
         let report = load::check(
             &view,
             self.inner.settings.policy.threshold_pct,

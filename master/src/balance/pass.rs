@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use keel_balancer::traffic::LOAD_NOISE_FLOOR_READS_PER_SEC;
 use keel_balancer::{
-    ClusterView, CopyClass, CopyJob, InFlight, MoveReason, MoveRef, PlannedMove, Policy, ServerIdx,
-    load, plan,
+    ClusterView, CopyClass, CopyJob, InFlight, MoveReason, MoveRef, PlannedMove, Policy, ReadRate,
+    ServerIdx, load, plan,
 };
 
 use super::state::InFlightNames;
@@ -25,6 +25,9 @@ pub struct PassPlan {
     pub moves: Vec<CopyJob>,
     /// Why each of `moves` is planned, in the same order.
     pub reasons: Vec<MoveReason>,
+    /// Each of `moves`' chunk's client rate on its source when planned (its
+    /// heat; zero when not among the source's hottest), in the same order.
+    pub rates: Vec<ReadRate>,
     /// Moves planned in all.
     pub planned: usize,
     /// Bytes of `moves`.
@@ -125,6 +128,10 @@ pub fn plan_pass(input: PassInput, policy: &Policy) -> PassPlan {
     let listed = p.moves.iter().take(MAX_LISTED);
     let moves: Vec<CopyJob> = listed.clone().map(|m| named(view, m)).collect();
     let reasons = listed.clone().map(|m| m.reason).collect();
+    let rates = listed
+        .clone()
+        .map(|m| view.heat.get(m.from, m.chunk))
+        .collect();
     let source_reads = listed
         .filter(|m| m.reason == MoveReason::Load)
         .map(|m| {
@@ -135,6 +142,7 @@ pub fn plan_pass(input: PassInput, policy: &Policy) -> PassPlan {
     PassPlan {
         moves,
         reasons,
+        rates,
         planned: p.moves.len(),
         bytes: p.bytes,
         lower_bound_bytes: p.lower_bound_bytes,

@@ -170,9 +170,21 @@ impl QueueState {
 
     /// Queues planned balance moves that can still run, in order.
     pub fn enqueue(&mut self, meta: &Meta, moves: &[CopyJob], now: Duration) -> Enqueued {
+        self.enqueue_each(meta, moves, now, |_| {})
+    }
+
+    /// [`QueueState::enqueue`], calling `queued` with the index in `moves`
+    /// of each move actually queued (not those left out as stale).
+    pub fn enqueue_each(
+        &mut self,
+        meta: &Meta,
+        moves: &[CopyJob],
+        now: Duration,
+        mut queued: impl FnMut(usize),
+    ) -> Enqueued {
         let mut out = Enqueued::default();
         let min_free = self.queue.config().min_free_pct;
-        for m in moves {
+        for (i, m) in moves.iter().enumerate() {
             let copy = CopyJob {
                 class: CopyClass::Balance,
                 ..m.clone()
@@ -187,6 +199,7 @@ impl QueueState {
                 Some(Ok(_)) => {
                     out.moves += 1;
                     out.bytes += m.bytes;
+                    queued(i);
                 }
                 _ => out.stale += 1,
             }

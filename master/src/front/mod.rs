@@ -290,7 +290,9 @@ impl Front {
     /// average, and outside the load band of `--load-threshold-pct`:
     /// `RebalanceCheck` and the seed's `rebalance_check`.
     pub fn check(&self) -> LoadReport {
-        let view = lock(&self.meta).load_view();
+        let mut view = lock(&self.meta).load_view();
+        // A finished load move's reads linger in the reported averages.
+        self.balancer.linger(&mut view);
         let load_threshold_pct = self.balancer.settings().policy.load_threshold_pct;
         keel_balancer::load::check(&view, self.threshold_pct, load_threshold_pct)
     }
