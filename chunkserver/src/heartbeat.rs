@@ -38,7 +38,7 @@ use tracing::{debug, info, warn};
 
 use crate::convert;
 use crate::fence::{self, Fence};
-use crate::heat::HOT_CHUNKS;
+use crate::heat::{HOT_CHUNKS, Heat, Rate};
 use crate::latency::ClientLatency;
 use crate::peer::{MasterLink, error_chain};
 use crate::store::{Report, Store};
@@ -170,7 +170,8 @@ impl Heartbeat {
     /// Sends one heartbeat (a paged report when it is too big); returns
     /// whether the master wants a full report next.
     async fn send(&mut self, full: bool, report: Report, term: u64) -> Result<bool, tonic::Status> {
-        let req = self.request(full, report, term);
+        let hot = hottest(&self.store.heat, Instant::now()).await;
+        let req = self.request(full, report, term, hot);
         let pages = page_bounds(&req.chunks);
         if !full || pages.len() <= 1 {
             return self.call(req, self.timeout()).await;
@@ -245,13 +246,19 @@ impl Heartbeat {
         Ok(resp.send_full_report)
     }
 
-    fn request(&self, full: bool, report: Report, term: u64) -> HeartbeatRequest {
+    fn request(
+        &self,
+        full: bool,
+        report: Report,
+        term: u64,
+        hot: Vec<(String, Rate)>,
+    ) -> HeartbeatRequest {
         let chunks = report
             .chunks
             .into_iter()
             .map(|(chunk, e)| convert::replica(chunk, e))
             .collect();
-        let (load, hot_chunks) = read_load(&self.store, &self.latency, Instant::now());
+        let (load, hot_chunks) = read_load(&self.store, &self.latency, Instant::now(), hot);
         HeartbeatRequest {
             id: self.identity.id.clone(),
             address: self.identity.address.clone(),
@@ -276,12 +283,23 @@ impl Heartbeat {
     }
 }
 
-/// This server's client read load at `now` and its hottest replicas,
-/// hottest first, as a heartbeat carries them.
+/// The [`HOT_CHUNKS`] hottest replicas at `now`, chosen on a blocking
+/// thread: the scan takes tens of milliseconds at a million recently read
+/// chunks, which an async worker serving reads should not spend.
+pub async fn hottest(heat: &Arc<Heat>, now: Instant) -> Vec<(String, Rate)> {
+    let heat = Arc::clone(heat);
+    tokio::task::spawn_blocking(move || heat.hottest(now, HOT_CHUNKS))
+        .await
+        .unwrap_or_default()
+}
+
+/// This server's client read load at `now` and its hottest replicas `hot`
+/// (from [`hottest`]), hottest first, as a heartbeat carries them.
 pub fn read_load(
     store: &Store,
     latency: &ClientLatency,
     now: Instant,
+    hot: Vec<(String, Rate)>,
 ) -> (ReadLoad, Vec<HotChunk>) {
     let rate = store.heat.server(now);
     let load = ReadLoad {
@@ -289,9 +307,7 @@ pub fn read_load(
         reads_per_sec: rate.reads_per_sec,
         read_p99_ms: latency.read_p99(now).map_or(0.0, |d| d.as_secs_f64() * 1e3),
     };
-    let hot = store
-        .heat
-        .hottest(now, HOT_CHUNKS)
+    let hot = hot
         .into_iter()
         .filter(|(_, r)| r.reads_per_sec > 0.0)
         .map(|(chunk, r)| HotChunk {
@@ -363,7 +379,7 @@ mod tests {
         let latency = ClientLatency::off();
         let now = Instant::now();
         // Nothing read yet: a zero load, no hot replica.
-        let (load, hot) = read_load(&store, &latency, now);
+        let (load, hot) = read_load(&store, &latency, now, store.heat.hottest(now, HOT_CHUNKS));
         assert_eq!(load, ReadLoad::default());
         assert!(hot.is_empty());
 
@@ -375,7 +391,7 @@ mod tests {
             }
             latency.record_read(Duration::from_millis(if i == 99 { 80 } else { 2 }));
         }
-        let (load, hot) = read_load(&store, &latency, now);
+        let (load, hot) = read_load(&store, &latency, now, store.heat.hottest(now, HOT_CHUNKS));
         let tau = crate::heat::TIME_CONSTANT.as_secs_f64();
         let reads: f64 = (1..=100).map(f64::from).sum();
         // Within 1 %: the guards count their bytes, and decay, at their own now.
