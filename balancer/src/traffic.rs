@@ -24,6 +24,40 @@ pub const DEFAULT_LOAD_THRESHOLD_PCT: f64 = 25.0;
 /// noise around a tiny mean must not move data.
 pub const LOAD_NOISE_FLOOR_READS_PER_SEC: f64 = 2.0;
 
+/// The most reads/s a rate may claim. Far above what one server can serve,
+/// yet small enough that the sum over any cluster stays finite: one server
+/// reporting 1e308 would otherwise make the mean infinite and turn the load
+/// band off for everyone.
+pub const MAX_READS_PER_SEC: f64 = 1e9;
+
+/// The most bytes/s a rate may claim (a petabyte per second), for the same
+/// reason as [`MAX_READS_PER_SEC`].
+pub const MAX_BYTES_PER_SEC: f64 = 1e15;
+
+/// A reported reads/s as the balancer trusts it: NaN, infinite or negative
+/// counts as 0, and it is capped at [`MAX_READS_PER_SEC`].
+pub fn sane_rate(reads_per_sec: f64) -> f64 {
+    clamp(reads_per_sec, MAX_READS_PER_SEC)
+}
+
+/// `rate` when finite and positive, at most `max`; else +0.0.
+fn clamp(rate: f64, max: f64) -> f64 {
+    // Written so that NaN and -0.0 both come out as +0.0.
+    if rate.is_finite() && rate > 0.0 {
+        rate.min(max)
+    } else {
+        0.0
+    }
+}
+
+/// Mean of `reads_per_sec` (each cleaned by [`sane_rate`]); 0 for none.
+pub fn mean_reads_per_sec(reads_per_sec: impl IntoIterator<Item = f64>) -> f64 {
+    let (sum, n) = reads_per_sec
+        .into_iter()
+        .fold((0.0, 0usize), |(sum, n), r| (sum + sane_rate(r), n + 1));
+    if n == 0 { 0.0 } else { sum / n as f64 }
+}
+
 /// A read rate: decayed averages of client reads.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ReadRate {
@@ -39,6 +73,16 @@ impl ReadRate {
         Self {
             reads_per_sec,
             bytes_per_sec,
+        }
+    }
+
+    /// The rate as the balancer trusts it: each figure finite, not
+    /// negative and under its cap ([`MAX_READS_PER_SEC`],
+    /// [`MAX_BYTES_PER_SEC`]).
+    pub fn sanitized(self) -> Self {
+        Self {
+            reads_per_sec: sane_rate(self.reads_per_sec),
+            bytes_per_sec: clamp(self.bytes_per_sec, MAX_BYTES_PER_SEC),
         }
     }
 
@@ -134,6 +178,23 @@ pub enum LoadPosition {
     Hot,
 }
 
+impl LoadPosition {
+    /// The word operators see: `hot`, `cold` or `inside`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadPosition::Hot => "hot",
+            LoadPosition::Cold => "cold",
+            LoadPosition::Inside => "inside",
+        }
+    }
+}
+
+impl std::fmt::Display for LoadPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Classifies one server's reads/s against the band `mean × (1 ± pct/100)`;
 /// the single comparison every load check uses. `threshold_pct` ≤ 0 turns
 /// load balancing off: everything is inside.
@@ -171,6 +232,42 @@ mod tests {
         assert_eq!(load_position(3.1, 1.0, 25.0), LoadPosition::Hot);
         // Off.
         assert_eq!(load_position(1e6, 1.0, 0.0), LoadPosition::Inside);
+    }
+
+    #[test]
+    fn rates_are_cleaned_and_capped() {
+        assert_eq!(sane_rate(f64::NAN), 0.0);
+        assert_eq!(sane_rate(-3.0), 0.0);
+        assert_eq!(sane_rate(f64::INFINITY), 0.0);
+        assert_eq!(sane_rate(1e308), MAX_READS_PER_SEC);
+        assert_eq!(sane_rate(12.5), 12.5);
+        assert!(sane_rate(-0.0).is_sign_positive());
+        let r = ReadRate::new(1e300, 1e300).sanitized();
+        assert_eq!(r, ReadRate::new(MAX_READS_PER_SEC, MAX_BYTES_PER_SEC));
+        assert_eq!(
+            ReadRate::new(f64::NAN, -1.0).sanitized(),
+            ReadRate::default()
+        );
+    }
+
+    #[test]
+    fn mean_of_huge_rates_stays_finite_and_the_band_works() {
+        let mean = mean_reads_per_sec([1e308, 1e308, 0.0, 0.0]);
+        assert!(mean.is_finite());
+        assert_eq!(mean_reads_per_sec([]), 0.0);
+        assert_eq!(mean_reads_per_sec([1.0, 3.0, f64::NAN]), 4.0 / 3.0);
+        assert_eq!(
+            load_position(sane_rate(1e308), mean, 25.0),
+            LoadPosition::Hot
+        );
+        assert_eq!(load_position(0.0, mean, 25.0), LoadPosition::Cold);
+    }
+
+    #[test]
+    fn positions_have_words() {
+        assert_eq!(LoadPosition::Hot.as_str(), "hot");
+        assert_eq!(LoadPosition::Cold.as_str(), "cold");
+        assert_eq!(LoadPosition::Inside.to_string(), "inside");
     }
 
     #[test]
