@@ -50,6 +50,23 @@ fn clamp(rate: f64, max: f64) -> f64 {
     }
 }
 
+/// A replica read at `rate` leaves a server read at `from` for one read at
+/// `to`: the source loses the rate (never below 0), the target gains it. The
+/// one rule every projection of a move uses, so the planner, the model,
+/// predictions and the master's view of finished moves agree.
+pub fn carry(from: &mut f64, to: &mut f64, rate: f64) {
+    *from = (*from - rate).max(0.0);
+    *to += rate;
+}
+
+/// [`carry`] on the reads/s of `reads`, indexed by server; nothing happens
+/// when `from` or `to` is out of range or both are the same server.
+pub fn carry_reads(reads: &mut [f64], from: usize, to: usize, rate: f64) {
+    if let Ok([f, t]) = reads.get_disjoint_mut([from, to]) {
+        carry(f, t, rate);
+    }
+}
+
 /// Mean of `reads_per_sec` (each cleaned by [`sane_rate`]); 0 for none.
 pub fn mean_reads_per_sec(reads_per_sec: impl IntoIterator<Item = f64>) -> f64 {
     let (sum, n) = reads_per_sec
@@ -84,6 +101,27 @@ impl ReadRate {
             reads_per_sec: sane_rate(self.reads_per_sec),
             bytes_per_sec: clamp(self.bytes_per_sec, MAX_BYTES_PER_SEC),
         }
+    }
+
+    /// [`carry`] for both figures: a replica read at `rate` leaves `from`
+    /// for `to`.
+    pub fn carry(from: &mut ReadRate, to: &mut ReadRate, rate: ReadRate) {
+        carry(
+            &mut from.reads_per_sec,
+            &mut to.reads_per_sec,
+            rate.reads_per_sec,
+        );
+        carry(
+            &mut from.bytes_per_sec,
+            &mut to.bytes_per_sec,
+            rate.bytes_per_sec,
+        );
+    }
+
+    /// The rate scaled by `factor` (e.g. the share of a moved replica's past
+    /// reads still in a decayed average).
+    pub fn scaled(self, factor: f64) -> Self {
+        Self::new(self.reads_per_sec * factor, self.bytes_per_sec * factor)
     }
 
     /// Whether it is the zero rate.
@@ -261,6 +299,21 @@ mod tests {
             LoadPosition::Hot
         );
         assert_eq!(load_position(0.0, mean, 25.0), LoadPosition::Cold);
+    }
+
+    #[test]
+    fn a_moved_rate_leaves_its_source_for_its_target() {
+        let mut reads = vec![10.0, 1.0];
+        carry_reads(&mut reads, 0, 1, 4.0);
+        assert_eq!(reads, [6.0, 5.0]);
+        carry_reads(&mut reads, 0, 1, 100.0);
+        assert_eq!(reads, [0.0, 105.0]);
+        carry_reads(&mut reads, 1, 1, 1.0);
+        carry_reads(&mut reads, 0, 7, 1.0);
+        assert_eq!(reads, [0.0, 105.0]);
+        let (mut a, mut b) = (ReadRate::new(5.0, 50.0), ReadRate::default());
+        ReadRate::carry(&mut a, &mut b, ReadRate::new(2.0, 80.0).scaled(0.5));
+        assert_eq!((a, b), (ReadRate::new(4.0, 10.0), ReadRate::new(1.0, 40.0)));
     }
 
     #[test]

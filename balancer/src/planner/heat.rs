@@ -25,7 +25,9 @@ use crate::ids::{ChunkIdx, ServerIdx};
 use crate::model::ClusterView;
 use crate::plan::{MoveReason, PlannedMove};
 use crate::targets::Targets;
-use crate::traffic::{LoadPosition, load_position, load_slack};
+use crate::traffic::{
+    LoadPosition, carry_reads, load_position, load_slack, mean_reads_per_sec, sane_rate,
+};
 
 /// Where a hot source is brought down to, and the most a target may reach,
 /// as a share of the band's half-width above the mean. Halfway: the rates
@@ -77,45 +79,27 @@ impl LoadBand {
     }
 }
 
-/// A rate as the planner trusts it: finite and not negative.
-pub(super) fn sane(rate: f64) -> f64 {
-    // Written so that NaN and -0.0 both come out as +0.0.
-    if rate.is_finite() && rate > 0.0 {
-        rate
-    } else {
-        0.0
-    }
-}
-
 /// Mean of `reads` over the live servers of `view`.
 fn mean_of_live(view: &ClusterView, reads: &[f64]) -> f64 {
-    let live: Vec<f64> = (0..view.servers.len())
-        .filter(|&i| view.servers[i].alive)
-        .map(|i| reads[i])
-        .collect();
-    if live.is_empty() {
-        0.0
-    } else {
-        live.iter().sum::<f64>() / live.len() as f64
-    }
+    mean_reads_per_sec(
+        (0..view.servers.len())
+            .filter(|&i| view.servers[i].alive)
+            .map(|i| reads[i]),
+    )
 }
 
 /// Counts `mv`'s replica rate as moved in `reads`, when it has not moved yet.
 pub(super) fn project(view: &ClusterView, reads: &mut [f64], mv: &PlannedMove) {
-    let (from, to) = (mv.from.0 as usize, mv.to.0 as usize);
-    let on_source = view.get_chunk(mv.chunk).is_some_and(|c| c.is_on(mv.from));
-    if from >= reads.len() || to >= reads.len() || !on_source {
-        return;
+    if view.get_chunk(mv.chunk).is_some_and(|c| c.is_on(mv.from)) {
+        let rate = sane_rate(view.heat.get(mv.from, mv.chunk).reads_per_sec);
+        carry_reads(reads, mv.from.0 as usize, mv.to.0 as usize, rate);
     }
-    let rate = sane(view.heat.get(mv.from, mv.chunk).reads_per_sec);
-    reads[from] = (reads[from] - rate).max(0.0);
-    reads[to] += rate;
 }
 
 /// Order key of a server by its reads/s: the bits of a float that is not
 /// negative (nor -0.0, nor NaN) sort like the float.
 fn key(reads: f64, i: usize) -> (u64, u32) {
-    (sane(reads).to_bits(), i as u32)
+    (sane_rate(reads).to_bits(), i as u32)
 }
 
 impl Planner<'_> {
@@ -196,7 +180,7 @@ impl Planner<'_> {
         if self.load.is_none() {
             return 0.0;
         }
-        sane(
+        sane_rate(
             self.view
                 .heat
                 .get(ServerIdx(src as u32), ChunkIdx(c))
@@ -230,7 +214,7 @@ impl Planner<'_> {
             .heat
             .on(ServerIdx(src as u32))
             .filter(|(c, _)| (c.0 as usize) < table.len())
-            .map(|(c, r)| (sane(r.reads_per_sec), c.0))
+            .map(|(c, r)| (sane_rate(r.reads_per_sec), c.0))
             .filter(|&(rate, c)| {
                 let i = c as usize;
                 rate > 0.0

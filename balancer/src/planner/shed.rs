@@ -11,6 +11,7 @@ use crate::band::Bounds;
 use crate::ids::{ChunkIdx, ServerIdx};
 use crate::plan::{MoveReason, PlannedMove};
 use crate::targets::Targets;
+use crate::traffic::carry_reads;
 
 /// What one source still has to shed, in bytes.
 #[derive(Debug, Clone, Copy)]
@@ -204,8 +205,7 @@ impl Planner<'_> {
         let rate = self.heat_rate(src, c);
         self.used[t] += size;
         self.used[src] -= size;
-        self.reads[src] = (self.reads[src] - rate).max(0.0);
-        self.reads[t] += rate;
+        carry_reads(&mut self.reads, src, t, rate);
         self.busy[i / 64] |= 1 << (i % 64);
         self.moves.push(PlannedMove {
             chunk: ChunkIdx(c),
