@@ -175,7 +175,7 @@ impl Planner<'_> {
         let i = c as usize;
         let from = ServerIdx(src as u32);
         let size = self.table.size(i);
-        let cap = self.load_cap(src, c, reason);
+        let cap = self.load_cap(src, c);
         let allowed = |t: ServerIdx| self.takes_reads(t, cap) && self.admits(i, from, t);
         let racks = allowed_racks(&self.rack_of, self.racks, self.table.replicas(i), from);
         let to = match targets.pick(size, racks.as_deref(), allowed) {
