@@ -225,6 +225,14 @@ impl LoadPosition {
             LoadPosition::Inside => "inside",
         }
     }
+
+    /// The position [`LoadPosition::as_str`] names; `None` for any other
+    /// word (e.g. the empty `load` of a master that predates read load).
+    pub fn parse(word: &str) -> Option<Self> {
+        [LoadPosition::Hot, LoadPosition::Cold, LoadPosition::Inside]
+            .into_iter()
+            .find(|p| p.as_str() == word)
+    }
 }
 
 impl std::fmt::Display for LoadPosition {
@@ -321,6 +329,10 @@ mod tests {
         assert_eq!(LoadPosition::Hot.as_str(), "hot");
         assert_eq!(LoadPosition::Cold.as_str(), "cold");
         assert_eq!(LoadPosition::Inside.to_string(), "inside");
+        for p in [LoadPosition::Hot, LoadPosition::Cold, LoadPosition::Inside] {
+            assert_eq!(LoadPosition::parse(p.as_str()), Some(p));
+        }
+        assert_eq!(LoadPosition::parse(""), None);
     }
 
     #[test]
