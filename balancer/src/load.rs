@@ -5,7 +5,7 @@
 //! ([`crate::traffic::load_position`]).
 
 use crate::model::ClusterView;
-use crate::traffic::{LoadPosition, ReadRate, load_position};
+use crate::traffic::{LoadPosition, ReadRate, load_position, mean_reads_per_sec};
 
 /// One server's utilization.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,16 +57,16 @@ impl LoadReport {
     }
 }
 
-/// Mean reads/s of the live servers; 0 without any.
+/// Mean reads/s of the live servers; 0 without any. Each rate is cleaned
+/// by [`crate::traffic::sane_rate`] so one absurd report cannot make the
+/// mean infinite.
 pub fn average_reads_per_sec(view: &ClusterView) -> f64 {
-    let (sum, n) = view
-        .servers
-        .iter()
-        .filter(|s| s.alive)
-        .fold((0.0, 0usize), |(sum, n), s| {
-            (sum + s.reads.reads_per_sec, n + 1)
-        });
-    if n == 0 { 0.0 } else { sum / n as f64 }
+    mean_reads_per_sec(
+        view.servers
+            .iter()
+            .filter(|s| s.alive)
+            .map(|s| s.reads.reads_per_sec),
+    )
 }
 
 /// Capacity-weighted average utilization of the live servers.

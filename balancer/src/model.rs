@@ -247,12 +247,12 @@ impl ClusterView {
         self.servers[mv.to.0 as usize].used += mv.bytes;
         if let Some(rate) = self.heat.remove(mv.from, mv.chunk) {
             self.heat.set(mv.to, mv.chunk, rate);
-            let from = &mut self.servers[mv.from.0 as usize].reads;
-            from.reads_per_sec = (from.reads_per_sec - rate.reads_per_sec).max(0.0);
-            from.bytes_per_sec = (from.bytes_per_sec - rate.bytes_per_sec).max(0.0);
-            let to = &mut self.servers[mv.to.0 as usize].reads;
-            to.reads_per_sec += rate.reads_per_sec;
-            to.bytes_per_sec += rate.bytes_per_sec;
+            if let Ok([from, to]) = self
+                .servers
+                .get_disjoint_mut([mv.from.0 as usize, mv.to.0 as usize])
+            {
+                ReadRate::carry(&mut from.reads, &mut to.reads, rate);
+            }
         }
         Ok(())
     }

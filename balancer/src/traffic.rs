@@ -24,6 +24,57 @@ pub const DEFAULT_LOAD_THRESHOLD_PCT: f64 = 25.0;
 /// noise around a tiny mean must not move data.
 pub const LOAD_NOISE_FLOOR_READS_PER_SEC: f64 = 2.0;
 
+/// The most reads/s a rate may claim. Far above what one server can serve,
+/// yet small enough that the sum over any cluster stays finite: one server
+/// reporting 1e308 would otherwise make the mean infinite and turn the load
+/// band off for everyone.
+pub const MAX_READS_PER_SEC: f64 = 1e9;
+
+/// The most bytes/s a rate may claim (a petabyte per second), for the same
+/// reason as [`MAX_READS_PER_SEC`].
+pub const MAX_BYTES_PER_SEC: f64 = 1e15;
+
+/// A reported reads/s as the balancer trusts it: NaN, infinite or negative
+/// counts as 0, and it is capped at [`MAX_READS_PER_SEC`].
+pub fn sane_rate(reads_per_sec: f64) -> f64 {
+    clamp(reads_per_sec, MAX_READS_PER_SEC)
+}
+
+/// `rate` when finite and positive, at most `max`; else +0.0.
+fn clamp(rate: f64, max: f64) -> f64 {
+    // Written so that NaN and -0.0 both come out as +0.0.
+    if rate.is_finite() && rate > 0.0 {
+        rate.min(max)
+    } else {
+        0.0
+    }
+}
+
+/// A replica read at `rate` leaves a server read at `from` for one read at
+/// `to`: the source loses the rate (never below 0), the target gains it. The
+/// one rule every projection of a move uses, so the planner, the model,
+/// predictions and the master's view of finished moves agree.
+pub fn carry(from: &mut f64, to: &mut f64, rate: f64) {
+    *from = (*from - rate).max(0.0);
+    *to += rate;
+}
+
+/// [`carry`] on the reads/s of `reads`, indexed by server; nothing happens
+/// when `from` or `to` is out of range or both are the same server.
+pub fn carry_reads(reads: &mut [f64], from: usize, to: usize, rate: f64) {
+    if let Ok([f, t]) = reads.get_disjoint_mut([from, to]) {
+        carry(f, t, rate);
+    }
+}
+
+/// Mean of `reads_per_sec` (each cleaned by [`sane_rate`]); 0 for none.
+pub fn mean_reads_per_sec(reads_per_sec: impl IntoIterator<Item = f64>) -> f64 {
+    let (sum, n) = reads_per_sec
+        .into_iter()
+        .fold((0.0, 0usize), |(sum, n), r| (sum + sane_rate(r), n + 1));
+    if n == 0 { 0.0 } else { sum / n as f64 }
+}
+
 /// A read rate: decayed averages of client reads.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ReadRate {
@@ -40,6 +91,37 @@ impl ReadRate {
             reads_per_sec,
             bytes_per_sec,
         }
+    }
+
+    /// The rate as the balancer trusts it: each figure finite, not
+    /// negative and under its cap ([`MAX_READS_PER_SEC`],
+    /// [`MAX_BYTES_PER_SEC`]).
+    pub fn sanitized(self) -> Self {
+        Self {
+            reads_per_sec: sane_rate(self.reads_per_sec),
+            bytes_per_sec: clamp(self.bytes_per_sec, MAX_BYTES_PER_SEC),
+        }
+    }
+
+    /// [`carry`] for both figures: a replica read at `rate` leaves `from`
+    /// for `to`.
+    pub fn carry(from: &mut ReadRate, to: &mut ReadRate, rate: ReadRate) {
+        carry(
+            &mut from.reads_per_sec,
+            &mut to.reads_per_sec,
+            rate.reads_per_sec,
+        );
+        carry(
+            &mut from.bytes_per_sec,
+            &mut to.bytes_per_sec,
+            rate.bytes_per_sec,
+        );
+    }
+
+    /// The rate scaled by `factor` (e.g. the share of a moved replica's past
+    /// reads still in a decayed average).
+    pub fn scaled(self, factor: f64) -> Self {
+        Self::new(self.reads_per_sec * factor, self.bytes_per_sec * factor)
     }
 
     /// Whether it is the zero rate.
@@ -134,6 +216,31 @@ pub enum LoadPosition {
     Hot,
 }
 
+impl LoadPosition {
+    /// The word operators see: `hot`, `cold` or `inside`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadPosition::Hot => "hot",
+            LoadPosition::Cold => "cold",
+            LoadPosition::Inside => "inside",
+        }
+    }
+
+    /// The position [`LoadPosition::as_str`] names; `None` for any other
+    /// word (e.g. the empty `load` of a master that predates read load).
+    pub fn parse(word: &str) -> Option<Self> {
+        [LoadPosition::Hot, LoadPosition::Cold, LoadPosition::Inside]
+            .into_iter()
+            .find(|p| p.as_str() == word)
+    }
+}
+
+impl std::fmt::Display for LoadPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Classifies one server's reads/s against the band `mean × (1 ± pct/100)`;
 /// the single comparison every load check uses. `threshold_pct` ≤ 0 turns
 /// load balancing off: everything is inside.
@@ -171,6 +278,61 @@ mod tests {
         assert_eq!(load_position(3.1, 1.0, 25.0), LoadPosition::Hot);
         // Off.
         assert_eq!(load_position(1e6, 1.0, 0.0), LoadPosition::Inside);
+    }
+
+    #[test]
+    fn rates_are_cleaned_and_capped() {
+        assert_eq!(sane_rate(f64::NAN), 0.0);
+        assert_eq!(sane_rate(-3.0), 0.0);
+        assert_eq!(sane_rate(f64::INFINITY), 0.0);
+        assert_eq!(sane_rate(1e308), MAX_READS_PER_SEC);
+        assert_eq!(sane_rate(12.5), 12.5);
+        assert!(sane_rate(-0.0).is_sign_positive());
+        let r = ReadRate::new(1e300, 1e300).sanitized();
+        assert_eq!(r, ReadRate::new(MAX_READS_PER_SEC, MAX_BYTES_PER_SEC));
+        assert_eq!(
+            ReadRate::new(f64::NAN, -1.0).sanitized(),
+            ReadRate::default()
+        );
+    }
+
+    #[test]
+    fn mean_of_huge_rates_stays_finite_and_the_band_works() {
+        let mean = mean_reads_per_sec([1e308, 1e308, 0.0, 0.0]);
+        assert!(mean.is_finite());
+        assert_eq!(mean_reads_per_sec([]), 0.0);
+        assert_eq!(mean_reads_per_sec([1.0, 3.0, f64::NAN]), 4.0 / 3.0);
+        assert_eq!(
+            load_position(sane_rate(1e308), mean, 25.0),
+            LoadPosition::Hot
+        );
+        assert_eq!(load_position(0.0, mean, 25.0), LoadPosition::Cold);
+    }
+
+    #[test]
+    fn a_moved_rate_leaves_its_source_for_its_target() {
+        let mut reads = vec![10.0, 1.0];
+        carry_reads(&mut reads, 0, 1, 4.0);
+        assert_eq!(reads, [6.0, 5.0]);
+        carry_reads(&mut reads, 0, 1, 100.0);
+        assert_eq!(reads, [0.0, 105.0]);
+        carry_reads(&mut reads, 1, 1, 1.0);
+        carry_reads(&mut reads, 0, 7, 1.0);
+        assert_eq!(reads, [0.0, 105.0]);
+        let (mut a, mut b) = (ReadRate::new(5.0, 50.0), ReadRate::default());
+        ReadRate::carry(&mut a, &mut b, ReadRate::new(2.0, 80.0).scaled(0.5));
+        assert_eq!((a, b), (ReadRate::new(4.0, 10.0), ReadRate::new(1.0, 40.0)));
+    }
+
+    #[test]
+    fn positions_have_words() {
+        assert_eq!(LoadPosition::Hot.as_str(), "hot");
+        assert_eq!(LoadPosition::Cold.as_str(), "cold");
+        assert_eq!(LoadPosition::Inside.to_string(), "inside");
+        for p in [LoadPosition::Hot, LoadPosition::Cold, LoadPosition::Inside] {
+            assert_eq!(LoadPosition::parse(p.as_str()), Some(p));
+        }
+        assert_eq!(LoadPosition::parse(""), None);
     }
 
     #[test]

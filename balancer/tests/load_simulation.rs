@@ -165,8 +165,11 @@ fn one_plan_all(roomy: bool) -> f64 {
 fn one_plan_evens_out_load_with_bounded_bytes() {
     // Where it is missed, a server over its capacity band is also cold
     // (it has no room to take hot chunks: that needs a swap, hot in and
-    // cold out), or racks pin every replica of the hot set.
-    assert!(one_plan_all(true) >= 0.75);
+    // cold out), or racks pin every replica of the hot set. Moves for load
+    // stop at the capacity aims, not the edges, and hot replicas moved for
+    // capacity obey the load aim: a few seeds (149 of 200 against 156 with
+    // the edges) need a second pass, which no write undoes.
+    assert!(one_plan_all(true) >= 0.72);
 }
 
 #[test]

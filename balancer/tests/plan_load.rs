@@ -82,13 +82,16 @@ fn cooling_chunks_do_not_move_for_load() {
     let mut cooling = InFlight::new();
     cooling.add_cooling(chunk(&v, "h2"));
     let p = plan(&v, &Policy::default(), &cooling);
-    assert_eq!(moves(&v, &p), ["h1 s0->s2 load", "h3 s0->s3 load"]);
-    // 30 reads/s left against an edge of 28.1.
+    // h3 would leave s0 at 300 bytes, under the capacity aim of 305.
+    assert_eq!(moves(&v, &p), ["h1 s0->s2 load"]);
+    // 38 reads/s left against an edge of 28.1.
     assert!(!p.load_band_reached);
     assert!(
         p.notes
             .iter()
-            .any(|n| n.starts_with("s0 stays hot at 30.0"))
+            .any(|n| n.starts_with("s0 stays hot at 38.0")),
+        "{:?}",
+        p.notes
     );
 }
 
@@ -135,6 +138,68 @@ fn load_moves_keep_replicas_apart_and_the_capacity_band() {
     }
     let after = applied(&v, &p);
     assert!(check(&after, 20.0, 25.0).balanced());
+}
+
+#[test]
+fn load_moves_fill_targets_only_to_the_capacity_aim() {
+    // hot_s0 with s2 at 650 bytes and s3 at 350: the average stays 50 %,
+    // so the band's upper edge is 700 bytes and its aim 695. h2 (50 B) to
+    // s2 would end it at the edge, where one write makes it overloaded.
+    let mut v = ClusterView::new();
+    let s: Vec<ServerIdx> = (0..4)
+        .map(|i| v.add_server(format!("s{i}"), None, 1000, true))
+        .collect();
+    let hot = [("h1", 100, 12.0), ("h2", 50, 10.0), ("h3", 100, 8.0)];
+    for (id, size, r) in hot {
+        let c = v.add_chunk(id, size, 0, 1, &[s[0]]);
+        v.heat.set(s[0], c, ReadRate::new(r, r * 100.0));
+    }
+    v.add_chunk("s0-cold", 250, 0, 1, &[s[0]]);
+    for (t, size) in [(1, 500), (2, 650), (3, 350)] {
+        v.add_chunk(format!("s{t}-cold"), size, 0, 1, &[s[t]]);
+    }
+    refresh_reads(&mut v, &[20.0, 20.0, 10.0, 10.0]);
+    let p = plan(&v, &Policy::default(), &InFlight::new());
+    assert_eq!(moves(&v, &p)[0], "h2 s0->s3 load", "{:?}", p.notes);
+    let after = applied(&v, &p);
+    for m in &p.moves {
+        assert!(
+            after.server(m.to).used <= 695,
+            "{m:?}: {}",
+            after.server(m.to).used
+        );
+        assert!(after.server(m.from).used >= 305, "{m:?}");
+    }
+}
+
+#[test]
+fn a_hot_replica_moved_for_capacity_obeys_the_load_aim() {
+    // s0 is overloaded by bytes but not hot; every chunk it holds is read
+    // (2 reads/s each), so shedding bytes moves reads. s1 is underloaded
+    // and the first target by bytes, but at 19.5 reads/s it would end at
+    // 21.5: inside the band (edge 21.9) yet above the aim (19.7) and
+    // hotter than s0 once s0 has shed. Only s2 may take such a chunk.
+    let mut v = ClusterView::new();
+    let s: Vec<ServerIdx> = (0..3)
+        .map(|i| v.add_server(format!("s{i}"), None, 1000, true))
+        .collect();
+    for i in 0..9 {
+        let c = v.add_chunk(format!("h{i}"), 100, 0, 1, &[s[0]]);
+        v.heat.set(s[0], c, ReadRate::new(2.0, 200.0));
+    }
+    v.add_chunk("s1-cold", 200, 0, 1, &[s[1]]);
+    v.add_chunk("s2-cold", 500, 0, 1, &[s[2]]);
+    refresh_reads(&mut v, &[0.0, 19.5, 15.0]);
+    let p = plan(&v, &Policy::default(), &InFlight::new());
+    assert!(!p.moves.is_empty(), "{:?}", p.notes);
+    let after = applied(&v, &p);
+    let mean = 17.5;
+    for m in &p.moves {
+        assert_ne!(m.to, s[1], "{:?}", moves(&v, &p));
+        let (to, from) = (after.server(m.to).reads, after.server(m.from).reads);
+        assert!(to.reads_per_sec <= mean + 4.375 / 2.0, "{m:?}");
+        assert!(to.reads_per_sec <= from.reads_per_sec.max(mean), "{m:?}");
+    }
 }
 
 /// Four servers of 1000 bytes; s0 at 90 % with three hot chunks, the

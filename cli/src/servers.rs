@@ -1,5 +1,7 @@
 //! `keelctl servers`: every chunk server the master knows, with its load.
 
+use keel_balancer::ReadRate;
+use keel_balancer::traffic::mean_reads_per_sec;
 use keel_proto::v1::{ListServersRequest, ListServersResponse, ServerInfo, ServerState};
 use serde::Serialize;
 
@@ -229,7 +231,10 @@ fn load_mark(s: &ServerInfo) -> &str {
 }
 
 /// `client reads 180.0/s (11.2MiB/s), 45.0/s per live server; hot cs1;
-/// cold cs4`: the cluster's read load, when the master reports it.
+/// cold cs4`: the cluster's read load, when the master reports it. The
+/// totals count every server still serving reads (draining ones too); the
+/// mean, like the master's load band, only the live servers that take data
+/// (`alive`), and hot and cold are the master's own verdicts.
 fn reads_line(servers: &[ServerInfo]) -> Option<Parts> {
     let live: Vec<&ServerInfo> = servers
         .iter()
@@ -238,8 +243,14 @@ fn reads_line(servers: &[ServerInfo]) -> Option<Parts> {
     if live.is_empty() {
         return None;
     }
-    let reads: f64 = live.iter().map(|s| s.reads_per_sec).sum();
-    let bytes: f64 = live.iter().map(|s| s.read_bytes_per_sec).sum();
+    let rate = |s: &&ServerInfo| ReadRate::new(s.reads_per_sec, s.read_bytes_per_sec).sanitized();
+    let reads: f64 = live.iter().map(|s| rate(s).reads_per_sec).sum();
+    let bytes: f64 = live.iter().map(|s| rate(s).bytes_per_sec).sum();
+    let mean = mean_reads_per_sec(
+        live.iter()
+            .filter(|s| state_name(s.state) == "alive")
+            .map(|s| s.reads_per_sec),
+    );
     let named = |mark: &str| {
         let ids: Vec<&str> = live
             .iter()
@@ -254,10 +265,7 @@ fn reads_line(servers: &[ServerInfo]) -> Option<Parts> {
         .push(
             2,
             ", ",
-            format!(
-                "{} per live server",
-                output::per_sec(reads / live.len() as f64)
-            ),
+            format!("{} per live server", output::per_sec(mean)),
         );
     for part in [named("hot"), named("cold")].into_iter().flatten() {
         line.push(1, "; ", part);

@@ -214,6 +214,22 @@ fn table_marks_the_hot_server_and_sums_the_reads() {
 }
 
 #[test]
+fn the_mean_leaves_out_draining_servers_as_the_master_does() {
+    let mut cluster = hot_cluster();
+    // A draining server still serves its readers (counted in the total)
+    // but takes no data, so the master leaves it out of the load band.
+    let mut draining = loaded("cs6", 40, 60.0, "inside");
+    draining.state = ServerState::Draining as i32;
+    cluster.servers.push(draining);
+    let text = render(&cluster, None);
+    let last = text.lines().last().unwrap_or_default();
+    assert_eq!(
+        last, "client reads 240.0/s (15.0MiB/s), 45.0/s per live server; hot cs1; cold cs4",
+        "{text}"
+    );
+}
+
+#[test]
 fn at_100_columns_the_reads_and_the_mark_stay() {
     let fitted = render(&hot_cluster(), Some(100));
     assert!(fitted.lines().all(|l| l.chars().count() <= 100), "{fitted}");

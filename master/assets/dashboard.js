@@ -113,16 +113,25 @@ function withLoad(s) {
   return s.servers.filter((x) => x.reads_per_sec !== undefined && x.state !== "dead");
 }
 
+// A reported reads/s as the master trusts it: not finite or negative is 0.
+function saneReads(x) {
+  const r = Number(x.reads_per_sec);
+  return Number.isFinite(r) && r > 0 ? r : 0;
+}
+
 // The load chips: the load band the master balances reads within (from its
-// policy), and, when the servers' read load is reported, the mean reads/s of
-// live servers and how many are outside the band.
+// policy), and, when the servers' read load is reported, the mean reads/s and
+// how many servers are outside the band (each server's `load` is the
+// master's own verdict). The mean is the master's: over the servers that take
+// data (`alive`); draining ones still serve reads but are outside the band.
 function loadSummary(s) {
   const c = [];
   const band = s.policy.load_threshold_pct;
   if (band !== undefined) c.push(chip(band > 0 ? "load band ±" + band + " %" : "load balancing off"));
   const live = withLoad(s);
   if (!live.length) return c;
-  const mean = live.reduce((a, x) => a + (Number(x.reads_per_sec) || 0), 0) / live.length;
+  const inBand = live.filter((x) => x.state === "alive");
+  const mean = inBand.length ? inBand.reduce((a, x) => a + saneReads(x), 0) / inBand.length : 0;
   c.push(chip("reads " + fmtReads(mean) + "/s mean"));
   if (!(band > 0)) return c;
   const hot = live.filter((x) => x.load === "hot").length;
@@ -147,7 +156,7 @@ function renderServers(s) {
     box.replaceChildren(e);
     return;
   }
-  const peak = Math.max(0, ...withLoad(s).map((x) => Number(x.reads_per_sec) || 0));
+  const peak = Math.max(0, ...withLoad(s).map(saneReads));
   box.replaceChildren(...s.servers.map((x) => serverRow(x, s, peak)));
 }
 

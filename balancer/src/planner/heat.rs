@@ -9,13 +9,16 @@
 //!   measured rates does not send the chunk on again;
 //! - the target ends no hotter than the source it leaves, so the pair never
 //!   swaps places and the next pass has no reason to move the chunk back;
-//! - the source does not turn cold, nor drop below its capacity band's lower
-//!   edge; the target stays under its upper edge and its free-space floor;
+//! - the source does not turn cold, nor drop below where the capacity phases
+//!   bring an underloaded server up to (`lo_aim`); the target stays under
+//!   where they bring an overloaded one down to (`hi_aim`) and its free-space
+//!   floor, so that one write does not start capacity moves back;
 //! - chunks are taken densest first (reads/s per byte), so the source cools
 //!   with the fewest bytes moved.
 //!
-//! Any other move of a hot replica (for capacity) may not make its target
-//! hot either.
+//! Any other move of a hot replica (for capacity) obeys the same limits on
+//! its target's reads/s (at most the aim, no hotter than the source it
+//! leaves), so a capacity move never sets up a move for load back.
 
 use std::collections::BTreeSet;
 
@@ -25,7 +28,9 @@ use crate::ids::{ChunkIdx, ServerIdx};
 use crate::model::ClusterView;
 use crate::plan::{MoveReason, PlannedMove};
 use crate::targets::Targets;
-use crate::traffic::{LoadPosition, load_position, load_slack};
+use crate::traffic::{
+    LoadPosition, carry_reads, load_position, load_slack, mean_reads_per_sec, sane_rate,
+};
 
 /// Where a hot source is brought down to, and the most a target may reach,
 /// as a share of the band's half-width above the mean. Halfway: the rates
@@ -77,45 +82,27 @@ impl LoadBand {
     }
 }
 
-/// A rate as the planner trusts it: finite and not negative.
-pub(super) fn sane(rate: f64) -> f64 {
-    // Written so that NaN and -0.0 both come out as +0.0.
-    if rate.is_finite() && rate > 0.0 {
-        rate
-    } else {
-        0.0
-    }
-}
-
 /// Mean of `reads` over the live servers of `view`.
 fn mean_of_live(view: &ClusterView, reads: &[f64]) -> f64 {
-    let live: Vec<f64> = (0..view.servers.len())
-        .filter(|&i| view.servers[i].alive)
-        .map(|i| reads[i])
-        .collect();
-    if live.is_empty() {
-        0.0
-    } else {
-        live.iter().sum::<f64>() / live.len() as f64
-    }
+    mean_reads_per_sec(
+        (0..view.servers.len())
+            .filter(|&i| view.servers[i].alive)
+            .map(|i| reads[i]),
+    )
 }
 
 /// Counts `mv`'s replica rate as moved in `reads`, when it has not moved yet.
 pub(super) fn project(view: &ClusterView, reads: &mut [f64], mv: &PlannedMove) {
-    let (from, to) = (mv.from.0 as usize, mv.to.0 as usize);
-    let on_source = view.get_chunk(mv.chunk).is_some_and(|c| c.is_on(mv.from));
-    if from >= reads.len() || to >= reads.len() || !on_source {
-        return;
+    if view.get_chunk(mv.chunk).is_some_and(|c| c.is_on(mv.from)) {
+        let rate = sane_rate(view.heat.get(mv.from, mv.chunk).reads_per_sec);
+        carry_reads(reads, mv.from.0 as usize, mv.to.0 as usize, rate);
     }
-    let rate = sane(view.heat.get(mv.from, mv.chunk).reads_per_sec);
-    reads[from] = (reads[from] - rate).max(0.0);
-    reads[to] += rate;
 }
 
 /// Order key of a server by its reads/s: the bits of a float that is not
 /// negative (nor -0.0, nor NaN) sort like the float.
 fn key(reads: f64, i: usize) -> (u64, u32) {
-    (sane(reads).to_bits(), i as u32)
+    (sane_rate(reads).to_bits(), i as u32)
 }
 
 impl Planner<'_> {
@@ -196,7 +183,7 @@ impl Planner<'_> {
         if self.load.is_none() {
             return 0.0;
         }
-        sane(
+        sane_rate(
             self.view
                 .heat
                 .get(ServerIdx(src as u32), ChunkIdx(c))
@@ -204,16 +191,17 @@ impl Planner<'_> {
         )
     }
 
-    /// The rate a move of `c` off `src` carries and the most reads/s its
-    /// target may reach: the aim for a move for load, the band's edge for a
-    /// move of a hot replica for capacity; `None` when no limit applies.
-    pub(super) fn load_cap(&self, src: usize, c: u32, reason: MoveReason) -> Option<(f64, f64)> {
+    /// The rate a move of `c` off `src` for capacity carries and the most
+    /// reads/s its target may reach: the aim, as for a move for load, and
+    /// no more than `src` keeps once the chunk is gone unless the target
+    /// stays at or below the mean (then it is neither hot nor a donor, so
+    /// no move for load can send the chunk back). `None` when no limit
+    /// applies (a cold replica, or no load band).
+    pub(super) fn load_cap(&self, src: usize, c: u32) -> Option<(f64, f64)> {
         let band = self.load?;
         let rate = self.heat_rate(src, c);
-        (rate > 0.0).then(|| match reason {
-            MoveReason::Load => (rate, band.aim()),
-            MoveReason::Capacity => (rate, band.hot_edge()),
-        })
+        let keeps = (self.reads[src] - rate).max(band.mean);
+        (rate > 0.0).then(|| (rate, band.aim().min(keeps)))
     }
 
     /// Whether `t` can take `cap`'s rate and stay under its limit.
@@ -230,7 +218,7 @@ impl Planner<'_> {
             .heat
             .on(ServerIdx(src as u32))
             .filter(|(c, _)| (c.0 as usize) < table.len())
-            .map(|(c, r)| (sane(r.reads_per_sec), c.0))
+            .map(|(c, r)| (sane_rate(r.reads_per_sec), c.0))
             .filter(|&(rate, c)| {
                 let i = c as usize;
                 rate > 0.0
@@ -290,13 +278,13 @@ impl Planner<'_> {
                     break;
                 }
                 let size = self.table.size(c as usize);
-                let keeps_band = self.used[src].saturating_sub(size) >= self.bounds[src].lo_edge;
+                let keeps_band = self.used[src].saturating_sub(size) >= self.bounds[src].lo_aim;
                 if !keeps_band || self.reads[src] - rate < band.cold_edge() {
                     continue;
                 }
                 let room = |t: usize| {
                     let b = &self.bounds[t];
-                    b.hi_edge.min(b.limit).saturating_sub(self.used[t])
+                    b.hi_aim.min(b.limit).saturating_sub(self.used[t])
                 };
                 let t = match self.coolest(order.iter().copied(), src, c, rate, &band, room) {
                     Ok(t) => t,
@@ -358,8 +346,8 @@ impl Planner<'_> {
         after_t <= band.aim()
             && after_d >= band.cold_aim()
             && after_t <= after_d
-            && self.used[d].saturating_sub(size) >= bd.lo_edge
-            && self.used[t] + size <= bt.hi_edge.min(bt.limit)
+            && self.used[d].saturating_sub(size) >= bd.lo_aim
+            && self.used[t] + size <= bt.hi_aim.min(bt.limit)
             && self.admits(c as usize, ServerIdx(d as u32), ServerIdx(t as u32))
     }
 

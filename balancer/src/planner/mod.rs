@@ -39,6 +39,7 @@ use crate::notes::Notes;
 use crate::plan::{InFlight, Plan, PlannedMove, Policy};
 use crate::space::utilization_pct;
 use crate::targets::Targets;
+use crate::traffic::sane_rate;
 use heat::LoadBand;
 
 /// Plans moves that bring every live server of `view` inside the band of
@@ -93,7 +94,7 @@ impl<'a> Planner<'a> {
         let mut reads: Vec<f64> = view
             .servers
             .iter()
-            .map(|s| heat::sane(s.reads.reads_per_sec))
+            .map(|s| sane_rate(s.reads.reads_per_sec))
             .collect();
         for mv in in_flight.moves() {
             project(view, &mut used, mv);

@@ -11,6 +11,7 @@ use crate::band::Bounds;
 use crate::ids::{ChunkIdx, ServerIdx};
 use crate::plan::{MoveReason, PlannedMove};
 use crate::targets::Targets;
+use crate::traffic::carry_reads;
 
 /// What one source still has to shed, in bytes.
 #[derive(Debug, Clone, Copy)]
@@ -174,7 +175,7 @@ impl Planner<'_> {
         let i = c as usize;
         let from = ServerIdx(src as u32);
         let size = self.table.size(i);
-        let cap = self.load_cap(src, c, reason);
+        let cap = self.load_cap(src, c);
         let allowed = |t: ServerIdx| self.takes_reads(t, cap) && self.admits(i, from, t);
         let racks = allowed_racks(&self.rack_of, self.racks, self.table.replicas(i), from);
         let to = match targets.pick(size, racks.as_deref(), allowed) {
@@ -204,8 +205,7 @@ impl Planner<'_> {
         let rate = self.heat_rate(src, c);
         self.used[t] += size;
         self.used[src] -= size;
-        self.reads[src] = (self.reads[src] - rate).max(0.0);
-        self.reads[t] += rate;
+        carry_reads(&mut self.reads, src, t, rate);
         self.busy[i / 64] |= 1 << (i % 64);
         self.moves.push(PlannedMove {
             chunk: ChunkIdx(c),

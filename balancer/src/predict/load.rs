@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use crate::load::average_reads_per_sec;
 use crate::model::ClusterView;
 use crate::plan::{MoveReason, Plan};
-use crate::traffic::{LoadPosition, load_position};
+use crate::traffic::{LoadPosition, carry_reads, load_position, sane_rate};
 
 /// One server's read load around a plan.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,10 +62,9 @@ pub fn load_effect(view: &ClusterView, plan: &Plan, load_threshold_pct: f64) -> 
         };
         reasons.insert(chunk.id().to_owned(), m.reason);
         let (from, to) = (m.from.0 as usize, m.to.0 as usize);
-        if from < after.len() && to < after.len() && chunk.is_on(m.from) {
-            let rate = view.heat.get(m.from, m.chunk).reads_per_sec;
-            after[from] = (after[from] - rate).max(0.0);
-            after[to] += rate;
+        if chunk.is_on(m.from) {
+            let rate = sane_rate(view.heat.get(m.from, m.chunk).reads_per_sec);
+            carry_reads(&mut after, from, to, rate);
         }
     }
     let at = |r: f64| load_position(r, mean, load_threshold_pct);

@@ -3,7 +3,7 @@
 //! balancer's own (`keel_balancer::traffic`): `mean × (1 ± pct/100)`, never
 //! narrower than the noise floor on either side.
 
-use keel_balancer::traffic::LOAD_NOISE_FLOOR_READS_PER_SEC;
+use keel_balancer::traffic::load_slack;
 use keel_proto::v1::{RebalanceCheckResponse, ServerLoad};
 
 use crate::output;
@@ -24,7 +24,7 @@ pub fn band(mean: f64, pct: f64) -> String {
     if !on(pct) {
         return format!("{head}; load balancing off (--load-threshold-pct 0)");
     }
-    let slack = (mean * pct / 100.0).max(LOAD_NOISE_FLOOR_READS_PER_SEC);
+    let slack = load_slack(mean, pct);
     format!(
         "{head}, band ±{pct}% of the mean: {} to {}",
         output::per_sec((mean - slack).max(0.0)),

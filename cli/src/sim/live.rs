@@ -8,20 +8,23 @@
 //! chunk, its two servers and their used bytes, all of which the two answers
 //! give; the master has already checked the rest when it planned.
 //!
-//! Read load is modelled per server only: `ListServers` gives each
-//! server's reads/s, but not what each replica contributes (the per-chunk
-//! heat stays inside the master), so the reads/s after the moves are shown
-//! as they are now, and whether the load band is reached is the master's
-//! own verdict (`RebalancePlan.reaches_load_band`).
+//! Read load is known per server only: `ListServers` gives each server's
+//! reads/s and the master's own verdict on it (`ServerInfo.load`), but not
+//! what each replica contributes (the per-chunk heat stays inside the
+//! master). So the load now is the master's (its mean leaves out servers
+//! that take no data, as its load band does), the reads/s after the moves
+//! are not modelled, and whether the load band is reached is the master's
+//! verdict on its plan (`RebalancePlan.reaches_load_band`).
 
 use keel_balancer::predict::{
     DEFAULT_MOVE_OVERHEAD, Execution, LoadEffect, PredictError, Prediction, load_effect,
 };
 use keel_balancer::queue::QueueConfig;
-use keel_balancer::{ClusterView, Plan, PlannedMove, ReadRate};
+use keel_balancer::traffic::{load_position, mean_reads_per_sec, sane_rate};
+use keel_balancer::{ClusterView, LoadPosition, Plan, PlannedMove, ReadRate};
 use keel_proto::v1::{
     ListServersRequest, ListServersResponse, RebalancePlanRequest, RebalancePlanResponse,
-    ServerState,
+    ServerInfo, ServerState,
 };
 
 use crate::client::Master;
@@ -67,7 +70,7 @@ pub fn model(live: &Live, overhead: Option<std::time::Duration>) -> (ClusterView
         let rack = (!s.rack.is_empty()).then(|| s.rack.clone());
         let i = view.add_server(s.id.clone(), rack, s.capacity_bytes, alive);
         view.servers[i.0 as usize].reads =
-            ReadRate::new(sane_rate(s.reads_per_sec), sane_rate(s.read_bytes_per_sec));
+            ReadRate::new(s.reads_per_sec, s.read_bytes_per_sec).sanitized();
         bandwidth.push(s.migrate_bandwidth_bytes_per_second);
     }
     let mut moves = Vec::with_capacity(live.plan.moves.len());
@@ -118,11 +121,6 @@ pub fn model(live: &Live, overhead: Option<std::time::Duration>) -> (ClusterView
     (view, plan, execution(&live.plan, bandwidth, overhead))
 }
 
-/// A reported rate as the model takes it: finite and not negative.
-fn sane_rate(r: f64) -> f64 {
-    if r.is_finite() { r.max(0.0) } else { 0.0 }
-}
-
 /// The queue's limits as the master reports them (its defaults from a
 /// master that predates the fields).
 fn execution(
@@ -159,6 +157,11 @@ pub fn predict(live: &Live, overhead: Option<std::time::Duration>) -> Result<Pre
     let (view, plan, exec) = model(live, overhead);
     let p = keel_balancer::predict::predict_plan(&view, &plan, &exec).map_err(sim_error)?;
     let mut load = load_effect(&view, &plan, live.plan.load_threshold_pct.max(0.0));
+    masters_load(
+        &mut load,
+        &live.servers.servers,
+        live.plan.load_threshold_pct,
+    );
     load.reaches_load_band = plan.load_band_reached;
     Ok(Predicted {
         view,
@@ -166,6 +169,28 @@ pub fn predict(live: &Live, overhead: Option<std::time::Duration>) -> Result<Pre
         p,
         load,
     })
+}
+
+/// Puts the master's view of the load now into `load`: the mean over the
+/// servers that take data (`alive`; draining ones serve reads but are
+/// outside the band) and each server's place as the master reports it
+/// (computed against that mean from a master that predates the field).
+/// Reads/s after the moves stay as now: the caller marks them unknown.
+fn masters_load(load: &mut LoadEffect, servers: &[ServerInfo], pct: f64) {
+    let takes_data = |s: &ServerInfo| s.state == ServerState::Alive as i32;
+    load.mean_reads_per_sec = mean_reads_per_sec(
+        servers
+            .iter()
+            .filter(|s| takes_data(s))
+            .map(|s| s.reads_per_sec),
+    );
+    for (r, s) in load.servers.iter_mut().zip(servers) {
+        let pos = LoadPosition::parse(&s.load).unwrap_or_else(|| {
+            load_position(sane_rate(s.reads_per_sec), load.mean_reads_per_sec, pct)
+        });
+        r.position_before = pos;
+        r.position_after = pos;
+    }
 }
 
 /// A prediction with what it was made from.
@@ -177,7 +202,8 @@ pub struct Predicted {
     pub exec: Execution,
     /// The prediction.
     pub p: Prediction,
-    /// Read load per server (unchanged by the moves: see the module doc).
+    /// Read load per server now, as the master sees it (after the moves:
+    /// unknown, see the module doc).
     pub load: LoadEffect,
 }
 
@@ -188,7 +214,7 @@ pub fn sim_error(e: PredictError) -> Error {
 
 #[cfg(test)]
 mod tests {
-    use keel_proto::v1::{PlannedMove as PbMove, ServerInfo};
+    use keel_proto::v1::PlannedMove as PbMove;
 
     use super::*;
 
@@ -244,5 +270,63 @@ mod tests {
         assert!(got.p.notes.iter().any(|n| n.contains("planned twice")));
         assert_eq!(got.view.servers[0].used, 500 << 20);
         assert_eq!(got.exec.queue.min_free_pct, 5.0);
+    }
+
+    #[test]
+    fn the_load_now_is_the_masters_and_the_verdict_its_plans() {
+        let rated = |id: &str, reads: f64, load: &str, state: ServerState| ServerInfo {
+            reads_per_sec: reads,
+            load: load.into(),
+            state: state as i32,
+            ..server(id, 0, 0)
+        };
+        let live = Live {
+            plan: RebalancePlanResponse {
+                moves: vec![mv("a", "cs1", "cs2")],
+                load_threshold_pct: 25.0,
+                reaches_load_band: true,
+                ..RebalancePlanResponse::default()
+            },
+            servers: ListServersResponse {
+                servers: vec![
+                    rated("cs1", 90.0, "hot", ServerState::Alive),
+                    rated("cs2", 30.0, "cold", ServerState::Alive),
+                    // Serves reads but is outside the band: not in the mean.
+                    rated("cs3", 900.0, "inside", ServerState::Draining),
+                    rated("cs4", f64::INFINITY, "", ServerState::Alive),
+                ],
+                ..ListServersResponse::default()
+            },
+        };
+        let got = predict(&live, Some(std::time::Duration::ZERO)).expect("predicts");
+        assert_eq!(got.load.mean_reads_per_sec, 40.0);
+        let pos: Vec<_> = got.load.servers.iter().map(|r| r.position_before).collect();
+        use LoadPosition::*;
+        assert_eq!(pos, [Hot, Cold, Inside, Cold]);
+        assert!(got.load.reaches_load_band);
+        // The JSON says who decided, and claims nothing it does not know.
+        let j = crate::sim::render::json(&crate::sim::render::Input {
+            source: "master".into(),
+            view: &got.view,
+            exec: &got.exec,
+            p: &got.p,
+            plan_time: std::time::Duration::ZERO,
+            notes: vec![],
+            load: &got.load,
+            per_chunk_heat: false,
+        });
+        let v = serde_json::to_value(&j).expect("encodes");
+        assert_eq!(v["load"]["load_band_verdict"], "master");
+        assert_eq!(v["load"]["reaches_load_band"], true);
+        assert_eq!(v["load"]["hot_before"], serde_json::json!(["cs1"]));
+        assert!(v["load"]["hot_after"].is_null() && v["load"]["cold_after"].is_null());
+        assert!(v["servers"][0]["reads_per_sec_after"].is_null());
+        assert!(v["servers"][0]["load_after"].is_null());
+        assert_eq!(v["servers"][0]["load_before"], "hot");
+        let text = crate::sim::render::text(&j);
+        assert!(
+            text.contains("hot now cs1, cold now cs2, cs4; load band reached (the master's verdict on its plan): yes"),
+            "{text}"
+        );
     }
 }

@@ -65,9 +65,12 @@ pub struct LoadJson {
     pub average_reads_per_sec: f64,
     /// Whether every live server ends inside the load band.
     pub reaches_load_band: bool,
+    /// Who says so: `model` (the moves applied here, replica rates known)
+    /// or `master` (its own verdict on its plan, `--from-master`).
+    pub load_band_verdict: &'static str,
     /// Whether reads/s after the moves are modelled: false when only
     /// per-server rates are known (`--from-master`), so a move's share of
-    /// the load is not.
+    /// the load is not, and every "after" figure of the load is `null`.
     pub per_chunk_heat: bool,
     /// Moves planned for capacity.
     pub moves_for_capacity: usize,
@@ -79,10 +82,10 @@ pub struct LoadJson {
     pub hot_before: Vec<String>,
     /// Live servers below it now.
     pub cold_before: Vec<String>,
-    /// Live servers above it after the moves.
-    pub hot_after: Vec<String>,
-    /// Live servers below it after the moves.
-    pub cold_after: Vec<String>,
+    /// Live servers above it after the moves; `null` when not modelled.
+    pub hot_after: Option<Vec<String>>,
+    /// Live servers below it after the moves; `null` when not modelled.
+    pub cold_after: Option<Vec<String>>,
 }
 
 /// Limits in `--json`.
@@ -128,13 +131,13 @@ pub struct ServerJson {
     pub utilization_pct_after: f64,
     /// Client reads/s now.
     pub reads_per_sec_before: f64,
-    /// Client reads/s once every move has run (as before when per-chunk
-    /// heat is unknown).
-    pub reads_per_sec_after: f64,
+    /// Client reads/s once every move has run; `null` when per-chunk heat
+    /// is unknown.
+    pub reads_per_sec_after: Option<f64>,
     /// `hot`, `cold` or `inside` the load band now (`dead` for a dead server).
     pub load_before: &'static str,
-    /// The same after.
-    pub load_after: &'static str,
+    /// The same after; `null` when per-chunk heat is unknown.
+    pub load_after: Option<&'static str>,
 }
 
 /// One timeline step in `--json`.
@@ -312,25 +315,21 @@ fn load_json(i: &Input<'_>) -> LoadJson {
         load_threshold_pct: e.load_threshold_pct,
         average_reads_per_sec: e.mean_reads_per_sec,
         reaches_load_band: e.reaches_load_band,
+        load_band_verdict: if i.per_chunk_heat { "model" } else { "master" },
         per_chunk_heat: i.per_chunk_heat,
         moves_for_capacity: e.capacity_moves,
         moves_for_load: e.load_moves,
         bytes_for_load: e.load_bytes,
         hot_before: at(false, LoadPosition::Hot),
         cold_before: at(false, LoadPosition::Cold),
-        hot_after: at(true, LoadPosition::Hot),
-        cold_after: at(true, LoadPosition::Cold),
+        hot_after: i.per_chunk_heat.then(|| at(true, LoadPosition::Hot)),
+        cold_after: i.per_chunk_heat.then(|| at(true, LoadPosition::Cold)),
     }
 }
 
 /// `hot`, `cold`, `inside` or `dead`.
 fn position_word(alive: bool, p: LoadPosition) -> &'static str {
-    match (alive, p) {
-        (false, _) => "dead",
-        (true, LoadPosition::Hot) => "hot",
-        (true, LoadPosition::Cold) => "cold",
-        (true, LoadPosition::Inside) => "inside",
-    }
+    if alive { p.as_str() } else { "dead" }
 }
 
 fn servers(i: &Input<'_>) -> Vec<ServerJson> {
@@ -353,9 +352,11 @@ fn servers(i: &Input<'_>) -> Vec<ServerJson> {
                 utilization_pct_before: keel_balancer::space::utilization_pct(v.used, v.capacity),
                 utilization_pct_after: keel_balancer::space::utilization_pct(after, v.capacity),
                 reads_per_sec_before: r.before,
-                reads_per_sec_after: r.after,
+                reads_per_sec_after: i.per_chunk_heat.then_some(r.after),
                 load_before: position_word(v.alive, r.position_before),
-                load_after: position_word(v.alive, r.position_after),
+                load_after: i
+                    .per_chunk_heat
+                    .then(|| position_word(v.alive, r.position_after)),
             }
         })
         .collect()
@@ -427,16 +428,26 @@ fn load_line(l: &LoadJson) -> String {
             v.join(", ")
         }
     };
-    let mut out = format!(
-        "load: mean {:.1} reads/s, band ±{} %; hot {} → {}, cold {} → {}; load band reached: {}\n",
-        l.average_reads_per_sec,
-        l.load_threshold_pct,
-        names(&l.hot_before),
-        names(&l.hot_after),
-        names(&l.cold_before),
-        names(&l.cold_after),
-        output::yes_no(l.reaches_load_band),
-    );
+    let mut out = match (&l.hot_after, &l.cold_after) {
+        (Some(hot_after), Some(cold_after)) => format!(
+            "load: mean {:.1} reads/s, band ±{} %; hot {} → {}, cold {} → {}; load band reached: {}\n",
+            l.average_reads_per_sec,
+            l.load_threshold_pct,
+            names(&l.hot_before),
+            names(hot_after),
+            names(&l.cold_before),
+            names(cold_after),
+            output::yes_no(l.reaches_load_band),
+        ),
+        _ => format!(
+            "load: mean {:.1} reads/s, band ±{} %; hot now {}, cold now {}; load band reached (the master's verdict on its plan): {}\n",
+            l.average_reads_per_sec,
+            l.load_threshold_pct,
+            names(&l.hot_before),
+            names(&l.cold_before),
+            output::yes_no(l.reaches_load_band),
+        ),
+    };
     out.push_str(&format!(
         "moves: {} for capacity, {} for load ({})\n",
         l.moves_for_capacity,
@@ -486,7 +497,10 @@ fn server_table(servers: &[ServerJson], with_reads: bool) -> String {
         ];
         if with_reads {
             row.push(reads_cell(s.reads_per_sec_before, s.load_before));
-            row.push(reads_cell(s.reads_per_sec_after, s.load_after));
+            row.push(match (s.reads_per_sec_after, s.load_after) {
+                (Some(reads), Some(pos)) => reads_cell(reads, pos),
+                _ => "-".to_owned(),
+            });
         }
         t.row(row);
     }
