@@ -3,7 +3,8 @@
 
 use std::collections::HashSet;
 
-use keel_balancer::{LoadReport, MoveRef};
+use keel_balancer::traffic::sane_rate;
+use keel_balancer::{LoadReport, MoveRef, ReadRate};
 use keel_proto::chunk_id;
 use keel_proto::v1 as pb;
 
@@ -11,7 +12,7 @@ use crate::error::Error;
 use crate::meta::Explanation;
 use crate::meta::{
     AllocRequest, Allocation, Heartbeat, Location, MAX_HOT_CHUNKS, ReadReport, ReplicaReport,
-    ServerAddr, ServerReads, ServerState, ServerStatus, Stamp, clamp_rate, sane_rate,
+    ServerAddr, ServerReads, ServerState, ServerStatus, Stamp,
 };
 
 /// Largest chunk the master accepts (1 TiB). Far above any sane chunk, and
@@ -177,7 +178,8 @@ pub fn heartbeat(req: pb::HeartbeatRequest, tls: bool) -> Result<Heartbeat, Erro
 }
 
 /// A heartbeat's read figures, made safe to sum: non-finite or negative
-/// server figures read as 0 and huge ones are capped ([`sane_rate`]), so
+/// server figures read as 0 and huge ones are capped
+/// ([`ReadRate::sanitized`]: 1e9 reads/s, 1e15 bytes/s), so
 /// one hostile server cannot make the cluster's mean infinite; a hot entry with a bad chunk id, a non-finite
 /// or negative rate, or a chunk listed before is dropped (logged); only the
 /// first [`MAX_HOT_CHUNKS`] are kept, their rates capped too. The rest of
@@ -185,8 +187,9 @@ pub fn heartbeat(req: pb::HeartbeatRequest, tls: bool) -> Result<Heartbeat, Erro
 pub fn read_report(server: &str, load: Option<pb::ReadLoad>, hot: Vec<pb::HotChunk>) -> ReadReport {
     let load = load.unwrap_or_default();
     let load = ServerReads {
-        rate: sane_rate(load.reads_per_sec, load.read_bytes_per_sec),
-        p99_ms: clamp_rate(load.read_p99_ms),
+        rate: ReadRate::new(load.reads_per_sec, load.read_bytes_per_sec).sanitized(),
+        // Same clean-up for milliseconds: a p99 above 1e9 ms is nonsense too.
+        p99_ms: sane_rate(load.read_p99_ms),
     };
     let sane = |v: f64| v.is_finite() && v >= 0.0;
     let mut seen = HashSet::new();
@@ -201,7 +204,8 @@ pub fn read_report(server: &str, load: Option<pb::ReadLoad>, hot: Vec<pb::HotChu
             tracing::debug!(server = %server.escape_debug(), chunk = %h.chunk.escape_debug(), "hot chunk entry ignored");
             continue;
         }
-        kept.push((h.chunk, sane_rate(h.reads_per_sec, h.read_bytes_per_sec)));
+        let rate = ReadRate::new(h.reads_per_sec, h.read_bytes_per_sec);
+        kept.push((h.chunk, rate.sanitized()));
     }
     ReadReport { load, hot: kept }
 }
@@ -376,7 +380,6 @@ pub fn explanation(e: Explanation) -> pb::ExplainChunkResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keel_balancer::ReadRate;
 
     fn req() -> pb::HeartbeatRequest {
         pb::HeartbeatRequest {
@@ -529,11 +532,14 @@ mod tests {
         assert_eq!(
             r.load.rate,
             ReadRate::new(
-                crate::meta::MAX_READS_PER_SEC,
-                crate::meta::MAX_READ_BYTES_PER_SEC
+                keel_balancer::traffic::MAX_READS_PER_SEC,
+                keel_balancer::traffic::MAX_BYTES_PER_SEC
             )
         );
-        assert_eq!(r.hot[0].1.reads_per_sec, crate::meta::MAX_READS_PER_SEC);
+        assert_eq!(
+            r.hot[0].1.reads_per_sec,
+            keel_balancer::traffic::MAX_READS_PER_SEC
+        );
         // Two hostile servers and one honest one: the mean is finite and
         // the honest one is cold, not "inside" an infinite band.
         let mut v = keel_balancer::ClusterView::new();

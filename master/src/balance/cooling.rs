@@ -117,18 +117,19 @@ impl Cooling {
     /// decayed by `exp(-t/τ)` (t since the move finished, τ the chunk
     /// servers' [`keel_proto::READ_RATE_TIME_CONSTANT`]); the target's lacks
     /// as much. So each source loses and each target gains `rate·exp(-t/τ)`
-    /// (never below zero). Moves still running are projected by the planner
+    /// ([`ReadRate::carry`], the one rule for a move taking its rate along;
+    /// never below zero). A move whose source or target left the view is
+    /// skipped. Moves still running are projected by the planner
     /// already and are left out.
     pub fn linger(&self, view: &mut ClusterView, now: Duration) {
         let tau = keel_proto::READ_RATE_TIME_CONSTANT.as_secs_f64();
         for m in self.moves.values().filter(|m| m.finished) {
             let f = (-now.saturating_sub(m.at).as_secs_f64() / tau).exp();
-            let moved = ReadRate::new(m.rate.reads_per_sec * f, m.rate.bytes_per_sec * f);
-            if let Some(s) = view.server_by_id(&m.from) {
-                shift(&mut view.servers[s.0 as usize].reads, moved, -1.0);
-            }
-            if let Some(t) = view.server_by_id(&m.to) {
-                shift(&mut view.servers[t.0 as usize].reads, moved, 1.0);
+            let (Some(s), Some(t)) = (view.server_by_id(&m.from), view.server_by_id(&m.to)) else {
+                continue;
+            };
+            if let Ok([from, to]) = view.servers.get_disjoint_mut([s.0 as usize, t.0 as usize]) {
+                ReadRate::carry(&mut from.reads, &mut to.reads, m.rate.scaled(f));
             }
         }
     }
@@ -208,12 +209,6 @@ impl Cooling {
             self.moves.remove(&c);
         }
     }
-}
-
-/// Adds `sign·d` to `r`, floored at zero.
-fn shift(r: &mut ReadRate, d: ReadRate, sign: f64) {
-    r.reads_per_sec = (r.reads_per_sec + sign * d.reads_per_sec).max(0.0);
-    r.bytes_per_sec = (r.bytes_per_sec + sign * d.bytes_per_sec).max(0.0);
 }
 
 /// `d` in whole seconds rounded up, as `1h 2m 3s` (units that are 0 left

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use keel_balancer::traffic::LOAD_NOISE_FLOOR_READS_PER_SEC;
+use keel_balancer::traffic::load_slack;
 use keel_balancer::{
     ClusterView, CopyClass, CopyJob, InFlight, MoveReason, MoveRef, PlannedMove, Policy, ReadRate,
     ServerIdx, load, plan,
@@ -161,7 +161,7 @@ pub fn plan_pass(input: PassInput, policy: &Policy) -> PassPlan {
 /// [`keel_balancer::traffic::load_position`] calls hot above).
 pub fn load_band_high(view: &ClusterView, threshold_pct: f64) -> f64 {
     let mean = load::average_reads_per_sec(view);
-    mean + (mean * threshold_pct / 100.0).max(LOAD_NOISE_FLOOR_READS_PER_SEC)
+    mean + load_slack(mean, threshold_pct)
 }
 
 /// A planned move by the ids of its chunk and servers.

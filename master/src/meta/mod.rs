@@ -68,8 +68,7 @@ pub use liveness::Liveness;
 pub use moves::{CopyClass, Job, MoveTicket, Reject, ServerAddr};
 pub use paged::PagedStart;
 pub use reads::{
-    Holder, MAX_HOT_CHUNKS, MAX_READ_BYTES_PER_SEC, MAX_READS_PER_SEC, ReadReport, ServerReads,
-    clamp_rate, load_step, order_replicas, sane_rate, tie_hash,
+    Holder, MAX_HOT_CHUNKS, ReadReport, ServerReads, load_step, order_replicas, tie_hash,
 };
 pub use redundancy::{FULL_SCAN_EVERY, Redundancy, Verify, VerifyOutcome};
 pub use repairs::{QueuedCopies, Repair, RepairPlan};

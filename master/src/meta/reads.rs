@@ -8,6 +8,7 @@
 
 use keel_balancer::traffic::{DEFAULT_LOAD_THRESHOLD_PCT, LOAD_NOISE_FLOOR_READS_PER_SEC};
 use keel_balancer::traffic::{LoadPosition, load_position};
+use keel_balancer::traffic::{load_slack, mean_reads_per_sec, sane_rate};
 use keel_balancer::{ChunkIdx, Heat, ReadRate, ServerIdx};
 
 use super::view::ReplicaLocation;
@@ -36,43 +37,18 @@ pub struct ReadReport {
     pub hot: Vec<(String, ReadRate)>,
 }
 
-/// A rate as a reader of the wire would want it: non-finite or negative
-/// figures (a buggy or hostile server) read as 0 rather than poison sums.
-pub fn clamp_rate(v: f64) -> f64 {
-    if v.is_finite() && v > 0.0 { v } else { 0.0 }
-}
-
-/// Most reads/s one report may claim. Far above any real server, low enough
-/// that the sum of a million such servers stays finite: one server reporting
-/// 1e308 would otherwise make the mean infinite and every server "inside"
-/// the band, turning load balancing off for all.
-pub const MAX_READS_PER_SEC: f64 = 1e9;
-
-/// Most read bytes/s one report may claim (a petabyte a second), for the
-/// same reason as [`MAX_READS_PER_SEC`].
-pub const MAX_READ_BYTES_PER_SEC: f64 = 1e15;
-
-/// A reported rate made safe to sum: each figure through [`clamp_rate`],
-/// then capped at [`MAX_READS_PER_SEC`] and [`MAX_READ_BYTES_PER_SEC`].
-pub fn sane_rate(reads_per_sec: f64, bytes_per_sec: f64) -> ReadRate {
-    ReadRate::new(
-        clamp_rate(reads_per_sec).min(MAX_READS_PER_SEC),
-        clamp_rate(bytes_per_sec).min(MAX_READ_BYTES_PER_SEC),
-    )
-}
-
 /// The step in which `LocateChunk` compares holders' reads/s: the load
-/// band's slack around `mean` (never below the noise floor), so holders
-/// closer than the band would ever act on count as equally loaded. With
-/// load balancing off (`threshold_pct` ≤ 0) the default band still spreads
-/// reads.
+/// band's slack around `mean` ([`load_slack`], never below the noise
+/// floor), so holders closer than the band would ever act on count as
+/// equally loaded. With load balancing off (`threshold_pct` ≤ 0) the
+/// default band still spreads reads.
 pub fn load_step(mean: f64, threshold_pct: f64) -> f64 {
     let pct = if threshold_pct > 0.0 {
         threshold_pct
     } else {
         DEFAULT_LOAD_THRESHOLD_PCT
     };
-    (mean * pct / 100.0).max(LOAD_NOISE_FLOOR_READS_PER_SEC)
+    load_slack(mean, pct)
 }
 
 /// One holder as [`order_replicas`] weighs it.
@@ -107,7 +83,7 @@ pub fn order_replicas(
     };
     // Floor of a finite, non-negative ratio: fits u64 for any sane rate
     // and saturates otherwise.
-    let bucket = |h: &Holder| (clamp_rate(h.reads_per_sec) / step).floor() as u64;
+    let bucket = |h: &Holder| (sane_rate(h.reads_per_sec) / step).floor() as u64;
     let far = |h: &Holder| rack.is_empty() || h.rack != rack;
     let tie = |h: &Holder| spread.map_or(0, |c| tie_hash(c, &h.replica.id));
     holders.sort_by(|a, b| {
@@ -193,17 +169,16 @@ impl Meta {
                 true => load_position(total, mean, pct),
                 false => LoadPosition::Inside,
             };
+            let word = match place {
+                LoadPosition::Inside => "inside the load band",
+                p => p.as_str(),
+            };
             lines.push((s.id.clone(), format!(
-                "read at {:.1} reads/s on {} (one of its hottest chunks; {} serves {:.1} reads/s in all, {})",
+                "read at {:.1} reads/s on {} (one of its hottest chunks; {} serves {:.1} reads/s in all, {word})",
                 rate.reads_per_sec,
                 s.id,
                 s.id,
                 total,
-                match place {
-                    LoadPosition::Hot => "hot",
-                    LoadPosition::Cold => "cold",
-                    LoadPosition::Inside => "inside the load band",
-                }
             )));
         }
         lines.sort();
@@ -214,10 +189,7 @@ impl Meta {
     /// mean, as `load::check` counts it); 0 without any.
     pub fn mean_reads_per_sec(&self) -> f64 {
         let live = self.servers.iter().filter(|s| s.takes_data());
-        let (sum, n) = live.fold((0.0, 0usize), |(sum, n), s| {
-            (sum + s.reads.rate.reads_per_sec, n + 1)
-        });
-        if n == 0 { 0.0 } else { sum / n as f64 }
+        mean_reads_per_sec(live.map(|s| s.reads.rate.reads_per_sec))
     }
 
     /// The heat of every live server, with chunks indexed by `idx`
@@ -336,8 +308,5 @@ mod tests {
         assert_eq!(load_step(100.0, 25.0), 25.0);
         assert_eq!(load_step(100.0, 0.0), 25.0);
         assert_eq!(load_step(1.0, 25.0), LOAD_NOISE_FLOOR_READS_PER_SEC);
-        assert_eq!(clamp_rate(f64::NAN), 0.0);
-        assert_eq!(clamp_rate(-3.0), 0.0);
-        assert_eq!(clamp_rate(3.0), 3.0);
     }
 }

@@ -77,15 +77,6 @@ pub struct ServerStatus {
     pub load: &'static str,
 }
 
-/// The word operators read for a load position.
-pub fn load_word(p: LoadPosition) -> &'static str {
-    match p {
-        LoadPosition::Hot => "hot",
-        LoadPosition::Cold => "cold",
-        LoadPosition::Inside => "inside",
-    }
-}
-
 /// A repair or drain copy running now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunningCopy {
@@ -194,7 +185,7 @@ impl Meta {
                 read_bytes_per_sec: r.rate.bytes_per_sec,
                 reads_per_sec: r.rate.reads_per_sec,
                 read_p99_ms: r.p99_ms,
-                load: load_word(place(s, r.rate.reads_per_sec)),
+                load: place(s, r.rate.reads_per_sec).as_str(),
             })
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
