@@ -96,8 +96,20 @@ pub async fn balanced_and_idle(m: &mut MasterClient<Channel>) -> Option<Rebalanc
     (check.into_inner().balanced && s.pending == 0 && s.running == 0).then_some(s)
 }
 
-/// `LocateChunk` of `chunk`, as `(server, alive)` pairs.
+/// `LocateChunk` of `chunk`, as `(server, alive)` pairs: live holders
+/// first, each group by id. Where a chunk is, not the order readers are
+/// sent in: that spreads equally loaded holders by a hash of chunk and
+/// server (see [`locate_ordered`]).
 pub async fn locate(url: &str, chunk: &str) -> Result<Replicas> {
+    let mut replicas = locate_ordered(url, chunk).await?;
+    if let Some(r) = &mut replicas {
+        r.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    }
+    Ok(replicas)
+}
+
+/// `LocateChunk` of `chunk` in the order the master gives readers.
+pub async fn locate_ordered(url: &str, chunk: &str) -> Result<Replicas> {
     let mut m = master_client(url).await?;
     let req = LocateChunkRequest {
         chunk: chunk.to_owned(),

@@ -98,14 +98,17 @@ pub fn order_replicas(
     holders.into_iter().map(|h| h.replica).collect()
 }
 
-/// FNV-1a of `chunk`, a separator and `server`: a fixed hash (not
-/// `RandomState`), so the order it gives is the same on every call and
-/// every master.
+/// FNV-1a of `chunk`, a separator and `server`, then a multiply-xorshift
+/// finish (FNV alone barely mixes ids that differ only in their last
+/// byte, like `cs1` and `cs2`): a fixed hash (not `RandomState`), so the
+/// order it gives is the same on every call and every master.
 pub fn tie_hash(chunk: &str, server: &str) -> u64 {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     let bytes = chunk.bytes().chain([0xff]).chain(server.bytes());
-    bytes.fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME))
+    let h = bytes.fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME));
+    let h = (h ^ (h >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
 }
 
 impl Meta {
