@@ -38,7 +38,7 @@ fn three(m: &mut Meta, reads: [f64; 3], now: Instant) {
 /// Equally loaded holders `a` and `b` of chunk `x` in the order the tie
 /// hash gives them, then `rest`.
 fn tied(a: &str, b: &str, rest: &[&str]) -> Vec<String> {
-    let mut v = vec![a, b];
+    let mut v = [a, b];
     v.sort_by_key(|id| super::tie_hash("x", id));
     v.iter().chain(rest).map(|s| s.to_string()).collect()
 }
