@@ -22,7 +22,7 @@ const WARM_UP: Duration = Duration::from_secs(2);
 /// chunk's old location for its cache's lifetime.
 const SETTLE: Duration = Duration::from_secs(3);
 /// Longest wait for the master to see node 1 hot.
-const HOT_WITHIN: Duration = Duration::from_secs(90);
+const HOT_WITHIN: Duration = Duration::from_secs(60);
 /// Longest a pass may take.
 const PASS_LIMIT: Duration = Duration::from_secs(180);
 
@@ -99,7 +99,15 @@ pub async fn run(opts: &Opts, design: &'static str, master_flags: &[String]) -> 
     let mut m = master_client(&url).await?;
     let before_from = Instant::now() + WARM_UP;
     let pct = keel_balancer::traffic::DEFAULT_LOAD_THRESHOLD_PCT;
-    traffic::wait_hot(&mut m, HOT_NODE, pct, HOT_WITHIN).await?;
+    if let Err(e) = traffic::wait_hot(&mut m, HOT_NODE, pct, HOT_WITHIN).await {
+        // A master that measures no load at all (one that predates it)
+        // still gets its capacity pass measured; any other miss is a failure.
+        let rates = traffic::servers(&mut m).await?;
+        if rates.values().any(|s| s.reads_per_sec > 0.0) {
+            return Err(e);
+        }
+        eprintln!("{design}: the master reports no read load; going on without it");
+    }
     tokio::time::sleep_until((before_from + phase_len).into()).await;
     let before = Window(before_from, Instant::now());
 
