@@ -16,6 +16,8 @@ pub(crate) struct Notes {
     servers: usize,
     /// Chunks without a valid placement, shown or not.
     unplaced: usize,
+    /// Hot chunks no target could take, shown or not.
+    too_hot: usize,
 }
 
 impl Notes {
@@ -43,6 +45,17 @@ impl Notes {
         }
     }
 
+    /// Records that hot chunk `chunk` would make every target it may go to
+    /// hot (`rate` reads/s).
+    pub fn too_hot(&mut self, chunk: &str, rate: f64) {
+        self.too_hot += 1;
+        if self.too_hot <= MAX_CHUNK_NOTES {
+            self.lines.push(format!(
+                "{chunk} is hotter than any target can take ({rate:.1} reads/s)"
+            ));
+        }
+    }
+
     /// The lines, with the summaries of what was left out.
     pub fn into_lines(mut self) -> Vec<String> {
         if self.servers > MAX_SERVER_NOTES {
@@ -54,6 +67,12 @@ impl Notes {
             let more = self.unplaced - MAX_CHUNK_NOTES;
             self.lines.push(format!(
                 "... and {more} more chunks without a valid placement"
+            ));
+        }
+        if self.too_hot > MAX_CHUNK_NOTES {
+            let more = self.too_hot - MAX_CHUNK_NOTES;
+            self.lines.push(format!(
+                "... and {more} more chunks hotter than any target can take"
             ));
         }
         self.lines

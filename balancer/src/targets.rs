@@ -101,6 +101,15 @@ impl Targets {
         }
     }
 
+    /// Bytes a server with bounds `b` at `used` bytes may still take as a
+    /// target of this phase (0: it is no target now).
+    pub fn room(&self, b: &Bounds, used: u64) -> u64 {
+        keys(b, used, self.only_under)
+            .into_iter()
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Whether no server can take anything more.
     pub fn is_empty(&self) -> bool {
         self.tiers.iter().all(BTreeSet::is_empty)

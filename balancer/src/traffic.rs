@@ -141,7 +141,7 @@ pub fn load_position(reads_per_sec: f64, mean: f64, threshold_pct: f64) -> LoadP
     if threshold_pct <= 0.0 || !reads_per_sec.is_finite() || !mean.is_finite() {
         return LoadPosition::Inside;
     }
-    let slack = (mean * threshold_pct / 100.0).max(LOAD_NOISE_FLOOR_READS_PER_SEC);
+    let slack = load_slack(mean, threshold_pct);
     if reads_per_sec > mean + slack {
         LoadPosition::Hot
     } else if reads_per_sec < mean - slack {
@@ -149,6 +149,12 @@ pub fn load_position(reads_per_sec: f64, mean: f64, threshold_pct: f64) -> LoadP
     } else {
         LoadPosition::Inside
     }
+}
+
+/// Half-width of the load band in reads/s around `mean`: `threshold_pct`
+/// percent of it, but never less than the noise floor.
+pub fn load_slack(mean: f64, threshold_pct: f64) -> f64 {
+    (mean * threshold_pct / 100.0).max(LOAD_NOISE_FLOOR_READS_PER_SEC)
 }
 
 #[cfg(test)]

@@ -14,6 +14,13 @@
 //! page with `send_full_report` (it lost track, e.g. a page went missing) the
 //! report starts over with a new id.
 //!
+//! Every heartbeat, full or delta, carries this server's client read load
+//! (`ReadLoad`: decayed reads/s and bytes/s, and the read p99 of the recent
+//! window) and its [`HOT_CHUNKS`] hottest replicas by reads/s, hottest
+//! first, each list replacing the one before ([`crate::heat`]). A paged
+//! report carries them on every page: they are small, and each page then
+//! stands alone.
+//!
 //! With several masters (`--master a,b,c`) one such loop runs per master,
 //! each with its own acknowledgements ([`Store::report_for`]), so a slow or
 //! absent master never delays the others. Every answer carries the term of
@@ -25,12 +32,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use keel_proto::v1::{ChunkReplica, HeartbeatRequest};
+use keel_proto::v1::{ChunkReplica, HeartbeatRequest, HotChunk, ReadLoad};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::convert;
 use crate::fence::{self, Fence};
+use crate::heat::HOT_CHUNKS;
+use crate::latency::ClientLatency;
 use crate::peer::{MasterLink, error_chain};
 use crate::store::{Report, Store};
 
@@ -88,6 +97,8 @@ pub struct Heartbeat {
     pub changes: tokio::sync::watch::Receiver<u64>,
     /// The migration bucket, whose current rate every heartbeat reports.
     pub throttle: Arc<crate::throttle::Throttle>,
+    /// Client service times, whose read p99 every heartbeat reports.
+    pub latency: Arc<ClientLatency>,
 }
 
 impl Heartbeat {
@@ -240,6 +251,7 @@ impl Heartbeat {
             .into_iter()
             .map(|(chunk, e)| convert::replica(chunk, e))
             .collect();
+        let (load, hot_chunks) = read_load(&self.store, &self.latency, Instant::now());
         HeartbeatRequest {
             id: self.identity.id.clone(),
             address: self.identity.address.clone(),
@@ -258,10 +270,37 @@ impl Heartbeat {
             migrate_bandwidth_bytes_per_second: self.throttle.bytes_per_sec(),
             term,
             deleting: report.deleting,
-            hot_chunks: Default::default(),
-            load: Default::default(),
+            hot_chunks,
+            load: Some(load),
         }
     }
+}
+
+/// This server's client read load at `now` and its hottest replicas,
+/// hottest first, as a heartbeat carries them.
+pub fn read_load(
+    store: &Store,
+    latency: &ClientLatency,
+    now: Instant,
+) -> (ReadLoad, Vec<HotChunk>) {
+    let rate = store.heat.server(now);
+    let load = ReadLoad {
+        read_bytes_per_sec: rate.bytes_per_sec,
+        reads_per_sec: rate.reads_per_sec,
+        read_p99_ms: latency.read_p99(now).map_or(0.0, |d| d.as_secs_f64() * 1e3),
+    };
+    let hot = store
+        .heat
+        .hottest(now, HOT_CHUNKS)
+        .into_iter()
+        .filter(|(_, r)| r.reads_per_sec > 0.0)
+        .map(|(chunk, r)| HotChunk {
+            chunk,
+            read_bytes_per_sec: r.bytes_per_sec,
+            reads_per_sec: r.reads_per_sec,
+        })
+        .collect();
+    (load, hot)
 }
 
 /// Splits `chunks` into pages of at most [`PAGE_REPLICAS`] replicas and
@@ -315,6 +354,46 @@ mod tests {
                 ..ChunkReplica::default()
             })
             .collect()
+    }
+
+    #[test]
+    fn the_read_load_and_the_hottest_replicas_are_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), "cs1", Some(1 << 20)).expect("open");
+        let latency = ClientLatency::off();
+        let now = Instant::now();
+        // Nothing read yet: a zero load, no hot replica.
+        let (load, hot) = read_load(&store, &latency, now);
+        assert_eq!(load, ReadLoad::default());
+        assert!(hot.is_empty());
+
+        for i in 0..100 {
+            let chunk = format!("c{i:03}");
+            for _ in 0..=i {
+                let mut r = store.heat.start(&chunk, now);
+                r.sent(1000);
+            }
+            latency.record_read(Duration::from_millis(if i == 99 { 80 } else { 2 }));
+        }
+        let (load, hot) = read_load(&store, &latency, now);
+        let tau = crate::heat::TIME_CONSTANT.as_secs_f64();
+        let reads: f64 = (1..=100).map(f64::from).sum();
+        // Within 1 %: the guards count their bytes, and decay, at their own now.
+        assert!(
+            (load.reads_per_sec / (reads / tau) - 1.0).abs() < 0.01,
+            "{load:?}"
+        );
+        assert!(load.read_bytes_per_sec > 999.0 * load.reads_per_sec);
+        // 1 of 100 samples slow: the p99 is the fast time (rounded up).
+        assert!((2.0..2.2).contains(&load.read_p99_ms), "{load:?}");
+        assert_eq!(hot.len(), HOT_CHUNKS);
+        assert_eq!(hot[0].chunk, "c099");
+        assert_eq!(hot[HOT_CHUNKS - 1].chunk, "c036");
+        assert!((hot[0].reads_per_sec / (100.0 / tau) - 1.0).abs() < 0.01);
+        assert!(
+            hot.windows(2)
+                .all(|w| w[0].reads_per_sec > w[1].reads_per_sec)
+        );
     }
 
     #[test]

@@ -15,6 +15,10 @@
 //!
 //! Migration competes with clients for exactly these: the disk, the
 //! blocking threads and the CPU.
+//!
+//! Read samples also go, whatever `--migrate-bandwidth`, to a
+//! [`RecentP99`] window: the `read_p99_ms` heartbeats carry and `/metrics`
+//! shows.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -22,14 +26,18 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use crate::p99::RecentP99;
 use crate::throttle::Throttle;
 use crate::throttle::auto::{Controller, Decision, PERIOD, Settings};
 
-/// Where client service times go; a no-op with a fixed bandwidth.
+/// Where client service times go: the controller (auto only) and the read
+/// p99 window (always).
 #[derive(Debug, Default)]
 pub struct ClientLatency {
     /// `None` unless `--migrate-bandwidth auto`.
     controller: Option<Mutex<Controller>>,
+    /// Client read service times of the last 30 s or so.
+    reads: Mutex<RecentP99>,
 }
 
 impl ClientLatency {
@@ -42,6 +50,7 @@ impl ClientLatency {
     pub fn auto(settings: Settings) -> Self {
         ClientLatency {
             controller: Some(Mutex::new(Controller::new(settings))),
+            reads: Mutex::default(),
         }
     }
 
@@ -50,11 +59,27 @@ impl ClientLatency {
         self.controller.is_some()
     }
 
-    /// Records one request's service time.
+    /// Records one write's service time (auto only).
     pub fn record(&self, service: Duration) {
         if let Some(c) = &self.controller {
             lock(c).record(Instant::now(), service);
         }
+    }
+
+    /// Records one client read's service time: into the read p99 window,
+    /// and for the controller as [`ClientLatency::record`] does.
+    pub fn record_read(&self, service: Duration) {
+        let now = Instant::now();
+        lock(&self.reads).record(now, service);
+        if let Some(c) = &self.controller {
+            lock(c).record(now, service);
+        }
+    }
+
+    /// The p99 of client read service times over the recent window, at
+    /// `now`; `None` without reads in it.
+    pub fn read_p99(&self, now: Instant) -> Option<Duration> {
+        lock(&self.reads).p99(now)
     }
 
     /// The controller's last decision (auto only).
@@ -72,7 +97,7 @@ impl ClientLatency {
     }
 }
 
-fn lock(c: &Mutex<Controller>) -> std::sync::MutexGuard<'_, Controller> {
+fn lock<T>(c: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     c.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

@@ -13,7 +13,10 @@
 //!   [`reads`]: the read slots; [`verify`]: `VerifyChunk` at a bounded cost.
 //! - [`sink`]: the pipelined writer behind writes and copies.
 //! - [`throttle`]: the migration bandwidth bucket; [`throttle::auto`] its
-//!   controller for `--migrate-bandwidth auto`, fed by [`latency`].
+//!   controller for `--migrate-bandwidth auto`, fed by [`latency`], which
+//!   also keeps the client read p99 ([`p99`]).
+//! - [`heat`]: decayed client read rates of the server and its chunks, for
+//!   heartbeats and `/metrics`.
 //! - [`heartbeat`]: the loops to the masters; [`corruption`]: corruption
 //!   reports, kept until a leader takes them.
 //! - [`fence`]: the highest master term seen; deposed masters are refused.
@@ -39,9 +42,11 @@ pub mod datadir;
 pub mod error;
 pub mod fence;
 pub mod heartbeat;
+pub mod heat;
 pub mod latency;
 pub mod metrics;
 pub mod node;
+pub mod p99;
 pub mod peer;
 pub mod read;
 pub mod reads;
@@ -165,6 +170,7 @@ pub async fn run(
             fence: Arc::clone(&node.fence),
             changes: node.store.subscribe(),
             throttle: Arc::clone(&node.throttle),
+            latency: Arc::clone(&node.latency),
         };
         heartbeats.push(tokio::spawn(beat.run(beats.clone())));
         info!(master = %master, interval = ?config.heartbeat_interval, "heartbeats started");

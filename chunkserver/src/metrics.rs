@@ -4,6 +4,10 @@
 //! Bytes are counted where they cross the wire: client reads and writes,
 //! migration reads served to peers (out) and copies pulled from them (in).
 //! The throttle adds the time transfers waited for its bucket.
+//!
+//! Client read load, as heartbeats report it: decayed reads/s and bytes/s
+//! (a one-minute time constant, [`crate::heat`]) and the read p99 over the
+//! last 30 s or so ([`crate::p99`]; 0 without reads in that window).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,7 +48,10 @@ pub fn render(node: &Node) -> String {
         .master_reachable
         .iter()
         .any(|r| r.load(Ordering::Relaxed));
-    let families: [(&str, &str, &str, f64); 13] = [
+    let now = std::time::Instant::now();
+    let rate = node.store.heat.server(now);
+    let p99 = node.latency.read_p99(now).unwrap_or_default();
+    let families: [(&str, &str, &str, f64); 16] = [
         (
             "keel_chunkserver_bytes_read_total",
             "counter",
@@ -98,6 +105,24 @@ pub fn render(node: &Node) -> String {
             "counter",
             "Whole-chunk reads done to verify replicas (fresh verdicts are not reread).",
             node.verifier.reads() as f64,
+        ),
+        (
+            "keel_chunkserver_client_reads_per_second",
+            "gauge",
+            "Client reads started per second, decayed over about a minute.",
+            rate.reads_per_sec,
+        ),
+        (
+            "keel_chunkserver_client_read_bytes_per_second",
+            "gauge",
+            "Bytes sent to clients per second, decayed over about a minute.",
+            rate.bytes_per_sec,
+        ),
+        (
+            "keel_chunkserver_client_read_p99_seconds",
+            "gauge",
+            "p99 of client read service time (arrival to first data frame) over the last 30 s; 0 without reads.",
+            p99.as_secs_f64(),
         ),
         (
             "keel_chunkserver_chunks",

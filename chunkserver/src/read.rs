@@ -93,6 +93,9 @@ pub struct ReadJob {
     /// Client reads only: where the time to the first data frame is
     /// recorded, from `started`.
     pub latency: Option<(Arc<ClientLatency>, Instant)>,
+    /// Client reads only: counts the bytes sent into the chunk's and the
+    /// server's read rates when the read ends.
+    pub heat: Option<crate::heat::Reading>,
     /// The read's slot, held until the task ends.
     pub slot: crate::reads::ReadSlot,
     /// `--stream-idle-timeout`: how long the client may take no frame.
@@ -225,8 +228,11 @@ impl ReadJob {
             Err(_) => return Err(Stop::Idle),
         }
         self.sent += len;
+        if let Some(heat) = &mut self.heat {
+            heat.sent(len);
+        }
         if let Some((latency, started)) = self.latency.take() {
-            latency.record(started.elapsed());
+            latency.record_read(started.elapsed());
         }
         Ok(())
     }

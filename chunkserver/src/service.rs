@@ -259,8 +259,14 @@ impl ChunkService {
             Err(e) => return Err(e),
         };
         let throttle = req.migration.then(|| Arc::clone(&self.node.throttle));
-        let latency = (!req.migration && self.node.latency.is_auto())
-            .then(|| (Arc::clone(&self.node.latency), started));
+        // Always sampled: the read p99 is reported whatever the bandwidth mode.
+        let latency = count.then(|| (Arc::clone(&self.node.latency), started));
+        let heat = count.then(|| {
+            self.node
+                .store
+                .heat
+                .start(id.as_str(), std::time::Instant::now())
+        });
         Ok(ReadJob {
             id,
             file,
@@ -269,6 +275,7 @@ impl ChunkService {
             traffic: Arc::clone(&self.node.traffic),
             reporter: self.node.reporter.clone(),
             latency,
+            heat,
             slot,
             idle: self.node.transfers.idle_timeout,
             verified: Arc::clone(&self.node.verifier),

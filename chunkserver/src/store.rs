@@ -125,6 +125,8 @@ pub struct Store {
     draining: AtomicBool,
     /// The last replica identity handed out (see [`Store::next_replica`]).
     last_replica: AtomicU64,
+    /// Client read rates; a chunk leaves it when it leaves the index.
+    pub heat: Arc<crate::heat::Heat>,
 }
 
 impl Store {
@@ -197,6 +199,7 @@ impl Store {
             }),
             changed: watch::Sender::new(0),
             tmp_seq: AtomicU64::new(0),
+            heat: Arc::default(),
         }))
     }
 
@@ -265,6 +268,7 @@ impl Store {
                 Some(e) => {
                     st.used -= e.meta.size;
                     st.log.touch(id);
+                    self.heat.forget(id);
                     true
                 }
                 None => false,

@@ -199,3 +199,20 @@ fn the_drain_mark_survives_a_restart() {
             .is_draining()
     );
 }
+
+#[test]
+fn a_chunk_leaves_the_read_rates_when_it_leaves_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), "cs1", Some(1000)).expect("open");
+    put(&store, "a", &[1; 10]).expect("a");
+    put(&store, "b", &[2; 10]).expect("b");
+    let now = std::time::Instant::now();
+    store.heat.read_started("a", now);
+    store.heat.read_started("b", now);
+    store.delete(&id("a")).expect("delete");
+    // A file removed by hand is forgotten the same way.
+    std::fs::remove_file(dir.path().join("chunks").join("b")).expect("remove");
+    assert_eq!(store.forget_missing(), 1);
+    assert!(store.heat.is_empty());
+    assert!(store.heat.server(now).reads_per_sec > 0.0);
+}

@@ -297,3 +297,114 @@ async fn heartbeats_carry_full_reports_then_acknowledged_deltas() {
     stop.cancel();
     server.await.expect("join").expect("clean shutdown");
 }
+
+/// Client reads show in every heartbeat that follows: the server's load and
+/// its hottest replicas, hottest first. A peer's migration read does not
+/// count, and a deleted chunk leaves the list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_carry_the_read_load_and_the_hottest_chunks() {
+    let rec = Recorder::default();
+    let master = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let master_addr = master.local_addr().expect("addr");
+    let stop = CancellationToken::new();
+    tokio::spawn(
+        Server::builder()
+            .add_service(MasterServer::new(rec.clone()))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(master),
+                stop.clone().cancelled_owned(),
+            ),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = Config::new("cs8", dir.path());
+    config.master = master_addr.to_string();
+    config.capacity = Some(1 << 20);
+    config.heartbeat_interval = Duration::from_millis(200);
+    let cs = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let cs_addr = cs.local_addr().expect("addr");
+    let server = tokio::spawn(run(config, cs, stop.clone()));
+    let mut c = ChunkServerClient::new(
+        Channel::from_shared(format!("http://{cs_addr}"))
+            .expect("url")
+            .connect_lazy(),
+    );
+
+    write(&mut c, "hot", &[7; 1000]).await;
+    write(&mut c, "warm", &[8; 10]).await;
+    write(&mut c, "moved", &[9; 10]).await;
+    for _ in 0..30 {
+        assert_eq!(read(&mut c, "hot").await.expect("read").len(), 1000);
+    }
+    read(&mut c, "warm").await.expect("read");
+    // A migration read (cluster token: none set here) is not a client's.
+    let req = ReadChunkRequest {
+        chunk: "moved".into(),
+        migration: true,
+    };
+    let mut s = c
+        .read_chunk(req)
+        .await
+        .expect("migration read")
+        .into_inner();
+    let mut got = 0;
+    while let Some(m) = s.next().await {
+        got += m.expect("migration frame").data.len();
+    }
+    assert_eq!(got, 10, "the migration read went through");
+
+    let start = rec.with(|s| s.beats.len());
+    wait_for(
+        "a heartbeat with hot chunks",
+        Duration::from_secs(5),
+        || rec.with(|s| s.beats[start..].iter().any(|b| b.hot_chunks.len() == 2)),
+    )
+    .await;
+    let beat = rec.with(|s| {
+        s.beats[start..]
+            .iter()
+            .find(|b| b.hot_chunks.len() == 2)
+            .cloned()
+            .expect("found")
+    });
+    let names: Vec<_> = beat.hot_chunks.iter().map(|h| h.chunk.as_str()).collect();
+    assert_eq!(names, ["hot", "warm"]);
+    let hot = &beat.hot_chunks[0];
+    // 30 reads at a one-minute time constant: about half a read a second.
+    assert!((0.45..=0.5).contains(&hot.reads_per_sec), "{hot:?}");
+    assert!(
+        (hot.read_bytes_per_sec / hot.reads_per_sec - 1000.0).abs() < 1.0,
+        "{hot:?}"
+    );
+    let load = beat.load.expect("load in every heartbeat");
+    assert!(
+        (load.reads_per_sec - 31.0 / 60.0).abs() < 0.02,
+        "the migration read is not counted: {load:?}"
+    );
+    assert!(load.read_p99_ms > 0.0, "{load:?}");
+
+    c.delete_chunk(DeleteChunkRequest {
+        chunk: "hot".into(),
+        term: 0,
+        ..Default::default()
+    })
+    .await
+    .expect("delete");
+    let n = rec.with(|s| s.beats.len());
+    wait_for("a delta after the delete", Duration::from_secs(5), || {
+        rec.with(|s| s.beats[n..].iter().any(|b| b.removed == ["hot"]))
+    })
+    .await;
+    rec.with(|s| {
+        let after = s.beats[n..]
+            .iter()
+            .find(|b| b.removed == ["hot"])
+            .expect("found");
+        let names: Vec<_> = after.hot_chunks.iter().map(|h| h.chunk.as_str()).collect();
+        assert_eq!(names, ["warm"]);
+        // Every heartbeat carries the load, full or delta.
+        assert!(s.beats.iter().all(|b| b.load.is_some()));
+    });
+
+    stop.cancel();
+    server.await.expect("join").expect("clean shutdown");
+}

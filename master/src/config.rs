@@ -27,6 +27,15 @@ pub struct Config {
     #[arg(long, env = "KEEL_THRESHOLD_PCT", default_value_t = 20.0, value_parser = parse_pct)]
     pub threshold_pct: f64,
 
+    /// Half-width of the read-load band, in percent of the mean client
+    /// reads/s of the live servers; `0` balances bytes only.
+    #[arg(long, env = "KEEL_LOAD_THRESHOLD_PCT", default_value_t = keel_balancer::traffic::DEFAULT_LOAD_THRESHOLD_PCT, value_parser = parse_load_pct)]
+    pub load_threshold_pct: f64,
+
+    /// A chunk moved for read load is not moved for load again within this.
+    #[arg(long, env = "KEEL_LOAD_COOLDOWN", default_value = "10m", value_parser = parse_duration)]
+    pub load_cooldown: Duration,
+
     /// Period of the background balancer pass; `0` plans only on demand.
     #[arg(long, env = "KEEL_BALANCE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub balance_interval: Duration,
@@ -197,6 +206,26 @@ fn parse_pct(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+/// Largest `--load-threshold-pct`: a band ten times the mean is already
+/// "never move for load"; beyond it a typo is likelier than intent.
+const MAX_LOAD_THRESHOLD_PCT: f64 = 1000.0;
+
+/// Parses `--load-threshold-pct`: a finite percentage of the mean in
+/// `0..=1000` (it may exceed 100: a server at 2.5× the mean is 150 % above).
+fn parse_load_pct(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))?;
+    if !v.is_finite() || !(0.0..=MAX_LOAD_THRESHOLD_PCT).contains(&v) {
+        return Err(format!(
+            "{s:?} is not a percentage of the mean between 0 (bytes only) and {MAX_LOAD_THRESHOLD_PCT}"
+        ));
+    }
+    Ok(v)
+}
+
 impl Config {
     /// Defaults for tests: every flag at its default, listening on loopback port 0.
     pub fn for_tests() -> Self {
@@ -217,6 +246,8 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:7000");
         assert_eq!(c.http_listen, "0.0.0.0:7080");
         assert_eq!(c.threshold_pct, 20.0);
+        assert_eq!(c.load_threshold_pct, 25.0);
+        assert_eq!(c.load_cooldown, Duration::from_secs(600));
         assert_eq!(c.balance_interval, Duration::from_secs(30));
         assert_eq!(
             (c.max_concurrent_moves, c.max_moves_per_server),
@@ -284,5 +315,29 @@ mod tests {
         assert!(Config::try_parse_from(["keel-master", "--replication", "0"]).is_err());
         assert!(Config::try_parse_from(["keel-master", "--replication", "17"]).is_err());
         assert!(Config::try_parse_from(["keel-master", "--safe-mode", "10"]).is_err());
+    }
+
+    #[test]
+    fn load_flags_parse_and_refuse_nonsense() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["keel-master"];
+            all.extend_from_slice(args);
+            Config::try_parse_from(all)
+        };
+        let c = parse(&["--load-threshold-pct", "0", "--load-cooldown", "90s"]).expect("valid");
+        assert_eq!(c.load_threshold_pct, 0.0);
+        assert_eq!(c.load_cooldown, Duration::from_secs(90));
+        assert_eq!(
+            parse(&["--load-threshold-pct", "150"])
+                .map(|c| c.load_threshold_pct)
+                .ok(),
+            Some(150.0)
+        );
+        for bad in ["-5", "NaN", "inf", "x", "1e9"] {
+            let arg = format!("--load-threshold-pct={bad}");
+            let e = parse(&[&arg]).expect_err(bad).to_string();
+            assert!(e.contains("--load-threshold-pct"), "{e}");
+        }
+        assert!(parse(&["--load-cooldown", "soon"]).is_err());
     }
 }

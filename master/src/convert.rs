@@ -3,15 +3,15 @@
 
 use std::collections::HashSet;
 
-use keel_balancer::{LoadReport, MoveRef};
+use keel_balancer::{LoadReport, MoveRef, ReadRate};
 use keel_proto::chunk_id;
 use keel_proto::v1 as pb;
 
 use crate::error::Error;
 use crate::meta::Explanation;
 use crate::meta::{
-    AllocRequest, Allocation, Heartbeat, Location, ReplicaReport, ServerAddr, ServerState,
-    ServerStatus, Stamp,
+    AllocRequest, Allocation, Heartbeat, Location, MAX_HOT_CHUNKS, ReadReport, ReplicaReport,
+    ServerAddr, ServerReads, ServerState, ServerStatus, Stamp, clamp_rate,
 };
 
 /// Largest chunk the master accepts (1 TiB). Far above any sane chunk, and
@@ -157,6 +157,7 @@ pub fn heartbeat(req: pb::HeartbeatRequest, tls: bool) -> Result<Heartbeat, Erro
             suspect: c.suspect,
         })
         .collect();
+    let reads = read_report(&req.id, req.load, req.hot_chunks);
     Ok(Heartbeat {
         id: req.id,
         address,
@@ -171,7 +172,42 @@ pub fn heartbeat(req: pb::HeartbeatRequest, tls: bool) -> Result<Heartbeat, Erro
         draining: req.draining,
         migrate_rate: req.migrate_bandwidth_bytes_per_second,
         deleting: req.deleting,
+        reads,
     })
+}
+
+/// A heartbeat's read figures, made safe to sum: non-finite or negative
+/// server figures read as 0; a hot entry with a bad chunk id, a non-finite
+/// or negative rate, or a chunk listed before is dropped (logged); only the
+/// first [`MAX_HOT_CHUNKS`] are kept. The rest of the heartbeat stands.
+pub fn read_report(server: &str, load: Option<pb::ReadLoad>, hot: Vec<pb::HotChunk>) -> ReadReport {
+    let load = load.unwrap_or_default();
+    let load = ServerReads {
+        rate: ReadRate::new(
+            clamp_rate(load.reads_per_sec),
+            clamp_rate(load.read_bytes_per_sec),
+        ),
+        p99_ms: clamp_rate(load.read_p99_ms),
+    };
+    let sane = |v: f64| v.is_finite() && v >= 0.0;
+    let mut seen = HashSet::new();
+    let mut kept = Vec::with_capacity(hot.len().min(MAX_HOT_CHUNKS));
+    for h in hot {
+        if kept.len() == MAX_HOT_CHUNKS {
+            tracing::debug!(server = %server.escape_debug(), max = MAX_HOT_CHUNKS, "hot chunk list cut");
+            break;
+        }
+        let ok = chunk(&h.chunk).is_ok() && sane(h.reads_per_sec) && sane(h.read_bytes_per_sec);
+        if !ok || !seen.insert(h.chunk.clone()) {
+            tracing::debug!(server = %server.escape_debug(), chunk = %h.chunk.escape_debug(), "hot chunk entry ignored");
+            continue;
+        }
+        kept.push((
+            h.chunk,
+            ReadRate::new(h.reads_per_sec, h.read_bytes_per_sec),
+        ));
+    }
+    ReadReport { load, hot: kept }
 }
 
 /// A chunk server's stamp, when it sent one.
@@ -258,10 +294,10 @@ pub fn server_info(s: ServerStatus, migrate_rate: u64) -> pb::ServerInfo {
         state: state as i32,
         last_heartbeat_ms: s.last_heartbeat_ms,
         migrate_bandwidth_bytes_per_second: migrate_rate,
-        load: Default::default(),
-        read_bytes_per_sec: Default::default(),
-        read_p99_ms: Default::default(),
-        reads_per_sec: Default::default(),
+        load: s.load.to_owned(),
+        read_bytes_per_sec: s.read_bytes_per_sec,
+        read_p99_ms: s.read_p99_ms,
+        reads_per_sec: s.reads_per_sec,
     }
 }
 
@@ -271,8 +307,8 @@ fn server_load(s: keel_balancer::ServerLoad) -> pb::ServerLoad {
         utilization_pct: s.utilization_pct,
         used_bytes: s.used,
         capacity_bytes: s.capacity,
-        read_bytes_per_sec: Default::default(),
-        reads_per_sec: Default::default(),
+        read_bytes_per_sec: s.reads.bytes_per_sec,
+        reads_per_sec: s.reads.reads_per_sec,
     }
 }
 
@@ -288,6 +324,7 @@ pub fn moves(requested: &[pb::Move]) -> Vec<MoveRef> {
 /// `RebalanceCheckResponse` from the balancer's load report.
 pub fn check_response(r: LoadReport) -> pb::RebalanceCheckResponse {
     let balanced = r.balanced();
+    let load_balanced = r.load_balanced();
     pb::RebalanceCheckResponse {
         average_utilization_pct: r.average_utilization_pct,
         overloaded: r.overloaded.into_iter().map(server_load).collect(),
@@ -295,11 +332,11 @@ pub fn check_response(r: LoadReport) -> pb::RebalanceCheckResponse {
         threshold_pct: r.threshold_pct,
         servers: r.servers.into_iter().map(server_load).collect(),
         balanced,
-        average_reads_per_sec: Default::default(),
-        cold: Default::default(),
-        hot: Default::default(),
-        load_balanced: Default::default(),
-        load_threshold_pct: Default::default(),
+        average_reads_per_sec: r.average_reads_per_sec,
+        cold: r.cold.into_iter().map(server_load).collect(),
+        hot: r.hot.into_iter().map(server_load).collect(),
+        load_balanced,
+        load_threshold_pct: r.load_threshold_pct,
     }
 }
 
@@ -447,5 +484,59 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(alloc_request(r), Err(Error::BadChunkId(_))));
+    }
+
+    #[test]
+    fn read_figures_are_made_safe_entry_by_entry() {
+        let load = pb::ReadLoad {
+            reads_per_sec: f64::NAN,
+            read_bytes_per_sec: -1.0,
+            read_p99_ms: 7.5,
+        };
+        let hot = |chunk: &str, reads: f64| pb::HotChunk {
+            chunk: chunk.into(),
+            reads_per_sec: reads,
+            read_bytes_per_sec: reads * 10.0,
+        };
+        let mut list = vec![
+            hot("a", 5.0),
+            hot("../x", 5.0),
+            hot("b", f64::INFINITY),
+            hot("c", -2.0),
+            hot("a", 9.0),
+        ];
+        list.extend((0..100).map(|i| hot(&format!("z{i}"), 1.0)));
+        let r = read_report("cs1", Some(load), list);
+        assert_eq!(r.load.rate, ReadRate::default());
+        assert_eq!(r.load.p99_ms, 7.5);
+        assert_eq!(r.hot.len(), MAX_HOT_CHUNKS);
+        assert_eq!(r.hot[0], ("a".to_owned(), ReadRate::new(5.0, 50.0)));
+        assert_eq!(r.hot[1].0, "z0");
+        // A server that predates load reports none.
+        assert_eq!(read_report("cs1", None, Vec::new()), ReadReport::default());
+    }
+
+    #[test]
+    fn check_answers_carry_the_load_band() {
+        let mut v = keel_balancer::ClusterView::new();
+        for (id, reads) in [("a", 300.0), ("b", 100.0), ("c", 20.0)] {
+            let s = v.add_server(id, None, 100, true);
+            v.servers[s.0 as usize].reads = ReadRate::new(reads, reads * 1000.0);
+        }
+        let r = check_response(keel_balancer::load::check(&v, 20.0, 25.0));
+        assert_eq!(r.average_reads_per_sec, 140.0);
+        assert_eq!(r.load_threshold_pct, 25.0);
+        assert!(!r.load_balanced);
+        assert_eq!(r.hot.len(), 1);
+        assert_eq!(
+            (r.hot[0].server.as_str(), r.hot[0].reads_per_sec),
+            ("a", 300.0)
+        );
+        assert_eq!(r.hot[0].read_bytes_per_sec, 300_000.0);
+        assert_eq!(
+            r.cold.iter().map(|s| s.server.as_str()).collect::<Vec<_>>(),
+            ["c", "b"]
+        );
+        assert_eq!(r.servers.len(), 3);
     }
 }

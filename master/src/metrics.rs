@@ -42,6 +42,8 @@ pub struct Metrics {
     pub copy_throughput: Histogram,
     /// Latency of the gRPC calls the master serves, by method.
     pub rpc: Arc<RpcTimes>,
+    /// Moves queued for read load (the balancer counts them as it queues).
+    pub load_moves_total: AtomicU64,
 }
 
 /// Buckets of `keel_move_duration_seconds`.
@@ -108,6 +110,7 @@ impl Default for Metrics {
             move_duration: Labelled::default(),
             copy_throughput: Histogram::new(THROUGHPUT_BUCKETS),
             rpc: Arc::default(),
+            load_moves_total: AtomicU64::default(),
         }
     }
 }
@@ -156,6 +159,7 @@ impl Metrics {
             servers,
             |s| f64::from(u8::from(s.alive)),
         );
+        self.render_reads(&mut out, servers);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let scalars: [(&str, &str, &str, f64); 9] = [
             (
@@ -243,6 +247,49 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// The read-load families: per-server rates and p99, how many servers
+    /// are hot, and how many moves were queued for load.
+    fn render_reads(&self, out: &mut String, servers: &[ServerStatus]) {
+        gauge_family(
+            out,
+            "keel_server_reads_per_second",
+            "Client reads per second the server reports (decayed average).",
+            servers,
+            |s| s.reads_per_sec,
+        );
+        gauge_family(
+            out,
+            "keel_server_read_bytes_per_second",
+            "Client read bytes per second the server reports (decayed average).",
+            servers,
+            |s| s.read_bytes_per_sec,
+        );
+        gauge_family(
+            out,
+            "keel_server_read_p99_seconds",
+            "p99 of client read service time the server reports.",
+            servers,
+            |s| s.read_p99_ms / 1000.0,
+        );
+        let hot = servers.iter().filter(|s| s.load == "hot").count();
+        exposition::scalar(
+            out,
+            "keel_servers_hot",
+            "gauge",
+            "Live servers above the load band (--load-threshold-pct).",
+            hot as f64,
+        );
+        exposition::scalar(
+            out,
+            "keel_load_moves_total",
+            "counter",
+            "Moves queued to bring read load inside its band.",
+            self.load_moves_total.load(Ordering::Relaxed) as f64,
+        );
+    }
+}
+
 fn gauge_family(
     out: &mut String,
     name: &str,
@@ -278,12 +325,21 @@ mod tests {
             alive: true,
             state: crate::meta::ServerState::Alive,
             last_heartbeat_ms: 0,
+            read_bytes_per_sec: 4096.0,
+            reads_per_sec: 12.5,
+            read_p99_ms: 250.0,
+            load: "hot",
         };
         let text = m.render(&[s]);
         for line in [
             "keel_server_utilization_pct{server=\"cs1\"} 78",
             "keel_server_free_bytes{server=\"cs1\"} 22",
             "keel_server_alive{server=\"cs1\"} 1",
+            "keel_server_reads_per_second{server=\"cs1\"} 12.5",
+            "keel_server_read_bytes_per_second{server=\"cs1\"} 4096",
+            "keel_server_read_p99_seconds{server=\"cs1\"} 0.25",
+            "keel_servers_hot 1",
+            "keel_load_moves_total 0",
             "keel_moves_done_total 1",
             "keel_moves_failed_total 1",
             "keel_bytes_moved_total 67108864",

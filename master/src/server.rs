@@ -92,6 +92,7 @@ impl Parts {
             heartbeat_timeout: config.heartbeat_timeout,
             re_replicate_after: config.re_replicate_after,
             min_free_pct: config.min_free_pct,
+            load_threshold_pct: config.load_threshold_pct,
         })));
         let metrics = Arc::new(Metrics::default());
         let security = auth::Secured::from_config(config)?;
@@ -173,7 +174,10 @@ fn balance_settings(config: &Config) -> BalanceSettings {
     let started = Instant::now();
     BalanceSettings {
         interval: config.balance_interval,
-        policy: Policy::new(config.threshold_pct, config.min_free_pct),
+        policy: Policy {
+            load_threshold_pct: config.load_threshold_pct,
+            ..Policy::new(config.threshold_pct, config.min_free_pct)
+        },
         queue: QueueConfig {
             max_concurrent_moves: config.max_concurrent_moves.slots(),
             max_moves_per_server: config.max_moves_per_server as usize,

@@ -91,9 +91,11 @@ impl Master for MasterService {
         &self,
         req: Request<pb::LocateChunkRequest>,
     ) -> Reply<pb::LocateChunkResponse> {
-        let chunk = req.into_inner().chunk;
-        convert::chunk(&chunk)?;
-        Ok(Response::new(convert::location(self.front.locate(&chunk)?)))
+        let req = req.into_inner();
+        convert::chunk(&req.chunk)?;
+        // A rack is only compared for equality: any text is harmless.
+        let located = self.front.locate(&req.chunk, req.rack.trim())?;
+        Ok(Response::new(convert::location(located)))
     }
 
     #[instrument(skip_all, fields(chunk = %req.get_ref().chunk.escape_debug(), size = req.get_ref().size))]

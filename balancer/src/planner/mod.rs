@@ -11,10 +11,21 @@
 //!    room inside the band.
 //! 3. Servers still underloaded are filled from servers above the average
 //!    (most loaded first), each giving at most its surplus above the average.
+//! 4. With a load band ([`Policy::load_threshold_pct`] above 0) and some
+//!    replicas reported hot, servers still hot by reads/s give their hot
+//!    chunks to the coolest servers that stay well inside the load band and
+//!    inside the capacity band; then servers still cold take hot chunks
+//!    from servers above the mean (`heat.rs`). A source that is both over its
+//!    capacity band and hot already sheds its hot chunks first in phase 2,
+//!    so that the bytes it must lose anyway also cool it.
+//!
+//! Without heat, or with the load band off, phase 4 and the hot-first
+//! shedding do nothing and the plan is the byte planner's alone.
 //!
 //! Only chunks on sources are ever sorted, so a pass costs one scan of the
 //! replicas per phase plus O(k log k) for the k chunks of the sources.
 
+mod heat;
 mod shed;
 
 use std::collections::BTreeMap;
@@ -28,6 +39,7 @@ use crate::notes::Notes;
 use crate::plan::{InFlight, Plan, PlannedMove, Policy};
 use crate::space::utilization_pct;
 use crate::targets::Targets;
+use heat::LoadBand;
 
 /// Plans moves that bring every live server of `view` inside the band of
 /// `policy`, leaving the chunks of `in_flight` alone and counting their moves
@@ -58,18 +70,30 @@ struct Planner<'a> {
     moves: Vec<PlannedMove>,
     /// Explanations.
     notes: Notes,
+    /// The load band, when balancing by load: the threshold is above 0 and
+    /// some replica is reported hot (without heat nothing can move for load).
+    load: Option<LoadBand>,
+    /// Load band half-width in percent; 0: off.
+    load_threshold_pct: f64,
+    /// Reads/s per server as planned so far: a replica moved, in flight or
+    /// by this plan, takes its reported rate with it.
+    reads: Vec<f64>,
+    /// Chunks in flight or cooling after a move for load.
+    in_flight: &'a InFlight,
 }
 
 impl<'a> Planner<'a> {
-    fn new(view: &'a ClusterView, policy: &Policy, in_flight: &InFlight) -> Self {
+    fn new(view: &'a ClusterView, policy: &Policy, in_flight: &'a InFlight) -> Self {
         let table = &view.chunks;
         let mut used: Vec<u64> = view.servers.iter().map(|s| s.used).collect();
         let mut busy = vec![0u64; table.len().div_ceil(64)];
         for chunk in in_flight.chunks().filter(|c| (c.0 as usize) < table.len()) {
             busy[chunk.0 as usize / 64] |= 1 << (chunk.0 % 64);
         }
+        let mut reads: Vec<f64> = view.servers.iter().map(|s| s.reads.reads_per_sec).collect();
         for mv in in_flight.moves() {
             project(view, &mut used, mv);
+            heat::project(view, &mut reads, mv);
         }
         let live = || view.servers.iter().zip(&used).filter(|(s, _)| s.alive);
         let threshold = policy.threshold_pct.max(0.0);
@@ -86,6 +110,12 @@ impl<'a> Planner<'a> {
         let bounds = view.servers.iter().map(|s| band.bounds(s)).collect();
         let rack_of = number_racks(view);
         let racks = rack_of.iter().flatten().max().map_or(0, |&r| r + 1);
+        let load_threshold_pct = if policy.load_threshold_pct.is_finite() {
+            policy.load_threshold_pct.max(0.0)
+        } else {
+            0.0
+        };
+        let load = LoadBand::new(view, &reads, load_threshold_pct);
         Self {
             view,
             table,
@@ -97,12 +127,16 @@ impl<'a> Planner<'a> {
             racks,
             moves: Vec::new(),
             notes: Notes::default(),
+            load,
+            load_threshold_pct,
+            reads,
+            in_flight,
         }
     }
 
     fn run(mut self, in_flight: &InFlight) -> Plan {
         let lower_bound_bytes = self.lower_bound();
-        if self.outside().next().is_none() {
+        if self.outside().next().is_none() && !self.load_unbalanced() {
             self.notes.push("cluster balanced".to_owned());
             return self.finish(lower_bound_bytes);
         }
@@ -113,8 +147,11 @@ impl<'a> Planner<'a> {
             ));
         }
         self.note_dead_and_full();
+        self.note_hot();
         self.drain_overloaded();
         self.fill_underloaded();
+        self.cool_hot_servers();
+        self.warm_cold_servers();
         self.finish(lower_bound_bytes)
     }
 
@@ -246,6 +283,8 @@ impl<'a> Planner<'a> {
                 s.id
             ));
         }
+        self.note_load_outside();
+        let load_band_reached = self.load_band_reached();
         Plan {
             bytes: self.moves.iter().map(|m| m.bytes).sum(),
             moves: self.moves,
@@ -253,7 +292,7 @@ impl<'a> Planner<'a> {
             band_reached: outside.is_empty(),
             average_utilization_pct: self.band.average,
             notes: self.notes.into_lines(),
-            load_band_reached: true,
+            load_band_reached,
         }
     }
 }

@@ -9,8 +9,30 @@ use super::Planner;
 use crate::admission::{CopyClass, Endpoint, MoveFacts, admit};
 use crate::band::Bounds;
 use crate::ids::{ChunkIdx, ServerIdx};
-use crate::plan::PlannedMove;
+use crate::plan::{MoveReason, PlannedMove};
 use crate::targets::Targets;
+
+/// What one source still has to shed, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ChunkFit {
+    /// Bytes still wanted off the source.
+    pub left: u64,
+    /// Most bytes it may still lose (down to its lower aim).
+    pub budget: u64,
+}
+
+impl ChunkFit {
+    /// Whether a chunk of `size` bytes fits both.
+    pub fn fits(&self, size: u64) -> bool {
+        size > 0 && size <= self.left && size <= self.budget
+    }
+
+    /// Counts a chunk of `size` bytes as shed.
+    pub fn take(&mut self, size: u64) {
+        self.left -= size;
+        self.budget -= size;
+    }
+}
 
 /// Up to this many racks, a chunk whose rack rule binds looks for targets
 /// rack by rack; beyond, it scans all servers and skips the few in racks it
@@ -68,7 +90,8 @@ impl Planner<'_> {
             .collect()
     }
 
-    /// Moves chunks off `src`, coldest first, until `want` bytes are gone,
+    /// Moves chunks off `src`: its hot chunks first when it is also hot
+    /// (see `heat.rs`), then coldest first, until `want` bytes are gone,
     /// taking only chunks that fit what is left; then, if still short, the
     /// smallest chunk that finishes it. Never more than `budget` bytes in all.
     fn shed(
@@ -79,21 +102,22 @@ impl Planner<'_> {
         budget: u64,
         targets: &mut Targets,
     ) {
-        let (mut left, mut budget) = (want, budget);
+        let mut fit = ChunkFit { left: want, budget };
+        self.shed_hot_first(src, &mut fit, targets);
         let mut coldest = self.coldest_first(candidates);
         while let Some(Reverse((_, _, c))) = coldest.pop() {
-            if left == 0 || targets.is_empty() {
+            if fit.left == 0 || targets.is_empty() {
                 return;
             }
             let size = self.table.size(c as usize);
-            if size == 0 || size > left || size > budget || self.is_busy(c as usize) {
+            if !fit.fits(size) || self.is_busy(c as usize) {
                 continue;
             }
-            if self.place(c, src, targets) {
-                left -= size;
-                budget -= size;
+            if self.place(c, src, targets, MoveReason::Capacity) {
+                fit.take(size);
             }
         }
+        let ChunkFit { left, budget } = fit;
         if left == 0 {
             return;
         }
@@ -104,19 +128,17 @@ impl Planner<'_> {
             .collect();
         bigger.sort_unstable();
         for (_, c) in bigger {
-            if self.place(c, src, targets) {
+            if self.place(c, src, targets, MoveReason::Capacity) {
                 return;
             }
         }
     }
 
-    /// Plans a move of chunk `c` off `src` to the best allowed target.
-    fn place(&mut self, c: u32, src: usize, targets: &mut Targets) -> bool {
-        let (view, i) = (self.view, c as usize);
-        let replicas = self.table.replicas(i);
-        let from = ServerIdx(src as u32);
-        let size = self.table.size(i);
-        let (used, min_free_pct) = (&self.used, self.band.min_free_pct);
+    /// Whether the one admission rule lets chunk `c` move from `from` to
+    /// `t`, with the loads as planned so far.
+    pub(super) fn admits(&self, c: usize, from: ServerIdx, t: ServerIdx) -> bool {
+        let view = self.view;
+        let replicas = self.table.replicas(c);
         let rack = |s: ServerIdx| view.servers[s.0 as usize].rack.as_deref();
         let end = |s: ServerIdx| Endpoint {
             alive: view.servers[s.0 as usize].alive,
@@ -124,47 +146,74 @@ impl Planner<'_> {
             holds: replicas.contains(&s),
             ..Endpoint::default()
         };
-        // The one admission rule, with the loads as planned so far.
-        let allowed = |t: ServerIdx| {
-            let facts = MoveFacts {
-                class: CopyClass::Balance,
-                bytes: size,
-                busy: false,
-                same_server: t == from,
-                from: end(from),
-                to: end(t),
-                others: replicas.iter().filter(|&&s| s != from).map(|&s| rack(s)),
-                to_capacity: view.servers[t.0 as usize].capacity,
-                to_committed: used[t.0 as usize]
-                    .saturating_add(view.servers[t.0 as usize].incoming),
-                min_free_pct,
-            };
-            admit(&facts).is_ok()
+        let facts = MoveFacts {
+            class: CopyClass::Balance,
+            bytes: self.table.size(c),
+            busy: false,
+            same_server: t == from,
+            from: end(from),
+            to: end(t),
+            others: replicas.iter().filter(|&&s| s != from).map(|&s| rack(s)),
+            to_capacity: view.servers[t.0 as usize].capacity,
+            to_committed: self.used[t.0 as usize]
+                .saturating_add(view.servers[t.0 as usize].incoming),
+            min_free_pct: self.band.min_free_pct,
         };
-        let racks = allowed_racks(&self.rack_of, self.racks, replicas, from);
+        admit(&facts).is_ok()
+    }
+
+    /// Plans a move of chunk `c` off `src` to the best allowed target; a
+    /// hot replica only to a target its reads leave inside the load band.
+    pub(super) fn place(
+        &mut self,
+        c: u32,
+        src: usize,
+        targets: &mut Targets,
+        reason: MoveReason,
+    ) -> bool {
+        let i = c as usize;
+        let from = ServerIdx(src as u32);
+        let size = self.table.size(i);
+        let cap = self.load_cap(src, c, reason);
+        let allowed = |t: ServerIdx| self.takes_reads(t, cap) && self.admits(i, from, t);
+        let racks = allowed_racks(&self.rack_of, self.racks, self.table.replicas(i), from);
         let to = match targets.pick(size, racks.as_deref(), allowed) {
             Ok(to) => to,
             Err(had_room) => {
-                if had_room {
-                    self.notes.unplaced(self.table.id(i), &view.servers[src].id);
+                // A refusal for load is not a placement problem: the
+                // chunk is tried again later or stays.
+                if had_room && cap.is_none() {
+                    let id = &self.view.servers[src].id;
+                    self.notes.unplaced(self.table.id(i), id);
                 }
                 return false;
             }
         };
         let t = to.0 as usize;
         targets.remove(to, &self.bounds[t], self.used[t]);
-        self.used[t] += size;
+        self.record(c, src, to, reason);
         targets.insert(to, &self.bounds[t], self.used[t]);
+        true
+    }
+
+    /// Adds the move of chunk `c` from `src` to `to` to the plan: bytes and
+    /// reads follow it, and the chunk is busy for the rest of the pass.
+    pub(super) fn record(&mut self, c: u32, src: usize, to: ServerIdx, reason: MoveReason) {
+        let (i, t) = (c as usize, to.0 as usize);
+        let size = self.table.size(i);
+        let rate = self.heat_rate(src, c);
+        self.used[t] += size;
         self.used[src] -= size;
+        self.reads[src] = (self.reads[src] - rate).max(0.0);
+        self.reads[t] += rate;
         self.busy[i / 64] |= 1 << (i % 64);
         self.moves.push(PlannedMove {
             chunk: ChunkIdx(c),
-            from,
+            from: ServerIdx(src as u32),
             to,
             bytes: size,
-            reason: crate::MoveReason::Capacity,
+            reason,
         });
-        true
     }
 }
 

@@ -22,8 +22,10 @@
 //! - `flow.rs`: bandwidth sharing.
 //! - `run.rs`: the event loop.
 //! - `timeline.rs`: resampling the events into even steps.
+//! - `load.rs`: what the plan does to read load ([`load_effect`]).
 
 mod flow;
+mod load;
 mod run;
 mod timeline;
 
@@ -38,6 +40,7 @@ use crate::plan::{InFlight, Plan, Policy};
 use crate::queue::QueueConfig;
 
 pub use flow::fair_rates;
+pub use load::{LoadEffect, ServerReads, load_effect};
 pub use timeline::{TimelinePoint, nice_step};
 
 /// Fixed time a move holds its slot beyond its transfer, by default: the

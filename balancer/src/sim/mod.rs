@@ -1,13 +1,16 @@
 //! Deterministic tools for tests and the benchmark: a seeded random number
-//! generator, cluster generators, and a simulation that drains the move
-//! queue against a view with injected failures, checking every invariant at
-//! every step. Everything is driven by a seed; nothing reads a clock.
+//! generator, cluster generators and Zipf-like read traffic for them, and a
+//! simulation that drains the move queue against a view with injected
+//! failures, checking every invariant at every step. Everything is driven
+//! by a seed; nothing reads a clock.
 
 mod drain;
 mod generate;
+mod heat;
 
 pub use drain::{FailureModel, SimConfig, SimReport, simulate};
 pub use generate::{RandomSpec, SkewSpec, random_cluster, skewed_cluster};
+pub use heat::{HeatSpec, hot_set, refresh_reads, zipf_heat};
 
 /// SplitMix64: small, fast and good enough for generating test clusters.
 #[derive(Debug, Clone)]

@@ -199,6 +199,7 @@ impl Store {
             let mut st = self.state();
             let freed = st.chunks.remove(key).map_or(0, |e| e.meta.size);
             st.used -= freed;
+            self.heat.forget(key);
             st.log.touch(key);
             (freed, st.log.seq())
         };

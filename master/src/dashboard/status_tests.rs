@@ -19,6 +19,10 @@ fn server(id: &str, used: u64, state: ServerState) -> ServerStatus {
         alive: state != ServerState::Dead,
         state,
         last_heartbeat_ms: 5,
+        read_bytes_per_sec: 0.0,
+        reads_per_sec: 0.0,
+        read_p99_ms: 0.0,
+        load: "inside",
     }
 }
 
@@ -146,7 +150,8 @@ fn a_server_row_keeps_its_json_shape() {
             "state": state, "capacity_bytes": 1000, "used_bytes": used,
             "free_bytes": 1000 - used, "floor_bytes": 100,
             "utilization_pct": util, "band": band, "chunks": 1,
-            "last_heartbeat_ms": 5,
+            "last_heartbeat_ms": 5, "read_bytes_per_sec": 0.0,
+            "reads_per_sec": 0.0, "read_p99_ms": 0.0, "load": "inside",
         })
     };
     let want = serde_json::json!([

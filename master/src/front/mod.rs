@@ -280,20 +280,19 @@ impl Front {
         }
     }
 
-    /// Where a chunk's replicas are.
-    pub fn locate(&self, chunk: &str) -> Result<Location, Error> {
-        lock(&self.meta).locate(chunk)
+    /// Where a chunk's replicas are, in the order a reader in `rack` (may
+    /// be empty) should try them: least loaded holders first.
+    pub fn locate(&self, chunk: &str, rack: &str) -> Result<Location, Error> {
+        lock(&self.meta).locate_by_load(chunk, rack)
     }
 
     /// Which servers are outside the band of `--threshold-pct` around the
-    /// average: `RebalanceCheck` and the seed's `rebalance_check`.
+    /// average, and outside the load band of `--load-threshold-pct`:
+    /// `RebalanceCheck` and the seed's `rebalance_check`.
     pub fn check(&self) -> LoadReport {
         let view = lock(&self.meta).load_view();
-        keel_balancer::load::check(
-            &view,
-            self.threshold_pct,
-            keel_balancer::traffic::DEFAULT_LOAD_THRESHOLD_PCT,
-        )
+        let load_threshold_pct = self.balancer.settings().policy.load_threshold_pct;
+        keel_balancer::load::check(&view, self.threshold_pct, load_threshold_pct)
     }
 
     /// Why a chunk is where it is, and what is queued for it.

@@ -63,7 +63,7 @@ async fn a_standby_refuses_every_change_naming_the_leader_it_knows() {
     assert_eq!(f.balancer().status().queue.pending, 0, "nothing queued");
     assert!(!f.balancer().status().queue.paused, "the pause was refused");
     // Reads are answered from the standby's own view.
-    assert_eq!(f.locate("x").map(|l| l.replicas.len()), Ok(1));
+    assert_eq!(f.locate("x", "").map(|l| l.replicas.len()), Ok(1));
     assert_eq!(f.servers().servers.len(), 2);
     assert!(!f.servers().leader.is_self);
     let standing = f.status().await;

@@ -13,6 +13,10 @@ fn server(id: &str, used: u64) -> ServerStatus {
         alive: true,
         state: ServerState::Alive,
         last_heartbeat_ms: 0,
+        read_bytes_per_sec: 0.0,
+        reads_per_sec: 0.0,
+        read_p99_ms: 0.0,
+        load: "inside",
     }
 }
 

@@ -60,6 +60,8 @@ pub struct Heartbeat {
     pub migrate_rate: u64,
     /// Chunks with a delete running on the server when it built the report.
     pub deleting: Vec<String>,
+    /// Its client read load and hottest replicas.
+    pub reads: super::ReadReport,
 }
 
 /// What applying a heartbeat did.
@@ -327,6 +329,8 @@ impl Meta {
             s.repair_queued = false;
             self.rescan_for_trim = true;
         }
+        // Every report, late or not, carries the server's reads now.
+        self.record_reads(no, &hb.reads);
         (no, registered, revived)
     }
 

@@ -31,6 +31,7 @@ impl Meta {
             }
         }
         for no in died {
+            self.forget_reads(no);
             self.queue_chunks_of(no);
         }
         out

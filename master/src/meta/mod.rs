@@ -14,6 +14,8 @@
 //! - `moves`: the gates of a move and the bookkeeping of running ones.
 //! - `liveness`: servers marked dead when silent; `trims`: excess replicas
 //!   to delete; `repairs`: repair and drain copies, and damaged copies to delete.
+//! - `reads`: each server's read load and hottest replicas, and the order
+//!   `LocateChunk` lists holders in.
 //! - `view`: read-only answers (locate, list, the servers-only load view).
 //! - `store`: the chunk table in numbered slots, and the balancer's view
 //!   of it kept up to date as it changes (lent to a pass in O(servers)).
@@ -31,6 +33,7 @@ mod limits;
 mod liveness;
 mod moves;
 mod paged;
+mod reads;
 mod redundancy;
 mod repairs;
 mod snapshot;
@@ -45,6 +48,8 @@ pub(crate) mod tests;
 mod tests_faults;
 #[cfg(test)]
 mod tests_ops;
+#[cfg(test)]
+mod tests_reads;
 #[cfg(test)]
 mod tests_redundancy;
 #[cfg(test)]
@@ -62,6 +67,9 @@ pub use heartbeat::{Heartbeat, HeartbeatOutcome, ReplicaReport};
 pub use liveness::Liveness;
 pub use moves::{CopyClass, Job, MoveTicket, Reject, ServerAddr};
 pub use paged::PagedStart;
+pub use reads::{
+    Holder, MAX_HOT_CHUNKS, ReadReport, ServerReads, clamp_rate, load_step, order_replicas,
+};
 pub use redundancy::{FULL_SCAN_EVERY, Redundancy, Verify, VerifyOutcome};
 pub use repairs::{QueuedCopies, Repair, RepairPlan};
 pub use server::{Excluded, ServerEntry, ServerState, Stamp};
@@ -92,6 +100,10 @@ pub struct MetaSettings {
     pub re_replicate_after: Duration,
     /// Share of capacity that must stay free (`--min-free-pct`).
     pub min_free_pct: f64,
+    /// Load band half-width, percent of the mean reads/s
+    /// (`--load-threshold-pct`; 0: bytes only): where `list_servers` places
+    /// each server, and the step `LocateChunk` compares holders in.
+    pub load_threshold_pct: f64,
 }
 
 impl Default for MetaSettings {
@@ -101,6 +113,7 @@ impl Default for MetaSettings {
             heartbeat_timeout: Duration::from_secs(10),
             re_replicate_after: Duration::from_secs(300),
             min_free_pct: 10.0,
+            load_threshold_pct: keel_balancer::traffic::DEFAULT_LOAD_THRESHOLD_PCT,
         }
     }
 }

@@ -119,6 +119,11 @@ pub struct ServerEntry {
     pub stamp_seen: Option<Instant>,
     /// Changes recorded ahead of this server's reports, by chunk.
     pub fresh: HashMap<Box<str>, Fresh>,
+    /// Its client reads as last reported (zeroed when it dies).
+    pub reads: super::reads::ServerReads,
+    /// Its hottest replicas as last reported, hottest first (at most
+    /// [`super::reads::MAX_HOT_CHUNKS`]; dropped when it dies).
+    pub hot: Vec<(Box<str>, keel_balancer::ReadRate)>,
 }
 
 impl ServerEntry {
@@ -146,6 +151,8 @@ impl ServerEntry {
             stamp: None,
             stamp_seen: None,
             fresh: HashMap::new(),
+            reads: super::reads::ServerReads::default(),
+            hot: Vec::new(),
         }
     }
 

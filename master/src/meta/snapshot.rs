@@ -30,6 +30,10 @@ struct SnapChunk {
 pub struct ViewSnapshot {
     /// id, rack, capacity, alive — in server-number order.
     servers: Vec<(String, Option<String>, u64, bool)>,
+    /// Each server's reads, in server-number order.
+    reads: Vec<keel_balancer::ReadRate>,
+    /// Hot replicas: server, chunk id, rate.
+    hot: Vec<(ServerNo, String, keel_balancer::ReadRate)>,
     /// Every chunk id, back to back.
     ids: String,
     chunks: Vec<SnapChunk>,
@@ -48,7 +52,8 @@ impl Meta {
         let servers = self
             .servers
             .iter()
-            .map(|s| Server {
+            .enumerate()
+            .map(|(no, s)| Server {
                 id: s.id.to_string(),
                 rack: s.has_rack().then(|| s.rack.clone()),
                 capacity: s.capacity,
@@ -59,13 +64,13 @@ impl Meta {
                 // its bytes count twice at the floor: the safe side.)
                 incoming: s.committed_bytes().saturating_sub(s.used),
                 alive: s.takes_data(),
-                reads: keel_balancer::ReadRate::default(),
+                reads: self.reads_of(no as ServerNo).rate,
             })
             .collect();
         ClusterView {
             servers,
             chunks: self.chunks.mirror(),
-            heat: keel_balancer::Heat::new(),
+            heat: self.heat(|id| self.chunks.chunk_idx(id)),
         }
     }
 
@@ -91,8 +96,16 @@ impl Meta {
             })
             .collect();
         let id_bytes: usize = self.chunks.keys().map(|k| k.len()).sum();
+        let reads = (0..self.servers.len() as ServerNo)
+            .map(|no| self.reads_of(no).rate)
+            .collect();
+        let hot = (0..self.servers.len() as ServerNo)
+            .flat_map(|no| self.hot_on(no).map(move |(c, r)| (no, c.to_owned(), r)))
+            .collect();
         let mut snap = ViewSnapshot {
             servers,
+            reads,
+            hot,
             ids: String::with_capacity(id_bytes),
             chunks: Vec::with_capacity(self.chunks.len()),
             replicas: 0,
@@ -211,6 +224,14 @@ impl ViewSnapshot {
             replicas.clear();
             replicas.extend(c.replicas.iter().map(|&s| ServerIdx(s)));
             v.add_chunk(self.id(c), c.size, c.reads, c.replication, &replicas);
+        }
+        for (s, r) in v.servers.iter_mut().zip(&self.reads) {
+            s.reads = *r;
+        }
+        for (no, id, rate) in &self.hot {
+            if let Some(c) = find_sorted(&v, id) {
+                v.heat.set(ServerIdx(*no), c, *rate);
+            }
         }
         v
     }

@@ -38,6 +38,7 @@ pub(crate) fn hb(
         draining: false,
         migrate_rate: 0,
         deleting: Vec::new(),
+        reads: Default::default(),
     }
 }
 

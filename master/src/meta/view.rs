@@ -6,7 +6,9 @@ use std::time::Instant;
 use keel_balancer::ClusterView;
 use serde::Serialize;
 
-use super::{CopyClass, Job, Meta, ServerState};
+use keel_balancer::traffic::{LoadPosition, load_position};
+
+use super::{CopyClass, Job, Meta, ServerNo, ServerState};
 use crate::error::Error;
 
 /// One replica in a [`Location`].
@@ -31,7 +33,8 @@ pub struct Location {
     pub crc32c: u32,
     /// Replication factor.
     pub replication: u32,
-    /// Replicas, live first, then by id.
+    /// Replicas in the order readers should try them: live first (see
+    /// [`Meta::locate_by_load`]).
     pub replicas: Vec<ReplicaLocation>,
 }
 
@@ -62,6 +65,25 @@ pub struct ServerStatus {
     /// Whether it is alive (left out of JSON: `state` already says so).
     #[serde(skip)]
     pub alive: bool,
+    /// Client read bytes per second (0 while dead).
+    pub read_bytes_per_sec: f64,
+    /// Client reads per second (0 while dead).
+    pub reads_per_sec: f64,
+    /// p99 of client read service time, milliseconds (0: no samples).
+    pub read_p99_ms: f64,
+    /// `hot`, `cold` or `inside` the load band (see
+    /// [`keel_balancer::traffic::load_position`]); `inside` for servers
+    /// out of balancing (dead, draining) and when load balancing is off.
+    pub load: &'static str,
+}
+
+/// The word operators read for a load position.
+pub fn load_word(p: LoadPosition) -> &'static str {
+    match p {
+        LoadPosition::Hot => "hot",
+        LoadPosition::Cold => "cold",
+        LoadPosition::Inside => "inside",
+    }
 }
 
 /// A repair or drain copy running now.
@@ -80,29 +102,47 @@ pub struct RunningCopy {
 }
 
 impl Meta {
-    /// Where `chunk` is.
+    /// Where `chunk` is, holders in id order after the live ones.
     pub fn locate(&self, chunk: &str) -> Result<Location, Error> {
+        // A step this wide puts every live holder in one load step.
+        self.locate_for(chunk, "", f64::MAX)
+    }
+
+    /// Where `chunk` is, holders in the order a reader in `rack` (may be
+    /// empty) should try them: live first, least loaded in steps of the
+    /// load band (see [`super::load_step`]), the reader's rack, then id
+    /// (see [`super::order_replicas`]).
+    pub fn locate_by_load(&self, chunk: &str, rack: &str) -> Result<Location, Error> {
+        let pct = self.settings.load_threshold_pct;
+        let step = super::load_step(self.mean_reads_per_sec(), pct);
+        self.locate_for(chunk, rack, step)
+    }
+
+    fn locate_for(&self, chunk: &str, rack: &str, step: f64) -> Result<Location, Error> {
         let c = self.chunks.get(chunk).ok_or_else(|| Error::ChunkNotFound {
             chunk: chunk.to_owned(),
         })?;
-        let mut replicas: Vec<ReplicaLocation> = c
+        let holders: Vec<super::Holder> = c
             .servers()
             .map(|no| {
                 let s = self.server(no);
-                ReplicaLocation {
-                    id: s.id.to_string(),
-                    address: s.address.clone(),
-                    alive: s.alive,
+                super::Holder {
+                    replica: ReplicaLocation {
+                        id: s.id.to_string(),
+                        address: s.address.clone(),
+                        alive: s.alive,
+                    },
+                    reads_per_sec: self.reads_of(no).rate.reads_per_sec,
+                    rack: s.rack.clone(),
                 }
             })
             .collect();
-        replicas.sort_by(|a, b| b.alive.cmp(&a.alive).then_with(|| a.id.cmp(&b.id)));
         Ok(Location {
             chunk: chunk.to_owned(),
             size: c.size,
             crc32c: c.crc32c,
             replication: c.replication,
-            replicas,
+            replicas: super::order_replicas(holders, rack, step),
         })
     }
 
@@ -117,12 +157,22 @@ impl Meta {
         self.servers.iter().filter(|s| s.alive).map(|s| &*s.id)
     }
 
-    /// Every known server, sorted by id.
+    /// Every known server, sorted by id, each placed against the load band
+    /// (`--load-threshold-pct`) around the mean reads/s of the live servers.
     pub fn list_servers(&self, now: Instant) -> Vec<ServerStatus> {
+        let mean = self.mean_reads_per_sec();
+        let pct = self.settings.load_threshold_pct;
+        // Only servers counted in the mean are placed against it.
+        let place = |s: &super::ServerEntry, reads: f64| match s.takes_data() {
+            true => load_position(reads, mean, pct),
+            false => LoadPosition::Inside,
+        };
         let mut out: Vec<ServerStatus> = self
             .servers
             .iter()
-            .map(|s| ServerStatus {
+            .enumerate()
+            .map(|(no, s)| (s, self.reads_of(no as ServerNo)))
+            .map(|(s, r)| ServerStatus {
                 id: s.id.to_string(),
                 address: s.address.clone(),
                 rack: s.rack.clone(),
@@ -134,6 +184,10 @@ impl Meta {
                 state: s.state(),
                 last_heartbeat_ms: now.saturating_duration_since(s.last_heartbeat).as_millis()
                     as u64,
+                read_bytes_per_sec: r.rate.bytes_per_sec,
+                reads_per_sec: r.rate.reads_per_sec,
+                read_p99_ms: r.p99_ms,
+                load: load_word(place(s, r.rate.reads_per_sec)),
             })
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
@@ -170,6 +224,7 @@ impl Meta {
             let rack = s.has_rack().then(|| s.rack.clone());
             let idx = v.add_server(s.id.to_string(), rack, s.capacity, s.takes_data());
             v.servers[idx.0 as usize].used = s.used;
+            v.servers[idx.0 as usize].reads = self.reads_of(idx.0).rate;
         }
         v
     }
