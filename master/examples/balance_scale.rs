@@ -74,6 +74,7 @@ fn heartbeat(server: usize, capacity: u64, full: bool, chunks: Vec<ReplicaReport
         draining: false,
         migrate_rate: 0,
         deleting: vec![],
+        reads: Default::default(),
     }
 }
 
@@ -178,7 +179,7 @@ fn pass(
     let started = Instant::now();
     let in_flight = queue.in_flight(now);
     let t = Instant::now();
-    let input = PassInput::take(&mut lock(meta), &in_flight);
+    let input = PassInput::take(&mut lock(meta), &in_flight, &Default::default());
     let copied = t.elapsed();
     let t = Instant::now();
     let plan = plan_pass(input, &Policy::default());

@@ -76,6 +76,7 @@ fn report(server: usize, chunks: usize) -> Heartbeat {
         draining: false,
         migrate_rate: 0,
         deleting: vec![],
+        reads: Default::default(),
     }
 }
 

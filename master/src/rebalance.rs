@@ -244,6 +244,7 @@ pub(crate) mod tests {
             started,
             safe_until: started,
             stuck_after: std::time::Duration::from_secs(600),
+            load_cooldown: std::time::Duration::from_secs(600),
         };
         Balancer::new(mover, tokio_util::task::TaskTracker::new(), settings)
     }

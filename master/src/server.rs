@@ -188,6 +188,7 @@ fn balance_settings(config: &Config) -> BalanceSettings {
         started,
         safe_until: started + config.safe_mode,
         stuck_after: config.stuck_after,
+        load_cooldown: config.load_cooldown,
     }
 }
 

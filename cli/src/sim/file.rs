@@ -1,14 +1,15 @@
 //! `keelctl sim FILE`: a cluster described in JSON (see docs/sim.md),
 //! checked field by field and turned into a view, a policy and the
 //! execution parameters. Chunks are generated from a size distribution with
-//! a seed, so the same file always gives the same cluster.
+//! a seed, so the same file always gives the same cluster; so are the hot
+//! sets that model read load.
 
 use std::collections::{BTreeSet, BinaryHeap, HashSet};
 use std::time::Duration;
 
 use keel_balancer::predict::{DEFAULT_MOVE_OVERHEAD, Execution};
 use keel_balancer::queue::QueueConfig;
-use keel_balancer::sim::Rng;
+use keel_balancer::sim::{Rng, hot_set, refresh_reads};
 use keel_balancer::{ClusterView, Policy, ServerIdx};
 use keel_proto::units::{parse_duration, parse_size};
 use serde::Deserialize;
@@ -16,6 +17,13 @@ use serde::Deserialize;
 /// Most replicas a file may describe: the view and the simulation stay
 /// within a few GiB of memory and seconds of time.
 pub const MAX_REPLICAS: u64 = 5_000_000;
+
+/// Most hot chunks one hot set may name: chunk servers report a bounded
+/// top list, and the view's heat stays small.
+const MAX_HOT_CHUNKS: usize = 1_000_000;
+
+/// Largest Zipf exponent a hot set may give (beyond, one chunk takes all).
+const MAX_ZIPF: f64 = 10.0;
 
 /// Largest chunk size a file may give.
 const MAX_CHUNK_SIZE: u64 = 1 << 40;
@@ -64,6 +72,9 @@ struct ServerSpec {
     alive: bool,
     #[serde(default)]
     migrate_bandwidth: Option<Size>,
+    /// Client reads/s on its cold chunks (those in no hot set).
+    #[serde(default)]
+    reads_per_sec: Option<f64>,
 }
 
 fn yes() -> bool {
@@ -78,6 +89,22 @@ struct ChunkSpec {
     sizes: Vec<SizeShare>,
     #[serde(default)]
     seed: u64,
+    #[serde(default)]
+    hot: Vec<HotSpec>,
+}
+
+/// A hot set: `chunks` chunks whose reads follow a Zipf-like law.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HotSpec {
+    /// Chunks drawn among those with a replica on this server, their reads
+    /// on that replica; absent: any chunk, reads split over its replicas.
+    #[serde(default)]
+    on: Option<String>,
+    chunks: usize,
+    reads_per_sec: f64,
+    #[serde(default = "unit")]
+    zipf: f64,
 }
 
 fn one() -> u32 {
@@ -103,6 +130,12 @@ struct PolicySpec {
     threshold_pct: f64,
     #[serde(default = "default_floor")]
     min_free_pct: f64,
+    #[serde(default = "default_load_threshold")]
+    load_threshold_pct: f64,
+}
+
+fn default_load_threshold() -> f64 {
+    Policy::default().load_threshold_pct
 }
 
 fn default_threshold() -> f64 {
@@ -118,6 +151,7 @@ impl Default for PolicySpec {
         PolicySpec {
             threshold_pct: default_threshold(),
             min_free_pct: default_floor(),
+            load_threshold_pct: default_load_threshold(),
         }
     }
 }
@@ -189,7 +223,8 @@ pub fn parse(text: &str) -> Result<Model, String> {
     if alive == 0 {
         return Err("servers: no server is alive".into());
     }
-    let notes = fill(&mut view, &goals, &sizes, r, f.chunks.seed)?;
+    let mut notes = fill(&mut view, &goals, &sizes, r, f.chunks.seed)?;
+    notes.extend(heat(&mut view, &f)?);
     Ok(Model {
         view,
         policy,
@@ -211,7 +246,69 @@ fn policy(p: &PolicySpec) -> Result<Policy, String> {
             p.min_free_pct
         ));
     }
-    Ok(Policy::new(p.threshold_pct, p.min_free_pct))
+    if !(p.load_threshold_pct.is_finite() && (0.0..=1000.0).contains(&p.load_threshold_pct)) {
+        return Err(format!(
+            "policy.load_threshold_pct: {} is not in [0, 1000] (0 balances bytes only)",
+            p.load_threshold_pct
+        ));
+    }
+    Ok(Policy {
+        load_threshold_pct: p.load_threshold_pct,
+        ..Policy::new(p.threshold_pct, p.min_free_pct)
+    })
+}
+
+/// A rate a file gives: finite and not negative.
+fn rate(value: f64, at: &str) -> Result<f64, String> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(value)
+    } else {
+        Err(format!("{at}: {value} is not a rate (reads/s, 0 or more)"))
+    }
+}
+
+/// Draws the file's hot sets (after the chunks, from the same seed) and
+/// sets each server's reads/s: its cold reads plus its hot replicas'.
+fn heat(view: &mut ClusterView, f: &SimFile) -> Result<Vec<String>, String> {
+    let mut cold = Vec::with_capacity(f.servers.len());
+    for (i, s) in f.servers.iter().enumerate() {
+        let r = rate(
+            s.reads_per_sec.unwrap_or(0.0),
+            &format!("servers[{i}].reads_per_sec"),
+        )?;
+        cold.push(r);
+    }
+    let mut rng = Rng::new(f.chunks.seed ^ 0x4845_4154); // "HEAT": apart from the sizes' draws
+    let mut notes = Vec::new();
+    for (i, h) in f.chunks.hot.iter().enumerate() {
+        let at = format!("chunks.hot[{i}]");
+        let on = match &h.on {
+            Some(id) => Some(
+                view.server_by_id(id)
+                    .ok_or_else(|| format!("{at}.on: no server {id:?} in the file"))?,
+            ),
+            None => None,
+        };
+        if h.chunks == 0 || h.chunks > MAX_HOT_CHUNKS {
+            return Err(format!(
+                "{at}.chunks: {} is not between 1 and {MAX_HOT_CHUNKS}",
+                h.chunks
+            ));
+        }
+        let reads = rate(h.reads_per_sec, &format!("{at}.reads_per_sec"))?;
+        if !(h.zipf.is_finite() && (0.0..=MAX_ZIPF).contains(&h.zipf)) {
+            return Err(format!(
+                "{at}.zipf: {} is not between 0 and {MAX_ZIPF}",
+                h.zipf
+            ));
+        }
+        let got = hot_set(&mut rng, view, on, h.chunks, reads, h.zipf);
+        if got < h.chunks {
+            notes.push(format!("{at}: only {got} chunks qualify, not {}", h.chunks));
+        }
+    }
+    refresh_reads(view, &cold);
+    Ok(notes)
 }
 
 fn execution(f: &SimFile, min_free_pct: f64) -> Result<Execution, String> {

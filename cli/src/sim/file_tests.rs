@@ -115,3 +115,77 @@ fn bad_files_are_refused_with_the_field_named() {
         assert!(err.contains(want), "{want:?} not in {err:?}");
     }
 }
+
+/// Seed 004 with traffic: node 1 full and holding a hot set, the rest cool.
+const HOT: &str = r#"{
+  "servers": [
+    {"id": "node1", "capacity": "10GiB", "used": "9.5GiB", "reads_per_sec": 20},
+    {"id": "node2", "capacity": "10GiB", "used": "4GiB", "reads_per_sec": 20},
+    {"id": "node3", "capacity": "10GiB", "used": "4GiB", "reads_per_sec": 20},
+    {"id": "node4", "capacity": "10GiB", "used": "4GiB", "reads_per_sec": 20}
+  ],
+  "chunks": {
+    "sizes": [{"size": "256MiB"}],
+    "seed": 4,
+    "hot": [{"on": "node1", "chunks": 8, "reads_per_sec": 240, "zipf": 0.4}]
+  }
+}"#;
+
+#[test]
+fn hot_sets_put_their_reads_on_their_server() {
+    let m = parse(HOT).expect("parses");
+    let reads: Vec<f64> = m
+        .view
+        .servers
+        .iter()
+        .map(|s| s.reads.reads_per_sec)
+        .collect();
+    assert!((reads[0] - 260.0).abs() < 1e-9, "{reads:?}");
+    assert_eq!(&reads[1..], [20.0, 20.0, 20.0]);
+    assert_eq!(m.view.heat.len(), 8);
+    assert_eq!(m.policy.load_threshold_pct, 25.0, "the master's default");
+    assert_eq!(
+        parse(HOT).expect("again").view,
+        m.view,
+        "same seed, same heat"
+    );
+    let plan = keel_balancer::plan(&m.view, &m.policy, &keel_balancer::InFlight::new());
+    let e = keel_balancer::predict::load_effect(&m.view, &plan, m.policy.load_threshold_pct);
+    assert!(e.load_moves > 0 && e.reaches_load_band, "{:?}", plan.notes);
+}
+
+#[test]
+fn old_files_have_no_load_and_bad_rates_are_refused() {
+    let m = parse(GOOD).expect("parses");
+    assert!(m.view.heat.is_empty());
+    assert!(m.view.servers.iter().all(|s| s.reads.reads_per_sec == 0.0));
+    for (from, to, field) in [
+        (
+            r#""reads_per_sec": 240"#,
+            r#""reads_per_sec": -1"#,
+            "chunks.hot[0].reads_per_sec",
+        ),
+        (r#""on": "node1""#, r#""on": "node9""#, "chunks.hot[0].on"),
+        (r#""chunks": 8"#, r#""chunks": 0"#, "chunks.hot[0].chunks"),
+        (r#""zipf": 0.4"#, r#""zipf": 99"#, "chunks.hot[0].zipf"),
+        (
+            r#""reads_per_sec": 20}"#,
+            r#""reads_per_sec": -5}"#,
+            "servers[0].reads_per_sec",
+        ),
+    ] {
+        let bad = HOT.replacen(from, to, 1);
+        assert_ne!(bad, HOT, "{from} found");
+        let err = parse(&bad).expect_err("refused");
+        assert!(err.starts_with(field), "{err}");
+    }
+    let off = HOT.replace(
+        r#""chunks": {"#,
+        r#""policy": {"load_threshold_pct": -1}, "chunks": {"#,
+    );
+    assert!(
+        parse(&off)
+            .expect_err("refused")
+            .starts_with("policy.load_threshold_pct")
+    );
+}

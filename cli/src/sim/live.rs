@@ -7,10 +7,18 @@
 //! Only the planned chunks are modelled: a move's admission looks at its
 //! chunk, its two servers and their used bytes, all of which the two answers
 //! give; the master has already checked the rest when it planned.
+//!
+//! Read load is modelled per server only: `ListServers` gives each
+//! server's reads/s, but not what each replica contributes (the per-chunk
+//! heat stays inside the master), so the reads/s after the moves are shown
+//! as they are now, and whether the load band is reached is the master's
+//! own verdict (`RebalancePlan.reaches_load_band`).
 
-use keel_balancer::predict::{DEFAULT_MOVE_OVERHEAD, Execution, PredictError, Prediction};
+use keel_balancer::predict::{
+    DEFAULT_MOVE_OVERHEAD, Execution, LoadEffect, PredictError, Prediction, load_effect,
+};
 use keel_balancer::queue::QueueConfig;
-use keel_balancer::{ClusterView, Plan, PlannedMove};
+use keel_balancer::{ClusterView, Plan, PlannedMove, ReadRate};
 use keel_proto::v1::{
     ListServersRequest, ListServersResponse, RebalancePlanRequest, RebalancePlanResponse,
     ServerState,
@@ -57,7 +65,9 @@ pub fn model(live: &Live, overhead: Option<std::time::Duration>) -> (ClusterView
             || s.state == ServerState::Draining as i32
             || s.state == ServerState::Drained as i32;
         let rack = (!s.rack.is_empty()).then(|| s.rack.clone());
-        view.add_server(s.id.clone(), rack, s.capacity_bytes, alive);
+        let i = view.add_server(s.id.clone(), rack, s.capacity_bytes, alive);
+        view.servers[i.0 as usize].reads =
+            ReadRate::new(sane_rate(s.reads_per_sec), sane_rate(s.read_bytes_per_sec));
         bandwidth.push(s.migrate_bandwidth_bytes_per_second);
     }
     let mut moves = Vec::with_capacity(live.plan.moves.len());
@@ -103,9 +113,14 @@ pub fn model(live: &Live, overhead: Option<std::time::Duration>) -> (ClusterView
         band_reached: live.plan.reaches_band,
         average_utilization_pct: live.plan.average_utilization_pct,
         notes,
-        load_band_reached: true,
+        load_band_reached: live.plan.load_threshold_pct <= 0.0 || live.plan.reaches_load_band,
     };
     (view, plan, execution(&live.plan, bandwidth, overhead))
+}
+
+/// A reported rate as the model takes it: finite and not negative.
+fn sane_rate(r: f64) -> f64 {
+    if r.is_finite() { r.max(0.0) } else { 0.0 }
 }
 
 /// The queue's limits as the master reports them (its defaults from a
@@ -143,7 +158,14 @@ fn execution(
 pub fn predict(live: &Live, overhead: Option<std::time::Duration>) -> Result<Predicted, Error> {
     let (view, plan, exec) = model(live, overhead);
     let p = keel_balancer::predict::predict_plan(&view, &plan, &exec).map_err(sim_error)?;
-    Ok(Predicted { view, exec, p })
+    let mut load = load_effect(&view, &plan, live.plan.load_threshold_pct.max(0.0));
+    load.reaches_load_band = plan.load_band_reached;
+    Ok(Predicted {
+        view,
+        exec,
+        p,
+        load,
+    })
 }
 
 /// A prediction with what it was made from.
@@ -155,6 +177,8 @@ pub struct Predicted {
     pub exec: Execution,
     /// The prediction.
     pub p: Prediction,
+    /// Read load per server (unchanged by the moves: see the module doc).
+    pub load: LoadEffect,
 }
 
 /// A prediction that could not be made, as a sentence.

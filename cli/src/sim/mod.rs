@@ -2,7 +2,8 @@
 //! without touching data. The real planner and the real move queue run in
 //! simulated time (`keel_balancer::predict`) against the chunk servers'
 //! migration buckets; the answer is the moves, the bytes, the lower bound,
-//! each server's bytes in and out, the ETA and a timeline.
+//! each server's bytes in and out, its reads/s before and after, the moves
+//! by reason (capacity or load), the ETA and a timeline.
 //!
 //! # Layout
 //! - `live.rs`: the master's plan and servers (also the ETA of `rebalance plan`).
@@ -60,6 +61,8 @@ pub async fn run(
             p: &got.p,
             plan_time: Duration::ZERO,
             notes: vec![],
+            load: &got.load,
+            per_chunk_heat: false,
         })
     } else {
         let path = args
@@ -92,6 +95,8 @@ fn from_file(path: &std::path::Path, overhead: Option<Duration>) -> Result<rende
     let plan_time = started.elapsed();
     let p = keel_balancer::predict::predict_plan(&model.view, &plan, &model.exec)
         .map_err(live::sim_error)?;
+    let load =
+        keel_balancer::predict::load_effect(&model.view, &plan, model.policy.load_threshold_pct);
     Ok(render::json(&render::Input {
         source: path.display().to_string(),
         view: &model.view,
@@ -99,5 +104,7 @@ fn from_file(path: &std::path::Path, overhead: Option<Duration>) -> Result<rende
         p: &p,
         plan_time,
         notes: model.notes,
+        load: &load,
+        per_chunk_heat: true,
     }))
 }

@@ -1,11 +1,11 @@
 //! What `keelctl sim` prints: a summary, a table per server (bytes in and
-//! out, utilization before and after), and a text timeline; or all of it as
-//! JSON.
+//! out, utilization and reads/s before and after), the load band's verdict,
+//! and a text timeline; or all of it as JSON.
 
 use std::time::Duration;
 
-use keel_balancer::ClusterView;
-use keel_balancer::predict::{Execution, Prediction, TimelinePoint, nice_step};
+use keel_balancer::predict::{Execution, LoadEffect, Prediction, TimelinePoint, nice_step};
+use keel_balancer::{ClusterView, LoadPosition};
 use serde::Serialize;
 
 use crate::output::{self, Align, Table};
@@ -42,6 +42,8 @@ pub struct SimJson {
     pub spread_pct_after: f64,
     /// The queue's limits and the per-move overhead used.
     pub limits: LimitsJson,
+    /// Read load before and after, and the moves by reason.
+    pub load: LoadJson,
     /// Every server.
     pub servers: Vec<ServerJson>,
     /// The state at even steps from 0 to the ETA.
@@ -52,6 +54,35 @@ pub struct SimJson {
     pub not_started: Vec<NotStartedJson>,
     /// The planner's and the model's notes.
     pub notes: Vec<String>,
+}
+
+/// The load side in `--json`.
+#[derive(Debug, Serialize)]
+pub struct LoadJson {
+    /// Load band half-width, percent of the mean reads/s; 0: off.
+    pub load_threshold_pct: f64,
+    /// Mean reads/s of the live servers.
+    pub average_reads_per_sec: f64,
+    /// Whether every live server ends inside the load band.
+    pub reaches_load_band: bool,
+    /// Whether reads/s after the moves are modelled: false when only
+    /// per-server rates are known (`--from-master`), so a move's share of
+    /// the load is not.
+    pub per_chunk_heat: bool,
+    /// Moves planned for capacity.
+    pub moves_for_capacity: usize,
+    /// Moves planned for load.
+    pub moves_for_load: usize,
+    /// Bytes of the moves planned for load.
+    pub bytes_for_load: u64,
+    /// Live servers above the load band now.
+    pub hot_before: Vec<String>,
+    /// Live servers below it now.
+    pub cold_before: Vec<String>,
+    /// Live servers above it after the moves.
+    pub hot_after: Vec<String>,
+    /// Live servers below it after the moves.
+    pub cold_after: Vec<String>,
 }
 
 /// Limits in `--json`.
@@ -95,6 +126,15 @@ pub struct ServerJson {
     pub utilization_pct_before: f64,
     /// Utilization after.
     pub utilization_pct_after: f64,
+    /// Client reads/s now.
+    pub reads_per_sec_before: f64,
+    /// Client reads/s once every move has run (as before when per-chunk
+    /// heat is unknown).
+    pub reads_per_sec_after: f64,
+    /// `hot`, `cold` or `inside` the load band now (`dead` for a dead server).
+    pub load_before: &'static str,
+    /// The same after.
+    pub load_after: &'static str,
 }
 
 /// One timeline step in `--json`.
@@ -123,6 +163,8 @@ pub struct MoveJson {
     pub start_seconds: f64,
     /// End.
     pub end_seconds: f64,
+    /// Why it is planned: `capacity` or `load`.
+    pub reason: &'static str,
 }
 
 /// A move that would not start, in `--json`.
@@ -154,6 +196,10 @@ pub struct Input<'a> {
     pub plan_time: Duration,
     /// Notes of the model (e.g. bytes a file could not place).
     pub notes: Vec<String>,
+    /// What the plan does to read load.
+    pub load: &'a LoadEffect,
+    /// Whether `load` knows each replica's rate (see [`LoadJson`]).
+    pub per_chunk_heat: bool,
 }
 
 /// The JSON answer.
@@ -188,6 +234,7 @@ pub fn json(i: &Input<'_>) -> SimJson {
         plan_seconds: i.plan_time.as_secs_f64(),
         spread_pct_before: spread(false),
         spread_pct_after: spread(true),
+        load: load_json(i),
         limits: LimitsJson {
             max_concurrent_moves: i
                 .exec
@@ -209,6 +256,13 @@ pub fn json(i: &Input<'_>) -> SimJson {
                 bytes: m.bytes,
                 start_seconds: m.start.as_secs_f64(),
                 end_seconds: m.end.as_secs_f64(),
+                reason: i
+                    .load
+                    .reasons
+                    .get(&m.chunk)
+                    .copied()
+                    .unwrap_or_default()
+                    .as_str(),
             })
             .collect(),
         not_started: p
@@ -235,11 +289,56 @@ fn step_json(t: &TimelinePoint) -> StepJson {
     }
 }
 
+fn load_json(i: &Input<'_>) -> LoadJson {
+    let e = i.load;
+    let at = |after: bool, pos: LoadPosition| {
+        let mut list: Vec<_> = e
+            .servers
+            .iter()
+            .filter(|s| s.alive)
+            .filter(|s| {
+                pos == if after {
+                    s.position_after
+                } else {
+                    s.position_before
+                }
+            })
+            .map(|s| s.id.clone())
+            .collect();
+        list.sort();
+        list
+    };
+    LoadJson {
+        load_threshold_pct: e.load_threshold_pct,
+        average_reads_per_sec: e.mean_reads_per_sec,
+        reaches_load_band: e.reaches_load_band,
+        per_chunk_heat: i.per_chunk_heat,
+        moves_for_capacity: e.capacity_moves,
+        moves_for_load: e.load_moves,
+        bytes_for_load: e.load_bytes,
+        hot_before: at(false, LoadPosition::Hot),
+        cold_before: at(false, LoadPosition::Cold),
+        hot_after: at(true, LoadPosition::Hot),
+        cold_after: at(true, LoadPosition::Cold),
+    }
+}
+
+/// `hot`, `cold`, `inside` or `dead`.
+fn position_word(alive: bool, p: LoadPosition) -> &'static str {
+    match (alive, p) {
+        (false, _) => "dead",
+        (true, LoadPosition::Hot) => "hot",
+        (true, LoadPosition::Cold) => "cold",
+        (true, LoadPosition::Inside) => "inside",
+    }
+}
+
 fn servers(i: &Input<'_>) -> Vec<ServerJson> {
     i.p.servers
         .iter()
         .zip(&i.view.servers)
-        .map(|(f, v)| {
+        .zip(&i.load.servers)
+        .map(|((f, v), r)| {
             let after = (v.used + f.bytes_in).saturating_sub(f.bytes_out);
             ServerJson {
                 id: f.id.clone(),
@@ -253,6 +352,10 @@ fn servers(i: &Input<'_>) -> Vec<ServerJson> {
                 used_bytes_after: after,
                 utilization_pct_before: keel_balancer::space::utilization_pct(v.used, v.capacity),
                 utilization_pct_after: keel_balancer::space::utilization_pct(after, v.capacity),
+                reads_per_sec_before: r.before,
+                reads_per_sec_after: r.after,
+                load_before: position_word(v.alive, r.position_before),
+                load_after: position_word(v.alive, r.position_after),
             }
         })
         .collect()
@@ -279,7 +382,11 @@ pub fn text(j: &SimJson) -> String {
         j.spread_pct_before,
         j.spread_pct_after,
     ));
-    out.push_str(&server_table(&j.servers));
+    out.push_str(&load_line(&j.load));
+    out.push_str(&server_table(
+        &j.servers,
+        j.load.average_reads_per_sec > 0.0,
+    ));
     if j.move_count > 0 {
         out.push('\n');
         out.push_str(&timeline(j));
@@ -300,8 +407,53 @@ pub fn text(j: &SimJson) -> String {
     out
 }
 
-fn server_table(servers: &[ServerJson]) -> String {
-    let mut t = Table::new(&[
+/// One paragraph on read load: the band, who is hot or cold before and
+/// after, and the moves by reason.
+fn load_line(l: &LoadJson) -> String {
+    // A cluster without reads (an old file) prints as it always did.
+    if l.average_reads_per_sec <= 0.0 && l.moves_for_load == 0 {
+        return String::new();
+    }
+    if l.load_threshold_pct <= 0.0 {
+        return format!(
+            "load: balancing by load is off; {} for capacity\n\n",
+            output::count(l.moves_for_capacity as u64, "move")
+        );
+    }
+    let names = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
+    let mut out = format!(
+        "load: mean {:.1} reads/s, band ±{} %; hot {} → {}, cold {} → {}; load band reached: {}\n",
+        l.average_reads_per_sec,
+        l.load_threshold_pct,
+        names(&l.hot_before),
+        names(&l.hot_after),
+        names(&l.cold_before),
+        names(&l.cold_after),
+        output::yes_no(l.reaches_load_band),
+    );
+    out.push_str(&format!(
+        "moves: {} for capacity, {} for load ({})\n",
+        l.moves_for_capacity,
+        l.moves_for_load,
+        output::size(l.bytes_for_load)
+    ));
+    if !l.per_chunk_heat {
+        out.push_str(
+            "(reads/s after the moves are not modelled: only per-server rates are known)\n",
+        );
+    }
+    out.push('\n');
+    out
+}
+
+fn server_table(servers: &[ServerJson], with_reads: bool) -> String {
+    let mut cols = vec![
         ("SERVER", Align::Left),
         ("BANDWIDTH", Align::Right),
         ("IN", Align::Right),
@@ -309,14 +461,21 @@ fn server_table(servers: &[ServerJson]) -> String {
         ("MOVES", Align::Right),
         ("BEFORE", Align::Right),
         ("AFTER", Align::Right),
-    ]);
+    ];
+    if with_reads {
+        cols.extend([
+            ("READS/S BEFORE", Align::Right),
+            ("READS/S AFTER", Align::Right),
+        ]);
+    }
+    let mut t = Table::new(&cols);
     for s in servers {
         let bw = if s.bandwidth_bytes_per_second == 0 {
             "unlimited".to_owned()
         } else {
             format!("{}/s", output::size(s.bandwidth_bytes_per_second))
         };
-        t.row(vec![
+        let mut row = vec![
             s.id.clone(),
             bw,
             output::size(s.bytes_in),
@@ -324,9 +483,22 @@ fn server_table(servers: &[ServerJson]) -> String {
             format!("+{} -{}", s.moves_in, s.moves_out),
             output::pct(s.utilization_pct_before),
             output::pct(s.utilization_pct_after),
-        ]);
+        ];
+        if with_reads {
+            row.push(reads_cell(s.reads_per_sec_before, s.load_before));
+            row.push(reads_cell(s.reads_per_sec_after, s.load_after));
+        }
+        t.row(row);
     }
     t.render()
+}
+
+/// Reads/s, marked when outside the load band.
+fn reads_cell(reads: f64, position: &str) -> String {
+    match position {
+        "hot" | "cold" => format!("{reads:.1} ({position})"),
+        _ => format!("{reads:.1}"),
+    }
 }
 
 fn timeline(j: &SimJson) -> String {

@@ -45,7 +45,8 @@ impl Balancer {
         // that ends in between is projected as done but is no longer on its
         // source in the snapshot, which the planner's projection skips.
         let in_flight = self.state().in_flight(now);
-        let input = PassInput::take(&mut lock(self.inner.mover.meta()), &in_flight);
+        let cooling = self.cooling_chunks();
+        let input = PassInput::take(&mut lock(self.inner.mover.meta()), &in_flight, &cooling);
         let policy = self.inner.settings.policy;
         let mut plan = tokio::task::spawn_blocking(move || plan_pass(input, &policy))
             .await
@@ -73,6 +74,9 @@ impl Balancer {
         let room = MAX_QUEUED - queued;
         let take = plan.moves.len().min(room);
         let enqueued = self.enqueue_in_batches(&plan.moves[..take], generation);
+        if enqueued.moves > 0 {
+            self.remember_load_moves(&plan, take);
+        }
         let cut = take < plan.planned;
         self.inner.cut_short.store(cut, Ordering::Relaxed);
         if cut {
@@ -109,6 +113,41 @@ impl Balancer {
         }
         self.inner.wake.notify_one();
         Ok(PassReport { plan, enqueued })
+    }
+
+    /// Remembers the load moves among the first `take` of `plan` as queued
+    /// now (they cool from here) and counts them. A move the queue found
+    /// stale is remembered too: it was a load move for this chunk all the
+    /// same, and cooling it a while longer is the safe side.
+    fn remember_load_moves(&self, plan: &PassPlan, take: usize) {
+        let now = self.now();
+        let load = plan
+            .moves
+            .iter()
+            .zip(&plan.reasons)
+            .take(take)
+            .filter(|(_, r)| **r == keel_balancer::MoveReason::Load);
+        let mut cooling = self.cooling();
+        let mut n = 0u64;
+        for (m, _) in load {
+            let from_reads = plan.source_reads.get(&m.mv.from).copied().unwrap_or(0.0);
+            info!(chunk = %m.mv.chunk, from = %m.mv.from, to = %m.mv.to, from_reads_per_sec = from_reads, band_high = plan.load_band_high, "queued to move for load");
+            cooling.queued(
+                &m.mv.chunk,
+                crate::balance::LoadMove {
+                    from: m.mv.from.clone(),
+                    to: m.mv.to.clone(),
+                    from_reads_per_sec: from_reads,
+                    band_high: plan.load_band_high,
+                    at: now,
+                    finished: false,
+                },
+            );
+            n += 1;
+        }
+        drop(cooling);
+        let metrics = self.inner.mover.metrics();
+        metrics.load_moves_total.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Queues `moves` [`ENQUEUE_BATCH`] at a time, letting go of the locks
@@ -249,6 +288,10 @@ impl Balancer {
             .unwrap_or_default();
         match &after {
             Ok(None) => {
+                if result.is_ok() {
+                    // A load move's cooldown counts from its end.
+                    self.cooling().finished(chunk, now);
+                }
                 if t.kind.is_urgent() {
                     info!(%chunk, %from, %to, kind, "replica restored");
                 }

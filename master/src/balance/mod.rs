@@ -24,9 +24,11 @@
 //! # Layout
 //! - `state.rs`: the queue against the metadata (time passed in).
 //! - `pass.rs`: one planning pass over a snapshot (pure, CPU-bound).
+//! - `cooling.rs`: the memory of load moves (`--load-cooldown`).
 //! - `drive.rs`: the two loops and the move tasks.
 //! - `wire.rs`: answers in protobuf.
 
+mod cooling;
 mod drive;
 mod pass;
 mod state;
@@ -46,6 +48,7 @@ use keel_balancer::{CopyClass, CopyJob, Policy, QueueError, load};
 use tokio::sync::{Notify, oneshot};
 use tokio_util::task::TaskTracker;
 
+pub use cooling::{Cooling, LoadMove, MAX_COOLING};
 pub use drive::Trigger;
 pub use pass::{PassInput, PassPlan, named, plan_pass};
 pub use state::{Enqueued, InFlightNames, QueueState, Start};
@@ -80,6 +83,9 @@ pub struct BalanceSettings {
     pub safe_until: Instant,
     /// Pending this long with nothing finished: the queue counts as stuck.
     pub stuck_after: Duration,
+    /// A chunk moved for load is not moved for load again within this
+    /// (`--load-cooldown`).
+    pub load_cooldown: Duration,
 }
 
 /// The balancer's state at one moment, for `RebalanceStatus`.
@@ -172,6 +178,8 @@ struct Inner {
     waiters: Mutex<HashMap<MoveId, oneshot::Sender<OperatorEnd>>>,
     /// The last rebalance, move by move (the dashboard's replay).
     history: crate::history::History,
+    /// Chunks moved for load lately. A leaf lock: taken alone, briefly.
+    cooling: Mutex<Cooling>,
 }
 
 /// How an operator's queued move ended: done, or why not.
@@ -191,6 +199,7 @@ impl Balancer {
     /// A balancer running moves through `mover`, its tasks on `tracker`.
     pub fn new(mover: Mover, tracker: TaskTracker, settings: BalanceSettings) -> Self {
         let state = Mutex::new(QueueState::new(settings.queue));
+        let cooling = Mutex::new(Cooling::new(settings.load_cooldown));
         Balancer {
             inner: Arc::new(Inner {
                 mover,
@@ -204,6 +213,7 @@ impl Balancer {
                 copy_ended: Arc::new(Notify::new()),
                 waiters: Mutex::new(HashMap::new()),
                 history: crate::history::History::default(),
+                cooling,
             }),
         }
     }
@@ -211,6 +221,31 @@ impl Balancer {
     /// The mover it drives.
     pub fn mover(&self) -> &Mover {
         &self.inner.mover
+    }
+
+    /// The memory of load moves (a leaf lock: hold it alone, briefly).
+    pub fn cooling(&self) -> MutexGuard<'_, Cooling> {
+        self.inner
+            .cooling
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The chunks cooling now after a load move (true: the move is still
+    /// queued or running), expired entries pruned on the way.
+    pub fn cooling_chunks(&self) -> HashMap<Box<str>, bool> {
+        let now = self.now();
+        let mut c = self.cooling();
+        c.prune(now);
+        c.cooling(now)
+            .map(|id| (id.into(), c.in_flight(id)))
+            .collect()
+    }
+
+    /// Adds what the memory of load moves says of `e.chunk`.
+    pub fn explain_load(&self, e: &mut crate::meta::Explanation) {
+        let now = self.now();
+        self.cooling().explain(now, e);
     }
 
     /// The flags it runs with.

@@ -4,8 +4,12 @@
 //! are found in it by id there, the planner runs outside every lock, and its
 //! moves come back named by ids, so the view can go.
 
+use std::collections::{BTreeMap, HashMap};
+
+use keel_balancer::traffic::LOAD_NOISE_FLOOR_READS_PER_SEC;
 use keel_balancer::{
-    ClusterView, CopyClass, CopyJob, InFlight, MoveRef, PlannedMove, Policy, ServerIdx, plan,
+    ClusterView, CopyClass, CopyJob, InFlight, MoveReason, MoveRef, PlannedMove, Policy, ServerIdx,
+    load, plan,
 };
 
 use super::state::InFlightNames;
@@ -19,6 +23,8 @@ pub struct PassPlan {
     /// [`MAX_LISTED`] of them (naming more than anyone lists or queues
     /// would cost seconds at a million moves).
     pub moves: Vec<CopyJob>,
+    /// Why each of `moves` is planned, in the same order.
+    pub reasons: Vec<MoveReason>,
     /// Moves planned in all.
     pub planned: usize,
     /// Bytes of `moves`.
@@ -34,6 +40,15 @@ pub struct PassPlan {
     pub notes: Vec<String>,
     /// Chunks in the view.
     pub chunks: usize,
+    /// Whether every live server's reads/s is inside the load band once
+    /// the moves are done (true with load balancing off).
+    pub reaches_load_band: bool,
+    /// `--load-threshold-pct` the plan used.
+    pub load_threshold_pct: f64,
+    /// The top of the load band when planned, reads/s.
+    pub load_band_high: f64,
+    /// Reads/s of each source of a load move when planned, by server id.
+    pub source_reads: BTreeMap<String, f64>,
 }
 
 /// Everything a pass needs, taken out under the locks.
@@ -52,7 +67,15 @@ impl PassInput {
     /// Takes the view and finds `names` and the busy chunks in it. Call
     /// under the metadata lock; O(servers + moves in flight + chunks changed
     /// since the last pass).
-    pub fn take(meta: &mut Meta, names: &InFlightNames) -> PassInput {
+    ///
+    /// `cooling` names the chunks moved for load within `--load-cooldown`
+    /// (true: that move is still queued or running); the planner does not
+    /// move them for load again.
+    pub fn take(
+        meta: &mut Meta,
+        names: &InFlightNames,
+        cooling: &HashMap<Box<str>, bool>,
+    ) -> PassInput {
         let view = meta.balance_view();
         let server = |id: &str| meta.server_no(id).map(ServerIdx);
         let mut in_flight = InFlight::new();
@@ -68,7 +91,10 @@ impl PassInput {
                     from,
                     to,
                     bytes: m.bytes,
-                    reason: keel_balancer::MoveReason::Capacity,
+                    reason: match cooling.get(m.mv.chunk.as_str()) {
+                        Some(true) => MoveReason::Load,
+                        _ => MoveReason::Capacity,
+                    },
                 });
             }
         }
@@ -76,6 +102,11 @@ impl PassInput {
         for id in others.chain(meta.busy_chunks()) {
             if let Some(chunk) = meta.balance_idx(id) {
                 in_flight.add_chunk(chunk);
+            }
+        }
+        for id in cooling.keys() {
+            if let Some(chunk) = meta.balance_idx(id) {
+                in_flight.add_cooling(chunk);
             }
         }
         PassInput {
@@ -92,9 +123,18 @@ pub fn plan_pass(input: PassInput, policy: &Policy) -> PassPlan {
     let view = &input.view;
     let p = plan(view, policy, &input.in_flight);
     let listed = p.moves.iter().take(MAX_LISTED);
-    let moves: Vec<CopyJob> = listed.map(|m| named(view, m)).collect();
+    let moves: Vec<CopyJob> = listed.clone().map(|m| named(view, m)).collect();
+    let reasons = listed.clone().map(|m| m.reason).collect();
+    let source_reads = listed
+        .filter(|m| m.reason == MoveReason::Load)
+        .map(|m| {
+            let s = view.server(m.from);
+            (s.id.clone(), s.reads.reads_per_sec)
+        })
+        .collect();
     PassPlan {
         moves,
+        reasons,
         planned: p.moves.len(),
         bytes: p.bytes,
         lower_bound_bytes: p.lower_bound_bytes,
@@ -102,7 +142,18 @@ pub fn plan_pass(input: PassInput, policy: &Policy) -> PassPlan {
         average_utilization_pct: p.average_utilization_pct,
         notes: p.notes,
         chunks: input.chunks,
+        reaches_load_band: p.load_band_reached,
+        load_threshold_pct: policy.load_threshold_pct,
+        load_band_high: load_band_high(view, policy.load_threshold_pct),
+        source_reads,
     }
+}
+
+/// The top of the load band over `view`, reads/s (the bound
+/// [`keel_balancer::traffic::load_position`] calls hot above).
+pub fn load_band_high(view: &ClusterView, threshold_pct: f64) -> f64 {
+    let mean = load::average_reads_per_sec(view);
+    mean + (mean * threshold_pct / 100.0).max(LOAD_NOISE_FLOOR_READS_PER_SEC)
 }
 
 /// A planned move by the ids of its chunk and servers.

@@ -59,7 +59,7 @@ fn ended(m: &mut Meta, s: &Start) {
 }
 
 fn pass(m: &mut Meta, in_flight: InFlightNames) -> super::PassPlan {
-    let input = PassInput::take(m, &in_flight);
+    let input = PassInput::take(m, &in_flight, &Default::default());
     plan_pass(input, &Policy::new(10.0, 10.0))
 }
 
@@ -322,4 +322,52 @@ fn pending_moves_naming_a_dead_server_are_dropped() {
         1,
         "its planner plans without c"
     );
+}
+
+/// A plan answer names each move's reason and the load band's outcome.
+#[test]
+fn plan_answers_carry_reasons_and_the_load_band() {
+    use keel_balancer::{CopyClass, CopyJob, MoveReason, MoveRef};
+    let job = |c: &str| CopyJob::new(MoveRef::new(c, "a", "b"), 10, CopyClass::Balance);
+    let p = super::PassPlan {
+        moves: vec![job("x"), job("y")],
+        reasons: vec![MoveReason::Load, MoveReason::Capacity],
+        planned: 2,
+        bytes: 20,
+        reaches_band: true,
+        reaches_load_band: false,
+        load_threshold_pct: 25.0,
+        ..Default::default()
+    };
+    let r = super::plan_response(p);
+    let reasons: Vec<_> = r.moves.iter().map(|m| m.reason.as_str()).collect();
+    assert_eq!(reasons, ["load", "capacity"]);
+    assert!(r.reaches_band && !r.reaches_load_band);
+    assert_eq!(r.load_threshold_pct, 25.0);
+}
+
+/// Every cooling chunk reaches the planner as cooling, and a queued move
+/// of one still cooling from its load move is projected as a load move.
+#[test]
+fn cooling_chunks_reach_the_planner() {
+    use keel_balancer::MoveReason;
+    let mut m = cluster();
+    let cooling = [
+        ("k1".into(), false),
+        ("k2".into(), true),
+        ("gone".into(), false),
+    ]
+    .into_iter()
+    .collect();
+    let names = InFlightNames {
+        moves: vec![named("k2", "a", "b", 50)],
+        ..Default::default()
+    };
+    let input = PassInput::take(&mut m, &names, &cooling);
+    let idx = |c: &str| m.balance_idx(c).expect("known");
+    assert!(input.in_flight.is_cooling(idx("k1")) && input.in_flight.is_cooling(idx("k2")));
+    assert!(!input.in_flight.is_cooling(idx("k3")));
+    let projected: Vec<_> = input.in_flight.moves().collect();
+    assert_eq!(projected.len(), 1);
+    assert_eq!(projected[0].reason, MoveReason::Load);
 }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use keel_balancer::MoveReason;
 use keel_balancer::queue::{FinishedMove, MoveState, MoveStatus, Outcome};
 use keel_proto::v1 as pb;
 
@@ -26,16 +27,23 @@ pub fn plan_response(mut p: PassPlan) -> pb::RebalancePlanResponse {
             "{more} more moves not listed; bytes counts them too"
         ));
     }
+    // A plan from before reasons were kept lists its moves as capacity.
+    let reasons = p
+        .reasons
+        .iter()
+        .copied()
+        .chain(std::iter::repeat(MoveReason::Capacity));
     pb::RebalancePlanResponse {
         moves: p
             .moves
             .into_iter()
-            .map(|m| pb::PlannedMove {
+            .zip(reasons)
+            .map(|(m, reason)| pb::PlannedMove {
                 chunk: m.mv.chunk,
                 from: m.mv.from,
                 to: m.mv.to,
                 bytes: m.bytes,
-                reason: String::new(),
+                reason: reason.as_str().to_owned(),
             })
             .collect(),
         bytes: p.bytes,
@@ -43,6 +51,8 @@ pub fn plan_response(mut p: PassPlan) -> pb::RebalancePlanResponse {
         notes: p.notes,
         reaches_band: p.reaches_band,
         average_utilization_pct: p.average_utilization_pct,
+        reaches_load_band: p.reaches_load_band,
+        load_threshold_pct: p.load_threshold_pct,
         // The queue's limits are the service's to fill in.
         ..Default::default()
     }

@@ -299,6 +299,7 @@ impl Front {
     pub fn explain(&self, chunk: &str) -> Explanation {
         let mut e = lock(&self.meta).explain(chunk, Instant::now());
         crate::balance::explain_queued(&self.balancer.status(), &mut e);
+        self.balancer.explain_load(&mut e);
         e
     }
 

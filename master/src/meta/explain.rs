@@ -100,6 +100,7 @@ impl Meta {
             _ => "healthy",
         };
         self.reasons_for(id, need, now, &mut e);
+        self.explain_reads(id, &mut e);
         e
     }
 

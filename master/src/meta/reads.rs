@@ -7,6 +7,7 @@
 //! in which `LocateChunk` lists a chunk's holders ([`order_replicas`]).
 
 use keel_balancer::traffic::{DEFAULT_LOAD_THRESHOLD_PCT, LOAD_NOISE_FLOOR_READS_PER_SEC};
+use keel_balancer::traffic::{LoadPosition, load_position};
 use keel_balancer::{ChunkIdx, Heat, ReadRate, ServerIdx};
 
 use super::view::ReplicaLocation;
@@ -131,6 +132,42 @@ impl Meta {
         list.iter()
             .filter(move |(c, _)| self.chunks.get(c).is_some_and(|r| r.holds(no)))
             .map(|(c, r)| (&**c, *r))
+    }
+
+    /// Says how hot `chunk` reads on each live holder that lists it among
+    /// its hottest, and where that holder stands against the load band.
+    pub(super) fn explain_reads(&self, chunk: &str, e: &mut super::Explanation) {
+        let Some(c) = self.chunks.get(chunk) else {
+            return;
+        };
+        let mean = self.mean_reads_per_sec();
+        let pct = self.settings.load_threshold_pct;
+        let mut lines = Vec::new();
+        for no in c.servers() {
+            let Some((_, rate)) = self.hot_on(no).find(|(id, _)| *id == chunk) else {
+                continue;
+            };
+            let s = self.server(no);
+            let total = self.reads_of(no).rate.reads_per_sec;
+            let place = match s.takes_data() {
+                true => load_position(total, mean, pct),
+                false => LoadPosition::Inside,
+            };
+            lines.push((s.id.clone(), format!(
+                "read at {:.1} reads/s on {} (one of its hottest chunks; {} serves {:.1} reads/s in all, {})",
+                rate.reads_per_sec,
+                s.id,
+                s.id,
+                total,
+                match place {
+                    LoadPosition::Hot => "hot",
+                    LoadPosition::Cold => "cold",
+                    LoadPosition::Inside => "inside the load band",
+                }
+            )));
+        }
+        lines.sort();
+        e.reasons.extend(lines.into_iter().map(|(_, l)| l));
     }
 
     /// Mean reads/s of the live servers that take data (the load band's

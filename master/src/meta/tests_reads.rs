@@ -99,6 +99,33 @@ fn a_dead_server_reads_as_idle_and_its_heat_is_dropped() {
 }
 
 #[test]
+fn explain_tells_the_read_rate_on_each_holder_that_lists_it_hot() {
+    let mut m = Meta::new(MetaSettings::default());
+    let t0 = Instant::now();
+    three(&mut m, [90.0, 10.0, 20.0], t0);
+    let e = m.explain("x", t0);
+    let hot: Vec<_> = e
+        .reasons
+        .iter()
+        .filter(|r| r.starts_with("read at"))
+        .collect();
+    assert_eq!(hot.len(), 3, "{:?}", e.reasons);
+    assert_eq!(
+        hot[1],
+        "read at 10.0 reads/s on b (one of its hottest chunks; b serves 10.0 reads/s in all, cold)"
+    );
+    assert!(hot[0].contains("on a") && hot[0].ends_with("90.0 reads/s in all, hot)"));
+    // A chunk nobody lists as hot says nothing of reads.
+    apply(
+        &mut m,
+        with_reads(hb("a", false, vec![], &[], 2), 90.0, &[]),
+        t0,
+    );
+    let e = m.explain("y", t0);
+    assert!(e.reasons.iter().all(|r| !r.starts_with("read at")));
+}
+
+#[test]
 fn list_servers_places_each_against_the_load_band() {
     let mut m = Meta::new(MetaSettings::default());
     let t0 = Instant::now();
