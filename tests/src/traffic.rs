@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use keel_balancer::traffic::{LoadPosition, load_position};
+use keel_balancer::traffic::{LOAD_NOISE_FLOOR_READS_PER_SEC, LoadPosition, load_position};
 use keel_proto::v1::master_client::MasterClient;
 use keel_proto::v1::{
     ListServersRequest, RebalanceCheckRequest, RebalanceCheckResponse, RebalancePlanRequest,
@@ -47,7 +47,11 @@ pub fn positions(rates: &BTreeMap<String, f64>, pct: f64) -> BTreeMap<String, Lo
 
 /// Waits until the master's `ListServers` shows `server` hot against the
 /// band of `pct` (computed here, so it works whatever the master's own
-/// `--load-threshold-pct`); returns every server's reads/s as it saw them.
+/// `--load-threshold-pct`), with a mean high enough that the band is `pct`
+/// wide and not the noise floor: the chunk servers' rates are decayed
+/// averages that start from nothing and climb for a minute, and a plan made
+/// while the floor rules the band stops cooling too early. Returns every
+/// server's reads/s as the master saw them.
 pub async fn wait_hot(
     m: &mut MasterClient<Channel>,
     server: &str,
@@ -61,7 +65,8 @@ pub async fn wait_hot(
             .into_iter()
             .map(|(id, s)| (id, s.reads_per_sec))
             .collect();
-        if positions(&rates, pct).get(server) == Some(&LoadPosition::Hot) {
+        let wide = mean(rates.values()) * pct / 100.0 >= LOAD_NOISE_FLOOR_READS_PER_SEC;
+        if wide && positions(&rates, pct).get(server) == Some(&LoadPosition::Hot) {
             return Ok(rates);
         }
         if Instant::now() >= deadline {
