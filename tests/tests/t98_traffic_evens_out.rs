@@ -33,10 +33,11 @@ use keel_tests::readers::{Phase, ReaderOpts, Readers};
 use keel_tests::traffic::{self, Pass};
 use keel_tests::{Cluster, CsOpts, master_client};
 
-/// Every chunk's size.
-const CHUNK: usize = 256 << 10;
+/// Every chunk's size: small, so the readers reach a rate well above the
+/// load band's noise floor for little CPU.
+const CHUNK: usize = 64 << 10;
 /// Capacity of every chunk server: 256 chunks.
-const CAPACITY: &str = "64MiB";
+const CAPACITY: &str = "16MiB";
 /// Chunks on each server: seed 004's shape, cs1 at 75 %, the others at
 /// 25 % (average 37.5 %, so cs1 is over the default ±20 point band).
 const SEED_004: Layout = [("cs1", 192), ("cs2", 64), ("cs3", 64), ("cs4", 64)];
@@ -102,7 +103,7 @@ async fn scenario(layout: Layout, master_flags: &[&str]) -> Result<Outcome> {
     let url = c.master_url();
     let opts = ReaderOpts {
         readers: 8,
-        ops_per_sec: 10.0,
+        ops_per_sec: 25.0,
         exponent: 1.0,
         offset: 4.0,
         seed: 98,
