@@ -7,12 +7,14 @@
 //! master's default).
 //!
 //! Phases, the readers running throughout:
-//! 1. baseline: the readers read an evenly spread copy of the hot set (and
-//!    the same cold chunks): the same readers on an evenly loaded cluster;
-//! 2. before: they read the hot set on node 1 until the master sees node 1
-//!    hot (and at least `--secs`);
-//! 3. during: one pass (`RebalanceRun`), until no move is pending or running;
-//! 4. after: `--secs` more, once the readers' location caches have expired.
+//! 1. before: the readers read the hot set on node 1 (and the cold chunks)
+//!    until the master sees node 1 hot, and at least `--secs`;
+//! 2. during: one pass (`RebalanceRun`), until no move is pending or running;
+//! 3. after: `--secs` more, once the readers' location caches have expired;
+//! 4. baseline: `--secs` on an evenly spread copy of the hot set (and the
+//!    same cold chunks): the same readers on an evenly loaded cluster. It
+//!    runs last so that its reads are not in the decayed rates the pass
+//!    planned on.
 //!
 //! Latency is what the readers waited for the chunk servers (the master's
 //! `LocateChunk` excluded), keyed by the server that served the read.
@@ -50,7 +52,7 @@ usage: keel-traffic-bench [options]
   --hot-fill PCT   node 1's utilization (default 95)
   --fill PCT       the other nodes' utilization (default 40)
   --readers N      concurrent readers (default 16)
-  --rate N         reads per second of each reader (default 8)
+  --rate N         reads per second of each reader (default 20)
   --exponent X     Zipf exponent (default 1.1)
   --offset Q       Zipf-Mandelbrot offset, flattening the head (default 5)
   --secs N         length of the baseline, before and after phases (default 20)
@@ -106,7 +108,7 @@ impl Opts {
             hot_fill: 95.0,
             fill: 40.0,
             readers: 16,
-            rate: 8.0,
+            rate: 20.0,
             exponent: 1.1,
             offset: 5.0,
             secs: 20,

@@ -1,7 +1,8 @@
-//! One design on a fresh cluster: the baseline phase (the readers on the
-//! evenly spread copy of the hot set), the skewed phase until the master
-//! sees node 1 hot, one balancer pass (as `keelctl rebalance run --wait`),
-//! and the phase after it; the readers run throughout.
+//! One design on a fresh cluster: the skewed phase until the master sees
+//! node 1 hot, one balancer pass (as `keelctl rebalance run --wait`), the
+//! phase after it, and last the baseline phase (the readers on the evenly
+//! spread copy of the hot set, which the pass never saw); the readers run
+//! throughout.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -88,13 +89,8 @@ pub async fn run(opts: &Opts, design: &'static str, master_flags: &[String]) -> 
         seed: opts.seed,
         ..ReaderOpts::default()
     };
-    let mut readers = Readers::start(&url, ropts, sets.even, Phase::Baseline)?;
+    let mut readers = Readers::start(&url, ropts, sets.skewed, Phase::Before)?;
     let phase_len = Duration::from_secs(opts.secs);
-    eprintln!("{design}: baseline, {} s on the even copy", opts.secs);
-    let base = window_of(phase_len, WARM_UP).await;
-
-    readers.switch_to(sets.skewed)?;
-    readers.set_phase(Phase::Before);
     eprintln!("{design}: skewed reads until the master sees {HOT_NODE} hot");
     let mut m = master_client(&url).await?;
     let before_from = Instant::now() + WARM_UP;
@@ -124,6 +120,12 @@ pub async fn run(opts: &Opts, design: &'static str, master_flags: &[String]) -> 
         opts.secs
     );
     let after = window_of(phase_len, SETTLE).await;
+
+    // Last, so that its reads are not in the rates the pass planned on.
+    eprintln!("{design}: baseline, {} s on the even copy", opts.secs);
+    readers.switch_to(sets.even)?;
+    readers.set_phase(Phase::Baseline);
+    let base = window_of(phase_len, WARM_UP).await;
     readers.stop().await;
 
     let check = traffic::check(&mut m).await?;
