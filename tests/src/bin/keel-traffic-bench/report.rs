@@ -92,6 +92,17 @@ pub fn compare(cap: &Round, aware: &Round) -> String {
             },
         );
     }
+    for (phase, name) in [(Phase::Before, "before"), (Phase::After, "after")] {
+        row(
+            &mut out,
+            &format!("node 1 p99 {name} ÷ the other nodes' p99, same seconds"),
+            &|r| {
+                let others = r.others.get(&phase).copied().unwrap_or_default();
+                let p99 = r.node1(phase).p99;
+                format!("{} (**{:.2}×**)", ms(others.p99), ratio(p99, others.p99))
+            },
+        );
+    }
     row(&mut out, "node 1 share of reads before → after", &|r| {
         format!(
             "{:.0} % → {:.0} %",
@@ -123,13 +134,17 @@ pub fn compare(cap: &Round, aware: &Round) -> String {
 /// The goal's four verdicts for the traffic-aware design.
 fn goal(cap: &Round, aware: &Round) -> String {
     let p99 = ratio(aware.node1(Phase::After).p99, aware.baseline.p99);
+    let others = aware.others.get(&Phase::After).copied().unwrap_or_default();
+    let same = ratio(aware.node1(Phase::After).p99, others.p99);
     let (inside, n) = inside_after(aware);
     let bytes = aware.bytes_moved as f64 / (cap.bytes_moved as f64).max(1.0);
     format!(
-        "Goal (traffic-aware): node 1 p99 after ≤ {P99_GOAL}× baseline: {p99:.2}×, {}; every \
+        "Goal (traffic-aware): node 1 p99 after ≤ {P99_GOAL}× baseline: {p99:.2}×, {} \
+         (÷ the other nodes in the same seconds: {same:.2}×, {}); every \
          node's reads/s inside the load band: {inside} of {n}, {}; capacity in band: {}; bytes \
          moved ≤ {BYTES_GOAL}× capacity-only: {bytes:.2}×, {}.\n",
         met(p99 <= P99_GOAL),
+        met(same <= P99_GOAL),
         met(inside == n),
         met(aware.capacity_balanced),
         met(bytes <= BYTES_GOAL),

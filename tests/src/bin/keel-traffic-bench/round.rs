@@ -45,6 +45,10 @@ pub struct Round {
     pub baseline: Percentiles,
     /// Reads served per server and their latency, by phase.
     pub served: BTreeMap<Phase, BTreeMap<String, Served>>,
+    /// Reads served by every node but node 1, by phase: a baseline taken
+    /// in the same seconds as node 1's figure, so the machine's other load
+    /// weighs on both alike.
+    pub others: BTreeMap<Phase, Percentiles>,
     /// The readers' reads/s per server in each phase.
     pub rates: BTreeMap<Phase, BTreeMap<String, f64>>,
     /// The master's reads/s per server (decayed) at the end.
@@ -147,6 +151,13 @@ pub async fn run(opts: &Opts, design: &'static str, master_flags: &[String]) -> 
         served: windows
             .iter()
             .map(|(p, w)| (*p, by_server(&reads, |r| w.holds(r))))
+            .collect(),
+        others: windows
+            .iter()
+            .map(|(p, w)| {
+                let other = reads.iter().filter(|r| w.holds(r) && r.server != HOT_NODE);
+                (*p, Percentiles::of(other.map(|r| r.latency)))
+            })
             .collect(),
         rates: windows
             .iter()
