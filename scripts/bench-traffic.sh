@@ -11,7 +11,7 @@
 # one run with the same seed. Markdown on stdout, progress on stderr.
 #
 # Usage: scripts/bench-traffic.sh [keel-traffic-bench options]   (--help lists them)
-# About 2 GiB of temp space at the defaults ($TMPDIR, or --dir), removed on exit.
+# About 1 GiB of temp space at the defaults ($TMPDIR, or --dir), one design at a time, removed as it goes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target_dir="${CARGO_TARGET_DIR:-target}"
