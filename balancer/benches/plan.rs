@@ -1,6 +1,7 @@
 //! Planner benchmark: planning time and model memory for 1,000 servers ×
 //! 1,000,000 chunks and 10,000 servers × 10,000,000 chunks (replication 1),
 //! plus 1,000 × 1,000,000 at replication 3 over 3 racks,
+//! the 1,000 × 1,000,000 cluster with and without 100,000 hot replicas,
 //! and bytes moved ÷ lower bound over 100+ random skewed clusters. Prints
 //! Markdown tables. `-- --quick` skips the largest cluster.
 //!
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use keel_balancer::load::check;
-use keel_balancer::sim::{Rng, SkewSpec, skewed_cluster};
+use keel_balancer::sim::{HeatSpec, Rng, SkewSpec, skewed_cluster, zipf_heat};
 use keel_balancer::{ClusterView, InFlight, Plan, Policy, plan};
 
 /// Counts bytes handed out by the system allocator.
@@ -191,6 +192,51 @@ fn balanced_after(view: &ClusterView, p: &Plan) -> bool {
     p.moves.iter().all(|m| v.apply(m).is_ok()) && check(&v, 20.0, 0.0).balanced()
 }
 
+/// Planning time of the 1,000 × 1,000,000 cluster without heat and with
+/// 100,000 hot replicas (a hundred per server, as the chunk servers' top
+/// lists report), with the load band on: (seconds, moves, load moves).
+fn heat_rows() {
+    println!("\n### Planning with read load (1000 servers, 1M chunks, load band 25 %)\n");
+    println!("| heat | plan time | moves | for load | load band reached |");
+    println!("|---|---:|---:|---:|:---:|");
+    let spec = SkewSpec {
+        servers: 1_000,
+        chunks: 1_000_000,
+        capacity: 1 << 40,
+        unequal: true,
+        hot: 0.05,
+        cold: 0.05,
+        replication: 1,
+        racks: 0,
+    };
+    let mut view = skewed_cluster(7, &spec);
+    for hot in [0usize, 100_000] {
+        if hot > 0 {
+            let heat = HeatSpec {
+                total_reads_per_sec: 100_000.0,
+                background: 0.3,
+                hot_chunks: hot,
+                exponent: 0.6,
+                on: None,
+            };
+            zipf_heat(7, &mut view, &heat);
+        }
+        let started = Instant::now();
+        let p = plan(&view, &Policy::default(), &InFlight::new());
+        let took = started.elapsed().as_secs_f64();
+        let for_load = p
+            .moves
+            .iter()
+            .filter(|m| m.reason == keel_balancer::MoveReason::Load)
+            .count();
+        let reached = if p.load_band_reached { "yes" } else { "no" };
+        println!(
+            "| {hot} hot replicas | {took:.3} s | {} | {for_load} | {reached} |",
+            p.moves.len()
+        );
+    }
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let mut sizes = vec![(1_000, 1_000_000, 1, 0)];
@@ -204,6 +250,7 @@ fn main() {
         .collect();
     println!("### Planning at scale (skewed, unequal capacities)\n");
     print_scale(&rows);
+    heat_rows();
     println!(
         "\nChunk ids are 10 characters; a longer id adds its extra bytes once per chunk. \
          Per replica = model bytes allocated ÷ replicas."

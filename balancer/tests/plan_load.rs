@@ -289,3 +289,16 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn nonsense_rates_count_as_none() {
+    let mut v = hot_s0();
+    let h3 = chunk(&v, "h3");
+    v.heat.set(ServerIdx(0), h3, ReadRate::new(f64::NAN, -1.0));
+    v.servers[1].reads = ReadRate::new(f64::INFINITY, 0.0);
+    v.servers[2].reads = ReadRate::new(-5.0, 0.0);
+    let p = plan(&v, &Policy::default(), &InFlight::new());
+    assert!(p.moves.iter().all(|m| m.chunk != h3), "{:?}", p.moves);
+    let again = plan(&v, &Policy::default(), &InFlight::new());
+    assert_eq!(p, again, "deterministic");
+}

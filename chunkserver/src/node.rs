@@ -21,7 +21,8 @@ pub struct Node {
     pub store: Arc<Store>,
     /// The one bucket for all migration traffic, in and out.
     pub throttle: Arc<Throttle>,
-    /// Client service times (fed to the controller with `--migrate-bandwidth auto`).
+    /// Client service times: the read p99 window, and the controller of
+    /// `--migrate-bandwidth auto`.
     pub latency: Arc<crate::latency::ClientLatency>,
     /// Bytes moved, for `/metrics`.
     pub traffic: Arc<crate::traffic::Traffic>,

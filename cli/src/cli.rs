@@ -245,6 +245,16 @@ mod tests {
     }
 
     #[test]
+    fn get_takes_the_readers_rack() {
+        let cli =
+            Cli::try_parse_from(["keelctl", "get", "c1", "f", "--rack", "rack-a"]).expect("parses");
+        let Command::Get(g) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(g.rack.as_deref(), Some("rack-a"));
+    }
+
+    #[test]
     fn put_flags() {
         let cli = Cli::try_parse_from([
             "keelctl",

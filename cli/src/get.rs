@@ -1,6 +1,10 @@
 //! `keelctl get`: locate a chunk, read it from the first replica that serves
 //! good bytes into a temp file beside the destination, verify, rename.
 //!
+//! The master lists the replicas in the order to try them: live ones first,
+//! the least loaded first among those, then those in the reader's rack
+//! (`--rack`). That order is kept; this file only moves dead ones last.
+//!
 //! A replica that is unreachable, lost the chunk, or serves bytes that do not
 //! match their checksum is skipped for the next one; bad bytes are reported to
 //! the master. If every replica fails, the master is asked once more (the
@@ -27,6 +31,10 @@ pub struct GetArgs {
     pub chunk: String,
     /// Destination file (replaced atomically once the bytes are verified).
     pub file: PathBuf,
+    /// The reader's rack, as the chunk servers' `--rack`: among replicas on
+    /// equally loaded servers, the master lists those in this rack first.
+    #[arg(long, env = "KEEL_RACK")]
+    pub rack: Option<String>,
 }
 
 /// How many times the master is asked where the chunk is.
@@ -54,7 +62,7 @@ pub async fn run(clients: &Clients, args: GetArgs, json: bool) -> Result<(), Err
     let mut failures: Vec<Error> = Vec::new();
     let mut warned = 0;
     for round in 0..LOCATE_ROUNDS {
-        let loc = match locate(&master, &args.chunk).await {
+        let loc = match locate(&master, &args.chunk, args.rack.as_deref()).await {
             Ok(loc) => loc,
             // Asking again after failures: what failed is the better story.
             Err(_) if round > 0 => break,
@@ -100,12 +108,22 @@ pub async fn run(clients: &Clients, args: GetArgs, json: bool) -> Result<(), Err
     })
 }
 
-/// `LocateChunk`, with NOT_FOUND said plainly.
-async fn locate(master: &Master, chunk: &str) -> Result<LocateChunkResponse, Error> {
-    let req = LocateChunkRequest {
+/// The question for the master: where `chunk` is, for a reader in `rack`.
+fn locate_request(chunk: &str, rack: Option<&str>) -> LocateChunkRequest {
+    LocateChunkRequest {
         chunk: chunk.to_owned(),
-        rack: Default::default(),
-    };
+        // Blank is no rack, as on the chunk servers.
+        rack: rack.map(str::trim).unwrap_or_default().to_owned(),
+    }
+}
+
+/// `LocateChunk`, with NOT_FOUND said plainly.
+async fn locate(
+    master: &Master,
+    chunk: &str,
+    rack: Option<&str>,
+) -> Result<LocateChunkResponse, Error> {
+    let req = locate_request(chunk, rack);
     match master
         .call("locate chunk", master.client.clone().locate_chunk(req))
         .await
@@ -117,7 +135,8 @@ async fn locate(master: &Master, chunk: &str) -> Result<LocateChunkResponse, Err
     }
 }
 
-/// Live replicas first, otherwise in the master's order.
+/// Live replicas first, otherwise in the master's order (a stable sort:
+/// the master's load and rack order among the live ones stands).
 fn ordered(replicas: &[ServerRef]) -> Vec<ServerRef> {
     let mut out = replicas.to_vec();
     out.sort_by_key(|r| !r.alive);
@@ -215,6 +234,24 @@ mod tests {
             .map(|r| r.id)
             .collect();
         assert_eq!(ids, ["b", "c", "a"]);
+    }
+
+    #[test]
+    fn the_masters_order_stands_among_live_replicas() {
+        // As a master ordering by load lists them: cool c, then b, then a.
+        let ids: Vec<String> = ordered(&[r("c", true), r("x", false), r("b", true), r("a", true)])
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, ["c", "b", "a", "x"]);
+    }
+
+    #[test]
+    fn the_rack_goes_to_the_master() {
+        assert_eq!(locate_request("c1", Some("rack-a")).rack, "rack-a");
+        assert_eq!(locate_request("c1", Some("  ")).rack, "");
+        assert_eq!(locate_request("c1", None).rack, "");
+        assert_eq!(locate_request("c1", None).chunk, "c1");
     }
 
     #[test]

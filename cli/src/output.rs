@@ -1,6 +1,6 @@
 //! What keelctl prints: aligned tables, utilization bars, progress lines,
-//! sentences and JSON, fitted to the terminal. Everything but the width
-//! lookup is pure string building, so it is unit tested.
+//! read rates, sentences and JSON, fitted to the terminal. Everything but
+//! the width lookup is pure string building, so it is unit tested.
 
 use std::io::Write;
 
@@ -12,10 +12,12 @@ use crate::error::Error;
 pub use crate::words::{age, count};
 
 mod prose;
+mod rates;
 mod table;
 mod term;
 
 pub use prose::{stderr_prose_width, stdout_prose_width, wrap};
+pub use rates::{bytes_per_sec, millis, per_sec};
 pub use table::{Align, Cell, Narrow, Table};
 pub use term::{
     MoveCounts, Parts, Progress, Rate, cut, progress_line, redraws, stderr_width, stdout_width,

@@ -26,6 +26,16 @@ pub struct ServerJson {
     pub chunks: u64,
     /// `alive`, `dead`, `draining` or `drained`.
     pub state: &'static str,
+    /// Client reads per second (migration reads by peers not counted), as
+    /// its last heartbeat reported them. Beside the contract keys.
+    pub reads_per_sec: f64,
+    /// Bytes per second those reads served.
+    pub read_bytes_per_sec: f64,
+    /// p99 of its client read service time, milliseconds (0: no samples).
+    pub read_p99_ms: f64,
+    /// `hot`, `cold` or `inside` the load band; `null` from a master that
+    /// does not report load.
+    pub load: Option<String>,
 }
 
 impl From<&ServerInfo> for ServerJson {
@@ -39,8 +49,18 @@ impl From<&ServerInfo> for ServerJson {
             utilization_pct: s.utilization_pct,
             chunks: s.chunks,
             state: state_name(s.state),
+            reads_per_sec: s.reads_per_sec,
+            read_bytes_per_sec: s.read_bytes_per_sec,
+            read_p99_ms: s.read_p99_ms,
+            load: load_known(s).then(|| s.load.clone()),
         }
     }
+}
+
+/// Whether the master placed the server against the load band; a master
+/// that predates read load leaves `load` empty, and its zeros mean nothing.
+pub fn load_known(s: &ServerInfo) -> bool {
+    !s.load.is_empty()
 }
 
 /// The state's name; anything the master reports that this keelctl does
@@ -91,54 +111,56 @@ pub fn leader_text(leader: &str, term: u64, answered_by_leader: bool) -> String 
     }
 }
 
-/// The human table (with each server's migration rate) plus the cluster
-/// average, fitted to `width` columns:
-/// bars give way to percentages, then the scheme of addresses, then the
-/// columns that matter least.
+/// Columns of the table, in order; [`NARROWING`] and [`row`] index them.
+const COLUMNS: [(&str, Align); 13] = [
+    ("ID", Align::Left),
+    ("ADDRESS", Align::Left),
+    ("RACK", Align::Left),
+    ("CAPACITY", Align::Right),
+    ("USED", Align::Right),
+    ("UTILIZATION", Align::Left),
+    ("CHUNKS", Align::Right),
+    ("MIGRATE", Align::Right),
+    ("READS", Align::Right),
+    ("READ BYTES", Align::Right),
+    ("P99", Align::Right),
+    ("LOAD", Align::Left),
+    ("STATE", Align::Left),
+];
+
+/// What gives way on a narrow terminal, first to last: bars become
+/// percentages, addresses lose their scheme, then the columns that matter
+/// least go. Reads/s and the hot/cold mark outlast the rest of the load
+/// figures: they are what says where traffic goes.
+const NARROWING: [Narrow; 10] = [
+    Narrow::Shorten(5),
+    Narrow::Shorten(1),
+    Narrow::Drop(7),
+    Narrow::Drop(9),
+    Narrow::Drop(3),
+    Narrow::Drop(10),
+    Narrow::Drop(2),
+    Narrow::Drop(1),
+    Narrow::Drop(6),
+    Narrow::Drop(8),
+];
+
+/// The human table (with each server's migration rate and read load) plus
+/// the cluster average and, when the master reports load, the reads line,
+/// fitted to `width` columns (see [`NARROWING`]).
 pub fn render(resp: &ListServersResponse, width: Option<usize>) -> String {
     if resp.servers.is_empty() {
         return "no chunk servers have registered with the master\n".into();
     }
-    let mut t = Table::new(&[
-        ("ID", Align::Left),
-        ("ADDRESS", Align::Left),
-        ("RACK", Align::Left),
-        ("CAPACITY", Align::Right),
-        ("USED", Align::Right),
-        ("UTILIZATION", Align::Left),
-        ("CHUNKS", Align::Right),
-        ("MIGRATE", Align::Right),
-        ("STATE", Align::Left),
-    ])
-    .narrowing(&[
-        Narrow::Shorten(5),
-        Narrow::Shorten(1),
-        Narrow::Drop(7),
-        Narrow::Drop(3),
-        Narrow::Drop(2),
-        Narrow::Drop(1),
-        Narrow::Drop(6),
-    ]);
+    // A master that reports no load fills those columns with dashes: on a
+    // narrow terminal they are the first to go.
+    let steps: Vec<Narrow> = match resp.servers.iter().any(load_known) {
+        true => NARROWING.to_vec(),
+        false => (8..=11).map(Narrow::Drop).chain(NARROWING).collect(),
+    };
+    let mut t = Table::new(&COLUMNS).narrowing(&steps);
     for s in &resp.servers {
-        let address = s.address.as_str();
-        let host = address.split_once("://").map_or(address, |(_, rest)| rest);
-        t.row(vec![
-            Cell::from(s.id.as_str()),
-            Cell::short(address, host),
-            Cell::from(if s.rack.is_empty() { "-" } else { &s.rack }),
-            Cell::from(output::size(s.capacity_bytes)),
-            Cell::from(output::size(s.used_bytes)),
-            Cell::short(
-                output::utilization(s.utilization_pct),
-                output::pct(s.utilization_pct),
-            ),
-            Cell::from(s.chunks.to_string()),
-            Cell::from(match s.migrate_bandwidth_bytes_per_second {
-                0 => "-".to_owned(),
-                rate => format!("{}/s", output::size(rate)),
-            }),
-            Cell::from(state_name(s.state)),
-        ]);
+        t.row(row(s));
     }
     let alive = resp
         .servers
@@ -159,144 +181,90 @@ pub fn render(resp: &ListServersResponse, width: Option<usize>) -> String {
             " ",
             format!("over {alive} of {} servers alive", resp.servers.len()),
         );
-    format!("{}\n{}\n", t.render_in(width), average.fit(width))
+    let mut out = format!("{}\n{}\n", t.render_in(width), average.fit(width));
+    if let Some(reads) = reads_line(&resp.servers) {
+        out.push_str(&reads.fit(width));
+        out.push('\n');
+    }
+    out
+}
+
+/// One server's cells, in [`COLUMNS`] order.
+fn row(s: &ServerInfo) -> Vec<Cell> {
+    let address = s.address.as_str();
+    let host = address.split_once("://").map_or(address, |(_, rest)| rest);
+    let known = load_known(s);
+    let figure = |text: String| Cell::from(if known { text } else { "-".into() });
+    vec![
+        Cell::from(s.id.as_str()),
+        Cell::short(address, host),
+        Cell::from(if s.rack.is_empty() { "-" } else { &s.rack }),
+        Cell::from(output::size(s.capacity_bytes)),
+        Cell::from(output::size(s.used_bytes)),
+        Cell::short(
+            output::utilization(s.utilization_pct),
+            output::pct(s.utilization_pct),
+        ),
+        Cell::from(s.chunks.to_string()),
+        Cell::from(match s.migrate_bandwidth_bytes_per_second {
+            0 => "-".to_owned(),
+            rate => format!("{}/s", output::size(rate)),
+        }),
+        figure(output::per_sec(s.reads_per_sec)),
+        figure(output::bytes_per_sec(s.read_bytes_per_sec)),
+        figure(output::millis(s.read_p99_ms)),
+        Cell::from(load_mark(s)),
+        Cell::from(state_name(s.state)),
+    ]
+}
+
+/// `hot` or `cold` for a server outside the load band; blank inside it, so
+/// the outliers stand out; `-` when the master does not say.
+fn load_mark(s: &ServerInfo) -> &str {
+    match s.load.as_str() {
+        "" => "-",
+        "inside" => "",
+        other => other,
+    }
+}
+
+/// `client reads 180.0/s (11.2MiB/s), 45.0/s per live server; hot cs1;
+/// cold cs4`: the cluster's read load, when the master reports it.
+fn reads_line(servers: &[ServerInfo]) -> Option<Parts> {
+    let live: Vec<&ServerInfo> = servers
+        .iter()
+        .filter(|s| state_name(s.state) != "dead" && load_known(s))
+        .collect();
+    if live.is_empty() {
+        return None;
+    }
+    let reads: f64 = live.iter().map(|s| s.reads_per_sec).sum();
+    let bytes: f64 = live.iter().map(|s| s.read_bytes_per_sec).sum();
+    let named = |mark: &str| {
+        let ids: Vec<&str> = live
+            .iter()
+            .filter(|s| s.load == mark)
+            .map(|s| s.id.as_str())
+            .collect();
+        (!ids.is_empty()).then(|| format!("{mark} {}", ids.join(", ")))
+    };
+    let mut line = Parts::default();
+    line.push(0, "", format!("client reads {}", output::per_sec(reads)))
+        .push(3, " ", format!("({})", output::bytes_per_sec(bytes)))
+        .push(
+            2,
+            ", ",
+            format!(
+                "{} per live server",
+                output::per_sec(reads / live.len() as f64)
+            ),
+        );
+    for part in [named("hot"), named("cold")].into_iter().flatten() {
+        line.push(1, "; ", part);
+    }
+    Some(line)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn info(id: &str, used: u64, state: ServerState) -> ServerInfo {
-        ServerInfo {
-            id: id.into(),
-            address: format!("http://127.0.0.1:70{}", id.len()),
-            rack: String::new(),
-            capacity_bytes: 100 << 20,
-            used_bytes: used << 20,
-            utilization_pct: used as f64,
-            chunks: used / 10,
-            state: state as i32,
-            last_heartbeat_ms: 5,
-            migrate_bandwidth_bytes_per_second: 0,
-            load: Default::default(),
-            read_bytes_per_sec: Default::default(),
-            read_p99_ms: Default::default(),
-            reads_per_sec: Default::default(),
-        }
-    }
-
-    #[test]
-    fn json_has_exactly_the_contract_keys() {
-        let v = serde_json::to_value(ServerJson::from(&info("cs1", 78, ServerState::Alive)))
-            .expect("encodes");
-        let obj = v.as_object().expect("object");
-        let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
-        keys.sort_unstable();
-        assert_eq!(
-            keys,
-            [
-                "address",
-                "capacity_bytes",
-                "chunks",
-                "id",
-                "rack",
-                "state",
-                "used_bytes",
-                "utilization_pct"
-            ]
-        );
-        assert_eq!(obj["state"], "alive");
-        assert_eq!(obj["utilization_pct"], 78.0);
-        let dead = ServerJson::from(&info("cs2", 1, ServerState::Dead));
-        assert_eq!(dead.state, "dead");
-        assert_eq!(
-            ServerJson::from(&info("cs3", 1, ServerState::Unspecified)).state,
-            "dead"
-        );
-    }
-
-    #[test]
-    fn the_leader_line_tells_a_single_master_from_no_leader() {
-        let single = ListServersResponse {
-            answered_by_leader: true,
-            ..Default::default()
-        };
-        assert_eq!(leader_line(&single), "");
-        // A standby that knows no leader answers with no address and term 0.
-        let none = ListServersResponse::default();
-        assert_eq!(leader_line(&none), "leader: none known right now\n");
-        let standby = ListServersResponse {
-            leader: "http://m1:7000".into(),
-            term: 7,
-            ..Default::default()
-        };
-        assert_eq!(
-            leader_line(&standby),
-            "leader: http://m1:7000 (term 7); answered by a standby\n"
-        );
-        let leader = ListServersResponse {
-            answered_by_leader: true,
-            ..standby
-        };
-        assert_eq!(
-            leader_line(&leader),
-            "leader: http://m1:7000 (term 7), answering\n"
-        );
-    }
-
-    #[test]
-    fn table_shows_bars_and_average() {
-        let resp = ListServersResponse {
-            servers: vec![
-                info("cs1", 78, ServerState::Alive),
-                info("cs4", 15, ServerState::Dead),
-            ],
-            average_utilization_pct: 50.0,
-            ..Default::default()
-        };
-        let text = render(&resp, None);
-        let lines: Vec<&str> = text.lines().collect();
-        assert!(lines[0].starts_with("ID   ADDRESS"), "{text}");
-        assert!(lines[1].contains("[#########...]  78.0%"), "{text}");
-        assert!(lines[1].ends_with("alive"), "{text}");
-        assert!(lines[2].ends_with("dead"), "{text}");
-        assert!(
-            text.contains("cluster average [######......]  50.0% over 1 of 2"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn table_fits_an_80_column_terminal() {
-        let mut servers: Vec<ServerInfo> = (1..=12)
-            .map(|i| {
-                let mut s = info(&format!("cs{i}"), 10 * i, ServerState::Alive);
-                s.address = format!("http://127.0.0.1:{}", 40_000 + i);
-                s.rack = format!("rack-{}", i % 3);
-                s.capacity_bytes = 1 << 40;
-                s.chunks = 123_456;
-                s
-            })
-            .collect();
-        servers[3].state = ServerState::Draining as i32;
-        let resp = ListServersResponse {
-            servers,
-            average_utilization_pct: 40.0,
-            ..Default::default()
-        };
-        let wide = render(&resp, None);
-        assert!(wide.lines().any(|l| l.len() > 80), "{wide}");
-        let fitted = render(&resp, Some(80));
-        assert!(fitted.lines().all(|l| l.chars().count() <= 80), "{fitted}");
-        let lines: Vec<&str> = fitted.lines().collect();
-        assert!(
-            lines[0].contains("RACK") && lines[0].contains("CHUNKS"),
-            "{fitted}"
-        );
-        assert!(lines[4].contains("127.0.0.1:40004") && !lines[4].contains("http"));
-        assert!(lines[4].ends_with("draining"), "{fitted}");
-        let narrow = render(&resp, Some(50));
-        assert!(narrow.lines().all(|l| l.chars().count() <= 50), "{narrow}");
-        assert!(narrow.lines().nth(1).is_some_and(|l| l.starts_with("cs1 ")));
-    }
-}
+#[path = "servers_tests.rs"]
+mod tests;

@@ -32,6 +32,19 @@ function fmtDur(secs) {
   return h + " h " + Math.floor((s % 3600) / 60) + " min";
 }
 
+// Reads per second, compact: 0.4, 12.3, 1.2k.
+function fmtReads(v) {
+  const n = Number(v) || 0;
+  return n < 999.95 ? n.toFixed(1) : (n / 1000).toFixed(1) + "k";
+}
+
+// A service time in milliseconds; none without samples (0).
+function fmtMs(v) {
+  const n = Number(v) || 0;
+  if (n <= 0) return "—";
+  return n < 9.95 ? n.toFixed(1) + " ms" : n < 999.5 ? n.toFixed(0) + " ms" : (n / 1000).toFixed(1) + " s";
+}
+
 function plural(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
 function pct(v) { return (Number(v) || 0).toFixed(1) + " %"; }
 function clamp(v) { return Math.max(0, Math.min(100, v)); }
@@ -86,11 +99,36 @@ function renderChips(s) {
       " · " + s.policy.max_moves_per_server + " per server"));
     c.push(s.balanced ? chip("balanced", "good") : chip("outside the band", "warn"));
   }
+  if (s.servers.length) c.push(...loadSummary(s));
   if (s.queue.paused) c.push(chip("paused", "warn"));
   if (s.safe_mode) c.push(chip("safe mode", "warn"));
   if (s.stuck.stuck) c.push(chip("stuck", "bad"));
   $("chips").replaceChildren(...c);
   $("logout").hidden = !s.auth;
+}
+
+// Servers whose read load the master reports (an older master sends no
+// `reads_per_sec`, and then the page says nothing about load).
+function withLoad(s) {
+  return s.servers.filter((x) => x.reads_per_sec !== undefined && x.state !== "dead");
+}
+
+// The load chips: the load band the master balances reads within (from its
+// policy), and, when the servers' read load is reported, the mean reads/s of
+// live servers and how many are outside the band.
+function loadSummary(s) {
+  const c = [];
+  const band = s.policy.load_threshold_pct;
+  if (band !== undefined) c.push(chip(band > 0 ? "load band ±" + band + " %" : "load balancing off"));
+  const live = withLoad(s);
+  if (!live.length) return c;
+  const mean = live.reduce((a, x) => a + (Number(x.reads_per_sec) || 0), 0) / live.length;
+  c.push(chip("reads " + fmtReads(mean) + "/s mean"));
+  if (!(band > 0)) return c;
+  const hot = live.filter((x) => x.load === "hot").length;
+  const cold = live.filter((x) => x.load === "cold").length;
+  c.push(hot || cold ? chip(hot + " hot · " + cold + " cold", "warn") : chip("load even", "good"));
+  return c;
 }
 
 function renderServers(s) {
@@ -109,17 +147,40 @@ function renderServers(s) {
     box.replaceChildren(e);
     return;
   }
-  box.replaceChildren(...s.servers.map((x) => serverRow(x, s)));
+  const peak = Math.max(0, ...withLoad(s).map((x) => Number(x.reads_per_sec) || 0));
+  box.replaceChildren(...s.servers.map((x) => serverRow(x, s, peak)));
 }
 
-function serverRow(x, s) {
+// One server's read load: reads/s with a bar against the busiest server,
+// bytes/s and p99 service time. Nothing when the master does not report it.
+function loadRow(x, peak) {
+  if (x.reads_per_sec === undefined) return null;
+  const reads = Number(x.reads_per_sec) || 0;
+  const d = el("div", "load");
+  const meter = el("div", "rbar");
+  const f = el("div", "rfill " + (x.load === "hot" || x.load === "cold" ? x.load : "inside"));
+  f.style.width = (peak > 0 ? clamp(100 * reads / peak) : 0) + "%";
+  meter.append(f);
+  meter.title = "client reads/s against the busiest server's";
+  d.append(el("span", "reads", fmtReads(reads) + " reads/s"), meter,
+    el("span", null, fmtBytes(x.read_bytes_per_sec) + "/s · p99 " + fmtMs(x.read_p99_ms)));
+  return d;
+}
+
+function serverRow(x, s, peak) {
   const row = el("div", "server " + x.state);
   row.dataset.id = x.id;
   row.dataset.state = x.state;
+  if (x.load !== undefined) row.dataset.load = x.load;
   const name = el("div", "name");
   name.append(el("span", null, x.id));
   if (x.rack) name.append(el("span", "tag", "rack " + x.rack));
   name.append(el("span", "tag state-" + x.state, x.state));
+  if (x.load === "hot" || x.load === "cold") {
+    const badge = el("span", "tag load-" + x.load, x.load);
+    badge.title = "reads/s " + (x.load === "hot" ? "above" : "below") + " the load band";
+    name.append(badge);
+  }
   row.append(name, el("div", "pct", pct(x.utilization_pct)));
   row.append(bar(x.utilization_pct, x.band, s.band_low_pct, s.band_high_pct,
     s.average_utilization_pct, s.policy.min_free_pct));
@@ -131,6 +192,8 @@ function serverRow(x, s) {
     fmtBytes(x.capacity_bytes) + " · " + plural(x.chunks, "chunk") +
     (x.band === "over" ? " · above the band" : x.band === "under" ? " · below the band" : "")));
   row.append(meta);
+  const load = loadRow(x, peak);
+  if (load) row.append(load);
   return row;
 }
 

@@ -33,6 +33,7 @@ pub fn settings() -> MetaSettings {
         heartbeat_timeout: Duration::from_secs(5),
         re_replicate_after: Duration::from_secs(10),
         min_free_pct: 10.0,
+        load_threshold_pct: keel_balancer::traffic::DEFAULT_LOAD_THRESHOLD_PCT,
     }
 }
 

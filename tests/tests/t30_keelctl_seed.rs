@@ -158,6 +158,7 @@ async fn seed_example_check_and_servers() -> Result<()> {
             .map(String::as_str)
             .collect();
         keys.sort_unstable();
+        // The contract keys, and the read load beside them (DESIGN.md).
         assert_eq!(
             keys,
             [
@@ -165,7 +166,11 @@ async fn seed_example_check_and_servers() -> Result<()> {
                 "capacity_bytes",
                 "chunks",
                 "id",
+                "load",
                 "rack",
+                "read_bytes_per_sec",
+                "read_p99_ms",
+                "reads_per_sec",
                 "state",
                 "used_bytes",
                 "utilization_pct"

@@ -109,9 +109,11 @@ async fn plan_is_a_dry_run() -> Result<()> {
             .collect();
         assert_eq!(
             keys,
-            BTreeSet::from(["chunk", "from", "to", "bytes"]),
+            BTreeSet::from(["chunk", "from", "to", "bytes", "reason"]),
             "{m}"
         );
+        // Nothing reads these chunks: every move is for capacity.
+        assert_eq!(m["reason"], "capacity", "{m}");
         assert_eq!(m["from"], "cs1", "{m}");
         assert_eq!(m["bytes"], 1000 * 1024, "{m}");
     }

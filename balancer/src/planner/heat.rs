@@ -79,7 +79,12 @@ impl LoadBand {
 
 /// A rate as the planner trusts it: finite and not negative.
 pub(super) fn sane(rate: f64) -> f64 {
-    if rate.is_finite() { rate.max(0.0) } else { 0.0 }
+    // Written so that NaN and -0.0 both come out as +0.0.
+    if rate.is_finite() && rate > 0.0 {
+        rate
+    } else {
+        0.0
+    }
 }
 
 /// Mean of `reads` over the live servers of `view`.
@@ -107,10 +112,10 @@ pub(super) fn project(view: &ClusterView, reads: &mut [f64], mv: &PlannedMove) {
     reads[to] += rate;
 }
 
-/// Order key of a server by its reads/s (rates are never negative, so the
-/// bits of the float sort like the float).
+/// Order key of a server by its reads/s: the bits of a float that is not
+/// negative (nor -0.0, nor NaN) sort like the float.
 fn key(reads: f64, i: usize) -> (u64, u32) {
-    (reads.to_bits(), i as u32)
+    (sane(reads).to_bits(), i as u32)
 }
 
 impl Planner<'_> {

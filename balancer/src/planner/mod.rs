@@ -90,7 +90,11 @@ impl<'a> Planner<'a> {
         for chunk in in_flight.chunks().filter(|c| (c.0 as usize) < table.len()) {
             busy[chunk.0 as usize / 64] |= 1 << (chunk.0 % 64);
         }
-        let mut reads: Vec<f64> = view.servers.iter().map(|s| s.reads.reads_per_sec).collect();
+        let mut reads: Vec<f64> = view
+            .servers
+            .iter()
+            .map(|s| heat::sane(s.reads.reads_per_sec))
+            .collect();
         for mv in in_flight.moves() {
             project(view, &mut used, mv);
             heat::project(view, &mut reads, mv);

@@ -2,12 +2,14 @@
 //!
 //! # Layout
 //! - [`check`]: `check` and `plan` (read-only views).
+//! - [`load`]: the read-load half of `check` and `plan` in words.
 //! - [`execute`]: `execute --move CHUNK:FROM:TO` (operator moves, synchronous).
 //! - [`queue`]: `status`, `pause`, `resume` (the background move queue).
 //! - [`run`](mod@run): `run [--wait]` (queue a plan, optionally follow it to the end).
 
 pub mod check;
 pub mod execute;
+pub mod load;
 pub mod queue;
 pub mod run;
 

@@ -87,6 +87,7 @@ impl Dashboard {
             balance: b.status(),
             servers,
             threshold_pct: settings.policy.threshold_pct,
+            load_threshold_pct: settings.policy.load_threshold_pct,
             min_free_pct: settings.policy.min_free_pct,
             stuck_after_ms: u64::try_from(settings.stuck_after.as_millis()).unwrap_or(u64::MAX),
             stuck: b.mover().metrics().queue_stuck.load(Ordering::Relaxed) == 1,

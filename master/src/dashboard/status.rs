@@ -26,6 +26,8 @@ pub struct Inputs {
     pub servers: Vec<ServerStatus>,
     /// `--threshold-pct`.
     pub threshold_pct: f64,
+    /// `--load-threshold-pct` (0: load balancing off).
+    pub load_threshold_pct: f64,
     /// `--min-free-pct`.
     pub min_free_pct: f64,
     /// `--stuck-after`, in milliseconds.
@@ -54,7 +56,8 @@ pub struct Status {
     pub leader: bool,
     /// Whether a token guards the dashboard.
     pub auth: bool,
-    /// `--threshold-pct`, `--min-free-pct` and `--stuck-after`.
+    /// `--threshold-pct`, `--load-threshold-pct`, `--min-free-pct` and
+    /// `--stuck-after`.
     pub policy: Policy,
     /// Capacity-weighted average utilization of live servers.
     pub average_utilization_pct: f64,
@@ -85,6 +88,11 @@ pub struct Status {
 pub struct Policy {
     /// Band half-width in percentage points.
     pub threshold_pct: f64,
+    /// Load band half-width, percent of the mean client reads/s of live
+    /// servers (0: load balancing off). Each server's own reads and its
+    /// place against this band come with the server (`reads_per_sec`,
+    /// `load`).
+    pub load_threshold_pct: f64,
     /// Free-space floor in percent of capacity.
     pub min_free_pct: f64,
     /// Pending this long with nothing finished counts as stuck.
@@ -216,6 +224,7 @@ pub fn build(mut i: Inputs) -> Status {
         auth: i.auth,
         policy: Policy {
             threshold_pct: i.threshold_pct,
+            load_threshold_pct: i.load_threshold_pct,
             min_free_pct: i.min_free_pct,
             stuck_after_ms: i.stuck_after_ms,
             limits: i.balance.limits,

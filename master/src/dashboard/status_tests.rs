@@ -91,6 +91,7 @@ fn inputs(moves: Vec<MoveStatus>, stuck: bool) -> Inputs {
             server("d", 0, ServerState::Dead),
         ],
         threshold_pct: 20.0,
+        load_threshold_pct: 25.0,
         min_free_pct: 10.0,
         stuck_after_ms: 60_000,
         stuck,
@@ -129,6 +130,7 @@ fn servers_sit_against_the_band_and_the_floor() {
     assert_eq!(v["policy"]["max_concurrent_moves"], 6);
     assert_eq!(v["policy"]["max_concurrent_moves_auto"], true);
     assert_eq!(v["policy"]["max_moves_per_server"], 4);
+    assert_eq!(v["policy"]["load_threshold_pct"], 25.0);
     let f = &v["queue"]["recent_failures"][0];
     assert_eq!(
         (&f["state"], &f["last_error"]),

@@ -3,7 +3,8 @@
 //! Moves planned while the balancer is paused raise the stuck banner, naming
 //! the cause, once nothing has finished for `--stuck-after`; resuming clears
 //! it. Mid-rebalance (one overloaded server sending at 1 MiB/s) the page
-//! shows every server and the queue with its waiting reasons; once the
+//! shows every server (with its read load, when the master reports it), the
+//! load band, and the queue with its waiting reasons; once the
 //! rebalance is over, the replay steps and plays through its moves, and its
 //! bars start where the servers were and end where they are. On a master with
 //! tokens, the API answers 401 without one and the login form takes the
@@ -164,6 +165,39 @@ async fn cluster() -> Result<Cluster> {
     Ok(c)
 }
 
+/// The load band chip, from the master's policy (`--load-threshold-pct`,
+/// 25 by default); and, for every server whose read load `/api/status`
+/// reports, its reads/s line and its hot/cold mark as the master placed it.
+fn read_load_shows(b: &mut Browser) -> Result<()> {
+    let chips = b.eval("document.getElementById('chips').innerText")?;
+    ensure!(
+        chips
+            .as_str()
+            .is_some_and(|c| c.contains("load band ±25 %")),
+        "{chips}"
+    );
+    let live: Value = b.eval("fetch('/api/status').then(r => r.json())")?;
+    for s in live["servers"].as_array().context("servers")? {
+        let (Some(id), Some(reads)) = (s["id"].as_str(), s["reads_per_sec"].as_f64()) else {
+            continue;
+        };
+        let sel = format!("#servers .server[data-id=\"{id}\"]");
+        let shown = b.eval(&format!(
+            "[document.querySelector('{sel} .load .reads')?.textContent ?? '', \
+              document.querySelector('{sel}')?.dataset.load ?? '']"
+        ))?;
+        // The page may have polled once more since: a rate moves a little.
+        let text = shown[0].as_str().unwrap_or_default();
+        let on_page: f64 = text.trim_end_matches(" reads/s").parse().unwrap_or(-1.0);
+        ensure!(
+            text.ends_with(" reads/s") && (on_page - reads).abs() <= 1.0 + reads * 0.2,
+            "{id}: {shown} against {reads}"
+        );
+        ensure!(shown[1] == s["load"], "{id}: {shown} against {}", s["load"]);
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_a_rebalance_live_and_replays_it() -> Result<()> {
     let Some(chromium) = chromium() else {
@@ -221,6 +255,7 @@ async fn the_dashboard_shows_a_rebalance_live_and_replays_it() -> Result<()> {
             "{id}: {text:?}"
         );
     }
+    read_load_shows(&mut b)?;
     b.wait_for(
         "moves done (and in the replay), running and waiting",
         "document.querySelectorAll('#moves .move[data-state=running]').length > 0 \
