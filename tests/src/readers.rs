@@ -8,7 +8,7 @@
 //! from the FIRST replica listed and falls back to the next on an error; a
 //! NOT_FOUND (the chunk moved) asks the master again at once; a server over
 //! its `--max-reads` budget (RESOURCE_EXHAUSTED) is a refusal: the next
-//! replica is tried, and when every one refused the reader backs off a
+//! replica is tried, and when none served the read the reader backs off a
 //! little and tries again. Each read is checked against length and CRC32C.
 //!
 //! Every reader owns one channel per address, so a read's latency is the
@@ -41,7 +41,9 @@ use crate::zipf::Zipf;
 /// Attempts of one read (locates and rounds over the replicas) before it
 /// counts as failed.
 const ATTEMPTS: u32 = 40;
-/// Back-off after every replica refused, times the attempt number.
+/// Back-off after a round in which no replica served the read (but for a
+/// chunk that moved, which is asked of the master again at once), times the
+/// attempt number.
 const BUSY_BACKOFF: Duration = Duration::from_millis(5);
 /// Longest one `ReadChunk` may take before it counts as an error.
 const RPC_DEADLINE: Duration = Duration::from_secs(20);
@@ -356,7 +358,7 @@ impl Reader {
                     continue;
                 }
             };
-            let mut all_refused = true;
+            let mut moved = false;
             for (server, addr) in &replicas {
                 match self.read_from(addr, id).await {
                     Ok(data) => {
@@ -379,17 +381,17 @@ impl Reader {
                         last = format!("{server}: {}", s.message());
                     }
                     Err(s) => {
-                        all_refused = false;
                         last = format!("{server}: {s}");
                         if s.code() == tonic::Code::NotFound {
                             // Moved: ask the master again before anything else.
                             self.located.remove(id);
+                            moved = true;
                             break;
                         }
                     }
                 }
             }
-            if all_refused {
+            if !moved {
                 tokio::time::sleep(BUSY_BACKOFF * (attempt + 1)).await;
             }
         }
