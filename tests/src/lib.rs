@@ -16,6 +16,8 @@
 //! - [`keelctl`]: running the command line against a cluster.
 //! - [`master`], [`cs`], [`chunks`]: looking at and talking to the daemons.
 //! - [`faults`], [`ha`], [`certs`], [`load`]: harsher set-ups.
+//! - [`readers`], [`zipf`], [`traffic`]: readers with a Zipf-like skew and
+//!   the load band, for the traffic test and benchmark.
 //! - [`bench`]: what the benchmark binaries share.
 
 use std::path::PathBuf;
@@ -37,6 +39,9 @@ pub mod ha;
 pub mod keelctl;
 pub mod load;
 pub mod master;
+pub mod readers;
+pub mod traffic;
+pub mod zipf;
 
 pub use cluster::{Cluster, CsOpts};
 pub use daemon::Daemon;
