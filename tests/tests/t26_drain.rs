@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use keel_tests::chunks::{pattern, write};
-use keel_tests::master::locate;
+use keel_tests::master::{at, locate, wait_located};
 use keel_tests::{Cluster, CsOpts, wait_until};
 
 /// `keelctl servers --json`, as (id, state) pairs.
@@ -68,6 +68,12 @@ async fn a_drain_empties_the_server_under_the_rack_rule_and_survives_a_master_re
         for s in ["cs1", "cs3"] {
             write(&c.cs(s).url(), id, &data, 2).await?;
         }
+    }
+    // The master learns of the writes from heartbeats: a drain asked for
+    // before then finds nothing on cs1 to move.
+    for id in &ids {
+        let both = at(&[("cs1", true), ("cs3", true)]);
+        wait_located(&url, id, both, Duration::from_secs(10)).await?;
     }
     let (code, out, err) = c.keelctl(&["server", "drain", "cs1"])?;
     anyhow::ensure!(code == 0, "drain failed: {err}");

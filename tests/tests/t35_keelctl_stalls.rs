@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use keel_tests::chunks::{pattern, write};
-use keel_tests::master::locate;
+use keel_tests::master::{locate, locate_ordered};
 use keel_tests::{Cluster, CsOpts, Daemon, bin, wait_until};
 use serde_json::Value;
 
@@ -116,8 +116,9 @@ async fn get_moves_on_from_a_stalled_replica() -> Result<()> {
         },
     )
     .await?;
-    // Both are alive, so keelctl tries them in the master's order.
-    let order = locate(&url, "c35").await?.context("located")?;
+    // Both are alive, so keelctl tries them in the master's order (by load,
+    // then a hash of chunk and server among equals).
+    let order = locate_ordered(&url, "c35").await?.context("located")?;
     let (first, second) = (order[0].0.clone(), order[1].0.clone());
 
     let dest = c.dir.path().join("c35.out");
