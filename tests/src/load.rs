@@ -26,6 +26,7 @@ mod client;
 mod verify;
 pub mod watch;
 
+pub(crate) use client::chunkserver;
 pub use verify::Verified;
 pub use watch::{Poll, Watch, idle_spans, moving_spans, within};
 

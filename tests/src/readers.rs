@@ -32,7 +32,7 @@ use keel_proto::v1::chunk_server_client::ChunkServerClient;
 use keel_proto::v1::master_client::MasterClient;
 use keel_proto::v1::{LocateChunkRequest, ReadChunkRequest};
 use tokio::task::JoinHandle;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::faults::{Rng, quick_master};
 use crate::load::{Chunk, Percentiles, lock};
@@ -47,11 +47,6 @@ const ATTEMPTS: u32 = 40;
 const BUSY_BACKOFF: Duration = Duration::from_millis(5);
 /// Longest one `ReadChunk` may take before it counts as an error.
 const RPC_DEADLINE: Duration = Duration::from_secs(20);
-/// HTTP/2 windows and frame size of chunk-server channels, as `keelctl`
-/// sets them, so a frame rarely waits for a window update.
-const STREAM_WINDOW: u32 = 4 << 20;
-const CONNECTION_WINDOW: u32 = 8 << 20;
-const H2_FRAME: u32 = 256 << 10;
 
 /// Which part of a run a read belongs to; the driver sets it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -467,25 +462,10 @@ impl Reader {
         if let Some(c) = self.servers.get(addr) {
             return Ok(c.clone());
         }
-        let c = connect(addr)
+        let c = crate::load::chunkserver(addr)
             .await
             .map_err(|e| tonic::Status::unavailable(format!("connect {addr}: {e}")))?;
         self.servers.insert(addr.to_owned(), c.clone());
         Ok(c)
     }
-}
-
-/// A chunk-server client on a channel set up as `keelctl`'s is.
-async fn connect(url: &str) -> Result<ChunkServerClient<Channel>, tonic::transport::Error> {
-    let ch = Endpoint::from_shared(url.to_owned())?
-        .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true)
-        .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_frame_size(H2_FRAME)
-        .connect()
-        .await?;
-    Ok(ChunkServerClient::new(ch)
-        .max_decoding_message_size(keel_proto::MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(keel_proto::MAX_MESSAGE_BYTES))
 }

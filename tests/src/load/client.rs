@@ -277,7 +277,9 @@ impl Client {
 }
 
 /// A chunk-server client on a channel set up as a real client's is.
-async fn chunkserver(url: &str) -> Result<ChunkServerClient<Channel>, tonic::transport::Error> {
+pub(crate) async fn chunkserver(
+    url: &str,
+) -> Result<ChunkServerClient<Channel>, tonic::transport::Error> {
     let ch = Endpoint::from_shared(url.to_owned())?
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
