@@ -166,10 +166,10 @@ fn positions(o: &Outcome) -> (Positions, Positions) {
 
 type Positions = BTreeMap<String, LoadPosition>;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn even_bytes_hot_server_moves_for_load_only() -> Result<()> {
-    let o = scenario(EVEN_BYTES, &[]).await?;
-    let (before, after) = positions(&o);
+/// Asserts what every shape starts from: cs1 hot before the pass, and the
+/// pass moving for load. Returns the positions after it.
+fn hot_before_and_moved_for_load(o: &Outcome) -> Positions {
+    let (before, after) = positions(o);
     assert_eq!(
         before["cs1"],
         LoadPosition::Hot,
@@ -181,6 +181,13 @@ async fn even_bytes_hot_server_moves_for_load_only() -> Result<()> {
         "no load move: {:?}",
         o.pass.plan
     );
+    after
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn even_bytes_hot_server_moves_for_load_only() -> Result<()> {
+    let o = scenario(EVEN_BYTES, &[]).await?;
+    let after = hot_before_and_moved_for_load(&o);
     assert_eq!(o.pass.moves_for("capacity"), 0, "{:?}", o.pass.plan.moves);
     assert_eq!(
         after["cs1"],
@@ -197,18 +204,7 @@ async fn even_bytes_hot_server_moves_for_load_only() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_004_shape_cools_the_hot_server() -> Result<()> {
     let o = scenario(SEED_004, &[]).await?;
-    let (before, after) = positions(&o);
-    assert_eq!(
-        before["cs1"],
-        LoadPosition::Hot,
-        "readers' counts: {:?}",
-        o.before
-    );
-    assert!(
-        o.pass.moves_for("load") > 0,
-        "no load move: {:?}",
-        o.pass.plan
-    );
+    let after = hot_before_and_moved_for_load(&o);
     let reasons_ok = o
         .pass
         .plan
