@@ -49,6 +49,7 @@ pub fn stat(chunk: String, e: &Entry, deleting: bool, at: Stamp) -> StatChunkRes
         replica_id: e.replica,
         deleting,
         stamp: Some(stamp(at)),
+        suspect: e.suspect,
     }
 }
 
@@ -77,5 +78,37 @@ pub fn verified(chunk: String, replica: u64, verdict: Verdict, at: Stamp) -> Ver
             stamp,
             replica_id: replica,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stat_answer_carries_the_suspect_mark() {
+        let meta = ChunkMeta {
+            size: 10,
+            crc32c: 7,
+            replication: 2,
+        };
+        let mut e = Entry {
+            meta,
+            reads: 0,
+            replica: 42,
+            suspect: false,
+        };
+        let at = Stamp {
+            incarnation: 1,
+            seq: 3,
+        };
+        assert!(!stat("c".into(), &e, false, at).suspect);
+        e.suspect = true;
+        let r = stat("c".into(), &e, false, at);
+        assert!(
+            r.suspect,
+            "a read found it damaged: no delete may rely on it"
+        );
+        assert_eq!((r.replica_id, r.deleting), (42, false));
     }
 }

@@ -171,6 +171,11 @@ impl MasterReporter {
         let this = self.clone();
         let (chunk, detail) = (id.to_string(), detail.to_owned());
         let marks = self.marks.clone().map(|store| (store, id.clone()));
+        if let Some((store, id)) = &marks {
+            // In the index now, on disk below: a StatChunk answered meanwhile
+            // must not vouch for this copy.
+            store.doubt(id);
+        }
         tokio::spawn(async move {
             if let Some((store, id)) = marks {
                 let marked = tokio::task::spawn_blocking(move || store.mark_suspect(&id)).await;

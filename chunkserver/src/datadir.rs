@@ -10,6 +10,7 @@
 //!                        (holds the replica's identity): kept across restarts
 //!                        and failovers so no master counts them meanwhile
 //! <data-dir>/DRAINING    present while the server is marked for drain
+//! <data-dir>/INCARNATION the last process run's number (see `next_incarnation`)
 //! ```
 
 use std::collections::HashMap;
@@ -28,6 +29,9 @@ const ID_FILE: &str = "SERVER_ID";
 
 /// Present while the server is marked for drain.
 const DRAIN_FILE: &str = "DRAINING";
+
+/// The last run's number, so the next one is larger whatever the clock says.
+const INCARNATION_FILE: &str = "INCARNATION";
 
 /// An opened, locked data directory.
 #[derive(Debug)]
@@ -95,6 +99,29 @@ impl DataDir {
         };
         res.and_then(|()| sync_dir(&self.root))
             .map_err(|e| Error::io(ctx(), e))
+    }
+
+    /// The number of the run that starts now: `clock`, or one more than
+    /// the last run's when the clock is behind it (stepped back, or reset
+    /// on a board without a battery), kept durably before it is used. The
+    /// master ignores reports of a run older than one it has applied, so a
+    /// late report of a dead run can never pass for a live one.
+    pub fn next_incarnation(&self, clock: u64) -> Result<u64, Error> {
+        let path = self.root.join(INCARNATION_FILE);
+        let last = match std::fs::read_to_string(&path) {
+            Ok(s) => s.trim().parse::<u64>().map_err(|e| {
+                Error::Config(format!(
+                    "{} holds {:?}, not a run number: {e}; it is written by this server only",
+                    path.display(),
+                    s.trim()
+                ))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        };
+        let next = clock.max(last.saturating_add(1));
+        write_durably(&self.root, INCARNATION_FILE, &format!("{next}\n"))?;
+        Ok(next)
     }
 
     /// Moves chunk `id` from `chunks/` to `damaged/`, durably.
@@ -266,18 +293,24 @@ fn check_owner(root: &Path, server_id: &str) -> Result<(), Error> {
     }
 }
 
-/// Writes `SERVER_ID` with the same temp → fsync → rename dance as chunks.
+/// Writes `SERVER_ID`.
 fn write_owner(root: &Path, server_id: &str) -> Result<(), Error> {
-    let tmp = root.join(format!("{ID_FILE}.tmp"));
-    let ctx = || format!("writing {}", root.join(ID_FILE).display());
-    let mut f = File::create(&tmp).map_err(|e| Error::io(ctx(), e))?;
-    f.write_all(format!("{server_id}\n").as_bytes())
-        .and_then(|()| f.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, root.join(ID_FILE)))
-        .and_then(|()| sync_dir(root))
-        .map_err(|e| Error::io(ctx(), e))?;
+    write_durably(root, ID_FILE, &format!("{server_id}\n"))?;
     info!(id = server_id, dir = %root.display(), "data dir initialised");
     Ok(())
+}
+
+/// Writes `<root>/<name>` with the same temp → fsync → rename → dir fsync
+/// dance as chunks.
+fn write_durably(root: &Path, name: &str, contents: &str) -> Result<(), Error> {
+    let tmp = root.join(format!("{name}.tmp"));
+    let ctx = || format!("writing {}", root.join(name).display());
+    let mut f = File::create(&tmp).map_err(|e| Error::io(ctx(), e))?;
+    f.write_all(contents.as_bytes())
+        .and_then(|()| f.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, root.join(name)))
+        .and_then(|()| sync_dir(root))
+        .map_err(|e| Error::io(ctx(), e))
 }
 
 #[cfg(test)]
@@ -293,6 +326,21 @@ mod tests {
         let err = DataDir::open(&root, "cs2").expect_err("other id");
         assert!(matches!(err, Error::IdMismatch { .. }), "{err}");
         assert!(err.to_string().contains("belongs to chunk server \"cs1\""));
+    }
+
+    #[test]
+    fn runs_grow_even_when_the_clock_goes_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = DataDir::open(dir.path(), "cs1").expect("open");
+        assert_eq!(d.next_incarnation(1_000).expect("first"), 1_000);
+        assert_eq!(d.next_incarnation(5).expect("behind"), 1_001);
+        drop(d);
+        let d = DataDir::open(dir.path(), "cs1").expect("reopen");
+        assert_eq!(d.next_incarnation(7).expect("kept"), 1_002);
+        assert_eq!(d.next_incarnation(9_000).expect("ahead"), 9_000);
+        std::fs::write(dir.path().join(INCARNATION_FILE), "soon").expect("write");
+        let err = d.next_incarnation(1).expect_err("not a number");
+        assert!(err.to_string().contains("not a run number"), "{err}");
     }
 
     #[test]

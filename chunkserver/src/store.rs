@@ -62,7 +62,7 @@ pub struct Totals {
 /// grows with every change within one `incarnation` (one process run).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
-    /// Fixed for the life of the process; differs between runs.
+    /// Fixed for the life of the process; grows from one run to the next.
     pub incarnation: u64,
     /// The change-log sequence.
     pub seq: u64,
@@ -186,10 +186,11 @@ impl Store {
         if draining {
             info!("drain mark set: the master moves every chunk off this server");
         }
+        let incarnation = dir.next_incarnation(new_incarnation())?;
         Ok(Arc::new(Store {
             dir,
             capacity,
-            incarnation: new_incarnation(),
+            incarnation,
             draining: AtomicBool::new(draining),
             last_replica: AtomicU64::new(last_replica),
             state: Mutex::new(State {
@@ -525,10 +526,10 @@ impl Drop for Reservation {
     }
 }
 
-/// A number that grows from one run of the server to the next: the start
-/// time in nanoseconds (two runs on one data dir cannot overlap: it is
-/// locked). The master also accepts a smaller one once the previous run has
-/// gone silent, so a clock stepped back costs nothing lasting.
+/// The clock in nanoseconds: a run's number unless the clock is behind the
+/// last run's (see `DataDir::next_incarnation`, which keeps runs growing;
+/// two runs on one data dir cannot overlap: it is locked). Also the seed of
+/// replica identities.
 fn new_incarnation() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -111,3 +111,23 @@ fn reports_list_the_deletes_still_running() {
     drop(running);
     assert!(!store.is_deleting("a") && store.report(true).deleting.is_empty());
 }
+
+#[test]
+fn a_doubt_shows_at_once_and_its_durable_mark_still_follows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), "cs1", Some(10_000)).expect("open");
+    put(&store, "a", &[7; 300]);
+    store.doubt(&id("a"));
+    assert!(
+        store.entry("a").expect("a").suspect,
+        "suspect before any disk write"
+    );
+    // The durable mark is written although the index already says suspect.
+    store.mark_suspect(&id("a")).expect("mark");
+    drop(store);
+    let store = Store::open(dir.path(), "cs1", Some(10_000)).expect("reopen");
+    assert!(
+        store.entry("a").expect("a").suspect,
+        "the mark outlived the restart"
+    );
+}

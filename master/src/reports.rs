@@ -134,6 +134,16 @@ impl Reports {
                 stale: out.stale,
             };
         }
+        // A page of a dead run's report must neither add its replicas nor,
+        // on its last page, forget the ones the live run holds. The live
+        // run's own partial report, if any, is left alone.
+        if lock(meta).from_older_run(&hb) {
+            info!(server = %hb.id, report = page.report_id, page = page.page, "page of a report from an earlier run of the server ignored");
+            return Applied {
+                send_full_report: false,
+                stale: true,
+            };
+        }
         let id: Box<str> = hb.id.as_str().into();
         if page.page == 0 {
             let chunks = std::mem::take(&mut hb.chunks);
@@ -258,6 +268,19 @@ mod tests {
         }
     }
 
+    /// A full report of `chunks` from the server's run `incarnation`, at
+    /// change `seq` of that run.
+    fn stamped(incarnation: u64, seq: u64, chunks: &[&str]) -> Heartbeat {
+        Heartbeat {
+            stamp: Some(crate::meta::Stamp { incarnation, seq }),
+            ..hb(chunks, chunks.len() as u64)
+        }
+    }
+
+    fn empty_meta() -> Mutex<Meta> {
+        Mutex::new(Meta::new(MetaSettings::default()))
+    }
+
     fn page(report_id: u64, page: u32, last: bool) -> Page {
         Page {
             report_id,
@@ -267,11 +290,7 @@ mod tests {
     }
 
     fn setup(held: &[&str]) -> (Reports, Mutex<Meta>, Instant) {
-        let (r, m, now) = (
-            Reports::default(),
-            Mutex::new(Meta::new(MetaSettings::default())),
-            Instant::now(),
-        );
+        let (r, m, now) = (Reports::default(), empty_meta(), Instant::now());
         assert!(!r.apply(&m, hb(held, held.len() as u64), Page::default(), 0, now));
         (r, m, now)
     }
@@ -338,22 +357,25 @@ mod tests {
     }
 
     #[test]
-    fn a_report_overtaken_on_the_way_is_applied_as_stale() {
-        let (r, m, now) = (
-            Reports::default(),
-            Mutex::new(Meta::new(MetaSettings::default())),
-            Instant::now(),
+    fn pages_of_an_earlier_runs_report_change_nothing() {
+        let (r, m, now) = (Reports::default(), empty_meta(), Instant::now());
+        assert!(
+            !r.apply_report(&m, stamped(2, 1, &["a", "x"]), Page::default(), 0, now)
+                .stale
         );
-        let stamped = |seq, chunks: &[&str]| Heartbeat {
-            stamp: Some(crate::meta::Stamp {
-                incarnation: 1,
-                seq,
-            }),
-            ..hb(chunks, chunks.len() as u64)
-        };
-        let first = r.apply_report(&m, stamped(5, &["a"]), Page::default(), 0, now);
+        // A dead run's paged report, arriving late: every page is stale.
+        let first = r.apply_report(&m, stamped(1, 1, &["b"]), page(7, 0, false), 0, now);
+        let last = r.apply_report(&m, stamped(1, 1, &["c"]), page(7, 1, true), 0, now);
+        assert!(first.stale && last.stale);
+        assert_eq!(held(&m), ["a", "x"], "nothing added, nothing forgotten");
+    }
+
+    #[test]
+    fn a_report_overtaken_on_the_way_is_applied_as_stale() {
+        let (r, m, now) = (Reports::default(), empty_meta(), Instant::now());
+        let first = r.apply_report(&m, stamped(1, 5, &["a"]), Page::default(), 0, now);
         assert!(!first.stale);
-        let late = r.apply_report(&m, stamped(4, &["a", "b"]), Page::default(), 0, now);
+        let late = r.apply_report(&m, stamped(1, 4, &["a", "b"]), Page::default(), 0, now);
         assert!(
             late.stale,
             "a report stamped before the applied one is late"

@@ -67,9 +67,8 @@ pub enum Answer {
     /// A copy landed: its header's size and CRC, the stamp, the new
     /// replica's identity.
     Copied(u64, u32, Stamp, u64),
-    /// `StatChunk`: size and CRC of the indexed copy, its identity, and
-    /// whether a delete of it runs, and the server's stamp before the lookup.
-    Header(u64, u32, u64, bool, Stamp),
+    /// `StatChunk`: what the server holds under the chunk's id.
+    Header(Header),
     /// `VerifyChunk`: whole, or corrupt (moved aside).
     Whole(Stamp),
     /// `VerifyChunk` found the data damaged and moved it to `damaged/`;
@@ -85,6 +84,26 @@ pub enum Answer {
     Unavailable,
     /// DATA_LOSS: the source's bytes failed the CRC check.
     DataLoss,
+}
+
+/// A `StatChunk` answer: the indexed copy's header and identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Size its header states.
+    pub size: u64,
+    /// CRC32C its header states.
+    pub crc32c: u32,
+    /// Its identity (generation).
+    pub replica: u64,
+    /// Whether a delete of it runs.
+    pub deleting: bool,
+    /// Whether the server marks it suspect.
+    pub suspect: bool,
+    /// The server's stamp at the lookup.
+    pub stamp: Stamp,
+    /// When the server looked (ground truth for the invariants: a fault
+    /// after this instant is one the answer could not show).
+    pub at: std::time::Duration,
 }
 
 impl ChunkServer {

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use keel_master::balance::Start;
-use keel_master::meta::Deletion;
+use keel_master::meta::{Deletion, Held};
 use keel_master::mover::{ConfirmStep, Confirmation};
 
 use crate::chunkserver::Answer;
@@ -43,8 +43,8 @@ pub struct Confirming {
     then: Then,
     /// The master's confirmation.
     steps: Confirmation,
-    /// The copies confirmed: generation, and when (ground truth for the
-    /// invariants; the master never sees it).
+    /// The copies confirmed: generation, and when their server answered
+    /// (ground truth for the invariants; the master never sees it).
     relied: Vec<(u64, Duration)>,
 }
 
@@ -96,15 +96,22 @@ impl SimMaster {
         answer: Option<Answer>,
     ) {
         let header = match answer {
-            Some(Answer::Header(size, crc, replica, deleting, _)) => {
-                Some((size, crc, replica, deleting))
-            }
+            Some(Answer::Header(h)) => Some(h),
             _ => None,
         };
-        if c.steps.answered(cx.instant(), header)
-            && let Some((_, _, replica, _)) = header
+        let seen = header.map(|h| Held {
+            size: h.size,
+            crc32c: h.crc32c,
+            replica: h.replica,
+            deleting: h.deleting,
+            suspect: h.suspect,
+        });
+        if c.steps.answered(cx.instant(), seen)
+            && let Some(h) = header
         {
-            c.relied.push((replica, cx.sched.now));
+            // Dated by when the server looked, not when its answer arrived:
+            // a fault while the answer travels is one it could not show.
+            c.relied.push((h.replica, h.at));
         }
         self.confirm_step(cx, c);
     }

@@ -57,6 +57,7 @@ fn master_up(w: &mut World, m: usize) {
     w.applied_built[m]
         .iter_mut()
         .for_each(|b| *b = Duration::ZERO);
+    w.master_started[m] = w.sched.now;
     if let Some(l) = w.etcd.leader {
         master
             .lead

@@ -2,7 +2,7 @@
 //!
 //! 1. [`last_copy`]: no delete ever removes the last whole copy of a chunk,
 //!    unless every copy it was confirmed to rely on was lost to a fault
-//!    after that confirmation (a double fault no step can see).
+//!    after its server answered for it (a double fault no step can see).
 //! 2. [`decided_term`]: no delete decided under an older term is carried out.
 //! 3. [`named_replica`]: a delete removes only the replica it was decided
 //!    for (never a newer copy, never a whole one when it meant a damaged one).
@@ -51,9 +51,10 @@ pub fn check_delete(f: &DeleteFacts<'_>) -> Result<(), String> {
 /// Invariant 1: no delete removes the last intact copy, unless every copy
 /// its master confirmed right before it (`StatChunk`: held, this replica,
 /// the chunk's header, no delete running) was then lost to a fault — its
-/// rot found, its file vanished — while the delete was on its way. No
-/// protocol step can see that: it is the double fault this rule excludes.
-/// A copy the protocol itself deleted is never such a fault.
+/// rot found, its file vanished — after its server answered, while the
+/// answer and then the delete were on their way. No protocol step can see
+/// that: it is the double fault this rule excludes. A copy the protocol
+/// itself deleted is never such a fault.
 pub fn last_copy(f: &DeleteFacts<'_>) -> Result<(), String> {
     if f.before > 0 && f.after == 0 && !f.double_fault {
         return Err(format!(

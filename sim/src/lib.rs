@@ -111,6 +111,7 @@ fn build(seed: u64) -> World {
         violations: Vec::new(),
         gone_at: BTreeMap::new(),
         applied_built: vec![vec![Duration::ZERO; n]; masters],
+        master_started: vec![Duration::ZERO; masters],
         steps: 0,
         trace: false,
         keep_going: false,

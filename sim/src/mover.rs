@@ -366,14 +366,12 @@ impl SimMaster {
                 self.end_copy(cx, start, Err((true, "copy failed".into())))
             }
             (Stage::Copying, _) => self.end_copy(cx, start, Err((false, "refused".into()))),
-            (Stage::Stat, Some(Answer::Header(_, _, _, true, _))) => {
+            (Stage::Stat, Some(Answer::Header(h))) if h.deleting => {
                 self.end_copy(cx, start, Err((true, "the target is deleting it".into())))
             }
-            (Stage::Stat, Some(Answer::Header(s, c, replica, false, at)))
-                if s == size && c == crc =>
-            {
+            (Stage::Stat, Some(Answer::Header(h))) if h.size == size && h.crc32c == crc => {
                 cx.accepted.push((idx(&t.to), t.chunk.clone()));
-                self.copied(cx, start, Some(at), replica, term)
+                self.copied(cx, start, Some(h.stamp), h.replica, term)
             }
             (Stage::Stat, Some(Answer::Header(..))) => {
                 self.end_copy(cx, start, Err((false, "different chunk".into())))

@@ -54,7 +54,7 @@ pub enum Request {
         /// Which step decided it: `trim`, `move source`, `damaged copy`.
         kind: &'static str,
         /// The copies its master confirmed it relies on (ground truth):
-        /// each one's generation and when its confirmation arrived.
+        /// each one's generation and when its server answered for it.
         relied: Vec<(u64, Duration)>,
     },
     /// `VerifyChunk`.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use keel_balancer::sim::Rng;
 
-use crate::chunkserver::{Answer, ChunkServer, File};
+use crate::chunkserver::{Answer, ChunkServer, File, Header};
 use crate::invariants;
 use crate::master::{Ctx, SimMaster};
 use crate::net::{Event, Intent, Request, Scheduler, Weather};
@@ -74,6 +74,8 @@ pub struct World {
     pub gone_at: BTreeMap<(usize, String), Duration>,
     /// Per master and server: when the newest report it applied was built.
     pub applied_built: Vec<Vec<Duration>>,
+    /// When each master's current process started.
+    pub master_started: Vec<Duration>,
     /// Events run.
     pub steps: u64,
     /// Whether this seed turns copies into other bytes under the same id.
@@ -253,6 +255,18 @@ impl World {
                 self.with_master(to, |m, cx| m.answered(cx, op, Some(answer)))
             }
             Event::Heartbeat {
+                built, to, from, ..
+            } if built < self.master_started[to] => {
+                // Sent over a connection to the master's previous process,
+                // which died with it: TCP brings nothing sent before a
+                // restart to the new process (seed 137143: a full report
+                // held up past the restart, then the server's delta built
+                // on what the previous process had acknowledged).
+                if self.trace {
+                    eprintln!("             dropped: sent to m{to}'s previous process (cs{from})");
+                }
+            }
+            Event::Heartbeat {
                 to,
                 from,
                 hb,
@@ -288,8 +302,11 @@ impl World {
                 let srv = &mut self.servers[on];
                 if srv.up && srv.incarnation == incarnation {
                     let a = srv.verify(&chunk);
-                    if matches!(a, Answer::Corrupt(..)) {
+                    if let Answer::Corrupt(_, g) = a {
+                        // Its rot found: lost to a fault from now on, as
+                        // when a client's read finds it (seed 206657).
                         self.note_gone(on, &chunk);
+                        self.note_fault(g);
                     }
                     self.answer(on, master, op, a);
                 }
@@ -406,9 +423,15 @@ impl World {
                 let srv = &self.servers[to];
                 let deleting = srv.deleting.contains_key(&chunk);
                 let a = match srv.files.get(&chunk) {
-                    Some(f) => {
-                        Answer::Header(f.size, f.crc32c, f.generation, deleting, srv.stamp())
-                    }
+                    Some(f) => Answer::Header(Header {
+                        size: f.size,
+                        crc32c: f.crc32c,
+                        replica: f.generation,
+                        deleting,
+                        suspect: f.suspect,
+                        stamp: srv.stamp(),
+                        at: self.sched.now,
+                    }),
                     None => Answer::NotFound,
                 };
                 self.answer(to, from, op, a);

@@ -68,12 +68,19 @@ const FOUND: &[u64] = &[
     9046,   // the same unplanned drain, reported drained (3 servers, 2 masters)
     9703,   // a StatChunk overtaking a DeleteChunk on one connection (sim)
     17907,  // a late report of a dead run
+    27308,  // a second late report of the same dead run
     30778,  // a late whole verdict clearing a suspect mark
+    38051,  // a source delete naming no replica, held up, removed a new copy
+    50567,  // a StatChunk answer dated by its arrival, not its lookup (sim)
     53975,  // an ignored late report taken as applied (sim)
     56305,  // a trim stopped by a term change never reconsidered
     80432,  // a delta's copy dropped while a delete ran
+    96065,  // a staying copy a read had found rotten confirmed by its header
+    99625,  // the same dating, after a drain's trim (sim)
     107589, // a delta applied on a full report of another run
     113451, // a confirmation answer taken after a freeze, past its deadline
+    137143, // a report sent to a master's previous process, taken by its successor (sim)
+    206657, // rot found by a verification not counted as the fault it is (sim)
 ];
 
 #[test]

@@ -82,17 +82,27 @@ impl Store {
     /// a crash or a failover meanwhile leaves it reported suspect, so no
     /// master counts it until one has it verified. Returns its identity.
     /// Blocking.
+    /// The mark is written even when the index already says suspect: `doubt`
+    /// marks the index first, and only this write makes the mark last.
     pub fn mark_suspect(&self, id: &ChunkId) -> Result<u64, Error> {
         let key = id.as_str();
         let e = self.entry(key)?;
-        if e.suspect {
-            return Ok(e.replica);
-        }
         self.dir
             .mark_suspect(key, e.replica)
             .map_err(|err| Error::io(format!("marking chunk {key} suspect"), err))?;
         self.set_suspect(key, e.replica, true);
         Ok(e.replica)
+    }
+
+    /// Marks the replica of `id` suspect in the index at once, without
+    /// waiting for the disk: from this call on, `StatChunk` and heartbeats
+    /// report it suspect, so no delete is confirmed against a copy a read has
+    /// just found rotten while its durable mark (`mark_suspect`) is written.
+    pub fn doubt(&self, id: &ChunkId) {
+        let key = id.as_str();
+        if let Ok(e) = self.entry(key) {
+            self.set_suspect(key, e.replica, true);
+        }
     }
 
     /// Clears the suspect mark of `id`, on disk and in the index. Blocking.

@@ -92,6 +92,26 @@ impl Meta {
             let dropped = (before - hb.chunks.len()) as u64;
             hb.chunk_count = hb.chunk_count.saturating_sub(dropped);
         }
+        // A dead run's report says nothing of the server now: not even
+        // that it lives.
+        if let Some(no) = self.server_no(&hb.id)
+            && self.is_from_older_run(no, hb.stamp)
+        {
+            // Also what a server restarted with a lost INCARNATION file and
+            // a clock behind its last run sees: say so where operators look.
+            tracing::warn!(
+                server = %hb.id,
+                run = hb.stamp.map(|s| s.incarnation),
+                known_run = self.servers[no as usize].stamp.map(|s| s.incarnation),
+                "report from an earlier run of the server ignored (a late report of a dead run, \
+                 or a server restarted with its run number gone backwards: restore its \
+                 INCARNATION file or set its clock right)"
+            );
+            return HeartbeatOutcome {
+                stale: true,
+                ..HeartbeatOutcome::default()
+            };
+        }
         let (no, registered, revived) = self.touch_server(&hb, now);
         let mut out = HeartbeatOutcome {
             send_full_report: false,
@@ -100,15 +120,6 @@ impl Meta {
             stale: false,
         };
         let id = self.servers[no as usize].id.clone();
-        if self.is_from_older_run(no, hb.stamp, now) {
-            tracing::info!(server = %id, "report from an earlier run of the server arrived late; ignored");
-            out.stale = true;
-            return out;
-        }
-        if self.switch_to_older_run(no, hb.stamp, now) {
-            out.send_full_report = true;
-            return out;
-        }
         // A chunk server sends its reports one after another: one stamped
         // before a report already applied was overtaken on the way, and its
         // chunk list is older than what the master knows (a replica deleted
@@ -164,7 +175,7 @@ impl Meta {
             }
             out.send_full_report |= self.doubt_deleting(no, &hb.deleting);
         }
-        self.advance_stamp(no, hb.stamp, now);
+        self.advance_stamp(no, hb.stamp);
         // The balancer's view follows now, unless a pass holds it.
         self.chunks.flush(false);
         out
@@ -188,36 +199,23 @@ impl Meta {
     }
 
     /// Whether `stamp` comes from a run of the server older than the one
-    /// whose reports arrive now (a report delayed past a restart). A run
-    /// silent for the heartbeat timeout no longer counts as the newer one.
-    fn is_from_older_run(&self, no: ServerNo, stamp: Option<Stamp>, now: Instant) -> bool {
-        let s = &self.servers[no as usize];
-        let recent = s
-            .stamp_seen
-            .is_some_and(|t| now.saturating_duration_since(t) <= self.settings.heartbeat_timeout);
-        recent && matches!((stamp, s.stamp), (Some(s), Some(k)) if s.incarnation < k.incarnation)
+    /// whose reports were applied: a report delayed past a restart, whose
+    /// list would bring back replicas lost since. A chunk server's runs
+    /// only grow (it keeps the last one in its data dir, whatever its
+    /// clock says), so an older run is a dead one, however long the newer
+    /// one has been silent: seed 17907 took the first such report as a
+    /// clock stepped back and asked for a full report, and seed 27308 then
+    /// applied a second late report of the same dead run as that report.
+    /// Whether `hb` comes from an earlier run of a server the master knows a
+    /// later run of: such a report, or any page of one, is ignored whole.
+    pub fn from_older_run(&self, hb: &Heartbeat) -> bool {
+        self.server_no(&hb.id)
+            .is_some_and(|no| self.is_from_older_run(no, hb.stamp))
     }
 
-    /// A report from a run older than the last applied one, taken only
-    /// because that run went silent: a restart whose clock stepped back, or
-    /// a report of a dead run delayed past a newer one's (its list would
-    /// bring back replicas lost since). Either way its list is not applied:
-    /// its run becomes the one whose reports count, and a full report is
-    /// asked for (a late report's run never sends it). Returns whether so.
-    fn switch_to_older_run(&mut self, no: ServerNo, stamp: Option<Stamp>, now: Instant) -> bool {
-        let s = &mut self.servers[no as usize];
-        let (Some(got), Some(known)) = (stamp, s.stamp) else {
-            return false;
-        };
-        if got.incarnation >= known.incarnation {
-            return false;
-        }
-        tracing::info!(server = %s.id, "report from an older run after the newer one went silent; asking for a full report before counting it");
-        s.stamp = Some(got);
-        s.stamp_seen = Some(now);
-        s.fresh.clear();
-        s.synced = false;
-        true
+    fn is_from_older_run(&self, no: ServerNo, stamp: Option<Stamp>) -> bool {
+        let known = self.servers[no as usize].stamp;
+        matches!((stamp, known), (Some(s), Some(k)) if s.incarnation < k.incarnation)
     }
 
     /// Whether a delta stamped `stamp` comes from another run than the
@@ -252,7 +250,7 @@ impl Meta {
 
     /// Records the report's stamp and forgets the changes it covers (and
     /// every change stamped by another run).
-    fn advance_stamp(&mut self, no: ServerNo, stamp: Option<Stamp>, now: Instant) {
+    fn advance_stamp(&mut self, no: ServerNo, stamp: Option<Stamp>) {
         let Some(stamp) = stamp else {
             return;
         };
@@ -261,7 +259,6 @@ impl Meta {
             Some(k) if k.incarnation == stamp.incarnation => k.max(stamp),
             _ => stamp,
         });
-        s.stamp_seen = Some(now);
         if !s.fresh.is_empty() {
             s.fresh
                 .retain(|_, f| f.at.incarnation == stamp.incarnation && f.at > stamp);

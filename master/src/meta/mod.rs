@@ -74,7 +74,7 @@ pub use redundancy::{FULL_SCAN_EVERY, Redundancy, Verify, VerifyOutcome};
 pub use repairs::{QueuedCopies, Repair, RepairPlan};
 pub use server::{Excluded, ServerEntry, ServerState, Stamp};
 pub use snapshot::{ViewSnapshot, find_sorted};
-pub use staying::Staying;
+pub use staying::{Held, Staying};
 pub use trims::Deletion;
 pub use view::{Location, ReplicaLocation, RunningCopy, ServerStatus};
 

@@ -382,13 +382,24 @@ impl Meta {
     }
 
     /// Whether the source replica of a finished copy may go: the master must
-    /// itself see at least `replication` whole replicas on live servers other
-    /// than the source, none of them under suspicion of corruption. The error
-    /// says how many it sees.
+    /// still count that replica on the source, and itself see at least
+    /// `replication` whole replicas on live servers other than the source,
+    /// none of them under suspicion of corruption. The error says why not.
+    ///
+    /// A source the master no longer counts (its copy vanished, or a failed
+    /// delete left it in doubt) has no identity to name: a delete sent then
+    /// would carry replica 0, "whatever is held", and remove a copy that
+    /// lands there later while it is held up on the way (seed 38051).
     pub fn source_deletable(&self, chunk: &str, from: ServerNo) -> Result<(), String> {
         let Some(c) = self.chunks.get(chunk) else {
             return Err(format!("chunk {chunk} is no longer known"));
         };
+        if !c.holds(from) {
+            return Err(format!(
+                "{} no longer holds a replica of {chunk} the master counts",
+                self.server(from).id
+            ));
+        }
         let others = c
             .servers()
             .filter(|&s| s != from && self.server(s).alive && !self.is_suspect(chunk, s))

@@ -115,8 +115,6 @@ pub struct ServerEntry {
     pub drain_left: Option<u64>,
     /// The stamp of the newest report applied.
     pub stamp: Option<Stamp>,
-    /// When `stamp` last advanced.
-    pub stamp_seen: Option<Instant>,
     /// Changes recorded ahead of this server's reports, by chunk.
     pub fresh: HashMap<Box<str>, Fresh>,
     /// Its client reads as last reported (zeroed when it dies).
@@ -149,7 +147,6 @@ impl ServerEntry {
             migrate_rate: 0,
             drain_left: None,
             stamp: None,
-            stamp_seen: None,
             fresh: HashMap::new(),
             reads: super::reads::ServerReads::default(),
             hot: Vec::new(),

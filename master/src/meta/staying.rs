@@ -38,20 +38,34 @@ pub struct Staying {
     pub need: usize,
 }
 
+/// What a holder answers `StatChunk` with: the copy it holds now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    /// Size its header states.
+    pub size: u64,
+    /// CRC32C its header states.
+    pub crc32c: u32,
+    /// Its identity.
+    pub replica: u64,
+    /// A delete of it runs there.
+    pub deleting: bool,
+    /// Its server marks it suspect (a read found it damaged, or a
+    /// verification of it has not ended).
+    pub suspect: bool,
+}
+
 impl Staying {
     /// Whether a `StatChunk` answer from the holder with replica `expect`
-    /// confirms it: the same replica, the chunk's header, no delete running.
-    pub fn confirms(
-        &self,
-        expect: u64,
-        size: u64,
-        crc32c: u32,
-        replica: u64,
-        deleting: bool,
-    ) -> bool {
-        !deleting
-            && size == self.size
-            && crc32c == self.crc32c
-            && (expect == 0 || replica == expect)
+    /// confirms it: the same replica, the chunk's header, no delete running,
+    /// and not marked suspect by its server. The mark matters because the
+    /// header is all a `StatChunk` reads: a copy a client's read found
+    /// rotten a moment ago still has a whole-looking header, and the
+    /// heartbeat saying so may not have arrived yet (seed 96065).
+    pub fn confirms(&self, expect: u64, held: &Held) -> bool {
+        !held.deleting
+            && !held.suspect
+            && held.size == self.size
+            && held.crc32c == self.crc32c
+            && (expect == 0 || held.replica == expect)
     }
 }

@@ -239,15 +239,19 @@ fn a_late_report_of_a_dead_run_brings_no_replica_back() {
     apply(&mut m, newer, t0);
     assert!(m.chunk("x").is_none(), "the newer run lost it");
     let later = t0 + MetaSettings::default().heartbeat_timeout * 2;
-    let out = apply(&mut m, old, later);
-    assert!(out.send_full_report, "asked for a full report first");
+    m.sweep_liveness(later);
+    let out = apply(&mut m, old.clone(), later);
+    assert!(out.stale, "ignored, although the newer run went silent");
+    assert!(!out.revived && !m.server_by_id("a").expect("a").alive);
     assert!(m.chunk("x").is_none(), "the late list is not applied");
-    // A run whose clock stepped back is counted from its next full report.
-    let mut again = hb("a", true, vec![rep("x", 10)], &[], 1);
-    again.stamp = run(3, 2);
-    let out = apply(&mut m, again, later);
-    assert!(!out.send_full_report);
-    assert!(m.chunk("x").is_some());
+    // Seed 27308: a second late report of the same dead run, which the
+    // first one had made the run whose reports count.
+    let out = apply(&mut m, old, later);
+    assert!(out.stale);
+    assert!(m.chunk("x").is_none(), "nor the second one");
+    let mut newest = hb("a", true, vec![], &[], 0);
+    newest.stamp = run(5, 0);
+    assert!(!apply(&mut m, newest, later).stale, "a newer run counts");
     m.check().expect("invariants");
 }
 
@@ -353,4 +357,31 @@ fn a_delta_of_another_run_than_the_last_full_report_is_not_applied() {
         m.chunk("x").is_none(),
         "the current run's full report counts"
     );
+}
+
+#[test]
+fn a_source_the_master_no_longer_counts_is_not_deleted() {
+    // Seed 38051: a move's copy answer reached a master frozen meanwhile;
+    // the source's copy had vanished and a report said so, yet the source
+    // delete went out naming replica 0 ("whatever is held"), was held up
+    // 13 s, and removed a repair copy that had landed there since.
+    let now = Instant::now();
+    let mut m = Meta::new(MetaSettings::default());
+    for (i, id) in ["a", "b", "c"].into_iter().enumerate() {
+        let mut r = rep("x", 10);
+        r.replica_id = 100 + i as u64;
+        apply(&mut m, hb(id, true, vec![r], &[], 1), now);
+    }
+    let (a, b) = (m.server_no("a").expect("a"), m.server_no("b").expect("b"));
+    m.source_deletable("x", a).expect("b and c stay");
+    apply(&mut m, hb("a", true, vec![], &[], 0), now);
+    let why = m.source_deletable("x", a).expect_err("nothing to name");
+    assert!(why.contains("no longer holds"), "{why}");
+    m.doubt_replica("x", b);
+    let why = m
+        .source_deletable("x", b)
+        .expect_err("a doubted source waits");
+    assert!(why.contains("no longer holds"), "{why}");
+    m.source_deletable("x", m.server_no("c").expect("c"))
+        .expect_err("c is the last one counted");
 }

@@ -9,7 +9,7 @@ use keel_proto::v1::StatChunkRequest;
 use tracing::info;
 
 use super::{Mover, SMALL_RPC_TIMEOUT};
-use crate::meta::{ServerAddr, ServerNo, Staying, lock};
+use crate::meta::{Held, ServerAddr, ServerNo, Staying, lock};
 
 /// How long the whole confirmation may take: an answer that took longer
 /// says what its server held too long ago to rely on.
@@ -74,21 +74,19 @@ impl Confirmation {
         }
     }
 
-    /// The holder last asked answered at `now` (size, CRC32C, replica
-    /// identity, whether a delete of it runs), or did not (`None`). Returns
+    /// The holder last asked answered at `now` with what it holds, or did
+    /// not (`None`). Returns
     /// whether the answer confirmed it. An answer taken after the deadline
     /// confirms nothing, whatever the call's own timeout said: a master
     /// frozen meanwhile finds the answer and the expired timer ready at
     /// once, and the answer says what was held too long ago.
-    pub fn answered(&mut self, now: Instant, answer: Option<(u64, u32, u64, bool)>) -> bool {
+    pub fn answered(&mut self, now: Instant, answer: Option<Held>) -> bool {
         let Some(&(_, expect)) = self.staying.holders.get(self.at) else {
             return false;
         };
         self.at += 1;
-        let ok = now <= self.deadline
-            && answer.is_some_and(|(size, crc, replica, deleting)| {
-                self.staying.confirms(expect, size, crc, replica, deleting)
-            });
+        let ok =
+            now <= self.deadline && answer.is_some_and(|held| self.staying.confirms(expect, &held));
         self.confirmed += usize::from(ok);
         ok
     }
@@ -97,7 +95,8 @@ impl Confirmation {
 impl Mover {
     /// Confirms with their servers that at least the chunk's factor of the
     /// replicas of `chunk` other than the one on `from` are still held,
-    /// whole-looking and not being deleted, all within [`CONFIRM_WITHIN`].
+    /// whole-looking, not being deleted and not marked suspect by their
+    /// servers, all within [`CONFIRM_WITHIN`].
     /// The error says why not.
     pub(super) async fn confirm_staying(&self, chunk: &str, from: ServerNo) -> Result<(), String> {
         let Some(staying) = lock(&self.meta).staying(chunk, from) else {
@@ -124,14 +123,14 @@ impl Mover {
         }
     }
 
-    /// `StatChunk` of `chunk` on `server`: size, CRC32C, replica identity,
-    /// whether a delete of it runs; `timeout` is its deadline.
+    /// `StatChunk` of `chunk` on `server`: what it holds; `timeout` is its
+    /// deadline.
     async fn stat(
         &self,
         chunk: &str,
         server: &ServerAddr,
         timeout: Duration,
-    ) -> Result<(u64, u32, u64, bool), String> {
+    ) -> Result<Held, String> {
         let mut c = self
             .clients
             .client(&server.address)
@@ -148,13 +147,29 @@ impl Mover {
             Err(_) => return Err("stat timed out".into()),
         };
         let h = r.header.ok_or("the answer has no header")?;
-        Ok((h.size, h.crc32c, r.replica_id, r.deleting))
+        Ok(Held {
+            size: h.size,
+            crc32c: h.crc32c,
+            replica: r.replica_id,
+            deleting: r.deleting,
+            suspect: r.suspect,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn held(replica: u64, deleting: bool) -> Held {
+        Held {
+            size: 10,
+            crc32c: 99,
+            replica,
+            deleting,
+            suspect: false,
+        }
+    }
 
     fn staying(need: usize) -> Staying {
         let holder = |id: &str, replica| {
@@ -178,9 +193,9 @@ mod tests {
         let t0 = Instant::now();
         let mut c = Confirmation::new(staying(1), t0);
         assert!(matches!(c.next(t0), ConfirmStep::Ask { server, .. } if server.id == "a"));
-        assert!(!c.answered(t0, Some((10, 99, 6, false))), "another replica");
+        assert!(!c.answered(t0, Some(held(6, false))), "another replica");
         assert!(matches!(c.next(t0), ConfirmStep::Ask { server, .. } if server.id == "b"));
-        assert!(c.answered(t0, Some((10, 99, 8, false))));
+        assert!(c.answered(t0, Some(held(8, false))));
         assert_eq!(c.next(t0), ConfirmStep::Confirmed);
     }
 
@@ -188,7 +203,7 @@ mod tests {
     fn too_few_or_too_late_refuse() {
         let t0 = Instant::now();
         let mut c = Confirmation::new(staying(2), t0);
-        c.answered(t0, Some((10, 99, 7, true)));
+        c.answered(t0, Some(held(7, true)));
         c.answered(t0, None);
         assert!(
             matches!(c.next(t0), ConfirmStep::Refused(_)),
@@ -207,9 +222,22 @@ mod tests {
         // Seed 113451: the answer was on time, the frozen master took it late.
         let mut c = c;
         let late = t0 + CONFIRM_WITHIN + Duration::from_millis(1);
-        assert!(
-            !c.answered(late, Some((10, 99, 7, false))),
-            "taken too late"
-        );
+        assert!(!c.answered(late, Some(held(7, false))), "taken too late");
+    }
+
+    #[test]
+    fn a_replica_its_server_marks_suspect_confirms_nothing() {
+        // Seed 96065: a client's read found the staying copy rotten and its
+        // server marked it; the header still matched, the heartbeat saying
+        // so was on its way, and the trim deleted the last whole copy.
+        let t0 = Instant::now();
+        let mut c = Confirmation::new(staying(1), t0);
+        let marked = Held {
+            suspect: true,
+            ..held(7, false)
+        };
+        assert!(!c.answered(t0, Some(marked)), "suspect");
+        assert!(c.answered(t0, Some(held(8, false))), "b is whole");
+        assert_eq!(c.next(t0), ConfirmStep::Confirmed);
     }
 }
