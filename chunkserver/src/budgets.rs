@@ -13,6 +13,11 @@ use keel_proto::budget::{Budgets, Method};
 /// header, and so holds no transfer slot, pins at most this much.
 pub const WRITE_MESSAGE_BYTES: usize = 4 * keel_proto::FRAME_BYTES;
 
+/// Largest message a copy's source may send: sources frame at
+/// [`keel_proto::FRAME_BYTES`], so four frames' worth leaves room while
+/// bounding what one message of a slow or hostile source pins.
+pub const COPY_MESSAGE_BYTES: usize = 4 * keel_proto::FRAME_BYTES;
+
 /// The chunk server's budgets.
 pub fn budgets() -> Budgets {
     let unbounded = |message| Method {

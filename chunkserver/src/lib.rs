@@ -10,7 +10,8 @@
 //! - [`store`]: the index, capacity accounting and reservations.
 //! - [`report`]: which changes the master has not acknowledged yet.
 //! - [`mod@write`], [`read`], [`transfer`]: `WriteChunk`, `ReadChunk`, `CopyChunk`;
-//!   [`reads`]: the read slots; [`verify`]: `VerifyChunk` at a bounded cost.
+//!   [`reads`]: the read slots; [`verify`]: `VerifyChunk` at a bounded cost;
+//!   [`read_route`]: `ReadChunk`'s answer sent below tonic's encoder.
 //! - [`sink`]: the pipelined writer behind writes and copies.
 //! - [`throttle`]: the migration bandwidth bucket; [`throttle::auto`] its
 //!   controller for `--migrate-bandwidth auto`, fed by [`latency`], which
@@ -49,6 +50,7 @@ pub mod node;
 pub mod p99;
 pub mod peer;
 pub mod read;
+pub mod read_route;
 pub mod reads;
 pub mod report;
 pub mod service;
@@ -142,9 +144,11 @@ pub async fn run(
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .map_err(|e| Error::Config(format!("reflection: {e}")))?;
-    let chunkserver = ChunkServerServer::new(ChunkService::new(Arc::clone(&node)))
+    let service = Arc::new(ChunkService::new(Arc::clone(&node)));
+    let chunkserver = ChunkServerServer::from_arc(Arc::clone(&service))
         .max_decoding_message_size(keel_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(keel_proto::MAX_MESSAGE_BYTES);
+    let chunkserver = read_route::ReadRoute::new(chunkserver, service);
     // Timed inside the token check, as on the master.
     let chunkserver =
         keel_proto::rpc_timing::Timed::new(chunkserver, Arc::clone(&node.traffic.rpc));

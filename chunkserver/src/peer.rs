@@ -62,6 +62,16 @@ fn endpoint(url: &str, token: &AttachToken) -> Result<Endpoint, String> {
         .max_frame_size(H2_FRAME))
 }
 
+/// Connects to the chunk server at `url` now, as a channel that attaches the
+/// token (for calls below the generated client); the error says why not.
+pub async fn connect_peer_channel(url: &str, token: &AttachToken) -> Result<Authed, String> {
+    let channel = endpoint(url, token)?
+        .connect()
+        .await
+        .map_err(|e| error_chain(&e))?;
+    Ok(InterceptedService::new(channel, token.clone()))
+}
+
 /// Connects to the chunk server at `url` now; the error says why not.
 pub async fn connect_peer(url: &str, token: &AttachToken) -> Result<PeerClient, String> {
     let channel = endpoint(url, token)?

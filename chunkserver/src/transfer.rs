@@ -13,10 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keel_proto::chunk_id::ChunkId;
-use keel_proto::v1::{
-    ChunkHeader, CopyChunkRequest, CopyChunkResponse, ReadChunkRequest, ReadChunkResponse,
-};
-use tonic::{Code, Status, Streaming};
+use keel_proto::frames::{Frame, ResponseReader};
+use keel_proto::v1::{ChunkHeader, CopyChunkRequest, CopyChunkResponse, ReadChunkRequest};
+use tonic::{Code, Status};
 use tracing::info;
 
 use crate::blocking::blocking;
@@ -24,7 +23,7 @@ use crate::chunk_file::ChunkMeta;
 use crate::config::normalize_url;
 use crate::error::{Error, Purpose};
 use crate::node::Node;
-use crate::peer::connect_peer;
+use crate::peer::connect_peer_channel;
 use crate::sink::Sink;
 
 /// The peer a copy pulls from.
@@ -107,13 +106,24 @@ pub async fn copy_chunk(node: &Node, req: CopyChunkRequest) -> Result<CopyChunkR
     .await?;
     let mut sink = Sink::new(temp, id.clone());
     let mut received = 0u64;
-    while let Some(data) = next_frame(&mut stream, &src, &id, received).await? {
-        received += data.len() as u64;
-        node.throttle.consume(data.len()).await;
-        crate::traffic::Traffic::add(&node.traffic.migrated_in, data.len());
-        sink.write(data)
-            .await
-            .map_err(|e| damaged(e, &src, &id, meta.size))?;
+    let streamed = async {
+        while let Some(data) = next_frame(&mut stream, &src, &id, received).await? {
+            let len = data.len();
+            received += len as u64;
+            node.throttle.consume(len).await;
+            crate::traffic::Traffic::add(&node.traffic.migrated_in, len);
+            // The frame as the slices it arrived in: nothing gathers them.
+            sink.write_slices(data.data)
+                .await
+                .map_err(|e| damaged(e, &src, &id, meta.size))?;
+        }
+        Ok::<(), Error>(())
+    }
+    .await;
+    if let Err(e) = streamed {
+        // A failed copy answers only once its temp file is gone.
+        sink.abandon().await;
+        return Err(e);
     }
     let temp = sink
         .finish()
@@ -141,13 +151,11 @@ pub async fn copy_chunk(node: &Node, req: CopyChunkRequest) -> Result<CopyChunkR
     })
 }
 
-/// Connects to the source and opens its migration read.
-async fn open(
-    node: &Node,
-    src: &Source,
-    id: &ChunkId,
-) -> Result<Streaming<ReadChunkResponse>, Error> {
-    let mut client = connect_peer(&src.address, &node.token)
+/// Connects to the source and opens its migration read. The frames are
+/// read below tonic's decoder, as slices of what HTTP/2 received
+/// ([`keel_proto::frames`]).
+async fn open(node: &Node, src: &Source, id: &ChunkId) -> Result<ResponseReader, Error> {
+    let mut channel = connect_peer_channel(&src.address, &node.token)
         .await
         .map_err(|detail| Error::SourceUnavailable {
             source_id: src.id.clone(),
@@ -158,8 +166,10 @@ async fn open(
         chunk: id.to_string(),
         migration: true,
     };
-    match client.read_chunk(req).await {
-        Ok(resp) => Ok(resp.into_inner()),
+    match keel_proto::frames::read_chunk(&mut channel, &req, crate::budgets::COPY_MESSAGE_BYTES)
+        .await
+    {
+        Ok(reader) => Ok(reader),
         Err(s) if s.code() == Code::NotFound => Err(Error::SourceMissing {
             source_id: src.id.clone(),
             id: id.to_string(),
@@ -174,7 +184,7 @@ async fn open(
 }
 
 async fn first_header(
-    stream: &mut Streaming<ReadChunkResponse>,
+    stream: &mut ResponseReader,
     src: &Source,
     id: &ChunkId,
 ) -> Result<ChunkHeader, Error> {
@@ -225,11 +235,11 @@ fn check_expected(
 
 /// The next data frame, or `None` at the end of the stream.
 async fn next_frame(
-    stream: &mut Streaming<ReadChunkResponse>,
+    stream: &mut ResponseReader,
     src: &Source,
     id: &ChunkId,
     received: u64,
-) -> Result<Option<bytes::Bytes>, Error> {
+) -> Result<Option<Frame>, Error> {
     loop {
         let Some(msg) = receive(stream, src, id, received).await? else {
             return Ok(None);
@@ -243,18 +253,18 @@ async fn next_frame(
                 code: Code::Aborted,
             });
         }
-        if !msg.data.is_empty() {
-            return Ok(Some(msg.data));
+        if !msg.is_empty() {
+            return Ok(Some(msg));
         }
     }
 }
 
 async fn receive(
-    stream: &mut Streaming<ReadChunkResponse>,
+    stream: &mut ResponseReader,
     src: &Source,
     id: &ChunkId,
     received: u64,
-) -> Result<Option<ReadChunkResponse>, Error> {
+) -> Result<Option<Frame>, Error> {
     match tokio::time::timeout(src.idle, stream.message()).await {
         Ok(Ok(msg)) => Ok(msg),
         Ok(Err(s)) => Err(failed(&s, src, id, received)),

@@ -10,12 +10,11 @@
 //! wrapped (they expose no data) and stay open.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::serving::Answer;
 use subtle::ConstantTimeEq;
 use tonic::Status;
 use tonic::body::Body;
@@ -224,9 +223,6 @@ impl<S> Guard<S> {
 impl<S: NamedService> NamedService for Guard<S> {
     const NAME: &'static str = S::NAME;
 }
-
-/// The future of a guarded call.
-type Answer = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
 
 impl<S> Service<http::Request<Body>> for Guard<S>
 where

@@ -13,12 +13,12 @@
 //! reflection get the same small budget as the control calls.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::serving::Answer;
 use bytes::Bytes;
 use http_body::Frame;
 use tonic::Status;
@@ -105,9 +105,6 @@ pub struct Budget<S> {
 impl<S: NamedService> NamedService for Budget<S> {
     const NAME: &'static str = S::NAME;
 }
-
-/// The future of a budgeted call.
-type Answer = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
 
 impl<S> Service<http::Request<Body>> for Budget<S>
 where

@@ -5,7 +5,8 @@
 //! - [`v1`]: code generated from `keel/v1/*.proto` at build time.
 //! - [`etcd`]: a client of etcd's v3 KV and Lease services (leader election).
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, served by gRPC reflection.
-//! - [`codec`]: prost's gRPC codec with buffers sized for chunk streams.
+//! - [`codec`]: prost's gRPC codec with buffers sized for chunk streams;
+//!   [`frames`]: `ReadChunk`'s messages sent and received without copying their bytes.
 //! - [`chunk_id`]: the one validation of chunk ids, applied before any path is built.
 //! - [`units`]: parsing of sizes (`64MiB`) and durations (`500ms`) for flags.
 //! - [`serving`]: keep-alive and stream limits of the daemons' gRPC servers.
@@ -29,6 +30,7 @@ pub mod connections;
 pub mod exposition;
 #[cfg(feature = "clap")]
 pub mod flags;
+pub mod frames;
 #[cfg(feature = "https")]
 pub mod https;
 pub mod logging;

@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -20,6 +19,7 @@ use tonic::server::NamedService;
 use tower_service::Service;
 
 use crate::exposition::Histogram;
+use crate::serving::Answer;
 
 /// Buckets of `keel_rpc_duration_seconds`: 0.5 ms to 30 s.
 const BUCKETS: &[f64] = &[
@@ -87,9 +87,6 @@ impl<S> Timed<S> {
 impl<S: NamedService> NamedService for Timed<S> {
     const NAME: &'static str = S::NAME;
 }
-
-/// The future of a timed call.
-type Answer = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
 
 /// `grpc-status` of a method the service does not have.
 const UNIMPLEMENTED: &[u8] = b"12";

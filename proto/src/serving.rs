@@ -28,3 +28,14 @@ pub const MAX_CONCURRENT_STREAMS: u32 = 256;
 /// it accepts). Each costs a file descriptor and its HTTP/2 state; past it a
 /// new connection is told why and closed (see [`crate::connections`]).
 pub const MAX_CONNECTIONS: usize = 1024;
+
+/// The future of one call through a tower wrapper around a generated
+/// server (the token guard, the budgets, the timings, the chunk server's
+/// read route): the response, never an error.
+pub type Answer = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<http::Response<tonic::body::Body>, std::convert::Infallible>,
+            > + Send,
+    >,
+>;
