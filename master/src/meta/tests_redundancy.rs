@@ -414,3 +414,39 @@ fn a_lost_chunk_is_reported_not_forgotten() {
     apply(&mut m, hb("a", true, vec![factor("x", 10, 1)], &[], 1), now);
     assert!(m.lost_chunks().is_empty());
 }
+
+#[test]
+fn a_drain_spreads_its_bytes_over_every_bucket_the_draining_ones_included() {
+    // b holds 20 chunks, each also on one of c..f; b drains. Every copied
+    // byte passes two buckets (its source's and its target's), and b's only
+    // sends: the least time is when every bucket carries 2/5 of the bytes,
+    // b sending 8 of the 20 chunks.
+    let now = Instant::now();
+    let mut m = Meta::new(MetaSettings::default());
+    let others = ["c", "d", "e", "f"];
+    let chunks: Vec<ReplicaReport> = (0..20)
+        .map(|i| factor(&format!("x{i:02}"), 10, 2))
+        .collect();
+    let mut servers = vec![("b", chunks.clone())];
+    for (n, id) in others.iter().enumerate() {
+        let mine = chunks.iter().skip(n).step_by(others.len()).cloned();
+        servers.push((id, mine.collect()));
+    }
+    cluster(&mut m, &servers, now);
+    let b = m.server_no("b").expect("b");
+    m.drain_marked(b, true);
+    let p = m.plan_repairs(now, 32, &QueuedCopies::default());
+    assert_eq!(p.copies.len(), 20);
+    let mut bucket: HashMap<&str, u64> = HashMap::new();
+    for c in &p.copies {
+        *bucket.entry(c.from()).or_default() += c.bytes;
+        *bucket.entry(c.to()).or_default() += c.bytes;
+    }
+    assert_eq!(bucket.get("b"), Some(&80), "{bucket:?}");
+    let busiest = bucket.values().max().copied().unwrap_or(0);
+    assert!(
+        busiest <= 80 + 10,
+        "one chunk over the even share at most: {bucket:?}"
+    );
+    m.check().expect("invariants");
+}
