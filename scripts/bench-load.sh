@@ -8,9 +8,10 @@
 #   - bytes moved and the effective move rate;
 #   - CPU cores each process kept busy in each phase;
 #   - failed reads, failed writes and the read-back of every chunk;
-#   - with --auto: every round at the fixed default and at
-#     --migrate-bandwidth auto, busy loops hogging the CPU in even rounds,
-#     and an unloaded rebalance of each against --migrate-bandwidth-max.
+#   - with --auto: 8 rounds at --migrate-bandwidth auto, in turn quiet,
+#     CPU hogged, disk hogged, many clients and a big move set, each judged
+#     by p99 while moving <= max(1.2 x idle p99, --client-latency-target),
+#     then unloaded rebalances against --migrate-bandwidth-max (>= 0.8).
 #
 # Usage: scripts/bench-load.sh [keel-load-bench options]   (--help lists them)
 # The temp dir is $TMPDIR (default /tmp) unless --dir is given; at the
@@ -24,16 +25,19 @@ cargo build --release --bins -p keel-master -p keel-chunkserver -p keel-tests >&
 
 args=("$@")
 dir="${TMPDIR:-/tmp}"
+need_gib=6
 for ((i = 0; i < ${#args[@]}; i++)); do
   case "${args[i]}" in
     --dir) if ((i + 1 < ${#args[@]})); then dir="${args[i + 1]}"; fi ;;
+    # The big-move-set rounds preload twice the data.
+    --auto) need_gib=11 ;;
     -h | --help) exec "$target_dir/release/keel-load-bench" --help ;;
   esac
 done
 
 free_kib=$(df -Pk "$dir" | awk 'NR == 2 { print $4 }')
-if ((free_kib < 6 * 1024 * 1024)); then
-  echo "bench-load: $dir has $((free_kib / 1024)) MiB free; about 6 GiB are needed (use --dir)" >&2
+if ((free_kib < need_gib * 1024 * 1024)); then
+  echo "bench-load: $dir has $((free_kib / 1024)) MiB free; about $need_gib GiB are needed (use --dir)" >&2
   exit 1
 fi
 

@@ -19,19 +19,27 @@
 //! daemons are taken from the directory of this executable, or from
 //! `KEEL_BIN_DIR`.
 //!
-//! With `--auto`, each round runs twice on fresh clusters, once with the
-//! chunk servers at the default fixed `--migrate-bandwidth` and once with
-//! `--migrate-bandwidth auto`; every other round (the even ones) runs with
-//! `--hog N` busy loops competing for the CPU throughout. Then a rebalance
-//! with no clients at all shows how fast `auto` moves on an idle cluster,
-//! against `--migrate-bandwidth-max` and the fixed default.
+//! With `--auto` (8 rounds unless `--rounds` says otherwise), every round runs
+//! with `--migrate-bandwidth auto`, its kind taken in turn from quiet, CPU
+//! hogged (`--hog N` busy loops), disk hogged (a writer fsyncing on the data
+//! dirs' file system), many clients (4 × `--clients`, as many writes a
+//! second) and a big move set
+//! (2 × `--data`); each is judged by the rule that makes `auto` the default:
+//! p99 during the rebalance ≤ max(1.2 × idle p99, `--client-latency-target`).
+//! Then rebalances with no clients at all (at `--data` and 2 × `--data`) show
+//! how fast `auto` moves on an idle cluster, against `--migrate-bandwidth-max`
+//! (≥ 80 %). `--compare-fixed` runs every round a second time at a fixed
+//! 64 MiB/s.
 //!
 //! # Layout
+//! - `auto`: the `--auto` rounds, their kinds and the rule they are judged by.
 //! - `cluster`: a fresh cluster, its preload, and the CPU time of its daemons.
-//! - `hog`: busy loops competing for the CPU.
+//! - `hog`: busy loops competing for the CPU, a writer competing for the disk.
 //! - `round`: one idle phase and one rebalance phase, and what they measured.
 //! - `report`: the Markdown.
 
+#[path = "keel-load-bench/auto.rs"]
+mod auto;
 #[path = "keel-load-bench/cluster.rs"]
 mod cluster;
 #[path = "keel-load-bench/hog.rs"]
@@ -54,17 +62,23 @@ usage: keel-load-bench [options]
   --clients N       concurrent clients (default 8)
   --rate N          operations per second of each client, 0 for back to back (default 10)
   --write-one-in N  one operation in N writes a new chunk, 0 for none (default 8)
-  --rounds N        idle + rebalance pairs, each on a fresh cluster (default 2)
+  --rounds N        idle + rebalance pairs, each on a fresh cluster (default 2; 8 with --auto)
   --alternate N     instead of one idle phase and then the rebalance, pause and
                     resume the balancer every N seconds until balanced (default 0: off)
   --data SIZE       bytes preloaded on each of the two loaded servers (default 2GiB)
   --dir DIR         where the temp dir goes (default: $TMPDIR or /tmp); needs about
                     2 x --data plus what the clients write (1 GiB at the defaults)
-  --auto            each round twice, fixed (default) and --migrate-bandwidth auto,
-                    CPU hogs in even rounds, then an unloaded rebalance of each
+  --auto            every round at --migrate-bandwidth auto, its kind in turn quiet,
+                    CPU hogged, disk hogged, many clients (4 x --clients, as many
+                    writes/s), big move
+                    set (2 x --data), judged by p99 <= max(1.2 x idle, target);
+                    then unloaded rebalances against --migrate-bandwidth-max
+  --compare-fixed   with --auto: each round also at a fixed 64 MiB/s
+  --first-round N   number of the first round (default 1); with --auto it picks the
+                    first kind, e.g. --first-round 4 --rounds 1 for many clients alone
   --auto-max SIZE   --migrate-bandwidth-max of the auto servers (default 128MiB)
   --latency-target D  --client-latency-target of the auto servers (default 20ms)
-  --hog N           busy loops competing for the CPU in the even --auto rounds
+  --hog N           busy loops competing for the CPU in the CPU-hogged --auto rounds
                     (default: the number of cores)
 ";
 
@@ -79,8 +93,8 @@ pub struct Opts {
     pub rate: f64,
     /// One operation in this many is a write.
     pub write_one_in: u64,
-    /// Idle + rebalance pairs.
-    pub rounds: usize,
+    /// Idle + rebalance pairs (`None`: 2, or 8 with `--auto`).
+    pub rounds: Option<usize>,
     /// Seconds between pausing and resuming the balancer (0: one idle
     /// phase, then the whole rebalance).
     pub alternate: u64,
@@ -88,8 +102,12 @@ pub struct Opts {
     pub data: u64,
     /// Parent of the temp dir.
     pub dir: PathBuf,
-    /// Compare fixed and auto bandwidth, with and without CPU hogs.
+    /// Judge `--migrate-bandwidth auto` over rounds of every kind.
     pub auto: bool,
+    /// With `auto`: run every round at a fixed 64 MiB/s too.
+    pub compare_fixed: bool,
+    /// Number of the first round (its seed, and with `auto` its kind).
+    pub first_round: usize,
     /// `--migrate-bandwidth-max` of the auto servers.
     pub auto_max: u64,
     /// `--client-latency-target` of the auto servers.
@@ -105,11 +123,13 @@ impl Opts {
             clients: 8,
             rate: 10.0,
             write_one_in: 8,
-            rounds: 2,
+            rounds: None,
             alternate: 0,
             data: 2 << 30,
             dir: std::env::temp_dir(),
             auto: false,
+            compare_fixed: false,
+            first_round: 1,
             auto_max: 128 << 20,
             latency_target: "20ms".into(),
             hog: std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -121,11 +141,15 @@ impl Opts {
                 "--clients" => o.clients = value()?.parse().context("--clients")?,
                 "--rate" => o.rate = value()?.parse().context("--rate")?,
                 "--write-one-in" => o.write_one_in = value()?.parse().context("--write-one-in")?,
-                "--rounds" => o.rounds = value()?.parse().context("--rounds")?,
+                "--rounds" => o.rounds = Some(value()?.parse().context("--rounds")?),
                 "--alternate" => o.alternate = value()?.parse().context("--alternate")?,
                 "--data" => o.data = parse_size(&value()?).context("--data")?,
                 "--dir" => o.dir = value()?.into(),
                 "--auto" => o.auto = true,
+                "--compare-fixed" => o.compare_fixed = true,
+                "--first-round" => {
+                    o.first_round = value()?.parse().context("--first-round")?;
+                }
                 "--auto-max" => o.auto_max = parse_size(&value()?).context("--auto-max")?,
                 "--latency-target" => {
                     let v = value()?;
@@ -137,13 +161,29 @@ impl Opts {
                 _ => bail!("unknown argument {arg:?}\n{USAGE}"),
             }
         }
-        if o.secs == 0 || o.clients == 0 || o.rounds == 0 || o.rate.is_nan() || o.rate < 0.0 {
-            bail!("--secs, --clients and --rounds must be above 0, --rate 0 or more");
+        if o.secs == 0
+            || o.clients == 0
+            || o.rounds == Some(0)
+            || o.first_round == 0
+            || o.rate.is_nan()
+            || o.rate < 0.0
+        {
+            bail!(
+                "--secs, --clients, --rounds and --first-round must be above 0, --rate 0 or more"
+            );
         }
         if o.data < 64 << 20 {
             bail!("--data must be at least 64MiB");
         }
         Ok(Some(o))
+    }
+
+    /// Numbers of the rounds to run: `--rounds` of them from `--first-round`,
+    /// by default 8 with `--auto` (enough for every kind once and the first
+    /// three twice) and 2 without.
+    pub fn rounds(&self) -> std::ops::RangeInclusive<usize> {
+        let n = self.rounds.unwrap_or(if self.auto { 8 } else { 2 });
+        self.first_round..=self.first_round + n - 1
     }
 }
 
@@ -161,67 +201,16 @@ async fn main() -> ExitCode {
 async fn run(opts: &Opts) -> Result<()> {
     report::emit(&report::setup(opts));
     if opts.auto {
-        return run_auto(opts).await;
+        return auto::run(opts).await;
     }
     let mut rounds = vec![];
-    for no in 1..=opts.rounds {
+    for no in opts.rounds() {
         let r = round::run(opts, no, &[]).await?;
         report::emit(&report::round(&r, no));
         rounds.push(r);
     }
     report::emit(&report::summary(&rounds));
     let trouble: usize = rounds.iter().map(round::Round::trouble).sum();
-    if trouble > 0 {
-        bail!("{trouble} failed reads, failed writes or bad chunks (listed above)");
-    }
-    Ok(())
-}
-
-/// Server flags of the two designs compared by `--auto`.
-fn designs(opts: &Opts) -> [(&'static str, Vec<String>); 2] {
-    let auto = vec![
-        "--migrate-bandwidth".into(),
-        "auto".into(),
-        "--migrate-bandwidth-max".into(),
-        opts.auto_max.to_string(),
-        "--client-latency-target".into(),
-        opts.latency_target.clone(),
-    ];
-    [("fixed 64 MiB/s", vec![]), ("auto", auto)]
-}
-
-/// `--auto`: every round with both designs (hogs in even rounds), then an
-/// unloaded rebalance with each.
-async fn run_auto(opts: &Opts) -> Result<()> {
-    let mut rows = vec![];
-    let mut trouble = 0;
-    for no in 1..=opts.rounds {
-        let hogs = if no % 2 == 0 { opts.hog } else { 0 };
-        for (name, flags) in designs(opts) {
-            let _hog = hog::Hog::start(hogs)?;
-            eprintln!("round {no}: {name}, {hogs} busy loops");
-            let r = round::run(opts, no, &flags).await?;
-            report::emit(&format!(
-                "#### Round {no}, {name}, {hogs} busy loops\n\n{}",
-                report::round(&r, no)
-            ));
-            trouble += r.trouble();
-            rows.push(report::AutoRow {
-                round: no,
-                hogs,
-                design: name,
-                round_result: r,
-            });
-        }
-    }
-    report::emit(&report::auto_summary(&rows));
-    let mut unloaded = vec![];
-    for (name, flags) in designs(opts) {
-        eprintln!("unloaded rebalance: {name}");
-        let (bytes, secs) = round::unloaded(opts, opts.rounds + 1, &flags).await?;
-        unloaded.push((name, bytes, secs));
-    }
-    report::emit(&report::unloaded(opts.auto_max, &unloaded));
     if trouble > 0 {
         bail!("{trouble} failed reads, failed writes or bad chunks (listed above)");
     }

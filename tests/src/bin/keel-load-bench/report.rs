@@ -37,9 +37,14 @@ pub fn setup(opts: &Opts) -> String {
         ),
         n => format!("the balancer paused and resumed every {n} s until balanced"),
     };
+    let bandwidth = if opts.auto {
+        "at `--migrate-bandwidth` as each round says"
+    } else {
+        "at the default `--migrate-bandwidth`"
+    };
     format!(
         "{} clients, {pace}, {writes}, chunks of 64 KiB–1 MiB. Each round: a fresh master and \
-         three chunk servers at the default `--migrate-bandwidth` (64 MiB/s); {} MiB preloaded \
+         three chunk servers {bandwidth}; {} MiB preloaded \
          on cs1 and cs2 (the same chunks on both, half their capacity), cs3 joins empty; \
          {phases} (band ±2 points), all under the same load. A read counts as idle when it \
          started between two status polls (every 250 ms) that both saw the balancer paused \
@@ -173,11 +178,11 @@ pub fn summary(rounds: &[Round]) -> String {
     out
 }
 
-fn ms(d: Duration) -> String {
+pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
-fn ratio(a: Duration, b: Duration) -> f64 {
+pub fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64().max(1e-9)
 }
 
@@ -196,78 +201,4 @@ pub fn busy() -> String {
         })
         .unwrap_or_default();
     format!("load {}{pressure}", load.join(" "))
-}
-
-/// The target of `--auto`: p99 while moves run at most this many times idle.
-const AUTO_TARGET_P99_RATIO: f64 = 1.2;
-/// The target of `--auto` on an unloaded cluster: this share of the ceiling.
-const AUTO_TARGET_SHARE: f64 = 0.8;
-
-/// One round of one design in `--auto`.
-pub struct AutoRow {
-    /// Round number.
-    pub round: usize,
-    /// Busy loops competing for the CPU.
-    pub hogs: usize,
-    /// Which bandwidth setting.
-    pub design: &'static str,
-    /// What it measured.
-    pub round_result: Round,
-}
-
-/// Fixed against auto, round by round.
-pub fn auto_summary(rows: &[AutoRow]) -> String {
-    let mut out = format!(
-        "### Fixed against auto, every round\n\n| round | busy loops | bandwidth | idle p99 | \
-         rebalance p99 | **p99 ratio** | moved | p99 ≤ {AUTO_TARGET_P99_RATIO}× idle |\n\
-         |---|---|---|---|---|---|---|---|\n"
-    );
-    for a in rows {
-        let r = &a.round_result;
-        let p99 = ratio(r.moving.p99, r.idle.p99);
-        out += &format!(
-            "| {} | {} | {} | {} | {} | **{p99:.2}** | {:.1} MiB/s | {} |\n",
-            a.round,
-            a.hogs,
-            a.design,
-            ms(r.idle.p99),
-            ms(r.moving.p99),
-            r.move_rate(),
-            if p99 <= AUTO_TARGET_P99_RATIO {
-                "met"
-            } else {
-                "MISSED"
-            },
-        );
-    }
-    out
-}
-
-/// Rates of rebalances with no clients: `(design, bytes, seconds)`.
-pub fn unloaded(max: u64, runs: &[(&str, u64, f64)]) -> String {
-    let mut out = format!(
-        "### No clients: how fast each setting moves\n\n| bandwidth | moved | seconds | rate | \
-         ÷ `--migrate-bandwidth-max` ({:.0} MiB/s) |\n|---|---|---|---|---|\n",
-        max as f64 / MIB
-    );
-    for (name, bytes, secs) in runs {
-        let rate = *bytes as f64 / secs;
-        let share = rate / max as f64;
-        let verdict = if name.starts_with("auto") {
-            let met = if share >= AUTO_TARGET_SHARE {
-                "met"
-            } else {
-                "MISSED"
-            };
-            format!(" (≥ {AUTO_TARGET_SHARE}: {met})")
-        } else {
-            String::new()
-        };
-        out += &format!(
-            "| {name} | {:.0} MiB | {secs:.1} | {:.1} MiB/s | **{share:.2}**{verdict} |\n",
-            *bytes as f64 / MIB,
-            rate / MIB
-        );
-    }
-    out
 }

@@ -119,16 +119,21 @@ pub async fn run(opts: &Opts, no: usize, cs_flags: &[String]) -> Result<Round> {
     Ok(round)
 }
 
-/// A rebalance with no client at all: bytes moved and the seconds from the
-/// resume until the cluster was balanced and the queue idle.
+/// How often an unloaded rebalance is polled: often, since the first and
+/// last polls with moves running bound its time.
+const UNLOADED_POLL: Duration = Duration::from_millis(50);
+
+/// A rebalance with no client at all: bytes moved and the seconds they took,
+/// from the last poll before any move ran to the first poll after the last
+/// one that saw a move running (so the wait for the first balancer pass is
+/// left out, and both ends err on the slow side by up to one poll).
 pub async fn unloaded(opts: &Opts, no: usize, cs_flags: &[String]) -> Result<(u64, f64)> {
     let (fresh, _chunks) = cluster::start(opts, no, cs_flags).await?;
     let url = fresh.0.master_url();
     let mut m = master_client(&url).await?;
-    let watch = Watch::start(&url, POLL);
+    let watch = Watch::start(&url, UNLOADED_POLL);
     let start = Instant::now();
     m.rebalance_resume(RebalanceResumeRequest {}).await?;
-    let mut last_moving = start;
     while keel_tests::master::balanced_and_idle(&mut m)
         .await
         .is_none()
@@ -138,15 +143,13 @@ pub async fn unloaded(opts: &Opts, no: usize, cs_flags: &[String]) -> Result<(u6
         }
         tokio::time::sleep(POLL).await;
     }
-    // The end is the last poll that saw a move running, not this check.
-    for p in watch.polls() {
-        if p.running > 0 {
-            last_moving = p.at;
-        }
-    }
     let polls = watch.polls();
-    let moved = polls.last().map_or(0, |p| p.bytes_moved);
-    Ok((moved, (last_moving - start).as_secs_f64().max(1e-3)))
+    let busy = |p: &Poll| p.running > 0 || p.done > 0;
+    let first = polls.iter().position(busy).context("no move ran")?;
+    let last = polls.iter().rposition(|p| p.running > 0).unwrap_or(first);
+    let from = polls[first.saturating_sub(1)].at.max(start);
+    let end = polls.get(last + 1).unwrap_or(&polls[last]);
+    Ok((end.bytes_moved, (end.at - from).as_secs_f64().max(1e-3)))
 }
 
 /// When measuring began, and the CPU use while paused and while running.
