@@ -4,7 +4,8 @@
 
 /// Per-server lines kept before they are summarised.
 pub const MAX_SERVER_NOTES: usize = 20;
-/// "No valid placement" lines kept before they are summarised.
+/// Lines kept per kind of chunk note ("no valid placement", too hot,
+/// swaps) before they are summarised.
 pub const MAX_CHUNK_NOTES: usize = 10;
 
 /// Notes collected during one planning pass.
@@ -18,6 +19,8 @@ pub(crate) struct Notes {
     unplaced: usize,
     /// Hot chunks no target could take, shown or not.
     too_hot: usize,
+    /// Swaps planned, shown or not.
+    swaps: usize,
 }
 
 impl Notes {
@@ -56,6 +59,14 @@ impl Notes {
         }
     }
 
+    /// Records one swap (a hot chunk in, cold bytes out), said in `line`.
+    pub fn swap(&mut self, line: String) {
+        self.swaps += 1;
+        if self.swaps <= MAX_CHUNK_NOTES {
+            self.lines.push(line);
+        }
+    }
+
     /// The lines, with the summaries of what was left out.
     pub fn into_lines(mut self) -> Vec<String> {
         if self.servers > MAX_SERVER_NOTES {
@@ -74,6 +85,10 @@ impl Notes {
             self.lines.push(format!(
                 "... and {more} more chunks hotter than any target can take"
             ));
+        }
+        if self.swaps > MAX_CHUNK_NOTES {
+            let more = self.swaps - MAX_CHUNK_NOTES;
+            self.lines.push(format!("... and {more} more swaps"));
         }
         self.lines
     }

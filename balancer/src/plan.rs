@@ -117,7 +117,16 @@ impl InFlight {
         self.cooling.insert(chunk);
     }
 
-    /// Whether `chunk` was moved for load too recently to move for load again.
+    /// Keeps `chunk` from moving for load in this plan, as a cooling chunk
+    /// is kept: the caller does not trust its heat now (e.g. its server's
+    /// rates have not settled since its chunks last moved). Capacity may
+    /// still move it.
+    pub fn hold_from_load(&mut self, chunk: ChunkIdx) {
+        self.cooling.insert(chunk);
+    }
+
+    /// Whether `chunk` may not move for load in this plan: it was moved for
+    /// load too recently, or the caller holds it ([`InFlight::hold_from_load`]).
     pub fn is_cooling(&self, chunk: ChunkIdx) -> bool {
         self.cooling.contains(&chunk)
     }

@@ -75,6 +75,31 @@ pub fn mean_reads_per_sec(reads_per_sec: impl IntoIterator<Item = f64>) -> f64 {
     if n == 0 { 0.0 } else { sum / n as f64 }
 }
 
+/// How many standard errors a replica's rate must stand above its server's
+/// average chunk before it counts as hot for a load move. Three: among the
+/// 64 replicas a server lists out of hundreds read alike, the top ones
+/// stand one or two errors above the rest by chance alone.
+pub const HOT_CHUNK_SIGMAS: f64 = 3.0;
+
+/// Whether a replica read at `rate` reads/s stands out from a server whose
+/// chunks read at `chunk_mean` reads/s on average, given rates decayed
+/// with time constant `tau_secs`: `rate − chunk_mean ≥ 3 σ`, where
+/// `σ = √(rate / 2τ)` is the standard error of such an average over
+/// independent (Poisson) reads.
+///
+/// A server's hot list is its top 64 replicas. Under uniform readers those
+/// are the chunks that drew a few more reads by chance: moving one takes
+/// along the average rate, not the listed one, so it is a capacity move by
+/// another name and cools nothing. Only replicas that stand out carry
+/// their load with them.
+pub fn stands_out(rate: f64, chunk_mean: f64, tau_secs: f64) -> bool {
+    let (rate, mean) = (sane_rate(rate), sane_rate(chunk_mean));
+    if rate <= 0.0 || !(tau_secs.is_finite() && tau_secs > 0.0) {
+        return false;
+    }
+    rate - mean >= HOT_CHUNK_SIGMAS * (rate / (2.0 * tau_secs)).sqrt()
+}
+
 /// A read rate: decayed averages of client reads.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ReadRate {
@@ -322,6 +347,26 @@ mod tests {
         let (mut a, mut b) = (ReadRate::new(5.0, 50.0), ReadRate::default());
         ReadRate::carry(&mut a, &mut b, ReadRate::new(2.0, 80.0).scaled(0.5));
         assert_eq!((a, b), (ReadRate::new(4.0, 10.0), ReadRate::new(1.0, 40.0)));
+    }
+
+    #[test]
+    fn a_replica_is_hot_only_when_it_stands_out_of_the_noise() {
+        // t76's uniform readers: 400 chunks at 12 reads/s, the listed top
+        // at 0.03–0.1 reads/s, all noise.
+        let mean = 12.0 / 400.0;
+        assert!(!stands_out(0.1, mean, 60.0));
+        assert!(!stands_out(0.03, mean, 60.0));
+        // t98's hot set: 10 chunks with two thirds of 150 reads/s on a
+        // server of 64 chunks.
+        assert!(stands_out(100.0 / 10.0 * 0.5, 150.0 / 64.0, 60.0));
+        // The threshold: 3 σ with σ = √(r / 2τ).
+        // At a mean of 1 and τ = 60 s: 1.3 − 1 < 3 √(1.3 / 120) ≈ 0.312,
+        // 1.35 − 1 > 3 √(1.35 / 120) ≈ 0.318.
+        assert!(!stands_out(1.3, 1.0, 60.0));
+        assert!(stands_out(1.35, 1.0, 60.0));
+        // Nonsense reads as not hot.
+        assert!(!stands_out(f64::NAN, 0.0, 60.0));
+        assert!(!stands_out(5.0, 0.0, 0.0));
     }
 
     #[test]

@@ -1,23 +1,32 @@
 //! Seeded simulations of balancing by load. (a) Random skewed clusters with
 //! a Zipf-like heat: after one plan is applied every live server is inside
-//! the capacity band, inside the load band when the plan says so (and it
-//! says so for most seeds), no move made a server hot, and the bytes moved
-//! stay within 1.3 × the capacity-only plan plus the hot chunks' bytes.
+//! the capacity band, inside the load band when the plan says so (the share
+//! of seeds where it does is measured and bounded below, swaps included),
+//! no move made a server hot, a cold chunk moves for load only as the cold
+//! half of a swap, and the bytes moved stay within 1.3 × the capacity-only
+//! plan plus the hot chunks' bytes. Whatever order the plan's moves finish
+//! in, no server that starts inside the capacity band leaves it and none
+//! passes its floor; run in random orders under the admission rule, no
+//! order gets stuck.
 //! (b) A thousand rounds of noisy load with the master's cooldown memory:
 //! nothing moves back and forth, load moves die out, capacity stays in its
 //! band. A failing seed is printed; `KEEL_SIM_SEED=<seed>` replays it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use keel_balancer::load::check;
+use keel_balancer::admission::check_in_view;
+use keel_balancer::load::{Position, average_utilization_pct, check, position};
 use keel_balancer::sim::{HeatSpec, Rng, SkewSpec, refresh_reads, skewed_cluster, zipf_heat};
+use keel_balancer::space::{fill_limit, utilization_pct};
 use keel_balancer::{
-    ChunkIdx, ClusterView, InFlight, LoadPosition, MoveReason, Plan, Policy, ReadRate, ServerIdx,
-    load_position, plan,
+    ChunkIdx, ClusterView, CopyClass, InFlight, LoadPosition, MoveReason, Plan, PlannedMove,
+    Policy, ReadRate, ServerIdx, load_position, plan,
 };
 
 /// Seeds tried when `KEEL_SIM_SEED` is not set.
 const SEEDS: u64 = 200;
+/// Random orders each plan of (a) is run in.
+const ORDERS: u64 = 2;
 
 fn seeds(all: u64) -> Vec<u64> {
     match std::env::var("KEEL_SIM_SEED") {
@@ -84,6 +93,52 @@ fn applied(v: &ClusterView, p: &Plan) -> Result<ClusterView, String> {
     Ok(after)
 }
 
+/// Checks that `p` keeps every rule whatever order its moves finish in (the
+/// queue runs them concurrently):
+/// - each chunk moves at most once, so anti-affinity and racks, which the
+///   planner checks per chunk, hold in any order;
+/// - a server that starts inside the capacity band and under its
+///   free-space floor stays inside both at every step: all of its incoming
+///   moves done and none of its outgoing ones, or the reverse;
+/// - no server drops further below the band than where it started.
+fn any_order_keeps_the_band(v: &ClusterView, p: &Plan, policy: &Policy) -> Result<(), String> {
+    let mut chunks = BTreeSet::new();
+    if let Some(m) = p.moves.iter().find(|m| !chunks.insert(m.chunk)) {
+        return Err(format!("{m:?}: a chunk moves twice in one plan"));
+    }
+    let (mut ins, mut outs) = (vec![0u64; v.servers.len()], vec![0u64; v.servers.len()]);
+    for m in &p.moves {
+        ins[m.to.0 as usize] += m.bytes;
+        outs[m.from.0 as usize] += m.bytes;
+    }
+    let average = average_utilization_pct(v);
+    for (i, s) in v.servers.iter().enumerate().filter(|(_, s)| s.alive) {
+        let at = |used: u64| {
+            position(
+                utilization_pct(used, s.capacity),
+                average,
+                policy.threshold_pct,
+            )
+        };
+        let limit = fill_limit(s.capacity, policy.min_free_pct);
+        let (peak, trough) = (s.used + ins[i], s.used - outs[i]);
+        let inside = at(s.used) == Position::Inside && s.used <= limit;
+        if inside && (at(peak) == Position::Over || peak > limit) {
+            return Err(format!(
+                "{}: {} bytes, {peak} with its incoming moves done first",
+                s.id, s.used
+            ));
+        }
+        if trough < s.used && at(trough) == Position::Under && at(s.used) != Position::Under {
+            return Err(format!(
+                "{}: {} bytes, {trough} with its outgoing moves done first",
+                s.id, s.used
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Positions of the live servers against the load band of `v`.
 fn load_positions(v: &ClusterView, pct: f64) -> Vec<(usize, LoadPosition)> {
     let r = check(v, 20.0, pct);
@@ -98,13 +153,87 @@ fn load_positions(v: &ClusterView, pct: f64) -> Vec<(usize, LoadPosition)> {
         .collect()
 }
 
-/// One seed of (a); `Ok(reached the load band)`.
-fn one_plan(seed: u64, roomy: bool) -> Result<bool, String> {
+/// What one seed of (a) came to.
+#[derive(Debug, Default, Clone, Copy)]
+struct Outcome {
+    /// The plan reaches the load band.
+    reached: bool,
+    /// It does so with a swap onto a server that started the pass over its
+    /// capacity band (and so had no room for a hot chunk).
+    by_swap_onto_full: bool,
+}
+
+/// The cold halves of the swaps in `p`: moves for load of a chunk idle on
+/// its source, whose source takes a hot chunk for load in the same plan.
+/// A cold chunk moved for load any other way is an error.
+fn cold_halves<'p>(v: &ClusterView, p: &'p Plan) -> Result<Vec<&'p PlannedMove>, String> {
+    let is_hot = |m: &PlannedMove| !v.heat.get(m.from, m.chunk).is_idle();
+    let load: Vec<&PlannedMove> = p
+        .moves
+        .iter()
+        .filter(|m| m.reason == MoveReason::Load)
+        .collect();
+    let cold: Vec<&PlannedMove> = load.iter().copied().filter(|m| !is_hot(m)).collect();
+    match cold
+        .iter()
+        .find(|m| !load.iter().any(|h| is_hot(h) && h.to == m.from))
+    {
+        Some(m) => Err(format!("a cold chunk moved for load: {m:?}")),
+        None => Ok(cold),
+    }
+}
+
+/// Runs `p`'s moves on `v` in random orders, as the queue may finish them:
+/// each step starts a move the admission rule lets through on the live
+/// state (the target's free space as it is then) and finishes it. A swap's
+/// hot chunk may have to wait there for its cold chunk to leave; this checks
+/// that no order gets stuck that way, that no move lands on a replica, that
+/// no server ever holds more than its floor allows (or its start, if more),
+/// and the invariants at the end.
+fn random_orders(v: &ClusterView, p: &Plan, policy: &Policy, seed: u64) -> Result<(), String> {
+    let limits: Vec<u64> = v
+        .servers
+        .iter()
+        .map(|s| fill_limit(s.capacity, policy.min_free_pct).max(s.used))
+        .collect();
+    for round in 0..ORDERS {
+        let mut rng = Rng::new(seed.wrapping_mul(ORDERS + 1) + round);
+        let (mut now, mut pending) = (v.clone(), p.moves.clone());
+        while !pending.is_empty() {
+            let first = rng.range(0, pending.len() as u64 - 1) as usize;
+            let admitted = |&i: &usize| {
+                let m = &pending[i];
+                check_in_view(&now, m, CopyClass::Balance, 0, policy.min_free_pct).is_ok()
+            };
+            let Some(i) = (first..pending.len()).chain(0..first).find(admitted) else {
+                let n = pending.len();
+                return Err(format!("order {round}: {n} moves wait, none admitted"));
+            };
+            let m = pending.swap_remove(i);
+            // `apply` refuses a chunk already on its target.
+            now.apply(&m)
+                .map_err(|e| format!("order {round}: {m:?}: {e}"))?;
+            let t = m.to.0 as usize;
+            if now.servers[t].used > limits[t] {
+                return Err(format!(
+                    "order {round}: {m:?} took its target past its floor"
+                ));
+            }
+        }
+        now.check_invariants()?;
+    }
+    Ok(())
+}
+
+/// One seed of (a).
+fn one_plan(seed: u64, roomy: bool) -> Result<Outcome, String> {
     let v = cluster(seed, roomy);
     let policy = Policy::default();
     let capacity = plan(&v, &bytes_only(), &InFlight::new());
     let p = plan(&v, &policy, &InFlight::new());
     let after = applied(&v, &p)?;
+    any_order_keeps_the_band(&v, &p, &policy)?;
+    random_orders(&v, &p, &policy, seed)?;
     let report = check(&after, policy.threshold_pct, policy.load_threshold_pct);
     if p.band_reached != report.balanced() || capacity.band_reached && !p.band_reached {
         return Err(format!(
@@ -133,50 +262,73 @@ fn one_plan(seed: u64, roomy: bool) -> Result<bool, String> {
         .into_iter()
         .map(|c| v.chunk(c).size())
         .sum();
-    for m in p.moves.iter().filter(|m| m.reason == MoveReason::Load) {
-        if v.heat.get(m.from, m.chunk).is_idle() {
-            return Err(format!("a cold chunk moved for load: {m:?}"));
-        }
-    }
+    let cold = cold_halves(&v, &p)?;
     let bound = 1.3 * capacity.bytes as f64 + hot_bytes as f64;
     if p.bytes as f64 > bound {
         return Err(format!("{} bytes moved, bound {bound}", p.bytes));
     }
-    Ok(p.load_band_reached)
+    let average = average_utilization_pct(&v);
+    let over = |s: ServerIdx| {
+        let u = v.server(s).utilization_pct();
+        position(u, average, policy.threshold_pct) == Position::Over
+    };
+    Ok(Outcome {
+        reached: p.load_band_reached,
+        by_swap_onto_full: p.load_band_reached && cold.iter().any(|m| over(m.from)),
+    })
 }
 
-/// Runs (a) over every seed; the share of seeds that reached the load band.
-fn one_plan_all(roomy: bool) -> f64 {
-    let (mut reached, mut tried) = (0, 0);
+/// Runs (a) over every seed: (seeds that reached the load band, those of
+/// them that needed a swap onto a server over its capacity band, seeds).
+fn one_plan_all(roomy: bool) -> (usize, usize, usize) {
+    let (mut reached, mut onto_full, mut tried) = (0, 0, 0);
     for seed in seeds(SEEDS) {
         match one_plan(seed, roomy) {
-            Ok(r) => {
-                reached += usize::from(r);
+            Ok(o) => {
+                reached += usize::from(o.reached);
+                onto_full += usize::from(o.by_swap_onto_full);
                 tried += 1;
             }
             Err(e) => panic!("seed {seed} (roomy {roomy}): {e}\nreplay: KEEL_SIM_SEED={seed}"),
         }
     }
-    println!("roomy {roomy}: load band reached for {reached} of {tried} seeds");
-    reached as f64 / tried as f64
+    println!(
+        "roomy {roomy}: load band reached for {reached} of {tried} seeds, \
+         {onto_full} of them by a swap onto a server over its capacity band"
+    );
+    (reached, onto_full, tried)
+}
+
+/// Whether this run tries every seed (not one replayed).
+fn all_seeds() -> bool {
+    std::env::var("KEEL_SIM_SEED").is_err()
 }
 
 #[test]
 fn one_plan_evens_out_load_with_bounded_bytes() {
-    // Where it is missed, a server over its capacity band is also cold
-    // (it has no room to take hot chunks: that needs a swap, hot in and
-    // cold out), or racks pin every replica of the hot set. Moves for load
-    // stop at the capacity aims, not the edges, and hot replicas moved for
-    // capacity obey the load aim: a few seeds (149 of 200 against 156 with
-    // the edges) need a second pass, which no write undoes.
-    assert!(one_plan_all(true) >= 0.72);
+    // Plain moves alone reached the band for 149 of 200 seeds: where they
+    // missed, the cold servers had started over their capacity band and
+    // sat at its aim once shed, with no room for a hot chunk. Swaps (a hot
+    // chunk in, a cold one out) reach it for 182. The rest: racks or
+    // replicas pin the hot set, or a cool server sits so close to its
+    // band's edge that a hot chunk landing before its cold one left would
+    // push it over.
+    let (reached, onto_full, tried) = one_plan_all(true);
+    if all_seeds() {
+        assert!(reached * 100 >= tried * 88, "{reached} of {tried}");
+        assert!(onto_full >= tried / 10, "{onto_full} of {tried}");
+    }
 }
 
 #[test]
 fn one_plan_on_crowded_clusters_keeps_every_rule() {
     // Full servers take no load and racks pin replicas: the band is often
-    // out of reach, but every rule holds and the plan says so honestly.
-    assert!(one_plan_all(false) >= 0.5);
+    // out of reach (108 of 200 seeds reached without swaps, 151 with), but
+    // every rule holds and the plan says so honestly.
+    let (reached, _, tried) = one_plan_all(false);
+    if all_seeds() {
+        assert!(reached * 100 >= tried * 70, "{reached} of {tried}");
+    }
 }
 
 /// Cooldown, in rounds, the harness keeps for a chunk moved for load (the

@@ -4,6 +4,9 @@
 //! server over its capacity band sheds its hot chunks first; and seed 004's
 //! worked example with traffic. Without heat, plans are the byte planner's.
 
+mod common;
+
+use common::moves;
 use keel_balancer::load::check;
 use keel_balancer::sim::{HeatSpec, RandomSpec, random_cluster, refresh_reads, zipf_heat};
 use keel_balancer::{
@@ -45,16 +48,6 @@ fn applied(v: &ClusterView, p: &Plan) -> ClusterView {
 
 fn chunk(v: &ClusterView, id: &str) -> ChunkIdx {
     v.chunk_by_id(id).expect("chunk in the view")
-}
-
-fn moves(v: &ClusterView, p: &Plan) -> Vec<String> {
-    p.moves
-        .iter()
-        .map(|m| {
-            let (c, f, t) = (v.chunk(m.chunk), v.server(m.from), v.server(m.to));
-            format!("{} {}->{} {}", c.id(), f.id, t.id, m.reason.as_str())
-        })
-        .collect()
 }
 
 #[test]

@@ -36,6 +36,11 @@ pub struct Config {
     #[arg(long, env = "KEEL_LOAD_COOLDOWN", default_value = "10m", value_parser = parse_duration)]
     pub load_cooldown: Duration,
 
+    /// A background pass moves a server's chunks for read load only once
+    /// the server has been hot at every pass for this long; `0` at once.
+    #[arg(long, env = "KEEL_LOAD_DWELL", default_value = "1m", value_parser = parse_duration)]
+    pub load_dwell: Duration,
+
     /// Period of the background balancer pass; `0` plans only on demand.
     #[arg(long, env = "KEEL_BALANCE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub balance_interval: Duration,
@@ -248,6 +253,7 @@ mod tests {
         assert_eq!(c.threshold_pct, 20.0);
         assert_eq!(c.load_threshold_pct, 25.0);
         assert_eq!(c.load_cooldown, Duration::from_secs(600));
+        assert_eq!(c.load_dwell, Duration::from_secs(60));
         assert_eq!(c.balance_interval, Duration::from_secs(30));
         assert_eq!(
             (c.max_concurrent_moves, c.max_moves_per_server),
@@ -324,7 +330,16 @@ mod tests {
             all.extend_from_slice(args);
             Config::try_parse_from(all)
         };
-        let c = parse(&["--load-threshold-pct", "0", "--load-cooldown", "90s"]).expect("valid");
+        let c = parse(&[
+            "--load-threshold-pct",
+            "0",
+            "--load-cooldown",
+            "90s",
+            "--load-dwell",
+            "0",
+        ])
+        .expect("valid");
+        assert_eq!(c.load_dwell, Duration::ZERO);
         assert_eq!(c.load_threshold_pct, 0.0);
         assert_eq!(c.load_cooldown, Duration::from_secs(90));
         assert_eq!(

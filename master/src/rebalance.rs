@@ -245,6 +245,7 @@ pub(crate) mod tests {
             safe_until: started,
             stuck_after: std::time::Duration::from_secs(600),
             load_cooldown: std::time::Duration::from_secs(600),
+            load_dwell: std::time::Duration::from_secs(60),
         };
         Balancer::new(mover, tokio_util::task::TaskTracker::new(), settings)
     }

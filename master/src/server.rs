@@ -189,6 +189,7 @@ fn balance_settings(config: &Config) -> BalanceSettings {
         safe_until: started + config.safe_mode,
         stuck_after: config.stuck_after,
         load_cooldown: config.load_cooldown,
+        load_dwell: config.load_dwell,
     }
 }
 

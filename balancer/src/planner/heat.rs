@@ -13,8 +13,14 @@
 //!   bring an underloaded server up to (`lo_aim`); the target stays under
 //!   where they bring an overloaded one down to (`hi_aim`) and its free-space
 //!   floor, so that one write does not start capacity moves back;
+//! - whatever order the plan's moves finish in, a target that starts the
+//!   pass inside the capacity band stays inside it and under its floor, and
+//!   a source stays above the band's lower edge (headroom and footroom,
+//!   `swap.rs`);
 //! - chunks are taken densest first (reads/s per byte), so the source cools
-//!   with the fewest bytes moved.
+//!   with the fewest bytes moved;
+//! - where no plain move fits for bytes, a swap may (`swap.rs`): the hot
+//!   chunk goes in and a cold chunk of the target goes out, in one plan.
 //!
 //! Any other move of a hot replica (for capacity) obeys the same limits on
 //! its target's reads/s (at most the aim, no hotter than the source it
@@ -24,6 +30,7 @@ use std::collections::BTreeSet;
 
 use super::Planner;
 use super::shed::ChunkFit;
+use super::swap::{ColdStock, cool_enough};
 use crate::ids::{ChunkIdx, ServerIdx};
 use crate::model::ClusterView;
 use crate::plan::{MoveReason, PlannedMove};
@@ -267,39 +274,31 @@ impl Planner<'_> {
     }
 
     /// Phase 4 of the module doc: each hot server, hottest first, gives its
-    /// densest hot chunks to the coolest servers that can take them.
+    /// densest hot chunks to the coolest servers that can take them: by
+    /// plain moves, or by swaps (`swap.rs`) onto servers that would stay
+    /// cold for want of room; then, if it is still above the aim, by swaps
+    /// onto any server cool enough.
     pub(super) fn cool_hot_servers(&mut self) {
         let Some(band) = self.load else { return };
         let mut order = self.by_reads();
+        let mut stock = ColdStock::default();
         for src in self.at_load(LoadPosition::Hot) {
             let mut too_hot = Vec::new();
-            for (rate, c) in self.hot_chunks(src) {
-                if self.reads[src] <= band.aim() {
-                    break;
-                }
-                let size = self.table.size(c as usize);
-                let keeps_band = self.used[src].saturating_sub(size) >= self.bounds[src].lo_aim;
-                if !keeps_band || self.reads[src] - rate < band.cold_edge() {
-                    continue;
-                }
-                let room = |t: usize| {
-                    let b = &self.bounds[t];
-                    b.hi_aim.min(b.limit).saturating_sub(self.used[t])
-                };
-                let t = match self.coolest(order.iter().copied(), src, c, rate, &band, room) {
-                    Ok(t) => t,
-                    Err(cool_enough) => {
-                        if !cool_enough {
-                            too_hot.push((c, rate));
-                        }
+            for any_swap in [false, true] {
+                for (rate, c) in self.hot_chunks(src) {
+                    if self.reads[src] <= band.aim() {
+                        break;
+                    }
+                    // A swap may have sent it away as another server's cold chunk.
+                    if self.is_busy(c as usize) || self.reads[src] - rate < band.cold_edge() {
                         continue;
                     }
-                };
-                order.remove(&key(self.reads[src], src));
-                order.remove(&key(self.reads[t], t));
-                self.record(c, src, ServerIdx(t as u32), MoveReason::Load);
-                order.insert(key(self.reads[src], src));
-                order.insert(key(self.reads[t], t));
+                    let hot = (c, rate);
+                    let done = self.cool_one(src, hot, &band, &mut order, &mut stock, any_swap);
+                    if done == Err(false) && !any_swap {
+                        too_hot.push(hot);
+                    }
+                }
             }
             // Only worth saying when it is why the source stays hot.
             if self.reads[src] > band.hot_edge() {
@@ -310,44 +309,110 @@ impl Planner<'_> {
         }
     }
 
+    /// Moves hot chunk `c` (read at `rate`) off `src` to the coolest server
+    /// of `order` that may take its reads: a plain move where it fits, a
+    /// swap where the server is cold (or wherever, with `any_swap`).
+    /// `Err(false)` when even the coolest server would end above the aim,
+    /// `Err(true)` when cool servers were ruled out by bytes, replicas or
+    /// racks.
+    fn cool_one(
+        &mut self,
+        src: usize,
+        (c, rate): (u32, f64),
+        band: &LoadBand,
+        order: &mut BTreeSet<(u64, u32)>,
+        stock: &mut ColdStock,
+        any_swap: bool,
+    ) -> Result<(), bool> {
+        let size = self.table.size(c as usize);
+        let keeps_band = self.used[src].saturating_sub(size) >= self.bounds[src].lo_aim;
+        for t in cool_enough(order, &self.reads, src, rate, band.aim()) {
+            let b = &self.bounds[t];
+            let room = b.hi_aim.min(b.limit).saturating_sub(self.used[t]);
+            let before = [key(self.reads[src], src), key(self.reads[t], t)];
+            let to = ServerIdx(t as u32);
+            let plain = keeps_band
+                && room >= size
+                && size <= self.headroom(t)
+                && size <= self.footroom(src);
+            let planned = if plain && self.admits(c as usize, ServerIdx(src as u32), to) {
+                self.record(c, src, to, MoveReason::Load);
+                true
+            } else if any_swap || self.load_pos(t, band) == LoadPosition::Cold {
+                self.swap_in(src, t, c, stock)
+            } else {
+                false
+            };
+            if planned {
+                before.iter().for_each(|k| _ = order.remove(k));
+                order.insert(key(self.reads[src], src));
+                order.insert(key(self.reads[t], t));
+                return Ok(());
+            }
+        }
+        let coolest = order.iter().map(|&(_, t)| t as usize).find(|&t| t != src);
+        Err(coolest.is_some_and(|t| self.reads[t] + rate <= band.aim()))
+    }
+
     /// Phase 4's second half: servers still cold, coldest first, take hot
     /// chunks from the hottest servers above the mean, up to the cold aim,
-    /// on the same rules (no donor turns cold or cooler than the target).
+    /// on the same rules (no donor turns cold or cooler than the target);
+    /// by swaps (`swap.rs`) when plain moves leave one cold for want of room.
     pub(super) fn warm_cold_servers(&mut self) {
         let Some(band) = self.load else { return };
         let mut cold = self.at_load(LoadPosition::Cold);
         cold.reverse();
-        'target: for t in cold {
-            let donors: Vec<usize> = self
-                .at_load(LoadPosition::Hot)
-                .into_iter()
-                .chain(self.at_load(LoadPosition::Inside))
-                .filter(|&d| self.reads[d] > band.mean)
-                .collect();
-            for d in donors {
-                for (rate, c) in self.hot_chunks(d) {
-                    if self.reads[t] >= band.cold_aim() {
-                        continue 'target;
-                    }
-                    if self.can_give(d, t, c, rate, &band) {
-                        self.record(c, d, ServerIdx(t as u32), MoveReason::Load);
-                    }
+        let mut stock = ColdStock::default();
+        for t in cold {
+            for swap in [false, true] {
+                self.warm(t, &band, swap, &mut stock);
+            }
+        }
+    }
+
+    /// Cold server `t` takes hot chunks from the donors of
+    /// [`Planner::warm_cold_servers`] up to the cold aim: by plain moves,
+    /// or by swaps.
+    fn warm(&mut self, t: usize, band: &LoadBand, swap: bool, stock: &mut ColdStock) {
+        let donors: Vec<usize> = self
+            .at_load(LoadPosition::Hot)
+            .into_iter()
+            .chain(self.at_load(LoadPosition::Inside))
+            .filter(|&d| self.reads[d] > band.mean)
+            .collect();
+        for d in donors {
+            for (rate, c) in self.hot_chunks(d) {
+                if self.reads[t] >= band.cold_aim() {
+                    return;
+                }
+                if self.is_busy(c as usize) || !self.gives_reads(d, t, rate, band) {
+                    continue;
+                }
+                if !swap && self.can_give(d, t, c) {
+                    self.record(c, d, ServerIdx(t as u32), MoveReason::Load);
+                } else if swap {
+                    self.swap_in(d, t, c, stock);
                 }
             }
         }
     }
 
-    /// Whether chunk `c` (at `rate` reads/s) may move for load from `d` to
-    /// `t` on every rule of the module doc.
-    fn can_give(&self, d: usize, t: usize, c: u32, rate: f64, band: &LoadBand) -> bool {
+    /// Whether a chunk read at `rate` may move for load from `d` to `t` on
+    /// the reads/s rules of the module doc.
+    fn gives_reads(&self, d: usize, t: usize, rate: f64, band: &LoadBand) -> bool {
+        let (after_d, after_t) = (self.reads[d] - rate, self.reads[t] + rate);
+        after_t <= band.aim() && after_d >= band.cold_aim() && after_t <= after_d
+    }
+
+    /// Whether chunk `c` may move from `d` to `t` as a plain move on the
+    /// byte rules of the module doc and the admission rule.
+    fn can_give(&self, d: usize, t: usize, c: u32) -> bool {
         let size = self.table.size(c as usize);
         let (bd, bt) = (&self.bounds[d], &self.bounds[t]);
-        let (after_d, after_t) = (self.reads[d] - rate, self.reads[t] + rate);
-        after_t <= band.aim()
-            && after_d >= band.cold_aim()
-            && after_t <= after_d
-            && self.used[d].saturating_sub(size) >= bd.lo_aim
+        self.used[d].saturating_sub(size) >= bd.lo_aim
             && self.used[t] + size <= bt.hi_aim.min(bt.limit)
+            && size <= self.headroom(t)
+            && size <= self.footroom(d)
             && self.admits(c as usize, ServerIdx(d as u32), ServerIdx(t as u32))
     }
 

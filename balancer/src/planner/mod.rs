@@ -15,9 +15,11 @@
 //!    replicas reported hot, servers still hot by reads/s give their hot
 //!    chunks to the coolest servers that stay well inside the load band and
 //!    inside the capacity band; then servers still cold take hot chunks
-//!    from servers above the mean (`heat.rs`). A source that is both over its
-//!    capacity band and hot already sheds its hot chunks first in phase 2,
-//!    so that the bytes it must lose anyway also cool it.
+//!    from servers above the mean (`heat.rs`). Where a cool server has no
+//!    room for a hot chunk, a swap makes it: the hot chunk in, a cold chunk
+//!    of that server out, in the same plan (`swap.rs`). A source that is
+//!    both over its capacity band and hot already sheds its hot chunks first
+//!    in phase 2, so that the bytes it must lose anyway also cool it.
 //!
 //! Without heat, or with the load band off, phase 4 and the hot-first
 //! shedding do nothing and the plan is the byte planner's alone.
@@ -27,6 +29,7 @@
 
 mod heat;
 mod shed;
+mod swap;
 
 use std::collections::BTreeMap;
 
@@ -81,6 +84,14 @@ struct Planner<'a> {
     reads: Vec<f64>,
     /// Chunks in flight or cooling after a move for load.
     in_flight: &'a InFlight,
+    /// Bytes per server when the pass began (in-flight moves included):
+    /// with `incoming` and `outgoing`, what a server can hold at worst
+    /// while this plan's moves finish in any order (`swap.rs`).
+    start: Vec<u64>,
+    /// Bytes this plan moves onto each server.
+    incoming: Vec<u64>,
+    /// Bytes this plan moves off each server.
+    outgoing: Vec<u64>,
 }
 
 impl<'a> Planner<'a> {
@@ -121,7 +132,11 @@ impl<'a> Planner<'a> {
             0.0
         };
         let load = LoadBand::new(view, &reads, load_threshold_pct);
+        let servers = view.servers.len();
         Self {
+            start: used.clone(),
+            incoming: vec![0; servers],
+            outgoing: vec![0; servers],
             view,
             table,
             band,

@@ -35,6 +35,10 @@ impl ChunkFit {
     }
 }
 
+/// Order of a source's chunks when it sheds: cooling or not, reads, size
+/// (largest first), index.
+type ShedKey = (bool, u64, Reverse<u64>, u32);
+
 /// Up to this many racks, a chunk whose rack rule binds looks for targets
 /// rack by rack; beyond, it scans all servers and skips the few in racks it
 /// may not use.
@@ -82,12 +86,19 @@ impl Planner<'_> {
 
     /// `chunks` coldest first, then largest first, then by index, as a
     /// heap: built in linear time, and a source usually sheds a small share
-    /// of its chunks, so only those are ever put in order.
-    fn coldest_first(&self, chunks: &[u32]) -> BinaryHeap<Reverse<(u64, Reverse<u64>, u32)>> {
+    /// of its chunks, so only those are ever put in order. Chunks kept from
+    /// load moves ([`crate::InFlight::is_cooling`]: cooling after one, the
+    /// cold halves of swaps among them, or held by the caller) come after
+    /// all others, so that capacity does not send them straight back.
+    fn coldest_first(&self, chunks: &[u32]) -> BinaryHeap<Reverse<ShedKey>> {
         let t = self.table;
         chunks
             .iter()
-            .map(|&c| Reverse((t.reads(c as usize), Reverse(t.size(c as usize)), c)))
+            .map(|&c| {
+                let cooling = self.in_flight.is_cooling(ChunkIdx(c));
+                let (reads, size) = (t.reads(c as usize), t.size(c as usize));
+                Reverse((cooling, reads, Reverse(size), c))
+            })
             .collect()
     }
 
@@ -95,6 +106,7 @@ impl Planner<'_> {
     /// (see `heat.rs`), then coldest first, until `want` bytes are gone,
     /// taking only chunks that fit what is left; then, if still short, the
     /// smallest chunk that finishes it. Never more than `budget` bytes in all.
+    /// Chunks cooling after a move for load go last at each step.
     fn shed(
         &mut self,
         src: usize,
@@ -106,7 +118,7 @@ impl Planner<'_> {
         let mut fit = ChunkFit { left: want, budget };
         self.shed_hot_first(src, &mut fit, targets);
         let mut coldest = self.coldest_first(candidates);
-        while let Some(Reverse((_, _, c))) = coldest.pop() {
+        while let Some(Reverse((_, _, _, c))) = coldest.pop() {
             if fit.left == 0 || targets.is_empty() {
                 return;
             }
@@ -122,13 +134,17 @@ impl Planner<'_> {
         if left == 0 {
             return;
         }
+        // Cooling chunks last here too (see `coldest_first`).
         let mut bigger: Vec<_> = candidates
             .iter()
-            .map(|&c| (self.table.size(c as usize), c))
-            .filter(|&(size, c)| size > left && size <= budget && !self.is_busy(c as usize))
+            .map(|&c| {
+                let cooling = self.in_flight.is_cooling(ChunkIdx(c));
+                (cooling, self.table.size(c as usize), c)
+            })
+            .filter(|&(_, size, c)| size > left && size <= budget && !self.is_busy(c as usize))
             .collect();
         bigger.sort_unstable();
-        for (_, c) in bigger {
+        for (_, _, c) in bigger {
             if self.place(c, src, targets, MoveReason::Capacity) {
                 return;
             }
@@ -205,6 +221,8 @@ impl Planner<'_> {
         let rate = self.heat_rate(src, c);
         self.used[t] += size;
         self.used[src] -= size;
+        self.incoming[t] += size;
+        self.outgoing[src] += size;
         carry_reads(&mut self.reads, src, t, rate);
         self.busy[i / 64] |= 1 << (i % 64);
         self.moves.push(PlannedMove {

@@ -29,7 +29,8 @@ pub const MAX_COOLING: usize = 65_536;
 /// One chunk's last load move.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadMove {
-    /// The server it left (hot when planned).
+    /// The server it left (hot when planned, unless the move is the cold
+    /// half of a swap).
     pub from: String,
     /// The server it went to.
     pub to: String,
@@ -183,10 +184,16 @@ impl Cooling {
         let Some(m) = self.get(&e.chunk, now) else {
             return;
         };
-        let why = format!(
-            "{} is hot at {:.0} reads/s, band ≤ {:.0}",
-            m.from, m.from_reads_per_sec, m.band_high
-        );
+        let why = if m.rate.reads_per_sec > 0.0 {
+            format!(
+                "{} is hot at {:.0} reads/s, band ≤ {:.0}",
+                m.from, m.from_reads_per_sec, m.band_high
+            )
+        } else {
+            // A chunk its source did not report hot moves for load only as
+            // the cold half of a swap.
+            format!("half of a swap, to make room on {} for a hot chunk", m.from)
+        };
         let until = self.until(m).saturating_sub(now);
         let cools = format!("not moved for load again for {}", words(until));
         if m.finished {
@@ -313,6 +320,29 @@ mod tests {
         e.reasons.clear();
         c.explain(secs(630), &mut e);
         assert!(e.reasons.is_empty());
+    }
+
+    #[test]
+    fn explain_names_the_cold_half_of_a_swap() {
+        let mut c = Cooling::new(secs(600));
+        c.queued(
+            "cold",
+            LoadMove {
+                rate: ReadRate::default(),
+                ..mv(10)
+            },
+        );
+        let mut e = crate::meta::Explanation {
+            chunk: "cold".into(),
+            ..Default::default()
+        };
+        c.explain(secs(20), &mut e);
+        assert_eq!(
+            e.reasons,
+            [
+                "queued to move for load: half of a swap, to make room on a for a hot chunk; then not moved for load again for 9m 50s"
+            ]
+        );
     }
 
     #[test]

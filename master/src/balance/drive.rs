@@ -38,8 +38,16 @@ impl Balancer {
     }
 
     /// Copies the metadata and the queue's ids out, then plans off the
-    /// async workers. Changes nothing.
+    /// async workers, as an operator's pass would (not held by the
+    /// [`super::LoadGate`]). Changes nothing.
     pub async fn plan(&self) -> Result<PassPlan, Error> {
+        self.plan_as(false).await
+    }
+
+    /// [`Balancer::plan`]; `background`: the pass also records where the
+    /// servers lie against the load band and holds from load moves the
+    /// servers the [`super::LoadGate`] says to.
+    async fn plan_as(&self, background: bool) -> Result<PassPlan, Error> {
         let now = self.now();
         // The queue first, then the metadata, each lock on its own: a move
         // that ends in between is projected as done but is no longer on its
@@ -49,6 +57,11 @@ impl Balancer {
         let mut input = PassInput::take(&mut lock(self.inner.mover.meta()), &in_flight, &cooling);
         // Finished load moves still linger in the reported rates.
         self.cooling().linger(&mut input.view, now);
+        if background {
+            let copying = self.state().copying();
+            let pct = self.inner.settings.policy.load_threshold_pct;
+            input.held = self.gate().observe(&input.view, pct, &copying, now);
+        }
         let policy = self.inner.settings.policy;
         let mut plan = tokio::task::spawn_blocking(move || plan_pass(input, &policy))
             .await
@@ -72,7 +85,7 @@ impl Balancer {
         }
         let started = Instant::now();
         let generation = self.state().generation();
-        let mut plan = self.plan().await?;
+        let mut plan = self.plan_as(trigger != Trigger::Request).await?;
         let room = MAX_QUEUED - queued;
         let take = plan.moves.len().min(room);
         let (enqueued, queued_at) = self.enqueue_in_batches(&plan.moves[..take], generation);
@@ -295,6 +308,10 @@ impl Balancer {
                     // A load move's cooldown counts from its end (only
                     // that move's: a repair of the chunk is not it).
                     self.cooling().finished(chunk, from, to, now);
+                    // Both ends' rates lag their chunks from here.
+                    let mut gate = self.gate();
+                    gate.changed(from, now);
+                    gate.changed(to, now);
                 }
                 if t.kind.is_urgent() {
                     info!(%chunk, %from, %to, kind, "replica restored");

@@ -25,15 +25,19 @@
 //! - `state.rs`: the queue against the metadata (time passed in).
 //! - `pass.rs`: one planning pass over a snapshot (pure, CPU-bound).
 //! - `cooling.rs`: the memory of load moves (`--load-cooldown`).
+//! - `dwell.rs`: when a background pass may move for load (`--load-dwell`).
 //! - `drive.rs`: the two loops and the move tasks.
 //! - `wire.rs`: answers in protobuf.
 
 mod cooling;
 mod drive;
+mod dwell;
 mod pass;
 mod state;
 mod wire;
 
+#[cfg(test)]
+mod churn_tests;
 #[cfg(test)]
 mod tests;
 
@@ -50,6 +54,7 @@ use tokio_util::task::TaskTracker;
 
 pub use cooling::{Cooling, LoadMove, MAX_COOLING};
 pub use drive::Trigger;
+pub use dwell::{Held, Hold, LoadGate};
 pub use pass::{PassInput, PassPlan, named, plan_pass};
 pub use state::{Enqueued, InFlightNames, QueueState, Start};
 pub use wire::{MAX_LISTED, explain_queued, plan_response, run_response, status_response};
@@ -86,6 +91,9 @@ pub struct BalanceSettings {
     /// A chunk moved for load is not moved for load again within this
     /// (`--load-cooldown`).
     pub load_cooldown: Duration,
+    /// A background pass moves a server's chunks for load only once it has
+    /// been hot at every pass for this long (`--load-dwell`).
+    pub load_dwell: Duration,
 }
 
 /// The balancer's state at one moment, for `RebalanceStatus`.
@@ -180,6 +188,8 @@ struct Inner {
     history: crate::history::History,
     /// Chunks moved for load lately. A leaf lock: taken alone, briefly.
     cooling: Mutex<Cooling>,
+    /// Which servers background passes may move for load. A leaf lock.
+    gate: Mutex<LoadGate>,
 }
 
 /// How an operator's queued move ended: done, or why not.
@@ -200,6 +210,9 @@ impl Balancer {
     pub fn new(mover: Mover, tracker: TaskTracker, settings: BalanceSettings) -> Self {
         let state = Mutex::new(QueueState::new(settings.queue));
         let cooling = Mutex::new(Cooling::new(settings.load_cooldown));
+        // Rates lag a server's chunks by the chunk servers' time constant.
+        let settle = keel_proto::READ_RATE_TIME_CONSTANT;
+        let gate = Mutex::new(LoadGate::new(settings.load_dwell, settle));
         Balancer {
             inner: Arc::new(Inner {
                 mover,
@@ -214,6 +227,7 @@ impl Balancer {
                 waiters: Mutex::new(HashMap::new()),
                 history: crate::history::History::default(),
                 cooling,
+                gate,
             }),
         }
     }
@@ -240,6 +254,15 @@ impl Balancer {
         c.cooling(now)
             .map(|id| (id.into(), c.in_flight(id)))
             .collect()
+    }
+
+    /// The dwell and settle state of load moves (a leaf lock: hold it
+    /// alone, briefly).
+    pub fn gate(&self) -> MutexGuard<'_, LoadGate> {
+        self.inner
+            .gate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Corrects `view`'s server rates for finished load moves whose reads

@@ -4,14 +4,15 @@
 //! are found in it by id there, the planner runs outside every lock, and its
 //! moves come back named by ids, so the view can go.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use keel_balancer::traffic::load_slack;
+use keel_balancer::traffic::{load_slack, stands_out};
 use keel_balancer::{
     ClusterView, CopyClass, CopyJob, InFlight, MoveReason, MoveRef, PlannedMove, Policy, ReadRate,
     ServerIdx, load, plan,
 };
 
+use super::dwell::Held;
 use super::state::InFlightNames;
 use super::wire::MAX_LISTED;
 use crate::meta::Meta;
@@ -64,6 +65,9 @@ pub struct PassInput {
     pub in_flight: InFlight,
     /// Chunks held (the view also has emptied slots).
     pub chunks: usize,
+    /// Servers whose hot chunks this pass does not move for load, and why
+    /// (a background pass's [`super::LoadGate`]; empty for an operator's).
+    pub held: Held,
 }
 
 impl PassInput {
@@ -116,15 +120,28 @@ impl PassInput {
             view,
             in_flight,
             chunks: meta.chunk_count(),
+            held: Held::default(),
         }
     }
 }
 
 /// Plans on the view. CPU-bound: run it off the async workers (the view,
 /// dropped at the end, may free copied segments).
-pub fn plan_pass(input: PassInput, policy: &Policy) -> PassPlan {
+pub fn plan_pass(mut input: PassInput, policy: &Policy) -> PassPlan {
+    let spread = forget_noise(&mut input.view, policy.load_threshold_pct);
+    for id in input.held.servers.keys() {
+        if let Some(s) = input.view.server_by_id(id) {
+            for (c, _) in input.view.heat.on(s) {
+                input.in_flight.hold_from_load(c);
+            }
+        }
+    }
     let view = &input.view;
-    let p = plan(view, policy, &input.in_flight);
+    let mut p = plan(view, policy, &input.in_flight);
+    p.notes.extend(input.held.notes);
+    p.notes.extend(spread.into_iter().map(|id| {
+        format!("{id} is hot but none of its chunks stands out: its reads are spread evenly, and moving chunks for load would not cool it")
+    }));
     let listed = p.moves.iter().take(MAX_LISTED);
     let moves: Vec<CopyJob> = listed.clone().map(|m| named(view, m)).collect();
     let reasons = listed.clone().map(|m| m.reason).collect();
@@ -155,6 +172,52 @@ pub fn plan_pass(input: PassInput, policy: &Policy) -> PassPlan {
         load_band_high: load_band_high(view, policy.load_threshold_pct),
         source_reads,
     }
+}
+
+/// Drops from `view`'s heat every replica whose rate does not stand out
+/// from its server's average chunk ([`stands_out`]): it is the noise of
+/// readers spread evenly, and moving it would cool nothing. Such a replica
+/// reads as cold, like one the server did not list. One scan of the chunks.
+/// Returns the servers hot against the band of `threshold_pct` that listed
+/// replicas but are left with none.
+pub fn forget_noise(view: &mut ClusterView, threshold_pct: f64) -> Vec<String> {
+    if view.heat.is_empty() {
+        return Vec::new();
+    }
+    let mut held = vec![0u64; view.servers.len()];
+    for i in 0..view.chunks.len() {
+        for s in view.chunks.replicas(i) {
+            if let Some(n) = held.get_mut(s.0 as usize) {
+                *n += 1;
+            }
+        }
+    }
+    let tau = keel_proto::READ_RATE_TIME_CONSTANT.as_secs_f64();
+    let noise: Vec<_> = view
+        .heat
+        .iter()
+        .filter(|&(s, _, r)| {
+            let i = s.0 as usize;
+            let reads = view.servers.get(i).map_or(0.0, |s| s.reads.reads_per_sec);
+            let chunk_mean = reads / held.get(i).copied().unwrap_or(0).max(1) as f64;
+            !stands_out(r.reads_per_sec, chunk_mean, tau)
+        })
+        .map(|(s, c, _)| (s, c))
+        .collect();
+    for &(s, c) in &noise {
+        view.heat.remove(s, c);
+    }
+    let emptied: BTreeSet<ServerIdx> = noise
+        .iter()
+        .map(|&(s, _)| s)
+        .filter(|&s| view.heat.on(s).next().is_none())
+        .collect();
+    load::check(view, 0.0, threshold_pct)
+        .hot
+        .into_iter()
+        .map(|s| s.server)
+        .filter(|id| view.server_by_id(id).is_some_and(|s| emptied.contains(&s)))
+        .collect()
 }
 
 /// The top of the load band over `view`, reads/s (the bound

@@ -254,6 +254,15 @@ impl QueueState {
         out
     }
 
+    /// Servers a copy is queued or running into or out of, whatever its
+    /// class.
+    pub fn copying(&self) -> std::collections::BTreeSet<String> {
+        self.queue
+            .copies()
+            .flat_map(|(_, c)| [c.mv.from.clone(), c.mv.to.clone()])
+            .collect()
+    }
+
     /// Whether copy `id` is still pending or running.
     pub fn holds(&self, id: MoveId) -> bool {
         self.queue.copies().any(|(i, _)| i == id)
