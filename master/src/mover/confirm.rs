@@ -5,11 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use keel_proto::v1::StatChunkRequest;
-use tracing::info;
-
-use super::{Mover, SMALL_RPC_TIMEOUT};
-use crate::meta::{Held, ServerAddr, ServerNo, Staying, lock};
+use super::SMALL_RPC_TIMEOUT;
+use crate::meta::{Held, ServerAddr, Staying};
 
 /// How long the whole confirmation may take: an answer that took longer
 /// says what its server held too long ago to rely on.
@@ -17,7 +14,7 @@ pub const CONFIRM_WITHIN: Duration = Duration::from_secs(1);
 
 /// The steps of one confirmation without its I/O: which holder to ask
 /// next and within what time, and whether enough have confirmed. The
-/// mover drives it with real `StatChunk` calls, the simulation (`sim/`)
+/// mover's steps ([`super::steps`]) drive it with real `StatChunk` calls, the simulation (`sim/`)
 /// with simulated ones, so both take the same decisions.
 #[derive(Debug, Clone)]
 pub struct Confirmation {
@@ -89,71 +86,6 @@ impl Confirmation {
             now <= self.deadline && answer.is_some_and(|held| self.staying.confirms(expect, &held));
         self.confirmed += usize::from(ok);
         ok
-    }
-}
-
-impl Mover {
-    /// Confirms with their servers that at least the chunk's factor of the
-    /// replicas of `chunk` other than the one on `from` are still held,
-    /// whole-looking, not being deleted and not marked suspect by their
-    /// servers, all within [`CONFIRM_WITHIN`].
-    /// The error says why not.
-    pub(super) async fn confirm_staying(&self, chunk: &str, from: ServerNo) -> Result<(), String> {
-        let Some(staying) = lock(&self.meta).staying(chunk, from) else {
-            return Err(format!("chunk {chunk} is no longer known"));
-        };
-        let mut c = Confirmation::new(staying, Instant::now());
-        loop {
-            let (server, timeout) = match c.next(Instant::now()) {
-                ConfirmStep::Confirmed => return Ok(()),
-                ConfirmStep::Refused(why) => return Err(why),
-                ConfirmStep::Ask { server, timeout } => (server, timeout),
-            };
-            match self.stat(chunk, &server, timeout).await {
-                Ok(answer) => {
-                    if !c.answered(Instant::now(), Some(answer)) {
-                        info!(chunk, server = %server.id, "a replica a delete relied on is not the one counted")
-                    }
-                }
-                Err(e) => {
-                    c.answered(Instant::now(), None);
-                    info!(chunk, server = %server.id, error = %e, "a replica a delete relied on could not be confirmed")
-                }
-            }
-        }
-    }
-
-    /// `StatChunk` of `chunk` on `server`: what it holds; `timeout` is its
-    /// deadline.
-    async fn stat(
-        &self,
-        chunk: &str,
-        server: &ServerAddr,
-        timeout: Duration,
-    ) -> Result<Held, String> {
-        let mut c = self
-            .clients
-            .client(&server.address)
-            .map_err(|s| s.message().to_owned())?;
-        let req = self.clients.request(
-            StatChunkRequest {
-                chunk: chunk.to_owned(),
-            },
-            timeout,
-        );
-        let r = match tokio::time::timeout(timeout, c.stat_chunk(req)).await {
-            Ok(Ok(r)) => r.into_inner(),
-            Ok(Err(s)) => return Err(s.message().to_owned()),
-            Err(_) => return Err("stat timed out".into()),
-        };
-        let h = r.header.ok_or("the answer has no header")?;
-        Ok(Held {
-            size: h.size,
-            crc32c: h.crc32c,
-            replica: r.replica_id,
-            deleting: r.deleting,
-            suspect: r.suspect,
-        })
     }
 }
 

@@ -22,24 +22,34 @@
 //! saw a newer term refuses it). Trims and deletes of damaged or mismatched
 //! copies are decided by the maintenance pass under its term.
 //!
+//! The steps themselves are one pure, synchronous state machine per
+//! operation in [`steps`] (a move or copy, a trim, the delete of a damaged
+//! copy, a verification): each reads and records the metadata and says
+//! which RPC to send next. [`Mover`] drives them with real RPCs; the
+//! deterministic simulation (`sim/`) drives the very same machines through
+//! its simulated network, so the order checked by its seeds is this one.
+//!
 //! # Layout
 //! - [`clients`]: cached channels to chunk servers.
-//! - `copy`: one copy and its deadline.
+//! - [`steps`]: each operation's steps without their I/O.
 //! - `confirm`: the replicas a delete relies on, asked right before it.
+//! - `rpc`: a step's request as a real RPC, with its deadline.
 
 pub mod clients;
 
 mod confirm;
+mod rpc;
+pub mod steps;
 
 pub use confirm::{CONFIRM_WITHIN, ConfirmStep, Confirmation};
-mod copy;
+pub use steps::SMALL_RPC_TIMEOUT;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use keel_proto::v1::{DeleteChunkRequest, SetDrainRequest, VerifyChunkRequest, VerifyVerdict};
-use tracing::{Instrument, info, info_span, warn};
+use keel_proto::v1::{DeleteChunkRequest, SetDrainRequest};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 pub use clients::Clients;
 
@@ -48,9 +58,7 @@ use crate::meta::{
     Deletion, MoveTicket, Reject, ServerAddr, SharedMeta, Stamp, Verify, VerifyOutcome, lock,
 };
 use crate::metrics::Metrics;
-
-/// Deadline of a `DeleteChunk` or `StatChunk`.
-pub const SMALL_RPC_TIMEOUT: Duration = Duration::from_secs(10);
+use steps::{DamagedSteps, MoveStep, MoveSteps, Reply, Request, TrimStep, TrimSteps, VerifySteps};
 
 /// A completed move or copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,32 +192,43 @@ impl Mover {
         };
         let _running = Running::new(&self.metrics);
         let started = Instant::now();
+        let mut steps = MoveSteps::new(t.clone(), self.settings.copy_min_rate);
+        let mut step = self.move_step(&mut steps);
         // The decision term: the source's delete is sent under it or not at all.
-        let Some(term) = self.leadership().term_if_leading() else {
-            return Err(MoveError::Failed {
-                error: "this master is not the leader (any more); the copy is left to the leader"
-                    .into(),
-                retry: false,
-            });
-        };
-        info!(chunk = %t.chunk, from = %t.from.id, to = %t.to.id, bytes = t.size, kind = t.kind.name(), term, "copy started");
-        let (stamp, replica) = self.copy(t, term).await?;
-        lock(&self.meta).record_copy_of(t, stamp, replica);
-        self.metrics.move_done(t.size);
-        let mut done = MoveDone {
-            bytes: t.size,
-            source_deleted: false,
-            note: None,
-        };
-        if t.kind.deletes_source() {
-            match self.release_source(t, term).await {
-                Ok(()) => done.source_deleted = true,
-                Err(note) => {
-                    warn!(chunk = %t.chunk, from = %t.from.id, why = %note, "source replica not released");
-                    done.note = Some(format!("source replica not released: {note}"));
+        if let Some(term) = steps.term() {
+            info!(chunk = %t.chunk, from = %t.from.id, to = %t.to.id, bytes = t.size, kind = t.kind.name(), term, "copy started");
+        }
+        let done = loop {
+            match step {
+                MoveStep::Send(req) => {
+                    let reply = self.call(&req).await;
+                    let confirmed =
+                        steps.answered(&mut lock(&self.meta), reply.clone(), Instant::now());
+                    confirmation_heard(&t.chunk, &req, &reply, confirmed);
+                }
+                MoveStep::Recorded { existing } => {
+                    if existing {
+                        debug!(chunk = %t.chunk, to = %t.to.id, "target already holds a matching copy");
+                    }
+                    self.metrics.move_done(t.size);
+                }
+                MoveStep::Done(Ok(done)) => break done,
+                MoveStep::Done(Err(e)) => {
+                    if let MoveError::Failed { error, retry: true } = &e {
+                        warn!(chunk = %t.chunk, to = %t.to.id, error = %error, "copy failed; the queue retries it");
+                    }
+                    return Err(e);
                 }
             }
-        } else {
+            step = self.move_step(&mut steps);
+        };
+        if let Some(note) = &done.note {
+            let why = note
+                .strip_prefix("source replica not released: ")
+                .unwrap_or(note);
+            warn!(chunk = %t.chunk, from = %t.from.id, why = %why, "source replica not released");
+        }
+        if !t.kind.deletes_source() {
             self.metrics.repairs_done.fetch_add(1, Ordering::Relaxed);
         }
         let secs = started.elapsed().as_secs_f64();
@@ -218,89 +237,30 @@ impl Mover {
         Ok(done)
     }
 
+    /// The term this master leads under now (`None`: it does not lead).
+    fn leading(&self) -> Option<u64> {
+        self.leadership().term_if_leading()
+    }
+
+    /// A move's next step, the metadata locked for the step only.
+    fn move_step(&self, steps: &mut MoveSteps) -> MoveStep {
+        let leading = self.leading();
+        steps.next(&mut lock(&self.meta), leading, Instant::now())
+    }
+
     /// Asks the reported server to verify its replica and records what it
     /// found.
     pub async fn verify(&self, v: Verify) {
-        let outcome = self.ask_verify(&v).await;
-        let (chunk, server) = (&v.chunk, &v.server.id);
-        match &outcome.0 {
+        let steps = VerifySteps::new(v, self.settings.copy_min_rate);
+        let req = steps.next(&lock(&self.meta));
+        let reply = self.call(&req).await;
+        let outcome = steps.answered(&mut lock(&self.meta), reply);
+        let (chunk, server) = (&steps.target().chunk, &steps.target().server.id);
+        match &outcome {
             VerifyOutcome::Failed(e) => {
                 warn!(chunk, server, error = %e, "could not verify a replica reported corrupt; it stays unconfirmed and is asked again")
             }
             o => info!(chunk, server, outcome = ?o, "reported replica verified"),
-        }
-        lock(&self.meta).verified(chunk, v.server.no, &outcome.0, outcome.1);
-    }
-
-    async fn ask_verify(&self, v: &Verify) -> (VerifyOutcome, Option<Stamp>) {
-        let mut c = match self.clients.client(&v.server.address) {
-            Ok(c) => c,
-            Err(s) => return (VerifyOutcome::Failed(s.message().to_owned()), None),
-        };
-        // A verification rereads the whole chunk: allow it the copy deadline.
-        let size = lock(&self.meta).chunk(&v.chunk).map_or(0, |c| c.size);
-        let deadline = copy::copy_deadline(size, self.settings.copy_min_rate);
-        let req = self.clients.request(
-            VerifyChunkRequest {
-                chunk: v.chunk.clone(),
-            },
-            deadline,
-        );
-        let resp = match tokio::time::timeout(deadline, c.verify_chunk(req)).await {
-            Ok(Ok(r)) => r.into_inner(),
-            // The server no longer lists it: gone, like a missing file.
-            Ok(Err(s)) if s.code() == tonic::Code::NotFound => {
-                return (VerifyOutcome::Missing, None);
-            }
-            Ok(Err(s)) => return (VerifyOutcome::Failed(s.message().to_owned()), None),
-            Err(_) => return (VerifyOutcome::Failed("verification timed out".into()), None),
-        };
-        let stamp = convert::stamp(resp.stamp);
-        let outcome = match resp.verdict() {
-            VerifyVerdict::Whole => VerifyOutcome::Whole,
-            VerifyVerdict::Corrupt => VerifyOutcome::Corrupt {
-                detail: resp.detail,
-                replica: resp.replica_id,
-            },
-            VerifyVerdict::Missing => VerifyOutcome::Missing,
-            VerifyVerdict::Unspecified => {
-                VerifyOutcome::Failed("the server gave no verdict".into())
-            }
-        };
-        (outcome, stamp)
-    }
-
-    /// Deletes the source replica when the master sees enough others. A
-    /// failed delete leaves the replica in doubt (see [`Meta::doubt_replica`]).
-    ///
-    /// [`Meta::doubt_replica`]: crate::meta::Meta::doubt_replica
-    async fn release_source(&self, t: &MoveTicket, term: u64) -> Result<(), String> {
-        lock(&self.meta).source_deletable(&t.chunk, t.from.no)?;
-        self.confirm_staying(&t.chunk, t.from.no).await?;
-        let replica = {
-            let m = lock(&self.meta);
-            m.source_deletable(&t.chunk, t.from.no)?;
-            m.replica_id(&t.chunk, t.from.no)
-        };
-        if !self.clients.leads_at(term) {
-            return Err(format!(
-                "the move was decided under term {term}, and this master no longer leads under it"
-            ));
-        }
-        match self.delete(&t.chunk, &t.from, replica, term).await {
-            Ok(stamp) => {
-                lock(&self.meta).record_removal(&t.chunk, t.from.no, stamp);
-                Ok(())
-            }
-            Err(s) => {
-                lock(&self.meta).doubt_replica(&t.chunk, t.from.no);
-                Err(format!(
-                    "delete on {} failed: {}; the replica counts again once {} reports it",
-                    t.from.id,
-                    s.message(),
-                    t.from.id
-                ))
-            }
         }
     }
 
@@ -352,47 +312,38 @@ impl Mover {
 
     /// Deletes excess replicas planned by [`crate::meta::Meta::plan_trims`]
     /// under term `term`, re-checking before each that enough whole
-    /// replicas remain and that this master still leads under that term.
+    /// replicas remain and that this master still leads under that term
+    /// (the steps: [`TrimSteps`]).
     pub async fn trim(&self, d: Deletion, term: u64) {
         let _busy = BusyGuard {
             meta: Arc::clone(&self.meta),
             chunk: d.chunk.clone(),
         };
-        for s in &d.servers {
-            // The view is up to a heartbeat old: the replicas that stay are
-            // asked first, and the view checked again after.
-            let deletable = lock(&self.meta).source_deletable(&d.chunk, s.no);
-            let confirmed = match deletable {
-                Ok(()) => self.confirm_staying(&d.chunk, s.no).await,
-                Err(why) => Err(why),
-            };
-            let replica = {
-                let mut m = lock(&self.meta);
-                if let Err(why) = confirmed.and_then(|()| m.source_deletable(&d.chunk, s.no)) {
-                    info!(chunk = %d.chunk, server = %s.id, why = %why, "trim stopped");
-                    m.trim_stopped(&d.chunk);
-                    return;
+        let chunk = d.chunk.clone();
+        let mut steps = TrimSteps::new(d, term);
+        loop {
+            let leading = self.leading();
+            let step = steps.next(&mut lock(&self.meta), leading, Instant::now());
+            match step {
+                TrimStep::Send(req) => {
+                    let reply = self.call(&req).await;
+                    let confirmed =
+                        steps.answered(&mut lock(&self.meta), reply.clone(), Instant::now());
+                    confirmation_heard(&chunk, &req, &reply, confirmed);
                 }
-                m.replica_id(&d.chunk, s.no)
-            };
-            if !self.clients.leads_at(term) {
-                info!(chunk = %d.chunk, term, "trim stopped: decided under a term this master no longer leads under");
-                // Reconsidered should this master lead again: nothing else
-                // makes an excess replica a trim candidate once more.
-                lock(&self.meta).trim_stopped(&d.chunk);
-                return;
-            }
-            match self.delete(&d.chunk, s, replica, term).await {
-                Ok(stamp) => {
-                    lock(&self.meta).record_removal(&d.chunk, s.no, stamp);
-                    info!(chunk = %d.chunk, server = %s.id, "excess replica trimmed");
+                TrimStep::Trimmed(s) => {
+                    info!(chunk = %chunk, server = %s.id, "excess replica trimmed")
                 }
-                Err(e) => {
-                    // It may be gone all the same: stop counting it until
-                    // the server reports it, so no other copy is trimmed for it.
-                    lock(&self.meta).doubt_replica(&d.chunk, s.no);
-                    warn!(chunk = %d.chunk, server = %s.id, error = %e.message(), "could not trim excess replica; it counts again once its server reports it")
+                TrimStep::Failed(s, e) => {
+                    warn!(chunk = %chunk, server = %s.id, error = %e, "could not trim excess replica; it counts again once its server reports it")
                 }
+                TrimStep::Stopped(s, why) => {
+                    info!(chunk = %chunk, server = %s.id, why = %why, "trim stopped")
+                }
+                TrimStep::Deposed => {
+                    info!(chunk = %chunk, term, "trim stopped: decided under a term this master no longer leads under")
+                }
+                TrimStep::Done => return,
             }
         }
     }
@@ -403,16 +354,43 @@ impl Mover {
     /// names that copy's identity: a whole copy made since on the same
     /// server stays.
     pub async fn delete_damaged(&self, chunk: &str, server: &ServerAddr, term: u64) {
-        let replica = lock(&self.meta).damaged_replica(chunk, server.no);
-        match self.delete(chunk, server, replica, term).await {
-            Ok(_) => {
-                lock(&self.meta).forget_excluded(chunk, server.no);
-                info!(chunk, server = %server.id, replica, "damaged or mismatched copy deleted");
+        let mut steps = DamagedSteps::new(chunk, server, term);
+        let leading = self.leading();
+        let sent = steps.next(&mut lock(&self.meta), leading);
+        let result = match sent {
+            Ok(req) => {
+                let reply = self.call(&req).await;
+                steps.answered(&mut lock(&self.meta), reply)
+            }
+            Err(why) => Err(why),
+        };
+        let replica = steps.replica();
+        match result {
+            Ok(()) => {
+                info!(chunk, server = %server.id, replica, "damaged or mismatched copy deleted")
             }
             Err(e) => {
-                lock(&self.meta).damaged_delete_failed(chunk, server.no);
-                warn!(chunk, server = %server.id, replica, error = %e.message(), "could not delete a damaged or mismatched copy; tried again later")
+                warn!(chunk, server = %server.id, replica, error = %e, "could not delete a damaged or mismatched copy; tried again later")
             }
+        }
+    }
+}
+
+/// Logs a `StatChunk` of a replica a delete relies on that did not confirm
+/// it (`confirmed`: what the steps made of the reply, `None` for any other
+/// request).
+fn confirmation_heard(chunk: &str, req: &Request, reply: &Reply, confirmed: Option<bool>) {
+    if confirmed != Some(false) {
+        return;
+    }
+    let server = &req.server.id;
+    match reply.held() {
+        Ok(_) => info!(
+            chunk,
+            server, "a replica a delete relied on is not the one counted"
+        ),
+        Err(e) => {
+            info!(chunk, server, error = %e, "a replica a delete relied on could not be confirmed")
         }
     }
 }
