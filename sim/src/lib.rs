@@ -10,15 +10,13 @@
 //! - [`chunkserver`]: a chunk server's files in memory, with its rules.
 //! - [`master`]: a master: real `Meta`, `QueueState`, `Leadership`, and
 //!   the maintenance loop's steps.
-//! - [`mover`]: the mover's steps, one RPC at a time.
-//! - [`confirm`]: the replicas a delete relies on, asked before it.
+//! - [`mover`]: the master's own mover steps, driven one RPC at a time.
 //! - [`drain`]: an operator's drains and undrains, and what a drain must end in.
 //! - [`world`]: the cluster and the step loop.
 //! - [`faults`]: the fault injector and etcd's elections.
 //! - [`invariants`]: what must hold after every step, and after healing.
 
 pub mod chunkserver;
-pub mod confirm;
 pub mod drain;
 pub mod faults;
 pub mod invariants;

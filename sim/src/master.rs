@@ -1,9 +1,9 @@
 //! A simulated master: the real metadata (`keel_master::meta::Meta`), the
 //! real move queue (`keel_master::balance::QueueState`) and the real
 //! `Leadership`, driven by the sim's clock. The maintenance loop's async
-//! glue (`master/src/maintenance.rs`) is replayed here step by step, the
-//! mover's in [`crate::mover`], with each RPC a message through the
-//! simulated network.
+//! glue (`master/src/maintenance.rs`) is replayed here step by step; the
+//! mover's steps are the master's own state machines, driven in
+//! [`crate::mover`], with each RPC a message through the simulated network.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -153,7 +153,7 @@ impl SimMaster {
         let mut verifies = self.meta.verifications_due();
         verifies.sort_by(|a, b| (&a.chunk, a.server.no).cmp(&(&b.chunk, b.server.no)));
         for d in trims {
-            self.trim_next(cx, d, 0, term);
+            self.run_trim(cx, d, term);
         }
         for v in verifies {
             self.send_verify(cx, v);

@@ -1,71 +1,56 @@
-//! The mover's steps (`master/src/mover/`), one RPC at a time: each request
-//! goes out through the simulated network with its deadline, and its answer
-//! (or the deadline) takes the next step, in the order `Mover::run`,
-//! `Mover::trim`, `Mover::delete_damaged` and `Mover::verify` take them.
+//! The master's own mover steps (`keel_master::mover::steps`: `MoveSteps`,
+//! `TrimSteps`, `DamagedSteps`, `VerifySteps`, and the `Confirmation` of
+//! the replicas a delete relies on inside them) driven through the
+//! simulated network. The machines decide every step — what to check, what
+//! to record, which RPC goes next with which deadline and term, what its
+//! answer means — exactly as they do under the async `Mover`; this module
+//! only turns each request into a message with its deadline, each answer
+//! (or the deadline) back into a reply, and keeps the ground truth the
+//! invariants need (what a delete was meant to remove, the copies it relied
+//! on). A change to the master's step order is a change the seeds check.
 
 use std::time::Duration;
 
 use keel_master::balance::Start;
-use keel_master::meta::{Deletion, ServerAddr, Stamp, Verify, VerifyOutcome};
-use keel_master::mover::SMALL_RPC_TIMEOUT;
+use keel_master::meta::{Deletion, ServerAddr, VerifyOutcome};
+use keel_master::mover::steps::{
+    self, Code, DamagedSteps, MoveStep, MoveSteps, Reply, Rpc, StatReply, TrimStep, TrimSteps,
+    VerifySteps,
+};
+use keel_master::mover::{MoveError, MoverSettings};
 
 use crate::chunkserver::{Answer, ChunkServer};
-use crate::confirm::Then;
 use crate::master::{Ctx, SimMaster};
 use crate::net::{Event, Intent, Request};
 
-/// Fixed part of a copy's deadline, as `mover::copy::COPY_MARGIN`.
-const COPY_MARGIN: Duration = Duration::from_secs(30);
+/// The copies a delete's confirmation relied on: each one's generation and
+/// when its server answered (ground truth for the invariants; the master
+/// never sees it).
+type Relied = Vec<(u64, Duration)>;
 
-/// The slowest copy rate planned for (`--copy-min-rate` default).
-const COPY_MIN_RATE: u64 = 1 << 20;
-
-/// Where one running copy is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    /// `CopyChunk` sent.
-    Copying,
-    /// The target said it holds the chunk: `StatChunk` sent.
-    Stat,
-    /// The source's `DeleteChunk` sent.
-    Releasing,
-}
-
-/// An RPC in flight, with what the mover does with its answer.
+/// An RPC in flight, with the steps its answer goes to.
 #[derive(Debug, Clone)]
 pub enum Op {
-    /// A move or copy the queue started (`Mover::run`), decided under `term`.
-    Copy {
+    /// A move or copy the queue started (`Mover::run`).
+    Move {
         /// The queue's start.
         start: Start,
-        /// Where it is.
-        stage: Stage,
-        /// The decision term.
-        term: u64,
+        /// The master's steps.
+        steps: Box<MoveSteps>,
+        /// What its source's delete relies on.
+        relied: Relied,
     },
     /// Excess replicas to delete in order (`Mover::trim`).
     Trim {
-        /// The plan.
-        d: Deletion,
-        /// The holder whose delete is out.
-        next: usize,
-        /// The decision term.
-        term: u64,
+        /// The master's steps.
+        steps: Box<TrimSteps>,
+        /// What the delete under way relies on.
+        relied: Relied,
     },
     /// A damaged or mismatched copy to delete (`Mover::delete_damaged`).
-    Damaged {
-        /// Chunk id.
-        chunk: String,
-        /// Its server.
-        server: ServerAddr,
-    },
+    Damaged(DamagedSteps),
     /// A replica reported corrupt, to verify (`Mover::verify`).
-    Verify {
-        /// What to verify.
-        v: Verify,
-    },
-    /// A `StatChunk` of a replica a delete relies on (`Mover::confirm_staying`).
-    Confirm(crate::confirm::Confirming),
+    Verify(VerifySteps),
     /// The drain mark sent to a server (`Mover::set_drain`, from `Front::drain`).
     Drain {
         /// The server.
@@ -77,6 +62,14 @@ pub enum Op {
 
 /// A copy's failure: whether the queue may retry it, and why.
 type Failure = (bool, String);
+
+/// What a delete was decided for (ground truth for the invariants).
+#[derive(Debug, Clone, Copy)]
+enum Purpose {
+    MoveSource,
+    Trim,
+    Damaged,
+}
 
 impl SimMaster {
     fn op_id(cx: &mut Ctx<'_>) -> u64 {
@@ -105,101 +98,46 @@ impl SimMaster {
         cx.sched.after(timeout, Event::Timeout(self.index, id));
     }
 
-    /// `Mover::run_attempt` and `Mover::copy`: the decision term is the
-    /// term this master leads under now; the copy is sent under it.
+    /// `Mover::run`: one attempt of a copy the queue started.
     pub(crate) fn run_copy(&mut self, cx: &mut Ctx<'_>, start: Start) {
-        let Some(term) = self.lead.term_if_leading() else {
-            return self.end_copy(cx, start, Err((false, "not the leader".into())));
-        };
-        let t = &start.ticket;
-        let valid = self
-            .meta
-            .chunk(&t.chunk)
-            .is_some_and(|c| c.holds(t.from.no))
-            && self.meta.server(t.from.no).alive
-            && self.meta.server(t.to.no).alive;
-        if !valid {
-            return self.end_copy(cx, start, Err((false, "no longer valid".into())));
-        }
-        let req = Request::Copy {
-            chunk: t.chunk.clone(),
-            from: idx(&t.from),
-            size: t.size,
-            crc32c: t.crc32c,
-            factor: t.replication,
-            term,
-        };
-        let to = idx(&t.to);
-        let timeout = copy_deadline(t.size);
-        let op = Op::Copy {
-            start,
-            stage: Stage::Copying,
-            term,
-        };
-        self.send(cx, to, op, req, timeout);
+        let steps = MoveSteps::new(start.ticket.clone(), min_rate());
+        self.drive_move(cx, start, Box::new(steps), Vec::new());
     }
 
-    /// The copy landed (`stamp` from its answer, none when an existing copy
-    /// was accepted; `replica` its identity): record it, then release the
-    /// source of a move (`Mover::release_source`).
-    fn copied(
+    /// Takes a move's steps up to its next request or its end.
+    fn drive_move(
         &mut self,
         cx: &mut Ctx<'_>,
         start: Start,
-        stamp: Option<Stamp>,
-        replica: u64,
-        term: u64,
+        mut steps: Box<MoveSteps>,
+        mut relied: Relied,
     ) {
-        let t = &start.ticket;
-        self.meta.record_copy_of(t, stamp, replica);
-        if !t.kind.deletes_source() {
-            self.repairs_done += 1;
-            return self.end_copy(cx, start, Ok(()));
+        loop {
+            let leading = self.lead.term_if_leading();
+            match steps.next(&mut self.meta, leading, cx.instant()) {
+                MoveStep::Send(req) => {
+                    let t = &start.ticket;
+                    let (to, wire) =
+                        wire(cx, &req, t.replication, Purpose::MoveSource, &mut relied);
+                    let op = Op::Move {
+                        start,
+                        steps,
+                        relied,
+                    };
+                    return self.send(cx, to, op, wire, req.timeout);
+                }
+                MoveStep::Recorded { existing } => {
+                    let t = &start.ticket;
+                    if existing {
+                        cx.accepted.push((idx(&t.to), t.chunk.clone()));
+                    }
+                    if !t.kind.deletes_source() {
+                        self.repairs_done += 1;
+                    }
+                }
+                MoveStep::Done(result) => return self.end_copy(cx, start, failure(result)),
+            }
         }
-        if self.meta.source_deletable(&t.chunk, t.from.no).is_err() {
-            return self.end_copy(cx, start, Ok(()));
-        }
-        self.confirm(cx, Then::Release { start, term });
-    }
-
-    /// `Mover::release_source` once the replicas that stay are confirmed:
-    /// the view checked again, then the source's delete.
-    pub(crate) fn release(
-        &mut self,
-        cx: &mut Ctx<'_>,
-        start: Start,
-        term: u64,
-        relied: Vec<(u64, Duration)>,
-    ) {
-        let t = &start.ticket;
-        if self.meta.source_deletable(&t.chunk, t.from.no).is_err() {
-            return self.end_copy(cx, start, Ok(()));
-        }
-        let replica = self.meta.replica_id(&t.chunk, t.from.no);
-        if !self.leads_at(term) {
-            return self.end_copy(cx, start, Ok(()));
-        }
-        let from = idx(&t.from);
-        let req = Request::Delete {
-            chunk: t.chunk.clone(),
-            replica,
-            term,
-            decided: term,
-            intent: intent_whole(cx.servers, from, &t.chunk),
-            kind: "move source",
-            relied,
-        };
-        let op = Op::Copy {
-            start,
-            stage: Stage::Releasing,
-            term,
-        };
-        self.send(cx, from, op, req, SMALL_RPC_TIMEOUT);
-    }
-
-    /// `Clients::leads_at`.
-    fn leads_at(&self, term: u64) -> bool {
-        self.lead.term_if_leading() == Some(term)
     }
 
     /// The copy task ends: busy mark off, result to the queue
@@ -217,51 +155,28 @@ impl SimMaster {
         }
     }
 
-    /// `Mover::trim` from holder `next` on, under decision term `term`:
-    /// the replicas that stay are confirmed first.
-    pub(crate) fn trim_next(&mut self, cx: &mut Ctx<'_>, d: Deletion, next: usize, term: u64) {
-        let Some(s) = d.servers.get(next).cloned() else {
-            return self.meta.end_busy(&d.chunk);
-        };
-        if self.meta.source_deletable(&d.chunk, s.no).is_err() {
-            self.meta.trim_stopped(&d.chunk);
-            return self.meta.end_busy(&d.chunk);
-        }
-        self.confirm(cx, Then::Trim { d, next, term });
+    /// `Mover::trim` of `d` under decision term `term`.
+    pub(crate) fn run_trim(&mut self, cx: &mut Ctx<'_>, d: Deletion, term: u64) {
+        self.drive_trim(cx, Box::new(TrimSteps::new(d, term)), Vec::new());
     }
 
-    /// `Mover::trim`'s delete of holder `next`, once the replicas that stay
-    /// are confirmed.
-    pub(crate) fn trim_delete(
-        &mut self,
-        cx: &mut Ctx<'_>,
-        d: Deletion,
-        next: usize,
-        term: u64,
-        relied: Vec<(u64, Duration)>,
-    ) {
-        let Some(s) = d.servers.get(next).cloned() else {
-            return self.meta.end_busy(&d.chunk);
-        };
-        if self.meta.source_deletable(&d.chunk, s.no).is_err() {
-            self.meta.trim_stopped(&d.chunk);
-            return self.meta.end_busy(&d.chunk);
+    /// Takes a trim's steps up to its next request or its end.
+    fn drive_trim(&mut self, cx: &mut Ctx<'_>, mut steps: Box<TrimSteps>, mut relied: Relied) {
+        loop {
+            let leading = self.lead.term_if_leading();
+            match steps.next(&mut self.meta, leading, cx.instant()) {
+                TrimStep::Send(req) => {
+                    let (to, wire) = wire(cx, &req, 0, Purpose::Trim, &mut relied);
+                    let op = Op::Trim { steps, relied };
+                    return self.send(cx, to, op, wire, req.timeout);
+                }
+                TrimStep::Trimmed(_)
+                | TrimStep::Failed(..)
+                | TrimStep::Stopped(..)
+                | TrimStep::Deposed => {}
+                TrimStep::Done => return self.meta.end_busy(steps.chunk()),
+            }
         }
-        if !self.leads_at(term) {
-            self.meta.trim_stopped(&d.chunk);
-            return self.meta.end_busy(&d.chunk);
-        }
-        let req = Request::Delete {
-            chunk: d.chunk.clone(),
-            replica: self.meta.replica_id(&d.chunk, s.no),
-            term,
-            decided: term,
-            intent: intent_whole(cx.servers, idx(&s), &d.chunk),
-            kind: "trim",
-            relied,
-        };
-        let op = Op::Trim { d, next, term };
-        self.send(cx, idx(&s), op, req, SMALL_RPC_TIMEOUT);
     }
 
     /// `Mover::delete_damaged` under decision term `term`.
@@ -272,36 +187,20 @@ impl SimMaster {
         server: ServerAddr,
         term: u64,
     ) {
-        if !self.leads_at(term) {
-            return self.meta.damaged_delete_failed(&chunk, server.no);
+        let mut steps = DamagedSteps::new(&chunk, &server, term);
+        let leading = self.lead.term_if_leading();
+        if let Ok(req) = steps.next(&mut self.meta, leading) {
+            let (to, wire) = wire(cx, &req, 0, Purpose::Damaged, &mut Vec::new());
+            self.send(cx, to, Op::Damaged(steps), wire, req.timeout);
         }
-        let req = Request::Delete {
-            chunk: chunk.clone(),
-            replica: self.meta.damaged_replica(&chunk, server.no),
-            term,
-            decided: term,
-            intent: Intent::Damaged,
-            kind: "damaged copy",
-            relied: Vec::new(),
-        };
-        let to = idx(&server);
-        self.send(
-            cx,
-            to,
-            Op::Damaged { chunk, server },
-            req,
-            SMALL_RPC_TIMEOUT,
-        );
     }
 
     /// `Mover::verify`.
-    pub(crate) fn send_verify(&mut self, cx: &mut Ctx<'_>, v: Verify) {
-        let to = idx(&v.server);
-        let req = Request::Verify {
-            chunk: v.chunk.clone(),
-        };
-        let size = self.meta.chunk(&v.chunk).map_or(0, |c| c.size);
-        self.send(cx, to, Op::Verify { v }, req, copy_deadline(size));
+    pub(crate) fn send_verify(&mut self, cx: &mut Ctx<'_>, v: keel_master::meta::Verify) {
+        let steps = VerifySteps::new(v, min_rate());
+        let req = steps.next(&self.meta);
+        let (to, wire) = wire(cx, &req, 0, Purpose::Damaged, &mut Vec::new());
+        self.send(cx, to, Op::Verify(steps), wire, req.timeout);
     }
 
     /// A server answered op `id` (`None`: its deadline passed first).
@@ -309,36 +208,31 @@ impl SimMaster {
         let Some(op) = self.ops.remove(&id) else {
             return;
         };
+        let now = cx.instant();
         match op {
-            Op::Copy { start, stage, term } => self.copy_answered(cx, start, stage, term, answer),
-            Op::Trim { d, next, term } => {
-                let s = d.servers[next].clone();
-                match answer {
-                    Some(Answer::Ok(at)) => self.meta.record_removal(&d.chunk, s.no, Some(at)),
-                    Some(Answer::NotFound) => self.meta.record_removal(&d.chunk, s.no, None),
-                    _ => self.meta.doubt_replica(&d.chunk, s.no),
-                }
-                self.trim_next(cx, d, next + 1, term);
+            Op::Move {
+                start,
+                mut steps,
+                mut relied,
+            } => {
+                let confirmed = steps.answered(&mut self.meta, reply(&answer), now);
+                note_relied(&mut relied, confirmed, &answer);
+                self.drive_move(cx, start, steps, relied);
             }
-            Op::Damaged { chunk, server } => match answer {
-                Some(Answer::Ok(_) | Answer::NotFound) => {
-                    self.meta.forget_excluded(&chunk, server.no)
-                }
-                _ => self.meta.damaged_delete_failed(&chunk, server.no),
-            },
-            Op::Verify { v } => {
-                let (outcome, at) = match answer {
-                    Some(Answer::Whole(at)) => (VerifyOutcome::Whole, Some(at)),
-                    Some(Answer::Corrupt(at, replica)) => {
-                        let detail = "crc".into();
-                        (VerifyOutcome::Corrupt { detail, replica }, Some(at))
-                    }
-                    Some(Answer::NotFound) => (VerifyOutcome::Missing, None),
-                    _ => (VerifyOutcome::Failed("no answer".into()), None),
-                };
-                self.meta.verified(&v.chunk, v.server.no, &outcome, at);
+            Op::Trim {
+                mut steps,
+                mut relied,
+            } => {
+                let confirmed = steps.answered(&mut self.meta, reply(&answer), now);
+                note_relied(&mut relied, confirmed, &answer);
+                self.drive_trim(cx, steps, relied);
             }
-            Op::Confirm(c) => self.confirm_answered(cx, c, answer),
+            Op::Damaged(mut steps) => {
+                let _ = steps.answered(&mut self.meta, reply(&answer));
+            }
+            Op::Verify(steps) => {
+                steps.answered(&mut self.meta, reply(&answer));
+            }
             Op::Drain { server, draining } => {
                 if let Some(Answer::Ok(_)) = answer {
                     self.drain_set(server.no, draining);
@@ -346,71 +240,123 @@ impl SimMaster {
             }
         }
     }
+}
 
-    fn copy_answered(
-        &mut self,
-        cx: &mut Ctx<'_>,
-        start: Start,
-        stage: Stage,
-        term: u64,
-        answer: Option<Answer>,
-    ) {
-        let t = &start.ticket;
-        let (size, crc) = (t.size, t.crc32c);
-        match (stage, answer) {
-            (Stage::Copying, Some(Answer::Copied(s, c, at, replica))) if s == size && c == crc => {
-                self.copied(cx, start, Some(at), replica, term)
-            }
-            (Stage::Copying, Some(Answer::AlreadyExists)) => self.verify_existing(cx, start, term),
-            (Stage::Copying, None | Some(Answer::Unavailable)) => {
-                self.end_copy(cx, start, Err((true, "copy failed".into())))
-            }
-            (Stage::Copying, _) => self.end_copy(cx, start, Err((false, "refused".into()))),
-            (Stage::Stat, Some(Answer::Header(h))) if h.deleting => {
-                self.end_copy(cx, start, Err((true, "the target is deleting it".into())))
-            }
-            (Stage::Stat, Some(Answer::Header(h))) if h.size == size && h.crc32c == crc => {
-                cx.accepted.push((idx(&t.to), t.chunk.clone()));
-                self.copied(cx, start, Some(h.stamp), h.replica, term)
-            }
-            (Stage::Stat, Some(Answer::Header(..))) => {
-                self.end_copy(cx, start, Err((false, "different chunk".into())))
-            }
-            (Stage::Stat, _) => self.end_copy(cx, start, Err((true, "stat failed".into()))),
-            (Stage::Releasing, a) => {
-                let (chunk, from) = (t.chunk.clone(), t.from.no);
-                match a {
-                    Some(Answer::Ok(at)) => self.meta.record_removal(&chunk, from, Some(at)),
-                    Some(Answer::NotFound) => self.meta.record_removal(&chunk, from, None),
-                    _ => self.meta.doubt_replica(&chunk, from),
-                }
-                self.end_copy(cx, start, Ok(()));
-            }
-        }
-    }
+/// The slowest copy rate the master plans for (`--copy-min-rate` default).
+fn min_rate() -> u64 {
+    MoverSettings::default().copy_min_rate
+}
 
-    /// `Mover::verify_existing`: a doubted replica is no copy to accept.
-    fn verify_existing(&mut self, cx: &mut Ctx<'_>, start: Start, term: u64) {
-        let t = &start.ticket;
-        if self.meta.is_doubted(&t.chunk, t.to.no) {
-            return self.end_copy(cx, start, Err((true, "a delete may still run".into())));
-        }
-        let req = Request::Stat {
-            chunk: t.chunk.clone(),
-        };
-        let to = idx(&t.to);
-        let op = Op::Copy {
-            start,
-            stage: Stage::Stat,
-            term,
-        };
-        self.send(cx, to, op, req, SMALL_RPC_TIMEOUT);
+/// A confirmation's answer that confirmed its copy: what the delete after
+/// it relies on, dated by when the server looked, not when its answer
+/// arrived (a fault while the answer travels is one it could not show).
+fn note_relied(relied: &mut Relied, confirmed: Option<bool>, answer: &Option<Answer>) {
+    if confirmed == Some(true)
+        && let Some(Answer::Header(h)) = answer
+    {
+        relied.push((h.replica, h.at));
     }
 }
 
-/// `mover::copy::copy_deadline` with the default `--copy-min-rate`.
-fn copy_deadline(size: u64) -> Duration {
-    COPY_MARGIN + Duration::from_secs_f64(size as f64 / COPY_MIN_RATE as f64)
+/// A step's request as the simulated message to its server. A delete
+/// carries its ground truth: the copy it means to remove now, the copies
+/// its confirmation relied on (taken: the next delete relies on its own).
+fn wire(
+    cx: &Ctx<'_>,
+    req: &steps::Request,
+    factor: u32,
+    purpose: Purpose,
+    relied: &mut Relied,
+) -> (usize, Request) {
+    let to = idx(&req.server);
+    let wire = match &req.rpc {
+        Rpc::Copy {
+            chunk,
+            source,
+            size,
+            crc32c,
+            term,
+        } => Request::Copy {
+            chunk: chunk.clone(),
+            from: idx(source),
+            size: *size,
+            crc32c: *crc32c,
+            factor,
+            term: *term,
+        },
+        Rpc::Stat { chunk } => Request::Stat {
+            chunk: chunk.clone(),
+        },
+        Rpc::Verify { chunk } => Request::Verify {
+            chunk: chunk.clone(),
+        },
+        Rpc::Delete {
+            chunk,
+            replica,
+            term,
+        } => {
+            let (intent, kind) = match purpose {
+                Purpose::MoveSource => (intent_whole(cx.servers, to, chunk), "move source"),
+                Purpose::Trim => (intent_whole(cx.servers, to, chunk), "trim"),
+                Purpose::Damaged => (Intent::Damaged, "damaged copy"),
+            };
+            Request::Delete {
+                chunk: chunk.clone(),
+                replica: *replica,
+                term: *term,
+                decided: *term,
+                intent,
+                kind,
+                relied: std::mem::take(relied),
+            }
+        }
+    };
+    (to, wire)
+}
+
+/// A simulated server's answer as the reply the steps read (`None`: the
+/// deadline passed first).
+fn reply(answer: &Option<Answer>) -> Reply {
+    let refused = |code: Code| Reply::Refused {
+        code,
+        message: code.description().to_owned(),
+    };
+    match *answer {
+        None => Reply::TimedOut,
+        Some(Answer::Ok(at)) => Reply::Deleted(Some(at)),
+        Some(Answer::Copied(size, crc32c, at, replica)) => Reply::Copied {
+            size,
+            crc32c,
+            stamp: Some(at),
+            replica,
+        },
+        Some(Answer::Header(h)) => Reply::Stat(StatReply {
+            header: Some((h.size, h.crc32c)),
+            replica: h.replica,
+            deleting: h.deleting,
+            suspect: h.suspect,
+            stamp: Some(h.stamp),
+        }),
+        Some(Answer::Whole(at)) => Reply::Verified(VerifyOutcome::Whole, Some(at)),
+        Some(Answer::Corrupt(at, replica)) => {
+            let detail = "crc".into();
+            Reply::Verified(VerifyOutcome::Corrupt { detail, replica }, Some(at))
+        }
+        Some(Answer::NotFound) => refused(Code::NotFound),
+        Some(Answer::AlreadyExists) => refused(Code::AlreadyExists),
+        Some(Answer::Fenced) => refused(Code::FailedPrecondition),
+        Some(Answer::Unavailable) => refused(Code::Unavailable),
+        Some(Answer::DataLoss) => refused(Code::DataLoss),
+    }
+}
+
+/// A move's result as the queue takes it.
+fn failure(result: Result<keel_master::mover::MoveDone, MoveError>) -> Result<(), Failure> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(MoveError::Failed { error, retry }) => Err((retry, error)),
+        Err(MoveError::Rejected(r)) => Err((false, r.to_string())),
+    }
 }
 
 /// The simulated server a master's address names (ids are `csN`; the
