@@ -1,5 +1,6 @@
 //! The replicas a delete relies on, for the mover to confirm with their
-//! servers right before it deletes (see `mover/confirm.rs`).
+//! servers right before it deletes (see `mover/confirm.rs` and
+//! `mover/steps/release.rs`).
 
 use super::{Meta, ServerAddr, ServerNo};
 
