@@ -39,6 +39,9 @@ pub enum Op {
         steps: Box<MoveSteps>,
         /// What its source's delete relies on.
         relied: Relied,
+        /// The term this master led under when it started the copy
+        /// (ground truth: the term a delete must be decided in).
+        decided: u64,
     },
     /// Excess replicas to delete in order (`Mover::trim`).
     Trim {
@@ -46,6 +49,8 @@ pub enum Op {
         steps: Box<TrimSteps>,
         /// What the delete under way relies on.
         relied: Relied,
+        /// The upkeep's term it was planned under (ground truth).
+        decided: u64,
     },
     /// A damaged or mismatched copy to delete (`Mover::delete_damaged`).
     Damaged(DamagedSteps),
@@ -63,12 +68,18 @@ pub enum Op {
 /// A copy's failure: whether the queue may retry it, and why.
 type Failure = (bool, String);
 
-/// What a delete was decided for (ground truth for the invariants).
+/// What the steps sending a request are for: a delete's ground truth
+/// and label for the invariants depend on it.
 #[derive(Debug, Clone, Copy)]
 enum Purpose {
-    MoveSource,
+    /// A move or copy (its delete is the source's).
+    Move,
+    /// A trim.
     Trim,
+    /// The delete of a damaged or mismatched copy.
     Damaged,
+    /// A verification (it deletes nothing).
+    Verify,
 }
 
 impl SimMaster {
@@ -101,7 +112,8 @@ impl SimMaster {
     /// `Mover::run`: one attempt of a copy the queue started.
     pub(crate) fn run_copy(&mut self, cx: &mut Ctx<'_>, start: Start) {
         let steps = MoveSteps::new(start.ticket.clone(), min_rate());
-        self.drive_move(cx, start, Box::new(steps), Vec::new());
+        let decided = self.lead.term_if_leading().unwrap_or(0);
+        self.drive_move(cx, start, Box::new(steps), Vec::new(), decided);
     }
 
     /// Takes a move's steps up to its next request or its end.
@@ -111,18 +123,25 @@ impl SimMaster {
         start: Start,
         mut steps: Box<MoveSteps>,
         mut relied: Relied,
+        decided: u64,
     ) {
         loop {
             let leading = self.lead.term_if_leading();
             match steps.next(&mut self.meta, leading, cx.instant()) {
                 MoveStep::Send(req) => {
                     let t = &start.ticket;
-                    let (to, wire) =
-                        wire(cx, &req, t.replication, Purpose::MoveSource, &mut relied);
+                    let (to, wire) = wire(
+                        cx,
+                        &req,
+                        t.replication,
+                        (Purpose::Move, decided),
+                        &mut relied,
+                    );
                     let op = Op::Move {
                         start,
                         steps,
                         relied,
+                        decided,
                     };
                     return self.send(cx, to, op, wire, req.timeout);
                 }
@@ -157,17 +176,27 @@ impl SimMaster {
 
     /// `Mover::trim` of `d` under decision term `term`.
     pub(crate) fn run_trim(&mut self, cx: &mut Ctx<'_>, d: Deletion, term: u64) {
-        self.drive_trim(cx, Box::new(TrimSteps::new(d, term)), Vec::new());
+        self.drive_trim(cx, Box::new(TrimSteps::new(d, term)), Vec::new(), term);
     }
 
     /// Takes a trim's steps up to its next request or its end.
-    fn drive_trim(&mut self, cx: &mut Ctx<'_>, mut steps: Box<TrimSteps>, mut relied: Relied) {
+    fn drive_trim(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        mut steps: Box<TrimSteps>,
+        mut relied: Relied,
+        decided: u64,
+    ) {
         loop {
             let leading = self.lead.term_if_leading();
             match steps.next(&mut self.meta, leading, cx.instant()) {
                 TrimStep::Send(req) => {
-                    let (to, wire) = wire(cx, &req, 0, Purpose::Trim, &mut relied);
-                    let op = Op::Trim { steps, relied };
+                    let (to, wire) = wire(cx, &req, 0, (Purpose::Trim, decided), &mut relied);
+                    let op = Op::Trim {
+                        steps,
+                        relied,
+                        decided,
+                    };
                     return self.send(cx, to, op, wire, req.timeout);
                 }
                 TrimStep::Trimmed(_)
@@ -190,7 +219,7 @@ impl SimMaster {
         let mut steps = DamagedSteps::new(&chunk, &server, term);
         let leading = self.lead.term_if_leading();
         if let Ok(req) = steps.next(&mut self.meta, leading) {
-            let (to, wire) = wire(cx, &req, 0, Purpose::Damaged, &mut Vec::new());
+            let (to, wire) = wire(cx, &req, 0, (Purpose::Damaged, term), &mut Vec::new());
             self.send(cx, to, Op::Damaged(steps), wire, req.timeout);
         }
     }
@@ -199,7 +228,7 @@ impl SimMaster {
     pub(crate) fn send_verify(&mut self, cx: &mut Ctx<'_>, v: keel_master::meta::Verify) {
         let steps = VerifySteps::new(v, min_rate());
         let req = steps.next(&self.meta);
-        let (to, wire) = wire(cx, &req, 0, Purpose::Damaged, &mut Vec::new());
+        let (to, wire) = wire(cx, &req, 0, (Purpose::Verify, 0), &mut Vec::new());
         self.send(cx, to, Op::Verify(steps), wire, req.timeout);
     }
 
@@ -214,18 +243,20 @@ impl SimMaster {
                 start,
                 mut steps,
                 mut relied,
+                decided,
             } => {
                 let confirmed = steps.answered(&mut self.meta, reply(&answer), now);
                 note_relied(&mut relied, confirmed, &answer);
-                self.drive_move(cx, start, steps, relied);
+                self.drive_move(cx, start, steps, relied, decided);
             }
             Op::Trim {
                 mut steps,
                 mut relied,
+                decided,
             } => {
                 let confirmed = steps.answered(&mut self.meta, reply(&answer), now);
                 note_relied(&mut relied, confirmed, &answer);
-                self.drive_trim(cx, steps, relied);
+                self.drive_trim(cx, steps, relied, decided);
             }
             Op::Damaged(mut steps) => {
                 let _ = steps.answered(&mut self.meta, reply(&answer));
@@ -259,13 +290,16 @@ fn note_relied(relied: &mut Relied, confirmed: Option<bool>, answer: &Option<Ans
 }
 
 /// A step's request as the simulated message to its server. A delete
-/// carries its ground truth: the copy it means to remove now, the copies
-/// its confirmation relied on (taken: the next delete relies on its own).
+/// carries its ground truth: the term it was decided in (`decided`, kept by
+/// the simulation itself, not read back from the request, so a delete sent
+/// under another term is caught), the copy it means to remove now, and the
+/// copies its confirmation relied on (taken: the next delete relies on its
+/// own).
 fn wire(
     cx: &Ctx<'_>,
     req: &steps::Request,
     factor: u32,
-    purpose: Purpose,
+    (purpose, decided): (Purpose, u64),
     relied: &mut Relied,
 ) -> (usize, Request) {
     let to = idx(&req.server);
@@ -296,15 +330,15 @@ fn wire(
             term,
         } => {
             let (intent, kind) = match purpose {
-                Purpose::MoveSource => (intent_whole(cx.servers, to, chunk), "move source"),
+                Purpose::Move => (intent_whole(cx.servers, to, chunk), "move source"),
                 Purpose::Trim => (intent_whole(cx.servers, to, chunk), "trim"),
-                Purpose::Damaged => (Intent::Damaged, "damaged copy"),
+                Purpose::Damaged | Purpose::Verify => (Intent::Damaged, "damaged copy"),
             };
             Request::Delete {
                 chunk: chunk.clone(),
                 replica: *replica,
                 term: *term,
-                decided: *term,
+                decided,
                 intent,
                 kind,
                 relied: std::mem::take(relied),
