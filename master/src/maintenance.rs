@@ -17,8 +17,7 @@ use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::balance::Balancer;
-use crate::meta::FULL_SCAN_EVERY;
-use crate::meta::lock;
+use crate::meta::{UpkeepLimits, lock};
 use crate::mover::Mover;
 
 /// How often liveness is swept.
@@ -31,6 +30,12 @@ pub const TRIMS_PER_PASS: usize = 256;
 /// (they take move slots ahead of every other copy; each class has its own
 /// budget, so queued drain copies never hold a repair back).
 pub const REPAIRS_IN_FLIGHT: usize = 32;
+
+/// The limits every maintenance pass plans with.
+pub const UPKEEP_LIMITS: UpkeepLimits = UpkeepLimits {
+    trims: TRIMS_PER_PASS,
+    repairs: REPAIRS_IN_FLIGHT,
+};
 
 /// The loop's configuration.
 #[derive(Debug, Clone)]
@@ -85,23 +90,17 @@ impl Maintenance {
         };
         let generation = self.balancer.generation();
         let queued = self.balancer.urgent_copies();
-        let (trims, repairs, verifies, counts) = {
-            let mut m = lock(self.mover.meta());
-            if last_scan.is_none_or(|t| now.duration_since(t) >= FULL_SCAN_EVERY) {
-                if last_scan.is_none() {
-                    info!("safe mode over; trimming and repair active");
-                }
-                m.scan_redundancy();
-                *last_scan = Some(now);
-            }
-            let trims = if self.mover.leadership().settled(m.live_server_ids()) {
-                m.plan_trims(TRIMS_PER_PASS)
-            } else {
-                Vec::new()
-            };
-            let repairs = m.plan_repairs(now, REPAIRS_IN_FLIGHT, &queued);
-            (trims, repairs, m.verifications_due(), m.redundancy())
-        };
+        if last_scan.is_none() {
+            info!("safe mode over; trimming and repair active");
+        }
+        let plan = lock(self.mover.meta()).plan_upkeep(
+            now,
+            last_scan,
+            |live| self.mover.leadership().settled(live),
+            &queued,
+            &UPKEEP_LIMITS,
+        );
+        let counts = plan.counts;
         let metrics = self.mover.metrics();
         metrics
             .chunks_under_replicated
@@ -109,19 +108,19 @@ impl Maintenance {
         metrics
             .chunks_unavailable
             .store(counts.unavailable, Ordering::Relaxed);
-        for d in trims {
+        for d in plan.trims {
             let mover = self.mover.clone();
             self.tracker.spawn(async move { mover.trim(d, term).await });
         }
-        for v in verifies {
+        for v in plan.verifies {
             let mover = self.mover.clone();
             self.tracker.spawn(async move { mover.verify(v).await });
         }
-        for (chunk, server) in repairs.damaged {
+        for (chunk, server) in plan.damaged {
             let mover = self.mover.clone();
             self.tracker
                 .spawn(async move { mover.delete_damaged(&chunk, &server, term).await });
         }
-        self.balancer.enqueue_urgent(repairs.copies, generation);
+        self.balancer.enqueue_urgent(plan.copies, generation);
     }
 }

@@ -1,7 +1,8 @@
 //! A simulated master: the real metadata (`keel_master::meta::Meta`), the
 //! real move queue (`keel_master::balance::QueueState`) and the real
 //! `Leadership`, driven by the sim's clock. The maintenance loop's async
-//! glue (`master/src/maintenance.rs`) is replayed here step by step; the
+//! glue (`master/src/maintenance.rs`) is replayed here: each pass plans through
+//! the master's own `Meta::plan_upkeep`, and the
 //! mover's steps are the master's own state machines, driven in
 //! [`crate::mover`], with each RPC a message through the simulated network.
 
@@ -14,8 +15,8 @@ use keel_balancer::sim::Rng;
 use keel_balancer::{CopyJob, MoveRef};
 use keel_master::balance::QueueState;
 use keel_master::ha::Leadership;
-use keel_master::maintenance::{REPAIRS_IN_FLIGHT, TRIMS_PER_PASS};
-use keel_master::meta::{FULL_SCAN_EVERY, Meta, MetaSettings, QueuedCopies};
+use keel_master::maintenance::UPKEEP_LIMITS;
+use keel_master::meta::{Meta, MetaSettings};
 use keel_master::mover::SMALL_RPC_TIMEOUT;
 
 use crate::chunkserver::ChunkServer;
@@ -77,7 +78,7 @@ pub struct SimMaster {
     /// No trims or repairs before this (safe mode).
     safe_until: Duration,
     /// The last full redundancy scan.
-    last_scan: Option<Duration>,
+    last_scan: Option<Instant>,
     /// Repair copies finished (for the summary).
     pub repairs_done: u64,
 }
@@ -129,41 +130,26 @@ impl SimMaster {
     /// `Maintenance::upkeep` under `term`: plan under the lock, then run
     /// the RPCs; every delete it plans is decided under `term`.
     fn upkeep(&mut self, cx: &mut Ctx<'_>, term: u64) {
-        let now = cx.sched.now;
-        let queued = urgent_copies(&self.queue);
-        if self
-            .last_scan
-            .is_none_or(|t| now.saturating_sub(t) >= FULL_SCAN_EVERY)
-        {
-            self.meta.scan_redundancy();
-            self.last_scan = Some(now);
-        }
-        let live: Vec<String> = self.meta.live_server_ids().map(str::to_owned).collect();
-        let trims = if self.lead.settled(live.iter().map(String::as_str)) {
-            self.meta.plan_trims(TRIMS_PER_PASS)
-        } else {
-            Vec::new()
-        };
-        let mut trims = trims;
-        // Hash order inside the metadata must not leak into the steps.
-        trims.sort_by(|a, b| a.chunk.cmp(&b.chunk));
-        let repairs = self
-            .meta
-            .plan_repairs(cx.instant(), REPAIRS_IN_FLIGHT, &queued);
-        let mut verifies = self.meta.verifications_due();
-        verifies.sort_by(|a, b| (&a.chunk, a.server.no).cmp(&(&b.chunk, b.server.no)));
-        for d in trims {
+        let queued = self.queue.urgent_copies();
+        let lead = &self.lead;
+        let plan = self.meta.plan_upkeep(
+            cx.instant(),
+            &mut self.last_scan,
+            |live| lead.settled(live),
+            &queued,
+            &UPKEEP_LIMITS,
+        );
+        for d in plan.trims {
             self.run_trim(cx, d, term);
         }
-        for v in verifies {
+        for v in plan.verifies {
             self.send_verify(cx, v);
         }
-        let mut damaged = repairs.damaged;
-        damaged.sort_by(|a, b| (&a.0, a.1.no).cmp(&(&b.0, b.1.no)));
-        for (chunk, server) in damaged {
+        for (chunk, server) in plan.damaged {
             self.send_damaged(cx, chunk, server, term);
         }
-        for c in repairs.copies {
+        let now = cx.sched.now;
+        for c in plan.copies {
             let _ = self.queue.enqueue_urgent(c, now);
         }
     }
@@ -266,24 +252,4 @@ impl SimMaster {
     pub fn busy(&self) -> bool {
         !self.ops.is_empty()
     }
-}
-
-/// `Balancer::urgent_copies` over `queue`.
-fn urgent_copies(queue: &QueueState) -> QueuedCopies {
-    let mut out = QueuedCopies::default();
-    let q = queue.queue();
-    let pending = q.pending().map(|(_, c)| (c, true));
-    let running = q.running().map(|(_, c)| (c, false));
-    for (c, pending) in pending.chain(running).filter(|(c, _)| c.class.is_urgent()) {
-        out.chunks.insert(c.mv.chunk.clone());
-        match c.class {
-            CopyClass::Drain => out.drains += 1,
-            _ => out.repairs += 1,
-        }
-        *out.outgoing.entry(c.mv.from.clone()).or_default() += 1;
-        if pending {
-            *out.incoming.entry(c.mv.to.clone()).or_default() += c.bytes;
-        }
-    }
-    out
 }

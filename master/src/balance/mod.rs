@@ -427,24 +427,7 @@ impl Balancer {
     /// The repair and drain copies pending or running, for the maintenance
     /// loop to plan around.
     pub fn urgent_copies(&self) -> crate::meta::QueuedCopies {
-        let st = self.state();
-        let mut out = crate::meta::QueuedCopies::default();
-        let q = st.queue();
-        let pending = q.pending().map(|(_, c)| (c, true));
-        let running = q.running().map(|(_, c)| (c, false));
-        for (c, pending) in pending.chain(running).filter(|(c, _)| c.class.is_urgent()) {
-            out.chunks.insert(c.mv.chunk.clone());
-            match c.class {
-                CopyClass::Drain => out.drains += 1,
-                _ => out.repairs += 1,
-            }
-            *out.outgoing.entry(c.mv.from.clone()).or_default() += 1;
-            // A running copy's bytes are already committed in the metadata.
-            if pending {
-                *out.incoming.entry(c.mv.to.clone()).or_default() += c.bytes;
-            }
-        }
-        out
+        self.state().urgent_copies()
     }
 
     /// The queue's generation now: pass it to [`Balancer::enqueue_urgent`]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use keel_balancer::queue::{AfterFailure, MoveId, MoveQueue, QueueConfig, QueueStatus};
 use keel_balancer::{Admits, CopyClass, CopyJob, QueueError, Refusal};
 
-use crate::meta::{Meta, MoveTicket};
+use crate::meta::{Meta, MoveTicket, QueuedCopies};
 
 /// A queued copy to start now; the metadata already counts it as begun.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,6 +108,27 @@ impl QueueState {
             let _ = self.queue.cancel(id, now);
         }
         ids.len()
+    }
+
+    /// The repair and drain copies queued or running, as the maintenance
+    /// pass plans around them (`Meta::plan_repairs`).
+    pub fn urgent_copies(&self) -> QueuedCopies {
+        let mut out = QueuedCopies::default();
+        let pending = self.queue.pending().map(|(_, c)| (c, true));
+        let running = self.queue.running().map(|(_, c)| (c, false));
+        for (c, pending) in pending.chain(running).filter(|(c, _)| c.class.is_urgent()) {
+            out.chunks.insert(c.mv.chunk.clone());
+            match c.class {
+                CopyClass::Drain => out.drains += 1,
+                _ => out.repairs += 1,
+            }
+            *out.outgoing.entry(c.mv.from.clone()).or_default() += 1;
+            // A running copy's bytes are already committed in the metadata.
+            if pending {
+                *out.incoming.entry(c.mv.to.clone()).or_default() += c.bytes;
+            }
+        }
+        out
     }
 
     /// The queue itself, read-only.

@@ -40,6 +40,7 @@ mod snapshot;
 mod staying;
 mod store;
 mod trims;
+mod upkeep;
 mod view;
 
 #[cfg(test)]
@@ -76,6 +77,7 @@ pub use server::{Excluded, ServerEntry, ServerState, Stamp};
 pub use snapshot::{ViewSnapshot, find_sorted};
 pub use staying::{Held, Staying};
 pub use trims::Deletion;
+pub use upkeep::{UpkeepLimits, UpkeepPlan};
 pub use view::{Location, ReplicaLocation, RunningCopy, ServerStatus};
 
 /// The metadata as every component shares it. Hold the lock briefly and
