@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Where a chunk server's CPU goes during copies, from a `perf record`.
 
-Usage: perf-breakdown.py PERF_DATA FREQ_HZ GIB_COPIED [LABEL]
+Usage: perf-breakdown.py PERF_DATA FREQ_HZ GIB_COPIED [LABEL [COMMS]]
+
+COMMS (comma-separated thread names) keeps only those threads' samples.
 
 Reads `perf script` of a `perf record -e cpu-clock -F FREQ_HZ -g` (fp or
 dwarf) and puts every sample in one component, by its stack: kernel samples
@@ -85,10 +87,11 @@ def user_component(sym, dso):
     return "other user code"
 
 
-def samples(path):
+def samples(path, comms=None):
     """Yields each sample's frames, leaf first, as (symbol, dso)."""
+    only = ["--comms", comms] if comms else []
     out = subprocess.run(
-        ["perf", "script", "-i", path, "-F", "ip,sym,dso", "--no-inline"],
+        ["perf", "script", "-i", path, "-F", "ip,sym,dso", "--no-inline", *only],
         check=True, capture_output=True, text=True, errors="replace").stdout
     frame = re.compile(r"^\s*[0-9a-f]+\s+(.*?)\s+\((.*)\)\s*$")
     cur = []
@@ -115,10 +118,11 @@ def short(sym):
 def main():
     path, freq, gib = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
     label = sys.argv[4] if len(sys.argv) > 4 else path
+    comms = sys.argv[5] if len(sys.argv) > 5 else None
     counts = collections.Counter()
     memcpy_callers = collections.Counter()
     total = 0
-    for frames in samples(path):
+    for frames in samples(path, comms):
         total += 1
         sym, dso = frames[0]
         if dso == "[kernel.kallsyms]":

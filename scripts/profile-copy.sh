@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Profiles the unthrottled copies of keel-copy-bench: `perf record -e
-# cpu-clock` on the source (A) and the target (B) chunk server, then a
-# breakdown of each side's CPU by component (scripts/perf-breakdown.py).
+# cpu-clock` on the source (A) and the target (B) chunk server, and on the
+# bench process, of which only the plain TCP + fsync copies' sender and
+# receiver threads are counted; then a breakdown of each one's CPU by component
+# (scripts/perf-breakdown.py), the baseline's in the same categories.
 # Called by `scripts/bench-copy.sh --profile DIR`, after the release build.
 #
 # Usage: scripts/profile-copy.sh BENCH DIR RUNS fp|dwarf [bench options]
@@ -47,8 +49,9 @@ for _ in $(seq 600); do
   sleep 0.1
 done
 [[ -n "$a_dir" ]] || { echo "profile-copy: no copy pair found" >&2; cleanup; exit 1; }
-echo "profiling A (pid $a) and B (pid $b), $call_graph call graphs at $freq Hz" >&2
-for side in a b; do
+echo "profiling A (pid $a), B (pid $b) and the bench (pid $bench_pid), $call_graph call graphs at $freq Hz" >&2
+tcp=$bench_pid
+for side in a b tcp; do
   pid=${!side}
   perf record -q -e cpu-clock -F "$freq" --call-graph "$call_graph" -p "$pid" \
     -o "$out/$side.perf.data" 2>"$out/$side.perf.log" &
@@ -65,3 +68,5 @@ echo "## Where the copies' CPU went (\`perf record -e cpu-clock -F $freq --call-
 echo
 python3 scripts/perf-breakdown.py "$out/a.perf.data" "$freq" "$gib" "A, the source"
 python3 scripts/perf-breakdown.py "$out/b.perf.data" "$freq" "$gib" "B, the target"
+python3 scripts/perf-breakdown.py "$out/tcp.perf.data" "$freq" "$gib" \
+  "plain TCP + fsync: the bench's sender and receiver threads" tcp-sender,tcp-receiver
