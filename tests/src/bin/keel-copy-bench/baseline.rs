@@ -26,6 +26,10 @@ pub struct TcpCost {
     pub cpu: f64,
 }
 
+/// Thread names of the plain TCP baseline's sender and receiver.
+const TCP_SENDER: &str = "tcp-sender";
+const TCP_RECEIVER: &str = "tcp-receiver";
+
 /// Sends `src` over a loopback TCP connection into a new file `dest`, in
 /// reads and writes of `buf` bytes, and fsyncs `dest`.
 pub fn tcp_copy(src: &Path, dest: &Path, buf: usize) -> Result<TcpCost> {
@@ -34,8 +38,17 @@ pub fn tcp_copy(src: &Path, dest: &Path, buf: usize) -> Result<TcpCost> {
     let dest = dest.to_path_buf();
     let cpu = cpu_times("self")?.own;
     let start = Instant::now();
-    let receiver = std::thread::spawn(move || receive(&listener, &dest, buf));
-    send(src, addr, buf)?;
+    // Named threads, so a profile of this process can pick the baseline's
+    // samples out (`scripts/bench-copy.sh --profile`).
+    let receiver = std::thread::Builder::new()
+        .name(TCP_RECEIVER.into())
+        .spawn(move || receive(&listener, &dest, buf))?;
+    let src = src.to_path_buf();
+    std::thread::Builder::new()
+        .name(TCP_SENDER.into())
+        .spawn(move || send(&src, addr, buf))?
+        .join()
+        .map_err(|_| anyhow::anyhow!("TCP sender panicked"))??;
     let fsync = receiver
         .join()
         .map_err(|_| anyhow::anyhow!("TCP receiver panicked"))??;
