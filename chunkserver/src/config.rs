@@ -58,7 +58,7 @@ pub struct Config {
 
     /// Bytes per second for all migration traffic of this server, in and out
     /// together (`0` = unlimited), or `auto`: a rate between
-    /// `--migrate-bandwidth-max` and a sixteenth of it, lowered while clients'
+    /// `--migrate-bandwidth-max` and a thirty-second of it, lowered while clients'
     /// reads and writes here are slower than `--client-latency-target` and
     /// raised again while they are not.
     #[arg(long, env = "KEEL_MIGRATE_BANDWIDTH", default_value = "64MiB", value_parser = parse_bandwidth)]
@@ -226,7 +226,7 @@ impl Config {
 pub enum Bandwidth {
     /// Bytes per second (`0` = unlimited).
     Fixed(u64),
-    /// Between `--migrate-bandwidth-max` and a sixteenth of it, by client latency.
+    /// Between `--migrate-bandwidth-max` and a thirty-second of it, by client latency.
     Auto,
 }
 

@@ -121,7 +121,7 @@ pub async fn control(
         }
         if let Some(d) = latency.decide(Instant::now()) {
             if d.rate != throttle.bytes_per_sec() {
-                debug!(rate = d.rate, p99 = ?d.p99, samples = d.samples, "migration rate changed");
+                debug!(rate = d.rate, p99 = ?d.p99, samples = d.samples, action = ?d.action, "migration rate changed");
             }
             throttle.set_rate(d.rate);
         }
