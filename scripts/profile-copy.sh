@@ -23,7 +23,7 @@ cleanup() {
   for p in "${perf_pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
   kill "$bench_pid" 2>/dev/null || true
 }
-trap cleanup INT TERM
+trap cleanup EXIT INT TERM
 
 # The copy pair is the bench's first pair of servers; its data dirs are
 # keel-pair-*/a and keel-pair-*/b. Wait for A to hold the uploaded chunk,
